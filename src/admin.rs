@@ -1,0 +1,81 @@
+//! The admin listener, apart from traffic: `/healthz` (alive) and `/readyz` (can sign).
+
+use crate::credentials::CredentialStore;
+use crate::route::Router;
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct AdminApp {
+    store: Arc<CredentialStore>,
+    /// Credential sets some route signs with; only these decide readiness.
+    needed: BTreeSet<String>,
+}
+
+impl AdminApp {
+    pub fn new(store: Arc<CredentialStore>, router: &Router) -> Self {
+        let needed = router
+            .routes()
+            .iter()
+            .filter_map(|r| r.signer.as_ref())
+            .map(|s| s.credentials().name().to_string())
+            .collect();
+        AdminApp { store, needed }
+    }
+
+    /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
+    fn readiness(&self) -> (StatusCode, serde_json::Value) {
+        let mut sets = serde_json::Map::new();
+        let mut ready = true;
+        for set in self.store.sets().filter(|s| self.needed.contains(s.name())) {
+            let state = match set.current() {
+                Ok(_) => serde_json::json!({ "ready": true }),
+                Err(e) => {
+                    ready = false;
+                    serde_json::json!({ "ready": false, "reason": e.to_string() })
+                }
+            };
+            sets.insert(set.name().to_string(), state);
+        }
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (
+            status,
+            serde_json::json!({ "ready": ready, "credentials": sets }),
+        )
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+            "/readyz" => {
+                let (status, body) = self.readiness();
+                json(status, body)
+            }
+            _ => json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": { "code": "not_found", "message": "admin endpoints: /healthz, /readyz" } }),
+            ),
+        }
+    }
+}

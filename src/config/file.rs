@@ -1,0 +1,72 @@
+//! The configuration file's format, exactly as users write it (YAML).
+//!
+//! Nothing here is validated beyond its type: [`super::Config::from_file`] turns a [`File`] into the
+//! checked internal [`super::Config`]. Unknown keys are errors, so a typo never silently disables
+//! a setting.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    /// Worker threads for the traffic listener.
+    pub threads: Option<usize>,
+    /// Seconds to keep serving in-flight requests after SIGTERM.
+    pub shutdown_grace: Option<String>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSet>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSet {
+    /// Where the base credentials come from: `default` (the aws-config chain) or `profile`.
+    pub source: Option<String>,
+    /// With `source: profile`: the profile name (otherwise `AWS_PROFILE` or `default`).
+    pub profile: Option<String>,
+    pub assume_role: Option<AssumeRole>,
+    /// How long before expiry to refresh (e.g. `5m`).
+    pub refresh_before_expiry: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRole {
+    pub role_arn: Option<String>,
+    pub session_name: Option<String>,
+    pub external_id: Option<String>,
+    pub duration_seconds: Option<i64>,
+    /// Region of the STS endpoint (otherwise `AWS_REGION`, the profile, or `us-east-1`).
+    pub sts_region: Option<String>,
+    /// Full STS endpoint URL (otherwise `AWS_ENDPOINT_URL_STS` or the regional endpoint).
+    pub sts_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<Match>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub upstream: Option<String>,
+    pub service: Option<String>,
+    pub region: Option<String>,
+    pub credentials: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+}

@@ -1,0 +1,582 @@
+//! Configuration: the YAML file parsed into one validated [`Config`].
+//!
+//! Every check happens here, before anything starts, so `sigproxy --check` and the server refuse
+//! exactly the same files. Errors name the file, the key and the reason:
+//! `config/lambda.yaml: routes[0].upstream: ...`.
+
+mod file;
+
+use crate::upstream::Upstream;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Lambda's own request payload limit; the default for signed-payload routes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// Signed payloads are held in memory to be hashed, so they are capped.
+pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// STS AssumeRole accepts 15 minutes to 12 hours.
+const ROLE_DURATION_RANGE: std::ops::RangeInclusive<i64> = 900..=43_200;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub threads: usize,
+    pub shutdown_grace: Duration,
+    pub credentials: BTreeMap<String, CredentialsConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsConfig {
+    pub name: String,
+    pub source: Source,
+    pub assume_role: Option<AssumeRoleConfig>,
+    pub refresh_before_expiry: Duration,
+}
+
+/// Where a credential set's base credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// aws-config's default chain: environment, profile/SSO, web identity (IRSA), container
+    /// credentials (ECS, EKS Pod Identity), IMDSv2.
+    Default,
+    /// One named profile from the shared config and credentials files.
+    Profile(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRoleConfig {
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    pub duration: Duration,
+    pub sts_region: Option<String>,
+    pub sts_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub strip_prefix: bool,
+    pub upstream: Upstream,
+    /// `None` forwards the request unsigned (pass-through).
+    pub signing: Option<SigningConfig>,
+    pub max_body_bytes: usize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningConfig {
+    pub service: String,
+    pub region: String,
+    pub credentials: String,
+}
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.path.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.path.display(), self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: file::File = serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            key: e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_default(),
+            reason: strip_location(&e.to_string()),
+        })?;
+        Checker { path }.config(raw)
+    }
+}
+
+/// serde_yaml_ng appends "at line X column Y"; the location is already in the key.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn err<T>(&self, key: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            path: self.path.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        })
+    }
+
+    fn config(&self, raw: file::File) -> Result<Config, ConfigError> {
+        let listen = self.socket_addr("listen", raw.listen.as_deref(), DEFAULT_LISTEN)?;
+        let admin_listen = self.socket_addr(
+            "admin_listen",
+            raw.admin_listen.as_deref(),
+            DEFAULT_ADMIN_LISTEN,
+        )?;
+        if listen == admin_listen {
+            return self.err("admin_listen", "must differ from listen");
+        }
+        let threads = raw.threads.unwrap_or(1);
+        if !(1..=64).contains(&threads) {
+            return self.err("threads", "must be between 1 and 64");
+        }
+        let shutdown_grace = self.duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?;
+
+        let mut credentials = BTreeMap::new();
+        for (name, set) in raw.credentials {
+            let checked = self.credentials(&name, set)?;
+            credentials.insert(name, checked);
+        }
+
+        if raw.routes.is_empty() {
+            return self.err("routes", "at least one route is required");
+        }
+        let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.routes.len());
+        for (i, route) in raw.routes.into_iter().enumerate() {
+            let route = self.route(i, route, &credentials)?;
+            if routes.iter().any(|r| r.name == route.name) {
+                return self.err(
+                    format!("routes[{i}].name"),
+                    format!("duplicate route name '{}'", route.name),
+                );
+            }
+            routes.push(route);
+        }
+
+        Ok(Config {
+            path: self.path.to_owned(),
+            listen,
+            admin_listen,
+            threads,
+            shutdown_grace,
+            credentials,
+            routes,
+        })
+    }
+
+    fn socket_addr(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let value = value.unwrap_or(default);
+        value.parse().or_else(|_| {
+            self.err(
+                key,
+                format!("'{value}' is not an IP address and port, e.g. {default}"),
+            )
+        })
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => self.err(key, "must be greater than zero"),
+                Err(e) => self.err(key, format!("'{text}' is not a duration like 5s or 2m: {e}")),
+            },
+        }
+    }
+
+    fn credentials(
+        &self,
+        name: &str,
+        raw: file::CredentialSet,
+    ) -> Result<CredentialsConfig, ConfigError> {
+        let key = format!("credentials.{name}");
+        if !valid_name(name) {
+            return self.err(&key, "names use letters, digits, '-' and '_' only");
+        }
+        let source = match (raw.source.as_deref().unwrap_or("default"), raw.profile) {
+            ("default", None) => Source::Default,
+            ("default", Some(_)) => {
+                return self.err(
+                    format!("{key}.profile"),
+                    "only valid with `source: profile`",
+                )
+            }
+            ("profile", profile) => Source::Profile(profile),
+            (other, _) => {
+                return self.err(
+                    format!("{key}.source"),
+                    format!("unknown source '{other}'; expected 'default' or 'profile'"),
+                )
+            }
+        };
+        let assume_role = match raw.assume_role {
+            None => None,
+            Some(role) => Some(self.assume_role(&format!("{key}.assume_role"), role)?),
+        };
+        let refresh_before_expiry = self.duration(
+            &format!("{key}.refresh_before_expiry"),
+            raw.refresh_before_expiry.as_deref(),
+            DEFAULT_REFRESH_BEFORE_EXPIRY,
+        )?;
+        Ok(CredentialsConfig {
+            name: name.to_string(),
+            source,
+            assume_role,
+            refresh_before_expiry,
+        })
+    }
+
+    fn assume_role(
+        &self,
+        key: &str,
+        raw: file::AssumeRole,
+    ) -> Result<AssumeRoleConfig, ConfigError> {
+        let Some(role_arn) = raw.role_arn else {
+            return self.err(format!("{key}.role_arn"), "is required");
+        };
+        if !is_role_arn(&role_arn) {
+            return self.err(
+                format!("{key}.role_arn"),
+                format!("'{role_arn}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+            );
+        }
+        let session_name = match raw.session_name {
+            Some(name) => {
+                if !valid_session_name(&name) {
+                    return self.err(
+                        format!("{key}.session_name"),
+                        "must be 2-64 characters of letters, digits and +=,.@-_",
+                    );
+                }
+                name
+            }
+            None => default_session_name(),
+        };
+        if let Some(id) = &raw.external_id {
+            let ok = (2..=1224).contains(&id.len())
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+            if !ok {
+                return self.err(
+                    format!("{key}.external_id"),
+                    "must be 2-1224 characters of letters, digits and +=,.@:/-_",
+                );
+            }
+        }
+        let duration = raw.duration_seconds.unwrap_or(3600);
+        if !ROLE_DURATION_RANGE.contains(&duration) {
+            return self.err(
+                format!("{key}.duration_seconds"),
+                format!("{duration} is outside STS's range of 900 (15 min) to 43200 (12 h)"),
+            );
+        }
+        if let Some(endpoint) = &raw.sts_endpoint {
+            if let Err(why) = Upstream::parse(endpoint) {
+                return self.err(format!("{key}.sts_endpoint"), why);
+            }
+        }
+        if let Some(region) = &raw.sts_region {
+            if !valid_region(region) {
+                return self.err(
+                    format!("{key}.sts_region"),
+                    format!("'{region}' is not a region name"),
+                );
+            }
+        }
+        Ok(AssumeRoleConfig {
+            role_arn,
+            session_name,
+            external_id: raw.external_id,
+            duration: Duration::from_secs(duration as u64),
+            sts_region: raw.sts_region,
+            sts_endpoint: raw.sts_endpoint,
+        })
+    }
+
+    fn route(
+        &self,
+        i: usize,
+        raw: file::Route,
+        credentials: &BTreeMap<String, CredentialsConfig>,
+    ) -> Result<RouteConfig, ConfigError> {
+        let key = format!("routes[{i}]");
+        let name = raw.name.unwrap_or_else(|| format!("route{i}"));
+        if !valid_name(&name) {
+            return self.err(
+                format!("{key}.name"),
+                "names use letters, digits, '-' and '_' only",
+            );
+        }
+        let (host, path_prefix) = match raw.matcher {
+            None => (None, None),
+            Some(m) => (m.host, m.path_prefix),
+        };
+        if let Some(prefix) = &path_prefix {
+            if !prefix.starts_with('/') {
+                return self.err(format!("{key}.match.path_prefix"), "must start with '/'");
+            }
+        }
+        if let Some(host) = &host {
+            if host.is_empty() || host.contains(['/', ' ']) {
+                return self.err(format!("{key}.match.host"), "must be a host name");
+            }
+        }
+        if raw.strip_prefix && path_prefix.is_none() {
+            return self.err(
+                format!("{key}.strip_prefix"),
+                "needs match.path_prefix to know what to strip",
+            );
+        }
+        let Some(upstream) = raw.upstream else {
+            return self.err(format!("{key}.upstream"), "is required");
+        };
+        let upstream = match Upstream::parse(&upstream) {
+            Ok(u) => u,
+            Err(why) => return self.err(format!("{key}.upstream"), why),
+        };
+
+        let signing = match raw.credentials {
+            None => {
+                if raw.service.is_some() || raw.region.is_some() {
+                    return self.err(
+                        format!("{key}.credentials"),
+                        "is required when service or region is set; without it the route forwards unsigned",
+                    );
+                }
+                None
+            }
+            Some(set) => {
+                if !credentials.contains_key(&set) {
+                    return self.err(
+                        format!("{key}.credentials"),
+                        format!("no credential set named '{set}' under `credentials`"),
+                    );
+                }
+                let inferred = infer_service_region(upstream.host());
+                let service = match raw.service.or_else(|| inferred.as_ref().map(|i| i.0.clone())) {
+                    Some(s) => s,
+                    None => {
+                        return self.err(
+                            format!("{key}.service"),
+                            format!(
+                                "cannot be inferred from upstream host '{}'; set it (e.g. lambda)",
+                                upstream.host()
+                            ),
+                        )
+                    }
+                };
+                if service == "s3" || service == "s3-object-lambda" {
+                    return self.err(
+                        format!("{key}.service"),
+                        "S3 signing rules (single encoding, x-amz-content-sha256) are not supported in this version",
+                    );
+                }
+                if service.is_empty()
+                    || !service
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return self.err(
+                        format!("{key}.service"),
+                        format!("'{service}' is not an AWS signing name such as lambda"),
+                    );
+                }
+                let region = match raw.region.or_else(|| inferred.and_then(|i| i.1)) {
+                    Some(r) => r,
+                    None => {
+                        return self.err(
+                            format!("{key}.region"),
+                            format!(
+                                "cannot be inferred from upstream host '{}'; set it (e.g. us-east-1)",
+                                upstream.host()
+                            ),
+                        )
+                    }
+                };
+                if !valid_region(&region) {
+                    return self.err(
+                        format!("{key}.region"),
+                        format!("'{region}' is not a region name"),
+                    );
+                }
+                Some(SigningConfig {
+                    service,
+                    region,
+                    credentials: set,
+                })
+            }
+        };
+
+        let max_body_bytes = match raw.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(n) if n as usize <= MAX_MAX_BODY_BYTES => n as usize,
+            Some(n) => {
+                return self.err(
+                    format!("{key}.max_body_bytes"),
+                    format!(
+                        "{n} is above {MAX_MAX_BODY_BYTES}: signed bodies are held in memory to be hashed"
+                    ),
+                )
+            }
+        };
+        let connect_timeout = self.duration(
+            &format!("{key}.connect_timeout"),
+            raw.connect_timeout.as_deref(),
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let read_timeout = self.duration(
+            &format!("{key}.read_timeout"),
+            raw.read_timeout.as_deref(),
+            DEFAULT_READ_TIMEOUT,
+        )?;
+
+        Ok(RouteConfig {
+            name,
+            host,
+            path_prefix,
+            strip_prefix: raw.strip_prefix,
+            upstream,
+            signing,
+            max_body_bytes,
+            connect_timeout,
+            read_timeout,
+        })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5].starts_with("role/")
+        && parts[5].len() > "role/".len()
+}
+
+fn valid_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+}
+
+/// `sigproxy-<hostname>`, cut to STS's 64 characters and its character set.
+fn default_session_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let mut name = String::from("sigproxy");
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
+        .collect();
+    if !host.is_empty() {
+        name.push('-');
+        name.push_str(&host);
+    }
+    name.truncate(64);
+    name
+}
+
+/// Knows the host name forms of AWS endpoints: Lambda Function URLs
+/// (`<id>.lambda-url.<region>.on.aws`) and `[<prefix>.]<service>.<region>.amazonaws.com[.cn]`.
+pub fn infer_service_region(host: &str) -> Option<(String, Option<String>)> {
+    let host = host.to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    if let Some(rest) = host.strip_suffix(".on.aws") {
+        let labels: Vec<&str> = rest.split('.').collect();
+        if labels.len() >= 3 && labels[labels.len() - 2] == "lambda-url" {
+            return Some(("lambda".into(), Some(labels[labels.len() - 1].to_string())));
+        }
+        return None;
+    }
+    let base = if host.ends_with(".amazonaws.com") {
+        labels.len() - 2
+    } else if host.ends_with(".amazonaws.com.cn") {
+        labels.len() - 3
+    } else {
+        return None;
+    };
+    match &labels[..base] {
+        [.., service, region] if region.contains('-') && region.ends_with(char::is_numeric) => {
+            Some((service.to_string(), Some(region.to_string())))
+        }
+        // Global endpoints such as iam.amazonaws.com sign for us-east-1.
+        [.., service] => Some((service.to_string(), Some("us-east-1".into()))),
+        [] => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    Config::parse(yaml, Path::new("conf/test.yaml"))
+}
+
+fn error(yaml: &str) -> String {
+    parse(yaml).unwrap_err().to_string()
+}
+
+const FULL: &str = r#"
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:9901
+credentials:
+  app:
+    source: default
+    assume_role:
+      role_arn: arn:aws:iam::123456789012:role/app
+      session_name: sigproxy
+      external_id: ext-123
+      duration_seconds: 3600
+routes:
+  - name: orders
+    match: { path_prefix: /orders/ }
+    strip_prefix: true
+    upstream: https://abc123.lambda-url.us-east-1.on.aws
+    credentials: app
+    max_body_bytes: 6291456
+  - name: open
+    upstream: http://127.0.0.1:9000
+"#;
+
+#[test]
+fn full_example_parses_with_inferred_service_and_region() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    let orders = &c.routes[0];
+    let signing = orders.signing.as_ref().unwrap();
+    assert_eq!(signing.service, "lambda");
+    assert_eq!(signing.region, "us-east-1");
+    assert_eq!(signing.credentials, "app");
+    assert_eq!(orders.max_body_bytes, 6_291_456);
+    assert!(c.routes[1].signing.is_none(), "no credentials: pass-through");
+    let role = c.credentials["app"].assume_role.as_ref().unwrap();
+    assert_eq!(role.duration, Duration::from_secs(3600));
+    assert_eq!(role.external_id.as_deref(), Some("ext-123"));
+}
+
+#[test]
+fn defaults_are_loopback_and_lambda_sized() {
+    let c = parse("routes:\n  - upstream: http://127.0.0.1:1\n").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9901");
+    assert_eq!(c.routes[0].max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(c.routes[0].connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.routes[0].name, "route0");
+}
+
+#[test]
+fn default_session_name_is_valid_for_sts() {
+    let name = default_session_name();
+    assert!(name.starts_with("sigproxy"), "{name}");
+    assert!(valid_session_name(&name), "{name}");
+}
+
+#[test]
+fn errors_name_file_key_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "routes:\n  - upstream: ftp://x\n",
+            "conf/test.yaml: routes[0].upstream: scheme 'ftp' is not http or https",
+        ),
+        (
+            "routes:\n  - upstream: http://127.0.0.1:1\n    credentials: nope\n",
+            "conf/test.yaml: routes[0].credentials: no credential set named 'nope'",
+        ),
+        (
+            "credentials:\n  a:\n    assume_role:\n      role_arn: arn:aws:iam::123456789012:role/x\n      duration_seconds: 60\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            "conf/test.yaml: credentials.a.assume_role.duration_seconds: 60 is outside",
+        ),
+        (
+            "credentials:\n  a:\n    assume_role:\n      role_arn: role/x\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            "credentials.a.assume_role.role_arn: 'role/x' is not an IAM role ARN",
+        ),
+        (
+            "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n",
+            "routes[0].service: cannot be inferred from upstream host '127.0.0.1'",
+        ),
+        (
+            "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n    service: lambda\n",
+            "routes[0].region: cannot be inferred",
+        ),
+        (
+            "routes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n",
+            "routes[0].credentials: is required when service or region is set",
+        ),
+        (
+            "routes:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    upstream: http://127.0.0.1:2\n",
+            "routes[1].name: duplicate route name 'a'",
+        ),
+        ("routes: []\n", "conf/test.yaml: routes: at least one route is required"),
+        (
+            "routes:\n  - upstream: http://127.0.0.1:1\n    read_timeout: soon\n",
+            "routes[0].read_timeout: 'soon' is not a duration",
+        ),
+        (
+            "routes:\n  - upstream: http://127.0.0.1:1\n    max_body_bytes: 999999999999\n",
+            "routes[0].max_body_bytes: 999999999999 is above",
+        ),
+        (
+            "listen: localhost\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            "conf/test.yaml: listen: 'localhost' is not an IP address and port",
+        ),
+        (
+            "credentials:\n  a: {}\nroutes:\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n",
+            "routes[0].service: S3 signing rules",
+        ),
+        (
+            "routes:\n  - upstream: http://127.0.0.1:1\n    strip_prefix: true\n",
+            "routes[0].strip_prefix: needs match.path_prefix",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let got = error(yaml);
+        assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_location() {
+    let got = error("routes:\n  - upstream: http://127.0.0.1:1\n    upstrem_typo: 1\n");
+    assert!(got.starts_with("conf/test.yaml: line 3 column"), "{got}");
+    assert!(got.contains("unknown field `upstrem_typo`"), "{got}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let e = Config::load(Path::new("/nonexistent/sigproxy.yaml")).unwrap_err();
+    assert!(e.to_string().starts_with("/nonexistent/sigproxy.yaml: cannot read the file"));
+}
+
+#[test]
+fn service_and_region_come_from_aws_host_names() {
+    let cases = [
+        ("abc.lambda-url.eu-west-1.on.aws", Some(("lambda", "eu-west-1"))),
+        ("dynamodb.us-west-2.amazonaws.com", Some(("dynamodb", "us-west-2"))),
+        ("abc.execute-api.us-east-1.amazonaws.com", Some(("execute-api", "us-east-1"))),
+        ("iam.amazonaws.com", Some(("iam", "us-east-1"))),
+        ("sts.cn-north-1.amazonaws.com.cn", Some(("sts", "cn-north-1"))),
+        ("example.com", None),
+        ("127.0.0.1", None),
+    ];
+    for (host, want) in cases {
+        let got = infer_service_region(host);
+        let got = got.as_ref().map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
+        assert_eq!(got, want, "{host}");
+    }
+}

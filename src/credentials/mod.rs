@@ -1,0 +1,169 @@
+//! Named credential sets, shared by every request and refreshed in the background.
+//!
+//! A request never waits for STS: it takes whatever valid credentials its set holds right now
+//! ([`CredentialSet::current`]) or fails fast with 503. The refresh loop in [`refresh`] keeps the
+//! sets filled well before expiry; [`provider`] builds each set's aws-config provider chain.
+
+pub mod provider;
+pub mod refresh;
+
+use crate::config::{Config, CredentialsConfig};
+use crate::error::ProxyError;
+use aws_credential_types::Credentials;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Credentials closer to expiry than this are not used to sign.
+const MIN_REMAINING: Duration = Duration::from_secs(1);
+
+/// All credential sets of a configuration, by name.
+#[derive(Debug)]
+pub struct CredentialStore {
+    sets: BTreeMap<String, Arc<CredentialSet>>,
+}
+
+impl CredentialStore {
+    pub fn new(config: &Config) -> Self {
+        let sets = config
+            .credentials
+            .values()
+            .map(|c| (c.name.clone(), Arc::new(CredentialSet::new(c.clone()))))
+            .collect();
+        CredentialStore { sets }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<CredentialSet>> {
+        self.sets.get(name)
+    }
+
+    pub fn sets(&self) -> impl Iterator<Item = &Arc<CredentialSet>> {
+        self.sets.values()
+    }
+}
+
+/// One named set: its configuration and the credentials it currently holds.
+#[derive(Debug)]
+pub struct CredentialSet {
+    config: CredentialsConfig,
+    state: RwLock<State>,
+}
+
+/// `Credentials`' own `Debug` redacts the secret key and session token.
+#[derive(Debug, Default)]
+struct State {
+    credentials: Option<Credentials>,
+    /// Why the last fetch failed, if it did; cleared by a success.
+    last_error: Option<String>,
+}
+
+impl CredentialSet {
+    pub fn new(config: CredentialsConfig) -> Self {
+        CredentialSet {
+            config,
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn config(&self) -> &CredentialsConfig {
+        &self.config
+    }
+
+    /// Credentials valid for signing now, or a 503-class error saying why there are none.
+    pub fn current(&self) -> Result<Credentials, ProxyError> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let unavailable = |reason: String| ProxyError::CredentialsUnavailable {
+            credentials: self.config.name.clone(),
+            reason,
+        };
+        match &state.credentials {
+            Some(creds) if is_usable(creds, SystemTime::now()) => Ok(creds.clone()),
+            Some(_) => Err(unavailable(match &state.last_error {
+                Some(e) => format!("credentials expired and refreshing failed: {e}"),
+                None => "credentials expired; a refresh is under way".into(),
+            })),
+            None => Err(unavailable(match &state.last_error {
+                Some(e) => e.clone(),
+                None => "credentials are still being fetched".into(),
+            })),
+        }
+    }
+
+    /// When the held credentials expire (`None` if there are none or they never expire).
+    pub fn expiry(&self) -> Option<SystemTime> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.credentials.as_ref().and_then(|c| c.expiry())
+    }
+
+    fn store(&self, credentials: Credentials) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.credentials = Some(credentials);
+        state.last_error = None;
+    }
+
+    fn record_failure(&self, error: String) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.last_error = Some(error);
+    }
+}
+
+fn is_usable(creds: &Credentials, now: SystemTime) -> bool {
+    match creds.expiry() {
+        None => true,
+        Some(expiry) => expiry
+            .duration_since(now)
+            .is_ok_and(|left| left >= MIN_REMAINING),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    fn set() -> CredentialSet {
+        CredentialSet::new(CredentialsConfig {
+            name: "app".into(),
+            source: Source::Default,
+            assume_role: None,
+            refresh_before_expiry: Duration::from_secs(300),
+        })
+    }
+
+    fn creds(expiry: Option<SystemTime>) -> Credentials {
+        Credentials::new("AKIDEXAMPLE", "SECRETSECRET", Some("TOKENTOKEN".into()), expiry, "test")
+    }
+
+    #[test]
+    fn empty_set_is_unavailable_with_reason() {
+        let s = set();
+        let e = s.current().unwrap_err();
+        assert_eq!(e.status(), 503);
+        s.record_failure("AccessDenied on arn:aws:iam::123456789012:role/app".into());
+        assert!(s.current().unwrap_err().to_string().contains("AccessDenied"));
+    }
+
+    #[test]
+    fn valid_credentials_are_served_and_expired_ones_are_not() {
+        let s = set();
+        s.store(creds(Some(SystemTime::now() + Duration::from_secs(600))));
+        assert_eq!(s.current().unwrap().access_key_id(), "AKIDEXAMPLE");
+        s.store(creds(Some(SystemTime::now() - Duration::from_secs(1))));
+        assert!(s.current().is_err());
+        s.store(creds(None));
+        assert!(s.current().is_ok());
+    }
+
+    #[test]
+    fn debug_output_has_no_secrets() {
+        let s = set();
+        s.store(creds(None));
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("SECRETSECRET"), "{dbg}");
+        assert!(!dbg.contains("TOKENTOKEN"), "{dbg}");
+    }
+}

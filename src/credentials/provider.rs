@@ -1,0 +1,82 @@
+//! Builds a credential set's provider from aws-config: the base source, then AssumeRole on top.
+//!
+//! Nothing here caches: the refresh loop decides when to call the provider.
+
+use crate::config::{CredentialsConfig, Source};
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::Region;
+use aws_sdk_sts::error::DisplayErrorContext;
+
+/// STS's global region, used when nothing else names one.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// The provider for one credential set.
+#[derive(Debug)]
+pub struct Provider {
+    inner: SharedCredentialsProvider,
+    /// Describes what is being asked for, for error messages (e.g. the role ARN).
+    what: String,
+}
+
+impl Provider {
+    pub async fn build(config: &CredentialsConfig) -> Provider {
+        let source = match &config.source {
+            Source::Default => {
+                SharedCredentialsProvider::new(DefaultCredentialsChain::builder().build().await)
+            }
+            Source::Profile(name) => {
+                let mut builder = ProfileFileCredentialsProvider::builder();
+                if let Some(name) = name {
+                    builder = builder.profile_name(name);
+                }
+                SharedCredentialsProvider::new(builder.build())
+            }
+        };
+        let Some(role) = &config.assume_role else {
+            let what = match &config.source {
+                Source::Default => "the default credential chain".to_string(),
+                Source::Profile(Some(p)) => format!("profile '{p}'"),
+                Source::Profile(None) => "the default profile".to_string(),
+            };
+            return Provider {
+                inner: source,
+                what,
+            };
+        };
+
+        let region = RegionProviderChain::first_try(role.sts_region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::from_static(FALLBACK_REGION));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(endpoint) = &role.sts_endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk_config = loader.load().await;
+        let mut builder = AssumeRoleProvider::builder(&role.role_arn)
+            .session_name(&role.session_name)
+            .session_length(role.duration)
+            .configure(&sdk_config);
+        if let Some(id) = &role.external_id {
+            builder = builder.external_id(id);
+        }
+        let inner = SharedCredentialsProvider::new(builder.build_from_provider(source).await);
+        Provider {
+            inner,
+            what: format!("AssumeRole {}", role.role_arn),
+        }
+    }
+
+    /// Fetches credentials once. The error is a complete, secret-free sentence.
+    pub async fn fetch(&self) -> Result<Credentials, String> {
+        self.inner
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("{} failed: {}", self.what, DisplayErrorContext(&e)))
+    }
+}

@@ -1,0 +1,124 @@
+//! The background loop that keeps each credential set filled.
+//!
+//! Schedule: credentials are refreshed when `min(refresh_before_expiry, lifetime / 2)` of their
+//! lifetime is left, minus a random jitter of up to a quarter of that window (so many proxies
+//! started together do not call STS together). A failed fetch is retried with exponential
+//! backoff (1 s doubling to 60 s, with jitter) while the credentials already held keep serving.
+
+use super::provider::Provider;
+use super::CredentialStore;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tracing::{info, warn};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// One fetch (source chain plus STS) may take at most this long.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Never refresh more often than this, whatever the credentials' lifetime.
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs one refresh loop per credential set until `shutdown` resolves.
+pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future<Output = ()>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for set in store.sets() {
+        let set = set.clone();
+        tasks.spawn(async move {
+            let provider = Provider::build(set.config()).await;
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                let fetched = match tokio::time::timeout(FETCH_TIMEOUT, provider.fetch()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!(
+                        "fetching credentials took longer than {}s",
+                        FETCH_TIMEOUT.as_secs()
+                    )),
+                };
+                let wait = match fetched {
+                    Ok(creds) => {
+                        backoff = FIRST_BACKOFF;
+                        let expiry = creds.expiry();
+                        set.store(creds);
+                        let next =
+                            next_refresh(SystemTime::now(), expiry, set.config().refresh_before_expiry);
+                        info!(
+                            credentials = set.name(),
+                            expires_in_s = expiry.and_then(|e| e.duration_since(SystemTime::now()).ok()).map(|d| d.as_secs()),
+                            next_refresh_in_s = next.map(|d| d.as_secs()),
+                            "credentials refreshed"
+                        );
+                        match next {
+                            Some(wait) => wait,
+                            None => return, // never expire: nothing more to do
+                        }
+                    }
+                    Err(error) => {
+                        warn!(credentials = set.name(), retry_in_ms = backoff.as_millis() as u64, %error, "credential refresh failed");
+                        set.record_failure(error);
+                        let wait = jittered(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        wait
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+    shutdown.await;
+    tasks.abort_all();
+}
+
+/// How long to wait before refreshing credentials that expire at `expiry`.
+pub fn next_refresh(
+    now: SystemTime,
+    expiry: Option<SystemTime>,
+    margin: Duration,
+) -> Option<Duration> {
+    let lifetime = expiry?.duration_since(now).unwrap_or_default();
+    let window = margin.min(lifetime / 2);
+    let jitter = window.mul_f64(fastrand::f64() / 4.0);
+    Some((lifetime - window - jitter).max(MIN_INTERVAL))
+}
+
+/// `d` plus or minus up to 20 %.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn hour_long_credentials_refresh_minutes_before_expiry() {
+        let now = SystemTime::now();
+        for _ in 0..100 {
+            let wait = next_refresh(now, Some(now + 60 * MIN), 5 * MIN).unwrap();
+            // 55 minutes minus a jitter of at most 75 seconds.
+            assert!(wait <= 55 * MIN, "{wait:?}");
+            assert!(wait >= 55 * MIN - Duration::from_secs(75), "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn short_credentials_refresh_at_half_life() {
+        let now = SystemTime::now();
+        let wait = next_refresh(now, Some(now + Duration::from_secs(20)), 5 * MIN).unwrap();
+        assert!(wait <= Duration::from_secs(10), "{wait:?}");
+        assert!(wait >= Duration::from_millis(7500), "{wait:?}");
+    }
+
+    #[test]
+    fn expired_credentials_refresh_soon_but_not_in_a_hot_loop() {
+        let now = SystemTime::now();
+        let wait = next_refresh(now, Some(now - MIN), 5 * MIN).unwrap();
+        assert_eq!(wait, MIN_INTERVAL);
+    }
+
+    #[test]
+    fn credentials_without_expiry_are_not_refreshed() {
+        assert_eq!(next_refresh(SystemTime::now(), None, 5 * MIN), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every error a client can see is a [`ProxyError`]: it knows its status code, a stable
+//! machine-readable `code`, and a message safe to show (no secrets, no credentials). The
+//! response body is always JSON: `{"error":{"code":"...","message":"...","route":"..."}}`.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::{Error as PingoraError, ErrorSource, ErrorType};
+use std::fmt;
+
+/// What went wrong, as the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No route matches the request's host and path.
+    NoRoute,
+    /// The request target or headers cannot be forwarded as they are.
+    BadRequest(String),
+    /// The request body is larger than the route's `max_body_bytes`.
+    BodyTooLarge { limit: usize },
+    /// The client stopped sending the body or sent a malformed one.
+    BodyRead(String),
+    /// The route's credential set has no valid credentials right now.
+    CredentialsUnavailable { credentials: String, reason: String },
+    /// aws-sigv4 refused to sign the request.
+    Signing(String),
+    /// The upstream could not be reached (DNS, refused, reset, TLS).
+    UpstreamUnreachable(String),
+    /// The upstream did not connect or answer within the configured timeout.
+    UpstreamTimeout(String),
+    /// Anything else: a bug or an unexpected state.
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoRoute => 404,
+            Self::BadRequest(_) | Self::BodyRead(_) => 400,
+            Self::BodyTooLarge { .. } => 413,
+            Self::CredentialsUnavailable { .. } => 503,
+            Self::Signing(_) | Self::Internal(_) => 500,
+            Self::UpstreamUnreachable(_) => 502,
+            Self::UpstreamTimeout(_) => 504,
+        }
+    }
+
+    /// A stable identifier for the kind of error, for scripts and dashboards.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoute => "no_route",
+            Self::BadRequest(_) => "bad_request",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyRead(_) => "body_read_failed",
+            Self::CredentialsUnavailable { .. } => "credentials_unavailable",
+            Self::Signing(_) => "signing_failed",
+            Self::UpstreamUnreachable(_) => "upstream_unreachable",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Maps an error raised inside pingora (connecting, reading, writing) to what the client sees.
+    pub fn from_pingora(e: &PingoraError) -> Self {
+        if let Some(ours) = e
+            .root_cause()
+            .downcast_ref::<ProxyErrorCause>()
+            .map(|c| c.0.clone())
+        {
+            return ours;
+        }
+        let detail = e.to_string();
+        match e.etype() {
+            ErrorType::ConnectTimedout => Self::UpstreamTimeout(format!("connect: {detail}")),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Self::UpstreamTimeout(format!("waiting for the upstream: {detail}"))
+            }
+            ErrorType::HTTPStatus(413) => Self::BodyTooLarge { limit: 0 },
+            _ => match e.esource() {
+                ErrorSource::Upstream => Self::UpstreamUnreachable(detail),
+                ErrorSource::Downstream => Self::BodyRead(detail),
+                ErrorSource::Internal | ErrorSource::Unset => Self::Internal(detail),
+            },
+        }
+    }
+
+    /// Wraps this error into a pingora error so it can travel through pingora's phases and be
+    /// recovered intact by [`ProxyError::from_pingora`].
+    pub fn into_pingora(self) -> Box<PingoraError> {
+        let etype = ErrorType::HTTPStatus(self.status());
+        let source = match self {
+            Self::UpstreamUnreachable(_) | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
+            Self::BodyRead(_) | Self::BadRequest(_) => ErrorSource::Downstream,
+            _ => ErrorSource::Internal,
+        };
+        let mut e = PingoraError::because(etype, self.code(), ProxyErrorCause(self));
+        e.esource = source;
+        e
+    }
+
+    /// The JSON body of the error response.
+    pub fn body(&self, route: Option<&str>) -> Bytes {
+        let mut error = serde_json::json!({
+            "code": self.code(),
+            "message": self.to_string(),
+        });
+        if let Some(route) = route {
+            error["route"] = serde_json::Value::from(route);
+        }
+        Bytes::from(serde_json::json!({ "error": error }).to_string())
+    }
+
+    /// The complete response header for this error, with a JSON content type and length.
+    pub fn response_header(&self, body_len: usize) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(self.status(), Some(4)).expect("valid status");
+        // The values are static and valid; inserting them cannot fail.
+        let _ = resp.insert_header("content-type", "application/json");
+        let _ = resp.insert_header("content-length", body_len.to_string());
+        let _ = resp.insert_header("cache-control", "no-store");
+        let _ = resp.insert_header("x-sigproxy-error", self.code());
+        resp
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRoute => write!(f, "no route matches this host and path"),
+            Self::BadRequest(why) => write!(f, "bad request: {why}"),
+            Self::BodyTooLarge { limit: 0 } => write!(f, "request body is too large"),
+            Self::BodyTooLarge { limit } => {
+                write!(f, "request body is larger than this route's limit of {limit} bytes")
+            }
+            Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
+            Self::CredentialsUnavailable {
+                credentials,
+                reason,
+            } => write!(
+                f,
+                "no valid AWS credentials for credential set '{credentials}': {reason}"
+            ),
+            Self::Signing(why) => write!(f, "could not sign the request: {why}"),
+            Self::UpstreamUnreachable(why) => write!(f, "upstream unreachable: {why}"),
+            Self::UpstreamTimeout(why) => write!(f, "upstream timed out: {why}"),
+            Self::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+/// Carries a [`ProxyError`] inside a pingora error as its cause.
+#[derive(Debug)]
+struct ProxyErrorCause(ProxyError);
+
+impl fmt::Display for ProxyErrorCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ProxyErrorCause {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_match_the_documented_table() {
+        assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ProxyError::UpstreamUnreachable("x".into()).status(), 502);
+        assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+        let creds = ProxyError::CredentialsUnavailable {
+            credentials: "app".into(),
+            reason: "sts down".into(),
+        };
+        assert_eq!(creds.status(), 503);
+    }
+
+    #[test]
+    fn survives_a_trip_through_pingora() {
+        let original = ProxyError::BodyTooLarge { limit: 10 };
+        let wrapped = original.clone().into_pingora();
+        assert_eq!(ProxyError::from_pingora(&wrapped), original);
+    }
+
+    #[test]
+    fn pingora_timeouts_become_504() {
+        let e = PingoraError::new(ErrorType::ConnectTimedout);
+        assert_eq!(ProxyError::from_pingora(&e).status(), 504);
+        let e = PingoraError::new(ErrorType::ReadTimedout);
+        assert_eq!(ProxyError::from_pingora(&e).status(), 504);
+        let mut e = PingoraError::new(ErrorType::ConnectRefused);
+        e.esource = ErrorSource::Upstream;
+        assert_eq!(ProxyError::from_pingora(&e).status(), 502);
+    }
+
+    #[test]
+    fn body_is_json_with_code_and_route() {
+        let body = ProxyError::NoRoute.body(Some("orders"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "no_route");
+        assert_eq!(v["error"]["route"], "orders");
+    }
+}

@@ -1,0 +1,125 @@
+//! Header hygiene for requests going upstream and responses coming back.
+
+use pingora::http::{RequestHeader, ResponseHeader};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and their common non-standard relatives.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Signing headers a client may have sent; on a signed route, ours replace them.
+const CLIENT_SIGNING: &[&str] = &[
+    "authorization",
+    "x-amz-security-token",
+    "x-amz-date",
+    "x-amz-content-sha256",
+];
+
+/// Names listed in the `Connection` header are hop-by-hop too.
+fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Prepares the request for the upstream: drops hop-by-hop headers, the client's own signing
+/// headers on a signed route, and `Expect` when the proxy has answered it itself; sets `host`.
+pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
+    for name in connection_listed(&req.headers) {
+        req.remove_header(&name);
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+    if signed {
+        for name in CLIENT_SIGNING {
+            req.remove_header(*name);
+        }
+    }
+    if drop_expect {
+        req.remove_header("expect");
+    }
+    // A valid host (checked when the configuration was loaded) is always a valid header value.
+    let _ = req.insert_header("host", host);
+}
+
+/// Drops hop-by-hop headers from an upstream response, keeping its body framing
+/// (`content-length` / `transfer-encoding`), which the downstream writer relies on.
+pub fn prepare_response(resp: &mut ResponseHeader) {
+    for name in connection_listed(&resp.headers) {
+        if name != "transfer-encoding" && name != "content-length" {
+            resp.remove_header(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if *name != "transfer-encoding" {
+            resp.remove_header(*name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/x", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn signed_route_drops_client_signing_and_hop_by_hop_headers() {
+        let mut r = req(&[
+            ("authorization", "AWS4-HMAC-SHA256 client"),
+            ("x-amz-security-token", "t"),
+            ("x-amz-date", "d"),
+            ("x-amz-content-sha256", "h"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "p"),
+            ("keep-alive", "timeout=5"),
+            ("expect", "100-continue"),
+            ("x-amz-meta-kept", "k"),
+            ("user-agent", "curl"),
+            ("host", "localhost:8080"),
+        ]);
+        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true, true);
+        for gone in [
+            "authorization",
+            "x-amz-security-token",
+            "x-amz-date",
+            "x-amz-content-sha256",
+            "connection",
+            "x-private",
+            "keep-alive",
+            "expect",
+        ] {
+            assert!(r.headers.get(gone).is_none(), "{gone} survived");
+        }
+        assert_eq!(r.headers["x-amz-meta-kept"], "k");
+        assert_eq!(r.headers["user-agent"], "curl");
+        assert_eq!(r.headers["host"], "abc.lambda-url.us-east-1.on.aws");
+    }
+
+    #[test]
+    fn pass_through_route_keeps_client_authorization() {
+        let mut r = req(&[("authorization", "Bearer x")]);
+        prepare_request(&mut r, "example.com", false, false);
+        assert_eq!(r.headers["authorization"], "Bearer x");
+    }
+}

@@ -1,0 +1,59 @@
+//! sigproxy: a reverse proxy that signs requests with AWS SigV4 using temporary credentials.
+//!
+//! A request's path through the crate, one module each:
+//! [`config`] → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
+//! phases in [`proxy`]; [`error`] maps every failure to its HTTP status, [`admin`] serves the
+//! health endpoints, [`server`] wires it all together.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod headers;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod sign;
+pub mod target;
+pub mod upstream;
+
+use std::process::ExitCode;
+
+/// Runs the command line: checks the configuration, and unless `--check`, serves.
+pub fn main(cli: cli::Cli) -> ExitCode {
+    init_logging();
+    let config = match config::Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sigproxy: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check {
+        println!(
+            "{}: OK ({} routes, {} credential sets)",
+            config.path.display(),
+            config.routes.len(),
+            config.credentials.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

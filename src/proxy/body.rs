@@ -1,0 +1,68 @@
+//! Reading a whole request body, bounded, so its SHA-256 can go into the signature.
+
+use crate::error::ProxyError;
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+/// The declared `Content-Length`, if any and valid.
+pub fn content_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+pub fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads the body to its end, failing with 413 as soon as it grows past `limit`.
+///
+/// Answers `Expect: 100-continue` first (the body is read here, not by the upstream).
+/// A declared `Content-Length` over the limit is refused before any body byte is read.
+pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, ProxyError> {
+    let declared = content_length(session);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    if expects_continue(session) {
+        session
+            .as_downstream_mut()
+            .write_continue_response()
+            .await
+            .map_err(|e| ProxyError::BodyRead(e.to_string()))?;
+    }
+    let capacity = declared.map_or(0, |n| n as usize);
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| ProxyError::BodyRead(e.to_string()))?
+    {
+        total += chunk.len();
+        if total > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        // The common single-chunk body is kept without a copy.
+        match &first {
+            None if rest.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.reserve(capacity.max(f.len() + chunk.len()));
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
+}

@@ -1,0 +1,80 @@
+//! Assembles the pingora server: traffic proxy, admin listener, credential refresher.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::credentials::{refresh, CredentialStore};
+use crate::proxy::SigningProxy;
+use crate::route::Router;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+/// Keeps every credential set refreshed until the server shuts down.
+struct CredentialRefresher {
+    store: Arc<CredentialStore>,
+}
+
+#[async_trait]
+impl BackgroundService for CredentialRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        refresh::run(self.store.clone(), stop).await;
+    }
+}
+
+/// Fails early, with a clear message, when an address cannot be listened on.
+fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// Runs the proxy until it is told to stop. Returns only on start-up errors.
+pub fn run(config: Config) -> Result<(), String> {
+    check_bindable("listen", config.listen)?;
+    check_bindable("admin_listen", config.admin_listen)?;
+
+    let conf = ServerConf {
+        threads: config.threads,
+        // SIGTERM: stop accepting, then give in-flight requests this long to finish.
+        grace_period_seconds: Some(config.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let store = Arc::new(CredentialStore::new(&config));
+    let router = Arc::new(Router::new(&config, &store));
+
+    let proxy = SigningProxy::new(router.clone(), &server.configuration);
+    let mut traffic =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "sigproxy");
+    traffic.add_tcp(&config.listen.to_string());
+
+    let mut admin = Service::new(
+        "sigproxy admin".to_string(),
+        AdminApp::new(store.clone(), &router),
+    );
+    admin.add_tcp(&config.admin_listen.to_string());
+
+    let refresher = background_service("credential refresh", CredentialRefresher { store });
+
+    server.add_service(traffic);
+    server.add_service(admin);
+    server.add_service(refresher);
+    tracing::info!(
+        config = %config.path.display(),
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        routes = config.routes.len(),
+        "sigproxy starting"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,237 @@
+//! The request target (path and query) sent upstream, in the exact form that is signed.
+//!
+//! SigV4 signs a canonical form of the path and query. If the proxy sent the client's bytes and
+//! signed something else, any difference in encoding (`+` versus `%20`, `//`, `..`, lower-case
+//! escapes) would become a signature mismatch at AWS. So the target is rewritten once, here, into
+//! a form whose canonicalisation is the identity, and that same string is both signed and sent:
+//!
+//! - path: dot segments and empty segments removed (as AWS and aws-sigv4 normalise them), every
+//!   character RFC 3986 does not allow in a path percent-encoded, existing escapes kept;
+//! - query: each name and value percent-decoded (`+` is a literal plus, RFC 3986) and re-encoded
+//!   with only unreserved characters left bare, order kept.
+
+use crate::error::ProxyError;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything but RFC 3986 unreserved characters: the SigV4 query encoding.
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Builds the upstream path-and-query for a request.
+///
+/// `path` and `query` are the client's, as received; `strip` is the route prefix to remove, and
+/// `base` the upstream's base path to put in front.
+pub fn upstream_target(
+    path: &str,
+    query: Option<&str>,
+    strip: Option<&str>,
+    base: &str,
+) -> Result<String, ProxyError> {
+    let rest = match strip {
+        Some(prefix) => strip_prefix(path, prefix),
+        None => path,
+    };
+    let rest = if rest.starts_with('/') {
+        encode_path(rest)?
+    } else {
+        encode_path(&format!("/{rest}"))?
+    };
+    // Normalised before the base is added, so `..` cannot climb out of the base path.
+    let mut target = String::with_capacity(base.len() + rest.len() + 1);
+    target.push_str(base);
+    target.push_str(&normalize_path(&rest));
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        target.push('?');
+        canonical_query(query, &mut target)?;
+    }
+    Ok(target)
+}
+
+/// Removes a matched route prefix; `/orders/` also strips a bare `/orders`.
+fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    if let Some(rest) = path.strip_prefix(prefix) {
+        return rest;
+    }
+    let bare = prefix.trim_end_matches('/');
+    if path == bare {
+        return "";
+    }
+    path
+}
+
+/// Percent-encodes characters that may not appear bare in a path; rejects broken escapes.
+fn encode_path(path: &str) -> Result<String, ProxyError> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let valid = bytes.len() > i + 2
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit();
+            if !valid {
+                return Err(ProxyError::BadRequest(
+                    "the path has a '%' that is not followed by two hex digits".into(),
+                ));
+            }
+            out.push_str(&path[i..i + 3]);
+            i += 3;
+            continue;
+        }
+        if is_path_char(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// RFC 3986 `pchar` plus `/`, excluding `%` (handled by the caller).
+fn is_path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
+}
+
+/// Removes `.` and `..` segments and empty segments, keeping a trailing slash.
+fn normalize_path(path: &str) -> String {
+    if !(path.contains("/.") || path.contains("//")) {
+        return path.to_string();
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    let trailing = ["/", "/.", "/.."].iter().any(|t| path.ends_with(t));
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    out
+}
+
+/// Appends the query in canonical SigV4 encoding, keeping the client's order.
+fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
+    let mut first = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if !first {
+            out.push('&');
+        }
+        first = false;
+        let (name, value) = match pair.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (pair, None),
+        };
+        encode_component(name, out)?;
+        if let Some(value) = value {
+            out.push('=');
+            encode_component(value, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_component(raw: &str, out: &mut String) -> Result<(), ProxyError> {
+    let bytes = raw.as_bytes();
+    for (i, _) in raw.match_indices('%') {
+        let valid = bytes.len() > i + 2
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit();
+        if !valid {
+            return Err(ProxyError::BadRequest(
+                "the query has a '%' that is not followed by two hex digits".into(),
+            ));
+        }
+    }
+    let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
+        ProxyError::BadRequest(
+            "the query decodes to bytes that are not UTF-8, which SigV4 cannot sign".into(),
+        )
+    })?;
+    out.extend(utf8_percent_encode(&decoded, QUERY_COMPONENT));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(path: &str, query: Option<&str>) -> String {
+        upstream_target(path, query, None, "").unwrap()
+    }
+
+    #[test]
+    fn plain_paths_are_untouched() {
+        assert_eq!(t("/orders/42", None), "/orders/42");
+        assert_eq!(t("/", None), "/");
+        assert_eq!(t("/a%20b/%2F/c", None), "/a%20b/%2F/c");
+    }
+
+    #[test]
+    fn dot_and_empty_segments_are_removed() {
+        assert_eq!(t("/a/./b/../c", None), "/a/c");
+        assert_eq!(t("//a//b//", None), "/a/b/");
+        assert_eq!(t("/a/..", None), "/");
+        assert_eq!(t("/../..", None), "/");
+        assert_eq!(t("/a/.", None), "/a/");
+    }
+
+    #[test]
+    fn characters_not_allowed_in_paths_are_encoded() {
+        assert_eq!(t("/a\"b{c}", None), "/a%22b%7Bc%7D");
+        assert_eq!(t("/é", None), "/%C3%A9");
+    }
+
+    #[test]
+    fn broken_escapes_are_rejected() {
+        assert_eq!(
+            upstream_target("/a%zz", None, None, "").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            upstream_target("/a", Some("x=%4"), None, "").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            upstream_target("/a", Some("x=%ff"), None, "").unwrap_err().status(),
+            400
+        );
+    }
+
+    #[test]
+    fn query_is_canonically_encoded_in_client_order() {
+        assert_eq!(
+            t("/", Some("b=2&a=1&a=0&empty=&flag")),
+            "/?b=2&a=1&a=0&empty=&flag"
+        );
+        assert_eq!(t("/", Some("q=a+b%20c")), "/?q=a%2Bb%20c");
+        assert_eq!(t("/", Some("p=%2f%2F/")), "/?p=%2F%2F%2F");
+        assert_eq!(t("/", Some("u=%C3%A9")), "/?u=%C3%A9");
+        assert_eq!(t("/", Some("k=v~-_.*")), "/?k=v~-_.%2A");
+        assert_eq!(t("/x", Some("")), "/x");
+    }
+
+    #[test]
+    fn prefix_is_stripped_and_base_added() {
+        let r = upstream_target("/orders/42", Some("a=1"), Some("/orders/"), "/base").unwrap();
+        assert_eq!(r, "/base/42?a=1");
+        let r = upstream_target("/orders", None, Some("/orders/"), "").unwrap();
+        assert_eq!(r, "/");
+        let r = upstream_target("/orders/", None, Some("/orders/"), "").unwrap();
+        assert_eq!(r, "/");
+    }
+}

@@ -1,0 +1,197 @@
+//! Where a route sends its requests: the upstream URL, its DNS resolution, and pingora peers.
+//!
+//! pingora's `HttpPeer::new` resolves host names synchronously and panics when that fails, so
+//! names are resolved here, asynchronously, and cached for a short while.
+
+use crate::error::ProxyError;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a DNS answer is reused. AWS endpoints rotate addresses; a minute is a fair balance.
+const DNS_TTL: Duration = Duration::from_secs(30);
+/// How long an idle upstream connection is kept in the pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An upstream base URL: `http[s]://host[:port][/base/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// The `Host` header value: the host, with the port only when it is not the scheme's default.
+    authority: String,
+    /// A path prefix to put in front of every forwarded path, without a trailing `/`.
+    base_path: String,
+}
+
+impl Upstream {
+    /// Parses an upstream URL; the error says what is wrong with it.
+    pub fn parse(url: &str) -> Result<Upstream, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            Some(other) => return Err(format!("scheme '{other}' is not http or https")),
+            None => return Err(format!("'{url}' needs a scheme (https://...)")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("'{url}' has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err("user information in the URL is not supported".into());
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("'{url}' has no host"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
+        if uri.query().is_some() {
+            return Err("an upstream URL cannot have a query string".into());
+        }
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        let authority = if port == default_port {
+            authority.host().to_string()
+        } else {
+            format!("{}:{port}", authority.host())
+        };
+        Ok(Upstream {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
+            authority,
+            base_path,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The value to send as `Host` (and sign).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+}
+
+/// Resolves an upstream's host and builds pingora peers for it.
+#[derive(Debug)]
+pub struct PeerFactory {
+    upstream: Upstream,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    cache: Mutex<Option<(Instant, SocketAddr)>>,
+}
+
+impl PeerFactory {
+    pub fn new(upstream: Upstream, connect_timeout: Duration, read_timeout: Duration) -> Self {
+        let literal = upstream
+            .host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| (Instant::now(), SocketAddr::new(ip, upstream.port)));
+        PeerFactory {
+            upstream,
+            connect_timeout,
+            read_timeout,
+            cache: Mutex::new(literal),
+        }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// A peer for the next request, resolving the host name when the cached answer is stale.
+    pub async fn peer(&self) -> Result<HttpPeer, ProxyError> {
+        let addr = self.address().await?;
+        let mut peer = HttpPeer::new(addr, self.upstream.tls, self.upstream.host.clone());
+        let options = &mut peer.options;
+        options.connection_timeout = Some(self.connect_timeout);
+        options.total_connection_timeout = Some(self.connect_timeout * 2);
+        options.read_timeout = Some(self.read_timeout);
+        options.write_timeout = Some(self.read_timeout);
+        options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+        Ok(peer)
+    }
+
+    async fn address(&self) -> Result<SocketAddr, ProxyError> {
+        let is_literal = self.upstream.host.parse::<IpAddr>().is_ok();
+        let cached = *self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, addr)) = cached {
+            if is_literal || at.elapsed() < DNS_TTL {
+                return Ok(addr);
+            }
+        }
+        let lookup = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::lookup_host((self.upstream.host.as_str(), self.upstream.port)),
+        )
+        .await;
+        let fresh = match lookup {
+            Ok(Ok(mut addrs)) => addrs.next(),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        match (fresh, cached) {
+            (Some(addr), _) => {
+                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), addr));
+                Ok(addr)
+            }
+            // A failed lookup keeps using the last good answer rather than failing requests.
+            (None, Some((_, addr))) => Ok(addr),
+            (None, None) => Err(ProxyError::UpstreamUnreachable(format!(
+                "cannot resolve upstream host '{}'",
+                self.upstream.host
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lambda_url() {
+        let u = Upstream::parse("https://abc123.lambda-url.us-east-1.on.aws").unwrap();
+        assert!(u.tls());
+        assert_eq!(u.host(), "abc123.lambda-url.us-east-1.on.aws");
+        assert_eq!(u.authority(), "abc123.lambda-url.us-east-1.on.aws");
+        assert_eq!(u.base_path(), "");
+    }
+
+    #[test]
+    fn keeps_non_default_port_and_base_path() {
+        let u = Upstream::parse("http://127.0.0.1:9000/base/").unwrap();
+        assert!(!u.tls());
+        assert_eq!(u.authority(), "127.0.0.1:9000");
+        assert_eq!(u.base_path(), "/base");
+        let u = Upstream::parse("https://example.com:443").unwrap();
+        assert_eq!(u.authority(), "example.com");
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_use() {
+        assert!(Upstream::parse("ftp://x").unwrap_err().contains("scheme"));
+        assert!(Upstream::parse("example.com").is_err());
+        assert!(Upstream::parse("https://x/?a=b").unwrap_err().contains("query"));
+        assert!(Upstream::parse("https://u:p@x/").unwrap_err().contains("user"));
+    }
+}
