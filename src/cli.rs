@@ -4,7 +4,11 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "sigproxy", version, about = "A SigV4-signing reverse proxy for AWS HTTP APIs")]
+#[command(
+    name = "sigproxy",
+    version,
+    about = "A SigV4-signing reverse proxy for AWS HTTP APIs"
+)]
 pub struct Cli {
     /// Configuration file (YAML).
     #[arg(short = 'c', long = "config", default_value = "config/sigproxy.yaml")]

@@ -69,13 +69,19 @@ impl ProxyError {
         {
             return ours;
         }
-        let detail = e.to_string();
+        let what = e.context.as_ref().map_or("", |c| c.as_str());
+        let detail = if what.is_empty() {
+            e.etype().as_str().to_string()
+        } else {
+            format!("{} ({what})", e.etype().as_str())
+        };
         match e.etype() {
-            ErrorType::ConnectTimedout => Self::UpstreamTimeout(format!("connect: {detail}")),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                Self::UpstreamTimeout(format!("waiting for the upstream: {detail}"))
-            }
-            ErrorType::HTTPStatus(413) => Self::BodyTooLarge { limit: 0 },
+            ErrorType::ConnectTimedout => Self::UpstreamTimeout(format!(
+                "no connection within the route's connect_timeout: {detail}"
+            )),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => Self::UpstreamTimeout(format!(
+                "no answer within the route's read_timeout: {detail}"
+            )),
             _ => match e.esource() {
                 ErrorSource::Upstream => Self::UpstreamUnreachable(detail),
                 ErrorSource::Downstream => Self::BodyRead(detail),
@@ -129,7 +135,10 @@ impl fmt::Display for ProxyError {
             Self::BadRequest(why) => write!(f, "bad request: {why}"),
             Self::BodyTooLarge { limit: 0 } => write!(f, "request body is too large"),
             Self::BodyTooLarge { limit } => {
-                write!(f, "request body is larger than this route's limit of {limit} bytes")
+                write!(
+                    f,
+                    "request body is larger than this route's limit of {limit} bytes"
+                )
             }
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
             Self::CredentialsUnavailable {

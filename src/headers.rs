@@ -35,9 +35,10 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Prepares the request for the upstream: drops hop-by-hop headers, the client's own signing
-/// headers on a signed route, and `Expect` when the proxy has answered it itself; sets `host`.
-pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
+/// Prepares the request for the upstream: drops hop-by-hop headers and sets `host`. On a signed
+/// route it also drops the client's own signing headers and `Expect`: a signed request's body
+/// is either read by the proxy (which answers `100 Continue` itself) or absent.
+pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool) {
     for name in connection_listed(&req.headers) {
         req.remove_header(&name);
     }
@@ -48,8 +49,6 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
         for name in CLIENT_SIGNING {
             req.remove_header(*name);
         }
-    }
-    if drop_expect {
         req.remove_header("expect");
     }
     // A valid host (checked when the configuration was loaded) is always a valid header value.
@@ -98,7 +97,7 @@ mod tests {
             ("user-agent", "curl"),
             ("host", "localhost:8080"),
         ]);
-        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true, true);
+        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true);
         for gone in [
             "authorization",
             "x-amz-security-token",
@@ -118,8 +117,9 @@ mod tests {
 
     #[test]
     fn pass_through_route_keeps_client_authorization() {
-        let mut r = req(&[("authorization", "Bearer x")]);
-        prepare_request(&mut r, "example.com", false, false);
+        let mut r = req(&[("authorization", "Bearer x"), ("expect", "100-continue")]);
+        prepare_request(&mut r, "example.com", false);
         assert_eq!(r.headers["authorization"], "Bearer x");
+        assert_eq!(r.headers["expect"], "100-continue");
     }
 }

@@ -49,9 +49,17 @@ pub fn main(cli: cli::Cli) -> ExitCode {
     }
 }
 
+/// pingora targets that print raw request headers (and so session tokens) at debug or trace level
+/// (found by `tests/credentials.rs`, which runs at trace and looks for secrets in the log).
+/// They are held at `info` whatever `RUST_LOG` says: no log level may leak a secret.
+const HEADER_DUMPING_TARGETS: &[&str] = &["pingora_proxy=info", "pingora_core::protocols=info"];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in HEADER_DUMPING_TARGETS {
+        filter = filter.add_directive(directive.parse().expect("static directive"));
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

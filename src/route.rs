@@ -55,7 +55,9 @@ impl Route {
         }
         match &self.path_prefix {
             None => true,
-            Some(prefix) => path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/'),
+            Some(prefix) => {
+                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
+            }
         }
     }
 
@@ -135,7 +137,10 @@ routes:
     #[test]
     fn first_match_in_order_wins() {
         let r = router(YAML);
-        assert_eq!(find(&r, Some("orders.internal:8080"), "/orders/1"), "by-host");
+        assert_eq!(
+            find(&r, Some("orders.internal:8080"), "/orders/1"),
+            "by-host"
+        );
         assert_eq!(find(&r, Some("ORDERS.internal"), "/x"), "by-host");
         assert_eq!(find(&r, Some("localhost:8080"), "/orders/1"), "orders");
         assert_eq!(find(&r, Some("localhost:8080"), "/orders"), "orders");
@@ -145,9 +150,8 @@ routes:
 
     #[test]
     fn no_match_is_none() {
-        let r = router(
-            "routes:\n  - match: { path_prefix: /a/ }\n    upstream: http://127.0.0.1:1\n",
-        );
+        let r =
+            router("routes:\n  - match: { path_prefix: /a/ }\n    upstream: http://127.0.0.1:1\n");
         assert!(r.find(Some("localhost"), "/b").is_none());
     }
 
@@ -155,7 +159,10 @@ routes:
     fn target_strips_prefix_and_adds_base() {
         let r = router(YAML);
         let route = r.find(None, "/orders/1").unwrap();
-        assert_eq!(route.target("/orders/1", Some("a=b")).unwrap(), "/base/1?a=b");
+        assert_eq!(
+            route.target("/orders/1", Some("a=b")).unwrap(),
+            "/base/1?a=b"
+        );
     }
 
     #[test]

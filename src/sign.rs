@@ -128,7 +128,13 @@ mod tests {
 
     #[test]
     fn only_stable_headers_are_signed() {
-        for name in ["host", "content-type", "content-md5", "x-amz-meta-a", "x-amz-target"] {
+        for name in [
+            "host",
+            "content-type",
+            "content-md5",
+            "x-amz-meta-a",
+            "x-amz-target",
+        ] {
             assert!(is_signed(name), "{name}");
         }
         for name in [

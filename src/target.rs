@@ -199,15 +199,21 @@ mod tests {
     #[test]
     fn broken_escapes_are_rejected() {
         assert_eq!(
-            upstream_target("/a%zz", None, None, "").unwrap_err().status(),
+            upstream_target("/a%zz", None, None, "")
+                .unwrap_err()
+                .status(),
             400
         );
         assert_eq!(
-            upstream_target("/a", Some("x=%4"), None, "").unwrap_err().status(),
+            upstream_target("/a", Some("x=%4"), None, "")
+                .unwrap_err()
+                .status(),
             400
         );
         assert_eq!(
-            upstream_target("/a", Some("x=%ff"), None, "").unwrap_err().status(),
+            upstream_target("/a", Some("x=%ff"), None, "")
+                .unwrap_err()
+                .status(),
             400
         );
     }

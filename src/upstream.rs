@@ -44,7 +44,10 @@ impl Upstream {
         if authority.as_str().contains('@') {
             return Err("user information in the URL is not supported".into());
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("'{url}' has no host"));
         }
@@ -191,7 +194,11 @@ mod tests {
     fn rejects_what_it_cannot_use() {
         assert!(Upstream::parse("ftp://x").unwrap_err().contains("scheme"));
         assert!(Upstream::parse("example.com").is_err());
-        assert!(Upstream::parse("https://x/?a=b").unwrap_err().contains("query"));
-        assert!(Upstream::parse("https://u:p@x/").unwrap_err().contains("user"));
+        assert!(Upstream::parse("https://x/?a=b")
+            .unwrap_err()
+            .contains("query"));
+        assert!(Upstream::parse("https://u:p@x/")
+            .unwrap_err()
+            .contains("user"));
     }
 }

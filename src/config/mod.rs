@@ -231,7 +231,10 @@ impl Checker<'_> {
             Some(text) => match humantime::parse_duration(text) {
                 Ok(d) if !d.is_zero() => Ok(d),
                 Ok(_) => self.err(key, "must be greater than zero"),
-                Err(e) => self.err(key, format!("'{text}' is not a duration like 5s or 2m: {e}")),
+                Err(e) => self.err(
+                    key,
+                    format!("'{text}' is not a duration like 5s or 2m: {e}"),
+                ),
             },
         }
     }
@@ -306,7 +309,9 @@ impl Checker<'_> {
         };
         if let Some(id) = &raw.external_id {
             let ok = (2..=1224).contains(&id.len())
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
             if !ok {
                 return self.err(
                     format!("{key}.external_id"),
@@ -404,7 +409,10 @@ impl Checker<'_> {
                     );
                 }
                 let inferred = infer_service_region(upstream.host());
-                let service = match raw.service.or_else(|| inferred.as_ref().map(|i| i.0.clone())) {
+                let service = match raw
+                    .service
+                    .or_else(|| inferred.as_ref().map(|i| i.0.clone()))
+                {
                     Some(s) => s,
                     None => {
                         return self.err(
@@ -438,9 +446,9 @@ impl Checker<'_> {
                         return self.err(
                             format!("{key}.region"),
                             format!(
-                                "cannot be inferred from upstream host '{}'; set it (e.g. us-east-1)",
-                                upstream.host()
-                            ),
+                            "cannot be inferred from upstream host '{}'; set it (e.g. us-east-1)",
+                            upstream.host()
+                        ),
                         )
                     }
                 };

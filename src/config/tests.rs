@@ -40,7 +40,10 @@ fn full_example_parses_with_inferred_service_and_region() {
     assert_eq!(signing.region, "us-east-1");
     assert_eq!(signing.credentials, "app");
     assert_eq!(orders.max_body_bytes, 6_291_456);
-    assert!(c.routes[1].signing.is_none(), "no credentials: pass-through");
+    assert!(
+        c.routes[1].signing.is_none(),
+        "no credentials: pass-through"
+    );
     let role = c.credentials["app"].assume_role.as_ref().unwrap();
     assert_eq!(role.duration, Duration::from_secs(3600));
     assert_eq!(role.external_id.as_deref(), Some("ext-123"));
@@ -136,23 +139,39 @@ fn unknown_keys_are_errors_with_their_location() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let e = Config::load(Path::new("/nonexistent/sigproxy.yaml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/sigproxy.yaml: cannot read the file"));
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/sigproxy.yaml: cannot read the file"));
 }
 
 #[test]
 fn service_and_region_come_from_aws_host_names() {
     let cases = [
-        ("abc.lambda-url.eu-west-1.on.aws", Some(("lambda", "eu-west-1"))),
-        ("dynamodb.us-west-2.amazonaws.com", Some(("dynamodb", "us-west-2"))),
-        ("abc.execute-api.us-east-1.amazonaws.com", Some(("execute-api", "us-east-1"))),
+        (
+            "abc.lambda-url.eu-west-1.on.aws",
+            Some(("lambda", "eu-west-1")),
+        ),
+        (
+            "dynamodb.us-west-2.amazonaws.com",
+            Some(("dynamodb", "us-west-2")),
+        ),
+        (
+            "abc.execute-api.us-east-1.amazonaws.com",
+            Some(("execute-api", "us-east-1")),
+        ),
         ("iam.amazonaws.com", Some(("iam", "us-east-1"))),
-        ("sts.cn-north-1.amazonaws.com.cn", Some(("sts", "cn-north-1"))),
+        (
+            "sts.cn-north-1.amazonaws.com.cn",
+            Some(("sts", "cn-north-1")),
+        ),
         ("example.com", None),
         ("127.0.0.1", None),
     ];
     for (host, want) in cases {
         let got = infer_service_region(host);
-        let got = got.as_ref().map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
+        let got = got
+            .as_ref()
+            .map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
         assert_eq!(got, want, "{host}");
     }
 }

@@ -135,7 +135,13 @@ mod tests {
     }
 
     fn creds(expiry: Option<SystemTime>) -> Credentials {
-        Credentials::new("AKIDEXAMPLE", "SECRETSECRET", Some("TOKENTOKEN".into()), expiry, "test")
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "SECRETSECRET",
+            Some("TOKENTOKEN".into()),
+            expiry,
+            "test",
+        )
     }
 
     #[test]
@@ -144,7 +150,11 @@ mod tests {
         let e = s.current().unwrap_err();
         assert_eq!(e.status(), 503);
         s.record_failure("AccessDenied on arn:aws:iam::123456789012:role/app".into());
-        assert!(s.current().unwrap_err().to_string().contains("AccessDenied"));
+        assert!(s
+            .current()
+            .unwrap_err()
+            .to_string()
+            .contains("AccessDenied"));
     }
 
     #[test]

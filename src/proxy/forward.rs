@@ -37,7 +37,7 @@ pub async fn forward(
         let (mut upstream, reused) = connector
             .get_http_session(&peer)
             .await
-            .map_err(|e| (ProxyError::from_pingora(&e), false))?;
+            .map_err(|e| (upstream_error(e), false))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
         upstream.set_write_timeout(Some(route.peers.read_timeout()));
         match send(&mut upstream, request.clone(), body.clone()).await {
@@ -53,7 +53,7 @@ pub async fn forward(
                 debug!(error = %e, "reused upstream connection failed; retrying on a new one");
                 upstream.shutdown().await;
             }
-            Err((e, _)) => return Err((ProxyError::from_pingora(&e), false)),
+            Err((e, _)) => return Err((upstream_error(e), false)),
         }
     };
 
@@ -79,7 +79,10 @@ async fn send(
         .await
         .map_err(write)?;
     if !body.is_empty() {
-        upstream.write_request_body(body, true).await.map_err(write)?;
+        upstream
+            .write_request_body(body, true)
+            .await
+            .map_err(write)?;
     }
     upstream.finish_request_body().await.map_err(write)?;
     // Read the final response header, skipping informational 1xx answers.
@@ -100,10 +103,12 @@ async fn send(
 }
 
 async fn relay_response(session: &mut Session, upstream: &mut HttpSession) -> Outcome {
-    let mut resp = upstream
-        .response_header()
-        .cloned()
-        .ok_or_else(|| (ProxyError::Internal("missing response header".into()), false))?;
+    let mut resp = upstream.response_header().cloned().ok_or_else(|| {
+        (
+            ProxyError::Internal("missing response header".into()),
+            false,
+        )
+    })?;
     let status = resp.status.as_u16();
     headers::prepare_response(&mut resp);
     let done = upstream.response_done();
@@ -118,7 +123,7 @@ async fn relay_response(session: &mut Session, upstream: &mut HttpSession) -> Ou
         let chunk = upstream
             .read_response_body()
             .await
-            .map_err(|e| (ProxyError::from_pingora(&e), true))?;
+            .map_err(|e| (upstream_error(e), true))?;
         let end = chunk.is_none() || upstream.response_done();
         session
             .write_response_body(chunk, end)
@@ -128,6 +133,11 @@ async fn relay_response(session: &mut Session, upstream: &mut HttpSession) -> Ou
             return Ok(status);
         }
     }
+}
+
+/// Errors talking to the upstream are the upstream's, whatever pingora tagged them with.
+fn upstream_error(e: Box<PingoraError>) -> ProxyError {
+    ProxyError::from_pingora(&e.into_up())
 }
 
 async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {

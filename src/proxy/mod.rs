@@ -53,7 +53,12 @@ pub struct RequestCtx {
 
 impl SigningProxy {
     /// Writes `error` as the JSON response and records it; the request ends here.
-    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) -> Result<bool> {
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: ProxyError,
+    ) -> Result<bool> {
         write_error(session, ctx, error).await;
         Ok(true)
     }
@@ -66,7 +71,7 @@ impl SigningProxy {
         body_len: Option<usize>,
     ) -> Result<RequestHeader, ProxyError> {
         let mut req = client.clone();
-        prepare_upstream(route, target, &mut req, body_len.is_some())?;
+        prepare_upstream(route, target, &mut req)?;
         if let Some(len) = body_len {
             req.insert_header("content-length", len.to_string())
                 .map_err(|e| ProxyError::Internal(e.to_string()))?;
@@ -80,7 +85,6 @@ fn prepare_upstream(
     route: &Route,
     target: &str,
     req: &mut RequestHeader,
-    body_read_here: bool,
 ) -> Result<(), ProxyError> {
     let uri: http::Uri = target
         .parse()
@@ -90,7 +94,6 @@ fn prepare_upstream(
         req,
         route.peers.upstream().authority(),
         route.signer.is_some(),
-        body_read_here,
     );
     Ok(())
 }
@@ -156,11 +159,12 @@ impl ProxyHttp for SigningProxy {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         let hash = sha256_hex(&body);
-        let signed = Self::upstream_request(&route, &ctx.target, session.req_header(), Some(body.len()))
-            .and_then(|mut req| {
-                signer.sign(&mut req, credentials, &hash, SystemTime::now())?;
-                Ok(req)
-            });
+        let signed =
+            Self::upstream_request(&route, &ctx.target, session.req_header(), Some(body.len()))
+                .and_then(|mut req| {
+                    signer.sign(&mut req, credentials, &hash, SystemTime::now())?;
+                    Ok(req)
+                });
         let request = match signed {
             Ok(r) => r,
             Err(e) => return self.reject(session, ctx, e).await,
@@ -177,7 +181,11 @@ impl ProxyHttp for SigningProxy {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
         route
             .peers
@@ -194,19 +202,30 @@ impl ProxyHttp for SigningProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
-        prepare_upstream(route, &ctx.target, upstream_request, false)
-            .map_err(ProxyError::into_pingora)?;
+        prepare_upstream(route, &ctx.target, upstream_request).map_err(ProxyError::into_pingora)?;
         if let Some(signer) = &route.signer {
             // Fetched again: a refresh may have landed since request_filter.
-            let credentials = signer.current_credentials().map_err(ProxyError::into_pingora)?;
+            let credentials = signer
+                .current_credentials()
+                .map_err(ProxyError::into_pingora)?;
             signer
-                .sign(upstream_request, credentials, EMPTY_SHA256, SystemTime::now())
+                .sign(
+                    upstream_request,
+                    credentials,
+                    EMPTY_SHA256,
+                    SystemTime::now(),
+                )
                 .map_err(ProxyError::into_pingora)?;
         }
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let error = ProxyError::from_pingora(e);
         let code = error.status();
         let already_answered = session

@@ -1,0 +1,439 @@
+//! Test harness: real peers on ephemeral loopback ports, the real sigproxy binary, and a small
+//! raw HTTP/1.1 client so tests control every byte they send.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with moto and boto3: `SIGPROXY_TEST_PYTHON`, else the repo's `.venv`.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SIGPROXY_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python test environment: run ./scripts/test (it creates .venv with moto), \
+         or set SIGPROXY_TEST_PYTHON"
+    );
+    venv
+}
+
+/// moto STS (auth enforced) and the verifying Lambda URL stand-in, in one Python process.
+pub struct Peers {
+    child: Child,
+    _stdin: ChildStdin,
+    pub info: Value,
+}
+
+impl Peers {
+    pub fn start() -> Peers {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Peers {
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/peers/aws_peers.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tests/peers/aws_peers.py");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read peers' description");
+        let info: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("peers did not start ({e}): {line:?}"));
+        Peers {
+            child,
+            _stdin: stdin,
+            info,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.info[key].as_str().unwrap()
+    }
+
+    pub fn lambda_addr(&self) -> SocketAddr {
+        self.get("lambda_url")
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap()
+    }
+
+    /// The stand-in's counters: verified, rejected, assume_role_calls, keys_seen.
+    pub fn stats(&self) -> Value {
+        let r = request(self.lambda_addr(), "GET", "/__control/stats", &[], b"");
+        r.json()
+    }
+
+    /// Environment giving sigproxy's default chain the caller user's keys and nothing else.
+    pub fn caller_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.get("access_key_id").into()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                self.get("secret_access_key").into(),
+            ),
+        ]
+    }
+
+    /// A credentials block assuming the test role through the local STS.
+    pub fn credentials_yaml(&self, name: &str, external_id: &str) -> String {
+        format!(
+            "  {name}:\n    source: default\n    assume_role:\n      role_arn: {}\n      external_id: {external_id}\n      sts_endpoint: {}\n      sts_region: us-east-1\n",
+            self.get("role_arn"),
+            self.get("sts_endpoint")
+        )
+    }
+
+    /// The usual configuration: one signed Lambda route under /fn/ and extra YAML `routes`.
+    pub fn lambda_config(&self, extra_routes: &str) -> String {
+        format!(
+            "credentials:\n{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 2s\n{extra_routes}",
+            self.credentials_yaml("app", self.get("external_id")),
+            self.get("lambda_url"),
+        )
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free right now on 127.0.0.1 (pingora needs a concrete port to listen on).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sigproxy binary under test, with its own config file and ports.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts sigproxy with `body` (YAML without listen addresses) and waits for `/healthz`.
+    pub fn start(body: &str, env: &[(String, String)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("sigproxy.yaml");
+        std::fs::write(
+            &config,
+            format!("listen: {addr}\nadmin_listen: {admin}\nshutdown_grace: 1s\n{body}"),
+        )
+        .unwrap();
+        let log = dir.path().join("sigproxy.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
+        cmd.arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        isolate_aws_env(&mut cmd, dir.path());
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start sigproxy");
+        let proxy = Proxy {
+            child,
+            addr,
+            admin,
+            log,
+            _dir: dir,
+        };
+        proxy.wait_for(|| {
+            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+        });
+        proxy
+    }
+
+    fn wait_for(&self, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sigproxy did not get there in time; log:\n{}", self.log());
+    }
+
+    /// Waits until `/readyz` says 200 (credentials loaded).
+    pub fn wait_ready(&self) -> &Self {
+        self.wait_for(|| self.admin_get("/readyz").status == 200);
+        self
+    }
+
+    pub fn admin_get(&self, path: &str) -> Response {
+        request(self.admin, "GET", path, &[], b"")
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.addr, "GET", path, &[], b"")
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        request(self.addr, method, path, headers, body)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keeps the machine's own AWS setup (files, env, IMDS) out of the test.
+pub fn isolate_aws_env(cmd: &mut Command, home: &Path) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Informational (1xx) statuses received before the final one.
+    pub interim: Vec<u16>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error.code` of a sigproxy JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// One request on a fresh connection; panics on I/O errors.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|| panic!("{method} {path} to {addr} failed"))
+}
+
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let has_length = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !chunked && !has_length && (!body.is_empty() || matches!(method, "POST" | "PUT")) {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let expect = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("expect") && v.eq_ignore_ascii_case("100-continue"));
+
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut interim = Vec::new();
+    if expect {
+        // Wait for the proxy's go-ahead before sending the body, as curl does.
+        let (status, _) = read_head(&mut reader)?;
+        if status != 100 {
+            return finish(reader, status, interim);
+        }
+        interim.push(100);
+    }
+    if chunked {
+        // Several chunks of uneven sizes.
+        for piece in body.chunks(7919) {
+            stream
+                .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                .ok()?;
+            stream.write_all(piece).ok()?;
+            stream.write_all(b"\r\n").ok()?;
+        }
+        stream.write_all(b"0\r\n\r\n").ok()?;
+    } else {
+        // The proxy may answer (e.g. 413) and close before reading it all: ignore write errors.
+        let _ = stream.write_all(body);
+    }
+    loop {
+        let (status, headers) = read_head(&mut reader)?;
+        if (100..200).contains(&status) {
+            interim.push(status);
+            continue;
+        }
+        if method == "HEAD" {
+            return Some(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                interim,
+            });
+        }
+        return read_body(reader, status, headers, interim);
+    }
+}
+
+fn finish(reader: BufReader<TcpStream>, status: u16, interim: Vec<u16>) -> Option<Response> {
+    read_body(reader, status, Vec::new(), interim)
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Some((status, headers))
+}
+
+fn read_body(
+    mut reader: BufReader<TcpStream>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    interim: Vec<u16>,
+) -> Option<Response> {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        body.resize(len, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                let mut end = String::new();
+                reader.read_line(&mut end).ok()?;
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = String::new();
+            reader.read_line(&mut crlf).ok()?;
+        }
+    } else {
+        let _ = reader.read_to_end(&mut body);
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+        interim,
+    })
+}
+
+/// Deterministic pseudo-random bytes (no two equal blocks, so hashing mistakes show).
+pub fn bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ n as u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    sigproxy::sign::sha256_hex(data)
+}

@@ -1,0 +1,147 @@
+//! Credentials from moto's STS (auth enforced): refresh, failures, readiness, secrecy.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn short_lived_credentials_are_refreshed_in_the_background_without_failed_requests() {
+    // STS hands out credentials that live 6 s; the stand-in rejects expired ones.
+    let peers = Peers::start_with(&["--short-credentials", "6"]);
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+
+    let started = Instant::now();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        let (method, body) = if requests % 2 == 0 {
+            ("GET", &b""[..])
+        } else {
+            ("POST", &b"refresh"[..])
+        };
+        let r = proxy.send(method, "/fn/tick", &[], body);
+        assert_eq!(
+            r.status,
+            200,
+            "request {requests} at {:?} failed: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&r.body)
+        );
+        requests += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = peers.stats();
+    let keys = stats["keys_seen"].as_array().unwrap().len();
+    let calls = stats["assume_role_calls"].as_u64().unwrap();
+    assert!(
+        keys >= 4,
+        "only {keys} distinct credentials signed requests in 16 s: {stats}"
+    );
+    assert!(calls >= 4, "only {calls} AssumeRole calls: {stats}");
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    assert!(requests > 50, "{requests}");
+}
+
+#[test]
+fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
+    let peers = Peers::start();
+    let config = format!(
+        "credentials:\n{}routes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.credentials_yaml("app", "wrong-external-id"),
+        peers.get("lambda_url")
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = loop {
+        let r = proxy.admin_get("/readyz");
+        let reason = r.json()["credentials"]["app"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if reason.contains("AccessDenied") || Instant::now() > deadline {
+            break (r, reason);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (r, reason) = ready;
+    assert_eq!(r.status, 503);
+    assert!(reason.contains(peers.get("role_arn")), "{reason}");
+    assert!(reason.contains("AccessDenied"), "{reason}");
+
+    for (method, body) in [("GET", &b""[..]), ("POST", &b"x"[..])] {
+        let r = proxy.send(method, "/anything", &[], body);
+        assert_eq!(r.status, 503, "{method}");
+        assert_eq!(r.error_code(), "credentials_unavailable");
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied"));
+    }
+    assert_eq!(peers.stats()["verified"], 0, "nothing reached the upstream");
+}
+
+#[test]
+fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
+    let peers = Peers::start();
+    let closed = free_port();
+    let config = format!(
+        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      sts_endpoint: http://127.0.0.1:{closed}\n      sts_region: us-east-1\nroutes:\n  - upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.get("role_arn"),
+        peers.get("lambda_url")
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    assert_eq!(proxy.admin_get("/healthz").status, 200, "alive");
+    let r = proxy.admin_get("/readyz");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["ready"], false);
+    let r = proxy.get("/x");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "credentials_unavailable")
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_logs_or_error_bodies() {
+    let peers = Peers::start();
+    let mut env = peers.caller_env();
+    env.push(("RUST_LOG".into(), "trace".into()));
+    let proxy = Proxy::start(&peers.lambda_config(""), &env);
+    proxy.wait_ready();
+    let ok = proxy.send("POST", "/fn/x", &[], b"payload");
+    assert_eq!(ok.status, 200);
+    assert_eq!(proxy.get("/fn/via-pingora-path").status, 200);
+    let token = ok.json()["headers"]["x-amz-security-token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let errors = [
+        proxy.get("/missing"),
+        proxy.send("POST", "/fn/__sleep?ms=2500", &[], b"x"),
+    ];
+    let log = proxy.log();
+    assert!(
+        log.contains("credentials refreshed"),
+        "trace log was captured"
+    );
+    let user_secret = peers.get("secret_access_key");
+    assert!(
+        !log.contains(user_secret),
+        "the caller's secret key was logged"
+    );
+    if let Some(at) = log.find(&token) {
+        let start = log[..at].rfind('\n').unwrap_or(0);
+        panic!(
+            "the session token was logged: {}",
+            &log[start..(at + 200).min(log.len())]
+        );
+    }
+    for e in errors {
+        let body = String::from_utf8_lossy(&e.body);
+        assert!(
+            !body.contains(user_secret) && !body.contains(&token),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Local AWS peers for sigproxy's tests and demo, on ephemeral loopback ports.
+
+- STS: moto's server with authentication enforced (INITIAL_NO_AUTH_ACTION_COUNT=0), so every
+  AssumeRole call is checked for a valid SigV4 signature, the caller's IAM policy and the role's
+  trust policy (including its sts:ExternalId condition).
+- A Lambda Function URL stand-in that accepts only requests correctly SigV4-signed (service
+  `lambda`) with live credentials that moto's STS handed out. The signature is recomputed with
+  botocore's signer, which shares no code with aws-sigv4. Bad signatures get 403, like Lambda.
+
+It prints one JSON line describing the peers, then serves until its standard input closes.
+
+Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests):
+  GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen
+
+Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes.
+"""
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+# Must be set before moto is imported: moto reads it once.
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+
+import boto3  # noqa: E402
+import requests  # noqa: E402
+from botocore.auth import SigV4Auth  # noqa: E402
+from botocore.awsrequest import AWSRequest  # noqa: E402
+from botocore.credentials import Credentials  # noqa: E402
+from moto.core.utils import utcnow  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+from moto.sts import models as sts_models  # noqa: E402
+
+ACCOUNT = "123456789012"
+EXTERNAL_ID = "sigproxy-test-external-id"
+ALLOWED_SKEW = datetime.timedelta(minutes=5)
+
+stats_lock = threading.Lock()
+stats = {"verified": 0, "rejected": 0, "assume_role_calls": 0, "keys_seen": []}
+
+
+def count(key, value=None):
+    with stats_lock:
+        if key == "keys_seen":
+            if value not in stats["keys_seen"]:
+                stats["keys_seen"].append(value)
+        else:
+            stats[key] += 1
+
+
+def patch_sts(short_seconds):
+    """Counts AssumeRole calls; optionally caps credential lifetime to `short_seconds`."""
+    original = sts_models.STSBackend.assume_role
+
+    def assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id):
+        count("assume_role_calls")
+        if short_seconds:
+            duration = min(duration, short_seconds)
+        return original(self, region_name, role_session_name, role_arn, policy, duration, external_id)
+
+    sts_models.STSBackend.assume_role = assume_role
+
+
+def find_assumed_role(access_key_id):
+    for account in list(sts_models.sts_backends.keys()):
+        for backend in sts_models.sts_backends[account].values():
+            for role in backend.assumed_roles:
+                if role.access_key_id == access_key_id:
+                    return role
+    return None
+
+
+def setup_iam(endpoint, region):
+    """Creates the caller user and the role it may assume; returns their details."""
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
+    admin = dict(
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam = boto3.client("iam", **admin)
+    user = iam.create_user(UserName="sigproxy-caller")["User"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": user["Arn"]},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+            }
+        ],
+    }
+    role = iam.create_role(RoleName="lambda-invoker", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.put_role_policy(
+        RoleName="lambda-invoker",
+        PolicyName="invoke-url",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": "*"}],
+            }
+        ),
+    )
+    iam.put_user_policy(
+        UserName="sigproxy-caller",
+        PolicyName="assume",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role["Arn"]}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="sigproxy-caller")["AccessKey"]
+    # From here on, moto verifies every request's signature and the IAM policies.
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    return {
+        "access_key_id": key["AccessKeyId"],
+        "secret_access_key": key["SecretAccessKey"],
+        "role_arn": role["Arn"],
+        "external_id": EXTERNAL_ID,
+        "user_arn": user["Arn"],
+    }
+
+
+def parse_authorization(value):
+    if not value or not value.startswith("AWS4-HMAC-SHA256 "):
+        return None
+    fields = {}
+    for part in value[len("AWS4-HMAC-SHA256 "):].split(","):
+        k, _, v = part.strip().partition("=")
+        fields[k] = v
+    try:
+        akid, date, region, service, terminator = fields["Credential"].split("/")
+        return {
+            "access_key_id": akid,
+            "date": date,
+            "region": region,
+            "service": service,
+            "terminator": terminator,
+            "signed_headers": fields["SignedHeaders"].split(";"),
+            "signature": fields["Signature"],
+        }
+    except (KeyError, ValueError):
+        return None
+
+
+class LambdaUrl(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LambdaUrlStandIn"
+    region = "us-east-1"
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(out)
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def reply(self, status, payload, extra_headers=()):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", "standin-%d" % time.time_ns())
+        for k, v in extra_headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def deny(self, message):
+        count("rejected")
+        self.reply(403, {"Message": message})
+
+    def handle_any(self):
+        body = self.read_body()
+        if self.path.startswith("/__control/stats"):
+            with stats_lock:
+                return self.reply(200, dict(stats))
+        problem = self.verify(body)
+        if problem:
+            return self.deny(problem)
+        count("verified")
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        if parts.path == "/__sleep":
+            time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
+        if parts.path == "/__bytes":
+            n = int(query.get("n", ["0"])[0])
+            return self.reply(200, b"x" * n)
+        auth = parse_authorization(self.headers.get("Authorization"))
+        role = find_assumed_role(auth["access_key_id"])
+        headers = {}
+        for name in self.headers.keys():
+            headers[name.lower()] = ", ".join(self.headers.get_all(name))
+        self.reply(
+            200,
+            {
+                "method": self.command,
+                "path": parts.path,
+                "query": parts.query,
+                "headers": headers,
+                "body_length": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "access_key_id": auth["access_key_id"],
+                "role_arn": role.role_arn,
+                "session_name": role.session_name,
+            },
+        )
+
+    def verify(self, body):
+        """None if the request is correctly signed with live STS credentials, else the reason."""
+        auth = parse_authorization(self.headers.get("Authorization"))
+        if auth is None:
+            return "Missing or malformed Authorization header"
+        if auth["service"] != "lambda" or auth["region"] != self.region or auth["terminator"] != "aws4_request":
+            return f"Credential scope must be <date>/{self.region}/lambda/aws4_request"
+        amz_date = self.headers.get("X-Amz-Date", "")
+        try:
+            signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
+        except ValueError:
+            return "Missing or malformed X-Amz-Date"
+        if abs(utcnow() - signed_at) > ALLOWED_SKEW or amz_date[:8] != auth["date"]:
+            return "Signature expired or date does not match the credential scope"
+        role = find_assumed_role(auth["access_key_id"])
+        if role is None:
+            return "The security token included in the request is invalid (unknown access key)"
+        if self.headers.get("X-Amz-Security-Token") != role.session_token:
+            return "The security token included in the request is invalid"
+        if utcnow() >= role.expiration:
+            return "ExpiredToken: The security token included in the request is expired"
+        for required in ("host", "x-amz-date", "x-amz-security-token"):
+            if required not in auth["signed_headers"]:
+                return f"Header {required} must be signed"
+        declared = self.headers.get("X-Amz-Content-Sha256")
+        if declared is not None and declared != hashlib.sha256(body).hexdigest():
+            return "X-Amz-Content-Sha256 does not match the body"
+
+        headers = {}
+        for name in auth["signed_headers"]:
+            values = self.headers.get_all(name)
+            if values is None:
+                return f"Signed header {name} is missing"
+            headers[name] = ",".join(values)
+        request = AWSRequest(method=self.command, url=f"http://{self.headers['Host']}{self.path}", data=body, headers=headers)
+        request.context["timestamp"] = amz_date
+        signer = SigV4Auth(Credentials(role.access_key_id, role.secret_access_key, role.session_token), "lambda", self.region)
+        canonical = signer.canonical_request(request)
+        expected = signer.signature(signer.string_to_sign(request, canonical), request)
+        if signer.signed_headers(signer.headers_to_sign(request)) != ";".join(auth["signed_headers"]):
+            return "SignedHeaders do not match"
+        if not hmac.compare_digest(expected, auth["signature"]):
+            return "The request signature we calculated does not match the signature you provided"
+        count("keys_seen", auth["access_key_id"])
+        return None
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--short-credentials", type=int, default=0, help="cap STS credential lifetime (seconds)")
+    args = parser.parse_args()
+
+    patch_sts(args.short_credentials)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    sts_endpoint = "http://%s:%d" % moto.get_host_and_port()
+    details = setup_iam(sts_endpoint, args.region)
+
+    LambdaUrl.region = args.region
+    lambda_server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaUrl)
+    lambda_server.daemon_threads = True
+    threading.Thread(target=lambda_server.serve_forever, daemon=True).start()
+
+    details.update(
+        {
+            "sts_endpoint": sts_endpoint,
+            "lambda_url": "http://127.0.0.1:%d" % lambda_server.server_address[1],
+            "region": args.region,
+            "account_id": ACCOUNT,
+        }
+    )
+    print(json.dumps(details), flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin (or exits)
+    except KeyboardInterrupt:
+        pass
+    lambda_server.shutdown()
+    moto.stop()
+
+
+if __name__ == "__main__":
+    main()
