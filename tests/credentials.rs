@@ -145,3 +145,72 @@ fn secrets_never_appear_in_logs_or_error_bodies() {
         );
     }
 }
+
+/// Relays connections accepted on `listener` to `target`, from when it is called.
+fn relay(listener: std::net::TcpListener, target: std::net::SocketAddr) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
+    let peers = Peers::start();
+    // STS is found through AWS_ENDPOINT_URL_STS and AWS_REGION, the standard variables.
+    let port = free_port();
+    let mut env = peers.caller_env();
+    env.push((
+        "AWS_ENDPOINT_URL_STS".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    env.push(("AWS_REGION".into(), "us-east-1".into()));
+    let config = format!(
+        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\nroutes:\n  - upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.get("role_arn"),
+        peers.get("external_id"),
+        peers.get("lambda_url")
+    );
+    let proxy = Proxy::start(&config, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.log().contains("credential refresh failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed refresh logged:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        proxy.admin_get("/readyz").status,
+        503,
+        "STS is down: not ready"
+    );
+    assert_eq!(proxy.get("/x").status, 503);
+
+    // STS comes back: the refresher's backoff retries find it without a restart.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let sts: std::net::SocketAddr = peers
+        .get("sts_endpoint")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    relay(listener, sts);
+    let came_back = Instant::now();
+    proxy.wait_ready();
+    assert!(came_back.elapsed() < Duration::from_secs(15));
+    let r = proxy.get("/x");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
