@@ -18,8 +18,10 @@ pub enum ProxyError {
     BadRequest(String),
     /// The request body is larger than the route's `max_body_bytes`.
     BodyTooLarge { limit: usize },
-    /// The client stopped sending the body or sent a malformed one.
+    /// The client sent a malformed body or broke off.
     BodyRead(String),
+    /// The client stopped sending the body for longer than the route's `read_timeout`.
+    ClientTimeout,
     /// The route's credential set has no valid credentials right now.
     CredentialsUnavailable { credentials: String, reason: String },
     /// aws-sigv4 refused to sign the request.
@@ -37,6 +39,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => 404,
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
+            Self::ClientTimeout => 408,
             Self::BodyTooLarge { .. } => 413,
             Self::CredentialsUnavailable { .. } => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
@@ -52,6 +55,7 @@ impl ProxyError {
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "body_read_failed",
+            Self::ClientTimeout => "client_timeout",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
@@ -96,7 +100,9 @@ impl ProxyError {
         let etype = ErrorType::HTTPStatus(self.status());
         let source = match self {
             Self::UpstreamUnreachable(_) | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
-            Self::BodyRead(_) | Self::BadRequest(_) => ErrorSource::Downstream,
+            Self::BodyRead(_) | Self::BadRequest(_) | Self::ClientTimeout => {
+                ErrorSource::Downstream
+            }
             _ => ErrorSource::Internal,
         };
         let mut e = PingoraError::because(etype, self.code(), ProxyErrorCause(self));
@@ -141,6 +147,7 @@ impl fmt::Display for ProxyError {
                 )
             }
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
+            Self::ClientTimeout => write!(f, "the client stopped sending the request body"),
             Self::CredentialsUnavailable {
                 credentials,
                 reason,

@@ -315,3 +315,38 @@ fn large_responses_stream_back_intact() {
         );
     }
 }
+
+#[test]
+fn client_connections_are_kept_alive_across_both_upstream_paths() {
+    let proxy = proxy("");
+    let mut conn = Conn::open(proxy.addr);
+    for i in 0..6 {
+        let (method, body) = if i % 2 == 0 {
+            ("POST", bytes(100 + i))
+        } else {
+            ("GET", Vec::new())
+        };
+        let r = conn.send(method, &format!("/fn/keepalive/{i}"), &body);
+        let v = assert_verified(&r, &format!("request {i} ({method})"));
+        assert_eq!(v["path"], format!("/keepalive/{i}"));
+        assert_eq!(v["body_length"], body.len());
+    }
+}
+
+#[test]
+fn a_client_that_stops_sending_its_body_gets_408() {
+    let proxy = proxy("");
+    let mut conn = Conn::open(proxy.addr);
+    conn.write(
+        b"POST /fn/stall HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    );
+    // The route's read_timeout is 2 s.
+    let started = std::time::Instant::now();
+    let r = conn.read().expect("an error response");
+    assert_eq!((r.status, r.error_code().as_str()), (408, "client_timeout"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -3,6 +3,8 @@
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
+use pingora::ErrorType;
+use std::time::Duration;
 
 /// The declared `Content-Length`, if any and valid.
 pub fn content_length(session: &Session) -> Option<u64> {
@@ -23,11 +25,16 @@ pub fn expects_continue(session: &Session) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Reads the body to its end, failing with 413 as soon as it grows past `limit`.
+/// Reads the body to its end, failing with 413 as soon as it grows past `limit`, and with 408
+/// when the client sends nothing for `idle`.
 ///
 /// Answers `Expect: 100-continue` first (the body is read here, not by the upstream).
 /// A declared `Content-Length` over the limit is refused before any body byte is read.
-pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, ProxyError> {
+pub async fn read_bounded(
+    session: &mut Session,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, ProxyError> {
     let declared = content_length(session);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
@@ -39,6 +46,7 @@ pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, 
             .await
             .map_err(|e| ProxyError::BodyRead(e.to_string()))?;
     }
+    session.as_downstream_mut().set_read_timeout(Some(idle));
     let capacity = declared.map_or(0, |n| n as usize);
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
@@ -46,7 +54,10 @@ pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, 
     while let Some(chunk) = session
         .read_request_body()
         .await
-        .map_err(|e| ProxyError::BodyRead(e.to_string()))?
+        .map_err(|e| match e.etype() {
+            ErrorType::ReadTimedout => ProxyError::ClientTimeout,
+            _ => ProxyError::BodyRead(e.to_string()),
+        })?
     {
         total += chunk.len();
         if total > limit {

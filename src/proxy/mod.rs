@@ -154,10 +154,13 @@ impl ProxyHttp for SigningProxy {
             return Ok(false); // signed in upstream_request_filter with the empty hash
         }
 
-        let body = match body::read_bounded(session, route.max_body_bytes).await {
-            Ok(b) => b,
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
+        let body =
+            match body::read_bounded(session, route.max_body_bytes, route.peers.read_timeout())
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return self.reject(session, ctx, e).await,
+            };
         let hash = sha256_hex(&body);
         let signed =
             Self::upstream_request(&route, &ctx.target, session.req_header(), Some(body.len()))

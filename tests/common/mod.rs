@@ -351,12 +351,12 @@ pub fn try_request(
                 interim,
             });
         }
-        return read_body(reader, status, headers, interim);
+        return read_body(&mut reader, status, headers, interim);
     }
 }
 
-fn finish(reader: BufReader<TcpStream>, status: u16, interim: Vec<u16>) -> Option<Response> {
-    read_body(reader, status, Vec::new(), interim)
+fn finish(mut reader: BufReader<TcpStream>, status: u16, interim: Vec<u16>) -> Option<Response> {
+    read_body(&mut reader, status, Vec::new(), interim)
 }
 
 fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
@@ -378,7 +378,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, Str
 }
 
 fn read_body(
-    mut reader: BufReader<TcpStream>,
+    reader: &mut BufReader<TcpStream>,
     status: u16,
     headers: Vec<(String, String)>,
     interim: Vec<u16>,
@@ -419,6 +419,45 @@ fn read_body(
         body,
         interim,
     })
+}
+
+/// A keep-alive client connection: several requests, one after another, on one TCP stream.
+pub struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader }
+    }
+
+    /// Writes raw bytes (a request or part of one).
+    pub fn write(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).unwrap();
+    }
+
+    /// Reads one response; `None` if the connection closed first.
+    pub fn read(&mut self) -> Option<Response> {
+        let (status, headers) = read_head(&mut self.reader)?;
+        read_body(&mut self.reader, status, headers, Vec::new())
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Response {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.write(head.as_bytes());
+        self.write(body);
+        self.read()
+            .expect("a response on the kept-alive connection")
+    }
 }
 
 /// Deterministic pseudo-random bytes (no two equal blocks, so hashing mistakes show).
