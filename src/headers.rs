@@ -36,9 +36,9 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
 }
 
 /// Prepares the request for the upstream: drops hop-by-hop headers and sets `host`. On a signed
-/// route it also drops the client's own signing headers and `Expect`: a signed request's body
-/// is either read by the proxy (which answers `100 Continue` itself) or absent.
-pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool) {
+/// route it also drops the client's own signing headers; `drop_expect` drops `Expect` when the
+/// proxy has read the body itself (and answered `100 Continue`) or there is none.
+pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
     for name in connection_listed(&req.headers) {
         req.remove_header(&name);
     }
@@ -49,6 +49,8 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool) {
         for name in CLIENT_SIGNING {
             req.remove_header(*name);
         }
+    }
+    if drop_expect {
         req.remove_header("expect");
     }
     // A valid host (checked when the configuration was loaded) is always a valid header value.
@@ -97,7 +99,7 @@ mod tests {
             ("user-agent", "curl"),
             ("host", "localhost:8080"),
         ]);
-        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true);
+        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true, true);
         for gone in [
             "authorization",
             "x-amz-security-token",
@@ -118,7 +120,7 @@ mod tests {
     #[test]
     fn pass_through_route_keeps_client_authorization() {
         let mut r = req(&[("authorization", "Bearer x"), ("expect", "100-continue")]);
-        prepare_request(&mut r, "example.com", false);
+        prepare_request(&mut r, "example.com", false, false);
         assert_eq!(r.headers["authorization"], "Bearer x");
         assert_eq!(r.headers["expect"], "100-continue");
     }

@@ -7,7 +7,7 @@ use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
 use crate::sign::Signer;
-use crate::target::upstream_target;
+use crate::target::{upstream_target, PathRules};
 use crate::upstream::PeerFactory;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ pub struct Route {
     /// `None` for a pass-through (unsigned) route.
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
+    path_rules: PathRules,
 }
 
 impl Route {
@@ -29,7 +30,7 @@ impl Route {
             let set = credentials
                 .get(&s.credentials)
                 .expect("configuration validation checked the credential set exists");
-            Signer::new(&s.service, &s.region, set.clone())
+            Signer::new(s, set.clone())
         });
         Route {
             name: config.name.clone(),
@@ -43,6 +44,10 @@ impl Route {
             ),
             signer,
             max_body_bytes: config.max_body_bytes,
+            path_rules: match &config.signing {
+                Some(s) if s.service == "s3" => PathRules::S3,
+                _ => PathRules::Normalized,
+            },
         }
     }
 
@@ -68,7 +73,13 @@ impl Route {
         } else {
             None
         };
-        upstream_target(path, query, strip, self.peers.upstream().base_path())
+        upstream_target(
+            path,
+            query,
+            strip,
+            self.peers.upstream().base_path(),
+            self.path_rules,
+        )
     }
 }
 

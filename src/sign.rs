@@ -5,11 +5,14 @@
 //! `x-forwarded-*`, trace ids, ...) are forwarded but not signed, so a hop after sigproxy cannot
 //! break the signature by touching them.
 
+use crate::aws_chunked::ChunkSigner;
+use crate::config::{Payload, SigningConfig};
 use crate::credentials::CredentialSet;
 use crate::error::ProxyError;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use pingora::http::RequestHeader;
@@ -19,29 +22,61 @@ use std::time::SystemTime;
 
 /// SHA-256 of the empty string, hex.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// The payload hash of a body that is not signed (S3).
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// Signs requests for one route: a service, a region and a credential set.
 #[derive(Debug)]
 pub struct Signer {
     service: String,
     region: String,
+    payload: Payload,
     credentials: Arc<CredentialSet>,
     settings: SigningSettings,
 }
 
 impl Signer {
-    pub fn new(service: &str, region: &str, credentials: Arc<CredentialSet>) -> Self {
+    pub fn new(config: &SigningConfig, credentials: Arc<CredentialSet>) -> Self {
         let mut settings = SigningSettings::default();
-        if service == "lambda" {
+        match config.service.as_str() {
             // Function URLs accept it, and it is required where CloudFront sits in front.
-            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            "lambda" => settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256,
+            // S3 signs the path as sent (single encoding, no normalisation) and always wants
+            // x-amz-content-sha256.
+            "s3" => {
+                settings.percent_encoding_mode = PercentEncodingMode::Single;
+                settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+                settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            }
+            _ => {}
         }
         Signer {
-            service: service.to_string(),
-            region: region.to_string(),
+            service: config.service.clone(),
+            region: config.region.clone(),
+            payload: config.payload,
             credentials,
             settings,
         }
+    }
+
+    pub fn payload(&self) -> Payload {
+        self.payload
+    }
+
+    /// Signs the chunks of a streaming body that follows a header signed with `seed_signature`.
+    pub fn chunk_signer(
+        &self,
+        credentials: Credentials,
+        time: SystemTime,
+        seed_signature: String,
+    ) -> ChunkSigner {
+        ChunkSigner::new(
+            credentials.into(),
+            &self.region,
+            &self.service,
+            time,
+            seed_signature,
+        )
     }
 
     pub fn credentials(&self) -> &CredentialSet {
@@ -54,17 +89,18 @@ impl Signer {
     }
 
     /// Adds the SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`, and
-    /// `x-amz-content-sha256` where the service wants it) to `req`.
+    /// `x-amz-content-sha256` where the service wants it) to `req`; returns the signature.
     ///
-    /// `req` must already carry the final `host` header and URI; `payload_sha256` is the hex
-    /// SHA-256 of the exact body that will be sent.
+    /// `req` must already carry the final `host` header and URI; `payload_hash` is the hex
+    /// SHA-256 of the exact body that will be sent, or `UNSIGNED-PAYLOAD`, or
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`.
     pub fn sign(
         &self,
         req: &mut RequestHeader,
         credentials: Credentials,
-        payload_sha256: &str,
+        payload_hash: &str,
         time: SystemTime,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<String, ProxyError> {
         let identity = credentials.into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -93,17 +129,17 @@ impl Signer {
             &method,
             uri.as_str(),
             signed_headers.into_iter(),
-            SignableBody::Precomputed(payload_sha256.to_string()),
+            SignableBody::Precomputed(payload_hash.to_string()),
         )
         .map_err(|e| ProxyError::Signing(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params)
+        let (instructions, signature) = sign(signable, &params)
             .map_err(|e| ProxyError::Signing(e.to_string()))?
             .into_parts();
         for (name, value) in instructions.headers() {
             req.insert_header(name.to_string(), value)
                 .map_err(|e| ProxyError::Signing(e.to_string()))?;
         }
-        Ok(())
+        Ok(signature)
     }
 }
 

@@ -5,8 +5,11 @@
 //! escapes) would become a signature mismatch at AWS. So the target is rewritten once, here, into
 //! a form whose canonicalisation is the identity, and that same string is both signed and sent:
 //!
-//! - path: dot segments and empty segments removed (as AWS and aws-sigv4 normalise them), every
-//!   character RFC 3986 does not allow in a path percent-encoded, existing escapes kept;
+//! - path, most services: dot segments and empty segments removed (as AWS and aws-sigv4
+//!   normalise them), every character RFC 3986 does not allow in a path percent-encoded,
+//!   existing escapes kept;
+//! - path, S3: never normalised (`//` and `..` are part of object keys); decoded and re-encoded
+//!   the way S3 canonicalises it, every byte but unreserved characters and `/` escaped;
 //! - query: each name and value percent-decoded (`+` is a literal plus, RFC 3986) and re-encoded
 //!   with only unreserved characters left bare, order kept.
 
@@ -20,6 +23,18 @@ const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// Everything but unreserved characters and `/`: S3's canonical path encoding.
+const S3_PATH: &AsciiSet = &QUERY_COMPONENT.remove(b'/');
+
+/// How a service canonicalises paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRules {
+    /// Normalised, double-encoded when signed (Lambda and most services).
+    Normalized,
+    /// As is, single-encoded (S3).
+    S3,
+}
+
 /// Builds the upstream path-and-query for a request.
 ///
 /// `path` and `query` are the client's, as received; `strip` is the route prefix to remove, and
@@ -29,20 +44,24 @@ pub fn upstream_target(
     query: Option<&str>,
     strip: Option<&str>,
     base: &str,
+    rules: PathRules,
 ) -> Result<String, ProxyError> {
     let rest = match strip {
         Some(prefix) => strip_prefix(path, prefix),
         None => path,
     };
     let rest = if rest.starts_with('/') {
-        encode_path(rest)?
+        std::borrow::Cow::Borrowed(rest)
     } else {
-        encode_path(&format!("/{rest}"))?
+        std::borrow::Cow::Owned(format!("/{rest}"))
     };
-    // Normalised before the base is added, so `..` cannot climb out of the base path.
-    let mut target = String::with_capacity(base.len() + rest.len() + 1);
+    let mut target = String::with_capacity(base.len() + rest.len() + 16);
     target.push_str(base);
-    target.push_str(&normalize_path(&rest));
+    match rules {
+        // Normalised before the base is added, so `..` cannot climb out of the base path.
+        PathRules::Normalized => target.push_str(&normalize_path(&encode_path(&rest)?)),
+        PathRules::S3 => encode_s3_path(&rest, &mut target)?,
+    }
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         target.push('?');
         canonical_query(query, &mut target)?;
@@ -90,6 +109,29 @@ fn encode_path(path: &str) -> Result<String, ProxyError> {
         i += 1;
     }
     Ok(out)
+}
+
+/// Decodes escapes and re-encodes every byte S3 would, leaving segments exactly as they are.
+fn encode_s3_path(path: &str, out: &mut String) -> Result<(), ProxyError> {
+    check_escapes(path, "path")?;
+    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    out.extend(percent_encoding::percent_encode(&decoded, S3_PATH));
+    Ok(())
+}
+
+fn check_escapes(raw: &str, what: &str) -> Result<(), ProxyError> {
+    let bytes = raw.as_bytes();
+    for (i, _) in raw.match_indices('%') {
+        let valid = bytes.len() > i + 2
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit();
+        if !valid {
+            return Err(ProxyError::BadRequest(format!(
+                "the {what} has a '%' that is not followed by two hex digits"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// RFC 3986 `pchar` plus `/`, excluding `%` (handled by the caller).
@@ -146,17 +188,7 @@ fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
 }
 
 fn encode_component(raw: &str, out: &mut String) -> Result<(), ProxyError> {
-    let bytes = raw.as_bytes();
-    for (i, _) in raw.match_indices('%') {
-        let valid = bytes.len() > i + 2
-            && bytes[i + 1].is_ascii_hexdigit()
-            && bytes[i + 2].is_ascii_hexdigit();
-        if !valid {
-            return Err(ProxyError::BadRequest(
-                "the query has a '%' that is not followed by two hex digits".into(),
-            ));
-        }
-    }
+    check_escapes(raw, "query")?;
     let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
         ProxyError::BadRequest(
             "the query decodes to bytes that are not UTF-8, which SigV4 cannot sign".into(),
@@ -171,7 +203,11 @@ mod tests {
     use super::*;
 
     fn t(path: &str, query: Option<&str>) -> String {
-        upstream_target(path, query, None, "").unwrap()
+        upstream_target(path, query, None, "", PathRules::Normalized).unwrap()
+    }
+
+    fn s3(path: &str) -> String {
+        upstream_target(path, None, None, "", PathRules::S3).unwrap()
     }
 
     #[test]
@@ -199,19 +235,19 @@ mod tests {
     #[test]
     fn broken_escapes_are_rejected() {
         assert_eq!(
-            upstream_target("/a%zz", None, None, "")
+            upstream_target("/a%zz", None, None, "", PathRules::Normalized)
                 .unwrap_err()
                 .status(),
             400
         );
         assert_eq!(
-            upstream_target("/a", Some("x=%4"), None, "")
+            upstream_target("/a", Some("x=%4"), None, "", PathRules::Normalized)
                 .unwrap_err()
                 .status(),
             400
         );
         assert_eq!(
-            upstream_target("/a", Some("x=%ff"), None, "")
+            upstream_target("/a", Some("x=%ff"), None, "", PathRules::Normalized)
                 .unwrap_err()
                 .status(),
             400
@@ -233,11 +269,45 @@ mod tests {
 
     #[test]
     fn prefix_is_stripped_and_base_added() {
-        let r = upstream_target("/orders/42", Some("a=1"), Some("/orders/"), "/base").unwrap();
+        let r = upstream_target(
+            "/orders/42",
+            Some("a=1"),
+            Some("/orders/"),
+            "/base",
+            PathRules::Normalized,
+        )
+        .unwrap();
         assert_eq!(r, "/base/42?a=1");
-        let r = upstream_target("/orders", None, Some("/orders/"), "").unwrap();
+        let r =
+            upstream_target("/orders", None, Some("/orders/"), "", PathRules::Normalized).unwrap();
         assert_eq!(r, "/");
-        let r = upstream_target("/orders/", None, Some("/orders/"), "").unwrap();
+        let r = upstream_target(
+            "/orders/",
+            None,
+            Some("/orders/"),
+            "",
+            PathRules::Normalized,
+        )
+        .unwrap();
         assert_eq!(r, "/");
+    }
+
+    #[test]
+    fn s3_keys_are_kept_as_is_and_encoded_as_s3_does() {
+        assert_eq!(s3("/bucket/a b"), "/bucket/a%20b");
+        assert_eq!(s3("/bucket/a%20b+c"), "/bucket/a%20b%2Bc");
+        assert_eq!(s3("/bucket/x//y/../z/./w"), "/bucket/x//y/../z/./w");
+        assert_eq!(
+            s3("/bucket/k&=:~@!$'()*,;"),
+            "/bucket/k%26%3D%3A~%40%21%24%27%28%29%2A%2C%3B"
+        );
+        assert_eq!(s3("/bucket/a%2Fb"), "/bucket/a/b");
+        assert_eq!(s3("/bucket/caf%c3%a9"), "/bucket/caf%C3%A9");
+        assert_eq!(
+            upstream_target("/b/%zz", None, None, "", PathRules::S3)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 }

@@ -59,6 +59,8 @@ pub struct Route {
     pub service: Option<String>,
     pub region: Option<String>,
     pub credentials: Option<String>,
+    /// `signed`, `unsigned` or `streaming` (S3 only for the last two).
+    pub payload: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,

@@ -85,6 +85,18 @@ pub struct SigningConfig {
     pub service: String,
     pub region: String,
     pub credentials: String,
+    pub payload: Payload,
+}
+
+/// How a request body is covered by the signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The body's SHA-256: the body is read (up to `max_body_bytes`) before sending.
+    Signed,
+    /// `UNSIGNED-PAYLOAD` (S3): the body streams through; integrity rests on TLS.
+    Unsigned,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` (S3): aws-chunked, each chunk signed as it flows.
+    Streaming,
 }
 
 /// A configuration error: which file, which key, and why.
@@ -393,10 +405,10 @@ impl Checker<'_> {
 
         let signing = match raw.credentials {
             None => {
-                if raw.service.is_some() || raw.region.is_some() {
+                if raw.service.is_some() || raw.region.is_some() || raw.payload.is_some() {
                     return self.err(
                         format!("{key}.credentials"),
-                        "is required when service or region is set; without it the route forwards unsigned",
+                        "is required when service, region or payload is set; without it the route forwards unsigned",
                     );
                 }
                 None
@@ -424,12 +436,6 @@ impl Checker<'_> {
                         )
                     }
                 };
-                if service == "s3" || service == "s3-object-lambda" {
-                    return self.err(
-                        format!("{key}.service"),
-                        "S3 signing rules (single encoding, x-amz-content-sha256) are not supported in this version",
-                    );
-                }
                 if service.is_empty()
                     || !service
                         .chars()
@@ -458,10 +464,30 @@ impl Checker<'_> {
                         format!("'{region}' is not a region name"),
                     );
                 }
+                let payload = match raw.payload.as_deref() {
+                    None if service == "s3" && upstream.tls() => Payload::Unsigned,
+                    None if service == "s3" => Payload::Streaming,
+                    None | Some("signed") => Payload::Signed,
+                    Some("unsigned") if service == "s3" => Payload::Unsigned,
+                    Some("streaming") if service == "s3" => Payload::Streaming,
+                    Some(mode @ ("unsigned" | "streaming")) => {
+                        return self.err(
+                            format!("{key}.payload"),
+                            format!("'{mode}' payloads are for S3 only; {service} needs 'signed'"),
+                        )
+                    }
+                    Some(other) => {
+                        return self.err(
+                            format!("{key}.payload"),
+                            format!("unknown payload mode '{other}'; expected signed, unsigned or streaming"),
+                        )
+                    }
+                };
                 Some(SigningConfig {
                     service,
                     region,
                     credentials: set,
+                    payload,
                 })
             }
         };
@@ -557,6 +583,22 @@ fn default_session_name() -> String {
     name
 }
 
+/// S3's host forms: `[bucket.]s3[.dualstack][.region]`, legacy `[bucket.]s3-<region>`.
+fn infer_s3(labels: &[&str]) -> Option<(String, Option<String>)> {
+    let is_region = |l: &str| l.contains('-') && l.ends_with(char::is_numeric);
+    let found = |region: &str| Some(("s3".to_string(), Some(region.to_string())));
+    let at = labels
+        .iter()
+        .position(|l| *l == "s3" || l.strip_prefix("s3-").is_some_and(is_region))?;
+    if let Some(region) = labels[at].strip_prefix("s3-") {
+        return found(region);
+    }
+    match labels[at + 1..].iter().find(|l| **l != "dualstack") {
+        Some(region) if is_region(region) => found(region),
+        _ => found("us-east-1"),
+    }
+}
+
 /// Knows the host name forms of AWS endpoints: Lambda Function URLs
 /// (`<id>.lambda-url.<region>.on.aws`) and `[<prefix>.]<service>.<region>.amazonaws.com[.cn]`.
 pub fn infer_service_region(host: &str) -> Option<(String, Option<String>)> {
@@ -576,7 +618,11 @@ pub fn infer_service_region(host: &str) -> Option<(String, Option<String>)> {
     } else {
         return None;
     };
-    match &labels[..base] {
+    let labels = &labels[..base];
+    if let Some(found) = infer_s3(labels) {
+        return Some(found);
+    }
+    match labels {
         [.., service, region] if region.contains('-') && region.ends_with(char::is_numeric) => {
             Some((service.to_string(), Some(region.to_string())))
         }

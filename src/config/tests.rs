@@ -95,7 +95,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "routes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n",
-            "routes[0].credentials: is required when service or region is set",
+            "routes[0].credentials: is required when service, region or payload is set",
         ),
         (
             "routes:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    upstream: http://127.0.0.1:2\n",
@@ -115,8 +115,12 @@ fn errors_name_file_key_and_reason() {
             "conf/test.yaml: listen: 'localhost' is not an IP address and port",
         ),
         (
-            "credentials:\n  a: {}\nroutes:\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n",
-            "routes[0].service: S3 signing rules",
+            "credentials:\n  a: {}\nroutes:\n  - upstream: https://abc.lambda-url.us-east-1.on.aws\n    credentials: a\n    payload: streaming\n",
+            "routes[0].payload: 'streaming' payloads are for S3 only; lambda needs 'signed'",
+        ),
+        (
+            "credentials:\n  a: {}\nroutes:\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: chunky\n",
+            "routes[0].payload: unknown payload mode 'chunky'",
         ),
         (
             "routes:\n  - upstream: http://127.0.0.1:1\n    strip_prefix: true\n",
@@ -174,4 +178,22 @@ fn service_and_region_come_from_aws_host_names() {
             .map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
         assert_eq!(got, want, "{host}");
     }
+}
+
+#[test]
+fn s3_payload_defaults_follow_the_transport() {
+    let c = parse(
+        "credentials:\n  a: {}\nroutes:\n  - upstream: https://b.s3.us-east-1.amazonaws.com\n    credentials: a\n  - upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: a\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: signed\n",
+    )
+    .unwrap();
+    let modes: Vec<Payload> = c
+        .routes
+        .iter()
+        .map(|r| r.signing.as_ref().unwrap().payload)
+        .collect();
+    assert_eq!(
+        modes,
+        [Payload::Unsigned, Payload::Streaming, Payload::Signed]
+    );
+    assert_eq!(c.routes[0].signing.as_ref().unwrap().service, "s3");
 }

@@ -1,19 +1,23 @@
 //! The request path, as pingora phases: route → credentials → body → sign → upstream → log.
 //!
-//! Two ways to the upstream, chosen in `request_filter`:
-//! - no body to hash (GET, HEAD, empty bodies, pass-through routes): pingora proxies it, and
-//!   `upstream_request_filter` signs with the empty-payload hash;
-//! - a body on a signed route: it is read (bounded), hashed, signed and sent by
-//!   [`forward`], and the phase returns `true` (response already written).
+//! `request_filter` decides how the body travels ([`BodyPlan`]):
+//! - no body, or a body that streams (S3 `unsigned` and `streaming` payloads): pingora proxies
+//!   it; `upstream_request_filter` signs the header, and for `streaming` the
+//!   `request_body_filter` turns the body into signed aws-chunked frames as it flows;
+//! - a body whose SHA-256 must be signed: it is read (bounded), hashed, signed and sent by
+//!   [`forward`], and the phase returns `true` (the response is already written).
 
 mod body;
 mod forward;
 
+use crate::aws_chunked::{self, Encoder};
+use crate::config::Payload;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::route::{Route, Router};
-use crate::sign::{sha256_hex, EMPTY_SHA256};
+use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::RequestHeader;
@@ -39,12 +43,28 @@ impl SigningProxy {
     }
 }
 
+/// How the request body reaches the upstream, when pingora forwards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyPlan {
+    /// No body: signed with the empty-payload hash.
+    Empty,
+    /// Streamed as is, signed as `UNSIGNED-PAYLOAD` (S3).
+    Unsigned,
+    /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
+    Streaming(u64),
+    /// Forwarded unsigned (pass-through route).
+    PassThrough,
+}
+
 /// What one request has learnt on its way through the phases.
 pub struct RequestCtx {
     started: Instant,
     route: Option<Arc<Route>>,
     /// The upstream path and query, as signed.
     target: String,
+    plan: BodyPlan,
+    /// Frames the body for [`BodyPlan::Streaming`], set once the seed signature exists.
+    encoder: Option<Encoder>,
     /// The error answered to the client, if any.
     error: Option<ProxyError>,
     /// Status sent to the client when sigproxy wrote the response itself.
@@ -63,20 +83,42 @@ impl SigningProxy {
         Ok(true)
     }
 
-    /// Builds the upstream request header from the client's: target, host, hygiene.
-    fn upstream_request(
-        route: &Route,
-        target: &str,
-        client: &RequestHeader,
-        body_len: Option<usize>,
-    ) -> Result<RequestHeader, ProxyError> {
-        let mut req = client.clone();
-        prepare_upstream(route, target, &mut req)?;
-        if let Some(len) = body_len {
-            req.insert_header("content-length", len.to_string())
-                .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    /// Reads, hashes and signs the whole body, then sends it with [`forward`].
+    async fn forward_buffered(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Arc<Route>,
+    ) -> Result<bool> {
+        let signer = route.signer.as_ref().expect("only signed routes buffer");
+        let limit = route.max_body_bytes;
+        let body = match body::read_bounded(session, limit, route.peers.read_timeout()).await {
+            Ok(b) => b,
+            Err(e) => return self.reject(session, ctx, e).await,
+        };
+        let hash = sha256_hex(&body);
+        let mut request = session.req_header().clone();
+        let signed = prepare_upstream(route, &ctx.target, &mut request, true)
+            .and_then(|()| {
+                request
+                    .insert_header("content-length", body.len().to_string())
+                    .map_err(|e| ProxyError::Internal(e.to_string()))
+            })
+            .and_then(|()| signer.current_credentials())
+            .and_then(|creds| signer.sign(&mut request, creds, &hash, SystemTime::now()));
+        if let Err(e) = signed {
+            return self.reject(session, ctx, e).await;
         }
-        Ok(req)
+        match forward::forward(&self.connector, session, route, request, body).await {
+            Ok(status) => ctx.status = Some(status),
+            Err((e, false)) => write_error(session, ctx, e).await,
+            Err((e, true)) => {
+                // The response had started: all that is left is to close the connection.
+                session.as_downstream_mut().set_keepalive(None);
+                ctx.error = Some(e);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -85,6 +127,7 @@ fn prepare_upstream(
     route: &Route,
     target: &str,
     req: &mut RequestHeader,
+    drop_expect: bool,
 ) -> Result<(), ProxyError> {
     let uri: http::Uri = target
         .parse()
@@ -94,7 +137,30 @@ fn prepare_upstream(
         req,
         route.peers.upstream().authority(),
         route.signer.is_some(),
+        drop_expect,
     );
+    Ok(())
+}
+
+/// Rewrites the header for an aws-chunked body of `decoded` bytes.
+fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), ProxyError> {
+    let encoding = match req
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(existing) if !existing.is_empty() => format!("aws-chunked,{existing}"),
+        _ => "aws-chunked".to_string(),
+    };
+    let encoded = aws_chunked::encoded_length(decoded);
+    let set = |req: &mut RequestHeader, name: &'static str, value: String| {
+        req.insert_header(name, value)
+            .map_err(|e| ProxyError::Internal(e.to_string()))
+    };
+    set(req, "content-encoding", encoding)?;
+    set(req, "x-amz-decoded-content-length", decoded.to_string())?;
+    set(req, "content-length", encoded.to_string())?;
+    req.remove_header("transfer-encoding");
     Ok(())
 }
 
@@ -119,6 +185,28 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// PutObject (`PUT` with no sub-resource) or UploadPart (`?partNumber=&uploadId=`).
+fn is_object_upload(req: &RequestHeader) -> bool {
+    req.method == http::Method::PUT
+        && req.uri.query().unwrap_or("").split('&').all(|param| {
+            let name = param.split('=').next().unwrap_or("");
+            matches!(name, "" | "partNumber" | "uploadId" | "x-id")
+        })
+}
+
+/// A body the client already framed as aws-chunked cannot be re-signed.
+fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
+    let header = |name| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    header("content-encoding").contains("aws-chunked")
+        || header("x-amz-content-sha256").starts_with("streaming-")
+}
+
 #[async_trait]
 impl ProxyHttp for SigningProxy {
     type CTX = RequestCtx;
@@ -128,6 +216,8 @@ impl ProxyHttp for SigningProxy {
             started: Instant::now(),
             route: None,
             target: String::new(),
+            plan: BodyPlan::PassThrough,
+            encoder: None,
             error: None,
             status: None,
         }
@@ -146,42 +236,33 @@ impl ProxyHttp for SigningProxy {
         let Some(signer) = &route.signer else {
             return Ok(false); // pass-through: pingora streams it as is
         };
-        let credentials = match signer.current_credentials() {
-            Ok(c) => c,
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
+        if let Err(e) = signer.current_credentials() {
+            return self.reject(session, ctx, e).await;
+        }
+        if client_sent_aws_chunked(session.req_header()) {
+            let e = ProxyError::BadRequest(
+                "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
+            );
+            return self.reject(session, ctx, e).await;
+        }
         if session.as_downstream_mut().is_body_empty() {
-            return Ok(false); // signed in upstream_request_filter with the empty hash
+            ctx.plan = BodyPlan::Empty;
+            return Ok(false);
         }
-
-        let body =
-            match body::read_bounded(session, route.max_body_bytes, route.peers.read_timeout())
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => return self.reject(session, ctx, e).await,
-            };
-        let hash = sha256_hex(&body);
-        let signed =
-            Self::upstream_request(&route, &ctx.target, session.req_header(), Some(body.len()))
-                .and_then(|mut req| {
-                    signer.sign(&mut req, credentials, &hash, SystemTime::now())?;
-                    Ok(req)
-                });
-        let request = match signed {
-            Ok(r) => r,
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
-        match forward::forward(&self.connector, session, &route, request, body).await {
-            Ok(status) => ctx.status = Some(status),
-            Err((e, false)) => write_error(session, ctx, e).await,
-            Err((e, true)) => {
-                // The response had started: all that is left is to close the connection.
-                session.as_downstream_mut().set_keepalive(None);
-                ctx.error = Some(e);
+        // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
+        // multipart upload, bucket settings) are small XML documents, signed as SDKs sign them.
+        // A body of unknown length (chunked) is buffered and signed too: S3 needs the length.
+        let length = body::content_length(session);
+        ctx.plan = match (signer.payload(), length) {
+            (Payload::Unsigned, Some(_)) if is_object_upload(session.req_header()) => {
+                BodyPlan::Unsigned
             }
-        }
-        Ok(true)
+            (Payload::Streaming, Some(n)) if is_object_upload(session.req_header()) => {
+                BodyPlan::Streaming(n)
+            }
+            _ => return self.forward_buffered(session, ctx, &route).await,
+        };
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -205,20 +286,46 @@ impl ProxyHttp for SigningProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
-        prepare_upstream(route, &ctx.target, upstream_request).map_err(ProxyError::into_pingora)?;
-        if let Some(signer) = &route.signer {
-            // Fetched again: a refresh may have landed since request_filter.
-            let credentials = signer
-                .current_credentials()
-                .map_err(ProxyError::into_pingora)?;
-            signer
-                .sign(
-                    upstream_request,
-                    credentials,
-                    EMPTY_SHA256,
-                    SystemTime::now(),
-                )
-                .map_err(ProxyError::into_pingora)?;
+        let drop_expect = ctx.plan == BodyPlan::Empty;
+        prepare_upstream(route, &ctx.target, upstream_request, drop_expect)
+            .map_err(ProxyError::into_pingora)?;
+        let Some(signer) = &route.signer else {
+            return Ok(());
+        };
+        // Fetched again: a refresh may have landed since request_filter.
+        let credentials = signer
+            .current_credentials()
+            .map_err(ProxyError::into_pingora)?;
+        let now = SystemTime::now();
+        let payload = match ctx.plan {
+            BodyPlan::Empty | BodyPlan::PassThrough => EMPTY_SHA256,
+            BodyPlan::Unsigned => UNSIGNED_PAYLOAD,
+            BodyPlan::Streaming(decoded) => {
+                set_streaming_headers(upstream_request, decoded)
+                    .map_err(ProxyError::into_pingora)?;
+                aws_chunked::STREAMING_PAYLOAD
+            }
+        };
+        let seed = signer
+            .sign(upstream_request, credentials.clone(), payload, now)
+            .map_err(ProxyError::into_pingora)?;
+        if let BodyPlan::Streaming(_) = ctx.plan {
+            // Made anew on every attempt: a retried request starts its chain from its new seed.
+            ctx.encoder = Some(Encoder::new(signer.chunk_signer(credentials, now, seed)));
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(encoder) = ctx.encoder.as_mut() {
+            let piece = body.take().unwrap_or_default();
+            *body = Some(encoder.push(&piece, end_of_stream));
         }
         Ok(())
     }

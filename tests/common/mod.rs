@@ -14,7 +14,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The Python with moto and boto3: `SIGPROXY_TEST_PYTHON`, else the repo's `.venv`.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SIGPROXY_TEST_PYTHON") {
         return p.into();
     }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Local AWS peers for sigproxy's tests and demo, on ephemeral loopback ports.
 
-- STS: moto's server with authentication enforced (INITIAL_NO_AUTH_ACTION_COUNT=0), so every
+- STS and S3: moto's server with authentication enforced (INITIAL_NO_AUTH_ACTION_COUNT=0), so every
   AssumeRole call is checked for a valid SigV4 signature, the caller's IAM policy and the role's
-  trust policy (including its sts:ExternalId condition).
+  trust policy (including its sts:ExternalId condition). The role may use S3 but not the
+  bucket `sigproxy-denied`.
 - A Lambda Function URL stand-in that accepts only requests correctly SigV4-signed (service
   `lambda`) with live credentials that moto's STS handed out. The signature is recomputed with
   botocore's signer, which shares no code with aws-sigv4. Bad signatures get 403, like Lambda.
@@ -43,6 +44,8 @@ from moto.sts import models as sts_models  # noqa: E402
 
 ACCOUNT = "123456789012"
 EXTERNAL_ID = "sigproxy-test-external-id"
+# The role may use S3, but not this bucket.
+DENIED_BUCKET = "sigproxy-denied"
 ALLOWED_SKEW = datetime.timedelta(minutes=5)
 
 stats_lock = threading.Lock()
@@ -109,7 +112,15 @@ def setup_iam(endpoint, region):
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": "*"}],
+                "Statement": [
+                    {"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": "*"},
+                    {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+                    {
+                        "Effect": "Deny",
+                        "Action": "s3:*",
+                        "Resource": [f"arn:aws:s3:::{DENIED_BUCKET}", f"arn:aws:s3:::{DENIED_BUCKET}/*"],
+                    },
+                ],
             }
         ),
     )
@@ -124,6 +135,9 @@ def setup_iam(endpoint, region):
         ),
     )
     key = iam.create_access_key(UserName="sigproxy-caller")["AccessKey"]
+    s3 = boto3.client("s3", **admin)
+    s3.create_bucket(Bucket=DENIED_BUCKET)
+    s3.put_object(Bucket=DENIED_BUCKET, Key="secret.txt", Body=b"not for the proxy's role")
     # From here on, moto verifies every request's signature and the IAM policies.
     requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
     return {
@@ -132,6 +146,7 @@ def setup_iam(endpoint, region):
         "role_arn": role["Arn"],
         "external_id": EXTERNAL_ID,
         "user_arn": user["Arn"],
+        "denied_bucket": DENIED_BUCKET,
     }
 
 
