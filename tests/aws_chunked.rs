@@ -102,6 +102,25 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
             assert_eq!(on_disk.unwrap(), body, "{payload} {size}: stored bytes");
         }
 
+        // Without Content-Length the body is buffered (up to max_body_bytes) and signed.
+        let body = bytes(300_000);
+        let chunked = [("Transfer-Encoding", "chunked")];
+        let r = proxy.send("PUT", &format!("/{bucket}/chunked"), &chunked, &body);
+        assert_eq!(
+            r.status,
+            200,
+            "{payload} chunked PUT: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(proxy.get(&format!("/{bucket}/chunked")).body, body);
+        let r = proxy.send(
+            "PUT",
+            &format!("/{bucket}/too-big"),
+            &chunked,
+            &bytes(7 * 1024 * 1024),
+        );
+        assert_eq!((r.status, r.error_code().as_str()), (413, "body_too_large"));
+
         // Keys whose encoding S3 canonicalises: s3s decodes the path and re-encodes it.
         for key in [
             "a%20b",

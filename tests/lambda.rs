@@ -350,3 +350,30 @@ fn a_client_that_stops_sending_its_body_gets_408() {
         started.elapsed()
     );
 }
+
+#[test]
+fn slow_responses_stream_to_the_client_as_they_arrive() {
+    let proxy = proxy("");
+    for (method, body) in [("GET", &b""[..]), ("POST", &b"x"[..])] {
+        let mut conn = Conn::open(proxy.addr);
+        let started = std::time::Instant::now();
+        conn.write(
+            format!(
+                "{method} /fn/__drip?chunks=4&ms=400 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        conn.write(body);
+        let first = conn.read_until(b"piece 0");
+        let first_at = started.elapsed();
+        let rest = conn.read_until(b"piece 3");
+        let last_at = started.elapsed();
+        assert!(first.starts_with(b"HTTP/1.1 200"), "{method}");
+        assert!(rest.ends_with(b"piece 3"), "{method}");
+        assert!(
+            first_at + Duration::from_millis(900) < last_at,
+            "{method}: first piece at {first_at:?}, last at {last_at:?}: buffered, not streamed"
+        );
+    }
+}

@@ -448,6 +448,19 @@ impl Conn {
         read_body(&mut self.reader, status, headers, Vec::new())
     }
 
+    /// Reads raw bytes until `marker` has been seen; returns them.
+    pub fn read_until(&mut self, marker: &[u8]) -> Vec<u8> {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(marker) {
+            self.reader
+                .read_exact(&mut byte)
+                .expect("connection closed early");
+            seen.push(byte[0]);
+        }
+        seen
+    }
+
     pub fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Response {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",

@@ -14,7 +14,8 @@ It prints one JSON line describing the peers, then serves until its standard inp
 Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests):
   GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen
 
-Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes.
+Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes;
+/__drip?chunks=N&ms=M answers N chunks, M ms apart.
 """
 
 import argparse
@@ -206,6 +207,20 @@ class LambdaUrl(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def drip(self, chunks, ms):
+        """A chunked response whose pieces come `ms` apart: shows whether it streams."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(chunks):
+            piece = f"piece {i}\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            time.sleep(ms / 1000)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def deny(self, message):
         count("rejected")
         self.reply(403, {"Message": message})
@@ -226,6 +241,8 @@ class LambdaUrl(BaseHTTPRequestHandler):
         if parts.path == "/__bytes":
             n = int(query.get("n", ["0"])[0])
             return self.reply(200, b"x" * n)
+        if parts.path == "/__drip":
+            return self.drip(int(query.get("chunks", ["3"])[0]), int(query.get("ms", ["300"])[0]))
         auth = parse_authorization(self.headers.get("Authorization"))
         role = find_assumed_role(auth["access_key_id"])
         headers = {}
