@@ -1,6 +1,8 @@
-//! The admin listener, apart from traffic: `/healthz` (alive) and `/readyz` (can sign).
+//! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign) and
+//! `/metrics` (Prometheus).
 
 use crate::credentials::CredentialStore;
+use crate::metrics::metrics;
 use crate::route::Router;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -72,9 +74,18 @@ impl ServeHttp for AdminApp {
                 let (status, body) = self.readiness();
                 json(status, body)
             }
+            "/metrics" => {
+                let body = metrics().render();
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .header("content-length", body.len())
+                    .body(body)
+                    .expect("static response parts are valid")
+            }
             _ => json(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({ "error": { "code": "not_found", "message": "admin endpoints: /healthz, /readyz" } }),
+                serde_json::json!({ "error": { "code": "not_found", "message": "admin endpoints: /healthz, /readyz, /metrics" } }),
             ),
         }
     }

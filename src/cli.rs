@@ -17,4 +17,14 @@ pub struct Cli {
     /// Validate the configuration and exit: 0 if valid, 1 with the error otherwise.
     #[arg(long)]
     pub check: bool,
+
+    /// Log line format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
 }

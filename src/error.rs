@@ -26,8 +26,8 @@ pub enum ProxyError {
     CredentialsUnavailable { credentials: String, reason: String },
     /// aws-sigv4 refused to sign the request.
     Signing(String),
-    /// The upstream could not be reached (DNS, refused, reset, TLS).
-    UpstreamUnreachable(String),
+    /// The upstream could not be reached or broke off; `kind` is `connect`, `reset` or `tls`.
+    UpstreamUnreachable { kind: &'static str, detail: String },
     /// The upstream did not connect or answer within the configured timeout.
     UpstreamTimeout(String),
     /// Anything else: a bug or an unexpected state.
@@ -43,7 +43,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => 413,
             Self::CredentialsUnavailable { .. } => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
-            Self::UpstreamUnreachable(_) => 502,
+            Self::UpstreamUnreachable { .. } => 502,
             Self::UpstreamTimeout(_) => 504,
         }
     }
@@ -58,7 +58,7 @@ impl ProxyError {
             Self::ClientTimeout => "client_timeout",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
-            Self::UpstreamUnreachable(_) => "upstream_unreachable",
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::Internal(_) => "internal_error",
         }
@@ -87,10 +87,22 @@ impl ProxyError {
                 "no answer within the route's read_timeout: {detail}"
             )),
             _ => match e.esource() {
-                ErrorSource::Upstream => Self::UpstreamUnreachable(detail),
+                ErrorSource::Upstream => Self::UpstreamUnreachable {
+                    kind: failure_kind(e.etype()),
+                    detail,
+                },
                 ErrorSource::Downstream => Self::BodyRead(detail),
                 ErrorSource::Internal | ErrorSource::Unset => Self::Internal(detail),
             },
+        }
+    }
+
+    /// For upstream failures, the `kind` label of `sigproxy_upstream_errors_total`.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamUnreachable { kind, .. } => Some(kind),
+            Self::UpstreamTimeout(_) => Some("timeout"),
+            _ => None,
         }
     }
 
@@ -99,7 +111,7 @@ impl ProxyError {
     pub fn into_pingora(self) -> Box<PingoraError> {
         let etype = ErrorType::HTTPStatus(self.status());
         let source = match self {
-            Self::UpstreamUnreachable(_) | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
+            Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
             Self::BodyRead(_) | Self::BadRequest(_) | Self::ClientTimeout => {
                 ErrorSource::Downstream
             }
@@ -156,7 +168,7 @@ impl fmt::Display for ProxyError {
                 "no valid AWS credentials for credential set '{credentials}': {reason}"
             ),
             Self::Signing(why) => write!(f, "could not sign the request: {why}"),
-            Self::UpstreamUnreachable(why) => write!(f, "upstream unreachable: {why}"),
+            Self::UpstreamUnreachable { detail, .. } => write!(f, "upstream unreachable: {detail}"),
             Self::UpstreamTimeout(why) => write!(f, "upstream timed out: {why}"),
             Self::Internal(why) => write!(f, "internal error: {why}"),
         }
@@ -164,6 +176,23 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+/// What kind of upstream failure a pingora error type is.
+fn failure_kind(etype: &ErrorType) -> &'static str {
+    match etype {
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::TLSWantX509Lookup => "tls",
+        ErrorType::ConnectionClosed
+        | ErrorType::ReadError
+        | ErrorType::WriteError
+        | ErrorType::H2Error
+        | ErrorType::InvalidHTTPHeader => "reset",
+        _ => "connect",
+    }
+}
 
 /// Carries a [`ProxyError`] inside a pingora error as its cause.
 #[derive(Debug)]
@@ -185,7 +214,11 @@ mod tests {
     fn statuses_match_the_documented_table() {
         assert_eq!(ProxyError::NoRoute.status(), 404);
         assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
-        assert_eq!(ProxyError::UpstreamUnreachable("x".into()).status(), 502);
+        let down = ProxyError::UpstreamUnreachable {
+            kind: "connect",
+            detail: "x".into(),
+        };
+        assert_eq!(down.status(), 502);
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
         let creds = ProxyError::CredentialsUnavailable {
             credentials: "app".into(),
@@ -209,7 +242,12 @@ mod tests {
         assert_eq!(ProxyError::from_pingora(&e).status(), 504);
         let mut e = PingoraError::new(ErrorType::ConnectRefused);
         e.esource = ErrorSource::Upstream;
-        assert_eq!(ProxyError::from_pingora(&e).status(), 502);
+        let mapped = ProxyError::from_pingora(&e);
+        assert_eq!(mapped.status(), 502);
+        assert_eq!(mapped.upstream_kind(), Some("connect"));
+        let mut e = PingoraError::new(ErrorType::ConnectionClosed);
+        e.esource = ErrorSource::Upstream;
+        assert_eq!(ProxyError::from_pingora(&e).upstream_kind(), Some("reset"));
     }
 
     #[test]

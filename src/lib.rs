@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 
 /// Runs the command line: checks the configuration, and unless `--check`, serves.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    init_logging();
+    init_logging(cli.log_format);
     let config = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -55,14 +56,17 @@ pub fn main(cli: cli::Cli) -> ExitCode {
 /// They are held at `info` whatever `RUST_LOG` says: no log level may leak a secret.
 const HEADER_DUMPING_TARGETS: &[&str] = &["pingora_proxy=info", "pingora_core::protocols=info"];
 
-fn init_logging() {
+fn init_logging(format: cli::LogFormat) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     for directive in HEADER_DUMPING_TARGETS {
         filter = filter.add_directive(directive.parse().expect("static directive"));
     }
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        cli::LogFormat::Plain => builder.try_init(),
+        cli::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

@@ -51,6 +51,9 @@ pub fn run(config: Config) -> Result<(), String> {
     server.bootstrap();
 
     let store = Arc::new(CredentialStore::new(&config));
+    let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
+    crate::metrics::metrics().declare(&routes, &sets);
     let router = Arc::new(Router::new(&config, &store));
 
     let proxy = SigningProxy::new(router.clone(), &server.configuration);

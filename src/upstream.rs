@@ -159,10 +159,10 @@ impl PeerFactory {
             }
             // A failed lookup keeps using the last good answer rather than failing requests.
             (None, Some((_, addr))) => Ok(addr),
-            (None, None) => Err(ProxyError::UpstreamUnreachable(format!(
-                "cannot resolve upstream host '{}'",
-                self.upstream.host
-            ))),
+            (None, None) => Err(ProxyError::UpstreamUnreachable {
+                kind: "connect",
+                detail: format!("cannot resolve upstream host '{}'", self.upstream.host),
+            }),
         }
     }
 }

@@ -7,8 +7,9 @@
 
 use super::provider::Provider;
 use super::CredentialStore;
+use crate::metrics::metrics;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -26,7 +27,9 @@ pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future
         tasks.spawn(async move {
             let provider = Provider::build(set.config()).await;
             let mut backoff = FIRST_BACKOFF;
+            let m = metrics();
             loop {
+                let started = Instant::now();
                 let fetched = match tokio::time::timeout(FETCH_TIMEOUT, provider.fetch()).await {
                     Ok(result) => result,
                     Err(_) => Err(format!(
@@ -34,10 +37,22 @@ pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future
                         FETCH_TIMEOUT.as_secs()
                     )),
                 };
+                m.sts_duration
+                    .with_label_values(&[set.name()])
+                    .observe(started.elapsed().as_secs_f64());
+                let result = if fetched.is_ok() { "success" } else { "failure" };
+                m.credential_refreshes
+                    .with_label_values(&[set.name(), result])
+                    .inc();
                 let wait = match fetched {
                     Ok(creds) => {
                         backoff = FIRST_BACKOFF;
                         let expiry = creds.expiry();
+                        if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
+                            m.credentials_expiry
+                                .with_label_values(&[set.name()])
+                                .set(at.as_secs_f64());
+                        }
                         set.store(creds);
                         let next =
                             next_refresh(SystemTime::now(), expiry, set.config().refresh_before_expiry);

@@ -10,18 +10,29 @@ use crate::headers;
 use crate::route::Route;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error as PingoraError, ErrorType};
+use std::time::{Duration, Instant};
 use tracing::debug;
 
-/// The upstream response status, or the error that stopped the exchange.
+/// What the upstream answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// From sending the request to the upstream's response header.
+    pub upstream_time: Duration,
+    /// `x-amz-request-id` or `x-amzn-requestid`.
+    pub request_id: Option<String>,
+}
+
+/// The upstream's answer, or the error that stopped the exchange.
 ///
 /// `Err(_, true)` means a response was already being written to the client: its connection must
 /// simply be closed, not answered with an error page.
-pub type Outcome = Result<u16, (ProxyError, bool)>;
+pub type Outcome = Result<Answer, (ProxyError, bool)>;
 
 pub async fn forward(
     connector: &Connector,
@@ -31,6 +42,7 @@ pub async fn forward(
     body: Bytes,
 ) -> Outcome {
     let peer = route.peers.peer().await.map_err(|e| (e, false))?;
+    let started = Instant::now();
     let mut attempt = 0;
     let (mut upstream, _reused) = loop {
         attempt += 1;
@@ -57,9 +69,15 @@ pub async fn forward(
         }
     };
 
+    let upstream_time = started.elapsed();
+    let request_id = upstream.response_header().and_then(aws_request_id);
     let status = relay_response(session, &mut upstream).await?;
     release(connector, upstream, &peer).await;
-    Ok(status)
+    Ok(Answer {
+        status,
+        upstream_time,
+        request_id,
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -102,7 +120,19 @@ async fn send(
     }
 }
 
-async fn relay_response(session: &mut Session, upstream: &mut HttpSession) -> Outcome {
+/// AWS's request id from a response header, for the access log.
+pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
+    ["x-amz-request-id", "x-amzn-requestid"]
+        .iter()
+        .find_map(|name| resp.headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn relay_response(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+) -> Result<u16, (ProxyError, bool)> {
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         (
             ProxyError::Internal("missing response header".into()),

@@ -14,18 +14,19 @@ use crate::aws_chunked::{self, Encoder};
 use crate::config::Payload;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::{method_label, metrics};
 use crate::route::{Route, Router};
 use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 pub struct SigningProxy {
@@ -69,6 +70,11 @@ pub struct RequestCtx {
     error: Option<ProxyError>,
     /// Status sent to the client when sigproxy wrote the response itself.
     status: Option<u16>,
+    /// When the request went upstream, and how long the upstream took to answer.
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+    upstream_status: Option<u16>,
+    aws_request_id: Option<String>,
 }
 
 impl SigningProxy {
@@ -110,7 +116,12 @@ impl SigningProxy {
             return self.reject(session, ctx, e).await;
         }
         match forward::forward(&self.connector, session, route, request, body).await {
-            Ok(status) => ctx.status = Some(status),
+            Ok(answer) => {
+                ctx.status = Some(answer.status);
+                ctx.upstream_status = Some(answer.status);
+                ctx.upstream_time = Some(answer.upstream_time);
+                ctx.aws_request_id = answer.request_id;
+            }
             Err((e, false)) => write_error(session, ctx, e).await,
             Err((e, true)) => {
                 // The response had started: all that is left is to close the connection.
@@ -220,6 +231,10 @@ impl ProxyHttp for SigningProxy {
             encoder: None,
             error: None,
             status: None,
+            upstream_started: None,
+            upstream_time: None,
+            upstream_status: None,
+            aws_request_id: None,
         }
     }
 
@@ -229,6 +244,7 @@ impl ProxyHttp for SigningProxy {
             return self.reject(session, ctx, ProxyError::NoRoute).await;
         };
         ctx.route = Some(route.clone());
+        metrics().in_flight.with_label_values(&[&route.name]).inc();
         match route.target(req.uri.path(), req.uri.query()) {
             Ok(target) => ctx.target = target,
             Err(e) => return self.reject(session, ctx, e).await,
@@ -290,6 +306,7 @@ impl ProxyHttp for SigningProxy {
         prepare_upstream(route, &ctx.target, upstream_request, drop_expect)
             .map_err(ProxyError::into_pingora)?;
         let Some(signer) = &route.signer else {
+            ctx.upstream_started = Some(Instant::now());
             return Ok(());
         };
         // Fetched again: a refresh may have landed since request_filter.
@@ -309,6 +326,7 @@ impl ProxyHttp for SigningProxy {
         let seed = signer
             .sign(upstream_request, credentials.clone(), payload, now)
             .map_err(ProxyError::into_pingora)?;
+        ctx.upstream_started = Some(Instant::now());
         if let BodyPlan::Streaming(_) = ctx.plan {
             // Made anew on every attempt: a retried request starts its chain from its new seed.
             ctx.encoder = Some(Encoder::new(signer.chunk_signer(credentials, now, seed)));
@@ -327,6 +345,21 @@ impl ProxyHttp for SigningProxy {
             let piece = body.take().unwrap_or_default();
             *body = Some(encoder.push(&piece, end_of_stream));
         }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        ctx.aws_request_id = forward::aws_request_id(upstream_response);
         Ok(())
     }
 
@@ -359,20 +392,68 @@ impl ProxyHttp for SigningProxy {
             .status
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
-        let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
-        let error = ctx
-            .error
-            .as_ref()
-            .map(|e| e.to_string())
-            .or_else(|| e.map(|e| e.to_string()));
+        let route = ctx.route.as_ref().map_or("unmatched", |r| r.name.as_str());
+        let error = match (&ctx.error, e) {
+            (Some(ours), _) => Some(ours.clone()),
+            (None, Some(theirs)) => Some(ProxyError::from_pingora(theirs)),
+            (None, None) => None,
+        };
+        let duration = ctx.started.elapsed();
+        let bytes_in = session.as_downstream().body_bytes_read() as u64;
+        let bytes_out = session.as_downstream().body_bytes_sent() as u64;
+
+        let m = metrics();
+        let code = if status == 0 {
+            "0".to_string()
+        } else {
+            status.to_string()
+        };
+        m.requests
+            .with_label_values(&[route, method_label(&req.method), &code])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(duration.as_secs_f64());
+        if let Some(t) = ctx.upstream_time {
+            m.upstream_duration
+                .with_label_values(&[route])
+                .observe(t.as_secs_f64());
+        }
+        m.request_bytes.with_label_values(&[route]).inc_by(bytes_in);
+        m.response_bytes
+            .with_label_values(&[route])
+            .inc_by(bytes_out);
+        if let Some(kind) = error.as_ref().and_then(ProxyError::upstream_kind) {
+            m.upstream_errors.with_label_values(&[route, kind]).inc();
+        }
+        match &error {
+            Some(ProxyError::CredentialsUnavailable { .. }) => m
+                .signing_errors
+                .with_label_values(&[route, "credentials_unavailable"])
+                .inc(),
+            Some(ProxyError::Signing(_)) => m
+                .signing_errors
+                .with_label_values(&[route, "signing_failed"])
+                .inc(),
+            _ => {}
+        }
+        if ctx.route.is_some() {
+            m.in_flight.with_label_values(&[route]).dec();
+        }
+
         info!(
             target: "access",
             route,
             method = %req.method,
             path = req.uri.path(),
             status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            error = error.as_deref(),
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            bytes_in,
+            bytes_out,
+            upstream_status = ctx.upstream_status,
+            upstream_ms = ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            aws_request_id = ctx.aws_request_id.as_deref(),
+            error = error.as_ref().map(|e| e.to_string()),
             "request"
         );
     }

@@ -137,6 +137,10 @@ pub struct Proxy {
 impl Proxy {
     /// Starts sigproxy with `body` (YAML without listen addresses) and waits for `/healthz`.
     pub fn start(body: &str, env: &[(String, String)]) -> Proxy {
+        Self::start_with_args(body, env, &[])
+    }
+
+    pub fn start_with_args(body: &str, env: &[(String, String)], args: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -150,6 +154,7 @@ impl Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
         cmd.arg("-c")
             .arg(&config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -205,6 +210,29 @@ impl Proxy {
         body: &[u8],
     ) -> Response {
         request(self.addr, method, path, headers, body)
+    }
+
+    /// The value of one series on `/metrics`: `name` with (at least) these labels.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = String::from_utf8(self.admin_get("/metrics").body).unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| {
+                let Some(rest) = l.strip_prefix(name) else {
+                    return false;
+                };
+                (rest.starts_with('{') || rest.starts_with(' '))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until a series exists and is above zero.
+    pub fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)]) {
+        self.wait_for(|| self.metric(name, labels).is_some_and(|v| v > 0.0));
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,246 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Labels are bounded: route and credential set *names* from the configuration, a fixed set of
+//! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::OnceLock;
+
+/// Buckets from 1 ms to 60 s: Lambda cold starts and S3 transfers both fit.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub in_flight: IntGaugeVec,
+    pub request_bytes: IntCounterVec,
+    pub response_bytes: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub signing_errors: IntCounterVec,
+    pub credentials_expiry: GaugeVec,
+    pub credential_refreshes: IntCounterVec,
+    pub sts_duration: HistogramVec,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
+    registry
+        .register(Box::new(m.clone()))
+        .expect("metric names are unique");
+    m
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    register(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid metric"),
+    )
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let build_info = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("sigproxy_build_info", "sigproxy's version; always 1"),
+                &["version"],
+            )
+            .expect("valid metric"),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Metrics {
+            requests: counter(
+                &r,
+                "sigproxy_requests_total",
+                "Requests answered, by route, method and status code",
+                &["route", "method", "code"],
+            ),
+            request_duration: histogram(
+                &r,
+                "sigproxy_request_duration_seconds",
+                "From the request's first byte in to the response's last byte out",
+                &["route"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "sigproxy_upstream_duration_seconds",
+                "From sending the request upstream to the upstream's response header",
+                &["route"],
+            ),
+            in_flight: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("sigproxy_requests_in_flight", "Requests being handled"),
+                    &["route"],
+                )
+                .expect("valid metric"),
+            ),
+            request_bytes: counter(
+                &r,
+                "sigproxy_request_bytes_total",
+                "Request body bytes received from clients",
+                &["route"],
+            ),
+            response_bytes: counter(
+                &r,
+                "sigproxy_response_bytes_total",
+                "Response body bytes sent to clients",
+                &["route"],
+            ),
+            upstream_errors: counter(
+                &r,
+                "sigproxy_upstream_errors_total",
+                "Failures talking to the upstream, by kind: connect, timeout, reset, tls",
+                &["route", "kind"],
+            ),
+            signing_errors: counter(
+                &r,
+                "sigproxy_signing_errors_total",
+                "Requests that could not be signed, by reason",
+                &["route", "reason"],
+            ),
+            credentials_expiry: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "sigproxy_credentials_expiry_timestamp_seconds",
+                        "When the credentials held by each set expire (Unix time)",
+                    ),
+                    &["credentials"],
+                )
+                .expect("valid metric"),
+            ),
+            credential_refreshes: counter(
+                &r,
+                "sigproxy_credential_refreshes_total",
+                "Credential fetches, by result: success or failure",
+                &["credentials", "result"],
+            ),
+            sts_duration: histogram(
+                &r,
+                "sigproxy_sts_request_duration_seconds",
+                "How long fetching credentials took (source chain plus STS)",
+                &["credentials"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to memory cannot fail");
+        out
+    }
+
+    /// Makes every route's and credential set's series exist from the start, at zero.
+    pub fn declare(&self, routes: &[&str], credential_sets: &[&str]) {
+        for route in routes {
+            self.in_flight.with_label_values(&[route]);
+            self.request_bytes.with_label_values(&[route]);
+            self.response_bytes.with_label_values(&[route]);
+        }
+        for set in credential_sets {
+            for result in ["success", "failure"] {
+                self.credential_refreshes.with_label_values(&[set, result]);
+            }
+        }
+    }
+}
+
+/// A method label: the standard methods by name, anything else as `other`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_in_text_format() {
+        let m = metrics();
+        m.declare(&["orders"], &["app"]);
+        m.requests
+            .with_label_values(&["orders", "GET", "200"])
+            .inc();
+        m.request_duration
+            .with_label_values(&["orders"])
+            .observe(0.01);
+        m.upstream_duration
+            .with_label_values(&["orders"])
+            .observe(0.01);
+        m.upstream_errors
+            .with_label_values(&["orders", "connect"])
+            .inc();
+        m.signing_errors
+            .with_label_values(&["orders", "credentials_unavailable"])
+            .inc();
+        m.credentials_expiry.with_label_values(&["app"]).set(1.0);
+        m.sts_duration.with_label_values(&["app"]).observe(0.1);
+        let text = String::from_utf8(m.render()).unwrap();
+        for family in [
+            "sigproxy_requests_total",
+            "sigproxy_request_duration_seconds_bucket",
+            "sigproxy_upstream_duration_seconds_bucket",
+            "sigproxy_requests_in_flight",
+            "sigproxy_request_bytes_total",
+            "sigproxy_response_bytes_total",
+            "sigproxy_upstream_errors_total",
+            "sigproxy_signing_errors_total",
+            "sigproxy_credentials_expiry_timestamp_seconds",
+            "sigproxy_credential_refreshes_total",
+            "sigproxy_sts_request_duration_seconds_bucket",
+            "sigproxy_build_info",
+        ] {
+            assert!(
+                text.contains(&format!("\n{family}{{")),
+                "{family} missing:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("sigproxy_credentials_expiry_timestamp_seconds{credentials=\"app\"} 1")
+        );
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        let custom = http::Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(method_label(&custom), "other");
+    }
+}

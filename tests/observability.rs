@@ -1,0 +1,201 @@
+//! Metrics and access logs, read the way an operator reads them: `/metrics` and the log stream.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[test]
+fn every_metric_moves_with_traffic() {
+    let peers = Peers::start();
+    let closed = free_port();
+    let config = format!(
+        "credentials:\n{}{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 1s\n  - name: down\n    match: {{ path_prefix: /down/ }}\n    upstream: http://127.0.0.1:{closed}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: denied\n    match: {{ path_prefix: /denied/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: bad\n",
+        peers.credentials_yaml("app", peers.get("external_id")),
+        peers.credentials_yaml("bad", "wrong-external-id"),
+        lambda = peers.get("lambda_url"),
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_for_metric(
+        "sigproxy_credential_refreshes_total",
+        &[("credentials", "bad"), ("result", "failure")],
+    );
+    proxy.wait_for_metric(
+        "sigproxy_credential_refreshes_total",
+        &[("credentials", "app"), ("result", "success")],
+    );
+
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/fn/a").status, 200);
+    }
+    assert_eq!(proxy.send("POST", "/fn/b", &[], &bytes(1000)).status, 200);
+    assert_eq!(proxy.get("/fn/__bytes?n=5000").status, 200);
+    assert_eq!(proxy.get("/nowhere").status, 404);
+    assert_eq!(proxy.get("/down/x").status, 502);
+    assert_eq!(proxy.get("/fn/__sleep?ms=1500").status, 504);
+    assert_eq!(proxy.get("/denied/x").status, 503);
+
+    let m = |name: &str, labels: &[(&str, &str)]| {
+        proxy
+            .metric(name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} missing"))
+    };
+    let fn_ok = [("route", "fn"), ("method", "GET"), ("code", "200")];
+    assert_eq!(m("sigproxy_requests_total", &fn_ok), 4.0);
+    assert_eq!(
+        m(
+            "sigproxy_requests_total",
+            &[("route", "fn"), ("method", "POST"), ("code", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_requests_total",
+            &[("route", "unmatched"), ("code", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_requests_total",
+            &[("route", "down"), ("code", "502")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_requests_total",
+            &[("route", "fn"), ("code", "504")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_requests_total",
+            &[("route", "denied"), ("code", "503")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_request_duration_seconds_count",
+            &[("route", "fn")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_upstream_duration_seconds_count",
+            &[("route", "fn")]
+        ),
+        5.0
+    );
+    assert_eq!(m("sigproxy_requests_in_flight", &[("route", "fn")]), 0.0);
+    assert_eq!(
+        m("sigproxy_request_bytes_total", &[("route", "fn")]),
+        1000.0
+    );
+    assert!(m("sigproxy_response_bytes_total", &[("route", "fn")]) >= 5000.0);
+    assert_eq!(
+        m(
+            "sigproxy_upstream_errors_total",
+            &[("route", "down"), ("kind", "connect")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_upstream_errors_total",
+            &[("route", "fn"), ("kind", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_signing_errors_total",
+            &[("route", "denied"), ("reason", "credentials_unavailable")]
+        ),
+        1.0
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = m(
+        "sigproxy_credentials_expiry_timestamp_seconds",
+        &[("credentials", "app")],
+    );
+    assert!(
+        (expiry - (now + 3600.0)).abs() < 120.0,
+        "expiry {expiry}, now {now}"
+    );
+    assert!(
+        m(
+            "sigproxy_sts_request_duration_seconds_count",
+            &[("credentials", "app")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        m(
+            "sigproxy_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+
+    // Nothing unbounded in the labels: no paths, no query strings.
+    let text = String::from_utf8(proxy.admin_get("/metrics").body).unwrap();
+    assert!(
+        !text.contains("__sleep") && !text.contains("/fn/"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_access_log_has_one_line_per_request_with_the_aws_request_id() {
+    let peers = Peers::start();
+    let proxy = Proxy::start_with_args(
+        &peers.lambda_config(""),
+        &peers.caller_env(),
+        &["--log-format", "json"],
+    );
+    proxy.wait_ready();
+    assert_eq!(
+        proxy.send("POST", "/fn/logged?x=1", &[], b"12345").status,
+        200
+    );
+    assert_eq!(proxy.get("/missing").status, 404);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<serde_json::Value> = proxy
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "access")
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let ok = &lines[0];
+    assert_eq!(ok["route"], "fn");
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["path"], "/fn/logged");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["upstream_status"], 200);
+    assert_eq!(ok["bytes_in"], 5);
+    assert!(ok["bytes_out"].as_u64().unwrap() > 0);
+    assert!(ok["duration_ms"].as_f64().is_some());
+    assert!(
+        ok["aws_request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("standin-"),
+        "{ok}"
+    );
+    let missing = &lines[1];
+    assert_eq!(missing["status"], 404);
+    assert!(missing["error"].as_str().unwrap().contains("no route"));
+    // pingora's own log records come through the same subscriber.
+    assert!(
+        proxy.log().contains("pingora_core"),
+        "pingora's log is bridged"
+    );
+}
