@@ -62,8 +62,10 @@ fn init_logging(format: cli::LogFormat) {
     for directive in HEADER_DUMPING_TARGETS {
         filter = filter.add_directive(directive.parse().expect("static directive"));
     }
+    // Colours only for a person at a terminal, never into log files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         cli::LogFormat::Plain => builder.try_init(),

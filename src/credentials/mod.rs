@@ -99,7 +99,8 @@ impl CredentialSet {
         state.credentials.as_ref().and_then(|c| c.expiry())
     }
 
-    fn store(&self, credentials: Credentials) {
+    /// Replaces the credentials held (the refresh loop does this; benchmarks and tests too).
+    pub fn store(&self, credentials: Credentials) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.credentials = Some(credentials);
         state.last_error = None;

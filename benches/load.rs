@@ -1,0 +1,410 @@
+//! The load benchmark: sigproxy's throughput, latency, CPU and memory against a local backend.
+//!
+//!     cargo bench --bench load                       # 5 s per cell; checks the goals
+//!     SIGPROXY_LOAD_SECONDS=10 cargo bench --bench load
+//!
+//! Starts a keep-alive backend on 127.0.0.1 and sigproxy (release build) with a signed route
+//! (`lambda`, SHA-256 of the body, session-token credentials) and an unsigned route to it, then
+//! runs wrk (bounded: one thread, 32 connections, fixed seconds) for a small GET, a 1 KiB POST
+//! and a 64 KiB POST, straight to the backend and through each route. It prints req/s, p50/p99
+//! latency, sigproxy CPU µs per request, new upstream connections per request, sigproxy's peak
+//! RSS, and the ratios signed/unsigned and proxy/direct, all from one run. Goals (exit 1 when
+//! missed): signed small GET ≥ 0.85× unsigned; ≤ 35 µs sigproxy CPU per signed small GET;
+//! upstream connections reused. Under `cargo test` (no `--bench`) each cell runs 1 s, goals
+//! unchecked, as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of sigproxy
+//! per cell into DIR.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const CONNECTIONS: u32 = 32;
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let seconds: u64 = std::env::var("SIGPROXY_LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 5 } else { 1 });
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("the load benchmark needs wrk: apt-get install wrk (scripts/bootstrap does)");
+        std::process::exit(1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, accepted) = start_backend();
+    let proxy = Proxy::start(backend, dir.path());
+
+    let scenarios = [
+        ("small GET", 0usize),
+        ("1 KiB POST", 1024),
+        ("64 KiB POST", 65536),
+    ];
+    let mut rows = Vec::new();
+    for (name, size) in scenarios {
+        let script = dir.path().join(format!("body-{size}.lua"));
+        std::fs::write(&script, lua(size)).unwrap();
+        let direct = run_wrk(&format!("http://{backend}/x"), &script, seconds);
+        let mut cells = vec![Cell::from(direct, None, 0)];
+        for route in ["unsigned", "signed"] {
+            let url = format!("http://{}/{route}/x", proxy.addr);
+            // A short warm-up fills the upstream pool, so the count below is steady state.
+            run_wrk(&url, &script, 1);
+            let cpu_before = proxy.cpu_seconds();
+            let conns_before = accepted.load(Ordering::SeqCst);
+            let profiler = profile(&proxy, &format!("{route}-{size}"));
+            let result = run_wrk(&url, &script, seconds);
+            if let Some(mut p) = profiler {
+                let _ = Command::new("kill")
+                    .arg("-INT")
+                    .arg(p.id().to_string())
+                    .status();
+                let _ = p.wait();
+            }
+            let cpu = proxy.cpu_seconds() - cpu_before;
+            let conns = accepted.load(Ordering::SeqCst) - conns_before;
+            cells.push(Cell::from(result, Some(cpu), conns));
+        }
+        rows.push((name, cells));
+    }
+    let peak_rss = proxy.peak_rss_mib();
+
+    println!("\nsigproxy load benchmark: wrk -t1 -c{CONNECTIONS} -d{seconds}s per cell, 127.0.0.1, {} cores", cores());
+    println!("| request | target | req/s | p50 ms | p99 ms | sigproxy CPU µs/req | new upstream conns/req |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, cells) in &rows {
+        for (target, cell) in ["direct", "unsigned route", "signed route"]
+            .iter()
+            .zip(cells)
+        {
+            println!(
+                "| {name} | {target} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                cell.rps,
+                cell.p50_ms,
+                cell.p99_ms,
+                cell.cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
+                if *target == "direct" {
+                    "-".into()
+                } else {
+                    format!("{:.4}", cell.new_conns_per_req)
+                },
+            );
+        }
+    }
+    println!("\n| request | signed / unsigned | unsigned / direct | signed / direct |");
+    println!("|---|---|---|---|");
+    for (name, cells) in &rows {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            cells[2].rps / cells[1].rps,
+            cells[1].rps / cells[0].rps,
+            cells[2].rps / cells[0].rps
+        );
+    }
+    println!("\nsigproxy peak RSS: {peak_rss:.1} MiB");
+
+    let get = &rows[0].1;
+    let goals = [
+        (
+            format!(
+                "signed small GET at {:.2}x the unsigned route (goal >= 0.85)",
+                get[2].rps / get[1].rps
+            ),
+            get[2].rps / get[1].rps >= 0.85,
+        ),
+        (
+            format!(
+                "{:.1} us sigproxy CPU per signed small GET (goal <= 35)",
+                get[2].cpu_us.unwrap()
+            ),
+            get[2].cpu_us.unwrap() <= 35.0,
+        ),
+        (
+            format!(
+                "{:.4} new upstream connections per signed request (goal: reused, < 0.001)",
+                get[2].new_conns_per_req
+            ),
+            get[2].new_conns_per_req < 0.001,
+        ),
+    ];
+    let mut missed = false;
+    for (what, ok) in &goals {
+        println!("{} {what}", if *ok { "PASS" } else { "MISS" });
+        missed |= !ok;
+    }
+    println!();
+    if benching && missed {
+        std::process::exit(1);
+    }
+}
+
+/// With `SIGPROXY_LOAD_PROFILE=DIR`, records `perf` profiles of sigproxy into DIR, one per cell.
+fn profile(proxy: &Proxy, name: &str) -> Option<Child> {
+    let dir = std::env::var("SIGPROXY_LOAD_PROFILE").ok()?;
+    Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-o"])
+        .arg(format!("{dir}/{name}.data"))
+        .args(["-p", &proxy.child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn lua(size: usize) -> String {
+    if size == 0 {
+        return "wrk.method = \"GET\"\n".into();
+    }
+    format!(
+        "wrk.method = \"POST\"\nwrk.body = string.rep(\"a\", {size})\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
+    )
+}
+
+struct WrkResult {
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+struct Cell {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us: Option<f64>,
+    new_conns_per_req: f64,
+}
+
+impl Cell {
+    fn from(r: WrkResult, cpu_seconds: Option<f64>, new_conns: u64) -> Cell {
+        assert_eq!(r.errors, 0, "wrk reported errors or non-2xx answers");
+        Cell {
+            rps: r.rps,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            cpu_us: cpu_seconds.map(|c| c * 1e6 / r.requests as f64),
+            new_conns_per_req: new_conns as f64 / r.requests as f64,
+        }
+    }
+}
+
+fn run_wrk(url: &str, script: &std::path::Path, seconds: u64) -> WrkResult {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    let ms = |v: &str| -> f64 {
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse().unwrap_or(0.0);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            _ => n,
+        }
+    };
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("wrk output not understood:\n{text}"));
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    WrkResult {
+        requests,
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: field("50%").map_or(0.0, ms),
+        p99_ms: field("99%").map_or(0.0, ms),
+        errors,
+    }
+}
+
+/// A keep-alive HTTP/1.1 backend answering `200 ok`; counts the connections it accepts.
+fn start_backend() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(conn));
+            }
+        });
+    });
+    (addr, accepted)
+}
+
+async fn serve(conn: tokio::net::TcpStream) {
+    let _ = conn.set_nodelay(true);
+    let (read, mut write) = conn.into_split();
+    let mut reader = BufReader::with_capacity(128 * 1024, read);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        body.resize(length, 0);
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proxy {
+    fn start(backend: SocketAddr, dir: &std::path::Path) -> Proxy {
+        let port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (addr, admin) = (port(), port());
+        let config = dir.join("sigproxy.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: {addr}\nadmin_listen: {admin}\nthreads: 1\ncredentials:\n  bench:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n    service: lambda\n    region: us-east-1\n    credentials: bench\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sigproxy"))
+            .arg("-c")
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "ASIABENCHEXAMPLE0001")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "bench-secret-key-bench-secret-key-0001",
+            )
+            .env("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30))
+            .env("AWS_CONFIG_FILE", dir.join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info") // the default: access log on (to /dev/null)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "sigproxy did not get ready");
+            if let Ok(mut c) = TcpStream::connect(admin) {
+                let _ = write!(
+                    c,
+                    "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut c, &mut s);
+                if s.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proxy { child, addr }
+    }
+
+    /// User plus system CPU time of the sigproxy process so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which ends with ')'): utime is 14th, stime 15th overall.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / clock_ticks()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap()
+            / 1024.0
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
