@@ -4,8 +4,8 @@
 //! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -169,6 +169,28 @@ impl Metrics {
             for result in ["success", "failure"] {
                 self.credential_refreshes.with_label_values(&[set, result]);
             }
+        }
+    }
+}
+
+/// One route's series, looked up once rather than by label on every request.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub in_flight: IntGauge,
+    pub request_bytes: IntCounter,
+    pub response_bytes: IntCounter,
+}
+
+impl Metrics {
+    pub fn for_route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            request_duration: self.request_duration.with_label_values(&[route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[route]),
+            in_flight: self.in_flight.with_label_values(&[route]),
+            request_bytes: self.request_bytes.with_label_values(&[route]),
+            response_bytes: self.response_bytes.with_label_values(&[route]),
         }
     }
 }

@@ -6,6 +6,7 @@
 use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
+use crate::metrics::{metrics, RouteMetrics};
 use crate::sign::Signer;
 use crate::target::{upstream_target, PathRules};
 use crate::upstream::PeerFactory;
@@ -22,6 +23,7 @@ pub struct Route {
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
     path_rules: PathRules,
+    pub metrics: RouteMetrics,
 }
 
 impl Route {
@@ -44,6 +46,7 @@ impl Route {
             ),
             signer,
             max_body_bytes: config.max_body_bytes,
+            metrics: metrics().for_route(&config.name),
             path_rules: match &config.signing {
                 Some(s) if s.service == "s3" => PathRules::S3,
                 _ => PathRules::Normalized,

@@ -244,7 +244,7 @@ impl ProxyHttp for SigningProxy {
             return self.reject(session, ctx, ProxyError::NoRoute).await;
         };
         ctx.route = Some(route.clone());
-        metrics().in_flight.with_label_values(&[&route.name]).inc();
+        route.metrics.in_flight.inc();
         match route.target(req.uri.path(), req.uri.query()) {
             Ok(target) => ctx.target = target,
             Err(e) => return self.reject(session, ctx, e).await,
@@ -411,18 +411,16 @@ impl ProxyHttp for SigningProxy {
         m.requests
             .with_label_values(&[route, method_label(&req.method), &code])
             .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(duration.as_secs_f64());
+        let per_route = match &ctx.route {
+            Some(r) => r.metrics.clone(),
+            None => m.for_route(route),
+        };
+        per_route.request_duration.observe(duration.as_secs_f64());
         if let Some(t) = ctx.upstream_time {
-            m.upstream_duration
-                .with_label_values(&[route])
-                .observe(t.as_secs_f64());
+            per_route.upstream_duration.observe(t.as_secs_f64());
         }
-        m.request_bytes.with_label_values(&[route]).inc_by(bytes_in);
-        m.response_bytes
-            .with_label_values(&[route])
-            .inc_by(bytes_out);
+        per_route.request_bytes.inc_by(bytes_in);
+        per_route.response_bytes.inc_by(bytes_out);
         if let Some(kind) = error.as_ref().and_then(ProxyError::upstream_kind) {
             m.upstream_errors.with_label_values(&[route, kind]).inc();
         }
@@ -438,7 +436,7 @@ impl ProxyHttp for SigningProxy {
             _ => {}
         }
         if ctx.route.is_some() {
-            m.in_flight.with_label_values(&[route]).dec();
+            per_route.in_flight.dec();
         }
 
         info!(

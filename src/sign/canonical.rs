@@ -123,8 +123,13 @@ pub fn canonical_request(
 
 /// The header value with leading and trailing spaces removed and runs of spaces collapsed.
 fn push_trimmed(out: &mut String, value: &str) {
+    let value = value.trim_matches(' ');
+    if !value.contains("  ") {
+        out.push_str(value); // the common case, and the long session token's
+        return;
+    }
     let mut last_space = false;
-    for c in value.trim_matches(' ').chars() {
+    for c in value.chars() {
         if c == ' ' {
             if !last_space {
                 out.push(' ');

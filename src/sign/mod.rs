@@ -204,7 +204,9 @@ pub fn is_signed(name: &str) -> bool {
 
 /// Hex SHA-256 of a body.
 pub fn sha256_hex(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(body), &mut out).expect("64 hex digits for 32 bytes");
+    String::from_utf8(out.to_vec()).expect("hex is ASCII")
 }
 
 #[cfg(test)]
