@@ -14,22 +14,21 @@
 //! unchecked, as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of sigproxy
 //! per cell into DIR.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const CONNECTIONS: u32 = 32;
 
+mod common;
+
+use common::{benching, knob, Sigproxy};
+
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let seconds: u64 = std::env::var("SIGPROXY_LOAD_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benching { 5 } else { 1 });
+    let benching = benching();
+    let seconds = knob("SIGPROXY_LOAD_SECONDS", 5, 1);
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("the load benchmark needs wrk: apt-get install wrk (scripts/bootstrap does)");
         std::process::exit(1);
@@ -40,7 +39,10 @@ fn main() {
     let pinned = cores >= 2 && pin_self_to_last_core(cores);
     let dir = tempfile::tempdir().unwrap();
     let (backend, accepted) = start_backend();
-    let proxy = Proxy::start(backend, dir.path(), pinned);
+    let routes = format!(
+        "credentials:\n  bench:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n    service: lambda\n    region: us-east-1\n    credentials: bench\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n"
+    );
+    let proxy = Sigproxy::start(dir.path(), &routes, pinned.then_some(0));
     let rounds = if benching { 3 } else { 1 };
 
     let scenarios = [
@@ -83,7 +85,7 @@ fn main() {
         }
         rows.push((name, samples.map(Cell::median)));
     }
-    let peak_rss = proxy.peak_rss_mib();
+    let peak_rss = proxy.memory_mib("VmHWM");
 
     println!(
         "\nsigproxy load benchmark: wrk -t1 -c{CONNECTIONS} -d{seconds}s per cell, median of {rounds}, 127.0.0.1, {} cores{}",
@@ -159,12 +161,12 @@ fn main() {
 }
 
 /// With `SIGPROXY_LOAD_PROFILE=DIR`, records `perf` profiles of sigproxy into DIR, one per cell.
-fn profile(proxy: &Proxy, name: &str) -> Option<Child> {
+fn profile(proxy: &Sigproxy, name: &str) -> Option<Child> {
     let dir = std::env::var("SIGPROXY_LOAD_PROFILE").ok()?;
     Command::new("perf")
         .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-o"])
         .arg(format!("{dir}/{name}.data"))
-        .args(["-p", &proxy.child.id().to_string()])
+        .args(["-p", &proxy.pid().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -343,109 +345,5 @@ async fn serve(conn: tokio::net::TcpStream) {
         if write.write_all(reply).await.is_err() {
             return;
         }
-    }
-}
-
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proxy {
-    fn start(backend: SocketAddr, dir: &std::path::Path, pin: bool) -> Proxy {
-        let port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (addr, admin) = (port(), port());
-        let config = dir.join("sigproxy.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: {addr}\nadmin_listen: {admin}\nthreads: 1\ncredentials:\n  bench:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n    service: lambda\n    region: us-east-1\n    credentials: bench\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n"
-            ),
-        )
-        .unwrap();
-        let mut command = if pin {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0", env!("CARGO_BIN_EXE_sigproxy")]);
-            c
-        } else {
-            Command::new(env!("CARGO_BIN_EXE_sigproxy"))
-        };
-        let child = command
-            .arg("-c")
-            .arg(&config)
-            .env("AWS_ACCESS_KEY_ID", "ASIABENCHEXAMPLE0001")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "bench-secret-key-bench-secret-key-0001",
-            )
-            .env("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30))
-            .env("AWS_CONFIG_FILE", dir.join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info") // the default: access log on (to /dev/null)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(Instant::now() < deadline, "sigproxy did not get ready");
-            if let Ok(mut c) = TcpStream::connect(admin) {
-                let _ = write!(
-                    c,
-                    "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                );
-                let mut s = String::new();
-                let _ = std::io::Read::read_to_string(&mut c, &mut s);
-                if s.starts_with("HTTP/1.1 200") {
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy { child, addr }
-    }
-
-    /// User plus system CPU time of the sigproxy process so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which ends with ')'): utime is 14th, stime 15th overall.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / clock_ticks()
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    }
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -11,29 +11,33 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RSS_LIMIT_KIB: u64 = 64 * 1024;
+const RSS_LIMIT_MIB: f64 = 64.0;
 const BLOCK: usize = 256 * 1024;
 
+mod common;
+
+use common::{benching, knob, Sigproxy};
+
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mib: u64 = std::env::var("SIGPROXY_TRANSFER_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benching { 1024 } else { 8 });
+    let benching = benching();
+    let mib = knob("SIGPROXY_TRANSFER_MIB", 1024, 8);
     let size = mib * 1024 * 1024;
 
     let backend = start_backend();
-    let proxy = Proxy::start(backend);
-    let baseline = proxy.rss_kib("VmRSS");
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "credentials:\n  bench:\n    source: default\nroutes:\n  - upstream: http://{backend}\n    service: s3\n    region: us-east-1\n    credentials: bench\n    payload: streaming\n"
+    );
+    let proxy = Sigproxy::start(dir.path(), &routes, None);
+    let baseline = proxy.memory_mib("VmRSS");
 
     let direct_put = put(backend, "/bucket/direct", size);
     let proxied_put = put(proxy.addr, "/bucket/proxied", size);
     let direct_get = get(backend, size);
     let proxied_get = get(proxy.addr, size);
-    let peak = proxy.rss_kib("VmHWM");
+    let peak = proxy.memory_mib("VmHWM");
 
     let rate = |d: Duration| size as f64 / 1048576.0 / d.as_secs_f64();
     println!("\nS3 transfer of {mib} MiB on 127.0.0.1 (sigproxy payload: streaming)");
@@ -54,15 +58,10 @@ fn main() {
             rate(proxied) / rate(direct)
         );
     }
-    println!(
-        "sigproxy RSS: {:.1} MiB after start, {:.1} MiB peak (limit {} MiB)\n",
-        baseline as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        RSS_LIMIT_KIB / 1024
-    );
+    println!("sigproxy RSS: {baseline:.1} MiB after start, {peak:.1} MiB peak (limit {RSS_LIMIT_MIB} MiB)\n");
     // Checked on the release build only: a debug build's baseline alone is near the limit.
-    if benching && peak > RSS_LIMIT_KIB {
-        eprintln!("FAIL: sigproxy's peak RSS {peak} KiB is over {RSS_LIMIT_KIB} KiB");
+    if benching && peak > RSS_LIMIT_MIB {
+        eprintln!("FAIL: sigproxy's peak RSS {peak:.1} MiB is over {RSS_LIMIT_MIB} MiB");
         std::process::exit(1);
     }
 }
@@ -205,86 +204,5 @@ fn read_aws_chunked(reader: &mut impl BufRead) -> u64 {
         if size == 0 {
             return total;
         }
-    }
-}
-
-/// `/readyz` answers 200: credentials are loaded.
-fn ready(admin: SocketAddr) -> bool {
-    let Ok(mut conn) = TcpStream::connect(admin) else {
-        return false;
-    };
-    let _ = write!(
-        conn,
-        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut status = String::new();
-    let _ = BufReader::new(conn).read_line(&mut status);
-    status.contains(" 200 ")
-}
-
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Proxy {
-    fn start(backend: SocketAddr) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let port = |_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (addr, admin) = (port(0), port(1));
-        let config = dir.path().join("sigproxy.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: {addr}\nadmin_listen: {admin}\ncredentials:\n  bench:\n    source: default\nroutes:\n  - upstream: http://{backend}\n    service: s3\n    region: us-east-1\n    credentials: bench\n    payload: streaming\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sigproxy"))
-            .arg("-c")
-            .arg(&config)
-            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-            .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
-            .env("AWS_CONFIG_FILE", dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready(admin) {
-            assert!(Instant::now() < deadline, "sigproxy did not get ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proxy {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn rss_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
