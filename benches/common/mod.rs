@@ -62,7 +62,11 @@ impl Sigproxy {
             .env("AWS_CONFIG_FILE", dir.join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info") // the default: access log on (into /dev/null)
+            // The default level, access log on (into /dev/null); SIGPROXY_BENCH_LOG overrides.
+            .env(
+                "RUST_LOG",
+                std::env::var("SIGPROXY_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

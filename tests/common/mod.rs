@@ -147,7 +147,11 @@ impl Proxy {
         let config = dir.path().join("sigproxy.yaml");
         std::fs::write(
             &config,
-            format!("listen: {addr}\nadmin_listen: {admin}\nshutdown_grace: 1s\n{body}"),
+            if body.contains("shutdown_grace:") {
+                format!("listen: {addr}\nadmin_listen: {admin}\n{body}")
+            } else {
+                format!("listen: {addr}\nadmin_listen: {admin}\nshutdown_grace: 1s\n{body}")
+            },
         )
         .unwrap();
         let log = dir.path().join("sigproxy.log");
@@ -183,9 +187,21 @@ impl Proxy {
             if ok() {
                 return;
             }
+            if self.exited() {
+                panic!("sigproxy exited; log:\n{}", self.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sigproxy did not get there in time; log:\n{}", self.log());
+    }
+
+    /// The process has ended (a zombie, or gone).
+    fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
     }
 
     /// Waits until `/readyz` says 200 (credentials loaded).
@@ -233,6 +249,32 @@ impl Proxy {
     /// Waits until a series exists and is above zero.
     pub fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)]) {
         self.wait_for(|| self.metric(name, labels).is_some_and(|v| v > 0.0));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (TERM, QUIT, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn log(&self) -> String {
