@@ -5,7 +5,9 @@
 use crate::config::{CredentialsConfig, Source};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::region::ProfileFileRegionProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -26,12 +28,31 @@ pub struct Provider {
 
 impl Provider {
     pub async fn build(config: &CredentialsConfig) -> Provider {
+        // The source's own STS calls (web identity, a profile's role_arn) need a region:
+        // the profile's, else the environment's, else STS's global region.
+        let profile = match &config.source {
+            Source::Profile(name) => name.clone(),
+            Source::Default => None,
+        };
+        let mut profile_region = ProfileFileRegionProvider::builder();
+        if let Some(name) = &profile {
+            profile_region = profile_region.profile_name(name);
+        }
+        let region = RegionProviderChain::first_try(profile_region.build())
+            .or_default_provider()
+            .or_else(Region::from_static(FALLBACK_REGION))
+            .region()
+            .await;
         let source = match &config.source {
-            Source::Default => {
-                SharedCredentialsProvider::new(DefaultCredentialsChain::builder().build().await)
-            }
+            Source::Default => SharedCredentialsProvider::new(
+                DefaultCredentialsChain::builder()
+                    .region(region.clone())
+                    .build()
+                    .await,
+            ),
             Source::Profile(name) => {
-                let mut builder = ProfileFileCredentialsProvider::builder();
+                let mut builder = ProfileFileCredentialsProvider::builder()
+                    .configure(&ProviderConfig::default().with_region(region));
                 if let Some(name) = name {
                     builder = builder.profile_name(name);
                 }

@@ -12,7 +12,10 @@
 It prints one JSON line describing the peers, then serves until its standard input closes.
 
 Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests):
-  GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen
+  GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen, ...
+  GET /__control/container-credentials  -> ECS/EKS Pod Identity style credentials (token-checked)
+  /latest/api/token, /latest/meta-data/iam/security-credentials/...  -> IMDSv2
+Both credential endpoints hand out fresh STS credentials for the invoker role.
 
 Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes;
 /__drip?chunks=N&ms=M answers N chunks, M ms apart.
@@ -50,7 +53,18 @@ DENIED_BUCKET = "sigproxy-denied"
 ALLOWED_SKEW = datetime.timedelta(minutes=5)
 
 stats_lock = threading.Lock()
-stats = {"verified": 0, "rejected": 0, "assume_role_calls": 0, "keys_seen": []}
+stats = {
+    "verified": 0,
+    "rejected": 0,
+    "assume_role_calls": 0,
+    "keys_seen": [],
+    "container_credential_calls": 0,
+    "imds_credential_calls": 0,
+}
+# Set once IAM is ready: how the credential endpoints get fresh STS credentials.
+issuer = {}
+CONTAINER_TOKEN = "container-authorization-token-for-tests"
+IMDS_ROLE = "lambda-invoker"
 
 
 def count(key, value=None):
@@ -107,6 +121,15 @@ def setup_iam(endpoint, region):
         ],
     }
     role = iam.create_role(RoleName="lambda-invoker", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    # A second role, for routes that sign as someone else.
+    role_b = iam.create_role(RoleName="lambda-invoker-b", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.put_role_policy(
+        RoleName="lambda-invoker-b",
+        PolicyName="invoke-url",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": "*"}]}
+        ),
+    )
     iam.put_role_policy(
         RoleName="lambda-invoker",
         PolicyName="invoke-url",
@@ -131,7 +154,7 @@ def setup_iam(endpoint, region):
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role["Arn"]}],
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [role["Arn"], role_b["Arn"]]}],
             }
         ),
     )
@@ -148,7 +171,22 @@ def setup_iam(endpoint, region):
         "external_id": EXTERNAL_ID,
         "user_arn": user["Arn"],
         "denied_bucket": DENIED_BUCKET,
+        "role_b_arn": role_b["Arn"],
     }
+
+
+def fresh_credentials():
+    """Temporary credentials for the invoker role, from moto's STS with the caller's keys."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=issuer["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=issuer["access_key_id"],
+        aws_secret_access_key=issuer["secret_access_key"],
+    )
+    c = sts.assume_role(RoleArn=issuer["role_arn"], RoleSessionName="instance", ExternalId=EXTERNAL_ID)["Credentials"]
+    c["Expiration"] = c["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    return c
 
 
 def parse_authorization(value):
@@ -207,6 +245,43 @@ class LambdaUrl(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def container_credentials(self):
+        """The ECS / EKS Pod Identity credential endpoint: needs the token from the token file."""
+        if self.headers.get("Authorization") != CONTAINER_TOKEN:
+            return self.reply(401, {"message": "bad authorization token"})
+        count("container_credential_calls")
+        c = fresh_credentials()
+        self.reply(200, {"AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
+                         "Token": c["SessionToken"], "Expiration": c["Expiration"]})
+
+    def imds(self):
+        """IMDSv2: a session token first (PUT), then the role's credentials with it."""
+        if self.path == "/latest/api/token":
+            if self.command != "PUT" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self.reply(400, {"message": "IMDSv2 needs PUT with a TTL"})
+            data = b"imds-session-token"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+            self.end_headers()
+            return self.wfile.write(data)
+        if self.headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
+            return self.reply(401, {"message": "IMDSv2 token required"})
+        base = "/latest/meta-data/iam/security-credentials/"
+        if self.path == base:
+            data = IMDS_ROLE.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        if self.path == base + IMDS_ROLE:
+            count("imds_credential_calls")
+            c = fresh_credentials()
+            return self.reply(200, {"Code": "Success", "Type": "AWS-HMAC", "LastUpdated": c["Expiration"],
+                                    "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
+                                    "Token": c["SessionToken"], "Expiration": c["Expiration"]})
+        self.reply(404, {"message": "not found"})
+
     def drip(self, chunks, ms):
         """A chunked response whose pieces come `ms` apart: shows whether it streams."""
         self.send_response(200)
@@ -230,6 +305,10 @@ class LambdaUrl(BaseHTTPRequestHandler):
         if self.path.startswith("/__control/stats"):
             with stats_lock:
                 return self.reply(200, dict(stats))
+        if self.path.startswith("/__control/container-credentials"):
+            return self.container_credentials()
+        if self.path.startswith("/latest/"):
+            return self.imds()
         problem = self.verify(body)
         if problem:
             return self.deny(problem)
@@ -323,6 +402,7 @@ def main():
     moto.start()
     sts_endpoint = "http://%s:%d" % moto.get_host_and_port()
     details = setup_iam(sts_endpoint, args.region)
+    issuer.update(endpoint=sts_endpoint, **{k: details[k] for k in ("access_key_id", "secret_access_key", "role_arn")})
 
     LambdaUrl.region = args.region
     lambda_server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaUrl)
@@ -335,6 +415,7 @@ def main():
             "lambda_url": "http://127.0.0.1:%d" % lambda_server.server_address[1],
             "region": args.region,
             "account_id": ACCOUNT,
+            "container_token": CONTAINER_TOKEN,
         }
     )
     print(json.dumps(details), flush=True)

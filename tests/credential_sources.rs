@@ -1,0 +1,138 @@
+//! Where the proxy's own identity comes from: each source of the aws-config chain, end to end
+//! against local peers, and several credential sets in one process.
+
+mod common;
+
+use common::*;
+
+fn route_config(peers: &Peers, credentials: &str) -> String {
+    format!(
+        "credentials:\n{credentials}routes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.get("lambda_url")
+    )
+}
+
+/// Signs one request and returns the role it was signed as.
+fn signed_role(proxy: &Proxy) -> String {
+    let r = proxy.get("/via-source");
+    assert_eq!(
+        r.status,
+        200,
+        "{}\n{}",
+        String::from_utf8_lossy(&r.body),
+        proxy.log()
+    );
+    r.json()["role_arn"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn container_credentials_as_eks_pod_identity_provides_them() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, peers.get("container_token")).unwrap();
+    let env = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+            format!(
+                "{}/__control/container-credentials",
+                peers.get("lambda_url")
+            ),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+            token_file.display().to_string(),
+        ),
+    ];
+    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), peers.get("role_arn"));
+    assert!(
+        peers.stats()["container_credential_calls"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn imdsv2_provides_them_on_ec2() {
+    let peers = Peers::start();
+    let env = vec![
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "false".to_string()),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(),
+            peers.get("lambda_url").to_string(),
+        ),
+    ];
+    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), peers.get("role_arn"));
+    assert!(peers.stats()["imds_credential_calls"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_profile_with_role_arn_and_source_profile_assumes_the_role() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("config");
+    let credentials_file = dir.path().join("credentials");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[profile app]\nrole_arn = {}\nsource_profile = base\nexternal_id = {}\nregion = us-east-1\n",
+            peers.get("role_arn"),
+            peers.get("external_id")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &credentials_file,
+        format!(
+            "[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            peers.get("access_key_id"),
+            peers.get("secret_access_key")
+        ),
+    )
+    .unwrap();
+    let env = vec![
+        (
+            "AWS_CONFIG_FILE".to_string(),
+            config_file.display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            credentials_file.display().to_string(),
+        ),
+        (
+            "AWS_ENDPOINT_URL_STS".to_string(),
+            peers.get("sts_endpoint").to_string(),
+        ),
+    ];
+    let sets = "  app:\n    source: profile\n    profile: app\n";
+    let proxy = Proxy::start(&route_config(&peers, sets), &env);
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), peers.get("role_arn"));
+}
+
+#[test]
+fn two_routes_sign_with_two_different_roles_in_one_process() {
+    let peers = Peers::start();
+    let role_b = peers
+        .credentials_yaml("b", peers.get("external_id"))
+        .replace(peers.get("role_arn"), peers.get("role_b_arn"));
+    let config = format!(
+        "credentials:\n{}{role_b}routes:\n  - name: a\n    match: {{ path_prefix: /a/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: b\n    match: {{ path_prefix: /b/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: b\n",
+        peers.credentials_yaml("app", peers.get("external_id")),
+        lambda = peers.get("lambda_url"),
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    for _ in 0..3 {
+        let a = proxy.get("/a/x");
+        let b = proxy.get("/b/x");
+        assert_eq!(a.json()["role_arn"], peers.get("role_arn"));
+        assert_eq!(b.json()["role_arn"], peers.get("role_b_arn"));
+        assert_ne!(a.json()["access_key_id"], b.json()["access_key_id"]);
+    }
+}
