@@ -136,3 +136,52 @@ fn two_routes_sign_with_two_different_roles_in_one_process() {
         assert_ne!(a.json()["access_key_id"], b.json()["access_key_id"]);
     }
 }
+
+#[test]
+fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refresh() {
+    // Credentials that live 4 s: several refreshes within the test.
+    let peers = Peers::start_with(&["--short-credentials", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "projected-token-1").unwrap();
+    let env = vec![
+        (
+            "AWS_ROLE_ARN".to_string(),
+            peers.get("role_arn").to_string(),
+        ),
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+            token_file.display().to_string(),
+        ),
+        ("AWS_ROLE_SESSION_NAME".to_string(), "irsa-test".to_string()),
+        (
+            "AWS_ENDPOINT_URL_STS".to_string(),
+            peers.get("sts_endpoint").to_string(),
+        ),
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+    ];
+    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), peers.get("role_arn"));
+
+    // The kubelet rotates the projected token; the next refresh must present the new one.
+    std::fs::write(&token_file, "projected-token-2").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let tokens = peers.stats()["web_identity_tokens"].clone();
+        if tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "projected-token-2")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token file not re-read: {tokens}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(signed_role(&proxy), peers.get("role_arn"));
+}

@@ -60,6 +60,7 @@ stats = {
     "keys_seen": [],
     "container_credential_calls": 0,
     "imds_credential_calls": 0,
+    "web_identity_tokens": [],
 }
 # Set once IAM is ready: how the credential endpoints get fresh STS credentials.
 issuer = {}
@@ -69,9 +70,9 @@ IMDS_ROLE = "lambda-invoker"
 
 def count(key, value=None):
     with stats_lock:
-        if key == "keys_seen":
-            if value not in stats["keys_seen"]:
-                stats["keys_seen"].append(value)
+        if key in ("keys_seen", "web_identity_tokens"):
+            if value not in stats[key]:
+                stats[key].append(value)
         else:
             stats[key] += 1
 
@@ -87,6 +88,24 @@ def patch_sts(short_seconds):
         return original(self, region_name, role_session_name, role_arn, policy, duration, external_id)
 
     sts_models.STSBackend.assume_role = assume_role
+
+    # AssumeRoleWithWebIdentity is unsigned in AWS (the token is the proof), but moto with
+    # authentication on demands a signature for every action: let this one through, and note
+    # which token each call brought.
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    authorize = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def authenticate(self, iam_request_cls, resource="*"):
+        if self._get_action() == "AssumeRoleWithWebIdentity":
+            token = (self.querystring.get("WebIdentityToken") or [None])[0]
+            if not token:
+                raise ValueError("AssumeRoleWithWebIdentity without a token")
+            count("web_identity_tokens", token)
+            return None
+        return authorize(self, iam_request_cls, resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate
 
 
 def find_assumed_role(access_key_id):
