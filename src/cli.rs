@@ -18,6 +18,11 @@ pub struct Cli {
     #[arg(long)]
     pub check: bool,
 
+    /// Zero-downtime upgrade: take over the listening sockets of the running sigproxy that uses
+    /// the same configuration, once it is sent SIGQUIT.
+    #[arg(short = 'u', long)]
+    pub upgrade: bool,
+
     /// Log line format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,

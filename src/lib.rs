@@ -42,7 +42,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match server::run(config) {
+    match server::run(config, cli.upgrade) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sigproxy: {e}");

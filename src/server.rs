@@ -6,7 +6,7 @@ use crate::credentials::{refresh, CredentialStore};
 use crate::proxy::SigningProxy;
 use crate::route::Router;
 use async_trait::async_trait;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
@@ -36,18 +36,28 @@ fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Runs the proxy until it is told to stop. Returns only on start-up errors.
-pub fn run(config: Config) -> Result<(), String> {
-    check_bindable("listen", config.listen)?;
-    check_bindable("admin_listen", config.admin_listen)?;
+///
+/// With `upgrade`, the listening sockets come from the running process (sent SIGQUIT) through
+/// `upgrade_socket` instead of being bound here.
+pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
+    if !upgrade {
+        check_bindable("listen", config.listen)?;
+        check_bindable("admin_listen", config.admin_listen)?;
+    }
 
     let conf = ServerConf {
         threads: config.threads,
         // SIGTERM: stop accepting, then give in-flight requests this long to finish.
         grace_period_seconds: Some(config.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let store = Arc::new(CredentialStore::new(&config));

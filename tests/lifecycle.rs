@@ -51,3 +51,62 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_within_the_grace() {
     // shutdown_grace (3 s) plus pingora's 1 s runtime shutdown, well inside Kubernetes' 30 s.
     assert!(took < Duration::from_secs(6), "exit took {took:?}");
 }
+
+#[test]
+fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let config = format!(
+        "upgrade_socket: {}\n{}",
+        socket.display(),
+        peers.lambda_config("")
+    );
+    let mut old = Proxy::start(&config, &peers.caller_env());
+    old.wait_ready();
+
+    // Steady traffic through the whole hand-over, on fresh connections.
+    let addr = old.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let traffic = std::thread::spawn(move || {
+        let mut outcomes = Vec::new();
+        while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            let r = try_request(addr, "POST", "/fn/during-upgrade", &[], b"x");
+            outcomes.push(r.map(|r| r.status));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        outcomes
+    });
+
+    std::thread::sleep(Duration::from_millis(300));
+    let mut new = old.upgrade(&peers.caller_env());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process did not open the upgrade socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    old.signal("QUIT");
+    assert!(
+        old.wait_exit(Duration::from_secs(10)).is_some(),
+        "the old process did not exit"
+    );
+    new.wait_ready();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcomes = traffic.join().unwrap();
+
+    assert!(outcomes.len() > 20, "{}", outcomes.len());
+    let failed: Vec<_> = outcomes.iter().filter(|o| **o != Some(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the upgrade: {failed:?} of {}",
+        outcomes.len()
+    );
+    let r = request(new.addr, "GET", "/fn/after-upgrade", &[], b"");
+    assert_eq!(r.status, 200, "the new process serves");
+    assert!(new.log().contains("sigproxy starting"));
+}

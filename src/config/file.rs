@@ -16,6 +16,8 @@ pub struct File {
     pub threads: Option<usize>,
     /// Seconds to keep serving in-flight requests after SIGTERM.
     pub shutdown_grace: Option<String>,
+    /// Unix socket through which listening sockets pass to a new process on upgrade.
+    pub upgrade_socket: Option<String>,
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSet>,
     #[serde(default)]

@@ -34,6 +34,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub threads: usize,
     pub shutdown_grace: Duration,
+    pub upgrade_socket: PathBuf,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -185,6 +186,12 @@ impl Checker<'_> {
             DEFAULT_SHUTDOWN_GRACE,
         )?;
 
+        let upgrade_socket = match raw.upgrade_socket {
+            Some(path) if path.starts_with('/') => PathBuf::from(path),
+            Some(_) => return self.err("upgrade_socket", "must be an absolute path"),
+            None => PathBuf::from(format!("/tmp/sigproxy-{}.upgrade.sock", listen.port())),
+        };
+
         let mut credentials = BTreeMap::new();
         for (name, set) in raw.credentials {
             let checked = self.credentials(&name, set)?;
@@ -212,6 +219,7 @@ impl Checker<'_> {
             admin_listen,
             threads,
             shutdown_grace,
+            upgrade_socket,
             credentials,
             routes,
         })

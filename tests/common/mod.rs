@@ -131,7 +131,9 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    config: PathBuf,
+    /// Shared with processes started by `upgrade`, which use the same configuration.
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Proxy {
@@ -173,7 +175,8 @@ impl Proxy {
             addr,
             admin,
             log,
-            _dir: dir,
+            config,
+            dir: std::sync::Arc::new(dir),
         };
         proxy.wait_for(|| {
             try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
@@ -249,6 +252,31 @@ impl Proxy {
     /// Waits until a series exists and is above zero.
     pub fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)]) {
         self.wait_for(|| self.metric(name, labels).is_some_and(|v| v > 0.0));
+    }
+
+    /// Starts a second sigproxy with the same configuration and `-u`: it takes over this one's
+    /// listening sockets once this one gets SIGQUIT. Does not wait for it.
+    pub fn upgrade(&self, env: &[(String, String)]) -> Proxy {
+        let log = self.dir.path().join("sigproxy-upgraded.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
+        cmd.arg("-c")
+            .arg(&self.config)
+            .arg("-u")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        isolate_aws_env(&mut cmd, self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proxy {
+            child: cmd.spawn().expect("start the upgraded sigproxy"),
+            addr: self.addr,
+            admin: self.admin,
+            log,
+            config: self.config.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
