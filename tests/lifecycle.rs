@@ -80,7 +80,7 @@ fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
     });
 
     std::thread::sleep(Duration::from_millis(300));
-    let mut new = old.upgrade(&peers.caller_env());
+    let new = old.upgrade(&peers.caller_env());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
         assert!(
