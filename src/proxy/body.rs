@@ -34,6 +34,7 @@ pub async fn read_bounded(
     session: &mut Session,
     limit: usize,
     idle: Duration,
+    continue_sent: &mut bool,
 ) -> Result<Bytes, ProxyError> {
     let declared = content_length(session);
     if declared.is_some_and(|n| n > limit as u64) {
@@ -45,6 +46,7 @@ pub async fn read_bounded(
             .write_continue_response()
             .await
             .map_err(|e| ProxyError::BodyRead(e.to_string()))?;
+        *continue_sent = true;
     }
     session.as_downstream_mut().set_read_timeout(Some(idle));
     let capacity = declared.map_or(0, |n| n as usize);

@@ -66,6 +66,8 @@ pub struct RequestCtx {
     plan: BodyPlan,
     /// Frames the body for [`BodyPlan::Streaming`], set once the seed signature exists.
     encoder: Option<Encoder>,
+    /// Whether `100 Continue` was sent (the client then sends its body).
+    continue_sent: bool,
     /// The error answered to the client, if any.
     error: Option<ProxyError>,
     /// Status sent to the client when sigproxy wrote the response itself.
@@ -98,7 +100,9 @@ impl SigningProxy {
     ) -> Result<bool> {
         let signer = route.signer.as_ref().expect("only signed routes buffer");
         let limit = route.max_body_bytes;
-        let body = match body::read_bounded(session, limit, route.peers.read_timeout()).await {
+        let idle = route.peers.read_timeout();
+        let read = body::read_bounded(session, limit, idle, &mut ctx.continue_sent).await;
+        let body = match read {
             Ok(b) => b,
             Err(e) => return self.reject(session, ctx, e).await,
         };
@@ -175,16 +179,23 @@ fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), Pr
     Ok(())
 }
 
+/// How long, after an error answer, the rest of an unread request body is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
     let body = error.body(ctx.route.as_ref().map(|r| r.name.as_str()));
     let resp = error.response_header(body.len());
     ctx.status = Some(error.status());
-    if let Err(e) = session
-        .as_downstream_mut()
-        .write_error_response(resp, body)
-        .await
-    {
+    // A client still waiting for a `100 Continue` will now never send its body.
+    let awaits_continue = body::expects_continue(session) && !ctx.continue_sent;
+    let downstream = session.as_downstream_mut();
+    if let Err(e) = downstream.write_error_response(resp, body).await {
         warn!(error = %e, "could not send the error response");
+    }
+    // Closing with unread body bytes makes the kernel reset the connection, and the client
+    // may lose the answer it has not read yet. Read the rest of the body (briefly) first.
+    if !awaits_continue && !downstream.is_body_done() {
+        let _ = tokio::time::timeout(LINGER, downstream.drain_request_body()).await;
     }
     ctx.error = Some(error);
 }
@@ -229,6 +240,7 @@ impl ProxyHttp for SigningProxy {
             target: String::new(),
             plan: BodyPlan::PassThrough,
             encoder: None,
+            continue_sent: false,
             error: None,
             status: None,
             upstream_started: None,

@@ -415,9 +415,9 @@ pub fn try_request(
     let mut interim = Vec::new();
     if expect {
         // Wait for the proxy's go-ahead before sending the body, as curl does.
-        let (status, _) = read_head(&mut reader)?;
+        let (status, headers) = read_head(&mut reader)?;
         if status != 100 {
-            return finish(reader, status, interim);
+            return read_body(&mut reader, status, headers, interim);
         }
         interim.push(100);
     }
@@ -451,10 +451,6 @@ pub fn try_request(
         }
         return read_body(&mut reader, status, headers, interim);
     }
-}
-
-fn finish(mut reader: BufReader<TcpStream>, status: u16, interim: Vec<u16>) -> Option<Response> {
-    read_body(&mut reader, status, Vec::new(), interim)
 }
 
 fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
