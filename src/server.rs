@@ -10,6 +10,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora::services::ServiceReadyNotifier;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -20,11 +21,15 @@ struct CredentialRefresher {
 
 #[async_trait]
 impl BackgroundService for CredentialRefresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        refresh::run(self.store.clone(), stop).await;
+        refresh::run(self.store.clone(), stop, move || ready.notify_ready()).await;
     }
 }
 
@@ -79,9 +84,13 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
 
     let refresher = background_service("credential refresh", CredentialRefresher { store });
 
-    server.add_service(traffic);
+    // The admin port answers at once (/healthz, /readyz); traffic is accepted once every
+    // credential set has had its first fetch. On an upgrade, connections wait in the
+    // inherited listen queue meanwhile instead of meeting a 503.
+    let refresher = server.add_service(refresher);
+    let traffic = server.add_service(traffic);
+    traffic.add_dependency(&refresher);
     server.add_service(admin);
-    server.add_service(refresher);
     tracing::info!(
         config = %config.path.display(),
         listen = %config.listen,

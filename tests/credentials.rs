@@ -95,7 +95,15 @@ fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
     let r = proxy.admin_get("/readyz");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["ready"], false);
-    let r = proxy.get("/x");
+    // Traffic is accepted once the first fetch has failed (at most 10 s), then answered 503.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        if let Some(r) = try_request(proxy.addr, "GET", "/x", &[], b"") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the traffic port never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (503, "credentials_unavailable")

@@ -19,11 +19,22 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never refresh more often than this, whatever the credentials' lifetime.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Runs one refresh loop per credential set until `shutdown` resolves.
-pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future<Output = ()>) {
+/// How long start-up waits for the first fetch of every set before serving anyway.
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs one refresh loop per credential set until `shutdown` resolves. `ready` is called once
+/// every set has made its first attempt (or after 10 s), so traffic is not accepted before
+/// there are credentials to sign with, which matters most when a new process takes over.
+pub async fn run(
+    store: Arc<CredentialStore>,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(),
+) {
     let mut tasks = tokio::task::JoinSet::new();
+    let (attempted, mut attempts) = tokio::sync::mpsc::channel::<()>(store.sets().count().max(1));
     for set in store.sets() {
         let set = set.clone();
+        let mut first = Some(attempted.clone());
         tasks.spawn(async move {
             let provider = Provider::build(set.config()).await;
             let mut backoff = FIRST_BACKOFF;
@@ -40,6 +51,9 @@ pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future
                 m.sts_duration
                     .with_label_values(&[set.name()])
                     .observe(started.elapsed().as_secs_f64());
+                if let Some(done) = first.take() {
+                    let _ = done.send(()).await;
+                }
                 let result = if fetched.is_ok() { "success" } else { "failure" };
                 m.credential_refreshes
                     .with_label_values(&[set.name(), result])
@@ -79,6 +93,17 @@ pub async fn run(store: Arc<CredentialStore>, shutdown: impl std::future::Future
             }
         });
     }
+    drop(attempted);
+    let sets = store.sets().count();
+    let _ = tokio::time::timeout(FIRST_FETCH_WAIT, async {
+        for _ in 0..sets {
+            if attempts.recv().await.is_none() {
+                break;
+            }
+        }
+    })
+    .await;
+    ready();
     shutdown.await;
     tasks.abort_all();
 }
