@@ -29,7 +29,7 @@ fn signer(service: &str) -> Signer {
     let set = Arc::new(CredentialSet::new(CredentialsConfig {
         name: "bench".into(),
         source: Source::Default,
-        assume_role: None,
+        assume_role: vec![],
         refresh_before_expiry: Duration::from_secs(300),
     }));
     set.store(credentials());

@@ -185,3 +185,21 @@ fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refres
     }
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
 }
+
+#[test]
+fn a_chain_of_roles_is_assumed_hop_by_hop() {
+    let peers = Peers::start();
+    let sets = format!(
+        "  app:\n    assume_role:\n      - role_arn: {a}\n        session_name: {session}\n        external_id: {x}\n        sts_endpoint: {sts}\n        sts_region: us-east-1\n      - role_arn: {b}\n        external_id: {x}\n        sts_endpoint: {sts}\n        sts_region: us-east-1\n",
+        a = peers.get("role_arn"),
+        b = peers.get("role_b_arn"),
+        x = peers.get("external_id"),
+        sts = peers.get("sts_endpoint"),
+        session = peers.get("chain_session"),
+    );
+    let proxy = Proxy::start(&route_config(&peers, &sets), &peers.caller_env());
+    proxy.wait_ready();
+    // Signed as the last role of the chain, which only the first role may assume from here.
+    assert_eq!(signed_role(&proxy), peers.get("role_b_arn"));
+    assert!(peers.stats()["assume_role_calls"].as_u64().unwrap() >= 2);
+}

@@ -31,9 +31,26 @@ pub struct CredentialSet {
     pub source: Option<String>,
     /// With `source: profile`: the profile name (otherwise `AWS_PROFILE` or `default`).
     pub profile: Option<String>,
-    pub assume_role: Option<AssumeRole>,
+    /// One role, or a chain of roles each assumed with the previous one's credentials.
+    pub assume_role: Option<OneOrMore<AssumeRole>>,
     /// How long before expiry to refresh (e.g. `5m`).
     pub refresh_before_expiry: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMore<T> {
+    One(T),
+    More(Vec<T>),
+}
+
+impl<T> OneOrMore<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMore::One(one) => vec![one],
+            OneOrMore::More(more) => more,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -43,7 +43,8 @@ pub struct Config {
 pub struct CredentialsConfig {
     pub name: String,
     pub source: Source,
-    pub assume_role: Option<AssumeRoleConfig>,
+    /// Roles to assume in turn on top of the source (role chaining); empty for none.
+    pub assume_role: Vec<AssumeRoleConfig>,
     pub refresh_before_expiry: Duration,
 }
 
@@ -284,10 +285,19 @@ impl Checker<'_> {
                 )
             }
         };
-        let assume_role = match raw.assume_role {
-            None => None,
-            Some(role) => Some(self.assume_role(&format!("{key}.assume_role"), role)?),
-        };
+        let roles = raw.assume_role.map(|r| r.into_vec()).unwrap_or_default();
+        let chained = roles.len() > 1;
+        let mut assume_role = Vec::with_capacity(roles.len());
+        for (i, role) in roles.into_iter().enumerate() {
+            let role_key = if chained {
+                format!("{key}.assume_role[{i}]")
+            } else {
+                format!("{key}.assume_role")
+            };
+            // AWS limits a session assumed with another role's credentials to one hour.
+            let cap = (i > 0).then_some(3600);
+            assume_role.push(self.assume_role(&role_key, role, cap)?);
+        }
         let refresh_before_expiry = self.duration(
             &format!("{key}.refresh_before_expiry"),
             raw.refresh_before_expiry.as_deref(),
@@ -301,10 +311,12 @@ impl Checker<'_> {
         })
     }
 
+    /// One role to assume; `chained_cap` is the longest session AWS allows for a chained hop.
     fn assume_role(
         &self,
         key: &str,
         raw: file::AssumeRole,
+        chained_cap: Option<i64>,
     ) -> Result<AssumeRoleConfig, ConfigError> {
         let Some(role_arn) = raw.role_arn else {
             return self.err(format!("{key}.role_arn"), "is required");
@@ -340,6 +352,12 @@ impl Checker<'_> {
             }
         }
         let duration = raw.duration_seconds.unwrap_or(3600);
+        if let Some(cap) = chained_cap.filter(|cap| duration > *cap) {
+            return self.err(
+                format!("{key}.duration_seconds"),
+                format!("{duration} is over {cap}: AWS caps sessions of chained roles at one hour"),
+            );
+        }
         if !ROLE_DURATION_RANGE.contains(&duration) {
             return self.err(
                 format!("{key}.duration_seconds"),

@@ -44,7 +44,7 @@ fn full_example_parses_with_inferred_service_and_region() {
         c.routes[1].signing.is_none(),
         "no credentials: pass-through"
     );
-    let role = c.credentials["app"].assume_role.as_ref().unwrap();
+    let role = &c.credentials["app"].assume_role[0];
     assert_eq!(role.duration, Duration::from_secs(3600));
     assert_eq!(role.external_id.as_deref(), Some("ext-123"));
 }
@@ -196,4 +196,22 @@ fn s3_payload_defaults_follow_the_transport() {
         [Payload::Unsigned, Payload::Streaming, Payload::Signed]
     );
     assert_eq!(c.routes[0].signing.as_ref().unwrap().service, "s3");
+}
+
+#[test]
+fn roles_can_be_chained_within_the_one_hour_limit() {
+    let chain = "credentials:\n  c:\n    assume_role:\n      - role_arn: arn:aws:iam::123456789012:role/a\n        duration_seconds: 7200\n      - role_arn: arn:aws:iam::123456789012:role/b\nroutes:\n  - upstream: http://127.0.0.1:1\n";
+    let c = parse(chain).unwrap();
+    let roles = &c.credentials["c"].assume_role;
+    assert_eq!(roles.len(), 2);
+    assert_eq!(
+        roles[0].duration,
+        Duration::from_secs(7200),
+        "the first hop is not chained"
+    );
+    assert_eq!(roles[1].duration, Duration::from_secs(3600));
+    let too_long = chain.replace("role/b\n", "role/b\n        duration_seconds: 7200\n");
+    assert!(error(&too_long).contains(
+        "credentials.c.assume_role[1].duration_seconds: 7200 is over 3600: AWS caps sessions of chained roles at one hour"
+    ), "{}", error(&too_long));
 }

@@ -130,7 +130,7 @@ mod tests {
         CredentialSet::new(CredentialsConfig {
             name: "app".into(),
             source: Source::Default,
-            assume_role: None,
+            assume_role: vec![],
             refresh_before_expiry: Duration::from_secs(300),
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! Nothing here caches: the refresh loop decides when to call the provider.
 
-use crate::config::{CredentialsConfig, Source};
+use crate::config::{AssumeRoleConfig, CredentialsConfig, Source};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::region::ProfileFileRegionProvider;
@@ -59,7 +59,7 @@ impl Provider {
                 SharedCredentialsProvider::new(builder.build())
             }
         };
-        let Some(role) = &config.assume_role else {
+        if config.assume_role.is_empty() {
             let what = match &config.source {
                 Source::Default => "the default credential chain".to_string(),
                 Source::Profile(Some(p)) => format!("profile '{p}'"),
@@ -69,27 +69,20 @@ impl Provider {
                 inner: source,
                 what,
             };
-        };
-
-        let region = RegionProviderChain::first_try(role.sts_region.clone().map(Region::new))
-            .or_default_provider()
-            .or_else(Region::from_static(FALLBACK_REGION));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if let Some(endpoint) = &role.sts_endpoint {
-            loader = loader.endpoint_url(endpoint);
         }
-        let sdk_config = loader.load().await;
-        let mut builder = AssumeRoleProvider::builder(&role.role_arn)
-            .session_name(&role.session_name)
-            .session_length(role.duration)
-            .configure(&sdk_config);
-        if let Some(id) = &role.external_id {
-            builder = builder.external_id(id);
+        // Each role is assumed with the credentials of the one before (role chaining).
+        let mut inner = source;
+        for role in &config.assume_role {
+            inner = SharedCredentialsProvider::new(assume_role(role, inner).await);
         }
-        let inner = SharedCredentialsProvider::new(builder.build_from_provider(source).await);
+        let arns: Vec<&str> = config
+            .assume_role
+            .iter()
+            .map(|r| r.role_arn.as_str())
+            .collect();
         Provider {
             inner,
-            what: format!("AssumeRole {}", role.role_arn),
+            what: format!("AssumeRole {}", arns.join(" then ")),
         }
     }
 
@@ -100,4 +93,27 @@ impl Provider {
             .await
             .map_err(|e| format!("{} failed: {}", self.what, DisplayErrorContext(&e)))
     }
+}
+
+/// An AssumeRole provider for `role`, calling STS with the credentials of `source`.
+async fn assume_role(
+    role: &AssumeRoleConfig,
+    source: SharedCredentialsProvider,
+) -> AssumeRoleProvider {
+    let region = RegionProviderChain::first_try(role.sts_region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::from_static(FALLBACK_REGION));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    if let Some(endpoint) = &role.sts_endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let sdk_config = loader.load().await;
+    let mut builder = AssumeRoleProvider::builder(&role.role_arn)
+        .session_name(&role.session_name)
+        .session_length(role.duration)
+        .configure(&sdk_config);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id);
+    }
+    builder.build_from_provider(source).await
 }

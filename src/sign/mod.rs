@@ -252,7 +252,7 @@ mod tests {
         let set = Arc::new(CredentialSet::new(CredentialsConfig {
             name: "t".into(),
             source: Source::Default,
-            assume_role: None,
+            assume_role: vec![],
             refresh_before_expiry: Duration::from_secs(300),
         }));
         let config = SigningConfig {

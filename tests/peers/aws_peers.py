@@ -48,6 +48,8 @@ from moto.sts import models as sts_models  # noqa: E402
 
 ACCOUNT = "123456789012"
 EXTERNAL_ID = "sigproxy-test-external-id"
+# The session name of the first hop when tests chain lambda-invoker -> lambda-invoker-b.
+CHAIN_SESSION = "chain-hop-1"
 # The role may use S3, but not this bucket.
 DENIED_BUCKET = "sigproxy-denied"
 ALLOWED_SKEW = datetime.timedelta(minutes=5)
@@ -140,8 +142,16 @@ def setup_iam(endpoint, region):
         ],
     }
     role = iam.create_role(RoleName="lambda-invoker", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
-    # A second role, for routes that sign as someone else.
-    role_b = iam.create_role(RoleName="lambda-invoker-b", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    # A second role, for routes that sign as someone else; the first role may assume it too
+    # (role chaining).
+    trust_b = json.loads(json.dumps(trust))
+    # (moto matches the session's ARN, not the role's, so name the session used for chaining.)
+    trust_b["Statement"][0]["Principal"]["AWS"] = [
+        user["Arn"],
+        role["Arn"],
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/lambda-invoker/{CHAIN_SESSION}",
+    ]
+    role_b = iam.create_role(RoleName="lambda-invoker-b", AssumeRolePolicyDocument=json.dumps(trust_b))["Role"]
     iam.put_role_policy(
         RoleName="lambda-invoker-b",
         PolicyName="invoke-url",
@@ -157,6 +167,7 @@ def setup_iam(endpoint, region):
                 "Version": "2012-10-17",
                 "Statement": [
                     {"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": "*"},
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::123456789012:role/lambda-invoker-b"},
                     {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
                     {
                         "Effect": "Deny",
@@ -435,6 +446,7 @@ def main():
             "region": args.region,
             "account_id": ACCOUNT,
             "container_token": CONTAINER_TOKEN,
+            "chain_session": CHAIN_SESSION,
         }
     )
     print(json.dumps(details), flush=True)
