@@ -30,6 +30,7 @@ fn signer(service: &str) -> Signer {
         name: "bench".into(),
         source: Source::Default,
         assume_role: vec![],
+        sts_token: None,
         refresh_before_expiry: Duration::from_secs(300),
     }));
     set.store(credentials());

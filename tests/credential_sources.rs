@@ -203,3 +203,34 @@ fn a_chain_of_roles_is_assumed_hop_by_hop() {
     assert_eq!(signed_role(&proxy), peers.get("role_b_arn"));
     assert!(peers.stats()["assume_role_calls"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn get_session_token_and_get_federation_token_with_a_scoping_policy() {
+    let peers = Peers::start();
+    let sts = format!(
+        "      sts_endpoint: {}\n      sts_region: us-east-1\n",
+        peers.get("sts_endpoint")
+    );
+    let session = format!("  app:\n    session_token:\n      duration_seconds: 900\n{sts}");
+    let proxy = Proxy::start(&route_config(&peers, &session), &peers.caller_env());
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), "session-token");
+    assert!(peers.stats()["session_token_calls"].as_u64().unwrap() >= 1);
+    drop(proxy);
+
+    // The broker pattern: one identity, a narrower federated session for this route.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunctionUrl","Resource":"arn:aws:lambda:us-east-1:123456789012:function:orders"}]}"#;
+    let federation = format!(
+        "  app:\n    federation_token:\n      name: orders-broker\n      policy: '{policy}'\n{sts}"
+    );
+    let proxy = Proxy::start(&route_config(&peers, &federation), &peers.caller_env());
+    proxy.wait_ready();
+    assert_eq!(signed_role(&proxy), "federation-token");
+    let stats = peers.stats();
+    assert!(stats["federation_token_calls"].as_u64().unwrap() >= 1);
+    let policies = stats["federation_policies"].as_array().unwrap();
+    assert!(
+        policies.iter().any(|p| p == policy),
+        "the scoping policy was not sent: {policies:?}"
+    );
+}

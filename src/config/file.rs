@@ -33,8 +33,24 @@ pub struct CredentialSet {
     pub profile: Option<String>,
     /// One role, or a chain of roles each assumed with the previous one's credentials.
     pub assume_role: Option<OneOrMore<AssumeRole>>,
+    /// STS GetSessionToken on top of the source (IAM user keys).
+    pub session_token: Option<StsToken>,
+    /// STS GetFederationToken on top of the source: a federated session scoped by a policy.
+    pub federation_token: Option<StsToken>,
     /// How long before expiry to refresh (e.g. `5m`).
     pub refresh_before_expiry: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StsToken {
+    /// GetFederationToken only: the federated user's name.
+    pub name: Option<String>,
+    /// GetFederationToken only: the session policy (JSON) that narrows its permissions.
+    pub policy: Option<String>,
+    pub duration_seconds: Option<i64>,
+    pub sts_region: Option<String>,
+    pub sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

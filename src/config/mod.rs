@@ -45,6 +45,8 @@ pub struct CredentialsConfig {
     pub source: Source,
     /// Roles to assume in turn on top of the source (role chaining); empty for none.
     pub assume_role: Vec<AssumeRoleConfig>,
+    /// GetSessionToken or GetFederationToken on top of the source, instead of roles.
+    pub sts_token: Option<StsTokenConfig>,
     pub refresh_before_expiry: Duration,
 }
 
@@ -56,6 +58,25 @@ pub enum Source {
     Default,
     /// One named profile from the shared config and credentials files.
     Profile(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsTokenConfig {
+    pub kind: StsTokenKind,
+    pub duration: Duration,
+    pub sts_region: Option<String>,
+    pub sts_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StsTokenKind {
+    /// GetSessionToken: the same identity, as temporary credentials.
+    Session,
+    /// GetFederationToken: a federated user, permissions narrowed by `policy`.
+    Federation {
+        name: String,
+        policy: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +319,23 @@ impl Checker<'_> {
             let cap = (i > 0).then_some(3600);
             assume_role.push(self.assume_role(&role_key, role, cap)?);
         }
+        let sts_token = match (raw.session_token, raw.federation_token) {
+            (Some(_), Some(_)) => {
+                return self.err(
+                    format!("{key}.federation_token"),
+                    "session_token and federation_token exclude each other",
+                )
+            }
+            (Some(t), None) => Some(self.sts_token(&format!("{key}.session_token"), t, false)?),
+            (None, Some(t)) => Some(self.sts_token(&format!("{key}.federation_token"), t, true)?),
+            (None, None) => None,
+        };
+        if sts_token.is_some() && !assume_role.is_empty() {
+            return self.err(
+                format!("{key}.assume_role"),
+                "cannot be combined with session_token or federation_token (STS only issues those to IAM users)",
+            );
+        }
         let refresh_before_expiry = self.duration(
             &format!("{key}.refresh_before_expiry"),
             raw.refresh_before_expiry.as_deref(),
@@ -307,7 +345,74 @@ impl Checker<'_> {
             name: name.to_string(),
             source,
             assume_role,
+            sts_token,
             refresh_before_expiry,
+        })
+    }
+
+    fn sts_token(
+        &self,
+        key: &str,
+        raw: file::StsToken,
+        federation: bool,
+    ) -> Result<StsTokenConfig, ConfigError> {
+        let kind = if federation {
+            let Some(name) = raw.name else {
+                return self.err(
+                    format!("{key}.name"),
+                    "is required (the federated user's name)",
+                );
+            };
+            if !(2..=32).contains(&name.len())
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+            {
+                return self.err(
+                    format!("{key}.name"),
+                    "must be 2-32 characters of letters, digits and +=,.@-_",
+                );
+            }
+            if let Some(policy) = &raw.policy {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(policy) {
+                    return self.err(format!("{key}.policy"), format!("is not JSON: {e}"));
+                }
+            }
+            StsTokenKind::Federation {
+                name,
+                policy: raw.policy,
+            }
+        } else {
+            for (field, set) in [
+                ("name", raw.name.is_some()),
+                ("policy", raw.policy.is_some()),
+            ] {
+                if set {
+                    return self.err(
+                        format!("{key}.{field}"),
+                        "only federation_token takes a name and a policy",
+                    );
+                }
+            }
+            StsTokenKind::Session
+        };
+        let duration = raw.duration_seconds.unwrap_or(3600);
+        if !(900..=129_600).contains(&duration) {
+            return self.err(
+                format!("{key}.duration_seconds"),
+                format!("{duration} is outside STS's range of 900 (15 min) to 129600 (36 h)"),
+            );
+        }
+        if let Some(endpoint) = &raw.sts_endpoint {
+            if let Err(why) = Upstream::parse(endpoint) {
+                return self.err(format!("{key}.sts_endpoint"), why);
+            }
+        }
+        Ok(StsTokenConfig {
+            kind,
+            duration: Duration::from_secs(duration as u64),
+            sts_region: raw.sts_region,
+            sts_endpoint: raw.sts_endpoint,
         })
     }
 

@@ -215,3 +215,26 @@ fn roles_can_be_chained_within_the_one_hour_limit() {
         "credentials.c.assume_role[1].duration_seconds: 7200 is over 3600: AWS caps sessions of chained roles at one hour"
     ), "{}", error(&too_long));
 }
+
+#[test]
+fn sts_token_sources_are_checked() {
+    let base = "routes:\n  - upstream: http://127.0.0.1:1\n";
+    let ok = format!("credentials:\n  b:\n    federation_token:\n      name: broker\n      policy: '{{\"Version\":\"2012-10-17\"}}'\n      duration_seconds: 7200\n{base}");
+    let c = parse(&ok).unwrap();
+    let token = c.credentials["b"].sts_token.as_ref().unwrap();
+    assert_eq!(token.duration, Duration::from_secs(7200));
+    assert!(matches!(token.kind, StsTokenKind::Federation { ref name, .. } if name == "broker"));
+    let cases = [
+        ("    federation_token: {}\n", "credentials.b.federation_token.name: is required"),
+        ("    federation_token: { name: b, policy: 'not json' }\n", "credentials.b.federation_token.name: must be 2-32"),
+        ("    federation_token: { name: broker, policy: 'not json' }\n", "credentials.b.federation_token.policy: is not JSON"),
+        ("    session_token: { name: x }\n", "credentials.b.session_token.name: only federation_token takes a name"),
+        ("    session_token: {}\n    federation_token: { name: broker }\n", "session_token and federation_token exclude each other"),
+        ("    session_token: { duration_seconds: 200000 }\n", "credentials.b.session_token.duration_seconds: 200000 is outside"),
+        ("    session_token: {}\n    assume_role: { role_arn: 'arn:aws:iam::123456789012:role/r' }\n", "credentials.b.assume_role: cannot be combined"),
+    ];
+    for (set, want) in cases {
+        let got = error(&format!("credentials:\n  b:\n{set}{base}"));
+        assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
+    }
+}

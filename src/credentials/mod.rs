@@ -6,6 +6,7 @@
 
 pub mod provider;
 pub mod refresh;
+pub mod sts_token;
 
 use crate::config::{Config, CredentialsConfig};
 use crate::error::ProxyError;
@@ -131,6 +132,7 @@ mod tests {
             name: "app".into(),
             source: Source::Default,
             assume_role: vec![],
+            sts_token: None,
             refresh_before_expiry: Duration::from_secs(300),
         })
     }

@@ -2,7 +2,8 @@
 //!
 //! Nothing here caches: the refresh loop decides when to call the provider.
 
-use crate::config::{AssumeRoleConfig, CredentialsConfig, Source};
+use super::sts_token::StsTokenProvider;
+use crate::config::{AssumeRoleConfig, CredentialsConfig, Source, StsTokenKind};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::region::ProfileFileRegionProvider;
@@ -16,7 +17,7 @@ use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::DisplayErrorContext;
 
 /// STS's global region, used when nothing else names one.
-const FALLBACK_REGION: &str = "us-east-1";
+pub(super) const FALLBACK_REGION: &str = "us-east-1";
 
 /// The provider for one credential set.
 #[derive(Debug)]
@@ -59,6 +60,17 @@ impl Provider {
                 SharedCredentialsProvider::new(builder.build())
             }
         };
+        if let Some(token) = &config.sts_token {
+            let what = match &token.kind {
+                StsTokenKind::Session => "GetSessionToken".to_string(),
+                StsTokenKind::Federation { name, .. } => format!("GetFederationToken {name}"),
+            };
+            let inner = StsTokenProvider::new(token, source).await;
+            return Provider {
+                inner: SharedCredentialsProvider::new(inner),
+                what,
+            };
+        }
         if config.assume_role.is_empty() {
             let what = match &config.source {
                 Source::Default => "the default credential chain".to_string(),

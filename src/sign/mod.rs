@@ -253,6 +253,7 @@ mod tests {
             name: "t".into(),
             source: Source::Default,
             assume_role: vec![],
+            sts_token: None,
             refresh_before_expiry: Duration::from_secs(300),
         }));
         let config = SigningConfig {

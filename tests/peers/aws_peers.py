@@ -63,7 +63,13 @@ stats = {
     "container_credential_calls": 0,
     "imds_credential_calls": 0,
     "web_identity_tokens": [],
+    "session_token_calls": 0,
+    "federation_token_calls": 0,
+    "federation_policies": [],
 }
+# Credentials moto hands out for GetSessionToken / GetFederationToken (fixed example values in
+# moto), learnt at start-up: (access key id, session token) -> (secret, kind).
+token_credentials = {}
 # Set once IAM is ready: how the credential endpoints get fresh STS credentials.
 issuer = {}
 CONTAINER_TOKEN = "container-authorization-token-for-tests"
@@ -72,7 +78,7 @@ IMDS_ROLE = "lambda-invoker"
 
 def count(key, value=None):
     with stats_lock:
-        if key in ("keys_seen", "web_identity_tokens"):
+        if key in ("keys_seen", "web_identity_tokens", "federation_policies"):
             if value not in stats[key]:
                 stats[key].append(value)
         else:
@@ -105,7 +111,15 @@ def patch_sts(short_seconds):
                 raise ValueError("AssumeRoleWithWebIdentity without a token")
             count("web_identity_tokens", token)
             return None
-        return authorize(self, iam_request_cls, resource)
+        result = authorize(self, iam_request_cls, resource)  # signature and IAM checked here
+        if self._get_action() == "GetSessionToken":
+            count("session_token_calls")
+        if self._get_action() == "GetFederationToken":
+            count("federation_token_calls")
+            policy = (self.querystring.get("Policy") or [None])[0]
+            if policy:
+                count("federation_policies", policy)
+        return result
 
     ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate
 
@@ -184,7 +198,10 @@ def setup_iam(endpoint, region):
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [role["Arn"], role_b["Arn"]]}],
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [role["Arn"], role_b["Arn"]]},
+                    {"Effect": "Allow", "Action": ["sts:GetSessionToken", "sts:GetFederationToken"], "Resource": "*"},
+                ],
             }
         ),
     )
@@ -194,6 +211,20 @@ def setup_iam(endpoint, region):
     s3.put_object(Bucket=DENIED_BUCKET, Key="secret.txt", Body=b"not for the proxy's role")
     # From here on, moto verifies every request's signature and the IAM policies.
     requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    caller = boto3.client(
+        "sts",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    for kind, issued in [
+        ("session-token", caller.get_session_token()["Credentials"]),
+        ("federation-token", caller.get_federation_token(Name="learn")["Credentials"]),
+    ]:
+        token_credentials[(issued["AccessKeyId"], issued["SessionToken"])] = (issued["SecretAccessKey"], kind)
+    with stats_lock:
+        stats["session_token_calls"] = stats["federation_token_calls"] = 0
     return {
         "access_key_id": key["AccessKeyId"],
         "secret_access_key": key["SecretAccessKey"],
@@ -354,6 +385,7 @@ class LambdaUrl(BaseHTTPRequestHandler):
             return self.drip(int(query.get("chunks", ["3"])[0]), int(query.get("ms", ["300"])[0]))
         auth = parse_authorization(self.headers.get("Authorization"))
         role = find_assumed_role(auth["access_key_id"])
+        issued = token_credentials.get((auth["access_key_id"], self.headers.get("X-Amz-Security-Token")))
         headers = {}
         for name in self.headers.keys():
             headers[name.lower()] = ", ".join(self.headers.get_all(name))
@@ -367,8 +399,8 @@ class LambdaUrl(BaseHTTPRequestHandler):
                 "body_length": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
                 "access_key_id": auth["access_key_id"],
-                "role_arn": role.role_arn,
-                "session_name": role.session_name,
+                "role_arn": role.role_arn if role else issued[1],
+                "session_name": role.session_name if role else issued[1],
             },
         )
 
@@ -387,12 +419,15 @@ class LambdaUrl(BaseHTTPRequestHandler):
         if abs(utcnow() - signed_at) > ALLOWED_SKEW or amz_date[:8] != auth["date"]:
             return "Signature expired or date does not match the credential scope"
         role = find_assumed_role(auth["access_key_id"])
-        if role is None:
+        token = self.headers.get("X-Amz-Security-Token")
+        issued = token_credentials.get((auth["access_key_id"], token))
+        if role is None and issued is None:
             return "The security token included in the request is invalid (unknown access key)"
-        if self.headers.get("X-Amz-Security-Token") != role.session_token:
+        if role is not None and token != role.session_token:
             return "The security token included in the request is invalid"
-        if utcnow() >= role.expiration:
+        if role is not None and utcnow() >= role.expiration:
             return "ExpiredToken: The security token included in the request is expired"
+        secret = role.secret_access_key if role is not None else issued[0]
         for required in ("host", "x-amz-date", "x-amz-security-token"):
             if required not in auth["signed_headers"]:
                 return f"Header {required} must be signed"
@@ -408,7 +443,7 @@ class LambdaUrl(BaseHTTPRequestHandler):
             headers[name] = ",".join(values)
         request = AWSRequest(method=self.command, url=f"http://{self.headers['Host']}{self.path}", data=body, headers=headers)
         request.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(role.access_key_id, role.secret_access_key, role.session_token), "lambda", self.region)
+        signer = SigV4Auth(Credentials(auth["access_key_id"], secret, token), "lambda", self.region)
         canonical = signer.canonical_request(request)
         expected = signer.signature(signer.string_to_sign(request, canonical), request)
         if signer.signed_headers(signer.headers_to_sign(request)) != ";".join(auth["signed_headers"]):
