@@ -87,12 +87,15 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
 
     let refresher = background_service("credential refresh", CredentialRefresher { store });
 
-    // The admin port answers at once (/healthz, /readyz); traffic is accepted once every
-    // credential set has had its first fetch. On an upgrade, connections wait in the
-    // inherited listen queue meanwhile instead of meeting a 503.
+    // On an upgrade, the new process starts accepting only once every credential set has had
+    // its first fetch: connections wait in the inherited listen queue meanwhile instead of
+    // meeting a 503 the old process would not have given. A fresh start listens at once and
+    // answers 503 until credentials are in (/readyz says so).
     let refresher = server.add_service(refresher);
     let traffic = server.add_service(traffic);
-    traffic.add_dependency(&refresher);
+    if upgrade {
+        traffic.add_dependency(&refresher);
+    }
     server.add_service(admin);
     tracing::info!(
         config = %config.path.display(),

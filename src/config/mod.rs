@@ -350,6 +350,27 @@ impl Checker<'_> {
         })
     }
 
+    /// `sts_region` and `sts_endpoint`, wherever STS is called.
+    fn sts_location(
+        &self,
+        key: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> Result<(), ConfigError> {
+        if let Some(endpoint) = endpoint {
+            if let Err(why) = Upstream::parse(endpoint) {
+                return self.err(format!("{key}.sts_endpoint"), why);
+            }
+        }
+        if let Some(region) = region.filter(|r| !valid_region(r)) {
+            return self.err(
+                format!("{key}.sts_region"),
+                format!("'{region}' is not a region name"),
+            );
+        }
+        Ok(())
+    }
+
     fn sts_token(
         &self,
         key: &str,
@@ -403,11 +424,7 @@ impl Checker<'_> {
                 format!("{duration} is outside STS's range of 900 (15 min) to 129600 (36 h)"),
             );
         }
-        if let Some(endpoint) = &raw.sts_endpoint {
-            if let Err(why) = Upstream::parse(endpoint) {
-                return self.err(format!("{key}.sts_endpoint"), why);
-            }
-        }
+        self.sts_location(key, raw.sts_region.as_deref(), raw.sts_endpoint.as_deref())?;
         Ok(StsTokenConfig {
             kind,
             duration: Duration::from_secs(duration as u64),
@@ -469,19 +486,7 @@ impl Checker<'_> {
                 format!("{duration} is outside STS's range of 900 (15 min) to 43200 (12 h)"),
             );
         }
-        if let Some(endpoint) = &raw.sts_endpoint {
-            if let Err(why) = Upstream::parse(endpoint) {
-                return self.err(format!("{key}.sts_endpoint"), why);
-            }
-        }
-        if let Some(region) = &raw.sts_region {
-            if !valid_region(region) {
-                return self.err(
-                    format!("{key}.sts_region"),
-                    format!("'{region}' is not a region name"),
-                );
-            }
-        }
+        self.sts_location(key, raw.sts_region.as_deref(), raw.sts_endpoint.as_deref())?;
         Ok(AssumeRoleConfig {
             role_arn,
             session_name,

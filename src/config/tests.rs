@@ -231,6 +231,7 @@ fn sts_token_sources_are_checked() {
         ("    session_token: { name: x }\n", "credentials.b.session_token.name: only federation_token takes a name"),
         ("    session_token: {}\n    federation_token: { name: broker }\n", "session_token and federation_token exclude each other"),
         ("    session_token: { duration_seconds: 200000 }\n", "credentials.b.session_token.duration_seconds: 200000 is outside"),
+        ("    session_token: { sts_region: 'EU West' }\n", "credentials.b.session_token.sts_region: 'EU West' is not a region name"),
         ("    session_token: {}\n    assume_role: { role_arn: 'arn:aws:iam::123456789012:role/r' }\n", "credentials.b.assume_role: cannot be combined"),
     ];
     for (set, want) in cases {

@@ -23,8 +23,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(500);
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs one refresh loop per credential set until `shutdown` resolves. `ready` is called once
-/// every set has made its first attempt (or after 10 s), so traffic is not accepted before
-/// there are credentials to sign with, which matters most when a new process takes over.
+/// every set has made its first attempt (or after 10 s): a process taking over from another
+/// waits for it before accepting traffic.
 pub async fn run(
     store: Arc<CredentialStore>,
     shutdown: impl std::future::Future<Output = ()>,
