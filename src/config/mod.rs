@@ -1,8 +1,8 @@
 //! Configuration: the YAML file parsed into one validated [`Config`].
 //!
-//! `file.rs` is the format users write; `check.rs` turns it into these types, key by key, before
-//! anything starts, so `sigproxy --check` and the server refuse exactly the same files. Errors name the file, the key and the reason:
-//! `config/lambda.yaml: routes[0].upstream: ...`.
+//! `file.rs` is the format users write; `check.rs` turns it into these types, key by key,
+//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files.
+//! Errors name the file, the key and the reason: `config/lambda.yaml: routes[0].upstream: ...`.
 
 mod check;
 mod file;
