@@ -111,7 +111,7 @@ fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
 }
 
 #[test]
-fn secrets_never_appear_in_logs_or_error_bodies() {
+fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
     let peers = Peers::start();
     let mut env = peers.caller_env();
     env.push(("RUST_LOG".into(), "trace".into()));
@@ -137,6 +137,15 @@ fn secrets_never_appear_in_logs_or_error_bodies() {
     assert!(
         !log.contains(user_secret),
         "the caller's secret key was logged"
+    );
+    let metrics = String::from_utf8(proxy.admin_get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("sigproxy_requests_total"),
+        "metrics were read"
+    );
+    assert!(
+        !metrics.contains(user_secret) && !metrics.contains(&token),
+        "a secret is in the metrics"
     );
     if let Some(at) = log.find(&token) {
         let start = log[..at].rfind('\n').unwrap_or(0);
