@@ -69,9 +69,8 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     server.bootstrap();
 
     let store = Arc::new(CredentialStore::new(&config));
-    let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
-    crate::metrics::metrics().declare(&routes, &sets);
+    crate::metrics::metrics().declare_credential_sets(&sets);
     let router = Arc::new(Router::new(&config, &store));
 
     let proxy = SigningProxy::new(router.clone(), &server.configuration);

@@ -3,6 +3,10 @@
 use super::file;
 use super::*;
 use crate::upstream::Upstream;
+use std::ops::RangeInclusive;
+
+/// GetSessionToken and GetFederationToken accept 15 minutes to 36 hours.
+const TOKEN_DURATION_RANGE: RangeInclusive<i64> = 900..=129_600;
 
 pub(super) struct Checker<'a> {
     pub(super) path: &'a Path,
@@ -179,6 +183,32 @@ impl Checker<'_> {
         })
     }
 
+    /// `duration_seconds` (default one hour) within the range STS accepts for this call.
+    fn sts_seconds(
+        &self,
+        key: &str,
+        seconds: Option<i64>,
+        range: RangeInclusive<i64>,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = seconds.unwrap_or(3600);
+        if !range.contains(&seconds) {
+            let human = |s: i64| match s % 3600 {
+                0 => format!("{} h", s / 3600),
+                _ => format!("{} min", s / 60),
+            };
+            let (low, high) = (*range.start(), *range.end());
+            return self.err(
+                format!("{key}.duration_seconds"),
+                format!(
+                    "{seconds} is outside STS's range of {low} ({}) to {high} ({})",
+                    human(low),
+                    human(high)
+                ),
+            );
+        }
+        Ok(Duration::from_secs(seconds as u64))
+    }
+
     /// `sts_region` and `sts_endpoint`, wherever STS is called.
     fn sts_location(
         &self,
@@ -246,17 +276,11 @@ impl Checker<'_> {
             }
             StsTokenKind::Session
         };
-        let duration = raw.duration_seconds.unwrap_or(3600);
-        if !(900..=129_600).contains(&duration) {
-            return self.err(
-                format!("{key}.duration_seconds"),
-                format!("{duration} is outside STS's range of 900 (15 min) to 129600 (36 h)"),
-            );
-        }
+        let duration = self.sts_seconds(key, raw.duration_seconds, TOKEN_DURATION_RANGE)?;
         self.sts_location(key, raw.sts_region.as_deref(), raw.sts_endpoint.as_deref())?;
         Ok(StsTokenConfig {
             kind,
-            duration: Duration::from_secs(duration as u64),
+            duration,
             sts_region: raw.sts_region,
             sts_endpoint: raw.sts_endpoint,
         })
@@ -309,18 +333,13 @@ impl Checker<'_> {
                 format!("{duration} is over {cap}: AWS caps sessions of chained roles at one hour"),
             );
         }
-        if !ROLE_DURATION_RANGE.contains(&duration) {
-            return self.err(
-                format!("{key}.duration_seconds"),
-                format!("{duration} is outside STS's range of 900 (15 min) to 43200 (12 h)"),
-            );
-        }
+        let duration = self.sts_seconds(key, Some(duration), ROLE_DURATION_RANGE)?;
         self.sts_location(key, raw.sts_region.as_deref(), raw.sts_endpoint.as_deref())?;
         Ok(AssumeRoleConfig {
             role_arn,
             session_name,
             external_id: raw.external_id,
-            duration: Duration::from_secs(duration as u64),
+            duration,
             sts_region: raw.sts_region,
             sts_endpoint: raw.sts_endpoint,
         })
