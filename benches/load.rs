@@ -14,17 +14,14 @@
 //! unchecked, as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of sigproxy
 //! per cell into DIR.
 
-use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::atomic::Ordering;
 
 const CONNECTIONS: u32 = 32;
 
 mod common;
 
-use common::{benching, knob, Sigproxy};
+use common::{benching, knob, start_backend, Sigproxy};
 
 fn main() {
     let benching = benching();
@@ -285,65 +282,5 @@ fn run_wrk(url: &str, script: &std::path::Path, seconds: u64) -> WrkResult {
         p50_ms: field("50%").map_or(0.0, ms),
         p99_ms: field("99%").map_or(0.0, ms),
         errors,
-    }
-}
-
-/// A keep-alive HTTP/1.1 backend answering `200 ok`; counts the connections it accepts.
-fn start_backend() -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let counter = accepted.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((conn, _)) = listener.accept().await else {
-                    continue;
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(conn));
-            }
-        });
-    });
-    (addr, accepted)
-}
-
-async fn serve(conn: tokio::net::TcpStream) {
-    let _ = conn.set_nodelay(true);
-    let (read, mut write) = conn.into_split();
-    let mut reader = BufReader::with_capacity(128 * 1024, read);
-    let mut line = String::new();
-    let mut body = Vec::new();
-    loop {
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        body.resize(length, 0);
-        if reader.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
-        if write.write_all(reply).await.is_err() {
-            return;
-        }
     }
 }

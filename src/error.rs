@@ -4,6 +4,8 @@
 //! machine-readable `code`, and a message safe to show (no secrets, no credentials). The
 //! response body is always JSON: `{"error":{"code":"...","message":"...","route":"..."}}`.
 
+use crate::access::Denied;
+use crate::config::FORWARDED_METHODS;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::{Error as PingoraError, ErrorSource, ErrorType};
@@ -14,6 +16,14 @@ use std::fmt;
 pub enum ProxyError {
     /// No route matches the request's host and path.
     NoRoute,
+    /// Access control refused the request (client address, method or path).
+    Forbidden(Denied),
+    /// The listener wants a bearer token and the request has none, or the wrong one.
+    Unauthorized,
+    /// A method sigproxy never forwards (`TRACE`, `CONNECT`, extensions).
+    MethodNotAllowed(String),
+    /// The request line and headers are larger than `max_header_bytes`.
+    HeadersTooLarge { limit: usize },
     /// The request target or headers cannot be forwarded as they are.
     BadRequest(String),
     /// The request body is larger than the route's `max_body_bytes`.
@@ -38,6 +48,10 @@ impl ProxyError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoRoute => 404,
+            Self::Forbidden(_) => 403,
+            Self::Unauthorized => 401,
+            Self::MethodNotAllowed(_) => 405,
+            Self::HeadersTooLarge { .. } => 431,
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
             Self::ClientTimeout => 408,
             Self::BodyTooLarge { .. } => 413,
@@ -52,6 +66,10 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoRoute => "no_route",
+            Self::Forbidden(_) => "forbidden",
+            Self::Unauthorized => "unauthorized",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "body_read_failed",
@@ -142,6 +160,15 @@ impl ProxyError {
         let _ = resp.insert_header("content-length", body_len.to_string());
         let _ = resp.insert_header("cache-control", "no-store");
         let _ = resp.insert_header("x-sigproxy-error", self.code());
+        match self {
+            Self::Unauthorized => {
+                let _ = resp.insert_header("www-authenticate", "Bearer realm=\"sigproxy\"");
+            }
+            Self::MethodNotAllowed(_) => {
+                let _ = resp.insert_header("allow", FORWARDED_METHODS.join(", "));
+            }
+            _ => {}
+        }
         resp
     }
 }
@@ -150,6 +177,29 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoRoute => write!(f, "no route matches this host and path"),
+            Self::Forbidden(Denied::ClientAddress) => {
+                write!(f, "this client's address is not in access.allowed_clients")
+            }
+            Self::Forbidden(Denied::BearerToken) | Self::Unauthorized => write!(
+                f,
+                "a valid bearer token is required (Authorization: Bearer <token>)"
+            ),
+            Self::Forbidden(Denied::Method) => {
+                write!(f, "this route's allow list does not grant this method")
+            }
+            Self::Forbidden(Denied::Path) => write!(
+                f,
+                "this route's allow list does not grant this method on this path"
+            ),
+            Self::MethodNotAllowed(method) => write!(
+                f,
+                "method {method} is not forwarded; sigproxy forwards {}",
+                FORWARDED_METHODS.join(", ")
+            ),
+            Self::HeadersTooLarge { limit } => write!(
+                f,
+                "the request line and headers are larger than max_header_bytes ({limit} bytes)"
+            ),
             Self::BadRequest(why) => write!(f, "bad request: {why}"),
             Self::BodyTooLarge { limit: 0 } => write!(f, "request body is too large"),
             Self::BodyTooLarge { limit } => {

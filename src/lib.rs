@@ -6,6 +6,7 @@
 //! health endpoints, [`server`] wires it all together.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod aws_chunked;
 pub mod cli;

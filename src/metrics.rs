@@ -24,6 +24,8 @@ pub struct Metrics {
     pub response_bytes: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub signing_errors: IntCounterVec,
+    pub denied: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
     pub credentials_expiry: GaugeVec,
     pub credential_refreshes: IntCounterVec,
     pub sts_duration: HistogramVec,
@@ -120,6 +122,18 @@ impl Metrics {
                 &r,
                 "sigproxy_signing_errors_total",
                 "Requests that could not be signed, by reason",
+                &["route", "reason"],
+            ),
+            denied: counter(
+                &r,
+                "sigproxy_denied_requests_total",
+                "Requests refused by access control, by reason: client_address, bearer_token, method, path",
+                &["route", "reason"],
+            ),
+            upstream_retries: counter(
+                &r,
+                "sigproxy_upstream_retries_total",
+                "Requests sent again, by reason: expired_token (AWS refused the credentials; re-signed with fresh ones)",
                 &["route", "reason"],
             ),
             credentials_expiry: register(
@@ -229,6 +243,10 @@ mod tests {
         m.signing_errors
             .with_label_values(&["orders", "credentials_unavailable"])
             .inc();
+        m.denied.with_label_values(&["orders", "path"]).inc();
+        m.upstream_retries
+            .with_label_values(&["orders", "expired_token"])
+            .inc();
         m.credentials_expiry.with_label_values(&["app"]).set(1.0);
         m.sts_duration.with_label_values(&["app"]).observe(0.1);
         let text = String::from_utf8(m.render()).unwrap();
@@ -241,6 +259,8 @@ mod tests {
             "sigproxy_response_bytes_total",
             "sigproxy_upstream_errors_total",
             "sigproxy_signing_errors_total",
+            "sigproxy_denied_requests_total",
+            "sigproxy_upstream_retries_total",
             "sigproxy_credentials_expiry_timestamp_seconds",
             "sigproxy_credential_refreshes_total",
             "sigproxy_sts_request_duration_seconds_bucket",

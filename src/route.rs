@@ -3,6 +3,7 @@
 //! Routes are tried in the order of the configuration file; the first match wins. The path is
 //! matched as the client sent it (still percent-encoded).
 
+use crate::access::{check_rules, policy_path, AllowRule, Denied};
 use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
@@ -23,6 +24,7 @@ pub struct Route {
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
     path_rules: PathRules,
+    allow: Vec<AllowRule>,
     pub metrics: RouteMetrics,
 }
 
@@ -46,6 +48,7 @@ impl Route {
             ),
             signer,
             max_body_bytes: config.max_body_bytes,
+            allow: config.allow.clone(),
             metrics: metrics().for_route(&config.name),
             path_rules: match &config.signing {
                 Some(s) if s.service == "s3" => PathRules::S3,
@@ -83,6 +86,18 @@ impl Route {
             self.peers.upstream().base_path(),
             self.path_rules,
         )
+    }
+}
+
+impl Route {
+    /// Whether the route's `allow` list grants `method` on `target` (as [`Route::target`] made
+    /// it: the path that is signed and sent).
+    pub fn permits(&self, method: &http::Method, target: &str) -> Result<(), Denied> {
+        if self.allow.is_empty() {
+            return Ok(());
+        }
+        let normalize = self.path_rules == PathRules::Normalized;
+        check_rules(&self.allow, method, &policy_path(target, normalize))
     }
 }
 

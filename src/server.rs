@@ -73,7 +73,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     crate::metrics::metrics().declare_credential_sets(&sets);
     let router = Arc::new(Router::new(&config, &store));
 
-    let proxy = SigningProxy::new(router.clone(), &server.configuration);
+    let proxy = SigningProxy::new(router.clone(), &config, &server.configuration);
     let mut traffic =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "sigproxy");
     traffic.add_tcp(&config.listen.to_string());

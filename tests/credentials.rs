@@ -231,3 +231,134 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     let r = proxy.get("/x");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
+
+/// A TCP relay to `target` that can be switched off: then it accepts and drops connections.
+fn switchable_relay(
+    target: std::net::SocketAddr,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let up = std::sync::Arc::new(AtomicBool::new(true));
+    let on = up.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            if !on.load(Ordering::SeqCst) {
+                continue; // dropped: the caller sees the connection close
+            }
+            let Ok(server) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (port, up)
+}
+
+#[test]
+fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
+    // Credentials live 12 s; STS becomes unreachable right after the first fetch.
+    let peers = Peers::start_with(&["--short-credentials", "12"]);
+    let sts: std::net::SocketAddr = peers
+        .get("sts_endpoint")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (port, up) = switchable_relay(sts);
+    let config = format!(
+        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\n      sts_endpoint: http://127.0.0.1:{port}\n      sts_region: us-east-1\nroutes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.get("role_arn"),
+        peers.get("external_id"),
+        peers.get("lambda_url")
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    let fetched = Instant::now();
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // Until a second before expiry every request is signed with the cached credentials.
+    let mut served = 0;
+    while fetched.elapsed() < Duration::from_secs(9) {
+        let r = proxy.get("/x");
+        assert_eq!(
+            r.status,
+            200,
+            "at {:?}: {}",
+            fetched.elapsed(),
+            String::from_utf8_lossy(&r.body)
+        );
+        served += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(served > 20, "{served}");
+    assert!(
+        proxy.log().contains("credential refresh failed"),
+        "the refresh should have been tried and failed:\n{}",
+        proxy.log()
+    );
+    // After expiry: 503, saying why, and not ready.
+    while fetched.elapsed() < Duration::from_secs(13) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = proxy.get("/x");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "credentials_unavailable")
+    );
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("expired"), "{message}");
+    assert_eq!(proxy.admin_get("/readyz").status, 503);
+    assert_eq!(peers.stats()["rejected"], 0, "nothing expired was sent");
+}
+
+#[test]
+fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more() {
+    let peers = Peers::start();
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+    let key_of = |r: &Response| {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["access_key_id"].as_str().unwrap().to_string()
+    };
+    let first = key_of(&proxy.get("/fn/before"));
+    let expire = || {
+        let r = request(
+            peers.lambda_addr(),
+            "POST",
+            "/__control/expire-keys",
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+    };
+
+    // The stand-in now answers 403 ExpiredTokenException for the key sigproxy holds, as Lambda
+    // does when a session token has expired early (revoked sessions, clock skew).
+    expire();
+    let second = key_of(&proxy.get("/fn/after-expiry"));
+    assert_ne!(first, second, "the retry used new credentials");
+
+    // A body is replayed too, byte for byte (its hash is in the new signature).
+    expire();
+    let body = bytes(4096);
+    let r = proxy.send("POST", "/fn/with-body", &[], &body);
+    let third = key_of(&r);
+    assert_ne!(second, third);
+    assert_eq!(r.json()["body_sha256"], sha256_hex(&body));
+
+    let stats = peers.stats();
+    assert_eq!(stats["expired_rejections"], 2, "{stats}");
+    let retries = proxy.metric(
+        "sigproxy_upstream_retries_total",
+        &[("route", "fn"), ("reason", "expired_token")],
+    );
+    assert_eq!(retries, Some(2.0));
+}

@@ -5,7 +5,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// `cargo bench` passes `--bench`; `cargo test` runs the same binary without it (smoke mode).
 pub fn benching() -> bool {
@@ -37,6 +40,21 @@ pub struct Sigproxy {
 impl Sigproxy {
     /// `routes_yaml` is everything after the listen addresses; `core` pins it with taskset.
     pub fn start(dir: &Path, routes_yaml: &str, core: Option<usize>) -> Sigproxy {
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "ASIABENCHEXAMPLE0001".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "bench-secret-key-0001".to_string()),
+            ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30)),
+        ];
+        Self::start_with_env(dir, routes_yaml, core, &env)
+    }
+
+    /// As [`Sigproxy::start`], with the credential environment given (`env`) instead.
+    pub fn start_with_env(
+        dir: &Path,
+        routes_yaml: &str,
+        core: Option<usize>,
+        env: &[(&str, String)],
+    ) -> Sigproxy {
         let (addr, admin) = (free_addr(), free_addr());
         let config = dir.join("sigproxy.yaml");
         std::fs::write(
@@ -53,12 +71,10 @@ impl Sigproxy {
             }
             None => Command::new(binary),
         };
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let child = command
             .arg("-c")
             .arg(&config)
-            .env("AWS_ACCESS_KEY_ID", "ASIABENCHEXAMPLE0001")
-            .env("AWS_SECRET_ACCESS_KEY", "bench-secret-key-0001")
-            .env("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30))
             .env("AWS_CONFIG_FILE", dir.join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -136,4 +152,64 @@ fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// A keep-alive HTTP/1.1 backend answering `200 ok`; counts the connections it accepts.
+pub fn start_backend() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(conn));
+            }
+        });
+    });
+    (addr, accepted)
+}
+
+async fn serve(conn: tokio::net::TcpStream) {
+    let _ = conn.set_nodelay(true);
+    let (read, mut write) = conn.into_split();
+    let mut reader = BufReader::with_capacity(128 * 1024, read);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        body.resize(length, 0);
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
 }

@@ -13,7 +13,11 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err<T>(&self, key: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+    pub(super) fn err<T>(
+        &self,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             path: self.path.to_owned(),
             key: key.into(),
@@ -31,6 +35,20 @@ impl Checker<'_> {
         if listen == admin_listen {
             return self.err("admin_listen", "must differ from listen");
         }
+        let access = self.access(
+            raw.access,
+            &[("listen", listen), ("admin_listen", admin_listen)],
+        )?;
+        let max_header_bytes = match raw.max_header_bytes {
+            None => DEFAULT_MAX_HEADER_BYTES,
+            Some(n) if (1024..=MAX_MAX_HEADER_BYTES as u64).contains(&n) => n as usize,
+            Some(n) => {
+                return self.err(
+                    "max_header_bytes",
+                    format!("{n} is outside 1024 to {MAX_MAX_HEADER_BYTES}"),
+                )
+            }
+        };
         let threads = raw.threads.unwrap_or(1);
         if !(1..=64).contains(&threads) {
             return self.err("threads", "must be between 1 and 64");
@@ -74,6 +92,8 @@ impl Checker<'_> {
             admin_listen,
             threads,
             shutdown_grace,
+            access,
+            max_header_bytes,
             upgrade_socket,
             credentials,
             routes,
@@ -499,7 +519,10 @@ impl Checker<'_> {
             DEFAULT_READ_TIMEOUT,
         )?;
 
+        let allow = self.allow_rules(&format!("{key}.allow"), raw.allow)?;
+
         Ok(RouteConfig {
+            allow,
             name,
             host,
             path_prefix,

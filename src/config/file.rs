@@ -18,10 +18,28 @@ pub struct File {
     pub shutdown_grace: Option<String>,
     /// Unix socket through which listening sockets pass to a new process on upgrade.
     pub upgrade_socket: Option<String>,
+    /// Who may use the traffic port.
+    pub access: Option<Access>,
+    /// The largest request header section accepted (431 above it).
+    pub max_header_bytes: Option<u64>,
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSet>,
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// Required to listen on anything but loopback.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// CIDRs of the clients allowed on the traffic port.
+    pub allowed_clients: Option<Vec<String>>,
+    /// A file holding the bearer token clients must send.
+    pub bearer_token_file: Option<String>,
+    /// An environment variable holding the bearer token clients must send.
+    pub bearer_token_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +117,15 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    /// Methods and path patterns this route serves; anything else is refused with 403.
+    pub allow: Option<Vec<Allow>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,13 +4,16 @@
 //! before anything starts, so `sigproxy --check` and the server refuse exactly the same files.
 //! Errors name the file, the key and the reason: `config/lambda.yaml: routes[0].upstream: ...`.
 
+mod access;
 mod check;
 mod file;
 
+pub use access::FORWARDED_METHODS;
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};
 
+use crate::access::{AllowRule, ClientAccess};
 use crate::upstream::Upstream;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +31,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Request line and headers together; far above what any AWS client sends.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// pingora's own ceiling on a request header section.
+pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// STS AssumeRole accepts 15 minutes to 12 hours.
 const ROLE_DURATION_RANGE: std::ops::RangeInclusive<i64> = 900..=43_200;
 
@@ -39,6 +46,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub threads: usize,
     pub shutdown_grace: Duration,
+    /// Client address and bearer token checks on the traffic port.
+    pub access: ClientAccess,
+    pub max_header_bytes: usize,
     pub upgrade_socket: PathBuf,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub routes: Vec<RouteConfig>,
@@ -106,6 +116,8 @@ pub struct RouteConfig {
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Methods and paths served; empty allows all.
+    pub allow: Vec<AllowRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 
 /// Credentials closer to expiry than this are not used to sign.
 const MIN_REMAINING: Duration = Duration::from_secs(1);
+/// How long a request waits for a refresh it asked for (after AWS refused its credentials).
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// All credential sets of a configuration, by name.
 #[derive(Debug)]
@@ -48,6 +50,10 @@ impl CredentialStore {
 pub struct CredentialSet {
     config: CredentialsConfig,
     state: RwLock<State>,
+    /// Wakes the refresh loop early (AWS refused the credentials it holds).
+    refresh_requested: tokio::sync::Notify,
+    /// Bumped by every fetch, good or bad, for requests waiting on one.
+    fetches: tokio::sync::watch::Sender<u64>,
 }
 
 /// `Credentials`' own `Debug` redacts the secret key and session token.
@@ -63,6 +69,8 @@ impl CredentialSet {
         CredentialSet {
             config,
             state: RwLock::new(State::default()),
+            refresh_requested: tokio::sync::Notify::new(),
+            fetches: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -105,11 +113,35 @@ impl CredentialSet {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.credentials = Some(credentials);
         state.last_error = None;
+        drop(state);
+        self.fetches.send_modify(|n| *n += 1);
     }
 
     fn record_failure(&self, error: String) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.last_error = Some(error);
+        drop(state);
+        self.fetches.send_modify(|n| *n += 1);
+    }
+
+    /// After AWS refused `rejected` (expired or invalid token), asks the refresh loop for new
+    /// credentials now and waits for its next fetch, at most 10 s. Returns credentials other
+    /// than the rejected ones, or `None` if there are none to be had.
+    pub async fn replace_rejected(&self, rejected: &Credentials) -> Option<Credentials> {
+        let differs = |c: &Credentials| c.access_key_id() != rejected.access_key_id();
+        let mut fetches = self.fetches.subscribe();
+        // Another request may have got them replaced already.
+        if let Some(fresh) = self.current().ok().filter(differs) {
+            return Some(fresh);
+        }
+        self.refresh_requested.notify_one();
+        let _ = tokio::time::timeout(REFRESH_WAIT, fetches.changed()).await;
+        self.current().ok().filter(differs)
+    }
+
+    /// Resolves when a request has asked for a refresh (see [`Self::replace_rejected`]).
+    pub async fn refresh_requested(&self) {
+        self.refresh_requested.notified().await
     }
 }
 

@@ -19,6 +19,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never refresh more often than this, whatever the credentials' lifetime.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Refreshes asked for by requests come at most this often.
+const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(5);
+/// "Until asked": the wait after credentials that never expire (about 30 years).
+const NEVER: Duration = Duration::from_secs(1 << 30);
+
 /// How long start-up waits for the first fetch of every set before serving anyway.
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
 
@@ -76,10 +81,8 @@ pub async fn run(
                             next_refresh_in_s = next.map(|d| d.as_secs()),
                             "credentials refreshed"
                         );
-                        match next {
-                            Some(wait) => wait,
-                            None => return, // never expire: nothing more to do
-                        }
+                        // Credentials that never expire are fetched again only on request.
+                        next.unwrap_or(NEVER)
                     }
                     Err(error) => {
                         warn!(credentials = set.name(), retry_in_ms = backoff.as_millis() as u64, %error, "credential refresh failed");
@@ -89,7 +92,16 @@ pub async fn run(
                         wait
                     }
                 };
-                tokio::time::sleep(wait).await;
+                let last_fetch = Instant::now();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = set.refresh_requested() => {
+                        // AWS refused the credentials held: fetch again now, but never more
+                        // often than every few seconds, whatever a misbehaving upstream says.
+                        tokio::time::sleep_until((last_fetch + MIN_FORCED_INTERVAL).into()).await;
+                        info!(credentials = set.name(), "refreshing early: AWS refused the credentials held");
+                    }
+                }
             }
         });
     }

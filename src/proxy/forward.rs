@@ -7,6 +7,7 @@
 
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::metrics;
 use crate::route::Route;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
@@ -15,7 +16,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error as PingoraError, ErrorType};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
 
 /// What the upstream answered.
@@ -34,26 +35,89 @@ pub struct Answer {
 /// simply be closed, not answered with an error page.
 pub type Outcome = Result<Answer, (ProxyError, bool)>;
 
+/// Signs `request` (prepared for the upstream, not yet signed) for a body whose SHA-256 is
+/// `payload_hash`, sends it with `body`, and streams the answer back.
+///
+/// If AWS refuses the credentials (an expired or invalid session token: see
+/// [`refused_credentials`]), the credential set is refreshed at once and the request, whose
+/// body is at hand, is signed again and sent once more.
 pub async fn forward(
     connector: &Connector,
     session: &mut Session,
     route: &Route,
     request: RequestHeader,
     body: Bytes,
+    payload_hash: &str,
 ) -> Outcome {
+    let signer = route
+        .signer
+        .as_ref()
+        .expect("only signed routes are forwarded here");
     let peer = route.peers.peer().await.map_err(|e| (e, false))?;
-    let started = Instant::now();
+    let mut credentials = signer.current_credentials().map_err(|e| (e, false))?;
+    let mut resent = false;
+    loop {
+        let mut signed = request.clone();
+        signer
+            .sign(
+                &mut signed,
+                credentials.clone(),
+                payload_hash,
+                SystemTime::now(),
+            )
+            .map_err(|e| (e, false))?;
+        let started = Instant::now();
+        let mut upstream = exchange(connector, route, &peer, signed, &body).await?;
+        let upstream_time = started.elapsed();
+        let response = upstream.response_header().expect("exchange read it");
+        let request_id = aws_request_id(response);
+        let mut held = Vec::new();
+        if !resent && matches!(response.status.as_u16(), 400 | 403) {
+            let complete = read_small_body(&mut upstream, &mut held).await?;
+            let response = upstream.response_header().expect("exchange read it");
+            if complete && refused_credentials(response, &held) {
+                if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
+                    debug!("AWS refused the credentials; sending again with fresh ones");
+                    metrics()
+                        .upstream_retries
+                        .with_label_values(&[&route.name, "expired_token"])
+                        .inc();
+                    release(connector, upstream, &peer).await;
+                    credentials = fresh;
+                    resent = true;
+                    continue;
+                }
+            }
+        }
+        let status = relay_response(session, &mut upstream, held).await?;
+        release(connector, upstream, &peer).await;
+        return Ok(Answer {
+            status,
+            upstream_time,
+            request_id,
+        });
+    }
+}
+
+/// Sends one signed request and reads the response header.
+async fn exchange(
+    connector: &Connector,
+    route: &Route,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    body: &Bytes,
+) -> Result<HttpSession, (ProxyError, bool)> {
     let mut attempt = 0;
-    let (mut upstream, _reused) = loop {
+    loop {
         attempt += 1;
         let (mut upstream, reused) = connector
-            .get_http_session(&peer)
+            .get_http_session(peer)
             .await
             .map_err(|e| (upstream_error(e), false))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
         upstream.set_write_timeout(Some(route.peers.read_timeout()));
         match send(&mut upstream, request.clone(), body.clone()).await {
-            Ok(()) => break (upstream, reused),
+            Ok(()) => return Ok(upstream),
             // A pooled connection that the server has closed fails on first use. Like Go's
             // net/http, retry once on a fresh connection when the request cannot have reached
             // the upstream (it failed while being written) or is idempotent.
@@ -67,16 +131,61 @@ pub async fn forward(
             }
             Err((e, _)) => return Err((upstream_error(e), false)),
         }
-    };
+    }
+}
 
-    let upstream_time = started.elapsed();
-    let request_id = upstream.response_header().and_then(aws_request_id);
-    let status = relay_response(session, &mut upstream).await?;
-    release(connector, upstream, &peer).await;
-    Ok(Answer {
-        status,
-        upstream_time,
-        request_id,
+/// The most of an error response read to look for a refused-credentials code.
+const ERROR_BODY_PEEK: usize = 16 * 1024;
+
+/// Reads the response body into `held` while it stays small; `true` if it was read whole.
+async fn read_small_body(
+    upstream: &mut HttpSession,
+    held: &mut Vec<Bytes>,
+) -> Result<bool, (ProxyError, bool)> {
+    let mut size = 0;
+    while !upstream.response_done() {
+        match upstream
+            .read_response_body()
+            .await
+            .map_err(|e| (upstream_error(e), false))?
+        {
+            None => break,
+            Some(chunk) => {
+                size += chunk.len();
+                held.push(chunk);
+                if size > ERROR_BODY_PEEK {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether an AWS error response says the request's credentials were refused: an expired or
+/// invalid session token. S3 answers `<Code>ExpiredToken</Code>`; Lambda, API Gateway and JSON
+/// APIs send an `x-amzn-ErrorType` header and "The security token included in the request is
+/// expired" (or "invalid").
+pub fn refused_credentials(response: &ResponseHeader, body: &[Bytes]) -> bool {
+    const ERROR_TYPES: &[&str] = &["ExpiredToken", "InvalidToken", "UnrecognizedClient"];
+    const BODY_MARKS: &[&[u8]] = &[
+        b"<Code>ExpiredToken</Code>",
+        b"<Code>InvalidToken</Code>",
+        b"security token included in the request is expired",
+        b"security token included in the request is invalid",
+    ];
+    let error_type = response
+        .headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ERROR_TYPES.iter().any(|t| error_type.starts_with(t)) {
+        return true;
+    }
+    body.iter().any(|chunk| {
+        BODY_MARKS
+            .iter()
+            .any(|mark| chunk.windows(mark.len()).any(|w| w == *mark))
     })
 }
 
@@ -129,9 +238,12 @@ pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Sends the upstream's response to the client: `held`, body already read, first, then the
+/// rest as it arrives.
 async fn relay_response(
     session: &mut Session,
     upstream: &mut HttpSession,
+    held: Vec<Bytes>,
 ) -> Result<u16, (ProxyError, bool)> {
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         (
@@ -141,11 +253,20 @@ async fn relay_response(
     })?;
     let status = resp.status.as_u16();
     headers::prepare_response(&mut resp);
+    let downstream = |e: Box<PingoraError>| (ProxyError::BodyRead(e.to_string()), true);
     let done = upstream.response_done();
     session
-        .write_response_header(Box::new(resp), done)
+        .write_response_header(Box::new(resp), done && held.is_empty())
         .await
-        .map_err(|e| (ProxyError::BodyRead(e.to_string()), true))?;
+        .map_err(downstream)?;
+    let held_count = held.len();
+    for (i, chunk) in held.into_iter().enumerate() {
+        let end = done && i + 1 == held_count;
+        session
+            .write_response_body(Some(chunk), end)
+            .await
+            .map_err(downstream)?;
+    }
     if done {
         return Ok(status);
     }
@@ -158,7 +279,7 @@ async fn relay_response(
         session
             .write_response_body(chunk, end)
             .await
-            .map_err(|e| (ProxyError::BodyRead(e.to_string()), true))?;
+            .map_err(downstream)?;
         if end {
             return Ok(status);
         }

@@ -1,17 +1,22 @@
-//! The request path, as pingora phases: route → credentials → body → sign → upstream → log.
+//! The request path, as pingora phases: who → route → credentials → body → sign → upstream → log.
 //!
-//! `request_filter` decides how the body travels ([`BodyPlan`]):
-//! - no body, or a body that streams (S3 `unsigned` and `streaming` payloads): pingora proxies
-//!   it; `upstream_request_filter` signs the header, and for `streaming` the
-//!   `request_body_filter` turns the body into signed aws-chunked frames as it flows;
-//! - a body whose SHA-256 must be signed: it is read (bounded), hashed, signed and sent by
-//!   [`forward`], and the phase returns `true` (the response is already written).
+//! `request_filter` first checks who is asking and what ([`inbound`], access control), then
+//! decides how the body travels ([`BodyPlan`]):
+//! - on a signed route, a request with no body or with a body whose SHA-256 is signed: the body
+//!   (if any) is read, bounded, and hashed, and [`forward`] signs and sends the request and
+//!   streams the answer back; the phase returns `true`. With the body at hand, a request whose
+//!   credentials AWS refuses (expired token) can be signed afresh and sent again;
+//! - a body that streams (S3 `unsigned` and `streaming` payloads) or a pass-through route:
+//!   pingora proxies it; `upstream_request_filter` signs the header, and for `streaming` the
+//!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
 
 mod body;
 mod forward;
+mod inbound;
 
+use crate::access::{ClientAccess, Denied};
 use crate::aws_chunked::{self, Encoder};
-use crate::config::Payload;
+use crate::config::{Config, Payload};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{method_label, metrics};
@@ -31,14 +36,19 @@ use tracing::{info, warn};
 
 pub struct SigningProxy {
     router: Arc<Router>,
+    /// Client address and bearer token checks.
+    access: ClientAccess,
+    max_header_bytes: usize,
     /// For requests whose body was read here (see [`forward`]).
     connector: Connector,
 }
 
 impl SigningProxy {
-    pub fn new(router: Arc<Router>, conf: &ServerConf) -> Self {
+    pub fn new(router: Arc<Router>, config: &Config, conf: &ServerConf) -> Self {
         SigningProxy {
             router,
+            access: config.access.clone(),
+            max_header_bytes: config.max_header_bytes,
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
@@ -47,8 +57,6 @@ impl SigningProxy {
 /// How the request body reaches the upstream, when pingora forwards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyPlan {
-    /// No body: signed with the empty-payload hash.
-    Empty,
     /// Streamed as is, signed as `UNSIGNED-PAYLOAD` (S3).
     Unsigned,
     /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
@@ -91,35 +99,46 @@ impl SigningProxy {
         Ok(true)
     }
 
-    /// Reads, hashes and signs the whole body, then sends it with [`forward`].
+    /// Reads and hashes the whole body, then signs and sends it with [`forward`].
     async fn forward_buffered(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         route: &Arc<Route>,
     ) -> Result<bool> {
-        let signer = route.signer.as_ref().expect("only signed routes buffer");
-        let limit = route.max_body_bytes;
-        let idle = route.peers.read_timeout();
-        let read = body::read_bounded(session, limit, idle, &mut ctx.continue_sent).await;
-        let body = match read {
-            Ok(b) => b,
-            Err(e) => return self.reject(session, ctx, e).await,
+        // A request with no body keeps its own framing header (none, or `Content-Length: 0`);
+        // a body that was read goes with its exact length, whatever framing it came in.
+        let read = !session.as_downstream_mut().is_body_empty();
+        let body = if read {
+            let limit = route.max_body_bytes;
+            let idle = route.peers.read_timeout();
+            match body::read_bounded(session, limit, idle, &mut ctx.continue_sent).await {
+                Ok(b) => b,
+                Err(e) => return self.reject(session, ctx, e).await,
+            }
+        } else {
+            Bytes::new()
         };
-        let hash = sha256_hex(&body);
+        let hash = if body.is_empty() {
+            EMPTY_SHA256.to_string()
+        } else {
+            sha256_hex(&body)
+        };
         let mut request = session.req_header().clone();
-        let signed = prepare_upstream(route, &ctx.target, &mut request, true)
-            .and_then(|()| {
+        let prepared = prepare_upstream(route, &ctx.target, &mut request, true).and_then(|()| {
+            if read {
                 request
                     .insert_header("content-length", body.len().to_string())
-                    .map_err(|e| ProxyError::Internal(e.to_string()))
-            })
-            .and_then(|()| signer.current_credentials())
-            .and_then(|creds| signer.sign(&mut request, creds, &hash, SystemTime::now()));
-        if let Err(e) = signed {
+                    .map_err(|e| ProxyError::Internal(e.to_string()))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = prepared {
             return self.reject(session, ctx, e).await;
         }
-        match forward::forward(&self.connector, session, route, request, body).await {
+        let forwarded =
+            forward::forward(&self.connector, session, route, request, body, &hash).await;
+        match forwarded {
             Ok(answer) => {
                 ctx.status = Some(answer.status);
                 ctx.upstream_status = Some(answer.status);
@@ -194,7 +213,9 @@ async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyEr
     }
     // Closing with unread body bytes makes the kernel reset the connection, and the client
     // may lose the answer it has not read yet. Read the rest of the body (briefly) first.
-    if !awaits_continue && !downstream.is_body_done() {
+    // Not for a client that stopped sending: there is nothing to wait for.
+    let stalled = error == ProxyError::ClientTimeout;
+    if !awaits_continue && !stalled && !downstream.is_body_done() {
         let _ = tokio::time::timeout(LINGER, downstream.drain_request_body()).await;
     }
     ctx.error = Some(error);
@@ -252,14 +273,44 @@ impl ProxyHttp for SigningProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
-        let Some(route) = self.router.find(request_host(req), req.uri.path()).cloned() else {
+        let route = self.router.find(request_host(req), req.uri.path()).cloned();
+        if let Some(route) = &route {
+            ctx.route = Some(route.clone());
+            route.metrics.in_flight.inc();
+        }
+        // Who is asking comes first: an unknown client learns nothing, not even which routes
+        // exist.
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
+        if let Err(denied) = self.access.check(client, authorization) {
+            let e = match denied {
+                Denied::BearerToken => ProxyError::Unauthorized,
+                other => ProxyError::Forbidden(other),
+            };
+            return self.reject(session, ctx, e).await;
+        }
+        if let Err(e) = inbound::check(session, self.max_header_bytes) {
+            return self.reject(session, ctx, e).await;
+        }
+        if self.access.bearer_token.is_some() {
+            // The token is sigproxy's; the upstream never sees it.
+            session.req_header_mut().remove_header("authorization");
+        }
+        let Some(route) = route else {
             return self.reject(session, ctx, ProxyError::NoRoute).await;
         };
-        ctx.route = Some(route.clone());
-        route.metrics.in_flight.inc();
+        let req = session.req_header();
         match route.target(req.uri.path(), req.uri.query()) {
             Ok(target) => ctx.target = target,
             Err(e) => return self.reject(session, ctx, e).await,
+        }
+        if let Err(denied) = route.permits(&req.method, &ctx.target) {
+            return self
+                .reject(session, ctx, ProxyError::Forbidden(denied))
+                .await;
         }
         let Some(signer) = &route.signer else {
             return Ok(false); // pass-through: pingora streams it as is
@@ -274,8 +325,7 @@ impl ProxyHttp for SigningProxy {
             return self.reject(session, ctx, e).await;
         }
         if session.as_downstream_mut().is_body_empty() {
-            ctx.plan = BodyPlan::Empty;
-            return Ok(false);
+            return self.forward_buffered(session, ctx, &route).await;
         }
         // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
         // multipart upload, bucket settings) are small XML documents, signed as SDKs sign them.
@@ -314,8 +364,7 @@ impl ProxyHttp for SigningProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
-        let drop_expect = ctx.plan == BodyPlan::Empty;
-        prepare_upstream(route, &ctx.target, upstream_request, drop_expect)
+        prepare_upstream(route, &ctx.target, upstream_request, false)
             .map_err(ProxyError::into_pingora)?;
         let Some(signer) = &route.signer else {
             ctx.upstream_started = Some(Instant::now());
@@ -327,7 +376,7 @@ impl ProxyHttp for SigningProxy {
             .map_err(ProxyError::into_pingora)?;
         let now = SystemTime::now();
         let payload = match ctx.plan {
-            BodyPlan::Empty | BodyPlan::PassThrough => EMPTY_SHA256,
+            BodyPlan::PassThrough => EMPTY_SHA256,
             BodyPlan::Unsigned => UNSIGNED_PAYLOAD,
             BodyPlan::Streaming(decoded) => {
                 set_streaming_headers(upstream_request, decoded)
@@ -437,6 +486,13 @@ impl ProxyHttp for SigningProxy {
             m.upstream_errors.with_label_values(&[route, kind]).inc();
         }
         match &error {
+            Some(ProxyError::Forbidden(denied)) => {
+                m.denied.with_label_values(&[route, denied.label()]).inc()
+            }
+            Some(ProxyError::Unauthorized) => m
+                .denied
+                .with_label_values(&[route, Denied::BearerToken.label()])
+                .inc(),
             Some(ProxyError::CredentialsUnavailable { .. }) => m
                 .signing_errors
                 .with_label_values(&[route, "credentials_unavailable"])

@@ -555,6 +555,13 @@ impl Conn {
         seen
     }
 
+    /// Reads whatever comes until the connection closes (or 30 s pass).
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+        rest
+    }
+
     pub fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Response {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",

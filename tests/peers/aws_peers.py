@@ -14,6 +14,8 @@ It prints one JSON line describing the peers, then serves until its standard inp
 Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests):
   GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen, ...
   GET /__control/container-credentials  -> ECS/EKS Pod Identity style credentials (token-checked)
+  POST /__control/expire-keys  -> every access key seen so far is refused from now on as an
+                                 expired token (403 ExpiredTokenException, as Lambda answers)
   /latest/api/token, /latest/meta-data/iam/security-credentials/...  -> IMDSv2
 Both credential endpoints hand out fresh STS credentials for the invoker role.
 
@@ -66,10 +68,13 @@ stats = {
     "session_token_calls": 0,
     "federation_token_calls": 0,
     "federation_policies": [],
+    "expired_rejections": 0,
 }
 # Credentials moto hands out for GetSessionToken / GetFederationToken (fixed example values in
 # moto), learnt at start-up: (access key id, session token) -> (secret, kind).
 token_credentials = {}
+# Access keys /__control/expire-keys has declared expired.
+expired_keys = set()
 # Set once IAM is ready: how the credential endpoints get fresh STS credentials.
 issuer = {}
 CONTAINER_TOKEN = "container-authorization-token-for-tests"
@@ -361,6 +366,15 @@ class LambdaUrl(BaseHTTPRequestHandler):
         count("rejected")
         self.reply(403, {"Message": message})
 
+    def deny_expired(self):
+        count("rejected")
+        count("expired_rejections")
+        self.reply(
+            403,
+            {"Message": "The security token included in the request is expired"},
+            [("x-amzn-ErrorType", "ExpiredTokenException")],
+        )
+
     def handle_any(self):
         body = self.read_body()
         if self.path.startswith("/__control/stats"):
@@ -370,6 +384,13 @@ class LambdaUrl(BaseHTTPRequestHandler):
             return self.container_credentials()
         if self.path.startswith("/latest/"):
             return self.imds()
+        if self.path.startswith("/__control/expire-keys"):
+            with stats_lock:
+                expired_keys.update(stats["keys_seen"])
+            return self.reply(200, {"expired": sorted(expired_keys)})
+        auth = parse_authorization(self.headers.get("Authorization"))
+        if auth is not None and auth["access_key_id"] in expired_keys:
+            return self.deny_expired()
         problem = self.verify(body)
         if problem:
             return self.deny(problem)

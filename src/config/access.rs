@@ -1,0 +1,163 @@
+//! Validation of the access-control keys: `access` (who may use the traffic port) and each
+//! route's `allow` list (what it may be used for).
+
+use super::check::Checker;
+use super::file;
+use super::ConfigError;
+use crate::access::{AllowRule, BearerToken, ClientAccess, PathPattern};
+use std::net::SocketAddr;
+
+/// Methods a route may list, and the only ones sigproxy forwards (others get 405: `TRACE`
+/// would echo the signed headers, session token included, back to the client).
+pub const FORWARDED_METHODS: &[&str] =
+    &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+impl Checker<'_> {
+    /// `access`, checked against the addresses sigproxy is to listen on.
+    pub(super) fn access(
+        &self,
+        raw: Option<file::Access>,
+        listeners: &[(&str, SocketAddr)],
+    ) -> Result<ClientAccess, ConfigError> {
+        let raw = raw.unwrap_or(file::Access {
+            allow_non_loopback: false,
+            allowed_clients: None,
+            bearer_token_file: None,
+            bearer_token_env: None,
+        });
+        for (key, addr) in listeners {
+            if !raw.allow_non_loopback && !crate::access::is_loopback(addr.ip()) {
+                return self.err(
+                    *key,
+                    format!(
+                        "{addr} is not a loopback address: anything that can reach it acts with the routes' AWS credentials. \
+                         Set access.allow_non_loopback: true to mean it, and limit who can with \
+                         access.allowed_clients and access.bearer_token_file"
+                    ),
+                );
+            }
+        }
+        let mut allowed_clients = Vec::new();
+        for (i, cidr) in raw.allowed_clients.unwrap_or_default().iter().enumerate() {
+            let net = cidr
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) => allowed_clients.push(net.trunc()),
+                Err(_) => {
+                    return self.err(
+                        format!("access.allowed_clients[{i}]"),
+                        format!("'{cidr}' is not an address or CIDR such as 10.0.0.0/8"),
+                    )
+                }
+            }
+        }
+        let token = match (raw.bearer_token_file, raw.bearer_token_env) {
+            (Some(_), Some(_)) => {
+                return self.err(
+                    "access.bearer_token_env",
+                    "bearer_token_file and bearer_token_env exclude each other",
+                )
+            }
+            (Some(path), None) => Some((
+                "access.bearer_token_file",
+                std::fs::read_to_string(&path).or_else(|e| {
+                    self.err(
+                        "access.bearer_token_file",
+                        format!("cannot read {path}: {e}"),
+                    )
+                })?,
+            )),
+            (None, Some(name)) => Some((
+                "access.bearer_token_env",
+                std::env::var(&name).or_else(|_| {
+                    self.err(
+                        "access.bearer_token_env",
+                        format!("the environment variable {name} is not set"),
+                    )
+                })?,
+            )),
+            (None, None) => None,
+        };
+        let bearer_token = match token {
+            None => None,
+            Some((key, text)) => {
+                let text = text.trim();
+                if text.len() < BearerToken::MIN_LEN || !text.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return self.err(
+                        key,
+                        format!(
+                            "the token must be at least {} printable characters, without spaces",
+                            BearerToken::MIN_LEN
+                        ),
+                    );
+                }
+                Some(BearerToken::new(text))
+            }
+        };
+        Ok(ClientAccess {
+            allowed_clients,
+            bearer_token,
+        })
+    }
+
+    /// A route's `allow` list.
+    pub(super) fn allow_rules(
+        &self,
+        key: &str,
+        raw: Option<Vec<file::Allow>>,
+    ) -> Result<Vec<AllowRule>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        if raw.is_empty() {
+            return self.err(
+                key,
+                "must list at least one rule (or be left out to allow all)",
+            );
+        }
+        let mut rules = Vec::with_capacity(raw.len());
+        for (i, rule) in raw.into_iter().enumerate() {
+            let key = format!("{key}[{i}]");
+            let methods = match rule.methods {
+                None => None,
+                Some(list) if list.is_empty() => {
+                    return self.err(format!("{key}.methods"), "must not be empty")
+                }
+                Some(list) => {
+                    let mut methods = Vec::with_capacity(list.len());
+                    for (j, m) in list.iter().enumerate() {
+                        let upper = m.to_ascii_uppercase();
+                        if !FORWARDED_METHODS.contains(&upper.as_str()) {
+                            return self.err(
+                                format!("{key}.methods[{j}]"),
+                                format!("'{m}' is not one of {}", FORWARDED_METHODS.join(", ")),
+                            );
+                        }
+                        methods.push(upper.parse().expect("a standard method"));
+                    }
+                    Some(methods)
+                }
+            };
+            let paths = match rule.paths {
+                None => None,
+                Some(list) if list.is_empty() => {
+                    return self.err(format!("{key}.paths"), "must not be empty")
+                }
+                Some(list) => {
+                    let mut paths = Vec::with_capacity(list.len());
+                    for (j, p) in list.iter().enumerate() {
+                        match PathPattern::parse(p) {
+                            Ok(p) => paths.push(p),
+                            Err(why) => return self.err(format!("{key}.paths[{j}]"), why),
+                        }
+                    }
+                    Some(paths)
+                }
+            };
+            rules.push(AllowRule { methods, paths });
+        }
+        Ok(rules)
+    }
+}

@@ -1,0 +1,486 @@
+//! Hardening: bad input gets a clear error and reaches nothing; access control refuses before
+//! signing; upstream faults are answered and counted.
+//!
+//! The upstream here is a recording HTTP server, so every test can assert exactly what reached
+//! it. Signed routes use static keys from the environment: no STS is needed to test what
+//! happens before signing.
+
+mod common;
+
+use common::{free_port, Conn, Proxy, Response};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "hardening-secret-key-never-logged";
+
+/// Requests an upstream received: method, path, headers (lower-case names).
+type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
+
+/// A keep-alive HTTP/1.1 upstream that records every request and answers 200 `ok`.
+/// Paths starting `/reset` get a response cut off half-way.
+struct Recorder {
+    addr: SocketAddr,
+    seen: Seen,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let connections = Arc::new(Mutex::new(0));
+        let (s, c) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                *c.lock().unwrap() += 1;
+                let s = s.clone();
+                std::thread::spawn(move || serve(conn, s));
+            }
+        });
+        Recorder {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+
+    fn last_headers(&self) -> Vec<(String, String)> {
+        self.seen.lock().unwrap().last().unwrap().2.clone()
+    }
+}
+
+fn serve(conn: TcpStream, seen: Seen) {
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reset = path.starts_with("/reset");
+        seen.lock().unwrap().push((method.clone(), path, headers));
+        if reset {
+            // Promise 1000 bytes, send 100, hang up.
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            let _ = writer.write_all(&[b'x'; 100]);
+            return;
+        }
+        let body: &[u8] = if method == "HEAD" { b"" } else { b"ok" };
+        let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        let _ = writer.write_all(body);
+    }
+}
+
+/// Static keys from the environment, as the default chain reads them.
+fn env() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "AKIDHARDENING".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+    ]
+}
+
+/// A signed route under /signed/ and a pass-through route under /open/, both to `upstream`.
+fn routes(upstream: SocketAddr, signed_extra: &str) -> String {
+    format!(
+        "credentials:\n  app:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 1000\n    read_timeout: 1s\n{signed_extra}  - name: open\n    match: {{ path_prefix: /open/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n"
+    )
+}
+
+/// Sends raw bytes on a new connection; the response, if one came before the close.
+fn raw(proxy: &Proxy, bytes: &[u8]) -> Option<Response> {
+    let mut conn = Conn::open(proxy.addr);
+    conn.write(bytes);
+    conn.read()
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_reaches_nothing() {
+    let upstream = Recorder::start();
+    let proxy = Proxy::start(
+        &format!("max_header_bytes: 4096\n{}", routes(upstream.addr, "")),
+        &env(),
+    );
+    proxy.wait_ready();
+    let big_header = format!(
+        "GET /signed/x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(5000)
+    );
+    // (what, request bytes, status, JSON error code; None where pingora's parser answers
+    // itself, with an empty body, before sigproxy sees the request).
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, None),
+        (
+            "control byte in a header value",
+            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "non-UTF-8 bytes in a header value",
+            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-A: caf\xc3\xa9\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "header section over max_header_bytes",
+            big_header.into_bytes(),
+            431,
+            Some("headers_too_large"),
+        ),
+        (
+            "Content-Length and Transfer-Encoding together",
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "Transfer-Encoding twice",
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "a transfer coding besides chunked",
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "chunked not last",
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "invalid percent-encoding in the path",
+            b"GET /signed/a%zz HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "invalid percent-encoding in the query",
+            b"GET /open/a?x=%ff HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "asterisk-form target",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            400,
+            Some("bad_request"),
+        ),
+        (
+            "unknown route",
+            b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            404,
+            Some("no_route"),
+        ),
+        (
+            "TRACE would echo the signed headers back",
+            b"TRACE /open/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            405,
+            Some("method_not_allowed"),
+        ),
+        (
+            "CONNECT",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),
+            405,
+            None,
+        ),
+        (
+            "body over max_body_bytes",
+            [
+                &b"POST /signed/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"[..],
+                &[b'x'; 1001][..],
+            ]
+            .concat(),
+            413,
+            Some("body_too_large"),
+        ),
+        (
+            "chunked body that grows past max_body_bytes",
+            [
+                &b"POST /signed/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                &b"3e8\r\n"[..],
+                &[b'x'; 1000][..],
+                &b"\r\n1\r\nx\r\n0\r\n\r\n"[..],
+            ]
+            .concat(),
+            413,
+            Some("body_too_large"),
+        ),
+    ];
+    for (what, bytes, status, code) in &cases {
+        let r = raw(&proxy, bytes).unwrap_or_else(|| panic!("{what}: no response"));
+        assert_eq!(r.status, *status, "{what}");
+        match code {
+            Some(code) => {
+                assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+                assert_eq!(r.error_code(), *code, "{what}");
+                let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+                assert!(message.len() > 10, "{what}: {message}");
+            }
+            None => assert!(
+                r.body.is_empty(),
+                "{what}: pingora's own answer has no body"
+            ),
+        }
+        if *status == 405 && code.is_some() {
+            assert!(r.header("allow").unwrap().contains("GET"), "{what}");
+        }
+    }
+    assert_eq!(
+        (upstream.requests(), upstream.connections()),
+        (0, 0),
+        "bad input reached the upstream"
+    );
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+    // Still serving, and the upstream sees exactly the good requests.
+    assert_eq!(proxy.get("/signed/fine").status, 200);
+    assert_eq!(proxy.get("/open/fine").status, 200);
+    assert_eq!(upstream.requests(), 2);
+}
+
+#[test]
+fn a_client_that_stops_mid_body_is_timed_out_and_released() {
+    let upstream = Recorder::start();
+    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
+    proxy.wait_ready();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(b"POST /signed/x HTTP/1.1\r\nHost: a\r\nContent-Length: 500\r\n\r\nonly this");
+        stalled.push(conn);
+    }
+    let started = Instant::now();
+    for conn in &mut stalled {
+        let r = conn.read().expect("a 408");
+        assert_eq!((r.status, r.error_code().as_str()), (408, "client_timeout"));
+    }
+    // read_timeout is 1 s.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let in_flight = || proxy.metric("sigproxy_requests_in_flight", &[("route", "signed")]);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while in_flight() != Some(0.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(in_flight(), Some(0.0), "resources of stalled requests held");
+    assert_eq!(upstream.requests(), 0);
+}
+
+#[test]
+fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
+    let upstream = Recorder::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok-0123456789abcdef-XYZ";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let proxy = Proxy::start(
+        &format!(
+            "access:\n  bearer_token_file: {}\n{}",
+            token_file.display(),
+            routes(upstream.addr, "")
+        ),
+        &env(),
+    );
+    proxy.wait_ready();
+    let bearer = format!("Bearer {token}");
+    let wrong = format!("Bearer {token}x");
+    for (what, headers) in [
+        ("no token", vec![]),
+        ("wrong token", vec![("Authorization", wrong.as_str())]),
+        (
+            "another scheme",
+            vec![("Authorization", "Basic dXNlcjpwYXNz")],
+        ),
+    ] {
+        for path in ["/signed/x", "/open/x", "/nowhere"] {
+            let r = proxy.send("GET", path, &headers, b"");
+            assert_eq!(
+                (r.status, r.error_code().as_str()),
+                (401, "unauthorized"),
+                "{what} {path}"
+            );
+            assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+        }
+    }
+    assert_eq!(upstream.requests(), 0);
+
+    let r = proxy.send("GET", "/signed/x", &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 200);
+    let headers = upstream.last_headers();
+    let auth = header_of(&headers, "authorization").unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 "), "{auth}");
+    let r = proxy.send("GET", "/open/x", &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(header_of(&upstream.last_headers(), "authorization"), None);
+
+    let denied = proxy.metric(
+        "sigproxy_denied_requests_total",
+        &[("route", "signed"), ("reason", "bearer_token")],
+    );
+    assert_eq!(denied, Some(3.0));
+    assert!(!proxy.log().contains(token), "the token was logged");
+}
+
+#[test]
+fn only_allowed_client_addresses_get_through() {
+    let upstream = Recorder::start();
+    let config = |cidrs: &str| {
+        format!(
+            "access:\n  allowed_clients: [{cidrs}]\n{}",
+            routes(upstream.addr, "")
+        )
+    };
+    let elsewhere = Proxy::start(&config("10.0.0.0/8, fd00::/8"), &env());
+    elsewhere.wait_ready();
+    let r = elsewhere.get("/signed/x");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden"));
+    let denied = elsewhere.metric(
+        "sigproxy_denied_requests_total",
+        &[("route", "signed"), ("reason", "client_address")],
+    );
+    assert_eq!(denied, Some(1.0));
+    assert_eq!(upstream.requests(), 0);
+
+    let here = Proxy::start(&config("127.0.0.1/32"), &env());
+    here.wait_ready();
+    assert_eq!(here.get("/signed/x").status, 200);
+    assert_eq!(upstream.requests(), 1);
+}
+
+#[test]
+fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
+    let upstream = Recorder::start();
+    let allow = "    allow:\n      - methods: [GET, HEAD]\n        paths: [\"/reports/**\"]\n      - methods: [PUT]\n        paths: [\"/uploads/*.csv\"]\n";
+    let proxy = Proxy::start(&routes(upstream.addr, allow), &env());
+    proxy.wait_ready();
+    let cases: [(&str, &str, u16); 11] = [
+        ("GET", "/signed/reports/2024/a.csv", 200),
+        ("HEAD", "/signed/reports/a.csv", 200),
+        ("PUT", "/signed/uploads/new.csv", 200),
+        ("PUT", "/signed/reports/a.csv", 403),
+        ("DELETE", "/signed/reports/a.csv", 403),
+        ("GET", "/signed/secret", 403),
+        ("GET", "/signed/reports", 403),
+        ("PUT", "/signed/uploads/deep/new.csv", 403),
+        // Every spelling of a path outside the prefix is refused.
+        ("GET", "/signed/reports/../secret", 403),
+        ("GET", "/signed/reports/%2e%2e/secret", 403),
+        ("GET", "/signed/reports/..%2Fsecret", 403),
+    ];
+    for (method, path, status) in cases {
+        let r = proxy.send(method, path, &[], if method == "PUT" { b"x" } else { b"" });
+        assert_eq!(r.status, status, "{method} {path}");
+        if status == 403 {
+            assert_eq!(r.error_code(), "forbidden", "{method} {path}");
+            assert_eq!(r.json()["error"]["route"], "signed");
+        }
+    }
+    assert_eq!(
+        upstream.requests(),
+        3,
+        "only allowed requests reach the upstream"
+    );
+    let denied = |reason| {
+        proxy.metric(
+            "sigproxy_denied_requests_total",
+            &[("route", "signed"), ("reason", reason)],
+        )
+    };
+    // PUT is granted on /uploads/, so PUT on /reports/ is refused for its path.
+    assert_eq!(denied("method"), Some(1.0));
+    assert_eq!(denied("path"), Some(7.0));
+    assert!(proxy.log().contains("forbidden") || proxy.log().contains("allow list"));
+    // The pass-through route has no allow list.
+    assert_eq!(proxy.send("DELETE", "/open/anything", &[], b"").status, 200);
+}
+
+#[test]
+fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_counted() {
+    let upstream = Recorder::start();
+    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
+    proxy.wait_ready();
+    for route in ["signed", "open"] {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(format!("GET /{route}/reset HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let head = conn.read_until(b"\r\n\r\n");
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
+        // 100 bytes come, then the connection closes before the promised 1000.
+        let rest = conn.read_to_end();
+        assert!(rest.len() < 1000, "{route}: {} bytes", rest.len());
+        let resets = proxy.metric(
+            "sigproxy_upstream_errors_total",
+            &[("route", route), ("kind", "reset")],
+        );
+        assert_eq!(resets, Some(1.0), "{route}");
+    }
+    assert_eq!(proxy.get("/signed/fine").status, 200);
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_json_502_on_both_kinds_of_route() {
+    // The upstream is gone: 502 on both kinds of route, JSON, nothing hangs.
+    let port = free_port();
+    let proxy = Proxy::start(
+        &routes(format!("127.0.0.1:{port}").parse().unwrap(), ""),
+        &env(),
+    );
+    proxy.wait_ready();
+    for path in ["/signed/x", "/open/x"] {
+        let r = proxy.get(path);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (502, "upstream_unreachable"),
+            "{path}"
+        );
+    }
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
