@@ -168,6 +168,10 @@ impl PathPattern {
     pub fn matches(&self, path: &[u8]) -> bool {
         glob(self.text.as_bytes(), path)
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 impl fmt::Debug for PathPattern {
@@ -218,34 +222,41 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
-/// The path a policy is checked against: the upstream target's path, percent-decoded; with
-/// `normalize` (every service but S3), dot segments are resolved after decoding, so `%2e%2e`
-/// cannot climb out of an allowed prefix.
-pub fn policy_path(target: &str, normalize: bool) -> Vec<u8> {
+/// The path a policy is checked against: the upstream target's path, percent-decoded, as the
+/// upstream will understand it; `None` when that is ambiguous, and then no rule can grant it.
+///
+/// For S3 (`normalize: false`) keys are literal: the decoded path is exactly the key S3 uses.
+/// For every other service the target has been normalised already ([`crate::target`] resolves
+/// dot segments, escaped dots included); a segment that still decodes to something with a
+/// `/` or `\` in it (`..%2Fsecret`) could be read as several segments upstream, so it is
+/// refused rather than guessed at.
+pub fn policy_path(target: &str, normalize: bool) -> Option<Vec<u8>> {
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let decoded: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
     if !normalize {
-        return decoded;
+        return Some(percent_encoding::percent_decode_str(path).collect());
     }
-    let mut segments: Vec<&[u8]> = Vec::new();
-    for segment in decoded.split(|&b| b == b'/').skip(1) {
-        match segment {
-            b"." | b"" => {}
-            b".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
+    let mut out = Vec::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
         }
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+        if decoded.iter().any(|&b| b == b'/' || b == b'\\') || decoded == b".." {
+            return None;
+        }
+        out.extend_from_slice(&decoded);
     }
-    let mut out = Vec::with_capacity(decoded.len());
-    for s in &segments {
-        out.push(b'/');
-        out.extend_from_slice(s);
-    }
-    if out.is_empty() || decoded.ends_with(b"/") {
-        out.push(b'/');
-    }
-    out
+    Some(out)
+}
+
+/// An S3 `x-amz-copy-source` (`[/]bucket/key[?versionId=…]`, URL-encoded) as the path a read
+/// of that object would have on a path-style route.
+pub fn copy_source_path(value: &str) -> Vec<u8> {
+    let source = value.split_once('?').map_or(value, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    let mut path = vec![b'/'];
+    path.extend(percent_encoding::percent_decode_str(source));
+    path
 }
 
 /// Whether the address is loopback (127.0.0.0/8, ::1, or ::ffff:127.x.y.z).
@@ -377,13 +388,32 @@ mod tests {
     }
 
     #[test]
-    fn policy_path_decodes_and_resolves_dots() {
-        assert_eq!(policy_path("/a/%2e%2e/b?x=1", true), b"/b");
-        assert_eq!(policy_path("/a/%2E%2E/%2e%2e/../b/", true), b"/b/");
-        assert_eq!(policy_path("/reports%2Fx", true), b"/reports/x");
-        assert_eq!(policy_path("/..", true), b"/");
+    fn policy_path_decodes_and_refuses_what_an_upstream_could_split() {
+        let p = |t| policy_path(t, true);
+        assert_eq!(
+            p("/reports/a%20b?x=1").as_deref(),
+            Some(&b"/reports/a b"[..])
+        );
+        assert_eq!(p("/a/b/").as_deref(), Some(&b"/a/b/"[..]));
+        // Read as one segment here, as two (or a climb) by some upstreams: refused.
+        assert_eq!(p("/secret/..%2Freports/x"), None);
+        assert_eq!(p("/reports%2Fx"), None);
+        assert_eq!(p("/reports%5C..%5Csecret"), None);
         // S3 keys are literal: dots stay, escapes are decoded.
-        assert_eq!(policy_path("/b/r/%2E%2E/k", false), b"/b/r/../k");
+        assert_eq!(
+            policy_path("/b/r/%2E%2E/k", false).as_deref(),
+            Some(&b"/b/r/../k"[..])
+        );
+        assert_eq!(
+            policy_path("/b/r%2Fk", false).as_deref(),
+            Some(&b"/b/r/k"[..])
+        );
+    }
+
+    #[test]
+    fn copy_sources_become_paths() {
+        assert_eq!(copy_source_path("bkt/a%20b.txt"), b"/bkt/a b.txt");
+        assert_eq!(copy_source_path("/bkt/k?versionId=3"), b"/bkt/k");
     }
 
     #[test]

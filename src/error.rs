@@ -115,6 +115,15 @@ impl ProxyError {
         }
     }
 
+    /// Whether the error body may name the route the request matched: not for a client that
+    /// has not shown it may use the proxy at all.
+    pub fn may_name_route(&self) -> bool {
+        !matches!(
+            self,
+            Self::Unauthorized | Self::Forbidden(Denied::ClientAddress)
+        )
+    }
+
     /// For upstream failures, the `kind` label of `sigproxy_upstream_errors_total`.
     pub fn upstream_kind(&self) -> Option<&'static str> {
         match self {

@@ -3,7 +3,7 @@
 //! Routes are tried in the order of the configuration file; the first match wins. The path is
 //! matched as the client sent it (still percent-encoded).
 
-use crate::access::{check_rules, policy_path, AllowRule, Denied};
+use crate::access::{check_rules, copy_source_path, policy_path, AllowRule, Denied};
 use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
@@ -91,13 +91,28 @@ impl Route {
 
 impl Route {
     /// Whether the route's `allow` list grants `method` on `target` (as [`Route::target`] made
-    /// it: the path that is signed and sent).
-    pub fn permits(&self, method: &http::Method, target: &str) -> Result<(), Denied> {
+    /// it: the path that is signed and sent). On S3, a copy (`x-amz-copy-source`) also needs
+    /// a grant to read its source, or the allow list could be sidestepped by copying an object
+    /// into an allowed prefix.
+    pub fn permits(
+        &self,
+        method: &http::Method,
+        target: &str,
+        copy_source: Option<&str>,
+    ) -> Result<(), Denied> {
         if self.allow.is_empty() {
             return Ok(());
         }
         let normalize = self.path_rules == PathRules::Normalized;
-        check_rules(&self.allow, method, &policy_path(target, normalize))
+        let path = policy_path(target, normalize).ok_or(Denied::Path)?;
+        check_rules(&self.allow, method, &path)?;
+        match copy_source {
+            Some(source) if self.path_rules == PathRules::S3 => {
+                check_rules(&self.allow, &http::Method::GET, &copy_source_path(source))
+                    .map_err(|_| Denied::Path)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -191,6 +206,26 @@ routes:
         assert_eq!(
             route.target("/orders/1", Some("a=b")).unwrap(),
             "/base/1?a=b"
+        );
+    }
+
+    #[test]
+    fn an_s3_copy_needs_a_grant_to_read_its_source() {
+        let r = router(
+            "credentials:\n  app: { source: default }\nroutes:\n  - name: s3\n    upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET, PUT]\n        paths: [\"/bkt/pub/**\"]\n",
+        );
+        let route = r.find(None, "/").unwrap();
+        let put = http::Method::PUT;
+        assert_eq!(route.permits(&put, "/bkt/pub/x", None), Ok(()));
+        assert_eq!(route.permits(&put, "/bkt/pub/x", Some("bkt/pub/y")), Ok(()));
+        assert_eq!(
+            route.permits(&put, "/bkt/pub/x", Some("/bkt/secret/y?versionId=1")),
+            Err(Denied::Path)
+        );
+        assert_eq!(
+            route.permits(&put, "/bkt/pub/x", Some("bkt/pub/..%2F..%2Fsecret")),
+            Ok(()),
+            "S3 keys are literal: this source is under bkt/pub/"
         );
     }
 

@@ -65,6 +65,10 @@ pub fn upstream_target(
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         target.push('?');
         canonical_query(query, &mut target)?;
+        // A query of only separators (`?&&`) is no query at all.
+        if target.ends_with('?') {
+            target.pop();
+        }
     }
     Ok(target)
 }
@@ -97,7 +101,15 @@ fn encode_path(path: &str) -> Result<String, ProxyError> {
                     "the path has a '%' that is not followed by two hex digits".into(),
                 ));
             }
-            out.push_str(&path[i..i + 3]);
+            // An escaped unreserved character is that character (RFC 3986 §6.2.2.2): `%2E%2E`
+            // is a `..` segment and is resolved as one, not passed on for an upstream to
+            // resolve differently from what was checked and signed.
+            let decoded = u8::from_str_radix(&path[i + 1..i + 3], 16).expect("two hex digits");
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                out.push(decoded as char);
+            } else {
+                out.push_str(&path[i..i + 3]);
+            }
             i += 3;
             continue;
         }
@@ -204,6 +216,21 @@ mod tests {
 
     fn t(path: &str, query: Option<&str>) -> String {
         upstream_target(path, query, None, "", PathRules::Normalized).unwrap()
+    }
+
+    #[test]
+    fn escaped_unreserved_characters_are_decoded_so_dot_segments_resolve() {
+        assert_eq!(t("/a/%2e%2E/b", None), "/b");
+        assert_eq!(t("/a/.%2e/b", None), "/b");
+        assert_eq!(t("/%61%7E%2D", None), "/a~-");
+        // Reserved and other escapes stay as they are.
+        assert_eq!(t("/a%2Fb/%20", None), "/a%2Fb/%20");
+    }
+
+    #[test]
+    fn a_query_of_only_separators_is_dropped() {
+        assert_eq!(t("/a", Some("&&")), "/a");
+        assert_eq!(t("/a", Some("&x=1&")), "/a?x=1");
     }
 
     fn s3(path: &str) -> String {

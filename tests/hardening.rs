@@ -19,7 +19,8 @@ const SECRET: &str = "hardening-secret-key-never-logged";
 type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
 
 /// A keep-alive HTTP/1.1 upstream that records every request and answers 200 `ok`.
-/// Paths starting `/reset` get a response cut off half-way.
+/// Paths starting `/reset` get a response cut off half-way; `/expired`, Lambda's answer to an
+/// expired session token.
 struct Recorder {
     addr: SocketAddr,
     seen: Seen,
@@ -93,12 +94,23 @@ fn serve(conn: TcpStream, seen: Seen) {
             return;
         }
         let reset = path.starts_with("/reset");
+        let expired = path.starts_with("/expired");
         seen.lock().unwrap().push((method.clone(), path, headers));
         if reset {
             // Promise 1000 bytes, send 100, hang up.
             let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
             let _ = writer.write_all(&[b'x'; 100]);
             return;
+        }
+        if expired {
+            let body = br#"{"Message":"The security token included in the request is expired"}"#;
+            let head = format!(
+                "HTTP/1.1 403 Forbidden\r\nx-amzn-ErrorType: ExpiredTokenException\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(body);
+            continue;
         }
         let body: &[u8] = if method == "HEAD" { b"" } else { b"ok" };
         let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
@@ -151,8 +163,8 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
             None,
         ),
         (
-            "non-UTF-8 bytes in a header value",
-            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-A: caf\xc3\xa9\r\n\r\n".to_vec(),
+            "a signed header that is not printable ASCII",
+            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-Amz-Meta-Name: caf\xe9\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
@@ -276,10 +288,23 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         "bad input reached the upstream"
     );
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
-    // Still serving, and the upstream sees exactly the good requests.
+    // Still serving, and the upstream sees exactly the good requests. A header that is not
+    // signed is opaque: UTF-8 in it is forwarded as it came.
     assert_eq!(proxy.get("/signed/fine").status, 200);
-    assert_eq!(proxy.get("/open/fine").status, 200);
+    let disposition = "attachment; filename=\"caf\u{e9}.txt\"";
+    let r = proxy.send(
+        "GET",
+        "/open/fine",
+        &[("Content-Disposition", disposition)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
     assert_eq!(upstream.requests(), 2);
+    let headers = upstream.last_headers();
+    assert_eq!(
+        header_of(&headers, "content-disposition"),
+        Some(disposition)
+    );
 }
 
 #[test]
@@ -342,6 +367,10 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
                 (401, "unauthorized"),
                 "{what} {path}"
             );
+            assert!(
+                r.json()["error"].get("route").is_none(),
+                "route named to a stranger"
+            );
             assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
         }
     }
@@ -377,6 +406,10 @@ fn only_allowed_client_addresses_get_through() {
     elsewhere.wait_ready();
     let r = elsewhere.get("/signed/x");
     assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden"));
+    assert!(
+        r.json()["error"].get("route").is_none(),
+        "route named to a stranger"
+    );
     let denied = elsewhere.metric(
         "sigproxy_denied_requests_total",
         &[("route", "signed"), ("reason", "client_address")],
@@ -396,8 +429,10 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
     let allow = "    allow:\n      - methods: [GET, HEAD]\n        paths: [\"/reports/**\"]\n      - methods: [PUT]\n        paths: [\"/uploads/*.csv\"]\n";
     let proxy = Proxy::start(&routes(upstream.addr, allow), &env());
     proxy.wait_ready();
-    let cases: [(&str, &str, u16); 11] = [
+    let cases: [(&str, &str, u16); 13] = [
         ("GET", "/signed/reports/2024/a.csv", 200),
+        // Escaped dots are dots: this is /reports/x, and that is what the upstream is sent.
+        ("GET", "/signed/secret/%2e%2e/reports/x", 200),
         ("HEAD", "/signed/reports/a.csv", 200),
         ("PUT", "/signed/uploads/new.csv", 200),
         ("PUT", "/signed/reports/a.csv", 403),
@@ -409,6 +444,8 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
         ("GET", "/signed/reports/../secret", 403),
         ("GET", "/signed/reports/%2e%2e/secret", 403),
         ("GET", "/signed/reports/..%2Fsecret", 403),
+        // ...and no spelling of a path outside it gets in.
+        ("GET", "/signed/secret/..%2Freports/x", 403),
     ];
     for (method, path, status) in cases {
         let r = proxy.send(method, path, &[], if method == "PUT" { b"x" } else { b"" });
@@ -420,8 +457,24 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
     }
     assert_eq!(
         upstream.requests(),
-        3,
+        4,
         "only allowed requests reach the upstream"
+    );
+    let paths: Vec<String> = upstream
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.1.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/reports/2024/a.csv",
+            "/reports/x",
+            "/reports/a.csv",
+            "/uploads/new.csv"
+        ]
     );
     let denied = |reason| {
         proxy.metric(
@@ -431,7 +484,7 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
     };
     // PUT is granted on /uploads/, so PUT on /reports/ is refused for its path.
     assert_eq!(denied("method"), Some(1.0));
-    assert_eq!(denied("path"), Some(7.0));
+    assert_eq!(denied("path"), Some(8.0));
     assert!(proxy.log().contains("forbidden") || proxy.log().contains("allow list"));
     // The pass-through route has no allow list.
     assert_eq!(proxy.send("DELETE", "/open/anything", &[], b"").status, 200);
@@ -483,4 +536,33 @@ fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
+    // Keys from the environment never expire: no refresh can replace them, so AWS's 403 goes
+    // back to the client as it came, without waiting for one.
+    let upstream = Recorder::start();
+    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
+    proxy.wait_ready();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = proxy.send("POST", "/signed/expired", &[], b"payload");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.status, 403);
+        assert_eq!(r.header("x-amzn-errortype"), Some("ExpiredTokenException"));
+        assert!(String::from_utf8_lossy(&r.body).contains("security token"));
+    }
+    assert_eq!(upstream.requests(), 2, "sent once each, not retried");
+    assert_eq!(
+        proxy.metric(
+            "sigproxy_upstream_retries_total",
+            &[("route", "signed"), ("reason", "expired_token")]
+        ),
+        None
+    );
 }

@@ -20,22 +20,33 @@ impl Checker<'_> {
         listeners: &[(&str, SocketAddr)],
     ) -> Result<ClientAccess, ConfigError> {
         let raw = raw.unwrap_or(file::Access {
-            allow_non_loopback: false,
+            allow_non_loopback: Vec::new(),
             allowed_clients: None,
             bearer_token_file: None,
             bearer_token_env: None,
         });
-        for (key, addr) in listeners {
-            if !raw.allow_non_loopback && !crate::access::is_loopback(addr.ip()) {
+        for (i, name) in raw.allow_non_loopback.iter().enumerate() {
+            if !listeners.iter().any(|(key, _)| key == name) {
                 return self.err(
-                    *key,
-                    format!(
-                        "{addr} is not a loopback address: anything that can reach it acts with the routes' AWS credentials. \
-                         Set access.allow_non_loopback: true to mean it, and limit who can with \
-                         access.allowed_clients and access.bearer_token_file"
-                    ),
+                    format!("access.allow_non_loopback[{i}]"),
+                    format!("'{name}' is not a listener; expected listen or admin_listen"),
                 );
             }
+        }
+        for (key, addr) in listeners {
+            let allowed = raw.allow_non_loopback.iter().any(|name| name == key);
+            if allowed || crate::access::is_loopback(addr.ip()) {
+                continue;
+            }
+            let why = if *key == "listen" {
+                "anything that can reach it acts with the routes' AWS credentials. Add listen to \
+                 access.allow_non_loopback to mean it, and limit who can with \
+                 access.allowed_clients and access.bearer_token_file"
+            } else {
+                "it serves health and metrics. Add admin_listen to access.allow_non_loopback to \
+                 mean it"
+            };
+            return self.err(*key, format!("{addr} is not a loopback address: {why}"));
         }
         let mut allowed_clients = Vec::new();
         for (i, cidr) in raw.allowed_clients.unwrap_or_default().iter().enumerate() {

@@ -31,9 +31,9 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
-    /// Required to listen on anything but loopback.
+    /// The listeners (`listen`, `admin_listen`) that may bind to anything but loopback.
     #[serde(default)]
-    pub allow_non_loopback: bool,
+    pub allow_non_loopback: Vec<String>,
     /// CIDRs of the clients allowed on the traffic port.
     pub allowed_clients: Option<Vec<String>>,
     /// A file holding the bearer token clients must send.

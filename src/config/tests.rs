@@ -239,3 +239,117 @@ fn sts_token_sources_are_checked() {
         assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
     }
 }
+
+const ROUTE: &str = "routes:\n  - upstream: http://127.0.0.1:9000\n";
+
+#[test]
+fn listening_beyond_loopback_must_be_meant() {
+    let e = error(&format!("listen: 0.0.0.0:8080\n{ROUTE}"));
+    assert!(
+        e.starts_with("conf/test.yaml: listen: 0.0.0.0:8080 is not a loopback address"),
+        "{e}"
+    );
+    assert!(e.contains("access.allow_non_loopback"), "{e}");
+    let e = error(&format!("admin_listen: '[::]:9901'\n{ROUTE}"));
+    assert!(
+        e.contains("admin_listen: [::]:9901 is not a loopback"),
+        "{e}"
+    );
+    // Allowing one listener does not allow the other.
+    let e = error(&format!(
+        "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [admin_listen]\n{ROUTE}"
+    ));
+    assert!(e.contains("listen: 0.0.0.0:8080 is not a loopback"), "{e}");
+    let e = error(&format!(
+        "access:\n  allow_non_loopback: [traffic]\n{ROUTE}"
+    ));
+    assert!(
+        e.contains("access.allow_non_loopback[0]: 'traffic' is not a listener"),
+        "{e}"
+    );
+    let c = parse(&format!(
+        "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [listen]\n{ROUTE}"
+    ))
+    .unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    assert!(parse(&format!("listen: '[::1]:8080'\n{ROUTE}")).is_ok());
+}
+
+#[test]
+fn access_keys_are_checked() {
+    let access = |body: &str| error(&format!("access:\n{body}{ROUTE}"));
+    let e = access("  allowed_clients: [10.0.0.0/33]\n");
+    assert!(
+        e.contains("access.allowed_clients[0]: '10.0.0.0/33' is not"),
+        "{e}"
+    );
+    let c = parse(&format!(
+        "access:\n  allowed_clients: [10.1.2.3/8, 192.168.0.7]\n{ROUTE}"
+    ))
+    .unwrap();
+    let nets: Vec<String> = c
+        .access
+        .allowed_clients
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.168.0.7/32"]);
+
+    let e = access("  bearer_token_file: /nonexistent/token\n");
+    assert!(
+        e.contains("access.bearer_token_file: cannot read /nonexistent/token"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "tooshort\n").unwrap();
+    let e = access(&format!("  bearer_token_file: {}\n", short.display()));
+    assert!(e.contains("at least 16 printable characters"), "{e}");
+    assert!(
+        !e.contains("tooshort"),
+        "the token itself must not be echoed: {e}"
+    );
+    let e = access("  bearer_token_env: SIGPROXY_SURELY_UNSET_VARIABLE\n");
+    assert!(
+        e.contains("SIGPROXY_SURELY_UNSET_VARIABLE is not set"),
+        "{e}"
+    );
+    let e = access("  bearer_token_file: /a\n  bearer_token_env: B\n");
+    assert!(e.contains("exclude each other"), "{e}");
+}
+
+#[test]
+fn allow_rules_are_checked() {
+    let route = |allow: &str| {
+        format!("routes:\n  - name: r\n    upstream: http://127.0.0.1:9000\n    allow:\n{allow}")
+    };
+    let e = error(&route("      - methods: [GET, TRACE]\n"));
+    assert!(
+        e.contains("routes[0].allow[0].methods[1]: 'TRACE' is not one of"),
+        "{e}"
+    );
+    let e = error(&route("      - paths: [reports/**]\n"));
+    assert!(
+        e.contains("routes[0].allow[0].paths[0]: 'reports/**' must start with '/'"),
+        "{e}"
+    );
+    let e = error(&route("      - methods: []\n"));
+    assert!(
+        e.contains("routes[0].allow[0].methods: must not be empty"),
+        "{e}"
+    );
+    let e = error("routes:\n  - upstream: http://127.0.0.1:9000\n    allow: []\n");
+    assert!(
+        e.contains("routes[0].allow: must list at least one rule"),
+        "{e}"
+    );
+    let c = parse(&route(
+        "      - methods: [get, head]\n        paths: [\"/a/**\"]\n",
+    ))
+    .unwrap();
+    let rule = &c.routes[0].allow[0];
+    assert_eq!(
+        rule.methods.as_deref(),
+        Some(&[http::Method::GET, http::Method::HEAD][..])
+    );
+}

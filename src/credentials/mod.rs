@@ -54,6 +54,9 @@ pub struct CredentialSet {
     refresh_requested: tokio::sync::Notify,
     /// Bumped by every fetch, good or bad, for requests waiting on one.
     fetches: tokio::sync::watch::Sender<u64>,
+    /// An access key AWS refused that a refresh asked for then could not replace: later
+    /// refusals of the same key do not wait for another refresh.
+    unreplaceable: std::sync::Mutex<Option<String>>,
 }
 
 /// `Credentials`' own `Debug` redacts the secret key and session token.
@@ -71,6 +74,7 @@ impl CredentialSet {
             state: RwLock::new(State::default()),
             refresh_requested: tokio::sync::Notify::new(),
             fetches: tokio::sync::watch::Sender::new(0),
+            unreplaceable: std::sync::Mutex::new(None),
         }
     }
 
@@ -126,17 +130,30 @@ impl CredentialSet {
 
     /// After AWS refused `rejected` (expired or invalid token), asks the refresh loop for new
     /// credentials now and waits for its next fetch, at most 10 s. Returns credentials other
-    /// than the rejected ones, or `None` if there are none to be had.
+    /// than the rejected ones, or `None` if there are none to be had: at once for keys that
+    /// do not expire (an IAM user's come back the same from any refresh) and for keys a
+    /// refresh already failed to replace.
     pub async fn replace_rejected(&self, rejected: &Credentials) -> Option<Credentials> {
-        let differs = |c: &Credentials| c.access_key_id() != rejected.access_key_id();
+        rejected.expiry()?;
+        let key = rejected.access_key_id();
+        let differs = |c: &Credentials| c.access_key_id() != key;
         let mut fetches = self.fetches.subscribe();
         // Another request may have got them replaced already.
         if let Some(fresh) = self.current().ok().filter(differs) {
             return Some(fresh);
         }
-        self.refresh_requested.notify_one();
+        let unreplaceable = || self.unreplaceable.lock().unwrap_or_else(|p| p.into_inner());
+        if unreplaceable().as_deref() == Some(key) {
+            return None;
+        }
+        // Wakes the loop only if it is waiting; a fetch under way bumps `fetches` anyway.
+        self.refresh_requested.notify_waiters();
         let _ = tokio::time::timeout(REFRESH_WAIT, fetches.changed()).await;
-        self.current().ok().filter(differs)
+        let fresh = self.current().ok().filter(differs);
+        if fresh.is_none() {
+            *unreplaceable() = Some(key.to_string());
+        }
+        fresh
     }
 
     /// Resolves when a request has asked for a refresh (see [`Self::replace_rejected`]).

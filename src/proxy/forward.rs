@@ -55,19 +55,20 @@ pub async fn forward(
         .expect("only signed routes are forwarded here");
     let peer = route.peers.peer().await.map_err(|e| (e, false))?;
     let mut credentials = signer.current_credentials().map_err(|e| (e, false))?;
+    let mut request = request;
     let mut resent = false;
     loop {
-        let mut signed = request.clone();
+        // Signed in place; signing again replaces the first signature's headers.
         signer
             .sign(
-                &mut signed,
+                &mut request,
                 credentials.clone(),
                 payload_hash,
                 SystemTime::now(),
             )
             .map_err(|e| (e, false))?;
         let started = Instant::now();
-        let mut upstream = exchange(connector, route, &peer, signed, &body).await?;
+        let mut upstream = exchange(connector, route, &peer, &request, &body).await?;
         let upstream_time = started.elapsed();
         let response = upstream.response_header().expect("exchange read it");
         let request_id = aws_request_id(response);
@@ -75,7 +76,7 @@ pub async fn forward(
         if !resent && matches!(response.status.as_u16(), 400 | 403) {
             let complete = read_small_body(&mut upstream, &mut held).await?;
             let response = upstream.response_header().expect("exchange read it");
-            if complete && refused_credentials(response, &held) {
+            if complete && refused_credentials(response, &held, signer.service() == "s3") {
                 if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
                     debug!("AWS refused the credentials; sending again with fresh ones");
                     metrics()
@@ -104,7 +105,7 @@ async fn exchange(
     connector: &Connector,
     route: &Route,
     peer: &HttpPeer,
-    request: RequestHeader,
+    request: &RequestHeader,
     body: &Bytes,
 ) -> Result<HttpSession, (ProxyError, bool)> {
     let mut attempt = 0;
@@ -163,30 +164,79 @@ async fn read_small_body(
 }
 
 /// Whether an AWS error response says the request's credentials were refused: an expired or
-/// invalid session token. S3 answers `<Code>ExpiredToken</Code>`; Lambda, API Gateway and JSON
-/// APIs send an `x-amzn-ErrorType` header and "The security token included in the request is
-/// expired" (or "invalid").
-pub fn refused_credentials(response: &ResponseHeader, body: &[Bytes]) -> bool {
-    const ERROR_TYPES: &[&str] = &["ExpiredToken", "InvalidToken", "UnrecognizedClient"];
-    const BODY_MARKS: &[&[u8]] = &[
-        b"<Code>ExpiredToken</Code>",
-        b"<Code>InvalidToken</Code>",
-        b"security token included in the request is expired",
-        b"security token included in the request is invalid",
+/// invalid session token. Only AWS's own error shapes count, never words a Lambda function
+/// might put in its own response body (that request ran; sending it again would run it
+/// twice): S3's XML error envelope (`<Error><Code>ExpiredToken</Code>…`: S3 answers for
+/// itself), and for every other service the `x-amzn-ErrorType` header set by AWS's front end.
+pub fn refused_credentials(response: &ResponseHeader, body: &[Bytes], s3: bool) -> bool {
+    if s3 {
+        let body: Vec<u8> = body.concat();
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim_start();
+        let envelope = text.starts_with("<?xml") || text.starts_with("<Error>");
+        return envelope
+            && ["<Code>ExpiredToken</Code>", "<Code>InvalidToken</Code>"]
+                .iter()
+                .any(|code| text.contains(code));
+    }
+    const ERROR_TYPES: &[&str] = &[
+        "ExpiredToken",
+        "InvalidToken",
+        "UnrecognizedClient",
+        "InvalidClientTokenId",
     ];
-    let error_type = response
+    response
         .headers
         .get("x-amzn-errortype")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ERROR_TYPES.iter().any(|t| error_type.starts_with(t)) {
-        return true;
+        .is_some_and(|t| ERROR_TYPES.iter().any(|e| t.starts_with(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(error_type: Option<&str>) -> ResponseHeader {
+        let mut r = ResponseHeader::build(403, None).unwrap();
+        if let Some(t) = error_type {
+            r.insert_header("x-amzn-ErrorType", t).unwrap();
+        }
+        r
     }
-    body.iter().any(|chunk| {
-        BODY_MARKS
-            .iter()
-            .any(|mark| chunk.windows(mark.len()).any(|w| w == *mark))
-    })
+
+    #[test]
+    fn lambda_and_json_apis_are_read_from_the_error_type_header() {
+        let expired = response(Some("ExpiredTokenException:http://internal.amazon.com/"));
+        assert!(refused_credentials(&expired, &[], false));
+        let invalid = response(Some("UnrecognizedClientException"));
+        assert!(refused_credentials(&invalid, &[], false));
+        let denied = response(Some("AccessDeniedException"));
+        assert!(!refused_credentials(&denied, &[], false));
+        // A function's own words are not AWS's verdict.
+        let body = [Bytes::from_static(
+            br#"{"Message":"The security token included in the request is expired"}"#,
+        )];
+        assert!(!refused_credentials(&response(None), &body, false));
+    }
+
+    #[test]
+    fn s3_is_read_from_its_xml_error_envelope_even_split_across_chunks() {
+        let body = [
+            Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>Expired"),
+            Bytes::from_static(
+                b"Token</Code><Message>The provided token has expired.</Message></Error>",
+            ),
+        ];
+        assert!(refused_credentials(&response(None), &body, true));
+        let other = [Bytes::from_static(
+            b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
+        )];
+        assert!(!refused_credentials(&response(None), &other, true));
+        let object = [Bytes::from_static(
+            b"an object that mentions <Code>ExpiredToken</Code>",
+        )];
+        assert!(!refused_credentials(&response(None), &object, true));
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

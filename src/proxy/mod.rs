@@ -99,8 +99,57 @@ impl SigningProxy {
         Ok(true)
     }
 
+    /// Everything decided before a body byte is read: who is asking (client address, bearer
+    /// token), whether the head is sound, which route serves it and whether that route allows
+    /// it, and whether it can be signed now.
+    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, ProxyError> {
+        let req = session.req_header();
+        let route = self.router.find(request_host(req), req.uri.path()).cloned();
+        if let Some(route) = &route {
+            ctx.route = Some(route.clone());
+            route.metrics.in_flight.inc();
+        }
+        // Who is asking comes first: an unknown client learns nothing, not even which routes
+        // exist.
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
+        self.access
+            .check(client, authorization)
+            .map_err(|denied| match denied {
+                Denied::BearerToken => ProxyError::Unauthorized,
+                other => ProxyError::Forbidden(other),
+            })?;
+        inbound::check(session, self.max_header_bytes)?;
+        if self.access.bearer_token.is_some() {
+            // The token is sigproxy's; the upstream never sees it.
+            session.req_header_mut().remove_header("authorization");
+        }
+        let route = route.ok_or(ProxyError::NoRoute)?;
+        let req = session.req_header();
+        ctx.target = route.target(req.uri.path(), req.uri.query())?;
+        let copy_source = req
+            .headers
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok());
+        route
+            .permits(&req.method, &ctx.target, copy_source)
+            .map_err(ProxyError::Forbidden)?;
+        if let Some(signer) = &route.signer {
+            signer.current_credentials()?;
+            if client_sent_aws_chunked(req) {
+                return Err(ProxyError::BadRequest(
+                    "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
+                ));
+            }
+        }
+        Ok(route)
+    }
+
     /// Reads and hashes the whole body, then signs and sends it with [`forward`].
-    async fn forward_buffered(
+    async fn forward_signed(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -202,7 +251,8 @@ fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), Pr
 const LINGER: Duration = Duration::from_secs(2);
 
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
-    let body = error.body(ctx.route.as_ref().map(|r| r.name.as_str()));
+    let route = ctx.route.as_ref().filter(|_| error.may_name_route());
+    let body = error.body(route.map(|r| r.name.as_str()));
     let resp = error.response_header(body.len());
     ctx.status = Some(error.status());
     // A client still waiting for a `100 Continue` will now never send its body.
@@ -239,15 +289,13 @@ fn is_object_upload(req: &RequestHeader) -> bool {
 
 /// A body the client already framed as aws-chunked cannot be re-signed.
 fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
-    let header = |name| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    header("content-encoding").contains("aws-chunked")
-        || header("x-amz-content-sha256").starts_with("streaming-")
+    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let encoding = header("content-encoding");
+    let sha = header("x-amz-content-sha256");
+    encoding
+        .windows(b"aws-chunked".len())
+        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
 }
 
 #[async_trait]
@@ -272,73 +320,22 @@ impl ProxyHttp for SigningProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        let route = self.router.find(request_host(req), req.uri.path()).cloned();
-        if let Some(route) = &route {
-            ctx.route = Some(route.clone());
-            route.metrics.in_flight.inc();
-        }
-        // Who is asking comes first: an unknown client learns nothing, not even which routes
-        // exist.
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
-        if let Err(denied) = self.access.check(client, authorization) {
-            let e = match denied {
-                Denied::BearerToken => ProxyError::Unauthorized,
-                other => ProxyError::Forbidden(other),
-            };
-            return self.reject(session, ctx, e).await;
-        }
-        if let Err(e) = inbound::check(session, self.max_header_bytes) {
-            return self.reject(session, ctx, e).await;
-        }
-        if self.access.bearer_token.is_some() {
-            // The token is sigproxy's; the upstream never sees it.
-            session.req_header_mut().remove_header("authorization");
-        }
-        let Some(route) = route else {
-            return self.reject(session, ctx, ProxyError::NoRoute).await;
-        };
-        let req = session.req_header();
-        match route.target(req.uri.path(), req.uri.query()) {
-            Ok(target) => ctx.target = target,
+        let route = match self.admit(session, ctx) {
+            Ok(route) => route,
             Err(e) => return self.reject(session, ctx, e).await,
-        }
-        if let Err(denied) = route.permits(&req.method, &ctx.target) {
-            return self
-                .reject(session, ctx, ProxyError::Forbidden(denied))
-                .await;
-        }
+        };
         let Some(signer) = &route.signer else {
             return Ok(false); // pass-through: pingora streams it as is
         };
-        if let Err(e) = signer.current_credentials() {
-            return self.reject(session, ctx, e).await;
-        }
-        if client_sent_aws_chunked(session.req_header()) {
-            let e = ProxyError::BadRequest(
-                "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
-            );
-            return self.reject(session, ctx, e).await;
-        }
-        if session.as_downstream_mut().is_body_empty() {
-            return self.forward_buffered(session, ctx, &route).await;
-        }
         // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
         // multipart upload, bucket settings) are small XML documents, signed as SDKs sign them.
         // A body of unknown length (chunked) is buffered and signed too: S3 needs the length.
-        let length = body::content_length(session);
-        ctx.plan = match (signer.payload(), length) {
-            (Payload::Unsigned, Some(_)) if is_object_upload(session.req_header()) => {
-                BodyPlan::Unsigned
-            }
-            (Payload::Streaming, Some(n)) if is_object_upload(session.req_header()) => {
-                BodyPlan::Streaming(n)
-            }
-            _ => return self.forward_buffered(session, ctx, &route).await,
+        let upload =
+            !session.as_downstream_mut().is_body_empty() && is_object_upload(session.req_header());
+        ctx.plan = match (signer.payload(), body::content_length(session)) {
+            (Payload::Unsigned, Some(_)) if upload => BodyPlan::Unsigned,
+            (Payload::Streaming, Some(n)) if upload => BodyPlan::Streaming(n),
+            _ => return self.forward_signed(session, ctx, &route).await,
         };
         Ok(false)
     }

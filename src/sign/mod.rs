@@ -77,6 +77,11 @@ impl Signer {
         }
     }
 
+    /// The signing name of the service, e.g. `lambda` or `s3`.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     pub fn payload(&self) -> Payload {
         self.payload
     }
@@ -126,8 +131,12 @@ impl Signer {
                 .map_err(|_| ProxyError::Signing(format!("invalid {name} value")))
         };
         header(req, "x-amz-date", &date_time)?;
-        if let Some(token) = credentials.session_token() {
-            header(req, "x-amz-security-token", token)?;
+        match credentials.session_token() {
+            Some(token) => header(req, "x-amz-security-token", token)?,
+            // Signing again with keys that have no token: the old one must not stay.
+            None => {
+                req.remove_header("x-amz-security-token");
+            }
         }
         if self.content_sha256_header {
             header(req, "x-amz-content-sha256", payload_hash)?;
