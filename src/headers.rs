@@ -1,26 +1,29 @@
 //! Header hygiene for requests going upstream and responses coming back.
 
+use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 
+// Typed names: removing by `HeaderName` skips parsing the name on every request.
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their common non-standard relatives.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Signing headers a client may have sent; on a signed route, ours replace them.
-const CLIENT_SIGNING: &[&str] = &[
-    "authorization",
-    "x-amz-security-token",
-    "x-amz-date",
-    "x-amz-content-sha256",
+const CLIENT_SIGNING: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-amz-security-token"),
+    HeaderName::from_static("x-amz-date"),
+    HeaderName::from_static("x-amz-content-sha256"),
 ];
 
 /// Names listed in the `Connection` header are hop-by-hop too.
@@ -42,16 +45,16 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
     for name in connection_listed(&req.headers) {
         req.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+    for name in &HOP_BY_HOP {
+        req.remove_header(name);
     }
     if signed {
-        for name in CLIENT_SIGNING {
-            req.remove_header(*name);
+        for name in &CLIENT_SIGNING {
+            req.remove_header(name);
         }
     }
     if drop_expect {
-        req.remove_header("expect");
+        req.remove_header(&header::EXPECT);
     }
     // A valid host (checked when the configuration was loaded) is always a valid header value.
     let _ = req.insert_header("host", host);
@@ -65,9 +68,9 @@ pub fn prepare_response(resp: &mut ResponseHeader) {
             resp.remove_header(&name);
         }
     }
-    for name in HOP_BY_HOP {
-        if *name != "transfer-encoding" {
-            resp.remove_header(*name);
+    for name in &HOP_BY_HOP {
+        if name != header::TRANSFER_ENCODING {
+            resp.remove_header(name);
         }
     }
 }

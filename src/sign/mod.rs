@@ -18,6 +18,7 @@ use crate::error::ProxyError;
 use aws_credential_types::Credentials;
 use aws_sigv4::sign::v4;
 use canonical::{amz_date, canonical_request, PathEncoding};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,9 @@ pub struct Signer {
     /// Sends and signs `x-amz-content-sha256` (Lambda and S3).
     content_sha256_header: bool,
     key_cache: Mutex<Option<SigningKey>>,
+    /// The session token as a header value, for the access key it belongs to: made once per
+    /// set of credentials rather than copied and checked (about 1 KB) on every request.
+    token_cache: Mutex<Option<(String, HeaderValue)>>,
 }
 
 /// A derived signing key: valid for one access key, one UTC day, this region and service.
@@ -74,6 +78,7 @@ impl Signer {
             // S3 always wants it; Function URLs accept it, and need it behind CloudFront.
             content_sha256_header: s3 || config.service == "lambda",
             key_cache: Mutex::new(None),
+            token_cache: Mutex::new(None),
         }
     }
 
@@ -131,8 +136,11 @@ impl Signer {
                 .map_err(|_| ProxyError::Signing(format!("invalid {name} value")))
         };
         header(req, "x-amz-date", &date_time)?;
-        match credentials.session_token() {
-            Some(token) => header(req, "x-amz-security-token", token)?,
+        match self.token_value(&credentials)? {
+            Some(token) => {
+                req.insert_header("x-amz-security-token", token)
+                    .map_err(|_| ProxyError::Signing("invalid x-amz-security-token".into()))?;
+            }
             // Signing again with keys that have no token: the old one must not stay.
             None => {
                 req.remove_header("x-amz-security-token");
@@ -175,6 +183,23 @@ impl Signer {
         );
         header(req, "authorization", &authorization)?;
         Ok(signature)
+    }
+
+    /// The session token of `credentials` as a header value, if they have one.
+    fn token_value(&self, credentials: &Credentials) -> Result<Option<HeaderValue>, ProxyError> {
+        let Some(token) = credentials.session_token() else {
+            return Ok(None);
+        };
+        let mut cache = self.token_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((key, value)) = cache.as_ref() {
+            if key == credentials.access_key_id() {
+                return Ok(Some(value.clone()));
+            }
+        }
+        let value = HeaderValue::from_str(token)
+            .map_err(|_| ProxyError::Signing("invalid x-amz-security-token value".into()))?;
+        *cache = Some((credentials.access_key_id().to_string(), value.clone()));
+        Ok(Some(value))
     }
 
     /// Runs `f` with the signing key for these credentials and day, derived once per day.
