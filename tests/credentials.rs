@@ -163,10 +163,19 @@ fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
     }
 }
 
-/// Relays connections accepted on `listener` to `target`, from when it is called.
-fn relay(listener: std::net::TcpListener, target: std::net::SocketAddr) {
+/// Relays connections accepted on `listener` to `target`, from when it is called. Switched
+/// off (through the flag it returns), it accepts connections and drops them at once.
+fn relay(
+    listener: std::net::TcpListener,
+    target: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let on = up.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
+            if !on.load(std::sync::atomic::Ordering::SeqCst) {
+                continue; // dropped: the caller sees the connection close
+            }
             let Ok(server) = std::net::TcpStream::connect(target) else {
                 continue;
             };
@@ -181,6 +190,7 @@ fn relay(listener: std::net::TcpListener, target: std::net::SocketAddr) {
             }
         }
     });
+    up
 }
 
 #[test]
@@ -232,37 +242,6 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
-/// A TCP relay to `target` that can be switched off: then it accepts and drops connections.
-fn switchable_relay(
-    target: std::net::SocketAddr,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let up = std::sync::Arc::new(AtomicBool::new(true));
-    let on = up.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            if !on.load(Ordering::SeqCst) {
-                continue; // dropped: the caller sees the connection close
-            }
-            let Ok(server) = std::net::TcpStream::connect(target) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-    (port, up)
-}
-
 #[test]
 fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
     // Credentials live 12 s; STS becomes unreachable right after the first fetch.
@@ -272,7 +251,9 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let (port, up) = switchable_relay(sts);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let up = relay(listener, sts);
     let config = format!(
         "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\n      sts_endpoint: http://127.0.0.1:{port}\n      sts_region: us-east-1\nroutes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
         peers.get("role_arn"),

@@ -131,44 +131,45 @@ impl Checker<'_> {
         let mut rules = Vec::with_capacity(raw.len());
         for (i, rule) in raw.into_iter().enumerate() {
             let key = format!("{key}[{i}]");
-            let methods = match rule.methods {
-                None => None,
-                Some(list) if list.is_empty() => {
-                    return self.err(format!("{key}.methods"), "must not be empty")
+            let methods = self.list(&format!("{key}.methods"), rule.methods, |m| {
+                let upper = m.to_ascii_uppercase();
+                if FORWARDED_METHODS.contains(&upper.as_str()) {
+                    Ok(upper.parse().expect("a standard method"))
+                } else {
+                    Err(format!(
+                        "'{m}' is not one of {}",
+                        FORWARDED_METHODS.join(", ")
+                    ))
                 }
-                Some(list) => {
-                    let mut methods = Vec::with_capacity(list.len());
-                    for (j, m) in list.iter().enumerate() {
-                        let upper = m.to_ascii_uppercase();
-                        if !FORWARDED_METHODS.contains(&upper.as_str()) {
-                            return self.err(
-                                format!("{key}.methods[{j}]"),
-                                format!("'{m}' is not one of {}", FORWARDED_METHODS.join(", ")),
-                            );
-                        }
-                        methods.push(upper.parse().expect("a standard method"));
-                    }
-                    Some(methods)
-                }
-            };
-            let paths = match rule.paths {
-                None => None,
-                Some(list) if list.is_empty() => {
-                    return self.err(format!("{key}.paths"), "must not be empty")
-                }
-                Some(list) => {
-                    let mut paths = Vec::with_capacity(list.len());
-                    for (j, p) in list.iter().enumerate() {
-                        match PathPattern::parse(p) {
-                            Ok(p) => paths.push(p),
-                            Err(why) => return self.err(format!("{key}.paths[{j}]"), why),
-                        }
-                    }
-                    Some(paths)
-                }
-            };
+            })?;
+            let paths = self.list(&format!("{key}.paths"), rule.paths, |p| {
+                PathPattern::parse(p)
+            })?;
             rules.push(AllowRule { methods, paths });
         }
         Ok(rules)
+    }
+
+    /// An optional list that, when given, is not empty and whose every item `parse` accepts.
+    fn list<T>(
+        &self,
+        key: &str,
+        raw: Option<Vec<String>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        if raw.is_empty() {
+            return self.err(key, "must not be empty");
+        }
+        let mut items = Vec::with_capacity(raw.len());
+        for (i, text) in raw.iter().enumerate() {
+            match parse(text) {
+                Ok(item) => items.push(item),
+                Err(why) => return self.err(format!("{key}[{i}]"), why),
+            }
+        }
+        Ok(Some(items))
     }
 }
