@@ -39,7 +39,7 @@ pub type Outcome = Result<Answer, (ProxyError, bool)>;
 /// `payload_hash`, sends it with `body`, and streams the answer back.
 ///
 /// If AWS refuses the credentials (an expired or invalid session token: see
-/// [`refused_credentials`]), the credential set is refreshed at once and the request, whose
+/// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and the request, whose
 /// body is at hand, is signed again and sent once more.
 pub async fn forward(
     connector: &Connector,
@@ -73,10 +73,14 @@ pub async fn forward(
         let response = upstream.response_header().expect("exchange read it");
         let request_id = aws_request_id(response);
         let mut held = Vec::new();
-        if !resent && matches!(response.status.as_u16(), 400 | 403) {
+        // S3 says so in its body, everyone else in a header: only then is the body read here.
+        let s3 = signer.service() == "s3";
+        let may_be_refused = !resent
+            && matches!(response.status.as_u16(), 400 | 403)
+            && (s3 || refused_by_header(response));
+        if may_be_refused {
             let complete = read_small_body(&mut upstream, &mut held).await?;
-            let response = upstream.response_header().expect("exchange read it");
-            if complete && refused_credentials(response, &held, signer.service() == "s3") {
+            if complete && (!s3 || refused_by_s3(&held)) {
                 if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
                     debug!("AWS refused the credentials; sending again with fresh ones");
                     metrics()
@@ -163,22 +167,24 @@ async fn read_small_body(
     Ok(true)
 }
 
-/// Whether an AWS error response says the request's credentials were refused: an expired or
-/// invalid session token. Only AWS's own error shapes count, never words a Lambda function
-/// might put in its own response body (that request ran; sending it again would run it
-/// twice): S3's XML error envelope (`<Error><Code>ExpiredToken</Code>…`: S3 answers for
-/// itself), and for every other service the `x-amzn-ErrorType` header set by AWS's front end.
-pub fn refused_credentials(response: &ResponseHeader, body: &[Bytes], s3: bool) -> bool {
-    if s3 {
-        let body: Vec<u8> = body.concat();
-        let text = String::from_utf8_lossy(&body);
-        let text = text.trim_start();
-        let envelope = text.starts_with("<?xml") || text.starts_with("<Error>");
-        return envelope
-            && ["<Code>ExpiredToken</Code>", "<Code>InvalidToken</Code>"]
-                .iter()
-                .any(|code| text.contains(code));
-    }
+// Whether AWS says a request's credentials were refused: an expired or invalid session token.
+// Only AWS's own error shapes count, never words a Lambda function might put in its own
+// response body (that request ran; sending it again would run it twice).
+
+/// S3's XML error envelope (`<Error><Code>ExpiredToken</Code>…`): S3 answers for itself.
+pub fn refused_by_s3(body: &[Bytes]) -> bool {
+    let body: Vec<u8> = body.concat();
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim_start();
+    let envelope = text.starts_with("<?xml") || text.starts_with("<Error>");
+    envelope
+        && ["<Code>ExpiredToken</Code>", "<Code>InvalidToken</Code>"]
+            .iter()
+            .any(|code| text.contains(code))
+}
+
+/// Every other service: the `x-amzn-ErrorType` header set by AWS's front end.
+pub fn refused_by_header(response: &ResponseHeader) -> bool {
     const ERROR_TYPES: &[&str] = &[
         "ExpiredToken",
         "InvalidToken",
@@ -207,16 +213,13 @@ mod tests {
     #[test]
     fn lambda_and_json_apis_are_read_from_the_error_type_header() {
         let expired = response(Some("ExpiredTokenException:http://internal.amazon.com/"));
-        assert!(refused_credentials(&expired, &[], false));
+        assert!(refused_by_header(&expired));
         let invalid = response(Some("UnrecognizedClientException"));
-        assert!(refused_credentials(&invalid, &[], false));
+        assert!(refused_by_header(&invalid));
         let denied = response(Some("AccessDeniedException"));
-        assert!(!refused_credentials(&denied, &[], false));
-        // A function's own words are not AWS's verdict.
-        let body = [Bytes::from_static(
-            br#"{"Message":"The security token included in the request is expired"}"#,
-        )];
-        assert!(!refused_credentials(&response(None), &body, false));
+        assert!(!refused_by_header(&denied));
+        // A function's own words are not AWS's verdict: without the header, no retry.
+        assert!(!refused_by_header(&response(None)));
     }
 
     #[test]
@@ -227,15 +230,15 @@ mod tests {
                 b"Token</Code><Message>The provided token has expired.</Message></Error>",
             ),
         ];
-        assert!(refused_credentials(&response(None), &body, true));
+        assert!(refused_by_s3(&body));
         let other = [Bytes::from_static(
             b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
         )];
-        assert!(!refused_credentials(&response(None), &other, true));
+        assert!(!refused_by_s3(&other));
         let object = [Bytes::from_static(
             b"an object that mentions <Code>ExpiredToken</Code>",
         )];
-        assert!(!refused_credentials(&response(None), &object, true));
+        assert!(!refused_by_s3(&object));
     }
 }
 
