@@ -42,19 +42,21 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
 /// route it also drops the client's own signing headers; `drop_expect` drops `Expect` when the
 /// proxy has read the body itself (and answered `100 Continue`) or there is none.
 pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
-    for name in connection_listed(&req.headers) {
-        req.remove_header(&name);
-    }
-    for name in &HOP_BY_HOP {
+    let listed = connection_listed(&req.headers);
+    // One pass over the few headers a request has, rather than a lookup per name we might drop.
+    let doomed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || (signed && CLIENT_SIGNING.contains(name))
+                || (drop_expect && *name == header::EXPECT)
+                || listed.iter().any(|l| l == name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
         req.remove_header(name);
-    }
-    if signed {
-        for name in &CLIENT_SIGNING {
-            req.remove_header(name);
-        }
-    }
-    if drop_expect {
-        req.remove_header(&header::EXPECT);
     }
     // A valid host (checked when the configuration was loaded) is always a valid header value.
     let _ = req.insert_header("host", host);
@@ -63,15 +65,19 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
 /// Drops hop-by-hop headers from an upstream response, keeping its body framing
 /// (`content-length` / `transfer-encoding`), which the downstream writer relies on.
 pub fn prepare_response(resp: &mut ResponseHeader) {
-    for name in connection_listed(&resp.headers) {
-        if name != "transfer-encoding" && name != "content-length" {
-            resp.remove_header(&name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        if name != header::TRANSFER_ENCODING {
-            resp.remove_header(name);
-        }
+    let listed = connection_listed(&resp.headers);
+    let doomed: Vec<HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|name| {
+            *name != header::TRANSFER_ENCODING
+                && *name != header::CONTENT_LENGTH
+                && (HOP_BY_HOP.contains(name) || listed.iter().any(|l| l == name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
+        resp.remove_header(name);
     }
 }
 
@@ -126,5 +132,26 @@ mod tests {
         prepare_request(&mut r, "example.com", false, false);
         assert_eq!(r.headers["authorization"], "Bearer x");
         assert_eq!(r.headers["expect"], "100-continue");
+    }
+
+    #[test]
+    fn response_loses_hop_by_hop_headers_but_keeps_its_framing() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("connection", "close, X-Private, transfer-encoding"),
+            ("x-private", "p"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "h2c"),
+            ("transfer-encoding", "chunked"),
+            ("x-amzn-requestid", "abc"),
+        ] {
+            r.append_header(k, v).unwrap();
+        }
+        prepare_response(&mut r);
+        for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
+            assert!(r.headers.get(gone).is_none(), "{gone} survived");
+        }
+        assert_eq!(r.headers["transfer-encoding"], "chunked");
+        assert_eq!(r.headers["x-amzn-requestid"], "abc");
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod headers;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
@@ -21,12 +22,13 @@ pub mod server;
 pub mod sign;
 pub mod target;
 pub mod upstream;
+pub mod utc;
 
 use std::process::ExitCode;
 
 /// Runs the command line: checks the configuration, and unless `--check`, serves.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    init_logging(cli.log_format);
+    logging::init(cli.log_format);
     let config = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -50,26 +52,4 @@ pub fn main(cli: cli::Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// pingora targets that print raw request headers (and so session tokens) at debug or trace level
-/// (found by `tests/credentials.rs`, which runs at trace and looks for secrets in the log).
-/// They are held at `info` whatever `RUST_LOG` says: no log level may leak a secret.
-const HEADER_DUMPING_TARGETS: &[&str] = &["pingora_proxy=info", "pingora_core::protocols=info"];
-
-fn init_logging(format: cli::LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for directive in HEADER_DUMPING_TARGETS {
-        filter = filter.add_directive(directive.parse().expect("static directive"));
-    }
-    // Colours only for a person at a terminal, never into log files.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        cli::LogFormat::Plain => builder.try_init(),
-        cli::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
 }

@@ -193,9 +193,59 @@ fn json_access_log_has_one_line_per_request_with_the_aws_request_id() {
     let missing = &lines[1];
     assert_eq!(missing["status"], 404);
     assert!(missing["error"].as_str().unwrap().contains("no route"));
-    // pingora's own log records come through the same subscriber.
+    // pingora's own log records come through the same subscriber, under their own target,
+    // and every line on stderr is one JSON object.
+    let log = proxy.log();
+    let all: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     assert!(
-        proxy.log().contains("pingora_core"),
-        "pingora's log is bridged"
+        all.iter().any(|v| v["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pingora_core"))
+            && v["message"].is_string()),
+        "pingora's log is bridged: {log}"
+    );
+    assert!(all
+        .iter()
+        .all(|v| v["timestamp"].is_string() && v["level"].is_string()));
+}
+
+#[test]
+fn plain_access_log_is_one_key_value_line_per_request() {
+    let peers = Peers::start();
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+    assert_eq!(proxy.send("POST", "/fn/plain", &[], b"123").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = proxy.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" access: "))
+        .unwrap_or_else(|| panic!("no access line: {log}"));
+    // `2026-11-24T09:08:03.926121Z  INFO access: request route="fn" method="POST" ...`
+    let (time, rest) = line.split_once("  INFO access: request ").expect(line);
+    assert_eq!(time.len(), 27, "{line}");
+    assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    for field in [
+        "route=\"fn\"",
+        "method=\"POST\"",
+        "path=\"/fn/plain\"",
+        "status=200",
+        "bytes_in=3",
+        "upstream_status=200",
+        "aws_request_id=\"standin-",
+    ] {
+        assert!(rest.contains(field), "{field} missing: {line}");
+    }
+    let duration = rest
+        .split(' ')
+        .find_map(|f| f.strip_prefix("duration_ms="))
+        .expect(line);
+    assert!(duration.parse::<f64>().unwrap() > 0.0, "{line}");
+    assert!(
+        log.lines().any(|l| l.contains(" INFO pingora_core")),
+        "{log}"
     );
 }

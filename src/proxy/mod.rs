@@ -510,14 +510,19 @@ impl ProxyHttp for SigningProxy {
             method = %req.method,
             path = req.uri.path(),
             status,
-            duration_ms = duration.as_secs_f64() * 1000.0,
+            duration_ms = millis(duration),
             bytes_in,
             bytes_out,
             upstream_status = ctx.upstream_status,
-            upstream_ms = ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            upstream_ms = ctx.upstream_time.map(millis),
             aws_request_id = ctx.aws_request_id.as_deref(),
             error = error.as_ref().map(|e| e.to_string()),
             "request"
         );
     }
+}
+
+/// Milliseconds to the microsecond (`1.234`, not `1.2340000000000002`).
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }

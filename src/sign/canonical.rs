@@ -8,8 +8,9 @@
 //! `generate_signing_key`), and the unit tests check that the result is identical to
 //! aws-sigv4's `sign()` across services, paths, queries, headers and credentials.
 
+use crate::utc::{push_padded, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Everything but unreserved characters and `/`: SigV4's path encoding.
 const PATH: &AsciiSet = &NON_ALPHANUMERIC
@@ -21,29 +22,17 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 
 /// `YYYYMMDDTHHMMSSZ` for `time` (UTC).
 pub fn amz_date(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let t = Utc::from(time);
+    let mut out = String::with_capacity(16);
+    push_padded(&mut out, t.year as u32, 4);
+    push_padded(&mut out, t.month, 2);
+    push_padded(&mut out, t.day, 2);
+    out.push('T');
+    push_padded(&mut out, t.hour, 2);
+    push_padded(&mut out, t.minute, 2);
+    push_padded(&mut out, t.second, 2);
+    out.push('Z');
+    out
 }
 
 /// How the path goes into the canonical request.
@@ -145,7 +134,7 @@ fn push_trimmed(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn dates_are_formatted_in_utc() {

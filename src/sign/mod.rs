@@ -131,11 +131,12 @@ impl Signer {
     ) -> Result<String, ProxyError> {
         let date_time = amz_date(time);
         let day = &date_time[..8];
-        let header = |req: &mut RequestHeader, name: &'static str, value: &str| {
-            req.insert_header(name, value)
+        let value = |name: &'static str, value: String| {
+            HeaderValue::try_from(value)
                 .map_err(|_| ProxyError::Signing(format!("invalid {name} value")))
         };
-        header(req, "x-amz-date", &date_time)?;
+        req.insert_header("x-amz-date", value("x-amz-date", date_time.clone())?)
+            .map_err(|_| ProxyError::Signing("invalid x-amz-date".into()))?;
         match self.token_value(&credentials)? {
             Some(token) => {
                 req.insert_header("x-amz-security-token", token)
@@ -147,7 +148,8 @@ impl Signer {
             }
         }
         if self.content_sha256_header {
-            header(req, "x-amz-content-sha256", payload_hash)?;
+            req.insert_header("x-amz-content-sha256", payload_hash)
+                .map_err(|_| ProxyError::Signing("invalid x-amz-content-sha256".into()))?;
         }
 
         let mut signed = Vec::with_capacity(8);
@@ -169,19 +171,39 @@ impl Signer {
             payload_hash,
             &mut signed_names,
         );
-        let scope = format!("{day}/{}/{}/aws4_request", self.region, self.service);
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
-            sha256_hex(creq.as_bytes())
-        );
+
+        // The string to sign, with the credential scope in the middle of it.
+        let mut string_to_sign = String::with_capacity(160);
+        string_to_sign.push_str("AWS4-HMAC-SHA256\n");
+        string_to_sign.push_str(&date_time);
+        string_to_sign.push('\n');
+        let scope_start = string_to_sign.len();
+        for part in [day, "/", &self.region, "/", &self.service, "/aws4_request"] {
+            string_to_sign.push_str(part);
+        }
+        let scope = scope_start..string_to_sign.len();
+        string_to_sign.push('\n');
+        push_sha256_hex(&mut string_to_sign, creq.as_bytes());
         let signature = self.with_key(&credentials, day, time, |key| {
             v4::calculate_signature(key, string_to_sign.as_bytes())
         });
-        let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
-            credentials.access_key_id()
-        );
-        header(req, "authorization", &authorization)?;
+
+        let mut authorization =
+            String::with_capacity(100 + scope.len() + signed_names.len() + signature.len());
+        for part in [
+            "AWS4-HMAC-SHA256 Credential=",
+            credentials.access_key_id(),
+            "/",
+            &string_to_sign[scope],
+            ", SignedHeaders=",
+            &signed_names,
+            ", Signature=",
+            &signature,
+        ] {
+            authorization.push_str(part);
+        }
+        req.insert_header("authorization", value("authorization", authorization)?)
+            .map_err(|_| ProxyError::Signing("invalid authorization".into()))?;
         Ok(signature)
     }
 
@@ -238,9 +260,16 @@ pub fn is_signed(name: &str) -> bool {
 
 /// Hex SHA-256 of a body.
 pub fn sha256_hex(body: &[u8]) -> String {
-    let mut out = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(body), &mut out).expect("64 hex digits for 32 bytes");
-    String::from_utf8(out.to_vec()).expect("hex is ASCII")
+    let mut out = String::with_capacity(64);
+    push_sha256_hex(&mut out, body);
+    out
+}
+
+/// Appends the hex SHA-256 of `data` to `out`.
+fn push_sha256_hex(out: &mut String, data: &[u8]) {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(data), &mut hex).expect("64 hex digits for 32 bytes");
+    out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
 }
 
 #[cfg(test)]
