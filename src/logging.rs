@@ -6,7 +6,7 @@
 //! request takes: they style every field name and format every value through `Debug`. These
 //! write numbers with `itoa`/`ryu` and strings as they are, escaping only when needed.
 //!
-//! Plain: `2026-11-24T09:01:02.123456Z  INFO access: request route="orders" status=200 ...`
+//! Plain: `2026-11-24T09:01:02.123456Z  INFO access: request route="orders" method=GET ...`
 //! JSON:  `{"timestamp":"...","level":"INFO","target":"access","message":"request","route":...}`
 
 use crate::cli::LogFormat;
@@ -18,20 +18,30 @@ use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// pingora targets that print raw request headers (and so session tokens) at debug or trace level
-/// (found by `tests/credentials.rs`, which runs at trace and looks for secrets in the log).
-/// They are held at `info` whatever `RUST_LOG` says: no log level may leak a secret.
-const HEADER_DUMPING_TARGETS: &[&str] = &["pingora_proxy=info", "pingora_core::protocols=info"];
+/// pingora modules that print raw request headers (and so session tokens) at debug or trace
+/// level (found by `tests/credentials.rs`, which runs at trace and looks for secrets in the log).
+/// Their events above `info` are dropped whatever `RUST_LOG` says, by a filter of its own: in
+/// `RUST_LOG` a more specific directive (`pingora_proxy::proxy_h1=debug`) would win over ours.
+const HEADER_DUMPING_TARGETS: &[&str] = &["pingora_proxy", "pingora_core::protocols"];
+
+/// Whether an event may be logged at all: no level may leak a secret.
+fn may_log(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= Level::INFO
+        || !HEADER_DUMPING_TARGETS.iter().any(|t| {
+            meta.target()
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
 
 /// Installs the global subscriber (and the `log` bridge); a second call changes nothing.
 pub fn init(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for directive in HEADER_DUMPING_TARGETS {
-        filter = filter.add_directive(directive.parse().expect("static directive"));
-    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal, never into log files.
@@ -40,10 +50,13 @@ pub fn init(format: LogFormat) {
         .event_format(Line {
             json: format == LogFormat::Json,
         })
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(may_log))
         .try_init();
 }
 
-/// One event as one line. sigproxy opens no spans, so none are printed.
+/// One event as one line. Spans are not printed: sigproxy opens none, and the dependencies
+/// that do (hyper, h2) use them only at debug level.
 struct Line {
     json: bool,
 }
@@ -175,14 +188,28 @@ impl Visit for Fields {
         }
     }
 
+    /// `%value` and `?value`: as formatted, unquoted in plain lines as tracing-subscriber
+    /// writes them (`method=GET`), with control characters escaped.
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut text = String::new();
         let _ = write!(text, "{value:?}");
-        self.record_str(field, &text);
+        if self.json {
+            self.record_str(field, &text);
+        } else if self.key(field) {
+            push_escaped(&mut self.out, &text);
+        }
     }
 
+    /// An error with its chain of causes: `outer: cause: root cause`.
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.record_str(field, &value.to_string());
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.record_str(field, &text);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -256,6 +283,125 @@ fn json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn header_dumping_modules_are_held_at_info() {
+        use tracing::callsite::Identifier;
+        use tracing::metadata::Kind;
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        static SITE: Site = Site;
+        static NO_FIELDS: &[&str] = &[];
+        let meta = |target: &'static str, level: Level| {
+            let fields = tracing::field::FieldSet::new(NO_FIELDS, Identifier(&SITE));
+            tracing::Metadata::new("e", target, level, None, None, None, fields, Kind::EVENT)
+        };
+        assert!(!may_log(&meta("pingora_proxy", Level::DEBUG)));
+        assert!(!may_log(&meta("pingora_proxy::proxy_h1", Level::TRACE)));
+        assert!(!may_log(&meta(
+            "pingora_core::protocols::http::v1::client",
+            Level::DEBUG
+        )));
+        assert!(may_log(&meta("pingora_proxy::proxy_h1", Level::INFO)));
+        assert!(may_log(&meta("pingora_proxy", Level::WARN)));
+        assert!(may_log(&meta("pingora_core::server", Level::DEBUG)));
+        assert!(may_log(&meta("pingora_proxy_other", Level::DEBUG)));
+        assert!(may_log(&meta("sigproxy::proxy", Level::TRACE)));
+    }
+
+    /// The lines `Line` writes for a few events, in one format.
+    fn lines(json: bool, emit: impl FnOnce()) -> Vec<String> {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer(Arc::default());
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .event_format(Line { json })
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    fn emit() {
+        let error = Wrapped(std::io::Error::other("root cause"));
+        tracing::info!(
+            target: "access",
+            route = "orders",
+            method = %http::Method::GET,
+            path = "/a\"b\nc",
+            status = 200u16,
+            duration_ms = 1.25,
+            ratio = f64::NAN,
+            ok = true,
+            error = &error as &(dyn std::error::Error + 'static),
+            "request"
+        );
+        tracing::warn!("forged\nline");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn plain_lines_have_the_message_then_key_values() {
+        let lines = lines(false, emit);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        assert_eq!(time.len(), 27);
+        assert_eq!(
+            rest,
+            " INFO access: request route=\"orders\" method=GET path=\"/a\\\"b\\nc\" \
+             status=200 duration_ms=1.25 ratio=NaN ok=true error=\"outer: root cause\""
+        );
+        assert!(lines[1].ends_with("  WARN sigproxy::logging::tests: forged\\nline"));
+    }
+
+    #[test]
+    fn json_lines_are_objects_with_every_field() {
+        let lines = lines(true, emit);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/a\"b\nc");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1.25);
+        assert!(v["ratio"].is_null());
+        assert_eq!(v["ok"], true);
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(v["message"], "forged\nline");
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {

@@ -114,7 +114,13 @@ fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
 fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
     let peers = Peers::start();
     let mut env = peers.caller_env();
-    env.push(("RUST_LOG".into(), "trace".into()));
+    // Everything at trace, and by name the pingora modules that print whole request headers:
+    // a more specific directive must not get past the guard either.
+    env.push((
+        "RUST_LOG".into(),
+        "trace,pingora_proxy::proxy_h1=trace,pingora_core::protocols::http::v1::client=trace"
+            .into(),
+    ));
     let proxy = Proxy::start(&peers.lambda_config(""), &env);
     proxy.wait_ready();
     let ok = proxy.send("POST", "/fn/x", &[], b"payload");

@@ -224,13 +224,13 @@ fn plain_access_log_is_one_key_value_line_per_request() {
         .lines()
         .find(|l| l.contains(" access: "))
         .unwrap_or_else(|| panic!("no access line: {log}"));
-    // `2026-11-24T09:08:03.926121Z  INFO access: request route="fn" method="POST" ...`
+    // `2026-11-24T09:08:03.926121Z  INFO access: request route="fn" method=POST ...`
     let (time, rest) = line.split_once("  INFO access: request ").expect(line);
     assert_eq!(time.len(), 27, "{line}");
     assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
     for field in [
         "route=\"fn\"",
-        "method=\"POST\"",
+        "method=POST",
         "path=\"/fn/plain\"",
         "status=200",
         "bytes_in=3",
