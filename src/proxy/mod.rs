@@ -302,6 +302,10 @@ fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
 impl ProxyHttp for SigningProxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules. pingora's default adds a response-compression module (switched
+    /// off) that is still built and consulted for every request; sigproxy never compresses.
+    fn init_downstream_modules(&self, _: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
