@@ -42,19 +42,12 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
 /// route it also drops the client's own signing headers; `drop_expect` drops `Expect` when the
 /// proxy has read the body itself (and answered `100 Continue`) or there is none.
 pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
-    let listed = connection_listed(&req.headers);
-    // One pass over the few headers a request has, rather than a lookup per name we might drop.
-    let doomed: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|name| {
-            HOP_BY_HOP.contains(name)
-                || (signed && CLIENT_SIGNING.contains(name))
-                || (drop_expect && *name == header::EXPECT)
-                || listed.iter().any(|l| l == name.as_str())
-        })
-        .cloned()
-        .collect();
+    let doomed = picked(&req.headers, |name, listed| {
+        listed
+            || HOP_BY_HOP.contains(name)
+            || (signed && CLIENT_SIGNING.contains(name))
+            || (drop_expect && *name == header::EXPECT)
+    });
     for name in &doomed {
         req.remove_header(name);
     }
@@ -65,20 +58,25 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
 /// Drops hop-by-hop headers from an upstream response, keeping its body framing
 /// (`content-length` / `transfer-encoding`), which the downstream writer relies on.
 pub fn prepare_response(resp: &mut ResponseHeader) {
-    let listed = connection_listed(&resp.headers);
-    let doomed: Vec<HeaderName> = resp
-        .headers
-        .keys()
-        .filter(|name| {
-            *name != header::TRANSFER_ENCODING
-                && *name != header::CONTENT_LENGTH
-                && (HOP_BY_HOP.contains(name) || listed.iter().any(|l| l == name.as_str()))
-        })
-        .cloned()
-        .collect();
+    let doomed = picked(&resp.headers, |name, listed| {
+        *name != header::TRANSFER_ENCODING
+            && *name != header::CONTENT_LENGTH
+            && (listed || HOP_BY_HOP.contains(name))
+    });
     for name in &doomed {
         resp.remove_header(name);
     }
+}
+
+/// The names in `headers` that `pick` chooses, told whether `Connection` lists each one: one pass
+/// over the few headers a message has, rather than a lookup per name that might be there.
+fn picked(headers: &http::HeaderMap, pick: impl Fn(&HeaderName, bool) -> bool) -> Vec<HeaderName> {
+    let listed = connection_listed(headers);
+    headers
+        .keys()
+        .filter(|name| pick(name, listed.iter().any(|l| l == name.as_str())))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

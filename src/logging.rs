@@ -107,17 +107,7 @@ where
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 fn timestamp(time: SystemTime, out: &mut String) {
     let t = Utc::from(time);
-    push_padded(out, t.year as u32, 4);
-    out.push('-');
-    push_padded(out, t.month, 2);
-    out.push('-');
-    push_padded(out, t.day, 2);
-    out.push('T');
-    push_padded(out, t.hour, 2);
-    out.push(':');
-    push_padded(out, t.minute, 2);
-    out.push(':');
-    push_padded(out, t.second, 2);
+    t.push_date_time(out, true);
     out.push('.');
     push_padded(out, t.micros, 6);
     out.push('Z');

@@ -31,6 +31,23 @@ impl Utc {
             micros: since.subsec_micros(),
         }
     }
+
+    /// Appends the date and time to the second: `YYYYMMDDTHHMMSS` (ISO 8601's basic format,
+    /// SigV4's) or, `extended`, `YYYY-MM-DDTHH:MM:SS`.
+    pub fn push_date_time(&self, out: &mut String, extended: bool) {
+        let (date_sep, time_sep) = if extended { ("-", ":") } else { ("", "") };
+        push_padded(out, self.year as u32, 4);
+        out.push_str(date_sep);
+        push_padded(out, self.month, 2);
+        out.push_str(date_sep);
+        push_padded(out, self.day, 2);
+        out.push('T');
+        push_padded(out, self.hour, 2);
+        out.push_str(time_sep);
+        push_padded(out, self.minute, 2);
+        out.push_str(time_sep);
+        push_padded(out, self.second, 2);
+    }
 }
 
 /// Appends `n` in decimal, zero-padded to at least `width` digits.

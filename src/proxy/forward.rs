@@ -39,8 +39,8 @@ pub type Outcome = Result<Answer, (ProxyError, bool)>;
 /// `payload_hash`, sends it with `body`, and streams the answer back.
 ///
 /// If AWS refuses the credentials (an expired or invalid session token: see
-/// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and the request, whose
-/// body is at hand, is signed again and sent once more.
+/// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and
+/// the request, whose body is at hand, is signed again and sent once more.
 pub async fn forward(
     connector: &Connector,
     session: &mut Session,

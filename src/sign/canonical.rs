@@ -8,7 +8,7 @@
 //! `generate_signing_key`), and the unit tests check that the result is identical to
 //! aws-sigv4's `sign()` across services, paths, queries, headers and credentials.
 
-use crate::utc::{push_padded, Utc};
+use crate::utc::Utc;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::time::SystemTime;
 
@@ -22,15 +22,8 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 
 /// `YYYYMMDDTHHMMSSZ` for `time` (UTC).
 pub fn amz_date(time: SystemTime) -> String {
-    let t = Utc::from(time);
     let mut out = String::with_capacity(16);
-    push_padded(&mut out, t.year as u32, 4);
-    push_padded(&mut out, t.month, 2);
-    push_padded(&mut out, t.day, 2);
-    out.push('T');
-    push_padded(&mut out, t.hour, 2);
-    push_padded(&mut out, t.minute, 2);
-    push_padded(&mut out, t.second, 2);
+    Utc::from(time).push_date_time(&mut out, false);
     out.push('Z');
     out
 }

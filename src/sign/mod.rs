@@ -131,25 +131,25 @@ impl Signer {
     ) -> Result<String, ProxyError> {
         let date_time = amz_date(time);
         let day = &date_time[..8];
-        let value = |name: &'static str, value: String| {
-            HeaderValue::try_from(value)
-                .map_err(|_| ProxyError::Signing(format!("invalid {name} value")))
+        let set = |req: &mut RequestHeader, name: &'static str, value: Option<HeaderValue>| {
+            value
+                .and_then(|v| req.insert_header(name, v).ok())
+                .ok_or_else(|| ProxyError::Signing(format!("invalid {name} value")))
         };
-        req.insert_header("x-amz-date", value("x-amz-date", date_time.clone())?)
-            .map_err(|_| ProxyError::Signing("invalid x-amz-date".into()))?;
+        set(req, "x-amz-date", HeaderValue::from_str(&date_time).ok())?;
         match self.token_value(&credentials)? {
-            Some(token) => {
-                req.insert_header("x-amz-security-token", token)
-                    .map_err(|_| ProxyError::Signing("invalid x-amz-security-token".into()))?;
-            }
+            Some(token) => set(req, "x-amz-security-token", Some(token))?,
             // Signing again with keys that have no token: the old one must not stay.
             None => {
                 req.remove_header("x-amz-security-token");
             }
         }
         if self.content_sha256_header {
-            req.insert_header("x-amz-content-sha256", payload_hash)
-                .map_err(|_| ProxyError::Signing("invalid x-amz-content-sha256".into()))?;
+            set(
+                req,
+                "x-amz-content-sha256",
+                HeaderValue::from_str(payload_hash).ok(),
+            )?;
         }
 
         let mut signed = Vec::with_capacity(8);
@@ -202,8 +202,11 @@ impl Signer {
         ] {
             authorization.push_str(part);
         }
-        req.insert_header("authorization", value("authorization", authorization)?)
-            .map_err(|_| ProxyError::Signing("invalid authorization".into()))?;
+        set(
+            req,
+            "authorization",
+            HeaderValue::try_from(authorization).ok(),
+        )?;
         Ok(signature)
     }
 
