@@ -8,6 +8,9 @@
 //!   as it is sent upstream, percent-decoded (and, outside S3, with dot segments resolved), so no
 //!   spelling of a path reaches more than the rule grants.
 
+pub mod browser;
+
+use browser::BrowserPolicy;
 use http::Method;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
@@ -26,6 +29,11 @@ pub enum Denied {
     Method,
     /// The route's `allow` rules grant the method, but not for this path.
     Path,
+    /// The `Host` is not loopback, a route's `match.host` or in `access.allowed_hosts`.
+    Host,
+    /// A web page's request (`Origin`, `Sec-Fetch-Site`) from an origin not listed in
+    /// `access.allowed_origins`.
+    Origin,
 }
 
 impl Denied {
@@ -35,6 +43,8 @@ impl Denied {
             Denied::BearerToken => "bearer_token",
             Denied::Method => "method",
             Denied::Path => "path",
+            Denied::Host => "host",
+            Denied::Origin => "origin",
         }
     }
 }
@@ -85,24 +95,29 @@ pub struct ClientAccess {
     /// Empty: every client that can reach the port.
     pub allowed_clients: Vec<IpNet>,
     pub bearer_token: Option<BearerToken>,
+    /// Which hosts and web origins are served (see [`browser`]).
+    pub browser: BrowserPolicy,
 }
 
 impl ClientAccess {
-    /// Checks the client's address (when known) and bearer token.
-    pub fn check(
-        &self,
-        client: Option<IpAddr>,
-        authorization: Option<&[u8]>,
-    ) -> Result<(), Denied> {
-        if !self.allowed_clients.is_empty() {
-            // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
-            let allowed = client
-                .map(|ip| ip.to_canonical())
-                .is_some_and(|ip| self.allowed_clients.iter().any(|net| net.contains(&ip)));
-            if !allowed {
-                return Err(Denied::ClientAddress);
-            }
+    /// Whether the client's address (when known) is allowed.
+    pub fn check_client(&self, client: Option<IpAddr>) -> Result<(), Denied> {
+        if self.allowed_clients.is_empty() {
+            return Ok(());
         }
+        // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+        let allowed = client
+            .map(|ip| ip.to_canonical())
+            .is_some_and(|ip| self.allowed_clients.iter().any(|net| net.contains(&ip)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::ClientAddress)
+        }
+    }
+
+    /// Whether the request carries the bearer token, when one is required.
+    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Denied> {
         match &self.bearer_token {
             Some(token) if !token.accepts(authorization) => Err(Denied::BearerToken),
             _ => Ok(()),
@@ -146,7 +161,8 @@ pub fn check_rules(rules: &[AllowRule], method: &Method, path: &[u8]) -> Result<
 }
 
 /// A path pattern: `*` matches within one segment (no `/`), `**` matches anything, including
-/// `/`; everything else matches itself. `/bucket/reports/**` is everything under that prefix.
+/// `/`; neither matches nothing. Everything else matches itself. `/bucket/reports/**` is
+/// everything under that prefix, but not `/bucket/reports/` itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PathPattern {
     text: String,
@@ -180,37 +196,44 @@ impl fmt::Debug for PathPattern {
     }
 }
 
-/// Iterative glob match, linear in practice and never exponential. On a mismatch the last
-/// single `*` swallows one more byte if that byte is not `/`; failing that, the last `**` does
-/// (and whatever followed it is matched afresh).
+/// Iterative glob match, linear in practice and never exponential. A star matches at least
+/// one byte: `/bucket/*` is not the bucket itself (`/bucket/`). On a mismatch the last single
+/// `*` swallows one more byte if that byte is not `/`; failing that, the last `**` does (and
+/// whatever followed it is matched afresh).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // For the last `*` and the last `**`: the pattern index after it, and where in the text
     // its match ends.
     let mut single: Option<(usize, usize)> = None;
     let mut double: Option<(usize, usize)> = None;
-    while t < text.len() {
+    loop {
         if p < pattern.len() && pattern[p] == b'*' {
-            if pattern.get(p + 1) == Some(&b'*') {
-                p += 2;
-                double = Some((p, t));
-                single = None;
-            } else {
-                p += 1;
-                single = Some((p, t));
+            let is_double = pattern.get(p + 1) == Some(&b'*');
+            if t < text.len() && (is_double || text[t] != b'/') {
+                if is_double {
+                    p += 2;
+                    double = Some((p, t + 1));
+                    single = None;
+                } else {
+                    p += 1;
+                    single = Some((p, t + 1));
+                }
+                t += 1;
+                continue;
             }
-            continue;
-        }
-        if p < pattern.len() && pattern[p] == text[t] {
+        } else if p < pattern.len() && t < text.len() && pattern[p] == text[t] {
             p += 1;
             t += 1;
             continue;
+        } else if p == pattern.len() && t == text.len() {
+            return true;
         }
-        if let Some((after, end)) = single.filter(|&(_, end)| text[end] != b'/') {
+        if let Some((after, end)) = single.filter(|&(_, end)| end < text.len() && text[end] != b'/')
+        {
             single = Some((after, end + 1));
             p = after;
             t = end + 1;
-        } else if let Some((after, end)) = double {
+        } else if let Some((after, end)) = double.filter(|&(_, end)| end < text.len()) {
             single = None;
             double = Some((after, end + 1));
             p = after;
@@ -219,7 +242,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 /// The path a policy is checked against: the upstream target's path, percent-decoded, as the
@@ -278,14 +300,19 @@ mod tests {
         assert!(p.matches(b"/bucket/2024/report.csv"));
         assert!(!p.matches(b"/bucket/2024/01/report.csv"));
         assert!(!p.matches(b"/bucket/report.csv"));
-        assert!(pat("/a/*").matches(b"/a/"));
+        assert!(pat("/a/*").matches(b"/a/b"));
+        assert!(
+            !pat("/a/*").matches(b"/a/"),
+            "a star never matches an empty segment"
+        );
         assert!(!pat("/a/*").matches(b"/a/b/c"));
     }
 
     #[test]
     fn double_star_crosses_segments() {
         let p = pat("/bucket/reports/**");
-        assert!(p.matches(b"/bucket/reports/"));
+        assert!(!p.matches(b"/bucket/reports/"), "nor does a double star");
+        assert!(p.matches(b"/bucket/reports/x"));
         assert!(p.matches(b"/bucket/reports/a/b/c.txt"));
         assert!(!p.matches(b"/bucket/reports"));
         assert!(!p.matches(b"/bucket/reportsX/a"));
@@ -298,11 +325,11 @@ mod tests {
     /// A slow, obviously correct matcher to compare the fast one with.
     fn reference(p: &[u8], t: &[u8]) -> bool {
         if p.starts_with(b"**") {
-            return (0..=t.len()).any(|i| reference(&p[2..], &t[i..]));
+            return (1..=t.len()).any(|i| reference(&p[2..], &t[i..]));
         }
         if p.starts_with(b"*") {
             let limit = t.iter().position(|&b| b == b'/').unwrap_or(t.len());
-            return (0..=limit).any(|i| reference(&p[1..], &t[i..]));
+            return (1..=limit).any(|i| reference(&p[1..], &t[i..]));
         }
         match (p.first(), t.first()) {
             (None, None) => true,
@@ -433,17 +460,18 @@ mod tests {
     fn client_addresses_are_checked_against_cidrs() {
         let access = ClientAccess {
             allowed_clients: vec!["10.1.0.0/16".parse().unwrap(), "::1/128".parse().unwrap()],
-            bearer_token: None,
+            ..ClientAccess::default()
         };
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert_eq!(access.check(ip("10.1.2.3"), None), Ok(()));
-        assert_eq!(access.check(ip("::ffff:10.1.2.3"), None), Ok(()));
-        assert_eq!(access.check(ip("::1"), None), Ok(()));
+        assert_eq!(access.check_client(ip("10.1.2.3")), Ok(()));
+        assert_eq!(access.check_client(ip("::ffff:10.1.2.3")), Ok(()));
+        assert_eq!(access.check_client(ip("::1")), Ok(()));
         assert_eq!(
-            access.check(ip("10.2.0.1"), None),
+            access.check_client(ip("10.2.0.1")),
             Err(Denied::ClientAddress)
         );
-        assert_eq!(access.check(None, None), Err(Denied::ClientAddress));
-        assert_eq!(ClientAccess::default().check(None, None), Ok(()));
+        assert_eq!(access.check_client(None), Err(Denied::ClientAddress));
+        assert_eq!(ClientAccess::default().check_client(None), Ok(()));
+        assert_eq!(ClientAccess::default().check_token(None), Ok(()));
     }
 }

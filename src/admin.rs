@@ -37,7 +37,7 @@ impl AdminApp {
                 Ok(_) => serde_json::json!({ "ready": true }),
                 Err(e) => {
                     ready = false;
-                    serde_json::json!({ "ready": false, "reason": e.to_string() })
+                    serde_json::json!({ "ready": false, "reason": one_line(&e.to_string()) })
                 }
             };
             sets.insert(set.name().to_string(), state);
@@ -51,6 +51,15 @@ impl AdminApp {
             status,
             serde_json::json!({ "ready": ready, "credentials": sets }),
         )
+    }
+}
+
+/// An error on one line (SDK errors can span several), at most 2,000 characters.
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(2000) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
     }
 }
 

@@ -32,8 +32,14 @@ pub enum ProxyError {
     BodyRead(String),
     /// The client stopped sending the body for longer than the route's `read_timeout`.
     ClientTimeout,
-    /// The route's credential set has no valid credentials right now.
-    CredentialsUnavailable { credentials: String, reason: String },
+    /// The route's credential set has no valid credentials right now. `state` is the short
+    /// reason a client is told; `reason` the detail (role ARNs, STS's answer) for the log and
+    /// `/readyz` only.
+    CredentialsUnavailable {
+        credentials: String,
+        state: &'static str,
+        reason: String,
+    },
     /// aws-sigv4 refused to sign the request.
     Signing(String),
     /// The upstream could not be reached or broke off; `kind` is `connect`, `reset` or `tls`.
@@ -48,6 +54,7 @@ impl ProxyError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoRoute => 404,
+            Self::Forbidden(Denied::Host) => 421,
             Self::Forbidden(_) => 403,
             Self::Unauthorized => 401,
             Self::MethodNotAllowed(_) => 405,
@@ -66,6 +73,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoRoute => "no_route",
+            Self::Forbidden(Denied::Host) => "misdirected_request",
             Self::Forbidden(_) => "forbidden",
             Self::Unauthorized => "unauthorized",
             Self::MethodNotAllowed(_) => "method_not_allowed",
@@ -120,8 +128,30 @@ impl ProxyError {
     pub fn may_name_route(&self) -> bool {
         !matches!(
             self,
-            Self::Unauthorized | Self::Forbidden(Denied::ClientAddress)
+            Self::Unauthorized
+                | Self::Forbidden(Denied::ClientAddress | Denied::Host | Denied::Origin)
         )
+    }
+
+    /// The message a client is shown. Whoever reaches the traffic port may be a stranger: it
+    /// never carries a role ARN, an account, an endpoint or an SDK's error text. Those are in
+    /// [`Display`](fmt::Display), for the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::CredentialsUnavailable { state, .. } => format!(
+                "no valid AWS credentials for this route: {state} (the admin port's /readyz says why)"
+            ),
+            Self::Signing(_) => "could not sign the request".into(),
+            Self::UpstreamUnreachable { kind, .. } => {
+                format!("the upstream could not be reached ({kind})")
+            }
+            Self::UpstreamTimeout(_) => {
+                "the upstream did not answer within the route's timeouts".into()
+            }
+            Self::BodyRead(_) => "could not read the request body".into(),
+            Self::Internal(_) => "internal error (the log says more)".into(),
+            other => other.to_string(),
+        }
     }
 
     /// For upstream failures, the `kind` label of `sigproxy_upstream_errors_total`.
@@ -153,7 +183,7 @@ impl ProxyError {
     pub fn body(&self, route: Option<&str>) -> Bytes {
         let mut error = serde_json::json!({
             "code": self.code(),
-            "message": self.to_string(),
+            "message": self.public_message(),
         });
         if let Some(route) = route {
             error["route"] = serde_json::Value::from(route);
@@ -193,6 +223,16 @@ impl fmt::Display for ProxyError {
                 f,
                 "a valid bearer token is required (Authorization: Bearer <token>)"
             ),
+            Self::Forbidden(Denied::Host) => write!(
+                f,
+                "this Host is not served here: sigproxy answers loopback names, its routes' \
+                 match.host and access.allowed_hosts"
+            ),
+            Self::Forbidden(Denied::Origin) => write!(
+                f,
+                "requests from web pages (Origin, Sec-Fetch-Site) are refused unless \
+                 access.allowed_origins lists the page's origin"
+            ),
             Self::Forbidden(Denied::Method) => {
                 write!(f, "this route's allow list does not grant this method")
             }
@@ -222,6 +262,7 @@ impl fmt::Display for ProxyError {
             Self::CredentialsUnavailable {
                 credentials,
                 reason,
+                ..
             } => write!(
                 f,
                 "no valid AWS credentials for credential set '{credentials}': {reason}"
@@ -281,9 +322,19 @@ mod tests {
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
         let creds = ProxyError::CredentialsUnavailable {
             credentials: "app".into(),
-            reason: "sts down".into(),
+            state: "fetching them failed",
+            reason: "AssumeRole arn:aws:iam::123456789012:role/x failed: AccessDenied".into(),
         };
         assert_eq!(creds.status(), 503);
+        let body = String::from_utf8(creds.body(None).to_vec()).unwrap();
+        assert!(
+            !body.contains("arn:") && !body.contains("AccessDenied"),
+            "{body}"
+        );
+        assert!(
+            creds.to_string().contains("AccessDenied"),
+            "the log keeps the detail"
+        );
     }
 
     #[test]

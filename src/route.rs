@@ -1,15 +1,19 @@
 //! Routes: which upstream, signer and limits serve a request, chosen by host and path prefix.
 //!
-//! Routes are tried in the order of the configuration file; the first match wins. The path is
-//! matched as the client sent it (still percent-encoded).
+//! Routes are tried in the order of the configuration file; the first match wins. A route's
+//! prefix is matched against the path as that route's service reads it ([`resolve`]: escapes of
+//! unreserved characters decoded, dot segments resolved outside S3), the same path its allow
+//! list checks and that is signed and sent, so no spelling of a path picks another route than
+//! the path it reaches.
 
+use crate::access::browser::host_name;
 use crate::access::{check_rules, copy_source_path, policy_path, AllowRule, Denied};
 use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
 use crate::sign::Signer;
-use crate::target::{upstream_target, PathRules};
+use crate::target::{resolve, strip_prefix, target_from, PathRules, Resolved};
 use crate::upstream::PeerFactory;
 use std::sync::Arc;
 
@@ -38,7 +42,7 @@ impl Route {
         });
         Route {
             name: config.name.clone(),
-            host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            host: config.host.as_deref().map(host_name),
             path_prefix: config.path_prefix.clone(),
             strip_prefix: config.strip_prefix,
             peers: PeerFactory::new(
@@ -57,35 +61,42 @@ impl Route {
         }
     }
 
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
+    /// Whether this route serves `host` and the resolved `path`. A path that matches the prefix
+    /// only once its reserved escapes are decoded (`/v1%2Fadmin` for `/v1/`) is ambiguous: an
+    /// upstream may read it either way, so it is refused rather than routed elsewhere.
+    fn matches(&self, host: Option<&str>, path: &Resolved) -> Result<bool, ProxyError> {
         if let Some(want) = &self.host {
             match host {
-                Some(h) if strip_port(h).eq_ignore_ascii_case(want) => {}
-                _ => return false,
+                Some(h) if host_name(h) == *want => {}
+                _ => return Ok(false),
             }
         }
-        match &self.path_prefix {
-            None => true,
-            Some(prefix) => {
-                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
-            }
+        let Some(prefix) = &self.path_prefix else {
+            return Ok(true);
+        };
+        let covers = |path: &[u8]| {
+            path.starts_with(prefix.as_bytes()) || path == prefix.trim_end_matches('/').as_bytes()
+        };
+        match (covers(path.encoded.as_bytes()), covers(&path.decoded)) {
+            (true, _) => Ok(true),
+            (false, false) => Ok(false),
+            (false, true) => Err(ProxyError::BadRequest(
+                "the path spells this route's prefix with escaped characters".into(),
+            )),
         }
     }
 
     /// The path and query to send upstream, exactly as they will be signed.
-    pub fn target(&self, path: &str, query: Option<&str>) -> Result<String, ProxyError> {
-        let strip = if self.strip_prefix {
-            self.path_prefix.as_deref()
-        } else {
-            None
+    pub fn target(&self, path: &Resolved, query: Option<&str>) -> Result<String, ProxyError> {
+        let rest = match (&self.path_prefix, self.strip_prefix) {
+            (Some(prefix), true) => strip_prefix(&path.encoded, prefix),
+            _ => &path.encoded,
         };
-        upstream_target(
-            path,
-            query,
-            strip,
-            self.peers.upstream().base_path(),
-            self.path_rules,
-        )
+        target_from(rest, self.peers.upstream().base_path(), query)
+    }
+
+    pub fn path_rules(&self) -> PathRules {
+        self.path_rules
     }
 }
 
@@ -116,14 +127,6 @@ impl Route {
     }
 }
 
-/// `host:port` or `[v6]:port` without the port.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<Arc<Route>>,
@@ -140,9 +143,31 @@ impl Router {
         }
     }
 
-    /// The first route that matches, in configuration order.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(host, path))
+    /// The first route that matches, in configuration order, with the client's raw `path`
+    /// resolved for it. A path that cannot be resolved, or is ambiguous for a route it would
+    /// otherwise reach, is an error (`400`).
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<Option<(&Arc<Route>, Resolved)>, ProxyError> {
+        // Each form is worked out once, when the first route that needs it is tried.
+        let mut normalized: Option<Resolved> = None;
+        let mut s3: Option<Resolved> = None;
+        for route in &self.routes {
+            let slot = match route.path_rules {
+                PathRules::Normalized => &mut normalized,
+                PathRules::S3 => &mut s3,
+            };
+            let resolved = match slot {
+                Some(r) => r,
+                None => slot.insert(resolve(path, route.path_rules)?),
+            };
+            if route.matches(host, resolved)? {
+                return Ok(Some((route, resolved.clone())));
+            }
+        }
+        Ok(None)
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -175,7 +200,12 @@ routes:
 "#;
 
     fn find<'a>(r: &'a Router, host: Option<&str>, path: &str) -> &'a str {
-        &r.find(host, path).unwrap().name
+        &r.find(host, path).unwrap().unwrap().0.name
+    }
+
+    fn target(r: &Router, path: &str, query: Option<&str>) -> String {
+        let (route, resolved) = r.find(None, path).unwrap().unwrap();
+        route.target(&resolved, query).unwrap()
     }
 
     #[test]
@@ -185,7 +215,7 @@ routes:
             find(&r, Some("orders.internal:8080"), "/orders/1"),
             "by-host"
         );
-        assert_eq!(find(&r, Some("ORDERS.internal"), "/x"), "by-host");
+        assert_eq!(find(&r, Some("ORDERS.internal."), "/x"), "by-host");
         assert_eq!(find(&r, Some("localhost:8080"), "/orders/1"), "orders");
         assert_eq!(find(&r, Some("localhost:8080"), "/orders"), "orders");
         assert_eq!(find(&r, Some("localhost:8080"), "/ordersX"), "fallback");
@@ -196,17 +226,45 @@ routes:
     fn no_match_is_none() {
         let r =
             router("routes:\n  - match: { path_prefix: /a/ }\n    upstream: http://127.0.0.1:1\n");
-        assert!(r.find(Some("localhost"), "/b").is_none());
+        assert!(r.find(Some("localhost"), "/b").unwrap().is_none());
     }
 
     #[test]
     fn target_strips_prefix_and_adds_base() {
         let r = router(YAML);
-        let route = r.find(None, "/orders/1").unwrap();
+        assert_eq!(target(&r, "/orders/1", Some("a=b")), "/base/1?a=b");
+        assert_eq!(target(&r, "/orders", None), "/base/");
+    }
+
+    #[test]
+    fn routes_match_the_path_that_is_sent_not_its_spelling() {
+        let r = router(YAML);
+        // Escaped unreserved characters are those characters.
+        assert_eq!(find(&r, None, "/%6Frders/1"), "orders");
+        assert_eq!(target(&r, "/%6Frders/1", None), "/base/1");
+        // A path that climbs out of the prefix is not the prefix's route.
+        assert_eq!(find(&r, None, "/orders/%2E%2E/admin"), "fallback");
+        assert_eq!(find(&r, None, "/orders/../admin"), "fallback");
+        assert_eq!(target(&r, "/orders/%2e%2e/admin", None), "/admin");
+        // The prefix spelt with a reserved escape: ambiguous, refused.
         assert_eq!(
-            route.target("/orders/1", Some("a=b")).unwrap(),
-            "/base/1?a=b"
+            r.find(None, "/orders%2F1").unwrap_err().status(),
+            400,
+            "an escaped '/' in the prefix"
         );
+        // A climb hidden behind an escaped slash: refused whatever the route.
+        assert_eq!(r.find(None, "/x/..%2Fy").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn s3_routes_match_the_decoded_key() {
+        let r = router(
+            "credentials:\n  app: { source: default }\nroutes:\n  - name: reports\n    match: { path_prefix: /my-bucket/ }\n    upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET]\n  - name: all\n    upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: app\n",
+        );
+        assert_eq!(find(&r, None, "/%6Dy-bucket/secret/payroll.csv"), "reports");
+        assert_eq!(find(&r, None, "/my%2Dbucket/x"), "reports");
+        assert_eq!(find(&r, None, "/other/x"), "all");
+        assert_eq!(target(&r, "/%6Dy-bucket/a%2Fb", None), "/my-bucket/a/b");
     }
 
     #[test]
@@ -214,7 +272,7 @@ routes:
         let r = router(
             "credentials:\n  app: { source: default }\nroutes:\n  - name: s3\n    upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET, PUT]\n        paths: [\"/bkt/pub/**\"]\n",
         );
-        let route = r.find(None, "/").unwrap();
+        let route = r.find(None, "/").unwrap().unwrap().0;
         let put = http::Method::PUT;
         assert_eq!(route.permits(&put, "/bkt/pub/x", None), Ok(()));
         assert_eq!(route.permits(&put, "/bkt/pub/x", Some("bkt/pub/y")), Ok(()));
@@ -227,12 +285,5 @@ routes:
             Ok(()),
             "S3 keys are literal: this source is under bkt/pub/"
         );
-    }
-
-    #[test]
-    fn host_port_is_ignored_for_matching() {
-        assert_eq!(strip_port("a.b:8080"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-        assert_eq!(strip_port("[::1]:8080"), "::1");
     }
 }

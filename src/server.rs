@@ -12,6 +12,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Keeps every credential set refreshed until the server shuts down.
@@ -40,6 +41,49 @@ fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
+/// The upgrade socket hands the listening sockets to whoever answers on it first: its directory
+/// must be one no other user can write to. A missing directory is created with mode 0700.
+fn private_socket_dir(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = socket
+        .parent()
+        .ok_or_else(|| format!("upgrade_socket {}: has no directory", socket.display()))?;
+    let fail = |why: String| Err(format!("upgrade_socket {}: {why}", socket.display()));
+    if !dir.exists() {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            return fail(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("cannot read {}: {e}", dir.display())),
+    };
+    if !meta.is_dir() {
+        return fail(format!("{} is not a directory", dir.display()));
+    }
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return fail(format!(
+            "{} belongs to another user (uid {}), who could take over the listening sockets",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return fail(format!(
+            "{} can be written by other users (mode {:o}), who could take over the listening \
+             sockets; use a private directory",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the proxy until it is told to stop. Returns only on start-up errors.
 ///
 /// With `upgrade`, the listening sockets come from the running process (sent SIGQUIT) through
@@ -49,6 +93,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
         check_bindable("listen", config.listen)?;
         check_bindable("admin_listen", config.admin_listen)?;
     }
+    private_socket_dir(&config.upgrade_socket)?;
 
     let conf = ServerConf {
         threads: config.threads,

@@ -35,33 +35,60 @@ pub enum PathRules {
     S3,
 }
 
-/// Builds the upstream path-and-query for a request.
+/// A client's path as one route's service reads it: the one form that routes are matched on,
+/// allow lists are checked against, and that is signed and sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Canonically encoded: what is signed and sent (before a prefix is stripped and the
+    /// upstream's base path is added).
+    pub encoded: String,
+    /// The same path percent-decoded.
+    pub decoded: Vec<u8>,
+}
+
+/// Resolves the client's raw path (percent-encoded, starting with `/`) under `rules`.
 ///
-/// `path` and `query` are the client's, as received; `strip` is the route prefix to remove, and
-/// `base` the upstream's base path to put in front.
-pub fn upstream_target(
-    path: &str,
-    query: Option<&str>,
-    strip: Option<&str>,
-    base: &str,
-    rules: PathRules,
-) -> Result<String, ProxyError> {
-    let rest = match strip {
-        Some(prefix) => strip_prefix(path, prefix),
-        None => path,
-    };
-    let rest = if rest.starts_with('/') {
-        std::borrow::Cow::Borrowed(rest)
+/// Outside S3, a path whose decoded form still has a `.` or `..` segment (hidden behind an
+/// escaped `/` or `\`: `/v1/..%2Fadmin`) is refused: an upstream that decodes it could climb
+/// out of what was routed and checked.
+pub fn resolve(path: &str, rules: PathRules) -> Result<Resolved, ProxyError> {
+    let path = if path.starts_with('/') {
+        std::borrow::Cow::Borrowed(path)
     } else {
-        std::borrow::Cow::Owned(format!("/{rest}"))
+        std::borrow::Cow::Owned(format!("/{path}"))
     };
+    match rules {
+        PathRules::Normalized => {
+            let encoded = normalize_path(&encode_path(&path)?);
+            let decoded: Vec<u8> = percent_decode_str(&encoded).collect();
+            let hidden_dots = decoded
+                .split(|&b| b == b'/' || b == b'\\')
+                .any(|segment| segment == b"." || segment == b"..");
+            if hidden_dots {
+                return Err(ProxyError::BadRequest(
+                    "the path hides a '.' or '..' segment behind an escaped '/' or '\\'".into(),
+                ));
+            }
+            Ok(Resolved { encoded, decoded })
+        }
+        PathRules::S3 => {
+            check_escapes(&path, "path")?;
+            let decoded: Vec<u8> = percent_decode_str(&path).collect();
+            let encoded = percent_encoding::percent_encode(&decoded, S3_PATH).to_string();
+            Ok(Resolved { encoded, decoded })
+        }
+    }
+}
+
+/// The upstream path-and-query: `base` (the upstream's base path), then `rest` (a resolved
+/// path, its route prefix stripped or not), then the query in canonical form.
+pub fn target_from(rest: &str, base: &str, query: Option<&str>) -> Result<String, ProxyError> {
     let mut target = String::with_capacity(base.len() + rest.len() + 16);
     target.push_str(base);
-    match rules {
-        // Normalised before the base is added, so `..` cannot climb out of the base path.
-        PathRules::Normalized => target.push_str(&normalize_path(&encode_path(&rest)?)),
-        PathRules::S3 => encode_s3_path(&rest, &mut target)?,
+    if !rest.starts_with('/') {
+        target.push('/');
     }
+    target.push_str(rest);
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         target.push('?');
         canonical_query(query, &mut target)?;
@@ -73,8 +100,25 @@ pub fn upstream_target(
     Ok(target)
 }
 
+/// Resolves `path` and builds its upstream target in one step (see [`resolve`] and
+/// [`target_from`]); `strip` is a route prefix to remove.
+pub fn upstream_target(
+    path: &str,
+    query: Option<&str>,
+    strip: Option<&str>,
+    base: &str,
+    rules: PathRules,
+) -> Result<String, ProxyError> {
+    let resolved = resolve(path, rules)?;
+    let rest = match strip {
+        Some(prefix) => strip_prefix(&resolved.encoded, prefix),
+        None => &resolved.encoded,
+    };
+    target_from(rest, base, query)
+}
+
 /// Removes a matched route prefix; `/orders/` also strips a bare `/orders`.
-fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
     if let Some(rest) = path.strip_prefix(prefix) {
         return rest;
     }
@@ -121,14 +165,6 @@ fn encode_path(path: &str) -> Result<String, ProxyError> {
         i += 1;
     }
     Ok(out)
-}
-
-/// Decodes escapes and re-encodes every byte S3 would, leaving segments exactly as they are.
-fn encode_s3_path(path: &str, out: &mut String) -> Result<(), ProxyError> {
-    check_escapes(path, "path")?;
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
-    out.extend(percent_encoding::percent_encode(&decoded, S3_PATH));
-    Ok(())
 }
 
 fn check_escapes(raw: &str, what: &str) -> Result<(), ProxyError> {
@@ -225,6 +261,28 @@ mod tests {
         assert_eq!(t("/%61%7E%2D", None), "/a~-");
         // Reserved and other escapes stay as they are.
         assert_eq!(t("/a%2Fb/%20", None), "/a%2Fb/%20");
+    }
+
+    #[test]
+    fn a_climb_hidden_behind_an_escaped_slash_is_refused_outside_s3() {
+        for path in [
+            "/v1/..%2Fadmin",
+            "/a/%2E%2E%2Fb",
+            "/a/.%5Cb/..%5C..",
+            "/x/%2F..%2F",
+        ] {
+            let e = resolve(path, PathRules::Normalized).unwrap_err();
+            assert_eq!(e.status(), 400, "{path}");
+        }
+        // A plain escaped slash is data, and S3 keys are literal.
+        assert_eq!(
+            resolve("/a%2Fb", PathRules::Normalized).unwrap().decoded,
+            b"/a/b"
+        );
+        assert_eq!(
+            resolve("/b/..%2Fk", PathRules::S3).unwrap().encoded,
+            "/b/../k"
+        );
     }
 
     #[test]

@@ -149,7 +149,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
     );
     proxy.wait_ready();
     let big_header = format!(
-        "GET /signed/x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(5000)
     );
     // (what, request bytes, status, JSON error code; None where pingora's parser answers
@@ -158,13 +158,13 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, None),
         (
             "control byte in a header value",
-            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n".to_vec(),
+            b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n".to_vec(),
             400,
             None,
         ),
         (
             "a signed header that is not printable ASCII",
-            b"GET /signed/x HTTP/1.1\r\nHost: a\r\nX-Amz-Meta-Name: caf\xe9\r\n\r\n".to_vec(),
+            b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-Amz-Meta-Name: caf\xe9\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
@@ -176,61 +176,61 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         ),
         (
             "Content-Length and Transfer-Encoding together",
-            b"POST /open/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
+            b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "Transfer-Encoding twice",
-            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "a transfer coding besides chunked",
-            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "chunked not last",
-            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
+            b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
             400,
             None,
         ),
         (
             "two different Content-Lengths",
-            b"POST /open/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
             400,
             None,
         ),
         (
             "invalid percent-encoding in the path",
-            b"GET /signed/a%zz HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET /signed/a%zz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "invalid percent-encoding in the query",
-            b"GET /open/a?x=%ff HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET /open/a?x=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "asterisk-form target",
-            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
             Some("bad_request"),
         ),
         (
             "unknown route",
-            b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             404,
             Some("no_route"),
         ),
         (
             "TRACE would echo the signed headers back",
-            b"TRACE /open/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"TRACE /open/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             405,
             Some("method_not_allowed"),
         ),
@@ -243,7 +243,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         (
             "body over max_body_bytes",
             [
-                &b"POST /signed/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"[..],
+                &b"POST /signed/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1001\r\n\r\n"[..],
                 &[b'x'; 1001][..],
             ]
             .concat(),
@@ -253,7 +253,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         (
             "chunked body that grows past max_body_bytes",
             [
-                &b"POST /signed/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                &b"POST /signed/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
                 &b"3e8\r\n"[..],
                 &[b'x'; 1000][..],
                 &b"\r\n1\r\nx\r\n0\r\n\r\n"[..],
@@ -315,7 +315,9 @@ fn a_client_that_stops_mid_body_is_timed_out_and_released() {
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut conn = Conn::open(proxy.addr);
-        conn.write(b"POST /signed/x HTTP/1.1\r\nHost: a\r\nContent-Length: 500\r\n\r\nonly this");
+        conn.write(
+            b"POST /signed/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n\r\nonly this",
+        );
         stalled.push(conn);
     }
     let started = Instant::now();
@@ -410,10 +412,10 @@ fn only_allowed_client_addresses_get_through() {
         r.json()["error"].get("route").is_none(),
         "route named to a stranger"
     );
-    let denied = elsewhere.metric(
-        "sigproxy_denied_requests_total",
-        &[("route", "signed"), ("reason", "client_address")],
-    );
+    // Counted when the request is logged, just after the answer went out.
+    let labels = [("route", "signed"), ("reason", "client_address")];
+    elsewhere.wait_for_metric("sigproxy_denied_requests_total", &labels);
+    let denied = elsewhere.metric("sigproxy_denied_requests_total", &labels);
     assert_eq!(denied, Some(1.0));
     assert_eq!(upstream.requests(), 0);
 
@@ -443,9 +445,11 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
         // Every spelling of a path outside the prefix is refused.
         ("GET", "/signed/reports/../secret", 403),
         ("GET", "/signed/reports/%2e%2e/secret", 403),
-        ("GET", "/signed/reports/..%2Fsecret", 403),
+        // A '..' behind an escaped '/' is refused whatever the allow list says: an upstream
+        // that decodes it would climb out of what was routed and checked.
+        ("GET", "/signed/reports/..%2Fsecret", 400),
         // ...and no spelling of a path outside it gets in.
-        ("GET", "/signed/secret/..%2Freports/x", 403),
+        ("GET", "/signed/secret/..%2Freports/x", 400),
     ];
     for (method, path, status) in cases {
         let r = proxy.send(method, path, &[], if method == "PUT" { b"x" } else { b"" });
@@ -484,7 +488,7 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
     };
     // PUT is granted on /uploads/, so PUT on /reports/ is refused for its path.
     assert_eq!(denied("method"), Some(1.0));
-    assert_eq!(denied("path"), Some(8.0));
+    assert_eq!(denied("path"), Some(6.0));
     assert!(proxy.log().contains("forbidden") || proxy.log().contains("allow list"));
     // The pass-through route has no allow list.
     assert_eq!(proxy.send("DELETE", "/open/anything", &[], b"").status, 200);
@@ -497,7 +501,7 @@ fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_
     proxy.wait_ready();
     for route in ["signed", "open"] {
         let mut conn = Conn::open(proxy.addr);
-        conn.write(format!("GET /{route}/reset HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        conn.write(format!("GET /{route}/reset HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
         let head = conn.read_until(b"\r\n\r\n");
         assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
         // 100 bytes come, then the connection closes before the promised 1000.

@@ -4,6 +4,7 @@
 use super::check::Checker;
 use super::file;
 use super::ConfigError;
+use crate::access::browser::{host_name, BrowserPolicy};
 use crate::access::{AllowRule, BearerToken, ClientAccess, PathPattern};
 use std::net::SocketAddr;
 
@@ -19,13 +20,15 @@ impl Checker<'_> {
         raw: Option<file::Access>,
         listeners: &[(&str, SocketAddr)],
     ) -> Result<ClientAccess, ConfigError> {
-        let raw = raw.unwrap_or(file::Access {
-            allow_non_loopback: Vec::new(),
-            allowed_clients: None,
-            bearer_token_file: None,
-            bearer_token_env: None,
-        });
-        for (i, name) in raw.allow_non_loopback.iter().enumerate() {
+        let file::Access {
+            allow_non_loopback,
+            allowed_clients: raw_clients,
+            bearer_token_file,
+            bearer_token_env,
+            allowed_hosts,
+            allowed_origins,
+        } = raw.unwrap_or_default();
+        for (i, name) in allow_non_loopback.iter().enumerate() {
             if !listeners.iter().any(|(key, _)| key == name) {
                 return self.err(
                     format!("access.allow_non_loopback[{i}]"),
@@ -33,23 +36,36 @@ impl Checker<'_> {
                 );
             }
         }
+        let guarded =
+            raw_clients.is_some() || bearer_token_file.is_some() || bearer_token_env.is_some();
         for (key, addr) in listeners {
-            let allowed = raw.allow_non_loopback.iter().any(|name| name == key);
-            if allowed || crate::access::is_loopback(addr.ip()) {
+            if crate::access::is_loopback(addr.ip()) {
                 continue;
             }
-            let why = if *key == "listen" {
-                "anything that can reach it acts with the routes' AWS credentials. Add listen to \
-                 access.allow_non_loopback to mean it, and limit who can with \
-                 access.allowed_clients and access.bearer_token_file"
-            } else {
-                "it serves health and metrics. Add admin_listen to access.allow_non_loopback to \
-                 mean it"
-            };
-            return self.err(*key, format!("{addr} is not a loopback address: {why}"));
+            if !allow_non_loopback.iter().any(|name| name == key) {
+                let why = if *key == "listen" {
+                    "anything that can reach it acts with the routes' AWS credentials. Add listen \
+                     to access.allow_non_loopback to mean it, and limit who can with \
+                     access.allowed_clients or access.bearer_token_file"
+                } else {
+                    "it serves health and metrics. Add admin_listen to \
+                     access.allow_non_loopback to mean it"
+                };
+                return self.err(*key, format!("{addr} is not a loopback address: {why}"));
+            }
+            if *key == "listen" && !guarded {
+                return self.err(
+                    "access",
+                    format!(
+                        "listen {addr} is not loopback, and nothing limits who may use it: \
+                         anyone who can reach it acts with the routes' AWS credentials. Set \
+                         access.allowed_clients (CIDRs) or access.bearer_token_file"
+                    ),
+                );
+            }
         }
         let mut allowed_clients = Vec::new();
-        for (i, cidr) in raw.allowed_clients.unwrap_or_default().iter().enumerate() {
+        for (i, cidr) in raw_clients.unwrap_or_default().iter().enumerate() {
             let net = cidr
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
@@ -63,7 +79,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let token = match (raw.bearer_token_file, raw.bearer_token_env) {
+        let token = match (bearer_token_file, bearer_token_env) {
             (Some(_), Some(_)) => {
                 return self.err(
                     "access.bearer_token_env",
@@ -107,9 +123,15 @@ impl Checker<'_> {
                 Some(BearerToken::new(text))
             }
         };
+        let hosts = self.list("access.allowed_hosts", allowed_hosts, host_entry)?;
+        let origins = self.list("access.allowed_origins", allowed_origins, origin_entry)?;
         Ok(ClientAccess {
             allowed_clients,
             bearer_token,
+            browser: BrowserPolicy {
+                hosts: hosts.unwrap_or_default(),
+                origins: origins.unwrap_or_default(),
+            },
         })
     }
 
@@ -151,7 +173,7 @@ impl Checker<'_> {
     }
 
     /// An optional list that, when given, is not empty and whose every item `parse` accepts.
-    fn list<T>(
+    pub(super) fn list<T>(
         &self,
         key: &str,
         raw: Option<Vec<String>>,
@@ -172,4 +194,47 @@ impl Checker<'_> {
         }
         Ok(Some(items))
     }
+}
+
+/// An `access.allowed_hosts` entry: a host name or address as clients write it in `Host`,
+/// without scheme, port or path.
+fn host_entry(text: &str) -> Result<String, String> {
+    let name = host_name(text);
+    let valid = !name.is_empty()
+        && !text.contains("://")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        && !name.starts_with('.');
+    if !valid {
+        return Err(format!(
+            "'{text}' is not a host name or address such as sigproxy.tools.svc"
+        ));
+    }
+    if text.contains(':') && !text.contains('[') && name.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!("'{text}': list the name without a port"));
+    }
+    Ok(name)
+}
+
+/// An `access.allowed_origins` entry: `http[s]://host[:port]`, exactly as browsers send
+/// `Origin` (no path, no wildcard).
+fn origin_entry(text: &str) -> Result<String, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    let valid = rest.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    if !valid {
+        return Err(format!(
+            "'{text}' is not an origin such as https://app.example.com (scheme, host and \
+             port only; no path, no wildcard)"
+        ));
+    }
+    Ok(lower)
 }

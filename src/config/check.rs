@@ -2,6 +2,7 @@
 
 use super::file;
 use super::*;
+use crate::access::browser::host_name;
 use crate::upstream::Upstream;
 use std::ops::RangeInclusive;
 
@@ -35,7 +36,7 @@ impl Checker<'_> {
         if listen == admin_listen {
             return self.err("admin_listen", "must differ from listen");
         }
-        let access = self.access(
+        let mut access = self.access(
             raw.access,
             &[("listen", listen), ("admin_listen", admin_listen)],
         )?;
@@ -62,7 +63,7 @@ impl Checker<'_> {
         let upgrade_socket = match raw.upgrade_socket {
             Some(path) if path.starts_with('/') => PathBuf::from(path),
             Some(_) => return self.err("upgrade_socket", "must be an absolute path"),
-            None => PathBuf::from(format!("/tmp/sigproxy-{}.upgrade.sock", listen.port())),
+            None => default_upgrade_socket(listen.port()),
         };
 
         let mut credentials = BTreeMap::new();
@@ -83,8 +84,25 @@ impl Checker<'_> {
                     format!("duplicate route name '{}'", route.name),
                 );
             }
+            if let Some(earlier) = routes.iter().find(|r| covers(r, &route)) {
+                return self.err(
+                    format!("routes[{i}]"),
+                    format!(
+                        "route '{}' can never match: route '{}' comes first and matches every \
+                         request it would. Move the more specific route above it",
+                        route.name, earlier.name
+                    ),
+                );
+            }
             routes.push(route);
         }
+        // A route's own host is a name clients reach sigproxy by.
+        access.browser.hosts.extend(
+            routes
+                .iter()
+                .filter_map(|r| r.host.as_deref())
+                .map(host_name),
+        );
 
         Ok(Config {
             path: self.path.to_owned(),
@@ -384,8 +402,8 @@ impl Checker<'_> {
             Some(m) => (m.host, m.path_prefix),
         };
         if let Some(prefix) = &path_prefix {
-            if !prefix.starts_with('/') {
-                return self.err(format!("{key}.match.path_prefix"), "must start with '/'");
+            if let Err(why) = check_prefix(prefix) {
+                return self.err(format!("{key}.match.path_prefix"), why);
             }
         }
         if let Some(host) = &host {
@@ -588,4 +606,67 @@ pub(super) fn default_session_name() -> String {
     }
     name.truncate(64);
     name
+}
+
+/// Whether route `earlier` matches every request `later` would (so `later` never does).
+fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let host = match (&earlier.host, &later.host) {
+        (None, _) => true,
+        (Some(a), Some(b)) => host_name(a) == host_name(b),
+        (Some(_), None) => false,
+    };
+    let path = match (&earlier.path_prefix, &later.path_prefix) {
+        (None, _) => true,
+        (Some(a), Some(b)) => b.starts_with(a.as_str()),
+        (Some(_), None) => false,
+    };
+    host && path
+}
+
+/// A route prefix is matched against resolved paths, so it must be one: a plain path of
+/// unreserved characters, without `.`/`..` or empty segments.
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err("must start with '/'".into());
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~/".contains(*c)))
+    {
+        return Err(format!(
+            "'{c}' is not allowed: use letters, digits, '-', '.', '_', '~' and '/'"
+        ));
+    }
+    let inner = prefix[1..].strip_suffix('/').unwrap_or(&prefix[1..]);
+    if !inner.is_empty() && inner.split('/').any(|s| matches!(s, "" | "." | "..")) {
+        return Err("must not have empty, '.' or '..' segments".into());
+    }
+    Ok(())
+}
+
+/// `sigproxy-<port>.upgrade.sock` in a directory only sigproxy's user can write:
+/// systemd's `$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR/sigproxy`, else `/tmp/sigproxy-<uid>`
+/// (created with mode 0700 at start; see [`crate::server`]).
+fn default_upgrade_socket(port: u16) -> PathBuf {
+    let file = format!("sigproxy-{port}.upgrade.sock");
+    let env_dir = |name| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|d| d.split(':').next().map(PathBuf::from))
+        .filter(|p| p.is_absolute())
+    {
+        return dir.join(file);
+    }
+    if let Some(dir) = env_dir("XDG_RUNTIME_DIR") {
+        return dir.join("sigproxy").join(file);
+    }
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    PathBuf::from(format!("/tmp/sigproxy-{uid}")).join(file)
 }

@@ -28,7 +28,7 @@ pub struct File {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
     /// The listeners (`listen`, `admin_listen`) that may bind to anything but loopback.
@@ -40,6 +40,10 @@ pub struct Access {
     pub bearer_token_file: Option<String>,
     /// An environment variable holding the bearer token clients must send.
     pub bearer_token_env: Option<String>,
+    /// Host names (besides loopback and the routes' `match.host`) the traffic port answers to.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Web origins (`https://app.example.com`) whose pages may call the traffic port (CORS).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

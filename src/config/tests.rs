@@ -183,7 +183,7 @@ fn service_and_region_come_from_aws_host_names() {
 #[test]
 fn s3_payload_defaults_follow_the_transport() {
     let c = parse(
-        "credentials:\n  a: {}\nroutes:\n  - upstream: https://b.s3.us-east-1.amazonaws.com\n    credentials: a\n  - upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: a\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: signed\n",
+        "credentials:\n  a: {}\nroutes:\n  - upstream: https://b.s3.us-east-1.amazonaws.com\n    match: { path_prefix: /a/ }\n    credentials: a\n  - upstream: http://127.0.0.1:9000\n    match: { path_prefix: /b/ }\n    service: s3\n    region: us-east-1\n    credentials: a\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: signed\n",
     )
     .unwrap();
     let modes: Vec<Payload> = c
@@ -267,8 +267,18 @@ fn listening_beyond_loopback_must_be_meant() {
         e.contains("access.allow_non_loopback[0]: 'traffic' is not a listener"),
         "{e}"
     );
-    let c = parse(&format!(
+    // Meant, but open to anyone who can reach it: refused.
+    let e = error(&format!(
         "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [listen]\n{ROUTE}"
+    ));
+    assert!(
+        e.contains(
+            "access: listen 0.0.0.0:8080 is not loopback, and nothing limits who may use it"
+        ),
+        "{e}"
+    );
+    let c = parse(&format!(
+        "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [listen]\n  allowed_clients: [10.0.0.0/8]\n{ROUTE}"
     ))
     .unwrap();
     assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
@@ -352,4 +362,74 @@ fn allow_rules_are_checked() {
         rule.methods.as_deref(),
         Some(&[http::Method::GET, http::Method::HEAD][..])
     );
+}
+
+#[test]
+fn a_route_that_can_never_match_is_an_error() {
+    let e = error(
+        "routes:\n  - name: all\n    upstream: http://127.0.0.1:1\n  - name: assets\n    match: { path_prefix: /assets/ }\n    upstream: http://127.0.0.1:2\n",
+    );
+    assert!(
+        e.contains("routes[1]: route 'assets' can never match: route 'all' comes first"),
+        "{e}"
+    );
+    let e = error(
+        "routes:\n  - match: { path_prefix: /a/ }\n    upstream: http://127.0.0.1:1\n  - match: { path_prefix: /a/b/, host: x.internal }\n    upstream: http://127.0.0.1:2\n",
+    );
+    assert!(
+        e.contains("routes[1]: route 'route1' can never match"),
+        "{e}"
+    );
+    // More specific first, or other hosts: fine.
+    assert!(parse(
+        "routes:\n  - match: { path_prefix: /a/b/ }\n    upstream: http://127.0.0.1:1\n  - match: { path_prefix: /a/ }\n    upstream: http://127.0.0.1:2\n  - match: { host: x.internal }\n    upstream: http://127.0.0.1:3\n  - upstream: http://127.0.0.1:4\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn prefixes_are_plain_resolved_paths() {
+    for (prefix, why) in [
+        ("/a%2Fb/", "'%' is not allowed"),
+        ("/a/../b/", "'.' or '..' segments"),
+        ("/a//b/", "empty"),
+        ("a/", "must start with '/'"),
+    ] {
+        let e = error(&format!(
+            "routes:\n  - match: {{ path_prefix: '{prefix}' }}\n    upstream: http://127.0.0.1:1\n"
+        ));
+        assert!(
+            e.contains("routes[0].match.path_prefix") && e.contains(why),
+            "{prefix}: {e}"
+        );
+    }
+    assert!(parse(
+        "routes:\n  - match: { path_prefix: /v1.2/a_b~c- }\n    upstream: http://127.0.0.1:1\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn browser_access_keys_are_checked() {
+    let c = parse(&format!(
+        "access:\n  allowed_hosts: [Sigproxy.Tools.Svc., 10.0.0.7]\n  allowed_origins: [https://App.example.com:8443]\nroutes:\n  - match: {{ host: orders.internal }}\n    upstream: http://127.0.0.1:1\n{}",
+        ROUTE.trim_start_matches("routes:\n")
+    ))
+    .unwrap();
+    assert_eq!(
+        c.access.browser.hosts,
+        ["sigproxy.tools.svc", "10.0.0.7", "orders.internal"]
+    );
+    assert_eq!(c.access.browser.origins, ["https://app.example.com:8443"]);
+    for (key, value) in [
+        ("allowed_hosts", "[http://x]"),
+        ("allowed_hosts", "[x:8080]"),
+        ("allowed_hosts", "['a b']"),
+        ("allowed_origins", "['*']"),
+        ("allowed_origins", "[https://a.example/path]"),
+        ("allowed_origins", "[a.example]"),
+    ] {
+        let e = error(&format!("access:\n  {key}: {value}\n{ROUTE}"));
+        assert!(e.contains(&format!("access.{key}[0]")), "{value}: {e}");
+    }
 }

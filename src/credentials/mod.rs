@@ -89,20 +89,31 @@ impl CredentialSet {
     /// Credentials valid for signing now, or a 503-class error saying why there are none.
     pub fn current(&self) -> Result<Credentials, ProxyError> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let unavailable = |reason: String| ProxyError::CredentialsUnavailable {
-            credentials: self.config.name.clone(),
-            reason,
-        };
+        let unavailable =
+            |state: &'static str, reason: String| ProxyError::CredentialsUnavailable {
+                credentials: self.config.name.clone(),
+                state,
+                reason,
+            };
         match &state.credentials {
             Some(creds) if is_usable(creds, SystemTime::now()) => Ok(creds.clone()),
-            Some(_) => Err(unavailable(match &state.last_error {
-                Some(e) => format!("credentials expired and refreshing failed: {e}"),
-                None => "credentials expired; a refresh is under way".into(),
-            })),
-            None => Err(unavailable(match &state.last_error {
-                Some(e) => e.clone(),
-                None => "credentials are still being fetched".into(),
-            })),
+            Some(_) => Err(match &state.last_error {
+                Some(e) => unavailable(
+                    "they expired and refreshing them failed",
+                    format!("credentials expired and refreshing failed: {e}"),
+                ),
+                None => unavailable(
+                    "they expired; a refresh is under way",
+                    "credentials expired; a refresh is under way".into(),
+                ),
+            }),
+            None => Err(match &state.last_error {
+                Some(e) => unavailable("fetching them failed", e.clone()),
+                None => unavailable(
+                    "they are still being fetched",
+                    "credentials are still being fetched".into(),
+                ),
+            }),
         }
     }
 

@@ -5,6 +5,7 @@
 //! here instead, for all sizes alike: one code path, tested from 0 B to the route's limit. It uses
 //! pingora's own connector (same pool, TLS and timeouts) and streams the response back.
 
+use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
@@ -48,6 +49,7 @@ pub async fn forward(
     request: RequestHeader,
     body: Bytes,
     payload_hash: &str,
+    page: &PageRequest,
 ) -> Outcome {
     let signer = route
         .signer
@@ -94,7 +96,7 @@ pub async fn forward(
                 }
             }
         }
-        let status = relay_response(session, &mut upstream, held).await?;
+        let status = relay_response(session, &mut upstream, held, page).await?;
         release(connector, upstream, &peer).await;
         return Ok(Answer {
             status,
@@ -297,6 +299,7 @@ async fn relay_response(
     session: &mut Session,
     upstream: &mut HttpSession,
     held: Vec<Bytes>,
+    page: &PageRequest,
 ) -> Result<u16, (ProxyError, bool)> {
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         (
@@ -306,6 +309,7 @@ async fn relay_response(
     })?;
     let status = resp.status.as_u16();
     headers::prepare_response(&mut resp);
+    answer_cors(&mut resp, page);
     let downstream = |e: Box<PingoraError>| (ProxyError::BodyRead(e.to_string()), true);
     let done = upstream.response_done();
     session

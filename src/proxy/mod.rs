@@ -14,6 +14,7 @@ mod body;
 mod forward;
 mod inbound;
 
+use crate::access::browser::{self, PageRequest};
 use crate::access::{ClientAccess, Denied};
 use crate::aws_chunked::{self, Encoder};
 use crate::config::{Config, Payload};
@@ -69,6 +70,8 @@ enum BodyPlan {
 pub struct RequestCtx {
     started: Instant,
     route: Option<Arc<Route>>,
+    /// Whether a web page asks, and from which listed origin (CORS).
+    page: PageRequest,
     /// The upstream path and query, as signed.
     target: String,
     plan: BodyPlan,
@@ -99,14 +102,21 @@ impl SigningProxy {
         Ok(true)
     }
 
-    /// Everything decided before a body byte is read: who is asking (client address, bearer
-    /// token), whether the head is sound, which route serves it and whether that route allows
-    /// it, and whether it can be signed now.
-    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, ProxyError> {
+    /// Everything decided before a body byte is read: who is asking (client address), whether
+    /// the head is sound, whether a web page is asking (host, origin), the bearer token, which
+    /// route serves it and whether that route allows it, and whether it can be signed now.
+    /// `Ok(None)`: a CORS preflight, answered here.
+    fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Arc<Route>>, ProxyError> {
         let req = session.req_header();
-        let route = self.router.find(request_host(req), req.uri.path()).cloned();
-        if let Some(route) = &route {
-            ctx.route = Some(route.clone());
+        let host = request_host(req);
+        // Looked up first so that refusals are counted under the route they were for.
+        let routed = self.router.find(host, req.uri.path());
+        if let Ok(Some((route, _))) = &routed {
+            ctx.route = Some((*route).clone());
             route.metrics.in_flight.inc();
         }
         // Who is asking comes first: an unknown client learns nothing, not even which routes
@@ -115,21 +125,31 @@ impl SigningProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        self.access
+            .check_client(client)
+            .map_err(ProxyError::Forbidden)?;
+        inbound::check(session, self.max_header_bytes)?;
+        let browser = &self.access.browser;
+        browser.check_host(host).map_err(ProxyError::Forbidden)?;
+        ctx.page = browser
+            .check_page(&req.method, &req.headers)
+            .map_err(ProxyError::Forbidden)?;
+        if let PageRequest::Preflight(_) = ctx.page {
+            // Answered before the token check: browsers never send credentials on a preflight.
+            return Ok(None);
+        }
         let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
         self.access
-            .check(client, authorization)
-            .map_err(|denied| match denied {
-                Denied::BearerToken => ProxyError::Unauthorized,
-                other => ProxyError::Forbidden(other),
-            })?;
-        inbound::check(session, self.max_header_bytes)?;
+            .check_token(authorization)
+            .map_err(|_| ProxyError::Unauthorized)?;
+        let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
+        let route = route.clone();
         if self.access.bearer_token.is_some() {
             // The token is sigproxy's; the upstream never sees it.
             session.req_header_mut().remove_header("authorization");
         }
-        let route = route.ok_or(ProxyError::NoRoute)?;
         let req = session.req_header();
-        ctx.target = route.target(req.uri.path(), req.uri.query())?;
+        ctx.target = route.target(&resolved, req.uri.query())?;
         let copy_source = req
             .headers
             .get("x-amz-copy-source")
@@ -145,7 +165,22 @@ impl SigningProxy {
                 ));
             }
         }
-        Ok(route)
+        Ok(Some(route))
+    }
+
+    /// Answers a CORS preflight from a listed origin; nothing goes upstream.
+    async fn answer_preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let PageRequest::Preflight(origin) = &ctx.page else {
+            return Ok(false);
+        };
+        let resp = browser::preflight_response(origin, &session.req_header().headers);
+        ctx.status = Some(204);
+        session
+            .as_downstream_mut()
+            .write_response_header(Box::new(resp))
+            .await?;
+        session.as_downstream_mut().finish_body().await?;
+        Ok(true)
     }
 
     /// Reads and hashes the whole body, then signs and sends it with [`forward`].
@@ -185,8 +220,16 @@ impl SigningProxy {
         if let Err(e) = prepared {
             return self.reject(session, ctx, e).await;
         }
-        let forwarded =
-            forward::forward(&self.connector, session, route, request, body, &hash).await;
+        let forwarded = forward::forward(
+            &self.connector,
+            session,
+            route,
+            request,
+            body,
+            &hash,
+            &ctx.page,
+        )
+        .await;
         match forwarded {
             Ok(answer) => {
                 ctx.status = Some(answer.status);
@@ -216,6 +259,8 @@ fn prepare_upstream(
         .parse()
         .map_err(|_| ProxyError::BadRequest(format!("cannot forward the path {target}")))?;
     req.set_uri(uri);
+    // Whatever the client spoke: HTTP/1.0 upstream would mean a connection per request.
+    req.set_version(http::Version::HTTP_11);
     headers::prepare_request(
         req,
         route.peers.upstream().authority(),
@@ -253,7 +298,8 @@ const LINGER: Duration = Duration::from_secs(2);
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
     let route = ctx.route.as_ref().filter(|_| error.may_name_route());
     let body = error.body(route.map(|r| r.name.as_str()));
-    let resp = error.response_header(body.len());
+    let mut resp = error.response_header(body.len());
+    browser::answer_cors(&mut resp, &ctx.page);
     ctx.status = Some(error.status());
     // A client still waiting for a `100 Continue` will now never send its body.
     let awaits_continue = body::expects_continue(session) && !ctx.continue_sent;
@@ -271,11 +317,14 @@ async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyEr
     ctx.error = Some(error);
 }
 
+/// The host a request is for: an absolute-form target's authority overrides `Host`
+/// (RFC 9112 §3.2.2), as it does for every server that reads the request after us.
 fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    req.uri.authority().map(|a| a.as_str()).or_else(|| {
+        req.headers
+            .get("host")
+            .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
+    })
 }
 
 /// PutObject (`PUT` with no sub-resource) or UploadPart (`?partNumber=&uploadId=`).
@@ -310,6 +359,7 @@ impl ProxyHttp for SigningProxy {
         RequestCtx {
             started: Instant::now(),
             route: None,
+            page: PageRequest::None,
             target: String::new(),
             plan: BodyPlan::PassThrough,
             encoder: None,
@@ -325,7 +375,8 @@ impl ProxyHttp for SigningProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let route = match self.admit(session, ctx) {
-            Ok(route) => route,
+            Ok(Some(route)) => route,
+            Ok(None) => return self.answer_preflight(session, ctx).await,
             Err(e) => return self.reject(session, ctx, e).await,
         };
         let Some(signer) = &route.signer else {
@@ -425,6 +476,16 @@ impl ProxyHttp for SigningProxy {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        browser::answer_cors(upstream_response, &ctx.page);
+        Ok(())
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -508,11 +569,17 @@ impl ProxyHttp for SigningProxy {
             per_route.in_flight.dec();
         }
 
+        // The path as it went (or would have gone) upstream; never the query.
+        let path = match ctx.target.split_once('?') {
+            _ if ctx.target.is_empty() => req.uri.path(),
+            Some((path, _)) => path,
+            None => ctx.target.as_str(),
+        };
         info!(
             target: "access",
             route,
             method = %req.method,
-            path = req.uri.path(),
+            path,
             status,
             duration_ms = millis(duration),
             bytes_in,
