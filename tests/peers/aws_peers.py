@@ -19,6 +19,8 @@ Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests)
   /latest/api/token, /latest/meta-data/iam/security-credentials/...  -> IMDSv2
 Both credential endpoints hand out fresh STS credentials for the invoker role.
 
+Signed requests are answered with a JSON echo of what arrived (method, path, query, headers, body
+hash, the role), with `Access-Control-Allow-Origin: *` as a careless function would send it.
 Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes;
 /__drip?chunks=N&ms=M answers N chunks, M ms apart.
 """
@@ -423,6 +425,8 @@ class LambdaUrl(BaseHTTPRequestHandler):
                 "role_arn": role.role_arn if role else issued[1],
                 "session_name": role.session_name if role else issued[1],
             },
+            # A function that lets any page read it: sigproxy must not pass this on.
+            [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Credentials", "true")],
         )
 
     def verify(self, body):

@@ -1,0 +1,301 @@
+//! Safe by default: each way a stranger could act with sigproxy's credentials, sent as the exact
+//! request bytes an attacker would send, against the real peers (the verifying Lambda stand-in,
+//! moto S3 with auth enforced). Each test asserts that nothing reached the upstream.
+
+mod common;
+
+use common::*;
+
+/// Sends raw request bytes on a fresh connection; the response.
+fn raw(proxy: &Proxy, bytes: &str) -> Response {
+    let mut conn = Conn::open(proxy.addr);
+    conn.write(bytes.as_bytes());
+    conn.read().expect("a response")
+}
+
+fn verified(peers: &Peers) -> u64 {
+    peers.stats()["verified"].as_u64().unwrap()
+}
+
+#[test]
+fn a_web_page_cannot_make_the_browser_use_the_proxy() {
+    let peers = Peers::start();
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+    let port = proxy.addr.port();
+    let before = verified(&peers);
+    let attacks = [
+        // CSRF from a page on attacker.example to the README's setup.
+        (
+            format!(
+                "POST /fn/orders/run HTTP/1.1\r\nHost: attacker.example:{port}\r\nOrigin: http://attacker.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+            421,
+        ),
+        // DNS rebinding: the page's own name re-pointed at 127.0.0.1, a same-origin read.
+        (
+            format!(
+                "GET /fn/orders/1 HTTP/1.1\r\nHost: attacker.example:{port}\r\nSec-Fetch-Site: same-origin\r\n\r\n"
+            ),
+            421,
+        ),
+        // A page that knows to say localhost: its Origin still gives it away.
+        (
+            format!(
+                "POST /fn/orders/run HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://attacker.example\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+            403,
+        ),
+        (
+            format!(
+                "POST /fn/orders/run HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: null\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+            403,
+        ),
+        // An <img> or <script> tag: no Origin, but Sec-Fetch-Site says cross-site.
+        (
+            format!(
+                "GET /fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\n\r\n"
+            ),
+            403,
+        ),
+        // A CORS preflight is not forwarded either.
+        (
+            format!(
+                "OPTIONS /fn/orders/run HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://attacker.example\r\nAccess-Control-Request-Method: DELETE\r\n\r\n"
+            ),
+            403,
+        ),
+        // An absolute-form target names the host that counts.
+        (
+            format!(
+                "GET http://attacker.example:{port}/fn/orders/1 HTTP/1.1\r\nHost: attacker.example:{port}\r\n\r\n"
+            ),
+            421,
+        ),
+    ];
+    for (request, status) in &attacks {
+        let r = raw(&proxy, request);
+        assert_eq!(r.status, *status, "{request}");
+        assert!(r.json()["error"].get("route").is_none(), "{request}");
+        assert!(
+            r.header("access-control-allow-origin").is_none(),
+            "{request}"
+        );
+    }
+    // One that disagrees with its Host is refused by pingora's parser (an empty 400).
+    let r = raw(
+        &proxy,
+        &format!("GET http://attacker.example:{port}/fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(verified(&peers), before, "an attack reached the upstream");
+    let refused = |reason| {
+        proxy.metric(
+            "sigproxy_denied_requests_total",
+            &[("route", "fn"), ("reason", reason)],
+        )
+    };
+    proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "origin")]);
+    assert_eq!(refused("host"), Some(3.0));
+    assert_eq!(refused("origin"), Some(4.0));
+
+    // curl, SDKs and server-side apps send neither header: served as before, and an
+    // upstream's `Access-Control-Allow-Origin: *` does not reach them.
+    let r = raw(
+        &proxy,
+        &format!(
+            "GET /fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: curl/8\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+    assert_eq!(verified(&peers), before + 1);
+}
+
+#[test]
+fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
+    let peers = Peers::start();
+    let config = format!(
+        "access:\n  allowed_origins: [https://app.example.com]\n  allowed_hosts: [sigproxy.tools.svc]\n{}",
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    let before = verified(&peers);
+    let preflight = raw(
+        &proxy,
+        "OPTIONS /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc:8080\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: content-type\r\n\r\n",
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("content-type")
+    );
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .is_some_and(|m| m.contains("PUT")));
+    assert_eq!(verified(&peers), before, "the preflight went upstream");
+
+    let r = raw(
+        &proxy,
+        "POST /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: https://app.example.com\r\nSec-Fetch-Site: cross-site\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com"),
+        "sigproxy's own answer, not the upstream's '*'"
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+    assert!(r.header("vary").is_some_and(|v| v.contains("Origin")));
+    assert_eq!(verified(&peers), before + 1);
+
+    // Errors reach the listed page too, so it can read why.
+    let r = raw(
+        &proxy,
+        "GET /nowhere HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: https://app.example.com\r\n\r\n",
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (404, "no_route"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+
+    for request in [
+        "POST /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: https://app.example.com.attacker.example\r\nContent-Length: 0\r\n\r\n",
+        "POST /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: http://app.example.com\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        assert_eq!(raw(&proxy, request).status, 403, "{request}");
+    }
+    let r = raw(
+        &proxy,
+        "GET /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc.attacker.example\r\n\r\n",
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (421, "misdirected_request")
+    );
+    assert_eq!(verified(&peers), before + 1);
+}
+
+#[test]
+fn a_path_that_leaves_its_prefix_never_matches_that_route() {
+    let peers = Peers::start();
+    let config = format!(
+        "credentials:\n{}routes:\n  - name: v1\n    match: {{ path_prefix: /v1/ }}\n    strip_prefix: true\n    upstream: {}/prod\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        peers.credentials_yaml("app", peers.get("external_id")),
+        peers.get("lambda_url"),
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    let before = verified(&peers);
+    for (request, status, code) in [
+        // Today this went out as /prod/other-stage/x.
+        (
+            "GET /v1/%2E%2E/other-stage/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            404,
+            "no_route",
+        ),
+        (
+            "GET /v1/../other-stage/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            404,
+            "no_route",
+        ),
+        (
+            "GET /v1/..%2Fother-stage/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (
+            "GET /v1%2F..%2F..%2Fother-stage/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+    ] {
+        let r = raw(&proxy, request);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (status, code),
+            "{request}"
+        );
+    }
+    assert_eq!(verified(&peers), before, "a climb reached the upstream");
+    // What stays inside the prefix goes where it should, spelt any way.
+    let r = raw(
+        &proxy,
+        "GET /%76%31/a/./b/../c HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["path"], "/prod/a/c");
+    // The access log names the path that went upstream.
+    assert!(
+        proxy.log().contains("path=\"/prod/a/c\""),
+        "{}",
+        proxy.log()
+    );
+}
+
+/// moto S3 behind one unrestricted route, to set up and inspect what the attacks try to touch.
+fn s3_route(peers: &Peers, name: &str, prefix: &str, allow: &str) -> String {
+    format!(
+        "  - name: {name}\n{prefix}    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n{allow}",
+        peers.get("sts_endpoint")
+    )
+}
+
+fn s3_proxy(peers: &Peers, routes: &str) -> Proxy {
+    let config = format!(
+        "credentials:\n{}routes:\n{routes}",
+        peers.credentials_yaml("app", peers.get("external_id")),
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    proxy
+}
+
+#[test]
+fn an_escaped_bucket_name_cannot_skip_a_restrictive_s3_route() {
+    let peers = Peers::start();
+    let admin = s3_proxy(&peers, &s3_route(&peers, "all", "", ""));
+    assert_eq!(admin.send("PUT", "/my-bucket", &[], b"").status, 200);
+    let payroll = b"name,salary\nada,1\n";
+    let put = admin.send("PUT", "/my-bucket/secret/payroll.csv", &[], payroll);
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+
+    let routes = format!(
+        "{}{}",
+        s3_route(
+            &peers,
+            "reports",
+            "    match: { path_prefix: /my-bucket/ }\n",
+            "    allow:\n      - methods: [GET, HEAD]\n"
+        ),
+        s3_route(&peers, "all", "", "")
+    );
+    let proxy = s3_proxy(&peers, &routes);
+    for request in [
+        "DELETE /%6Dy-bucket/secret/payroll.csv HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "DELETE /my%2Dbucket/secret/payroll.csv HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "DELETE /%6d%79%2d%62%75%63%6b%65%74/secret/payroll.csv HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        let r = raw(&proxy, request);
+        assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden"), "{request}");
+        assert_eq!(r.json()["error"]["route"], "reports", "{request}");
+    }
+    let still = admin.get("/my-bucket/secret/payroll.csv");
+    assert_eq!(still.status, 200, "the object was deleted");
+    assert_eq!(still.body, payroll);
+    // Reads are what the route is for, however the bucket is spelt.
+    let r = raw(
+        &proxy,
+        "GET /%6Dy-bucket/secret/payroll.csv HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, payroll);
+}
