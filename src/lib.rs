@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod actions;
 pub mod admin;
 pub mod aws_chunked;
 pub mod cli;
