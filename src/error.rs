@@ -4,8 +4,8 @@
 //! machine-readable `code`, and a message safe to show (no secrets, no credentials). The
 //! response body is always JSON: `{"error":{"code":"...","message":"...","route":"..."}}`.
 
-use crate::access::Denied;
-use crate::config::FORWARDED_METHODS;
+use crate::access::FORWARDED_METHODS;
+use crate::access::{Denied, Refusal};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::{Error as PingoraError, ErrorSource, ErrorType};
@@ -233,6 +233,11 @@ impl fmt::Display for ProxyError {
                 "requests from web pages (Origin, Sec-Fetch-Site) are refused unless \
                  access.allowed_origins lists the page's origin"
             ),
+            Self::Forbidden(Denied::Action) => write!(
+                f,
+                "this route's allow list does not grant what this request does (its IAM \
+                 action, such as an S3 sub-resource or bucket operation)"
+            ),
             Self::Forbidden(Denied::Method) => {
                 write!(f, "this route's allow list does not grant this method")
             }
@@ -276,6 +281,15 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+impl From<Refusal> for ProxyError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Denied(denied) => ProxyError::Forbidden(denied),
+            Refusal::Ambiguous(why) => ProxyError::BadRequest(why),
+        }
+    }
+}
 
 /// What kind of upstream failure a pingora error type is.
 fn failure_kind(etype: &ErrorType) -> &'static str {

@@ -7,7 +7,9 @@
 //! the path it reaches.
 
 use crate::access::browser::host_name;
-use crate::access::{check_rules, copy_source_path, policy_path, AllowRule, Denied};
+use crate::access::policy::{AfterBody, Service};
+use crate::access::{Policy, Refusal};
+use crate::actions::s3::BucketLayout;
 use crate::config::{Config, RouteConfig};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
@@ -28,7 +30,8 @@ pub struct Route {
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
     path_rules: PathRules,
-    allow: Vec<AllowRule>,
+    /// The `allow` list, and the service it speaks of.
+    policy: Policy,
     pub metrics: RouteMetrics,
 }
 
@@ -52,7 +55,15 @@ impl Route {
             ),
             signer,
             max_body_bytes: config.max_body_bytes,
-            allow: config.allow.clone(),
+            policy: Policy::new(
+                config.allow.clone(),
+                match &config.signing {
+                    Some(s) if s.service == "s3" => {
+                        Service::S3(BucketLayout::from_upstream_host(config.upstream.host()))
+                    }
+                    s => Service::Other(s.as_ref().map(|s| s.service.clone())),
+                },
+            ),
             metrics: metrics().for_route(&config.name),
             path_rules: match &config.signing {
                 Some(s) if s.service == "s3" => PathRules::S3,
@@ -101,29 +112,21 @@ impl Route {
 }
 
 impl Route {
-    /// Whether the route's `allow` list grants `method` on `target` (as [`Route::target`] made
-    /// it: the path that is signed and sent). On S3, a copy (`x-amz-copy-source`) also needs
-    /// a grant to read its source, or the allow list could be sidestepped by copying an object
-    /// into an allowed prefix.
+    /// Whether the route's `allow` list grants the request whose upstream target is `target`
+    /// (as [`Route::target`] made it: the path that is signed and sent). `Ok(Some(_))`: the
+    /// rest of the check needs the body ([`Route::permits_body`]).
     pub fn permits(
         &self,
         method: &http::Method,
         target: &str,
-        copy_source: Option<&str>,
-    ) -> Result<(), Denied> {
-        if self.allow.is_empty() {
-            return Ok(());
-        }
-        let normalize = self.path_rules == PathRules::Normalized;
-        let path = policy_path(target, normalize).ok_or(Denied::Path)?;
-        check_rules(&self.allow, method, &path)?;
-        match copy_source {
-            Some(source) if self.path_rules == PathRules::S3 => {
-                check_rules(&self.allow, &http::Method::GET, &copy_source_path(source))
-                    .map_err(|_| Denied::Path)
-            }
-            _ => Ok(()),
-        }
+        headers: &http::HeaderMap,
+    ) -> Result<Option<AfterBody>, Refusal> {
+        self.policy.check(method, target, headers)
+    }
+
+    /// Finishes a check that waited for the body.
+    pub fn permits_body(&self, pending: AfterBody, body: &[u8]) -> Result<(), Refusal> {
+        self.policy.check_body(pending, body)
     }
 }
 
@@ -265,25 +268,5 @@ routes:
         assert_eq!(find(&r, None, "/my%2Dbucket/x"), "reports");
         assert_eq!(find(&r, None, "/other/x"), "all");
         assert_eq!(target(&r, "/%6Dy-bucket/a%2Fb", None), "/my-bucket/a/b");
-    }
-
-    #[test]
-    fn an_s3_copy_needs_a_grant_to_read_its_source() {
-        let r = router(
-            "credentials:\n  app: { source: default }\nroutes:\n  - name: s3\n    upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET, PUT]\n        paths: [\"/bkt/pub/**\"]\n",
-        );
-        let route = r.find(None, "/").unwrap().unwrap().0;
-        let put = http::Method::PUT;
-        assert_eq!(route.permits(&put, "/bkt/pub/x", None), Ok(()));
-        assert_eq!(route.permits(&put, "/bkt/pub/x", Some("bkt/pub/y")), Ok(()));
-        assert_eq!(
-            route.permits(&put, "/bkt/pub/x", Some("/bkt/secret/y?versionId=1")),
-            Err(Denied::Path)
-        );
-        assert_eq!(
-            route.permits(&put, "/bkt/pub/x", Some("bkt/pub/..%2F..%2Fsecret")),
-            Ok(()),
-            "S3 keys are literal: this source is under bkt/pub/"
-        );
     }
 }

@@ -299,3 +299,148 @@ fn an_escaped_bucket_name_cannot_skip_a_restrictive_s3_route() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, payroll);
 }
+
+#[test]
+fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
+    let peers = Peers::start();
+    let admin = s3_proxy(&peers, &s3_route(&peers, "all", "", ""));
+    assert_eq!(admin.send("PUT", "/my-bucket", &[], b"").status, 200);
+    let payroll = b"name,salary\nada,1\n";
+    for (key, body) in [
+        ("secret/payroll.csv", &payroll[..]),
+        ("incoming/a.csv", b"a"),
+        ("tmp/a", b"a"),
+        ("tmp/b", b"b"),
+    ] {
+        let r = admin.send("PUT", &format!("/my-bucket/{key}"), &[], body);
+        assert_eq!(r.status, 200, "{key}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // A rule an operator would write to let an app drop files in incoming/.
+    let rule = "    allow:\n      - methods: [GET, PUT, POST, DELETE]\n        paths: [\"/my-bucket/incoming/**\", \"/my-bucket/*\"]\n";
+    let proxy = s3_proxy(&peers, &s3_route(&peers, "drop", "", rule));
+    let delete_body = "<Delete><Object><Key>secret/payroll.csv</Key></Object></Delete>";
+    let attacks = [
+        (
+            "PUT /my-bucket/incoming/a.csv?acl HTTP/1.1\r\nHost: localhost\r\nx-amz-acl: public-read\r\nContent-Length: 0\r\n\r\n".to_string(),
+            403,
+        ),
+        (
+            "PUT /my-bucket/incoming/b.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-acl: public-read\r\nContent-Length: 1\r\n\r\nb".to_string(),
+            403,
+        ),
+        (
+            "PUT /my-bucket/incoming/a.csv?tagging HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_string(),
+            403,
+        ),
+        (
+            "POST /my-bucket/incoming/a.csv?select&select-type=2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_string(),
+            403,
+        ),
+        (
+            "PUT /my-bucket/?policy HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}".to_string(),
+            403,
+        ),
+        (
+            "GET /my-bucket/?list-type=2 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
+            403,
+        ),
+        (
+            "DELETE /my-bucket/?publicAccessBlock HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
+            403,
+        ),
+        (
+            format!(
+                "POST /my-bucket/?delete HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{delete_body}",
+                delete_body.len()
+            ),
+            403,
+        ),
+        // Copying a secret into the allowed prefix needs a read of the secret.
+        (
+            "PUT /my-bucket/incoming/copy.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-copy-source: my-bucket/secret/payroll.csv\r\nContent-Length: 0\r\n\r\n".to_string(),
+            403,
+        ),
+        // A second source, unchecked before: refused, whatever the first says.
+        (
+            "PUT /my-bucket/incoming/copy.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-copy-source: my-bucket/incoming/a.csv\r\nx-amz-copy-source: my-bucket/secret/payroll.csv\r\nContent-Length: 0\r\n\r\n".to_string(),
+            400,
+        ),
+    ];
+    for (request, status) in &attacks {
+        let r = raw(&proxy, request);
+        assert_eq!(
+            r.status,
+            *status,
+            "{request}\n{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // Nothing happened at S3.
+    let still = admin.get("/my-bucket/secret/payroll.csv");
+    assert_eq!((still.status, still.body.as_slice()), (200, &payroll[..]));
+    let acl = String::from_utf8(admin.get("/my-bucket/incoming/a.csv?acl").body).unwrap();
+    assert!(!acl.contains("AllUsers"), "{acl}");
+    assert_eq!(
+        admin.get("/my-bucket?policy").status,
+        404,
+        "a bucket policy was set"
+    );
+    assert_eq!(admin.get("/my-bucket/incoming/copy.csv").status, 404);
+    assert_eq!(admin.get("/my-bucket/incoming/b.csv").status, 404);
+    let refused = |reason| {
+        proxy.metric(
+            "sigproxy_denied_requests_total",
+            &[("route", "drop"), ("reason", reason)],
+        )
+    };
+    proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "path")]);
+    assert_eq!(refused("action"), Some(8.0));
+    assert_eq!(refused("path"), Some(1.0));
+    // What the rule is for still works.
+    assert_eq!(
+        proxy
+            .send("PUT", "/my-bucket/incoming/new.csv", &[], b"n")
+            .status,
+        200
+    );
+    assert_eq!(proxy.get("/my-bucket/incoming/new.csv").body, b"n");
+    assert_eq!(
+        proxy
+            .send(
+                "PUT",
+                "/my-bucket/incoming/copy.csv",
+                &[("x-amz-copy-source", "my-bucket/incoming/a.csv")],
+                b""
+            )
+            .status,
+        200
+    );
+
+    // A rule in IAM's words: DeleteObjects is checked key by key.
+    let rules =
+        "    allow:\n      - actions: [s3:DeleteObject]\n        paths: [\"/my-bucket/tmp/**\"]\n";
+    let cleaner = s3_proxy(&peers, &s3_route(&peers, "cleaner", "", rules));
+    let delete = |keys: &[&str]| {
+        let objects: String = keys
+            .iter()
+            .map(|k| format!("<Object><Key>{k}</Key></Object>"))
+            .collect();
+        let body = format!("<Delete>{objects}</Delete>");
+        raw(
+            &cleaner,
+            &format!(
+                "POST /my-bucket/?delete HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let r = delete(&["tmp/a", "secret/payroll.csv"]);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(admin.get("/my-bucket/tmp/a").status, 200);
+    assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
+    let r = delete(&["tmp/a", "tmp/b"]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(admin.get("/my-bucket/tmp/a").status, 404);
+    assert_eq!(admin.get("/my-bucket/tmp/b").status, 404);
+    assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
+}

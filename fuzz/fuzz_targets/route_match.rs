@@ -60,8 +60,13 @@ fuzz_target!(|input: (&str, &str, &str, &str, &[u8])| {
         if let Ok(target) = route.target(&resolved, query) {
             assert!(target.starts_with('/'), "{target}");
             assert!(target.is_ascii(), "{target}");
+            let mut headers = http::HeaderMap::new();
+            if let Ok(source) = http::HeaderValue::from_str(query.unwrap_or(path)) {
+                headers.insert("x-amz-copy-source", source);
+            }
             for method in &methods {
-                let _ = route.permits(method, &target, Some(query.unwrap_or(path)));
+                let _ = route.permits(method, &target, &headers);
+                let _ = route.permits(method, &target, &http::HeaderMap::new());
             }
         }
     }

@@ -14,7 +14,7 @@
 //! `curl`, SDKs and server-side apps send neither header and are not affected.
 
 use super::Denied;
-use crate::config::FORWARDED_METHODS;
+use crate::access::FORWARDED_METHODS;
 use http::{HeaderMap, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use std::net::IpAddr;

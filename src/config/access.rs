@@ -5,13 +5,9 @@ use super::check::Checker;
 use super::file;
 use super::ConfigError;
 use crate::access::browser::{host_name, BrowserPolicy};
-use crate::access::{AllowRule, BearerToken, ClientAccess, PathPattern};
+use crate::access::{AllowRule, BearerToken, ClientAccess, PathPattern, FORWARDED_METHODS};
+use crate::actions::ActionPattern;
 use std::net::SocketAddr;
-
-/// Methods a route may list, and the only ones sigproxy forwards (others get 405: `TRACE`
-/// would echo the signed headers, session token included, back to the client).
-pub const FORWARDED_METHODS: &[&str] =
-    &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 impl Checker<'_> {
     /// `access`, checked against the addresses sigproxy is to listen on.
@@ -136,10 +132,12 @@ impl Checker<'_> {
     }
 
     /// A route's `allow` list.
+    /// A route's `allow` list; `service` is the route's signing name (`None`: unsigned).
     pub(super) fn allow_rules(
         &self,
         key: &str,
         raw: Option<Vec<file::Allow>>,
+        service: Option<&str>,
     ) -> Result<Vec<AllowRule>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(Vec::new());
@@ -153,7 +151,30 @@ impl Checker<'_> {
         let mut rules = Vec::with_capacity(raw.len());
         for (i, rule) in raw.into_iter().enumerate() {
             let key = format!("{key}[{i}]");
-            let methods = self.list(&format!("{key}.methods"), rule.methods, |m| {
+            let file::Allow {
+                methods,
+                actions,
+                paths,
+            } = rule;
+            if methods.is_some() && actions.is_some() {
+                return self.err(
+                    format!("{key}.actions"),
+                    "a rule lists methods or actions, not both (write two rules)",
+                );
+            }
+            let actions =
+                self.list(&format!("{key}.actions"), actions, |a| {
+                    let pattern = ActionPattern::parse(a)?;
+                    match service {
+                        None => Err("actions need a signed route: its service names the actions"
+                            .to_string()),
+                        Some(s) if pattern.service() != s => Err(format!(
+                            "'{a}' is not an action of {s}, the service this route signs for"
+                        )),
+                        Some(_) => Ok(pattern),
+                    }
+                })?;
+            let methods = self.list(&format!("{key}.methods"), methods, |m| {
                 let upper = m.to_ascii_uppercase();
                 if FORWARDED_METHODS.contains(&upper.as_str()) {
                     Ok(upper.parse().expect("a standard method"))
@@ -164,10 +185,12 @@ impl Checker<'_> {
                     ))
                 }
             })?;
-            let paths = self.list(&format!("{key}.paths"), rule.paths, |p| {
-                PathPattern::parse(p)
-            })?;
-            rules.push(AllowRule { methods, paths });
+            let paths = self.list(&format!("{key}.paths"), paths, PathPattern::parse)?;
+            rules.push(AllowRule {
+                methods,
+                actions,
+                paths,
+            });
         }
         Ok(rules)
     }

@@ -537,7 +537,8 @@ impl Checker<'_> {
             DEFAULT_READ_TIMEOUT,
         )?;
 
-        let allow = self.allow_rules(&format!("{key}.allow"), raw.allow)?;
+        let service = signing.as_ref().map(|s| s.service.as_str());
+        let allow = self.allow_rules(&format!("{key}.allow"), raw.allow, service)?;
 
         Ok(RouteConfig {
             allow,

@@ -129,6 +129,8 @@ pub struct Route {
 #[serde(deny_unknown_fields)]
 pub struct Allow {
     pub methods: Option<Vec<String>>,
+    /// IAM actions (`s3:GetObject`, `dynamodb:Query`, wildcards like `s3:Get*`).
+    pub actions: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
 }
 

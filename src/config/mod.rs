@@ -8,7 +8,6 @@ mod access;
 mod check;
 mod file;
 
-pub use access::FORWARDED_METHODS;
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};

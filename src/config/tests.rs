@@ -433,3 +433,41 @@ fn browser_access_keys_are_checked() {
         assert!(e.contains(&format!("access.{key}[0]")), "{value}: {e}");
     }
 }
+
+#[test]
+fn allow_rules_name_methods_or_actions_of_the_route_service() {
+    let s3 = |rule: &str| {
+        format!(
+            "credentials:\n  a: {{}}\nroutes:\n  - upstream: http://127.0.0.1:9000\n    service: s3\n    region: us-east-1\n    credentials: a\n    allow:\n      - {rule}\n"
+        )
+    };
+    assert!(parse(&s3(
+        "{ actions: [s3:GetObject, 's3:List*'], paths: [/b/**] }"
+    ))
+    .is_ok());
+    for (rule, want) in [
+        (
+            "{ methods: [GET], actions: [s3:GetObject] }",
+            "routes[0].allow[0].actions: a rule lists methods or actions, not both",
+        ),
+        (
+            "{ actions: [dynamodb:GetItem] }",
+            "routes[0].allow[0].actions[0]: 'dynamodb:GetItem' is not an action of s3",
+        ),
+        (
+            "{ actions: [GetObject] }",
+            "routes[0].allow[0].actions[0]: 'GetObject' has no ':'",
+        ),
+        (
+            "{ actions: [] }",
+            "routes[0].allow[0].actions: must not be empty",
+        ),
+    ] {
+        let e = error(&s3(rule));
+        assert!(e.contains(want), "{rule}: {e}");
+    }
+    let e = error(
+        "routes:\n  - upstream: http://127.0.0.1:1\n    allow:\n      - actions: [s3:GetObject]\n",
+    );
+    assert!(e.contains("actions need a signed route"), "{e}");
+}

@@ -9,7 +9,7 @@
 //! non-numeric `Content-Length`s, a final transfer coding other than `chunked`, and `CONNECT`
 //! (an empty `405`). What it lets through, these checks refuse.
 
-use crate::config::FORWARDED_METHODS;
+use crate::access::FORWARDED_METHODS;
 use crate::error::ProxyError;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;

@@ -15,6 +15,7 @@ mod forward;
 mod inbound;
 
 use crate::access::browser::{self, PageRequest};
+use crate::access::policy::AfterBody;
 use crate::access::{ClientAccess, Denied};
 use crate::aws_chunked::{self, Encoder};
 use crate::config::{Config, Payload};
@@ -72,6 +73,8 @@ pub struct RequestCtx {
     route: Option<Arc<Route>>,
     /// Whether a web page asks, and from which listed origin (CORS).
     page: PageRequest,
+    /// The part of the allow-list check that needs the body.
+    after_body: Option<Box<AfterBody>>,
     /// The upstream path and query, as signed.
     target: String,
     plan: BodyPlan,
@@ -150,13 +153,9 @@ impl SigningProxy {
         }
         let req = session.req_header();
         ctx.target = route.target(&resolved, req.uri.query())?;
-        let copy_source = req
-            .headers
-            .get("x-amz-copy-source")
-            .and_then(|v| v.to_str().ok());
-        route
-            .permits(&req.method, &ctx.target, copy_source)
-            .map_err(ProxyError::Forbidden)?;
+        ctx.after_body = route
+            .permits(&req.method, &ctx.target, &req.headers)?
+            .map(Box::new);
         if let Some(signer) = &route.signer {
             signer.current_credentials()?;
             if client_sent_aws_chunked(req) {
@@ -203,6 +202,13 @@ impl SigningProxy {
         } else {
             Bytes::new()
         };
+        if let Some(pending) = ctx.after_body.take() {
+            // What the body says it does (the keys of a DeleteObjects, a form's Action) is
+            // checked before anything is signed.
+            if let Err(refused) = route.permits_body(*pending, &body) {
+                return self.reject(session, ctx, refused.into()).await;
+            }
+        }
         let hash = if body.is_empty() {
             EMPTY_SHA256.to_string()
         } else {
@@ -360,6 +366,7 @@ impl ProxyHttp for SigningProxy {
             started: Instant::now(),
             route: None,
             page: PageRequest::None,
+            after_body: None,
             target: String::new(),
             plan: BodyPlan::PassThrough,
             encoder: None,
@@ -380,6 +387,12 @@ impl ProxyHttp for SigningProxy {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         let Some(signer) = &route.signer else {
+            if ctx.after_body.is_some() {
+                // Pass-through bodies are not read; a check that needs one cannot pass.
+                return self
+                    .reject(session, ctx, ProxyError::Forbidden(Denied::Action))
+                    .await;
+            }
             return Ok(false); // pass-through: pingora streams it as is
         };
         // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
@@ -387,6 +400,8 @@ impl ProxyHttp for SigningProxy {
         // A body of unknown length (chunked) is buffered and signed too: S3 needs the length.
         let upload =
             !session.as_downstream_mut().is_body_empty() && is_object_upload(session.req_header());
+        // A check that waits for the body needs it read here, whatever the payload mode.
+        let upload = upload && ctx.after_body.is_none();
         ctx.plan = match (signer.payload(), body::content_length(session)) {
             (Payload::Unsigned, Some(_)) if upload => BodyPlan::Unsigned,
             (Payload::Streaming, Some(n)) if upload => BodyPlan::Streaming(n),

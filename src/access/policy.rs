@@ -1,0 +1,258 @@
+//! A route's `allow` list, and what a request needs from it.
+//!
+//! A rule grants `methods` or IAM `actions`, on `paths`. What a request needs is worked out
+//! from what it does ([`crate::actions`]):
+//!
+//! - on S3, the IAM action(s) S3 itself would check, each on its resource: the object, the
+//!   bucket, a copy's source, every key a `DeleteObjects` body names. A rule with `methods`
+//!   (or only `paths`) grants plain object reads and writes and multipart uploads, nothing
+//!   else; sub-resources (`?acl`, `?policy`, `?delete`, …) and bucket operations need a rule
+//!   that names their action. What cannot be classified is refused.
+//! - elsewhere, the method on the path, and for rules with `actions` the operation named by
+//!   `X-Amz-Target` or `Action=` (in the query, or in a form body, checked once it is read).
+
+use super::pattern::PathPattern;
+use super::Denied;
+use crate::actions::s3::{classify, BucketLayout, S3Needs, S3Request};
+use crate::actions::{api, ActionPattern, Need, Unclear};
+use http::{HeaderMap, Method};
+
+/// One entry of a route's `allow` list: these methods (or these actions), on paths matching
+/// these patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    /// `None`: any method (on S3: any plain object operation).
+    pub methods: Option<Vec<Method>>,
+    /// `None`: only what `methods` grants. Never set together with `methods`.
+    pub actions: Option<Vec<ActionPattern>>,
+    /// `None`: any path.
+    pub paths: Option<Vec<PathPattern>>,
+}
+
+impl AllowRule {
+    /// Whether this rule's methods or actions cover `need` (paths aside).
+    fn covers(&self, need: &Need) -> bool {
+        match (&self.actions, need.plain.as_ref()) {
+            (Some(actions), _) => {
+                !need.action.is_empty() && actions.iter().any(|a| a.matches(&need.action))
+            }
+            (None, Some(method)) => self.methods.as_ref().is_none_or(|m| m.contains(method)),
+            (None, None) => false,
+        }
+    }
+
+    fn reaches(&self, path: &[u8]) -> bool {
+        self.paths
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(path)))
+    }
+}
+
+/// Why a request is refused by a route's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not granted (`403`).
+    Denied(Denied),
+    /// Contradictory input: a repeated `x-amz-copy-source`, two actions (`400`).
+    Ambiguous(String),
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Self {
+        Refusal::Denied(d)
+    }
+}
+
+impl From<Unclear> for Refusal {
+    fn from(u: Unclear) -> Self {
+        match u {
+            Unclear::Ambiguous(why) => Refusal::Ambiguous(why),
+            Unclear::Unknown(_) => Refusal::Denied(Denied::Action),
+        }
+    }
+}
+
+/// What a route's service is, as far as its policy is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// S3, and how its upstream addresses buckets.
+    S3(BucketLayout),
+    /// Any other signed service (its signing name), or a pass-through route (`None`).
+    Other(Option<String>),
+}
+
+/// A route's allow list and the service it applies to.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<AllowRule>,
+    service: Service,
+}
+
+/// A check that has to wait for the request body.
+#[derive(Debug)]
+pub enum AfterBody {
+    /// `POST ?delete`: every key in the body.
+    DeleteObjects(S3Needs),
+    /// A query-protocol form (`Action=` in the body), on this path.
+    Form {
+        service: String,
+        head: Option<String>,
+        path: Vec<u8>,
+        method: Method,
+    },
+}
+
+impl Policy {
+    pub fn new(rules: Vec<AllowRule>, service: Service) -> Policy {
+        Policy { rules, service }
+    }
+
+    /// Checks a request whose upstream target is `target` (as [`crate::route::Route::target`]
+    /// made it). `Ok(Some(_))`: what remains to be checked once the body is read.
+    pub fn check(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<AfterBody>, Refusal> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if let Service::S3(layout) = &self.service {
+            // Whatever the allow list: S3 would have to pick one.
+            if headers.get_all("x-amz-copy-source").iter().count() > 1 {
+                return Err(Refusal::Ambiguous(
+                    "more than one x-amz-copy-source header".into(),
+                ));
+            }
+            if self.rules.is_empty() {
+                return Ok(None);
+            }
+            let decoded = policy_path(path, false).ok_or(Denied::Path)?;
+            let request = S3Request {
+                method,
+                path: &decoded,
+                query,
+                headers,
+                layout,
+            };
+            return match classify(&request)? {
+                S3Needs::Needs(needs) => self.grant(&needs).map(|()| None),
+                pending @ S3Needs::DeleteObjects { .. } => {
+                    Ok(Some(AfterBody::DeleteObjects(pending)))
+                }
+            };
+        }
+        if self.rules.is_empty() {
+            return Ok(None);
+        }
+        let path = policy_path(path, true).ok_or(Denied::Path)?;
+        let Service::Other(Some(service)) = &self.service else {
+            return self.grant_one(method, String::new(), path).map(|()| None);
+        };
+        let head = api::head_action(service, headers, query)?;
+        let names_actions = self.rules.iter().any(|r| r.actions.is_some());
+        if names_actions && *method == Method::POST && is_form(headers) {
+            return Ok(Some(AfterBody::Form {
+                service: service.clone(),
+                head,
+                path,
+                method: method.clone(),
+            }));
+        }
+        self.grant_one(method, head.unwrap_or_default(), path)
+            .map(|()| None)
+    }
+
+    /// Finishes a check that waited for the body.
+    pub fn check_body(&self, pending: AfterBody, body: &[u8]) -> Result<(), Refusal> {
+        match pending {
+            AfterBody::DeleteObjects(needs) => self.grant(&needs.resolve(body)?),
+            AfterBody::Form {
+                service,
+                head,
+                path,
+                method,
+            } => {
+                let form = api::form_action(&service, body)?;
+                let action = api::combine(head, form)?;
+                self.grant_one(&method, action.unwrap_or_default(), path)
+            }
+        }
+    }
+
+    fn grant_one(&self, method: &Method, action: String, path: Vec<u8>) -> Result<(), Refusal> {
+        self.grant(&[Need {
+            action,
+            path,
+            plain: Some(method.clone()),
+        }])
+    }
+
+    /// Every need must be granted by some rule. The refusal says what was missing: the
+    /// method or action (no rule covers it anywhere), or the path.
+    fn grant(&self, needs: &[Need]) -> Result<(), Refusal> {
+        for need in needs {
+            let covering = self.rules.iter().filter(|r| r.covers(need));
+            let mut covered = false;
+            let mut granted = false;
+            for rule in covering {
+                covered = true;
+                if rule.reaches(&need.path) {
+                    granted = true;
+                    break;
+                }
+            }
+            if !granted {
+                let method_rules = self.rules.iter().any(|r| r.actions.is_none());
+                return Err(Refusal::Denied(if covered {
+                    Denied::Path
+                } else if need.plain.is_some() && method_rules {
+                    Denied::Method
+                } else {
+                    Denied::Action
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The path a policy is checked against: the upstream target's path, percent-decoded, as the
+/// upstream will understand it; `None` when that is ambiguous, and then no rule can grant it.
+///
+/// For S3 (`normalize: false`) keys are literal: the decoded path is exactly the key S3 uses.
+/// For every other service the target has been normalised already ([`crate::target`] resolves
+/// dot segments, escaped dots included); a segment that still decodes to something with a
+/// `/` or `\` in it (`..%2Fsecret`) could be read as several segments upstream, so it is
+/// refused rather than guessed at.
+pub fn policy_path(target: &str, normalize: bool) -> Option<Vec<u8>> {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if !normalize {
+        return Some(percent_encoding::percent_decode_str(path).collect());
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+        if decoded.iter().any(|&b| b == b'/' || b == b'\\') || decoded == b".." {
+            return None;
+        }
+        out.extend_from_slice(&decoded);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

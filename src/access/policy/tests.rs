@@ -1,0 +1,374 @@
+//! Allow rules against real request shapes: the bypasses they must close.
+
+use super::*;
+use http::HeaderValue;
+
+fn pat(p: &str) -> PathPattern {
+    PathPattern::parse(p).unwrap()
+}
+
+fn methods(list: &[Method], paths: &[&str]) -> AllowRule {
+    AllowRule {
+        methods: Some(list.to_vec()),
+        actions: None,
+        paths: Some(paths.iter().map(|p| pat(p)).collect()),
+    }
+}
+
+fn actions(list: &[&str], paths: &[&str]) -> AllowRule {
+    AllowRule {
+        methods: None,
+        actions: Some(
+            list.iter()
+                .map(|a| ActionPattern::parse(a).unwrap())
+                .collect(),
+        ),
+        paths: Some(paths.iter().map(|p| pat(p)).collect()),
+    }
+}
+
+fn s3(rules: Vec<AllowRule>) -> Policy {
+    Policy::new(rules, Service::S3(BucketLayout::PathStyle))
+}
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn check(
+    p: &Policy,
+    method: Method,
+    target: &str,
+    h: &[(&'static str, &'static str)],
+) -> Result<(), Refusal> {
+    p.check(&method, target, &headers(h))
+        .map(|pending| assert!(pending.is_none(), "{target}"))
+}
+
+const DENIED_ACTION: Result<(), Refusal> = Err(Refusal::Denied(Denied::Action));
+
+#[test]
+fn methods_only_rules_grant_plain_object_operations_and_nothing_more() {
+    let p = s3(vec![methods(
+        &[Method::GET, Method::PUT, Method::POST, Method::DELETE],
+        &["/my-bucket/incoming/**", "/my-bucket/*"],
+    )]);
+    assert_eq!(
+        check(&p, Method::PUT, "/my-bucket/incoming/a.csv", &[]),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &p,
+            Method::GET,
+            "/my-bucket/incoming/a.csv?versionId=3",
+            &[]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &p,
+            Method::PUT,
+            "/my-bucket/incoming/a.csv?partNumber=1&uploadId=u",
+            &[]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(&p, Method::POST, "/my-bucket/incoming/a.csv?uploads", &[]),
+        Ok(())
+    );
+    // The bypasses of a path-and-method rule.
+    for (method, target, h) in [
+        (
+            Method::PUT,
+            "/my-bucket/incoming/a.csv?acl",
+            vec![("x-amz-acl", "public-read")],
+        ),
+        (
+            Method::PUT,
+            "/my-bucket/incoming/a.csv",
+            vec![("x-amz-acl", "public-read")],
+        ),
+        (
+            Method::PUT,
+            "/my-bucket/incoming/a.csv",
+            vec![(
+                "x-amz-grant-read",
+                "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+            )],
+        ),
+        (Method::PUT, "/my-bucket/incoming/a.csv?tagging", vec![]),
+        (
+            Method::POST,
+            "/my-bucket/incoming/a.csv?select&select-type=2",
+            vec![],
+        ),
+        (Method::PUT, "/my-bucket/?policy", vec![]),
+        (Method::PUT, "/my-bucket?policy", vec![]),
+        (Method::GET, "/my-bucket/?list-type=2", vec![]),
+        (Method::DELETE, "/my-bucket/?publicAccessBlock", vec![]),
+        (Method::PUT, "/my-bucket/x?unknown-feature", vec![]),
+    ] {
+        assert_eq!(
+            check(&p, method.clone(), target, &h),
+            DENIED_ACTION,
+            "{method} {target} {h:?}"
+        );
+    }
+    // POST ?delete waits for its body, and only an action rule grants its keys.
+    let pending = p
+        .check(&Method::POST, "/my-bucket/?delete", &headers(&[]))
+        .unwrap()
+        .unwrap();
+    let body = b"<Delete><Object><Key>incoming/a.csv</Key></Object></Delete>";
+    assert_eq!(p.check_body(pending, body), DENIED_ACTION);
+}
+
+#[test]
+fn action_rules_grant_what_they_name_where_they_say() {
+    let p = s3(vec![
+        actions(
+            &["s3:GetObject", "s3:PutObject*"],
+            &["/my-bucket/incoming/**"],
+        ),
+        actions(&["s3:ListBucket"], &["/my-bucket"]),
+        actions(&["s3:DeleteObject"], &["/my-bucket/tmp/**"]),
+    ]);
+    assert_eq!(
+        check(
+            &p,
+            Method::PUT,
+            "/my-bucket/incoming/a",
+            &[("x-amz-acl", "private")]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(&p, Method::PUT, "/my-bucket/incoming/a?tagging", &[]),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &p,
+            Method::GET,
+            "/my-bucket/?list-type=2&prefix=incoming%2F",
+            &[]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(&p, Method::GET, "/my-bucket/incoming/a?acl", &[]),
+        DENIED_ACTION
+    );
+    assert_eq!(
+        check(&p, Method::PUT, "/my-bucket/other/a", &[]),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    let delete = |body: &[u8]| {
+        let pending = p
+            .check(&Method::POST, "/my-bucket/?delete", &headers(&[]))
+            .unwrap()
+            .unwrap();
+        p.check_body(pending, body)
+    };
+    assert_eq!(
+        delete(
+            b"<Delete><Object><Key>tmp/a</Key></Object><Object><Key>tmp/b</Key></Object></Delete>"
+        ),
+        Ok(())
+    );
+    // One key outside the grant refuses the whole request.
+    assert_eq!(
+        delete(b"<Delete><Object><Key>tmp/a</Key></Object><Object><Key>incoming/b</Key></Object></Delete>"),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    assert!(matches!(
+        delete(b"<Delete><Object><Key><![CDATA[tmp/a]]></Key></Object></Delete>"),
+        Err(Refusal::Ambiguous(_))
+    ));
+}
+
+#[test]
+fn a_copy_needs_a_read_of_its_source() {
+    let p = s3(vec![methods(&[Method::GET, Method::PUT], &["/bkt/pub/**"])]);
+    assert_eq!(
+        check(
+            &p,
+            Method::PUT,
+            "/bkt/pub/x",
+            &[("x-amz-copy-source", "bkt/pub/y")]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &p,
+            Method::PUT,
+            "/bkt/pub/x",
+            &[("x-amz-copy-source", "/bkt/secret/y?versionId=1")]
+        ),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    assert_eq!(
+        check(
+            &p,
+            Method::PUT,
+            "/bkt/pub/x",
+            &[("x-amz-copy-source", "other-bucket/pub/y")]
+        ),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    // On a bucket upstream, a source in another bucket cannot be in the route's space.
+    let vhost = Policy::new(
+        vec![methods(&[Method::GET, Method::PUT], &["/**"])],
+        Service::S3(BucketLayout::VirtualHosted {
+            bucket: Some("bkt".into()),
+        }),
+    );
+    assert_eq!(
+        check(&vhost, Method::PUT, "/x", &[("x-amz-copy-source", "bkt/y")]),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &vhost,
+            Method::PUT,
+            "/x",
+            &[("x-amz-copy-source", "someone-elses/y")]
+        ),
+        DENIED_ACTION
+    );
+    // Two sources: S3 would pick one, so the request is refused, allow list or not.
+    let two = [
+        ("x-amz-copy-source", "bkt/pub/y"),
+        ("x-amz-copy-source", "bkt/secret/y"),
+    ];
+    assert!(matches!(
+        check(&p, Method::PUT, "/bkt/pub/x", &two),
+        Err(Refusal::Ambiguous(_))
+    ));
+    assert!(matches!(
+        check(&s3(vec![]), Method::PUT, "/bkt/pub/x", &two),
+        Err(Refusal::Ambiguous(_))
+    ));
+}
+
+#[test]
+fn json_and_query_protocol_actions() {
+    let p = Policy::new(
+        vec![actions(
+            &["dynamodb:GetItem", "dynamodb:Query"],
+            &["/**", "/"],
+        )],
+        Service::Other(Some("dynamodb".into())),
+    );
+    let get = [("x-amz-target", "DynamoDB_20120810.GetItem")];
+    assert_eq!(check(&p, Method::POST, "/", &get), Ok(()));
+    let delete = [("x-amz-target", "DynamoDB_20120810.DeleteTable")];
+    assert_eq!(check(&p, Method::POST, "/", &delete), DENIED_ACTION);
+    assert_eq!(check(&p, Method::POST, "/", &[]), DENIED_ACTION);
+
+    let sqs = Policy::new(
+        vec![actions(&["sqs:SendMessage"], &["/**"])],
+        Service::Other(Some("sqs".into())),
+    );
+    assert_eq!(
+        check(&sqs, Method::GET, "/123/q?Action=SendMessage", &[]),
+        Ok(())
+    );
+    assert_eq!(
+        check(&sqs, Method::GET, "/123/q?Action=DeleteQueue", &[]),
+        DENIED_ACTION
+    );
+    let form = [(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    )];
+    let pending = sqs
+        .check(&Method::POST, "/123/q", &headers(&form))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sqs.check_body(pending, b"Action=DeleteQueue&QueueUrl=x"),
+        DENIED_ACTION
+    );
+    let pending = sqs
+        .check(&Method::POST, "/123/q", &headers(&form))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sqs.check_body(pending, b"Action=SendMessage&MessageBody=a+b"),
+        Ok(())
+    );
+    // Query and body naming different actions: refused as ambiguous.
+    let pending = sqs
+        .check(&Method::POST, "/123/q?Action=SendMessage", &headers(&form))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        sqs.check_body(pending, b"Action=DeleteQueue"),
+        Err(Refusal::Ambiguous(_))
+    ));
+}
+
+#[test]
+fn method_rules_outside_s3_work_as_before() {
+    let p = Policy::new(
+        vec![
+            methods(&[Method::GET, Method::HEAD], &["/reports/**"]),
+            methods(&[Method::PUT], &["/uploads/*.csv"]),
+        ],
+        Service::Other(Some("lambda".into())),
+    );
+    assert_eq!(check(&p, Method::GET, "/reports/a", &[]), Ok(()));
+    assert_eq!(
+        check(&p, Method::PUT, "/reports/a", &[]),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    assert_eq!(
+        check(&p, Method::DELETE, "/reports/a", &[]),
+        Err(Refusal::Denied(Denied::Method))
+    );
+    assert_eq!(
+        check(&p, Method::GET, "/secret/..%2Freports/x", &[]),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    assert_eq!(
+        check(
+            &Policy::new(vec![], Service::Other(None)),
+            Method::DELETE,
+            "/x",
+            &[]
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn policy_path_decodes_and_refuses_what_an_upstream_could_split() {
+    let p = |t| policy_path(t, true);
+    assert_eq!(
+        p("/reports/a%20b?x=1").as_deref(),
+        Some(&b"/reports/a b"[..])
+    );
+    assert_eq!(p("/a/b/").as_deref(), Some(&b"/a/b/"[..]));
+    // Read as one segment here, as two (or a climb) by some upstreams: refused.
+    assert_eq!(p("/secret/..%2Freports/x"), None);
+    assert_eq!(p("/reports%2Fx"), None);
+    assert_eq!(p("/reports%5C..%5Csecret"), None);
+    // S3 keys are literal: dots stay, escapes are decoded.
+    assert_eq!(
+        policy_path("/b/r/%2E%2E/k", false).as_deref(),
+        Some(&b"/b/r/../k"[..])
+    );
+    assert_eq!(
+        policy_path("/b/r%2Fk", false).as_deref(),
+        Some(&b"/b/r/k"[..])
+    );
+}
