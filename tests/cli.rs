@@ -76,3 +76,56 @@ fn busy_port_is_a_clear_start_up_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_upgrade_socket_where_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.path().join("c.yaml");
+    let socket = shared.join("sigproxy.sock");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            common::free_port(),
+            common::free_port(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let out = sigproxy(&["-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be written by other users (mode 1777)"),
+        "{stderr}"
+    );
+    // A directory of its own is created private.
+    let private = dir.path().join("run/sigproxy");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            common::free_port(),
+            common::free_port(),
+            private.join("s.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigproxy"))
+        .args(["-c", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !private.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

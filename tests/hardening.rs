@@ -517,6 +517,24 @@ fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_
 }
 
 #[test]
+fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
+    let upstream = Recorder::start();
+    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
+    proxy.wait_ready();
+    for i in 0..3 {
+        let r = raw(
+            &proxy,
+            format!("GET /signed/old/{i} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
+        )
+        .expect("an answer");
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(upstream.requests(), 3);
+    // HTTP/1.0 upstream would have closed the connection after each request.
+    assert_eq!(upstream.connections(), 1, "one pooled upstream connection");
+}
+
+#[test]
 fn an_unreachable_upstream_is_a_json_502_on_both_kinds_of_route() {
     // The upstream is gone: 502 on both kinds of route, JSON, nothing hangs.
     let port = free_port();
