@@ -96,9 +96,27 @@ fn an_upgrade_socket_where_others_can_write_is_refused() {
         ),
     )
     .unwrap();
-    let out = sigproxy(&["-c", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It must refuse to start (not serve with a socket another user could answer on).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigproxy"))
+        .args(["-c", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "it started anyway");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("can be written by other users (mode 1777)"),
         "{stderr}"

@@ -18,7 +18,8 @@ const SECRET: &str = "hardening-secret-key-never-logged";
 /// Requests an upstream received: method, path, headers (lower-case names).
 type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
 
-/// A keep-alive HTTP/1.1 upstream that records every request and answers 200 `ok`.
+/// A keep-alive HTTP/1.1 upstream that records every request and answers 200 `ok` (and closes
+/// after answering an HTTP/1.0 request, as real servers do).
 /// Paths starting `/reset` get a response cut off half-way; `/expired`, Lambda's answer to an
 /// expired session token.
 struct Recorder {
@@ -113,8 +114,15 @@ fn serve(conn: TcpStream, seen: Seen) {
             continue;
         }
         let body: &[u8] = if method == "HEAD" { b"" } else { b"ok" };
-        let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        // Like real servers, an HTTP/1.0 request is answered and the connection closed.
+        let http_1_0 = line.trim_end().ends_with("HTTP/1.0");
+        let close = if http_1_0 { "Connection: close\r\n" } else { "" };
+        let head = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\n");
+        let _ = writer.write_all(head.as_bytes());
         let _ = writer.write_all(body);
+        if http_1_0 {
+            return;
+        }
     }
 }
 
