@@ -85,6 +85,15 @@ impl Checker<'_> {
             }
             routes.push(route);
         }
+        let limits = self.limits(
+            super::limits::Raw {
+                keepalive_timeout: raw.keepalive_timeout.as_deref(),
+                request_header_timeout: raw.request_header_timeout.as_deref(),
+                max_connections: raw.max_connections,
+                max_buffered_body_bytes: raw.max_buffered_body_bytes,
+            },
+            &routes,
+        )?;
 
         Ok(Config {
             path: self.path.to_owned(),
@@ -94,6 +103,7 @@ impl Checker<'_> {
             shutdown_grace,
             access,
             max_header_bytes,
+            limits,
             upgrade_socket,
             credentials,
             routes,
@@ -115,7 +125,7 @@ impl Checker<'_> {
         })
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         value: Option<&str>,

@@ -7,11 +7,13 @@
 mod access;
 mod check;
 mod file;
+mod limits;
 
 pub use access::FORWARDED_METHODS;
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};
+pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
 use crate::upstream::Upstream;
@@ -49,6 +51,8 @@ pub struct Config {
     /// Client address and bearer token checks on the traffic port.
     pub access: ClientAccess,
     pub max_header_bytes: usize,
+    /// Timeouts, connection count and body memory limits for clients of the traffic port.
+    pub limits: ClientLimits,
     pub upgrade_socket: PathBuf,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub routes: Vec<RouteConfig>,

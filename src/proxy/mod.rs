@@ -11,6 +11,7 @@
 //!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
 
 mod body;
+mod budget;
 mod forward;
 mod inbound;
 
@@ -39,6 +40,8 @@ pub struct SigningProxy {
     /// Client address and bearer token checks.
     access: ClientAccess,
     max_header_bytes: usize,
+    /// Bodies held in memory to be hashed, all requests together (`max_buffered_body_bytes`).
+    budget: budget::BodyBudget,
     /// For requests whose body was read here (see [`forward`]).
     connector: Connector,
 }
@@ -49,6 +52,7 @@ impl SigningProxy {
             router,
             access: config.access.clone(),
             max_header_bytes: config.max_header_bytes,
+            budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
@@ -158,15 +162,17 @@ impl SigningProxy {
         // A request with no body keeps its own framing header (none, or `Content-Length: 0`);
         // a body that was read goes with its exact length, whatever framing it came in.
         let read = !session.as_downstream_mut().is_body_empty();
-        let body = if read {
+        // `_reserved` holds the body's bytes in the budget until the request is done with it.
+        let (body, _reserved) = if read {
             let limit = route.max_body_bytes;
             let idle = route.peers.read_timeout();
-            match body::read_bounded(session, limit, idle, &mut ctx.continue_sent).await {
+            let budget = &self.budget;
+            match body::read_bounded(session, limit, idle, budget, &mut ctx.continue_sent).await {
                 Ok(b) => b,
                 Err(e) => return self.reject(session, ctx, e).await,
             }
         } else {
-            Bytes::new()
+            (Bytes::new(), self.budget.reservation())
         };
         let hash = if body.is_empty() {
             EMPTY_SHA256.to_string()
