@@ -253,26 +253,20 @@ fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), Pr
     Ok(())
 }
 
-/// How long, after an error answer, the rest of an unread request body is read and dropped.
-const LINGER: Duration = Duration::from_secs(2);
-
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
     let route = ctx.route.as_ref().filter(|_| error.may_name_route());
     let body = error.body(route.map(|r| r.name.as_str()));
     let resp = error.response_header(body.len());
     ctx.status = Some(error.status());
-    // A client still waiting for a `100 Continue` will now never send its body.
-    let awaits_continue = body::expects_continue(session) && !ctx.continue_sent;
-    let downstream = session.as_downstream_mut();
-    if let Err(e) = downstream.write_error_response(resp, body).await {
+    // The connection closes after an error answer. A client may still be sending its body
+    // (some do even when they asked for `100 Continue`): the close lingers, so the kernel
+    // does not reset the connection before the client reads this (see `conn::stream`).
+    if let Err(e) = session
+        .as_downstream_mut()
+        .write_error_response(resp, body)
+        .await
+    {
         warn!(error = %e, "could not send the error response");
-    }
-    // Closing with unread body bytes makes the kernel reset the connection, and the client
-    // may lose the answer it has not read yet. Read the rest of the body (briefly) first.
-    // Not for a client that stopped sending: there is nothing to wait for.
-    let stalled = error == ProxyError::ClientTimeout;
-    if !awaits_continue && !stalled && !downstream.is_body_done() {
-        let _ = tokio::time::timeout(LINGER, downstream.drain_request_body()).await;
     }
     ctx.error = Some(error);
 }
