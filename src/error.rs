@@ -11,6 +11,9 @@ use pingora::http::ResponseHeader;
 use pingora::{Error as PingoraError, ErrorSource, ErrorType};
 use std::fmt;
 
+/// What `Retry-After` tells a client refused with [`ProxyError::Busy`].
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// What went wrong, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
@@ -42,6 +45,9 @@ pub enum ProxyError {
     },
     /// aws-sigv4 refused to sign the request.
     Signing(String),
+    /// sigproxy is at one of its limits (`max_buffered_body_bytes`, `max_connections`): the
+    /// client should retry shortly (`Retry-After`).
+    Busy(String),
     /// The upstream could not be reached or broke off; `kind` is `connect`, `reset` or `tls`.
     UpstreamUnreachable { kind: &'static str, detail: String },
     /// The upstream did not connect or answer within the configured timeout.
@@ -62,7 +68,7 @@ impl ProxyError {
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
             Self::ClientTimeout => 408,
             Self::BodyTooLarge { .. } => 413,
-            Self::CredentialsUnavailable { .. } => 503,
+            Self::CredentialsUnavailable { .. } | Self::Busy(_) => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
             Self::UpstreamUnreachable { .. } => 502,
             Self::UpstreamTimeout(_) => 504,
@@ -84,6 +90,7 @@ impl ProxyError {
             Self::ClientTimeout => "client_timeout",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
+            Self::Busy(_) => "busy",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::Internal(_) => "internal_error",
@@ -206,6 +213,9 @@ impl ProxyError {
             Self::MethodNotAllowed(_) => {
                 let _ = resp.insert_header("allow", FORWARDED_METHODS.join(", "));
             }
+            Self::Busy(_) => {
+                let _ = resp.insert_header("retry-after", RETRY_AFTER_SECONDS.to_string());
+            }
             _ => {}
         }
         resp
@@ -273,6 +283,7 @@ impl fmt::Display for ProxyError {
                 "no valid AWS credentials for credential set '{credentials}': {reason}"
             ),
             Self::Signing(why) => write!(f, "could not sign the request: {why}"),
+            Self::Busy(why) => write!(f, "busy: {why}"),
             Self::UpstreamUnreachable { detail, .. } => write!(f, "upstream unreachable: {detail}"),
             Self::UpstreamTimeout(why) => write!(f, "upstream timed out: {why}"),
             Self::Internal(why) => write!(f, "internal error: {why}"),

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod aws_chunked;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod credentials;
 pub mod error;
 pub mod headers;

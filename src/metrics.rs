@@ -29,6 +29,11 @@ pub struct Metrics {
     pub credentials_expiry: GaugeVec,
     pub credential_refreshes: IntCounterVec,
     pub sts_duration: HistogramVec,
+    pub connections: IntGauge,
+    pub connections_refused: IntCounter,
+    pub request_heads_refused: IntCounterVec,
+    pub buffered_body_bytes: IntGauge,
+    pub body_budget_refusals: IntCounter,
 }
 
 /// The process-wide metrics.
@@ -49,6 +54,10 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         registry,
         IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
     )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -158,6 +167,38 @@ impl Metrics {
                 "sigproxy_sts_request_duration_seconds",
                 "How long fetching credentials took (source chain plus STS)",
                 &["credentials"],
+            ),
+            connections: gauge(
+                &r,
+                "sigproxy_connections",
+                "Client connections open on the traffic port (max_connections)",
+            ),
+            connections_refused: register(
+                &r,
+                IntCounter::new(
+                    "sigproxy_connections_refused_total",
+                    "Client connections refused with 503 because max_connections were open",
+                )
+                .expect("valid metric"),
+            ),
+            request_heads_refused: counter(
+                &r,
+                "sigproxy_request_heads_refused_total",
+                "Connections closed before a request head was complete, by reason: timeout (request_header_timeout), too_large (max_header_bytes)",
+                &["reason"],
+            ),
+            buffered_body_bytes: gauge(
+                &r,
+                "sigproxy_buffered_body_bytes",
+                "Request body bytes reserved in memory for signing (max_buffered_body_bytes)",
+            ),
+            body_budget_refusals: register(
+                &r,
+                IntCounter::new(
+                    "sigproxy_body_budget_refusals_total",
+                    "Requests refused with 503 because max_buffered_body_bytes were in use",
+                )
+                .expect("valid metric"),
             ),
             registry: r,
         }
@@ -274,6 +315,19 @@ mod tests {
         assert!(
             text.contains("sigproxy_credentials_expiry_timestamp_seconds{credentials=\"app\"} 1")
         );
+        m.request_heads_refused
+            .with_label_values(&["timeout"])
+            .inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("\nsigproxy_request_heads_refused_total{reason=\"timeout\"}"));
+        for family in [
+            "sigproxy_connections",
+            "sigproxy_connections_refused_total",
+            "sigproxy_buffered_body_bytes",
+            "sigproxy_body_budget_refusals_total",
+        ] {
+            assert!(text.contains(&format!("\n{family} ")), "{family} missing");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::conn::Guarded;
 use crate::credentials::{refresh, CredentialStore};
 use crate::proxy::SigningProxy;
 use crate::route::Router;
@@ -119,8 +120,11 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let router = Arc::new(Router::new(&config, &store));
 
     let proxy = SigningProxy::new(router.clone(), &config, &server.configuration);
-    let mut traffic =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "sigproxy");
+    // pingora's HTTP proxy behind sigproxy's own connection limits (timeouts, max_connections,
+    // head size, lingering close): see `conn`.
+    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes);
+    let mut traffic = Service::new("sigproxy".to_string(), guarded);
     traffic.add_tcp(&config.listen.to_string());
 
     let mut admin = Service::new(

@@ -103,6 +103,15 @@ impl Checker<'_> {
                 .filter_map(|r| r.host.as_deref())
                 .map(host_name),
         );
+        let limits = self.limits(
+            super::limits::Raw {
+                keepalive_timeout: raw.keepalive_timeout.as_deref(),
+                request_header_timeout: raw.request_header_timeout.as_deref(),
+                max_connections: raw.max_connections,
+                max_buffered_body_bytes: raw.max_buffered_body_bytes,
+            },
+            &routes,
+        )?;
 
         Ok(Config {
             path: self.path.to_owned(),
@@ -112,6 +121,7 @@ impl Checker<'_> {
             shutdown_grace,
             access,
             max_header_bytes,
+            limits,
             upgrade_socket,
             credentials,
             routes,
@@ -133,7 +143,7 @@ impl Checker<'_> {
         })
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         value: Option<&str>,

@@ -22,6 +22,14 @@ pub struct File {
     pub access: Option<Access>,
     /// The largest request header section accepted (431 above it).
     pub max_header_bytes: Option<u64>,
+    /// How long an idle keep-alive connection stays open (e.g. `60s`).
+    pub keepalive_timeout: Option<String>,
+    /// How long a client gets to send a whole request head (e.g. `10s`).
+    pub request_header_timeout: Option<String>,
+    /// Connections served at once on the traffic listener.
+    pub max_connections: Option<u64>,
+    /// Body bytes buffered for signing, all requests together.
+    pub max_buffered_body_bytes: Option<u64>,
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSet>,
     #[serde(default)]

@@ -7,10 +7,12 @@
 mod access;
 mod check;
 mod file;
+mod limits;
 
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};
+pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
 use crate::upstream::Upstream;
@@ -48,6 +50,8 @@ pub struct Config {
     /// Client address and bearer token checks on the traffic port.
     pub access: ClientAccess,
     pub max_header_bytes: usize,
+    /// Timeouts, connection count and body memory limits for clients of the traffic port.
+    pub limits: ClientLimits,
     pub upgrade_socket: PathBuf,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub routes: Vec<RouteConfig>,

@@ -1,5 +1,6 @@
 //! Reading a whole request body, bounded, so its SHA-256 can go into the signature.
 
+use super::budget::{BodyBudget, Reservation};
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
@@ -26,19 +27,27 @@ pub fn expects_continue(session: &Session) -> bool {
 }
 
 /// Reads the body to its end, failing with 413 as soon as it grows past `limit`, and with 408
-/// when the client sends nothing for `idle`.
+/// when the client sends nothing for `idle`. The bytes held are reserved from `budget` (503
+/// when it cannot hold them); the reservation is returned with the body and must be kept as
+/// long as the body is.
 ///
 /// Answers `Expect: 100-continue` first (the body is read here, not by the upstream).
-/// A declared `Content-Length` over the limit is refused before any body byte is read.
-pub async fn read_bounded(
+/// A declared `Content-Length` over the limit, or more than the budget has free, is refused
+/// before any body byte is read.
+pub async fn read_bounded<'b>(
     session: &mut Session,
     limit: usize,
     idle: Duration,
+    budget: &'b BodyBudget,
     continue_sent: &mut bool,
-) -> Result<Bytes, ProxyError> {
+) -> Result<(Bytes, Reservation<'b>), ProxyError> {
     let declared = content_length(session);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let mut reserved = budget.reservation();
+    if let Some(n) = declared {
+        reserved.cover(n as usize)?;
     }
     if expects_continue(session) {
         session
@@ -65,6 +74,8 @@ pub async fn read_bounded(
         if total > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
+        // Chunked: the body's length shows only as it comes.
+        reserved.cover(total)?;
         // The common single-chunk body is kept without a copy.
         match &first {
             None if rest.is_empty() => first = Some(chunk),
@@ -77,5 +88,5 @@ pub async fn read_bounded(
             }
         }
     }
-    Ok(first.unwrap_or_else(|| rest.freeze()))
+    Ok((first.unwrap_or_else(|| rest.freeze()), reserved))
 }

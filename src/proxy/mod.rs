@@ -11,6 +11,7 @@
 //!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
 
 mod body;
+mod budget;
 mod forward;
 mod inbound;
 
@@ -41,6 +42,8 @@ pub struct SigningProxy {
     /// Client address and bearer token checks.
     access: ClientAccess,
     max_header_bytes: usize,
+    /// Bodies held in memory to be hashed, all requests together (`max_buffered_body_bytes`).
+    budget: budget::BodyBudget,
     /// For requests whose body was read here (see [`forward`]).
     connector: Connector,
 }
@@ -51,6 +54,7 @@ impl SigningProxy {
             router,
             access: config.access.clone(),
             max_header_bytes: config.max_header_bytes,
+            budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
@@ -192,15 +196,17 @@ impl SigningProxy {
         // A request with no body keeps its own framing header (none, or `Content-Length: 0`);
         // a body that was read goes with its exact length, whatever framing it came in.
         let read = !session.as_downstream_mut().is_body_empty();
-        let body = if read {
+        // `_reserved` holds the body's bytes in the budget until the request is done with it.
+        let (body, _reserved) = if read {
             let limit = route.max_body_bytes;
             let idle = route.peers.read_timeout();
-            match body::read_bounded(session, limit, idle, &mut ctx.continue_sent).await {
+            let budget = &self.budget;
+            match body::read_bounded(session, limit, idle, budget, &mut ctx.continue_sent).await {
                 Ok(b) => b,
                 Err(e) => return self.reject(session, ctx, e).await,
             }
         } else {
-            Bytes::new()
+            (Bytes::new(), self.budget.reservation())
         };
         if let Some(pending) = ctx.after_body.take() {
             // What the body says it does (the keys of a DeleteObjects, a form's Action) is
@@ -298,27 +304,21 @@ fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), Pr
     Ok(())
 }
 
-/// How long, after an error answer, the rest of an unread request body is read and dropped.
-const LINGER: Duration = Duration::from_secs(2);
-
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
     let route = ctx.route.as_ref().filter(|_| error.may_name_route());
     let body = error.body(route.map(|r| r.name.as_str()));
     let mut resp = error.response_header(body.len());
     browser::answer_cors(&mut resp, &ctx.page);
     ctx.status = Some(error.status());
-    // A client still waiting for a `100 Continue` will now never send its body.
-    let awaits_continue = body::expects_continue(session) && !ctx.continue_sent;
-    let downstream = session.as_downstream_mut();
-    if let Err(e) = downstream.write_error_response(resp, body).await {
+    // The connection closes after an error answer. A client may still be sending its body
+    // (some do even when they asked for `100 Continue`): the close lingers, so the kernel
+    // does not reset the connection before the client reads this (see `conn::stream`).
+    if let Err(e) = session
+        .as_downstream_mut()
+        .write_error_response(resp, body)
+        .await
+    {
         warn!(error = %e, "could not send the error response");
-    }
-    // Closing with unread body bytes makes the kernel reset the connection, and the client
-    // may lose the answer it has not read yet. Read the rest of the body (briefly) first.
-    // Not for a client that stopped sending: there is nothing to wait for.
-    let stalled = error == ProxyError::ClientTimeout;
-    if !awaits_continue && !stalled && !downstream.is_body_done() {
-        let _ = tokio::time::timeout(LINGER, downstream.drain_request_body()).await;
     }
     ctx.error = Some(error);
 }

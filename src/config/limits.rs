@@ -1,0 +1,201 @@
+//! Limits on every client of the traffic port: how long a connection may idle or take over a
+//! request head, how many connections are served at once, and how many body bytes are held in
+//! memory (to be hashed) across all requests.
+
+use super::check::Checker;
+use super::{ConfigError, RouteConfig};
+use std::time::Duration;
+
+/// How long an idle keep-alive connection is kept open.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client gets to send a whole request head (request line and headers).
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once on the traffic listener: above the soak benchmark's 1,000.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Signed bodies held in memory at once, all requests together: far below the smallest pod
+/// memory limit in deploy/ (128 MiB for a sidecar), and room for five 6 MiB Lambda bodies.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Timeouts are capped so that deadlines computed from them cannot overflow.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
+const MAX_MAX_BUFFERED_BODY_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// The checked limits (top-level keys of the configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `keepalive_timeout`: an idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// `request_header_timeout`: the whole request head must arrive within this, counted from
+    /// the connection's start (first request) or from the next request's first byte.
+    pub request_header_timeout: Duration,
+    /// `max_connections`: connections served at once; more are refused with `503`.
+    pub max_connections: usize,
+    /// `max_buffered_body_bytes`: body bytes buffered for signing, all requests together.
+    pub max_buffered_body_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
+        }
+    }
+}
+
+/// The limits' keys as written in the file.
+pub(super) struct Raw<'a> {
+    pub keepalive_timeout: Option<&'a str>,
+    pub request_header_timeout: Option<&'a str>,
+    pub max_connections: Option<u64>,
+    pub max_buffered_body_bytes: Option<u64>,
+}
+
+impl Checker<'_> {
+    /// The limits, checked against the routes whose bodies they must hold.
+    pub(super) fn limits(
+        &self,
+        raw: Raw<'_>,
+        routes: &[RouteConfig],
+    ) -> Result<ClientLimits, ConfigError> {
+        let timeout = |key: &str, value: Option<&str>, default| {
+            let d = self.duration(key, value, default)?;
+            if d > MAX_TIMEOUT {
+                return self.err(key, "must be at most 1h");
+            }
+            Ok(d)
+        };
+        let keepalive_timeout = timeout(
+            "keepalive_timeout",
+            raw.keepalive_timeout,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?;
+        let request_header_timeout = timeout(
+            "request_header_timeout",
+            raw.request_header_timeout,
+            DEFAULT_REQUEST_HEADER_TIMEOUT,
+        )?;
+        let max_connections = match raw.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n as usize,
+            Some(n) => {
+                return self.err(
+                    "max_connections",
+                    format!("{n} is outside 1 to {MAX_MAX_CONNECTIONS}"),
+                )
+            }
+        };
+        let max_buffered_body_bytes = match raw.max_buffered_body_bytes {
+            None => DEFAULT_MAX_BUFFERED_BODY_BYTES,
+            Some(n) if (1..=MAX_MAX_BUFFERED_BODY_BYTES).contains(&n) => n as usize,
+            Some(n) => {
+                return self.err(
+                    "max_buffered_body_bytes",
+                    format!("{n} is outside 1 to {MAX_MAX_BUFFERED_BODY_BYTES}"),
+                )
+            }
+        };
+        // A signed route whose largest body could never be buffered would refuse it with 503
+        // forever: say so now rather than at the first large request.
+        let largest = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.signing.is_some())
+            .max_by_key(|(_, r)| r.max_body_bytes);
+        if let Some((i, route)) = largest {
+            if route.max_body_bytes > max_buffered_body_bytes {
+                return self.err(
+                    "max_buffered_body_bytes",
+                    format!(
+                        "{max_buffered_body_bytes} is below routes[{i}].max_body_bytes ({}): a body that size could never be buffered; raise max_buffered_body_bytes or lower the route's limit",
+                        route.max_body_bytes
+                    ),
+                );
+            }
+        }
+        Ok(ClientLimits {
+            keepalive_timeout,
+            request_header_timeout,
+            max_connections,
+            max_buffered_body_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    const ROUTE: &str = "routes:\n  - upstream: http://127.0.0.1:1\n";
+
+    fn parse(top: &str) -> Result<ClientLimits, String> {
+        Config::parse(&format!("{top}{ROUTE}"), Path::new("conf/test.yaml"))
+            .map(|c| c.limits)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        assert_eq!(parse("").unwrap(), ClientLimits::default());
+        let d = ClientLimits::default();
+        assert_eq!(d.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(d.request_header_timeout, Duration::from_secs(10));
+        assert!(d.max_connections > 1000, "the soak benchmark holds 1,000");
+        assert_eq!(d.max_buffered_body_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn each_key_is_read_and_checked() {
+        let l = parse("keepalive_timeout: 5s\nrequest_header_timeout: 2s\nmax_connections: 10\nmax_buffered_body_bytes: 7000000\n").unwrap();
+        assert_eq!(l.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(l.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(l.max_connections, 10);
+        assert_eq!(l.max_buffered_body_bytes, 7_000_000);
+        for (yaml, message) in [
+            (
+                "keepalive_timeout: 0s\n",
+                "conf/test.yaml: keepalive_timeout: must be greater than zero",
+            ),
+            (
+                "request_header_timeout: 2h\n",
+                "conf/test.yaml: request_header_timeout: must be at most 1h",
+            ),
+            (
+                "request_header_timeout: soon\n",
+                "conf/test.yaml: request_header_timeout: 'soon' is not a duration",
+            ),
+            (
+                "max_connections: 0\n",
+                "conf/test.yaml: max_connections: 0 is outside 1 to 1000000",
+            ),
+            (
+                "max_buffered_body_bytes: 0\n",
+                "conf/test.yaml: max_buffered_body_bytes: 0 is outside 1",
+            ),
+        ] {
+            let e = parse(yaml).unwrap_err();
+            assert!(e.starts_with(message), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_body_budget_holds_every_signed_routes_largest_body() {
+        let signed = "credentials:\n  app: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 16777216\n";
+        let e = Config::parse(
+            &format!("max_buffered_body_bytes: 8388608\n{signed}"),
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("c.yaml: max_buffered_body_bytes: 8388608 is below routes[0].max_body_bytes (16777216)"),
+            "{e}"
+        );
+        // Pass-through routes buffer nothing.
+        assert!(parse("max_buffered_body_bytes: 1000\n").is_ok());
+    }
+}

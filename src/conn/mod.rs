@@ -1,0 +1,159 @@
+//! Limits on every client connection of the traffic port, enforced before pingora's HTTP code.
+//!
+//! [`Guarded`] is the traffic listener's application: it wraps pingora's HTTP proxy app and
+//! takes over the part of pingora's per-connection loop that reads request heads:
+//! - `max_connections`: a connection beyond it gets a JSON `503` with `Retry-After` and is
+//!   closed at once, before anything of it is read;
+//! - `request_header_timeout`: each request head must be complete within it (from the
+//!   connection's accept for the first request, from its first byte for later ones), however
+//!   fast each byte comes;
+//! - `keepalive_timeout`: a connection idle that long between requests is closed;
+//! - `max_header_bytes`: no more of an unfinished head is taken in; such a head gets the JSON
+//!   `431` and the connection is closed;
+//! - every close lingers (see [`stream`]), so a client still sending a body reads the refusal.
+//!
+//! Only HTTP/1 is served on the traffic port (no TLS, no h2c), so every connection goes
+//! through this loop.
+
+mod head;
+pub mod stream;
+
+use crate::config::ClientLimits;
+use crate::error::ProxyError;
+use crate::metrics::metrics;
+use async_trait::async_trait;
+use head::Head;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use stream::{Downstream, Linger, Slot, LINGER};
+use tokio::time::Instant;
+
+/// Refused connections linger only briefly: their client has sent a head at most.
+const REFUSAL_LINGER: Linger = Linger {
+    time: Duration::from_secs(1),
+    bytes: 64 * 1024,
+};
+
+/// The traffic listener's application: `inner` (pingora's HTTP proxy) behind the limits.
+pub struct Guarded<A> {
+    inner: Arc<A>,
+    limits: ClientLimits,
+    max_header_bytes: usize,
+    /// Connections open, lingering ones included.
+    open: Arc<AtomicUsize>,
+    /// Refused connections still lingering (at most `max_connections`; beyond, closed at once).
+    refusing: Arc<AtomicUsize>,
+}
+
+impl<A> Guarded<A> {
+    pub fn new(inner: A, limits: ClientLimits, max_header_bytes: usize) -> Guarded<A> {
+        Guarded {
+            inner: Arc::new(inner),
+            limits,
+            max_header_bytes,
+            open: Arc::default(),
+            refusing: Arc::default(),
+        }
+    }
+
+    /// Answers `503` to a connection over `max_connections` and closes it.
+    async fn refuse(&self, io: Stream) {
+        metrics().connections_refused.inc();
+        let slot = Slot::take(&self.refusing, self.limits.max_connections, None);
+        let linger = slot.is_some().then_some(REFUSAL_LINGER);
+        let mut io: Stream = Box::new(Downstream::new(io, slot, linger));
+        let busy = ProxyError::Busy(format!(
+            "sigproxy is serving as many connections as max_connections allows ({}); retry shortly",
+            self.limits.max_connections
+        ));
+        head::answer(&mut io, &busy).await;
+    }
+}
+
+/// Waits until the server starts shutting down.
+async fn shutting_down(shutdown: &ShutdownWatch) {
+    let mut watch = shutdown.clone();
+    let _ = watch.wait_for(|stopping| *stopping).await;
+}
+
+#[async_trait]
+impl<A> ServerApp for Guarded<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let accepted = Instant::now();
+        let gauge = Some(metrics().connections.clone());
+        let Some(slot) = Slot::take(&self.open, self.limits.max_connections, gauge) else {
+            self.refuse(io).await;
+            return None;
+        };
+        let mut io: Stream = Box::new(Downstream::new(io, Some(slot), Some(LINGER)));
+        let header_time = self.limits.request_header_timeout;
+        let mut first = true;
+        loop {
+            let (first_byte_by, head_by) = if first {
+                (accepted + header_time, Some(accepted + header_time))
+            } else {
+                (Instant::now() + self.limits.keepalive_timeout, None)
+            };
+            let reading = head::read(
+                &mut io,
+                first_byte_by,
+                header_time,
+                head_by,
+                self.max_header_bytes,
+            );
+            let head = if first {
+                reading.await
+            } else {
+                // Between requests, a shutdown closes the connection (as pingora does); a
+                // request already arriving is served.
+                tokio::select! {
+                    biased;
+                    head = reading => head,
+                    () = shutting_down(shutdown) => return None,
+                }
+            };
+            let buf = match head {
+                Head::Complete(buf) => buf,
+                Head::Closed | Head::Idle => return None,
+                Head::TimedOut => {
+                    metrics()
+                        .request_heads_refused
+                        .with_label_values(&["timeout"])
+                        .inc();
+                    return None;
+                }
+                Head::TooLarge => {
+                    metrics()
+                        .request_heads_refused
+                        .with_label_values(&["too_large"])
+                        .inc();
+                    let limit = self.max_header_bytes;
+                    head::answer(&mut io, &ProxyError::HeadersTooLarge { limit }).await;
+                    return None;
+                }
+            };
+            let mut session = ServerSession::new_http1(io);
+            // The head is all here: pingora parses it without reading. Should it read more
+            // anyway, each read is bounded by this.
+            session.set_keepalive(Some(header_time.as_secs().max(1)));
+            session.set_pipelined_prefix(buf);
+            let reused = self.inner.process_new_http(session, shutdown).await?;
+            // Nothing else of the finished session carries over: sigproxy keeps no
+            // per-connection context and does not pipeline.
+            io = reused.consume().0;
+            first = false;
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}

