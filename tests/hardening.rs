@@ -116,7 +116,11 @@ fn serve(conn: TcpStream, seen: Seen) {
         let body: &[u8] = if method == "HEAD" { b"" } else { b"ok" };
         // Like real servers, an HTTP/1.0 request is answered and the connection closed.
         let http_1_0 = line.trim_end().ends_with("HTTP/1.0");
-        let close = if http_1_0 { "Connection: close\r\n" } else { "" };
+        let close = if http_1_0 {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
         let head = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\n");
         let _ = writer.write_all(head.as_bytes());
         let _ = writer.write_all(body);

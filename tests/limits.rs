@@ -104,7 +104,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
 fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     let proxy = start("keepalive_timeout: 1s\n");
     let mut conn = TcpStream::connect(proxy.addr).unwrap();
-    conn.write_all(b"GET /open/a HTTP/1.1\r\nHost: a\r\n\r\n")
+    conn.write_all(b"GET /open/a HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let mut response = [0u8; 1024];
     let n = conn.read(&mut response).unwrap();
@@ -131,7 +131,7 @@ fn a_head_dribbled_a_byte_at_a_time_is_closed_at_request_header_timeout() {
     let started = Instant::now();
     let closed = std::thread::spawn(move || closed_within(&mut watcher, Duration::from_secs(8)));
     // Every byte comes fast (200 ms apart), the head never ends.
-    let head = b"GET /open/slow HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+    let head = b"GET /open/slow HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
     for byte in head.iter().chain([b'a'; 40].iter()) {
         if conn.write_all(&[*byte]).is_err() || closed.is_finished() {
             break;
@@ -205,7 +205,7 @@ fn parked_half_heads_keep_memory_bounded_and_others_served() {
         let mut conn = TcpStream::connect(proxy.addr).unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let _ = conn.write_all(b"GET /open/x HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+        let _ = conn.write_all(b"GET /open/x HTTP/1.1\r\nHost: localhost\r\nX-Pad: ");
         let _ = conn.write_all(&pad);
         parked.push(conn);
     }
@@ -235,7 +235,8 @@ fn bodies_beyond_max_buffered_body_bytes_get_503_before_being_read() {
     let proxy = start("");
     let (before, _) = rss(&proxy);
     let length = 6 * 1024 * 1024 - 1;
-    let head = format!("POST /signed/big HTTP/1.1\r\nHost: a\r\nContent-Length: {length}\r\n\r\n");
+    let head =
+        format!("POST /signed/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n");
     let mut conns: Vec<TcpStream> = (0..40)
         .map(|_| {
             let mut c = TcpStream::connect(proxy.addr).unwrap();
@@ -314,7 +315,7 @@ fn a_refusal_reaches_a_client_that_sends_its_body_without_waiting_for_100_contin
         .unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let head = "PUT /bucket/big HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 73400320\r\n\r\n";
+    let head = "PUT /bucket/big HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 73400320\r\n\r\n";
     conn.write_all(head.as_bytes()).unwrap();
     // Like rclone: the body goes out at once, while the answer is on its way, and goes on a
     // while longer. A proxy that just closes resets the connection under it: the writes fail
