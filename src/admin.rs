@@ -1,6 +1,8 @@
 //! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign) and
 //! `/metrics` (Prometheus).
 
+use crate::access::browser::BrowserPolicy;
+use crate::access::Denied;
 use crate::credentials::CredentialStore;
 use crate::metrics::metrics;
 use crate::route::Router;
@@ -13,19 +15,25 @@ use std::sync::Arc;
 
 pub struct AdminApp {
     store: Arc<CredentialStore>,
+    /// Web pages may not read it: `/readyz` says why credentials fail, `/metrics` names routes.
+    browser: BrowserPolicy,
     /// Credential sets some route signs with; only these decide readiness.
     needed: BTreeSet<String>,
 }
 
 impl AdminApp {
-    pub fn new(store: Arc<CredentialStore>, router: &Router) -> Self {
+    pub fn new(store: Arc<CredentialStore>, router: &Router, browser: BrowserPolicy) -> Self {
         let needed = router
             .routes()
             .iter()
             .filter_map(|r| r.signer.as_ref())
             .map(|s| s.credentials().name().to_string())
             .collect();
-        AdminApp { store, needed }
+        AdminApp {
+            store,
+            browser,
+            needed,
+        }
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
@@ -77,6 +85,22 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+        if let Err(denied) = self.browser.check_admin(host, &req.headers) {
+            let status = match denied {
+                Denied::Host => StatusCode::MISDIRECTED_REQUEST,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return json(
+                status,
+                serde_json::json!({ "error": { "code": denied.label(), "message": "the admin port serves probes and scrapers, not web pages" } }),
+            );
+        }
         match session.req_header().uri.path() {
             "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
             "/readyz" => {

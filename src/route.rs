@@ -7,10 +7,10 @@
 //! the path it reaches.
 
 use crate::access::browser::host_name;
-use crate::access::policy::{AfterBody, Service};
+use crate::access::policy::{AfterBody, S3Space, Service};
 use crate::access::{Policy, Refusal};
 use crate::actions::s3::BucketLayout;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, S3Addressing};
 use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
@@ -58,9 +58,7 @@ impl Route {
             policy: Policy::new(
                 config.allow.clone(),
                 match &config.signing {
-                    Some(s) if s.service == "s3" => {
-                        Service::S3(BucketLayout::from_upstream_host(config.upstream.host()))
-                    }
+                    Some(s) if s.service == "s3" => Service::S3(s3_space(config)),
                     s => Service::Other(s.as_ref().map(|s| s.service.clone())),
                 },
             ),
@@ -127,6 +125,27 @@ impl Route {
     /// Finishes a check that waited for the body.
     pub fn permits_body(&self, pending: AfterBody, body: &[u8]) -> Result<(), Refusal> {
         self.policy.check_body(pending, body)
+    }
+}
+
+/// What an S3 route reaches: the bucket layout (stated, or read from an AWS host name) and the
+/// upstream's base path.
+fn s3_space(config: &RouteConfig) -> S3Space {
+    let host = config.upstream.host();
+    let aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    let address = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
+    let layout = match config.s3_addressing {
+        Some(S3Addressing::Path) => BucketLayout::PathStyle,
+        Some(S3Addressing::VirtualHost) if !aws => BucketLayout::VirtualHosted {
+            bucket: host.split('.').next().map(str::to_string),
+        },
+        _ => BucketLayout::from_upstream_host(host),
+    };
+    let base = percent_encoding::percent_decode_str(config.upstream.base_path()).collect();
+    S3Space {
+        layout,
+        base,
+        layout_known: aws || address || config.s3_addressing.is_some(),
     }
 }
 

@@ -129,7 +129,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
 
     let mut admin = Service::new(
         "sigproxy admin".to_string(),
-        AdminApp::new(store.clone(), &router),
+        AdminApp::new(store.clone(), &router, config.access.browser.clone()),
     );
     admin.add_tcp(&config.admin_listen.to_string());
 

@@ -69,6 +69,22 @@ pub fn resolve(path: &str, rules: PathRules) -> Result<Resolved, ProxyError> {
                     "the path hides a '.' or '..' segment behind an escaped '/' or '\\'".into(),
                 ));
             }
+            // What some upstreams read as a climb all the same: `..;/` (a path parameter,
+            // dropped by Java servers) and escapes of escapes (`%252e`, decoded twice).
+            let climbs_elsewhere = decoded
+                .split(|&b| b == b'/')
+                .any(|segment| segment.starts_with(b".;") || segment.starts_with(b"..;"))
+                || decoded.windows(3).any(|w| {
+                    w[0] == b'%'
+                        && matches!(&w[1..].to_ascii_lowercase()[..], b"2e" | b"2f" | b"5c")
+                });
+            if climbs_elsewhere {
+                return Err(ProxyError::BadRequest(
+                    "the path has a segment some upstreams read as a climb ('..;' or an escaped \
+                     escape such as %252e)"
+                        .into(),
+                ));
+            }
             Ok(Resolved { encoded, decoded })
         }
         PathRules::S3 => {
@@ -270,6 +286,11 @@ mod tests {
             "/a/%2E%2E%2Fb",
             "/a/.%5Cb/..%5C..",
             "/x/%2F..%2F",
+            "/public/..;/admin",
+            "/public/%2e%2e;/admin",
+            "/public/.;/x",
+            "/public/%252e%252e%252fadmin",
+            "/public/%255C",
         ] {
             let e = resolve(path, PathRules::Normalized).unwrap_err();
             assert_eq!(e.status(), 400, "{path}");

@@ -445,3 +445,85 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     assert_eq!(admin.get("/my-bucket/tmp/b").status, 404);
     assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
 }
+
+#[test]
+fn a_copy_cannot_pull_an_object_from_outside_the_route() {
+    let peers = Peers::start();
+    let admin = s3_proxy(&peers, &s3_route(&peers, "all", "", ""));
+    for bucket in ["/my-bucket", "/secret-bucket"] {
+        assert_eq!(admin.send("PUT", bucket, &[], b"").status, 200);
+    }
+    let payroll = b"name,salary\nada,1000000\n";
+    assert_eq!(
+        admin
+            .send("PUT", "/secret-bucket/payroll.csv", &[], payroll)
+            .status,
+        200
+    );
+    // A route confined to one bucket by its upstream's base path, with a methods-only rule.
+    let routes = format!(
+        "  - name: files\n    match: {{ path_prefix: /files/ }}\n    strip_prefix: true\n    upstream: {}/my-bucket\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET, PUT]\n",
+        peers.get("sts_endpoint")
+    );
+    let proxy = s3_proxy(&peers, &routes);
+    let r = raw(
+        &proxy,
+        "PUT /files/docs/stolen.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-copy-source: secret-bucket/payroll.csv\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(admin.get("/my-bucket/docs/stolen.csv").status, 404);
+    // Copies inside the bucket are what the rule grants.
+    assert_eq!(proxy.send("PUT", "/files/a.csv", &[], b"a").status, 200);
+    let copy = proxy.send(
+        "PUT",
+        "/files/b.csv",
+        &[("x-amz-copy-source", "my-bucket/a.csv")],
+        b"",
+    );
+    assert_eq!(copy.status, 200, "{}", String::from_utf8_lossy(&copy.body));
+}
+
+#[test]
+fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_the_token() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "safety-test-token-0123456789";
+    std::fs::write(dir.path().join("token"), token).unwrap();
+    let config = format!(
+        "access:\n  bearer_token_file: {}\n{}",
+        dir.path().join("token").display(),
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    let admin = |request: &str| {
+        let mut conn = Conn::open(proxy.admin);
+        conn.write(request.as_bytes());
+        conn.read().expect("an answer")
+    };
+    let port = proxy.admin.port();
+    let probe = admin(&format!(
+        "GET /readyz HTTP/1.1\r\nHost: 10.1.2.3:{port}\r\nUser-Agent: kube-probe/1.33\r\n\r\n"
+    ));
+    assert_eq!(probe.status, 200);
+    let rebound = admin(&format!(
+        "GET /readyz HTTP/1.1\r\nHost: attacker.example:{port}\r\nSec-Fetch-Site: same-origin\r\n\r\n"
+    ));
+    assert_eq!(rebound.status, 421);
+    let page = admin(&format!(
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://attacker.example\r\n\r\n"
+    ));
+    assert_eq!(page.status, 403);
+    assert!(!String::from_utf8_lossy(&page.body).contains("sigproxy_"));
+
+    // Without the token, no error names the route, whatever else is wrong with the request.
+    for request in [
+        "TRACE /fn/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "POST /fn/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /fn/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        let r = raw(&proxy, request);
+        assert!(r.status >= 400, "{request}");
+        assert!(r.json()["error"].get("route").is_none(), "{request}");
+    }
+}

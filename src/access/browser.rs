@@ -58,6 +58,10 @@ impl BrowserPolicy {
 
     /// Whether the request comes from a web page, and if so whether its origin is listed.
     pub fn check_page(&self, method: &Method, headers: &HeaderMap) -> Result<PageRequest, Denied> {
+        if headers.get_all(http::header::ORIGIN).iter().count() > 1 {
+            // No browser sends two; which one would count is anybody's guess.
+            return Err(Denied::Origin);
+        }
         let origin = headers.get(http::header::ORIGIN);
         let fetch_site = headers
             .get("sec-fetch-site")
@@ -76,6 +80,20 @@ impl BrowserPolicy {
             Ok(PageRequest::Preflight(origin.clone()))
         } else {
             Ok(PageRequest::Cors(origin.clone()))
+        }
+    }
+
+    /// The admin port's check: no web page at all, and a `Host` that is loopback, listed, or
+    /// an IP address (what the kubelet's probes and Prometheus send; a rebinding page's `Host`
+    /// is always its own name).
+    pub fn check_admin(&self, host: Option<&str>, headers: &HeaderMap) -> Result<(), Denied> {
+        let is_address = host.is_some_and(|h| host_name(h).parse::<IpAddr>().is_ok());
+        if !is_address {
+            self.check_host(host)?;
+        }
+        match BrowserPolicy::default().check_page(&Method::GET, headers)? {
+            PageRequest::None => Ok(()),
+            _ => Err(Denied::Origin),
         }
     }
 
@@ -239,6 +257,11 @@ mod tests {
         ] {
             assert_eq!(p.check_page(&get, &bad), Err(Denied::Origin), "{bad:?}");
         }
+        let twice = headers(&[
+            ("origin", "https://app.example.com"),
+            ("origin", "http://attacker.example"),
+        ]);
+        assert_eq!(p.check_page(&get, &twice), Err(Denied::Origin));
         let listed = headers(&[
             ("origin", "https://APP.example.com"),
             ("sec-fetch-site", "cross-site"),
@@ -299,6 +322,25 @@ mod tests {
         resp.insert_header("etag", "\"x\"").unwrap();
         strip_cors(&mut resp);
         assert_eq!(resp.headers.len(), 1);
+    }
+
+    #[test]
+    fn the_admin_port_serves_probes_and_scrapers_but_no_page() {
+        let p = policy();
+        assert_eq!(p.check_admin(Some("10.1.2.3:9901"), &headers(&[])), Ok(()));
+        assert_eq!(p.check_admin(Some("[fd00::1]:9901"), &headers(&[])), Ok(()));
+        assert_eq!(p.check_admin(Some("localhost:9901"), &headers(&[])), Ok(()));
+        assert_eq!(p.check_admin(None, &headers(&[])), Ok(()));
+        assert_eq!(
+            p.check_admin(Some("attacker.example:9901"), &headers(&[])),
+            Err(Denied::Host)
+        );
+        let page = headers(&[("origin", "https://app.example.com")]);
+        assert_eq!(
+            p.check_admin(Some("127.0.0.1:9901"), &page),
+            Err(Denied::Origin),
+            "not even a listed origin: the admin port has no CORS"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::pattern::PathPattern;
 use super::Denied;
-use crate::actions::s3::{classify, BucketLayout, S3Needs, S3Request};
+use crate::actions::s3::{classify, copy_source, BucketLayout, S3Needs, S3Request};
 use crate::actions::{api, ActionPattern, Need, Unclear};
 use http::{HeaderMap, Method};
 
@@ -75,10 +75,51 @@ impl From<Unclear> for Refusal {
 /// What a route's service is, as far as its policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
-    /// S3, and how its upstream addresses buckets.
-    S3(BucketLayout),
+    /// S3: how its upstream addresses buckets, and what the route reaches.
+    S3(S3Space),
     /// Any other signed service (its signing name), or a pass-through route (`None`).
     Other(Option<String>),
+}
+
+/// What an S3 route reaches: its upstream's bucket layout and base path. Whatever an allow list
+/// says, every resource a request touches must be in there: a route to `…/my-bucket` must not
+/// copy from another bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Space {
+    pub layout: BucketLayout,
+    /// The upstream's base path, decoded (`/my-bucket`), or empty for all.
+    pub base: Vec<u8>,
+    /// Whether the layout was stated or is certain (an AWS host name, an address): on another
+    /// host a bucket may be in the host name, and a copy source could not be placed.
+    pub layout_known: bool,
+}
+
+impl S3Space {
+    fn reaches(&self, path: &[u8]) -> bool {
+        self.base.is_empty()
+            || path
+                .strip_prefix(self.base.as_slice())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    }
+
+    /// Every need must be within the route's space.
+    fn contain(&self, needs: &[Need]) -> Result<(), Refusal> {
+        match needs.iter().all(|n| self.reaches(&n.path)) {
+            true => Ok(()),
+            false => Err(Refusal::Denied(Denied::Path)),
+        }
+    }
+
+    /// A copy's source must be in the route's space, and placeable at all.
+    fn check_copy(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(need) = copy_source(headers, &self.layout)? else {
+            return Ok(());
+        };
+        if !self.layout_known {
+            return Err(Refusal::Denied(Denied::Action));
+        }
+        self.contain(&[need])
+    }
 }
 
 /// A route's allow list and the service it applies to.
@@ -116,13 +157,14 @@ impl Policy {
         headers: &HeaderMap,
     ) -> Result<Option<AfterBody>, Refusal> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if let Service::S3(layout) = &self.service {
+        if let Service::S3(space) = &self.service {
             // Whatever the allow list: S3 would have to pick one.
             if headers.get_all("x-amz-copy-source").iter().count() > 1 {
                 return Err(Refusal::Ambiguous(
                     "more than one x-amz-copy-source header".into(),
                 ));
             }
+            space.check_copy(headers)?;
             if self.rules.is_empty() {
                 return Ok(None);
             }
@@ -132,10 +174,13 @@ impl Policy {
                 path: &decoded,
                 query,
                 headers,
-                layout,
+                layout: &space.layout,
             };
             return match classify(&request)? {
-                S3Needs::Needs(needs) => self.grant(&needs).map(|()| None),
+                S3Needs::Needs(needs) => {
+                    space.contain(&needs)?;
+                    self.grant(&needs).map(|()| None)
+                }
                 pending @ S3Needs::DeleteObjects { .. } => {
                     Ok(Some(AfterBody::DeleteObjects(pending)))
                 }
@@ -165,7 +210,13 @@ impl Policy {
     /// Finishes a check that waited for the body.
     pub fn check_body(&self, pending: AfterBody, body: &[u8]) -> Result<(), Refusal> {
         match pending {
-            AfterBody::DeleteObjects(needs) => self.grant(&needs.resolve(body)?),
+            AfterBody::DeleteObjects(needs) => {
+                let needs = needs.resolve(body)?;
+                if let Service::S3(space) = &self.service {
+                    space.contain(&needs)?;
+                }
+                self.grant(&needs)
+            }
             AfterBody::Form {
                 service,
                 head,

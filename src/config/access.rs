@@ -32,8 +32,14 @@ impl Checker<'_> {
                 );
             }
         }
-        let guarded =
-            raw_clients.is_some() || bearer_token_file.is_some() || bearer_token_env.is_some();
+        // An empty list, or one that admits every address, limits nothing.
+        let limits_clients = raw_clients.as_ref().is_some_and(|list| {
+            !list.is_empty()
+                && !list
+                    .iter()
+                    .any(|c| matches!(c.trim(), "0.0.0.0/0" | "::/0" | "::ffff:0.0.0.0/96"))
+        });
+        let guarded = limits_clients || bearer_token_file.is_some() || bearer_token_env.is_some();
         for (key, addr) in listeners {
             if crate::access::is_loopback(addr.ip()) {
                 continue;

@@ -549,9 +549,24 @@ impl Checker<'_> {
 
         let service = signing.as_ref().map(|s| s.service.as_str());
         let allow = self.allow_rules(&format!("{key}.allow"), raw.allow, service)?;
+        let s3_addressing = match (raw.s3_addressing.as_deref(), service) {
+            (None, _) => None,
+            (Some(_), s) if s != Some("s3") => {
+                return self.err(format!("{key}.s3_addressing"), "is for S3 routes only")
+            }
+            (Some("path"), _) => Some(S3Addressing::Path),
+            (Some("virtual-host"), _) => Some(S3Addressing::VirtualHost),
+            (Some(other), _) => {
+                return self.err(
+                    format!("{key}.s3_addressing"),
+                    format!("'{other}' is not path or virtual-host"),
+                )
+            }
+        };
 
         Ok(RouteConfig {
             allow,
+            s3_addressing,
             name,
             host,
             path_prefix,

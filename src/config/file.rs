@@ -131,6 +131,8 @@ pub struct Route {
     pub read_timeout: Option<String>,
     /// Methods and path patterns this route serves; anything else is refused with 403.
     pub allow: Option<Vec<Allow>>,
+    /// S3 on a host that is not AWS's: `path` or `virtual-host` (the bucket in the host name).
+    pub s3_addressing: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

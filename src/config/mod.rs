@@ -121,6 +121,15 @@ pub struct RouteConfig {
     pub read_timeout: Duration,
     /// Methods and paths served; empty allows all.
     pub allow: Vec<AllowRule>,
+    /// S3 only: where the upstream puts the bucket, when stated (`s3_addressing`).
+    pub s3_addressing: Option<S3Addressing>,
+}
+
+/// `s3_addressing`: the bucket in the path (`/bucket/key`) or in the upstream's host name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Addressing {
+    Path,
+    VirtualHost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

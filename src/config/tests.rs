@@ -267,7 +267,16 @@ fn listening_beyond_loopback_must_be_meant() {
         e.contains("access.allow_non_loopback[0]: 'traffic' is not a listener"),
         "{e}"
     );
-    // Meant, but open to anyone who can reach it: refused.
+    // Meant, but open to anyone who can reach it: refused, also when the list limits nothing.
+    for clients in ["[]", "[0.0.0.0/0]", "['::/0', 10.0.0.0/8]"] {
+        let e = error(&format!(
+            "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [listen]\n  allowed_clients: {clients}\n{ROUTE}"
+        ));
+        assert!(
+            e.contains("nothing limits who may use it"),
+            "{clients}: {e}"
+        );
+    }
     let e = error(&format!(
         "listen: 0.0.0.0:8080\naccess:\n  allow_non_loopback: [listen]\n{ROUTE}"
     ));

@@ -77,6 +77,8 @@ pub struct RequestCtx {
     route: Option<Arc<Route>>,
     /// Whether a web page asks, and from which listed origin (CORS).
     page: PageRequest,
+    /// The client passed the address and token checks: error bodies may name the route.
+    vouched: bool,
     /// The part of the allow-list check that needs the body.
     after_body: Option<Box<AfterBody>>,
     /// The upstream path and query, as signed.
@@ -135,6 +137,8 @@ impl SigningProxy {
         self.access
             .check_client(client)
             .map_err(ProxyError::Forbidden)?;
+        // Errors name the route only to a client that has shown it may use the proxy.
+        ctx.vouched = self.access.bearer_token.is_none();
         inbound::check(session, self.max_header_bytes)?;
         let browser = &self.access.browser;
         browser.check_host(host).map_err(ProxyError::Forbidden)?;
@@ -149,6 +153,7 @@ impl SigningProxy {
         self.access
             .check_token(authorization)
             .map_err(|_| ProxyError::Unauthorized)?;
+        ctx.vouched = true;
         let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
         let route = route.clone();
         if self.access.bearer_token.is_some() {
@@ -305,7 +310,10 @@ fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), Pr
 }
 
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
-    let route = ctx.route.as_ref().filter(|_| error.may_name_route());
+    let route = ctx
+        .route
+        .as_ref()
+        .filter(|_| ctx.vouched && error.may_name_route());
     let body = error.body(route.map(|r| r.name.as_str()));
     let mut resp = error.response_header(body.len());
     browser::answer_cors(&mut resp, &ctx.page);
@@ -366,6 +374,7 @@ impl ProxyHttp for SigningProxy {
             started: Instant::now(),
             route: None,
             page: PageRequest::None,
+            vouched: false,
             after_body: None,
             target: String::new(),
             plan: BodyPlan::PassThrough,

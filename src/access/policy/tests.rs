@@ -27,8 +27,16 @@ fn actions(list: &[&str], paths: &[&str]) -> AllowRule {
     }
 }
 
+fn space(layout: BucketLayout, base: &str) -> Service {
+    Service::S3(S3Space {
+        layout,
+        base: base.as_bytes().to_vec(),
+        layout_known: true,
+    })
+}
+
 fn s3(rules: Vec<AllowRule>) -> Policy {
-    Policy::new(rules, Service::S3(BucketLayout::PathStyle))
+    Policy::new(rules, space(BucketLayout::PathStyle, ""))
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -227,9 +235,12 @@ fn a_copy_needs_a_read_of_its_source() {
     // On a bucket upstream, a source in another bucket cannot be in the route's space.
     let vhost = Policy::new(
         vec![methods(&[Method::GET, Method::PUT], &["/**"])],
-        Service::S3(BucketLayout::VirtualHosted {
-            bucket: Some("bkt".into()),
-        }),
+        space(
+            BucketLayout::VirtualHosted {
+                bucket: Some("bkt".into()),
+            },
+            "",
+        ),
     );
     assert_eq!(
         check(&vhost, Method::PUT, "/x", &[("x-amz-copy-source", "bkt/y")]),
@@ -371,4 +382,67 @@ fn policy_path_decodes_and_refuses_what_an_upstream_could_split() {
         policy_path("/b/r%2Fk", false).as_deref(),
         Some(&b"/b/r/k"[..])
     );
+}
+
+#[test]
+fn a_copy_never_reaches_outside_the_route_whatever_its_rules() {
+    let any = || vec![methods(&[Method::GET, Method::PUT], &["/**"])];
+    // A path-style upstream with a base path: `…/my-bucket`.
+    for rules in [any(), vec![]] {
+        let p = Policy::new(rules, space(BucketLayout::PathStyle, "/my-bucket"));
+        let ok = [("x-amz-copy-source", "my-bucket/a.csv")];
+        assert_eq!(check(&p, Method::PUT, "/my-bucket/b.csv", &ok), Ok(()));
+        for source in ["secret-bucket/payroll.csv", "my-bucket-2/x", "my-bucket"] {
+            assert!(
+                check(
+                    &p,
+                    Method::PUT,
+                    "/my-bucket/b.csv",
+                    &[("x-amz-copy-source", source)]
+                )
+                .is_err(),
+                "{source}"
+            );
+        }
+    }
+    // A bucket upstream with a base path: `https://my-bucket.s3…/reports`.
+    let vhost = Policy::new(
+        any(),
+        space(
+            BucketLayout::VirtualHosted {
+                bucket: Some("my-bucket".into()),
+            },
+            "/reports",
+        ),
+    );
+    let secret = [("x-amz-copy-source", "my-bucket/secret/payroll.csv")];
+    assert_eq!(
+        check(&vhost, Method::PUT, "/reports/stolen.csv", &secret),
+        Err(Refusal::Denied(Denied::Path))
+    );
+    let fine = [("x-amz-copy-source", "my-bucket/reports/2024.csv")];
+    assert_eq!(
+        check(&vhost, Method::PUT, "/reports/copy.csv", &fine),
+        Ok(())
+    );
+    // A host whose layout is not known (an S3-compatible service's bucket name could be in its
+    // host name): copies cannot be placed, so they are refused.
+    let unknown = Policy::new(
+        any(),
+        Service::S3(S3Space {
+            layout: BucketLayout::PathStyle,
+            base: Vec::new(),
+            layout_known: false,
+        }),
+    );
+    assert_eq!(
+        check(
+            &unknown,
+            Method::PUT,
+            "/docs/x",
+            &[("x-amz-copy-source", "other/y")]
+        ),
+        DENIED_ACTION
+    );
+    assert_eq!(check(&unknown, Method::PUT, "/docs/x", &[]), Ok(()));
 }

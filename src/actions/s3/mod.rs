@@ -83,6 +83,16 @@ impl S3Needs {
 
 const BYPASS: &str = "s3:BypassGovernanceRetention";
 
+/// What the request's `x-amz-copy-source` (if any) reads: one need on the source, mapped into
+/// the route's space. For routes without an allow list, which still keep copies within what
+/// the route reaches.
+pub fn copy_source(headers: &HeaderMap, layout: &BucketLayout) -> Result<Option<Need>, Unclear> {
+    match copy::header(headers)? {
+        Some(value) => copy::source_need(value, layout).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Sorts a request into an S3 operation's needs; see the module documentation.
 pub fn classify(req: &S3Request) -> Result<S3Needs, Unclear> {
     if let BucketLayout::Unsupported(why) = req.layout {

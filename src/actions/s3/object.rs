@@ -63,11 +63,14 @@ fn object_shape(sub: Option<&str>, m: &Method, v: bool) -> Option<ObjectOp> {
             writes: true,
             ..plain
         },
+        // Deleting a version is for good (a plain delete leaves a delete marker): only a rule
+        // naming s3:DeleteObjectVersion grants it.
         None if delete => ObjectOp {
             actions: pick(&["s3:DeleteObject"], &["s3:DeleteObjectVersion"]),
             version: true,
             bypass: true,
-            ..plain
+            plain: !v,
+            ..OP
         },
         // CreateMultipartUpload: the upload's object gets its ACL, tags and lock here.
         Some("uploads") if post => ObjectOp {

@@ -96,8 +96,8 @@ fn object_operations() {
         (P, "PUT", K, "versionId=3", NO, Unk),
         (P, "PUT", K, "partNumber=1", NO, Unk),
         (P, "DELETE", K, "", NO, N(&[("s3:DeleteObject", K, Some("DELETE"))])),
-        (P, "DELETE", K, "versionId=3", NO, N(&[("s3:DeleteObjectVersion", K, Some("DELETE"))])),
-        (P, "DELETE", K, "versionId=3", &[("x-amz-bypass-governance-retention", "true")], N(&[("s3:DeleteObjectVersion", K, Some("DELETE")), ("s3:BypassGovernanceRetention", K, None)])),
+        (P, "DELETE", K, "versionId=3", NO, N(&[("s3:DeleteObjectVersion", K, None)])),
+        (P, "DELETE", K, "versionId=3", &[("x-amz-bypass-governance-retention", "true")], N(&[("s3:DeleteObjectVersion", K, None), ("s3:BypassGovernanceRetention", K, None)])),
         (P, "POST", K, "", NO, Unk),
         (P, "OPTIONS", K, "", NO, Unk),
         // Multipart uploads.
