@@ -16,6 +16,7 @@ use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
 use crate::sign::Signer;
 use crate::target::{resolve, strip_prefix, target_from, PathRules, Resolved};
+use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ pub struct Route {
     path_prefix: Option<String>,
     strip_prefix: bool,
     pub peers: PeerFactory,
+    /// The `Host` sent and signed: `sign_host`, else the upstream's authority.
+    pub host_header: String,
+    /// What the route does to request headers (`headers:`).
+    pub header_edits: HeaderEdits,
     /// `None` for a pass-through (unsigned) route.
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
@@ -52,7 +57,14 @@ impl Route {
                 config.upstream.clone(),
                 config.connect_timeout,
                 config.read_timeout,
+                config.upstream_idle_timeout,
+                config.tls.clone(),
             ),
+            host_header: config
+                .sign_host
+                .clone()
+                .unwrap_or_else(|| config.upstream.authority().to_string()),
+            header_edits: config.header_edits.clone(),
             signer,
             max_body_bytes: config.max_body_bytes,
             policy: Policy::new(

@@ -547,6 +547,24 @@ fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
 }
 
 #[test]
+fn idle_upstream_connections_are_dropped_after_upstream_idle_timeout() {
+    let upstream = Recorder::start();
+    let extra = "    upstream_idle_timeout: 1s\n";
+    let proxy = Proxy::start(&routes(upstream.addr, extra), &env());
+    proxy.wait_ready();
+    assert_eq!(proxy.get("/signed/a").status, 200);
+    assert_eq!(proxy.get("/signed/b").status, 200);
+    assert_eq!(upstream.connections(), 1, "reused while fresh");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(proxy.get("/signed/c").status, 200);
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "not reused once idle past the timeout"
+    );
+}
+
+#[test]
 fn an_unreachable_upstream_is_a_json_502_on_both_kinds_of_route() {
     // The upstream is gone: 502 on both kinds of route, JSON, nothing hangs.
     let port = free_port();

@@ -452,7 +452,13 @@ impl Checker<'_> {
                         format!("no credential set named '{set}' under `credentials`"),
                     );
                 }
-                let inferred = infer_service_region(upstream.host());
+                // The name signed for is the endpoint's real one (a VPC endpoint or tunnel may
+                // be what is connected to).
+                let signed_host = raw
+                    .sign_host
+                    .as_deref()
+                    .map(|h| h.split(':').next().unwrap_or(h));
+                let inferred = infer_service_region(signed_host.unwrap_or(upstream.host()));
                 let service = match raw
                     .service
                     .or_else(|| inferred.as_ref().map(|i| i.0.clone()))
@@ -549,6 +555,14 @@ impl Checker<'_> {
 
         let service = signing.as_ref().map(|s| s.service.as_str());
         let allow = self.allow_rules(&format!("{key}.allow"), raw.allow, service)?;
+        let options = self.upstream_options(
+            &key,
+            &name,
+            raw.sign_host,
+            raw.headers,
+            raw.tls,
+            raw.upstream_idle_timeout,
+        )?;
         let s3_addressing = match (raw.s3_addressing.as_deref(), service) {
             (None, _) => None,
             (Some(_), s) if s != Some("s3") => {
@@ -567,6 +581,10 @@ impl Checker<'_> {
         Ok(RouteConfig {
             allow,
             s3_addressing,
+            sign_host: options.sign_host,
+            header_edits: options.header_edits,
+            tls: options.tls,
+            upstream_idle_timeout: options.idle_timeout,
             name,
             host,
             path_prefix,

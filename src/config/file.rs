@@ -133,6 +133,14 @@ pub struct Route {
     pub allow: Option<Vec<Allow>>,
     /// S3 on a host that is not AWS's: `path` or `virtual-host` (the bucket in the host name).
     pub s3_addressing: Option<String>,
+    /// The host to sign for and send as `Host`, when it differs from the one connected to.
+    pub sign_host: Option<String>,
+    /// Request header edits: `add`, `remove`, `duplicate`.
+    pub headers: Option<Headers>,
+    /// How the TLS connection to the upstream is checked.
+    pub tls: Option<Tls>,
+    /// How long an idle upstream connection is kept for reuse (e.g. `90s`).
+    pub upstream_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,4 +157,26 @@ pub struct Allow {
 pub struct Match {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Headers {
+    /// Set on every request (replacing the client's).
+    pub add: Option<BTreeMap<String, String>>,
+    /// Dropped from every request.
+    pub remove: Option<Vec<String>>,
+    /// Copied to `X-Original-<name>` before anything else.
+    pub duplicate: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificates to trust instead of the system's.
+    pub ca_file: Option<String>,
+    /// The name sent as SNI and checked in the certificate.
+    pub server_name: Option<String>,
+    /// Accept any certificate. For tests and tunnels only; logged as a warning at start.
+    pub insecure_skip_verify: Option<bool>,
 }

@@ -8,6 +8,7 @@ mod access;
 mod check;
 mod file;
 mod limits;
+mod upstream;
 
 use check::Checker;
 #[cfg(test)]
@@ -15,7 +16,8 @@ use check::{default_session_name, valid_session_name};
 pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
-use crate::upstream::Upstream;
+use crate::upstream::edits::HeaderEdits;
+use crate::upstream::{Upstream, UpstreamTls};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -123,6 +125,11 @@ pub struct RouteConfig {
     pub allow: Vec<AllowRule>,
     /// S3 only: where the upstream puts the bucket, when stated (`s3_addressing`).
     pub s3_addressing: Option<S3Addressing>,
+    /// Sent as `Host` and signed, instead of the upstream's own host (`sign_host`).
+    pub sign_host: Option<String>,
+    pub header_edits: HeaderEdits,
+    pub tls: UpstreamTls,
+    pub upstream_idle_timeout: Duration,
 }
 
 /// `s3_addressing`: the bucket in the path (`/bucket/key`) or in the upstream's host name.

@@ -480,3 +480,65 @@ fn allow_rules_name_methods_or_actions_of_the_route_service() {
     );
     assert!(e.contains("actions need a signed route"), "{e}");
 }
+
+#[test]
+fn upstream_options_are_checked() {
+    let with = |extra: &str| {
+        format!("routes:\n  - name: r\n    upstream: https://127.0.0.1:9000\n{extra}")
+    };
+    let c = parse(&with(
+        "    sign_host: API.example.com:8443\n    headers:\n      add: { x-team: orders }\n      remove: [cookie]\n      duplicate: [authorization]\n    upstream_idle_timeout: 90s\n",
+    ))
+    .unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.sign_host.as_deref(), Some("api.example.com:8443"));
+    assert_eq!(r.header_edits.add.len(), 1);
+    assert_eq!(
+        r.header_edits.duplicate[0].1.as_str(),
+        "x-original-authorization"
+    );
+    assert_eq!(r.upstream_idle_timeout, Duration::from_secs(90));
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
+    let not_pem = not_pem.path().display().to_string();
+    let e = error(&with(&format!("    tls: {{ ca_file: {not_pem} }}\n")));
+    assert!(
+        e.contains(&format!(
+            "routes[0].tls.ca_file: {not_pem} holds no PEM certificate"
+        )),
+        "{e}"
+    );
+    for (extra, want) in [
+        (
+            "    sign_host: 'a b'\n",
+            "routes[0].sign_host: 'a b' is not a host name",
+        ),
+        (
+            "    headers: { add: { authorization: x } }\n",
+            "routes[0].headers.add.authorization: 'authorization' cannot be edited",
+        ),
+        (
+            "    headers: { remove: [content-length] }\n",
+            "routes[0].headers.remove[0]: 'content-length' cannot be edited",
+        ),
+        (
+            "    headers: { add: { x-a: \"caf\u{e9}\" } }\n",
+            "routes[0].headers.add.x-a: the value must be printable ASCII",
+        ),
+        (
+            "    tls: { ca_file: /nonexistent/ca.pem }\n",
+            "routes[0].tls.ca_file: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "    tls: { insecure_skip_verify: true, ca_file: /x }\n",
+            "routes[0].tls.insecure_skip_verify: skipping verification makes ca_file pointless",
+        ),
+        (
+            "    upstream_idle_timeout: soon\n",
+            "routes[0].upstream_idle_timeout",
+        ),
+    ] {
+        let e = error(&with(extra));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+}

@@ -278,12 +278,10 @@ fn prepare_upstream(
     req.set_uri(uri);
     // Whatever the client spoke: HTTP/1.0 upstream would mean a connection per request.
     req.set_version(http::Version::HTTP_11);
-    headers::prepare_request(
-        req,
-        route.peers.upstream().authority(),
-        route.signer.is_some(),
-        drop_expect,
-    );
+    // The route's own edits come first: a duplicated header keeps the client's value, and
+    // none of them can touch what sigproxy sets next (checked when the file was loaded).
+    route.header_edits.apply(req);
+    headers::prepare_request(req, &route.host_header, route.signer.is_some(), drop_expect);
     Ok(())
 }
 

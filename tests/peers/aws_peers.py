@@ -481,10 +481,58 @@ class LambdaUrl(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
 
 
+def serve_tls(directory):
+    """The stand-in again over TLS, with a certificate for `localhost`, 127.0.0.1 and
+    `tls.sigproxy.test` issued by a CA of its own (written to DIR/ca.pem)."""
+    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("sigproxy test CA")).issuer_name(name("sigproxy test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.DNSName("tls.sigproxy.test"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)
+    ca_file = os.path.join(directory, "ca.pem")
+    with open(ca_file, "wb") as f:
+        f.write(pem(ca))
+    chain = os.path.join(directory, "server.pem")
+    with open(chain, "wb") as f:
+        f.write(pem(cert) + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaUrl)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return {"lambda_tls_url": "https://127.0.0.1:%d" % server.server_address[1], "ca_file": ca_file}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--short-credentials", type=int, default=0, help="cap STS credential lifetime (seconds)")
+    parser.add_argument("--tls-dir", help="also serve the stand-in over TLS, with a CA written here")
     args = parser.parse_args()
 
     patch_sts(args.short_credentials)
@@ -498,6 +546,9 @@ def main():
     lambda_server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaUrl)
     lambda_server.daemon_threads = True
     threading.Thread(target=lambda_server.serve_forever, daemon=True).start()
+
+    if args.tls_dir:
+        details.update(serve_tls(args.tls_dir))
 
     details.update(
         {

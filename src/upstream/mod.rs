@@ -1,19 +1,56 @@
-//! Where a route sends its requests: the upstream URL, its DNS resolution, and pingora peers.
+//! Where a route sends its requests: the upstream URL, its DNS resolution, TLS, and pingora
+//! peers; [`edits`]: what a route does to request headers on the way.
 //!
 //! pingora's `HttpPeer::new` resolves host names synchronously and panics when that fails, so
 //! names are resolved here, asynchronously, and cached for a short while.
 
+pub mod edits;
+
 use crate::error::ProxyError;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a DNS answer is reused. AWS endpoints rotate addresses; a minute is a fair balance.
 const DNS_TTL: Duration = Duration::from_secs(30);
-/// How long an idle upstream connection is kept in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle upstream connection is kept in the pool, unless the route says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a route's TLS connections to its upstream are checked (`tls:`).
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// Certificates to trust instead of the system's (`tls.ca_file`).
+    pub ca: Option<Arc<[WrappedX509]>>,
+    /// The name sent as SNI and checked in the certificate, instead of the upstream's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate (`tls.insecure_skip_verify`): for tests and tunnels only.
+    pub insecure_skip_verify: bool,
+}
+
+/// Reads PEM certificates (`tls.ca_file`); the error says what is wrong.
+pub fn load_ca_file(path: &str) -> Result<Arc<[WrappedX509]>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let der = cert.map_err(|e| format!("{path} is not PEM certificates: {e:?}"))?;
+        if x509_parser::parse_x509_certificate(der.as_ref()).is_err() {
+            return Err(format!("{path} holds a certificate that does not parse"));
+        }
+        certs.push(WrappedX509::new(
+            der.to_vec(),
+            pingora::utils::tls::parse_x509,
+        ));
+    }
+    if certs.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(certs.into())
+}
 /// An upstream base URL: `http[s]://host[:port][/base/path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -95,11 +132,19 @@ pub struct PeerFactory {
     upstream: Upstream,
     connect_timeout: Duration,
     read_timeout: Duration,
+    idle_timeout: Duration,
+    tls: UpstreamTls,
     cache: Mutex<Option<(Instant, SocketAddr)>>,
 }
 
 impl PeerFactory {
-    pub fn new(upstream: Upstream, connect_timeout: Duration, read_timeout: Duration) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        idle_timeout: Duration,
+        tls: UpstreamTls,
+    ) -> Self {
         let literal = upstream
             .host
             .parse::<IpAddr>()
@@ -109,6 +154,8 @@ impl PeerFactory {
             upstream,
             connect_timeout,
             read_timeout,
+            idle_timeout,
+            tls,
             cache: Mutex::new(literal),
         }
     }
@@ -124,13 +171,19 @@ impl PeerFactory {
     /// A peer for the next request, resolving the host name when the cached answer is stale.
     pub async fn peer(&self) -> Result<HttpPeer, ProxyError> {
         let addr = self.address().await?;
-        let mut peer = HttpPeer::new(addr, self.upstream.tls, self.upstream.host.clone());
+        let sni = self.tls.server_name.as_ref().unwrap_or(&self.upstream.host);
+        let mut peer = HttpPeer::new(addr, self.upstream.tls, sni.clone());
         let options = &mut peer.options;
+        if self.upstream.tls {
+            options.ca = self.tls.ca.clone();
+            options.verify_cert = !self.tls.insecure_skip_verify;
+            options.verify_hostname = !self.tls.insecure_skip_verify;
+        }
         options.connection_timeout = Some(self.connect_timeout);
         options.total_connection_timeout = Some(self.connect_timeout * 2);
         options.read_timeout = Some(self.read_timeout);
         options.write_timeout = Some(self.read_timeout);
-        options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+        options.idle_timeout = Some(self.idle_timeout);
         Ok(peer)
     }
 

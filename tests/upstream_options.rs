@@ -1,0 +1,106 @@
+//! A route's upstream options against the verifying Lambda stand-in (botocore checks every
+//! signature): `sign_host`, `headers` edits, and `tls` (a CA of the test's own, a server name,
+//! skipping verification).
+
+mod common;
+
+use common::*;
+
+fn route(peers: &Peers, upstream: &str, extra: &str) -> String {
+    format!(
+        "credentials:\n{}routes:\n  - name: fn\n    upstream: {upstream}\n    credentials: app\n    read_timeout: 5s\n{extra}",
+        peers.credentials_yaml("app", peers.get("external_id")),
+    )
+}
+
+#[test]
+fn sign_host_and_header_edits_reach_the_upstream_signed() {
+    let peers = Peers::start();
+    // Connect to the stand-in, but sign for (and send as Host) the Function URL's own name:
+    // service and region come from it.
+    let extra = "    sign_host: abc123.lambda-url.us-east-1.on.aws\n    headers:\n      add: { x-team: orders, x-amz-meta-origin: sigproxy }\n      remove: [x-remove-me]\n      duplicate: [user-agent, x-user]\n";
+    let proxy = Proxy::start(
+        &route(&peers, peers.get("lambda_url"), extra),
+        &peers.caller_env(),
+    );
+    proxy.wait_ready();
+    let r = proxy.send(
+        "POST",
+        "/orders",
+        &[
+            ("User-Agent", "curl/8.5"),
+            ("X-Remove-Me", "secret"),
+            ("X-Team", "client's own"),
+            ("X-Original-X-User", "forged"),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = &r.json()["headers"];
+    assert_eq!(seen["host"], "abc123.lambda-url.us-east-1.on.aws");
+    assert_eq!(seen["x-team"], "orders");
+    assert_eq!(seen["x-amz-meta-origin"], "sigproxy");
+    assert!(seen.get("x-remove-me").is_none(), "{seen}");
+    assert_eq!(seen["x-original-user-agent"], "curl/8.5");
+    assert!(
+        seen.get("x-original-x-user").is_none(),
+        "a client cannot forge a copy"
+    );
+    // x-amz-* headers sigproxy adds are signed like any other.
+    let signed = seen["authorization"].as_str().unwrap();
+    assert!(signed.contains("x-amz-meta-origin"), "{signed}");
+    assert!(
+        signed.contains("/us-east-1/lambda/aws4_request"),
+        "{signed}"
+    );
+}
+
+#[test]
+fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = Peers::start_with(&["--tls-dir", dir.path().to_str().unwrap()]);
+    let url = peers.get("lambda_tls_url").to_string();
+    let ca = peers.get("ca_file").to_string();
+    let signed = "    service: lambda\n    region: us-east-1\n";
+    let cases = [
+        (format!("{signed}    tls: {{ ca_file: {ca} }}\n"), 200),
+        // The system's roots do not know the test CA.
+        (signed.to_string(), 502),
+        (
+            format!("{signed}    tls: {{ ca_file: {ca}, server_name: tls.sigproxy.test }}\n"),
+            200,
+        ),
+        (
+            format!("{signed}    tls: {{ ca_file: {ca}, server_name: other.sigproxy.test }}\n"),
+            502,
+        ),
+        (
+            format!("{signed}    tls: {{ insecure_skip_verify: true }}\n"),
+            200,
+        ),
+    ];
+    for (extra, status) in &cases {
+        let proxy = Proxy::start(&route(&peers, &url, extra), &peers.caller_env());
+        proxy.wait_ready();
+        let before = peers.stats()["verified"].as_u64().unwrap();
+        let r = proxy.get("/x");
+        assert_eq!(
+            r.status,
+            *status,
+            "{extra}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let after = peers.stats()["verified"].as_u64().unwrap();
+        assert_eq!(after - before, u64::from(*status == 200), "{extra}");
+        if *status == 502 {
+            assert_eq!(r.error_code(), "upstream_unreachable");
+        }
+        if extra.contains("insecure_skip_verify") {
+            assert!(
+                proxy.log().contains("tls.insecure_skip_verify"),
+                "{}",
+                proxy.log()
+            );
+        }
+    }
+}
