@@ -36,7 +36,7 @@ fn full_example_parses_with_inferred_service_and_region() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     let orders = &c.routes[0];
     let signing = orders.signing.as_ref().unwrap();
-    assert_eq!(signing.service, "lambda");
+    assert_eq!(signing.service, Service::Lambda);
     assert_eq!(signing.region, "us-east-1");
     assert_eq!(signing.credentials, "app");
     assert_eq!(orders.max_body_bytes, 6_291_456);
@@ -87,7 +87,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n",
-            "routes[0].service: cannot be inferred from upstream host '127.0.0.1'",
+            "routes[0].upstream: '127.0.0.1' is not an AWS endpoint sigproxy knows; set service and region",
         ),
         (
             "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n    service: lambda\n",
@@ -149,34 +149,53 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn service_and_region_come_from_aws_host_names() {
+fn service_and_region_come_from_the_endpoint_table_or_the_route() {
+    let route = |upstream: &str, extra: &str| {
+        format!("credentials:\n  a: {{}}\nroutes:\n  - upstream: {upstream}\n    credentials: a\n{extra}")
+    };
+    let signing = |yaml: String| {
+        let c = parse(&yaml).unwrap();
+        let s = c.routes[0].signing.clone().unwrap();
+        (s.service, s.region)
+    };
+    let es = "https://search-logs-abc123.eu-west-3.es.amazonaws.com";
+    assert_eq!(
+        signing(route(es, "")),
+        (Service::from("es"), "eu-west-3".into())
+    );
+    let aps = "https://aps-workspaces.eu-west-1.amazonaws.com";
+    assert_eq!(
+        signing(route(aps, "")),
+        (Service::from("aps"), "eu-west-1".into())
+    );
+    // The route's own keys win; a host of AWS's shape still gives the region.
+    let named = route(aps, "    service: execute-api\n");
+    assert_eq!(
+        signing(named),
+        (Service::from("execute-api"), "eu-west-1".into())
+    );
+    let odd = route(
+        "https://newsvc.eu-west-1.amazonaws.com",
+        "    service: newsvc\n",
+    );
+    assert_eq!(signing(odd), (Service::from("newsvc"), "eu-west-1".into()));
+    let both = route(
+        "http://127.0.0.1:9000",
+        "    service: s3\n    region: garage\n",
+    );
+    assert_eq!(signing(both), (Service::S3, "garage".into()));
+
     let cases = [
-        (
-            "abc.lambda-url.eu-west-1.on.aws",
-            Some(("lambda", "eu-west-1")),
-        ),
-        (
-            "dynamodb.us-west-2.amazonaws.com",
-            Some(("dynamodb", "us-west-2")),
-        ),
-        (
-            "abc.execute-api.us-east-1.amazonaws.com",
-            Some(("execute-api", "us-east-1")),
-        ),
-        ("iam.amazonaws.com", Some(("iam", "us-east-1"))),
-        (
-            "sts.cn-north-1.amazonaws.com.cn",
-            Some(("sts", "cn-north-1")),
-        ),
-        ("example.com", None),
-        ("127.0.0.1", None),
+        (route("https://foo.example.com", ""), "conf/test.yaml: routes[0].upstream: 'foo.example.com' is not an AWS endpoint sigproxy knows; set service and region"),
+        (route("https://newsvc.us-east-1.amazonaws.com", ""), "routes[0].upstream: 'newsvc.us-east-1.amazonaws.com' names the endpoint prefix 'newsvc', which no AWS service model has"),
+        (route("https://b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com", "    service: s3\n    region: us-east-1\n"), "routes[0].upstream: 'b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com': S3 Express One Zone endpoints are not supported yet: they authorise requests with session credentials"),
+        (route("https://m.mrap.accesspoint.s3-global.amazonaws.com", ""), "routes[0].upstream: 'm.mrap.accesspoint.s3-global.amazonaws.com': S3 Multi-Region Access Points are not supported yet: they need SigV4A"),
+        (route("https://example.com", "    service: s3\n"), "routes[0].region: cannot be inferred from upstream host 'example.com'"),
+        (route("https://aps-workspaces.eu-west-1.amazonaws.com", "    payload: unsigned\n"), "routes[0].payload: 'unsigned' payloads are for S3 only; aps needs 'signed'"),
     ];
-    for (host, want) in cases {
-        let got = infer_service_region(host);
-        let got = got
-            .as_ref()
-            .map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
-        assert_eq!(got, want, "{host}");
+    for (yaml, want) in cases {
+        let got = error(&yaml);
+        assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
     }
 }
 
@@ -195,7 +214,7 @@ fn s3_payload_defaults_follow_the_transport() {
         modes,
         [Payload::Unsigned, Payload::Streaming, Payload::Signed]
     );
-    assert_eq!(c.routes[0].signing.as_ref().unwrap().service, "s3");
+    assert_eq!(c.routes[0].signing.as_ref().unwrap().service, Service::S3);
 }
 
 #[test]
