@@ -1,7 +1,9 @@
 //! Configuration: the YAML file parsed into one validated [`Config`].
 //!
 //! `file.rs` is the format users write; `check.rs` turns it into these types, key by key,
-//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files.
+//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files;
+//! `signing.rs` settles each route's service and region (from [`crate::endpoints`] unless the
+//! route names them) once, as a [`crate::service::Service`] the rest of the crate asks.
 //! Errors name the file, the key and the reason: `config/lambda.yaml: routes[0].upstream: ...`.
 
 mod access;

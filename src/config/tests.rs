@@ -149,57 +149,6 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn service_and_region_come_from_the_endpoint_table_or_the_route() {
-    let route = |upstream: &str, extra: &str| {
-        format!("credentials:\n  a: {{}}\nroutes:\n  - upstream: {upstream}\n    credentials: a\n{extra}")
-    };
-    let signing = |yaml: String| {
-        let c = parse(&yaml).unwrap();
-        let s = c.routes[0].signing.clone().unwrap();
-        (s.service, s.region)
-    };
-    let es = "https://search-logs-abc123.eu-west-3.es.amazonaws.com";
-    assert_eq!(
-        signing(route(es, "")),
-        (Service::from("es"), "eu-west-3".into())
-    );
-    let aps = "https://aps-workspaces.eu-west-1.amazonaws.com";
-    assert_eq!(
-        signing(route(aps, "")),
-        (Service::from("aps"), "eu-west-1".into())
-    );
-    // The route's own keys win; a host of AWS's shape still gives the region.
-    let named = route(aps, "    service: execute-api\n");
-    assert_eq!(
-        signing(named),
-        (Service::from("execute-api"), "eu-west-1".into())
-    );
-    let odd = route(
-        "https://newsvc.eu-west-1.amazonaws.com",
-        "    service: newsvc\n",
-    );
-    assert_eq!(signing(odd), (Service::from("newsvc"), "eu-west-1".into()));
-    let both = route(
-        "http://127.0.0.1:9000",
-        "    service: s3\n    region: garage\n",
-    );
-    assert_eq!(signing(both), (Service::S3, "garage".into()));
-
-    let cases = [
-        (route("https://foo.example.com", ""), "conf/test.yaml: routes[0].upstream: 'foo.example.com' is not an AWS endpoint sigproxy knows; set service and region"),
-        (route("https://newsvc.us-east-1.amazonaws.com", ""), "routes[0].upstream: 'newsvc.us-east-1.amazonaws.com' names the endpoint prefix 'newsvc', which no AWS service model has"),
-        (route("https://b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com", "    service: s3\n    region: us-east-1\n"), "routes[0].upstream: 'b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com': S3 Express One Zone endpoints are not supported yet: they authorise requests with session credentials"),
-        (route("https://m.mrap.accesspoint.s3-global.amazonaws.com", ""), "routes[0].upstream: 'm.mrap.accesspoint.s3-global.amazonaws.com': S3 Multi-Region Access Points are not supported yet: they need SigV4A"),
-        (route("https://example.com", "    service: s3\n"), "routes[0].region: cannot be inferred from upstream host 'example.com'"),
-        (route("https://aps-workspaces.eu-west-1.amazonaws.com", "    payload: unsigned\n"), "routes[0].payload: 'unsigned' payloads are for S3 only; aps needs 'signed'"),
-    ];
-    for (yaml, want) in cases {
-        let got = error(&yaml);
-        assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
-    }
-}
-
-#[test]
 fn s3_payload_defaults_follow_the_transport() {
     let c = parse(
         "credentials:\n  a: {}\nroutes:\n  - upstream: https://b.s3.us-east-1.amazonaws.com\n    match: { path_prefix: /a/ }\n    credentials: a\n  - upstream: http://127.0.0.1:9000\n    match: { path_prefix: /b/ }\n    service: s3\n    region: us-east-1\n    credentials: a\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: signed\n",
