@@ -1,7 +1,7 @@
 //! sigproxy: a reverse proxy that signs requests with AWS SigV4 using temporary credentials.
 //!
 //! A request's path through the crate, one module each:
-//! [`config`] → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
+//! [`config`] (with [`endpoints`] and [`service`]) → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
 //! phases in [`proxy`]; [`error`] maps every failure to its HTTP status, [`admin`] serves the
 //! health endpoints, [`server`] wires it all together.
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod credentials;
+pub mod endpoints;
 pub mod error;
 pub mod headers;
 pub mod logging;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod service;
 pub mod sign;
 pub mod target;
 pub mod upstream;

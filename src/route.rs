@@ -70,15 +70,15 @@ impl Route {
             policy: Policy::new(
                 config.allow.clone(),
                 match &config.signing {
-                    Some(s) if s.service == "s3" => Service::S3(s3_space(config)),
-                    s => Service::Other(s.as_ref().map(|s| s.service.clone())),
+                    Some(s) if s.service.speaks_s3() => Service::S3(s3_space(config)),
+                    s => Service::Other(s.as_ref().map(|s| s.service.signing_name().to_string())),
                 },
             ),
             metrics: metrics().for_route(&config.name),
-            path_rules: match &config.signing {
-                Some(s) if s.service == "s3" => PathRules::S3,
-                _ => PathRules::Normalized,
-            },
+            path_rules: config
+                .signing
+                .as_ref()
+                .map_or(PathRules::Normalized, |s| s.service.path_rules()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Validation: the file's raw structures checked, key by key, into the internal types.
 
 use super::file;
+use super::signing::Named;
 use super::*;
 use crate::access::browser::host_name;
 use crate::upstream::Upstream;
@@ -435,100 +436,14 @@ impl Checker<'_> {
             Err(why) => return self.err(format!("{key}.upstream"), why),
         };
 
-        let signing = match raw.credentials {
-            None => {
-                if raw.service.is_some() || raw.region.is_some() || raw.payload.is_some() {
-                    return self.err(
-                        format!("{key}.credentials"),
-                        "is required when service, region or payload is set; without it the route forwards unsigned",
-                    );
-                }
-                None
-            }
-            Some(set) => {
-                if !credentials.contains_key(&set) {
-                    return self.err(
-                        format!("{key}.credentials"),
-                        format!("no credential set named '{set}' under `credentials`"),
-                    );
-                }
-                // The name signed for is the endpoint's real one (a VPC endpoint or tunnel may
-                // be what is connected to).
-                let signed_host = raw
-                    .sign_host
-                    .as_deref()
-                    .map(|h| h.split(':').next().unwrap_or(h));
-                let inferred = infer_service_region(signed_host.unwrap_or(upstream.host()));
-                let service = match raw
-                    .service
-                    .or_else(|| inferred.as_ref().map(|i| i.0.clone()))
-                {
-                    Some(s) => s,
-                    None => {
-                        return self.err(
-                            format!("{key}.service"),
-                            format!(
-                                "cannot be inferred from upstream host '{}'; set it (e.g. lambda)",
-                                upstream.host()
-                            ),
-                        )
-                    }
-                };
-                if service.is_empty()
-                    || !service
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                {
-                    return self.err(
-                        format!("{key}.service"),
-                        format!("'{service}' is not an AWS signing name such as lambda"),
-                    );
-                }
-                let region = match raw.region.or_else(|| inferred.and_then(|i| i.1)) {
-                    Some(r) => r,
-                    None => {
-                        return self.err(
-                            format!("{key}.region"),
-                            format!(
-                            "cannot be inferred from upstream host '{}'; set it (e.g. us-east-1)",
-                            upstream.host()
-                        ),
-                        )
-                    }
-                };
-                if !valid_region(&region) {
-                    return self.err(
-                        format!("{key}.region"),
-                        format!("'{region}' is not a region name"),
-                    );
-                }
-                let payload = match raw.payload.as_deref() {
-                    None if service == "s3" && upstream.tls() => Payload::Unsigned,
-                    None if service == "s3" => Payload::Streaming,
-                    None | Some("signed") => Payload::Signed,
-                    Some("unsigned") if service == "s3" => Payload::Unsigned,
-                    Some("streaming") if service == "s3" => Payload::Streaming,
-                    Some(mode @ ("unsigned" | "streaming")) => {
-                        return self.err(
-                            format!("{key}.payload"),
-                            format!("'{mode}' payloads are for S3 only; {service} needs 'signed'"),
-                        )
-                    }
-                    Some(other) => {
-                        return self.err(
-                            format!("{key}.payload"),
-                            format!("unknown payload mode '{other}'; expected signed, unsigned or streaming"),
-                        )
-                    }
-                };
-                Some(SigningConfig {
-                    service,
-                    region,
-                    credentials: set,
-                    payload,
-                })
-            }
+        let named = Named {
+            credentials: raw.credentials,
+            service: raw.service,
+            region: raw.region,
+            payload: raw.payload,
+            sign_host: raw.sign_host.clone(),
         };
+        let signing = self.signing(&key, named, &upstream, credentials)?;
 
         let max_body_bytes = match raw.max_body_bytes {
             None => DEFAULT_MAX_BODY_BYTES,
@@ -553,7 +468,7 @@ impl Checker<'_> {
             DEFAULT_READ_TIMEOUT,
         )?;
 
-        let service = signing.as_ref().map(|s| s.service.as_str());
+        let service = signing.as_ref().map(|s| s.service.action_namespace());
         let allow = self.allow_rules(&format!("{key}.allow"), raw.allow, service)?;
         let options = self.upstream_options(
             &key,

@@ -1,21 +1,27 @@
 //! Configuration: the YAML file parsed into one validated [`Config`].
 //!
 //! `file.rs` is the format users write; `check.rs` turns it into these types, key by key,
-//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files.
+//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files;
+//! `signing.rs` settles each route's service and region (from [`crate::endpoints`] unless the
+//! route names them) once, as a [`crate::service::Service`] the rest of the crate asks.
 //! Errors name the file, the key and the reason: `config/lambda.yaml: routes[0].upstream: ...`.
 
 mod access;
 mod check;
 mod file;
 mod limits;
+mod signing;
 mod upstream;
 
+/// Re-exported: the payload mode is part of a route's signing configuration.
+pub use crate::service::Payload;
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};
 pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
+use crate::service::Service;
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::{Upstream, UpstreamTls};
 use std::collections::BTreeMap;
@@ -141,21 +147,11 @@ pub enum S3Addressing {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningConfig {
-    pub service: String,
+    /// Resolved once here; its signing name is what goes into the credential scope.
+    pub service: Service,
     pub region: String,
     pub credentials: String,
     pub payload: Payload,
-}
-
-/// How a request body is covered by the signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payload {
-    /// The body's SHA-256: the body is read (up to `max_body_bytes`) before sending.
-    Signed,
-    /// `UNSIGNED-PAYLOAD` (S3): the body streams through; integrity rests on TLS.
-    Unsigned,
-    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` (S3): aws-chunked, each chunk signed as it flows.
-    Streaming,
 }
 
 /// A configuration error: which file, which key, and why.
@@ -208,55 +204,6 @@ fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_string(),
         None => message.to_string(),
-    }
-}
-
-/// S3's host forms: `[bucket.]s3[.dualstack][.region]`, legacy `[bucket.]s3-<region>`.
-fn infer_s3(labels: &[&str]) -> Option<(String, Option<String>)> {
-    let is_region = |l: &str| l.contains('-') && l.ends_with(char::is_numeric);
-    let found = |region: &str| Some(("s3".to_string(), Some(region.to_string())));
-    let at = labels
-        .iter()
-        .position(|l| *l == "s3" || l.strip_prefix("s3-").is_some_and(is_region))?;
-    if let Some(region) = labels[at].strip_prefix("s3-") {
-        return found(region);
-    }
-    match labels[at + 1..].iter().find(|l| **l != "dualstack") {
-        Some(region) if is_region(region) => found(region),
-        _ => found("us-east-1"),
-    }
-}
-
-/// Knows the host name forms of AWS endpoints: Lambda Function URLs
-/// (`<id>.lambda-url.<region>.on.aws`) and `[<prefix>.]<service>.<region>.amazonaws.com[.cn]`.
-pub fn infer_service_region(host: &str) -> Option<(String, Option<String>)> {
-    let host = host.to_ascii_lowercase();
-    let labels: Vec<&str> = host.split('.').collect();
-    if let Some(rest) = host.strip_suffix(".on.aws") {
-        let labels: Vec<&str> = rest.split('.').collect();
-        if labels.len() >= 3 && labels[labels.len() - 2] == "lambda-url" {
-            return Some(("lambda".into(), Some(labels[labels.len() - 1].to_string())));
-        }
-        return None;
-    }
-    let base = if host.ends_with(".amazonaws.com") {
-        labels.len() - 2
-    } else if host.ends_with(".amazonaws.com.cn") {
-        labels.len() - 3
-    } else {
-        return None;
-    };
-    let labels = &labels[..base];
-    if let Some(found) = infer_s3(labels) {
-        return Some(found);
-    }
-    match labels {
-        [.., service, region] if region.contains('-') && region.ends_with(char::is_numeric) => {
-            Some((service.to_string(), Some(region.to_string())))
-        }
-        // Global endpoints such as iam.amazonaws.com sign for us-east-1.
-        [.., service] => Some((service.to_string(), Some("us-east-1".into()))),
-        [] => None,
     }
 }
 

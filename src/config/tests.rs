@@ -36,7 +36,7 @@ fn full_example_parses_with_inferred_service_and_region() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     let orders = &c.routes[0];
     let signing = orders.signing.as_ref().unwrap();
-    assert_eq!(signing.service, "lambda");
+    assert_eq!(signing.service, Service::Lambda);
     assert_eq!(signing.region, "us-east-1");
     assert_eq!(signing.credentials, "app");
     assert_eq!(orders.max_body_bytes, 6_291_456);
@@ -87,7 +87,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n",
-            "routes[0].service: cannot be inferred from upstream host '127.0.0.1'",
+            "routes[0].upstream: '127.0.0.1' is not an AWS endpoint sigproxy knows; set service and region",
         ),
         (
             "credentials:\n  a: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n    credentials: a\n    service: lambda\n",
@@ -149,38 +149,6 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn service_and_region_come_from_aws_host_names() {
-    let cases = [
-        (
-            "abc.lambda-url.eu-west-1.on.aws",
-            Some(("lambda", "eu-west-1")),
-        ),
-        (
-            "dynamodb.us-west-2.amazonaws.com",
-            Some(("dynamodb", "us-west-2")),
-        ),
-        (
-            "abc.execute-api.us-east-1.amazonaws.com",
-            Some(("execute-api", "us-east-1")),
-        ),
-        ("iam.amazonaws.com", Some(("iam", "us-east-1"))),
-        (
-            "sts.cn-north-1.amazonaws.com.cn",
-            Some(("sts", "cn-north-1")),
-        ),
-        ("example.com", None),
-        ("127.0.0.1", None),
-    ];
-    for (host, want) in cases {
-        let got = infer_service_region(host);
-        let got = got
-            .as_ref()
-            .map(|(s, r)| (s.as_str(), r.as_deref().unwrap_or("")));
-        assert_eq!(got, want, "{host}");
-    }
-}
-
-#[test]
 fn s3_payload_defaults_follow_the_transport() {
     let c = parse(
         "credentials:\n  a: {}\nroutes:\n  - upstream: https://b.s3.us-east-1.amazonaws.com\n    match: { path_prefix: /a/ }\n    credentials: a\n  - upstream: http://127.0.0.1:9000\n    match: { path_prefix: /b/ }\n    service: s3\n    region: us-east-1\n    credentials: a\n  - upstream: https://s3.us-east-1.amazonaws.com\n    credentials: a\n    payload: signed\n",
@@ -195,7 +163,7 @@ fn s3_payload_defaults_follow_the_transport() {
         modes,
         [Payload::Unsigned, Payload::Streaming, Payload::Signed]
     );
-    assert_eq!(c.routes[0].signing.as_ref().unwrap().service, "s3");
+    assert_eq!(c.routes[0].signing.as_ref().unwrap().service, Service::S3);
 }
 
 #[test]

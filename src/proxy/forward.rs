@@ -10,6 +10,7 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
 use crate::route::Route;
+use crate::service::TokenVerdict;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -76,7 +77,7 @@ pub async fn forward(
         let request_id = aws_request_id(response);
         let mut held = Vec::new();
         // S3 says so in its body, everyone else in a header: only then is the body read here.
-        let s3 = signer.service() == "s3";
+        let s3 = signer.service().token_verdict() == TokenVerdict::S3ErrorBody;
         let may_be_refused = !resent
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));

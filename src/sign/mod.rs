@@ -15,6 +15,8 @@ use crate::aws_chunked::ChunkSigner;
 use crate::config::{Payload, SigningConfig};
 use crate::credentials::CredentialSet;
 use crate::error::ProxyError;
+use crate::service::Service;
+use crate::target::PathRules;
 use aws_credential_types::Credentials;
 use aws_sigv4::sign::v4;
 use canonical::{amz_date, canonical_request, PathEncoding};
@@ -32,12 +34,12 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Signs requests for one route: a service, a region and a credential set.
 #[derive(Debug)]
 pub struct Signer {
-    service: String,
+    service: Service,
     region: String,
     payload: Payload,
     credentials: Arc<CredentialSet>,
     path_encoding: PathEncoding,
-    /// Sends and signs `x-amz-content-sha256` (Lambda and S3).
+    /// Sends and signs `x-amz-content-sha256` ([`Service::sends_content_sha256`]).
     content_sha256_header: bool,
     key_cache: Mutex<Option<SigningKey>>,
     /// The session token as a header value, for the access key it belongs to: made once per
@@ -63,27 +65,24 @@ impl std::fmt::Debug for SigningKey {
 
 impl Signer {
     pub fn new(config: &SigningConfig, credentials: Arc<CredentialSet>) -> Self {
-        let s3 = config.service == "s3";
         Signer {
             service: config.service.clone(),
             region: config.region.clone(),
             payload: config.payload,
             credentials,
             // S3 signs the path as sent (single encoding, no normalisation).
-            path_encoding: if s3 {
-                PathEncoding::Single
-            } else {
-                PathEncoding::Double
+            path_encoding: match config.service.path_rules() {
+                PathRules::S3 => PathEncoding::Single,
+                PathRules::Normalized => PathEncoding::Double,
             },
-            // S3 always wants it; Function URLs accept it, and need it behind CloudFront.
-            content_sha256_header: s3 || config.service == "lambda",
+            content_sha256_header: config.service.sends_content_sha256(),
             key_cache: Mutex::new(None),
             token_cache: Mutex::new(None),
         }
     }
 
-    /// The signing name of the service, e.g. `lambda` or `s3`.
-    pub fn service(&self) -> &str {
+    /// The service signed for; [`Service::signing_name`] is what the signature names.
+    pub fn service(&self) -> &Service {
         &self.service
     }
 
@@ -101,7 +100,7 @@ impl Signer {
         ChunkSigner::new(
             credentials.into(),
             &self.region,
-            &self.service,
+            self.service.signing_name(),
             time,
             seed_signature,
         )
@@ -178,7 +177,14 @@ impl Signer {
         string_to_sign.push_str(&date_time);
         string_to_sign.push('\n');
         let scope_start = string_to_sign.len();
-        for part in [day, "/", &self.region, "/", &self.service, "/aws4_request"] {
+        for part in [
+            day,
+            "/",
+            &self.region,
+            "/",
+            self.service.signing_name(),
+            "/aws4_request",
+        ] {
             string_to_sign.push_str(part);
         }
         let scope = scope_start..string_to_sign.len();
@@ -244,7 +250,7 @@ impl Signer {
                 credentials.secret_access_key(),
                 time,
                 &self.region,
-                &self.service,
+                self.service.signing_name(),
             );
             *cache = Some(SigningKey {
                 access_key_id: credentials.access_key_id().to_string(),
@@ -279,7 +285,7 @@ fn push_sha256_hex(out: &mut String, data: &[u8]) {
 mod tests {
     use super::*;
     use crate::config::{CredentialsConfig, Source};
-    use crate::target::{upstream_target, PathRules};
+    use crate::target::upstream_target;
     use aws_sigv4::http_request::{
         sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
         SigningSettings, UriPathNormalizationMode,
@@ -439,11 +445,7 @@ mod tests {
         let mut checked = 0;
         for service in ["lambda", "s3", "execute-api"] {
             let signer = signer(service);
-            let rules = if service == "s3" {
-                PathRules::S3
-            } else {
-                PathRules::Normalized
-            };
+            let rules = signer.service().path_rules();
             for (i, path) in paths.iter().enumerate() {
                 for query in queries {
                     let target = upstream_target(path, query, None, "", rules).unwrap();
