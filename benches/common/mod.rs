@@ -137,7 +137,7 @@ fn ready(admin: SocketAddr) -> bool {
     };
     let _ = write!(
         conn,
-        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     );
     let mut answer = String::new();
     let _ = conn.read_to_string(&mut answer);
