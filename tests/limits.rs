@@ -25,6 +25,7 @@ fn upstream() -> SocketAddr {
                 loop {
                     let mut length = 0usize;
                     let mut line = String::new();
+                    let mut big = false;
                     loop {
                         line.clear();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -33,12 +34,21 @@ fn upstream() -> SocketAddr {
                         if line.trim_end().is_empty() {
                             break;
                         }
+                        // `/big`: 256 MiB, streamed until the reader goes away.
+                        big |= line.starts_with("GET /big");
                         let lower = line.to_ascii_lowercase();
                         if let Some(v) = lower.strip_prefix("content-length:") {
                             length = v.trim().parse().unwrap();
                         }
                     }
                     let mut body = vec![0; length];
+                    if big {
+                        let _ = writer
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n");
+                        let chunk = vec![0u8; 64 * 1024];
+                        while writer.write_all(&chunk).is_ok() {}
+                        return;
+                    }
                     if reader.read_exact(&mut body).is_err()
                         || writer
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -378,5 +388,74 @@ fn rclone_gets_413(rclone: &Path, proxy: &Proxy, file: &Path, home: &Path) {
     assert!(output.contains("StatusCode: 413"), "{output}");
     for symptom in ["broken pipe", "connection reset"] {
         assert!(!output.contains(symptom), "{symptom}:\n{output}");
+    }
+}
+
+#[test]
+fn clients_that_stop_reading_their_answer_are_let_go() {
+    let up = upstream();
+    let proxy = Proxy::start(
+        &format!("routes:\n  - name: slow\n    upstream: http://{up}\n    read_timeout: 2s\n"),
+        &env(),
+    );
+    proxy.wait_ready();
+    let (before, _) = rss(&proxy);
+    // Each asks for 256 MiB and never reads a byte of it.
+    let stuck: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(proxy.addr).unwrap();
+            c.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let open = || proxy.metric("sigproxy_connections", &[]).unwrap_or(-1.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open() < 40.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(open(), 40.0, "the stuck clients were all being answered");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(open(), 40.0, "still answering half a second later");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open() > 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        open(),
+        0.0,
+        "connections still held for clients that read nothing"
+    );
+    let (after, peak) = rss(&proxy);
+    assert!(
+        peak - before < 200.0,
+        "RSS {before:.0} -> peak {peak:.0} MiB"
+    );
+    assert!(after < before + 100.0, "RSS {before:.0} -> {after:.0} MiB");
+    drop(stuck);
+    let mut c = Conn::open(proxy.addr);
+    assert_eq!(c.send("GET", "/fine", b"").status, 200);
+}
+
+#[test]
+fn a_leading_blank_line_and_a_huge_head_get_the_json_431() {
+    for (cap, extra) in [
+        ("", 70_000),
+        ("max_header_bytes: 3000\n", 5_000),
+        ("max_header_bytes: 5000\n", 6_000),
+    ] {
+        let proxy = start(cap);
+        let mut conn = TcpStream::connect(proxy.addr).unwrap();
+        let mut head = b"\nGET /open/x HTTP/1.1\r\nHost: localhost\r\nX-Pad: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', extra));
+        head.extend_from_slice(b"\r\n\r\n");
+        let _ = conn.write_all(&head);
+        let mut answer = Vec::new();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{cap}: {answer}");
+        assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
     }
 }

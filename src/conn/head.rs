@@ -51,7 +51,7 @@ pub async fn read(
         }
         if buf.capacity() == buf.len() {
             // Grow by doubling, never past the cap: a parked head costs at most that much.
-            buf.reserve(buf.len().clamp(1024, max_bytes - buf.len()));
+            buf.reserve(buf.len().max(1024).min(max_bytes - buf.len()));
         }
         let room = max_bytes - buf.len();
         let read = timeout_at(deadline, io.read_buf(&mut (&mut buf).limit(room))).await;

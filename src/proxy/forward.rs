@@ -5,6 +5,7 @@
 //! here instead, for all sizes alike: one code path, tested from 0 B to the route's limit. It uses
 //! pingora's own connector (same pool, TLS and timeouts) and streams the response back.
 
+use super::budget::Reservation;
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
@@ -49,6 +50,7 @@ pub async fn forward(
     route: &Route,
     request: RequestHeader,
     body: Bytes,
+    reservation: Reservation<'_>,
     payload_hash: &str,
     page: &PageRequest,
 ) -> Outcome {
@@ -60,6 +62,8 @@ pub async fn forward(
     let mut credentials = signer.current_credentials().map_err(|e| (e, false))?;
     let mut request = request;
     let mut resent = false;
+    // Kept, with its place in the body budget, only while the request may be sent again.
+    let mut body = Some((body, reservation));
     loop {
         // Signed in place; signing again replaces the first signature's headers.
         signer
@@ -71,7 +75,8 @@ pub async fn forward(
             )
             .map_err(|e| (e, false))?;
         let started = Instant::now();
-        let mut upstream = exchange(connector, route, &peer, &request, &body).await?;
+        let payload = &body.as_ref().expect("kept while it may be sent again").0;
+        let mut upstream = exchange(connector, route, &peer, &request, payload).await?;
         let upstream_time = started.elapsed();
         let response = upstream.response_header().expect("exchange read it");
         let request_id = aws_request_id(response);
@@ -97,6 +102,9 @@ pub async fn forward(
                 }
             }
         }
+        // No resend from here: the body and its budget go before the answer streams, however
+        // slowly the client reads it.
+        drop(body.take());
         let status = relay_response(session, &mut upstream, held, page).await?;
         release(connector, upstream, &peer).await;
         return Ok(Answer {

@@ -201,8 +201,8 @@ impl SigningProxy {
         // A request with no body keeps its own framing header (none, or `Content-Length: 0`);
         // a body that was read goes with its exact length, whatever framing it came in.
         let read = !session.as_downstream_mut().is_body_empty();
-        // `_reserved` holds the body's bytes in the budget until the request is done with it.
-        let (body, _reserved) = if read {
+        // `reserved` holds the body's bytes in the budget until it can no longer be sent again.
+        let (body, reserved) = if read {
             let limit = route.max_body_bytes;
             let idle = route.peers.read_timeout();
             let budget = &self.budget;
@@ -243,6 +243,7 @@ impl SigningProxy {
             route,
             request,
             body,
+            reserved,
             &hash,
             &ctx.page,
         )
@@ -264,6 +265,9 @@ impl SigningProxy {
         Ok(true)
     }
 }
+
+/// How long a write to a client may take before it is given up, until a route says otherwise.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sets the signed target and host and applies header hygiene.
 fn prepare_upstream(
@@ -388,7 +392,17 @@ impl ProxyHttp for SigningProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let route = match self.admit(session, ctx) {
+        let admitted = self.admit(session, ctx);
+        // A client that stops reading its answer is let go: each write to it must finish
+        // within the route's read_timeout (or the default before a route is known).
+        let write_timeout = ctx
+            .route
+            .as_ref()
+            .map_or(DEFAULT_WRITE_TIMEOUT, |r| r.peers.read_timeout());
+        session
+            .as_downstream_mut()
+            .set_write_timeout(Some(write_timeout));
+        let route = match admitted {
             Ok(Some(route)) => route,
             Ok(None) => return self.answer_preflight(session, ctx).await,
             Err(e) => return self.reject(session, ctx, e).await,
