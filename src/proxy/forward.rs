@@ -32,14 +32,21 @@ pub struct Answer {
     pub request_id: Option<String>,
 }
 
+/// A body read to be signed: its bytes, their SHA-256, and their place in the body budget.
+pub struct ReadBody<'a> {
+    pub bytes: Bytes,
+    pub hash: String,
+    pub reserved: Reservation<'a>,
+}
+
 /// The upstream's answer, or the error that stopped the exchange.
 ///
 /// `Err(_, true)` means a response was already being written to the client: its connection must
 /// simply be closed, not answered with an error page.
 pub type Outcome = Result<Answer, (ProxyError, bool)>;
 
-/// Signs `request` (prepared for the upstream, not yet signed) for a body whose SHA-256 is
-/// `payload_hash`, sends it with `body`, and streams the answer back.
+/// Signs `request` (prepared for the upstream, not yet signed) for `body`, sends it with the
+/// body, and streams the answer back.
 ///
 /// If AWS refuses the credentials (an expired or invalid session token: see
 /// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and
@@ -49,11 +56,15 @@ pub async fn forward(
     session: &mut Session,
     route: &Route,
     request: RequestHeader,
-    body: Bytes,
-    reservation: Reservation<'_>,
-    payload_hash: &str,
+    body: ReadBody<'_>,
     page: &PageRequest,
 ) -> Outcome {
+    let ReadBody {
+        bytes,
+        hash,
+        reserved,
+    } = body;
+    let payload_hash = hash.as_str();
     let signer = route
         .signer
         .as_ref()
@@ -63,7 +74,7 @@ pub async fn forward(
     let mut request = request;
     let mut resent = false;
     // Kept, with its place in the body budget, only while the request may be sent again.
-    let mut body = Some((body, reservation));
+    let mut body = Some((bytes, reserved));
     loop {
         // Signed in place; signing again replaces the first signature's headers.
         signer

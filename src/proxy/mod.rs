@@ -242,9 +242,11 @@ impl SigningProxy {
             session,
             route,
             request,
-            body,
-            reserved,
-            &hash,
+            forward::ReadBody {
+                bytes: body,
+                hash,
+                reserved,
+            },
             &ctx.page,
         )
         .await;
