@@ -85,17 +85,19 @@ fn an_upgrade_socket_where_others_can_write_is_refused() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let path = dir.path().join("c.yaml");
-    let socket = shared.join("sigproxy.sock");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
-            common::free_port(),
-            common::free_port(),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let config_with_socket = |socket: &std::path::Path| {
+        std::fs::write(
+            &path,
+            format!(
+                "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+                common::free_port(),
+                common::free_port(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+    };
+    config_with_socket(&shared.join("sigproxy.sock"));
     // It must refuse to start (not serve with a socket another user could answer on).
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigproxy"))
         .args(["-c", path.to_str().unwrap()])
@@ -123,16 +125,7 @@ fn an_upgrade_socket_where_others_can_write_is_refused() {
     );
     // A directory of its own is created private.
     let private = dir.path().join("run/sigproxy");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
-            common::free_port(),
-            common::free_port(),
-            private.join("s.sock").display()
-        ),
-    )
-    .unwrap();
+    config_with_socket(&private.join("s.sock"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigproxy"))
         .args(["-c", path.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
