@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 /// Runs the command line: checks the configuration, and unless `--check`, serves.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, &cli.debug_targets());
     let config = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
