@@ -1,4 +1,4 @@
-//! Command line: `sigproxy -c FILE [--check]`.
+//! Command line: `sigproxy -c FILE [--check] [-u] [--log-…]`.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,6 +26,31 @@ pub struct Cli {
     /// Log line format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// Log each request's canonical request and string to sign (session token redacted), to
+    /// compare with AWS's answer to a SignatureDoesNotMatch. Same as adding
+    /// `sigproxy::signing=debug` to RUST_LOG.
+    #[arg(long)]
+    pub log_signing_process: bool,
+
+    /// Log every 4xx/5xx upstream answer with its status and AWS error code. Same as adding
+    /// `sigproxy::failed_requests=debug` to RUST_LOG.
+    #[arg(long)]
+    pub log_failed_requests: bool,
+}
+
+impl Cli {
+    /// The tracing targets the command line turns on at debug level, whatever RUST_LOG says.
+    pub fn debug_targets(&self) -> Vec<&'static str> {
+        let mut targets = Vec::new();
+        if self.log_signing_process {
+            targets.push(crate::sign::debug::TARGET);
+        }
+        if self.log_failed_requests {
+            targets.push(crate::proxy::FAILED_REQUESTS_TARGET);
+        }
+        targets
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

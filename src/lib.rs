@@ -32,7 +32,7 @@ use std::process::ExitCode;
 
 /// Runs the command line: checks the configuration, and unless `--check`, serves.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, &cli.debug_targets());
     let config = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -47,6 +47,9 @@ pub fn main(cli: cli::Cli) -> ExitCode {
             config.routes.len(),
             config.credentials.len()
         );
+        for route in &config.routes {
+            println!("{}", describe_route(route));
+        }
         return ExitCode::SUCCESS;
     }
     match server::run(config, cli.upgrade) {
@@ -56,4 +59,22 @@ pub fn main(cli: cli::Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One `--check` line per route: what it signs with, as resolved (service and region inferred
+/// from the host included), so that what will be signed is seen before it is deployed.
+fn describe_route(route: &config::RouteConfig) -> String {
+    let upstream = route.upstream.url();
+    let Some(s) = &route.signing else {
+        return format!("route {}: {upstream} unsigned (pass-through)", route.name);
+    };
+    let payload = match s.payload {
+        config::Payload::Signed => "signed",
+        config::Payload::Unsigned => "unsigned",
+        config::Payload::Streaming => "streaming",
+    };
+    format!(
+        "route {}: {upstream} service={} region={} payload={payload} credentials={}",
+        route.name, s.service, s.region, s.credentials
+    )
 }

@@ -39,9 +39,17 @@ fn may_log(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 /// Installs the global subscriber (and the `log` bridge); a second call changes nothing.
-pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// `debug_targets` (sigproxy's own, from `--log-signing-process` and the like) log at debug
+/// whatever `RUST_LOG` says; the guard on pingora's header-dumping modules still applies.
+pub fn init(format: LogFormat, debug_targets: &[&str]) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for target in debug_targets {
+        let directive = format!("{target}=debug")
+            .parse()
+            .expect("a target name is a valid directive");
+        filter = filter.add_directive(directive);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal, never into log files.

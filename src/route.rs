@@ -15,7 +15,7 @@ use crate::credentials::CredentialStore;
 use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
 use crate::sign::Signer;
-use crate::target::{resolve, strip_prefix, target_from, PathRules, Resolved};
+use crate::target::{resolve, strip_prefix, target_from, PathRules, QueryPlus, Resolved};
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
 use std::sync::Arc;
@@ -113,7 +113,12 @@ impl Route {
             (Some(prefix), true) => strip_prefix(&path.encoded, prefix),
             _ => &path.encoded,
         };
-        target_from(rest, self.peers.upstream().base_path(), query)
+        // Only SigV4 upstreams are known to read `+` as a space (see `QueryPlus`).
+        let plus = match self.signer {
+            Some(_) => QueryPlus::Space,
+            None => QueryPlus::AsSent,
+        };
+        target_from(rest, self.peers.upstream().base_path(), query, plus)
     }
 
     pub fn path_rules(&self) -> PathRules {

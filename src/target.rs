@@ -10,8 +10,11 @@
 //!   existing escapes kept;
 //! - path, S3: never normalised (`//` and `..` are part of object keys); decoded and re-encoded
 //!   the way S3 canonicalises it, every byte but unreserved characters and `/` escaped;
-//! - query: each name and value percent-decoded (`+` is a literal plus, RFC 3986) and re-encoded
-//!   with only unreserved characters left bare, order kept.
+//! - query: each name and value percent-decoded and re-encoded with only unreserved characters
+//!   left bare, order kept. A `+` is a space on signed routes, as AWS reads a query (form
+//!   encoding) and as every AWS client writes one, so it goes as `%20` (a literal plus arrives
+//!   as `%2B` and stays one); on pass-through routes it goes as the client sent it (see
+//!   [`QueryPlus`]).
 
 use crate::error::ProxyError;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -33,6 +36,22 @@ pub enum PathRules {
     Normalized,
     /// As is, single-encoded (S3).
     S3,
+}
+
+/// What a bare `+` in the client's query stands for, which decides how it is sent.
+///
+/// RFC 3986 makes `+` a literal plus; form encoding, which AWS services (and moto, MinIO, …)
+/// apply to the query, makes it a space. AWS clients agree with AWS: a space goes as `+` or
+/// `%20`, a plus always as `%2B` (s5cmd and rclone list `prefix=sp+dir%2F`). Sending that `+`
+/// on as `%2B` would ask for keys that do not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryPlus {
+    /// A space, sent (and signed) as `%20`: signed routes, whose upstreams read SigV4 queries.
+    Space,
+    /// Kept as the client sent it: pass-through routes, whose upstream reads it as it would
+    /// from the client directly (a plus to some servers, a space to most web frameworks).
+    /// Changing it either way would change what the request means to one of them.
+    AsSent,
 }
 
 /// A client's path as one route's service reads it: the one form that routes are matched on,
@@ -97,8 +116,14 @@ pub fn resolve(path: &str, rules: PathRules) -> Result<Resolved, ProxyError> {
 }
 
 /// The upstream path-and-query: `base` (the upstream's base path), then `rest` (a resolved
-/// path, its route prefix stripped or not), then the query in canonical form.
-pub fn target_from(rest: &str, base: &str, query: Option<&str>) -> Result<String, ProxyError> {
+/// path, its route prefix stripped or not), then the query in canonical form, its `+` read as
+/// `plus` says.
+pub fn target_from(
+    rest: &str,
+    base: &str,
+    query: Option<&str>,
+    plus: QueryPlus,
+) -> Result<String, ProxyError> {
     let mut target = String::with_capacity(base.len() + rest.len() + 16);
     target.push_str(base);
     if !rest.starts_with('/') {
@@ -107,7 +132,7 @@ pub fn target_from(rest: &str, base: &str, query: Option<&str>) -> Result<String
     target.push_str(rest);
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         target.push('?');
-        canonical_query(query, &mut target)?;
+        canonical_query(query, plus, &mut target)?;
         // A query of only separators (`?&&`) is no query at all.
         if target.ends_with('?') {
             target.pop();
@@ -116,8 +141,8 @@ pub fn target_from(rest: &str, base: &str, query: Option<&str>) -> Result<String
     Ok(target)
 }
 
-/// Resolves `path` and builds its upstream target in one step (see [`resolve`] and
-/// [`target_from`]); `strip` is a route prefix to remove.
+/// Resolves `path` and builds its upstream target in one step, as a signed route sends it (see
+/// [`resolve`] and [`target_from`]); `strip` is a route prefix to remove.
 pub fn upstream_target(
     path: &str,
     query: Option<&str>,
@@ -130,7 +155,7 @@ pub fn upstream_target(
         Some(prefix) => strip_prefix(&resolved.encoded, prefix),
         None => &resolved.encoded,
     };
-    target_from(rest, base, query)
+    target_from(rest, base, query, QueryPlus::Space)
 }
 
 /// Removes a matched route prefix; `/orders/` also strips a bare `/orders`.
@@ -231,7 +256,7 @@ fn normalize_path(path: &str) -> String {
 }
 
 /// Appends the query in canonical SigV4 encoding, keeping the client's order.
-fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
+fn canonical_query(query: &str, plus: QueryPlus, out: &mut String) -> Result<(), ProxyError> {
     let mut first = true;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         if !first {
@@ -242,17 +267,39 @@ fn canonical_query(query: &str, out: &mut String) -> Result<(), ProxyError> {
             Some((n, v)) => (n, Some(v)),
             None => (pair, None),
         };
-        encode_component(name, out)?;
+        encode_component(name, plus, out)?;
         if let Some(value) = value {
             out.push('=');
-            encode_component(value, out)?;
+            encode_component(value, plus, out)?;
         }
     }
     Ok(())
 }
 
-fn encode_component(raw: &str, out: &mut String) -> Result<(), ProxyError> {
+/// Appends one query name or value, decoded and re-encoded; `+` as `plus` says. The result is
+/// its own canonical form under the same `plus` (no bare `+` with `Space`; `+` kept with
+/// `AsSent`), so what is signed is what is sent.
+fn encode_component(raw: &str, plus: QueryPlus, out: &mut String) -> Result<(), ProxyError> {
     check_escapes(raw, "query")?;
+    if !raw.contains('+') {
+        return encode_piece(raw, out);
+    }
+    match plus {
+        QueryPlus::Space => encode_piece(&raw.replace('+', "%20"), out),
+        QueryPlus::AsSent => {
+            for (i, piece) in raw.split('+').enumerate() {
+                if i > 0 {
+                    out.push('+');
+                }
+                encode_piece(piece, out)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Appends `raw` (escapes already checked) percent-decoded and re-encoded.
+fn encode_piece(raw: &str, out: &mut String) -> Result<(), ProxyError> {
     let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
         ProxyError::BadRequest(
             "the query decodes to bytes that are not UTF-8, which SigV4 cannot sign".into(),
@@ -263,157 +310,5 @@ fn encode_component(raw: &str, out: &mut String) -> Result<(), ProxyError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(path: &str, query: Option<&str>) -> String {
-        upstream_target(path, query, None, "", PathRules::Normalized).unwrap()
-    }
-
-    #[test]
-    fn escaped_unreserved_characters_are_decoded_so_dot_segments_resolve() {
-        assert_eq!(t("/a/%2e%2E/b", None), "/b");
-        assert_eq!(t("/a/.%2e/b", None), "/b");
-        assert_eq!(t("/%61%7E%2D", None), "/a~-");
-        // Reserved and other escapes stay as they are.
-        assert_eq!(t("/a%2Fb/%20", None), "/a%2Fb/%20");
-    }
-
-    #[test]
-    fn a_climb_hidden_behind_an_escaped_slash_is_refused_outside_s3() {
-        for path in [
-            "/v1/..%2Fadmin",
-            "/a/%2E%2E%2Fb",
-            "/a/.%5Cb/..%5C..",
-            "/x/%2F..%2F",
-            "/public/..;/admin",
-            "/public/%2e%2e;/admin",
-            "/public/.;/x",
-            "/public/%252e%252e%252fadmin",
-            "/public/%255C",
-        ] {
-            let e = resolve(path, PathRules::Normalized).unwrap_err();
-            assert_eq!(e.status(), 400, "{path}");
-        }
-        // A plain escaped slash is data, and S3 keys are literal.
-        assert_eq!(
-            resolve("/a%2Fb", PathRules::Normalized).unwrap().decoded,
-            b"/a/b"
-        );
-        assert_eq!(
-            resolve("/b/..%2Fk", PathRules::S3).unwrap().encoded,
-            "/b/../k"
-        );
-    }
-
-    #[test]
-    fn a_query_of_only_separators_is_dropped() {
-        assert_eq!(t("/a", Some("&&")), "/a");
-        assert_eq!(t("/a", Some("&x=1&")), "/a?x=1");
-    }
-
-    fn s3(path: &str) -> String {
-        upstream_target(path, None, None, "", PathRules::S3).unwrap()
-    }
-
-    #[test]
-    fn plain_paths_are_untouched() {
-        assert_eq!(t("/orders/42", None), "/orders/42");
-        assert_eq!(t("/", None), "/");
-        assert_eq!(t("/a%20b/%2F/c", None), "/a%20b/%2F/c");
-    }
-
-    #[test]
-    fn dot_and_empty_segments_are_removed() {
-        assert_eq!(t("/a/./b/../c", None), "/a/c");
-        assert_eq!(t("//a//b//", None), "/a/b/");
-        assert_eq!(t("/a/..", None), "/");
-        assert_eq!(t("/../..", None), "/");
-        assert_eq!(t("/a/.", None), "/a/");
-    }
-
-    #[test]
-    fn characters_not_allowed_in_paths_are_encoded() {
-        assert_eq!(t("/a\"b{c}", None), "/a%22b%7Bc%7D");
-        assert_eq!(t("/é", None), "/%C3%A9");
-    }
-
-    #[test]
-    fn broken_escapes_are_rejected() {
-        assert_eq!(
-            upstream_target("/a%zz", None, None, "", PathRules::Normalized)
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            upstream_target("/a", Some("x=%4"), None, "", PathRules::Normalized)
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            upstream_target("/a", Some("x=%ff"), None, "", PathRules::Normalized)
-                .unwrap_err()
-                .status(),
-            400
-        );
-    }
-
-    #[test]
-    fn query_is_canonically_encoded_in_client_order() {
-        assert_eq!(
-            t("/", Some("b=2&a=1&a=0&empty=&flag")),
-            "/?b=2&a=1&a=0&empty=&flag"
-        );
-        assert_eq!(t("/", Some("q=a+b%20c")), "/?q=a%2Bb%20c");
-        assert_eq!(t("/", Some("p=%2f%2F/")), "/?p=%2F%2F%2F");
-        assert_eq!(t("/", Some("u=%C3%A9")), "/?u=%C3%A9");
-        assert_eq!(t("/", Some("k=v~-_.*")), "/?k=v~-_.%2A");
-        assert_eq!(t("/x", Some("")), "/x");
-    }
-
-    #[test]
-    fn prefix_is_stripped_and_base_added() {
-        let r = upstream_target(
-            "/orders/42",
-            Some("a=1"),
-            Some("/orders/"),
-            "/base",
-            PathRules::Normalized,
-        )
-        .unwrap();
-        assert_eq!(r, "/base/42?a=1");
-        let r =
-            upstream_target("/orders", None, Some("/orders/"), "", PathRules::Normalized).unwrap();
-        assert_eq!(r, "/");
-        let r = upstream_target(
-            "/orders/",
-            None,
-            Some("/orders/"),
-            "",
-            PathRules::Normalized,
-        )
-        .unwrap();
-        assert_eq!(r, "/");
-    }
-
-    #[test]
-    fn s3_keys_are_kept_as_is_and_encoded_as_s3_does() {
-        assert_eq!(s3("/bucket/a b"), "/bucket/a%20b");
-        assert_eq!(s3("/bucket/a%20b+c"), "/bucket/a%20b%2Bc");
-        assert_eq!(s3("/bucket/x//y/../z/./w"), "/bucket/x//y/../z/./w");
-        assert_eq!(
-            s3("/bucket/k&=:~@!$'()*,;"),
-            "/bucket/k%26%3D%3A~%40%21%24%27%28%29%2A%2C%3B"
-        );
-        assert_eq!(s3("/bucket/a%2Fb"), "/bucket/a/b");
-        assert_eq!(s3("/bucket/caf%c3%a9"), "/bucket/caf%C3%A9");
-        assert_eq!(
-            upstream_target("/b/%zz", None, None, "", PathRules::S3)
-                .unwrap_err()
-                .status(),
-            400
-        );
-    }
-}
+#[path = "target_tests.rs"]
+mod tests;

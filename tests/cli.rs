@@ -39,6 +39,31 @@ fn every_shipped_config_passes_check() {
 }
 
 #[test]
+fn check_prints_what_each_route_signs_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(
+        &path,
+        "credentials:\n  app:\n    source: default\nroutes:\n  - name: reports\n    match: { path_prefix: /r/ }\n    upstream: https://s3.eu-west-1.amazonaws.com\n    credentials: app\n  - name: api\n    match: { path_prefix: /api/ }\n    upstream: https://abc.execute-api.us-east-2.amazonaws.com/prod/\n    credentials: app\n  - name: open\n    upstream: http://127.0.0.1:9000\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = sigproxy(&["--check", "-c", path]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{path}: OK (3 routes, 1 credential sets)").as_str(),
+            "route reports: https://s3.eu-west-1.amazonaws.com service=s3 region=eu-west-1 payload=unsigned credentials=app",
+            "route api: https://abc.execute-api.us-east-2.amazonaws.com/prod service=execute-api region=us-east-2 payload=signed credentials=app",
+            "route open: http://127.0.0.1:9000 unsigned (pass-through)",
+        ]
+    );
+}
+
+#[test]
 fn invalid_config_is_refused_by_check_and_by_the_server_alike() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");

@@ -112,7 +112,12 @@ fn odd_paths_and_queries_reach_the_upstream_exactly_as_signed() {
         ("/fn/x//y/./z/../w", "/x/y/w", ""),
         ("/fn/trailing/", "/trailing/", ""),
         ("/fn/sub-delims!$&'()*,;=:@", "/sub-delims!$&'()*,;=:@", ""),
-        ("/fn/q?space=a%20b&plus=a+b", "/q", "space=a%20b&plus=a%2Bb"),
+        // AWS reads `+` in a query as a space, and so does sigproxy on a signed route.
+        (
+            "/fn/q?space=a%20b&plus=a+b&lit=%2B",
+            "/q",
+            "space=a%20b&plus=a%20b&lit=%2B",
+        ),
         ("/fn/q?slash=%2F%2f/&k", "/q", "slash=%2F%2F%2F&k"),
         ("/fn/q?u=%C3%A9&u=%E2%9C%93", "/q", "u=%C3%A9&u=%E2%9C%93"),
         ("/fn/q?b=2&a=1&a=0", "/q", "b=2&a=1&a=0"),

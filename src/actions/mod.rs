@@ -183,7 +183,8 @@ impl fmt::Display for Unclear {
 impl std::error::Error for Unclear {}
 
 /// The query's parameters, names and values percent-decoded, in order. The query is the
-/// canonical form [`crate::target`] produced, so `+` is already `%2B` and escapes are valid.
+/// canonical form [`crate::target`] produced for a signed route, so it has no bare `+` (a
+/// space is `%20`, a plus `%2B`) and its escapes are valid.
 pub(crate) fn query_params(query: &str) -> Result<Vec<(String, String)>, Unclear> {
     let decode = |raw: &str| {
         percent_decode_str(raw)

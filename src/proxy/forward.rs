@@ -6,6 +6,7 @@
 //! pingora's own connector (same pool, TLS and timeouts) and streams the response back.
 
 use super::budget::Reservation;
+use super::failed;
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
@@ -97,20 +98,21 @@ pub async fn forward(
         let may_be_refused = !resent
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
-        if may_be_refused {
-            let complete = read_small_body(&mut upstream, &mut held).await?;
-            if complete && (!s3 || refused_by_s3(&held)) {
-                if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
-                    debug!("AWS refused the credentials; sending again with fresh ones");
-                    metrics()
-                        .upstream_retries
-                        .with_label_values(&[&route.name, "expired_token"])
-                        .inc();
-                    release(connector, upstream, &peer).await;
-                    credentials = fresh;
-                    resent = true;
-                    continue;
-                }
+        let complete = may_be_refused && read_small_body(&mut upstream, &mut held).await?;
+        let response = upstream.response_header().expect("exchange read it");
+        let path = request.uri.path();
+        failed::log(&route.name, &request.method, path, response, &held);
+        if complete && (!s3 || refused_by_s3(&held)) {
+            if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
+                debug!("AWS refused the credentials; sending again with fresh ones");
+                metrics()
+                    .upstream_retries
+                    .with_label_values(&[&route.name, "expired_token"])
+                    .inc();
+                release(connector, upstream, &peer).await;
+                credentials = fresh;
+                resent = true;
+                continue;
             }
         }
         // No resend from here: the body and its budget go before the answer streams, however

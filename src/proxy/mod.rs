@@ -12,8 +12,11 @@
 
 mod body;
 mod budget;
+mod failed;
 mod forward;
 mod inbound;
+
+pub use failed::TARGET as FAILED_REQUESTS_TARGET;
 
 use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
@@ -501,12 +504,17 @@ impl ProxyHttp for SigningProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if upstream_response.status.is_informational() {
             return Ok(());
+        }
+        if let Some(route) = &ctx.route {
+            let path = ctx.target.split('?').next().unwrap_or_default();
+            let method = &session.req_header().method;
+            failed::log(&route.name, method, path, upstream_response, &[]);
         }
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         ctx.upstream_status = Some(upstream_response.status.as_u16());

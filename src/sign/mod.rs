@@ -10,6 +10,7 @@
 //! break the signature by touching them.
 
 mod canonical;
+pub mod debug;
 
 use crate::aws_chunked::ChunkSigner;
 use crate::config::{Payload, SigningConfig};
@@ -190,6 +191,7 @@ impl Signer {
         let scope = scope_start..string_to_sign.len();
         string_to_sign.push('\n');
         push_sha256_hex(&mut string_to_sign, creq.as_bytes());
+        debug::log(&creq, &string_to_sign);
         let signature = self.with_key(&credentials, day, time, |key| {
             v4::calculate_signature(key, string_to_sign.as_bytes())
         });

@@ -124,6 +124,12 @@ impl Upstream {
     pub fn tls(&self) -> bool {
         self.tls
     }
+
+    /// The URL as it is used: scheme, `Host`, base path (`https://s3.eu-west-1.amazonaws.com`).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.base_path)
+    }
 }
 
 /// Resolves an upstream's host and builds pingora peers for it.

@@ -366,7 +366,9 @@ class LambdaUrl(BaseHTTPRequestHandler):
 
     def deny(self, message):
         count("rejected")
-        self.reply(403, {"Message": message})
+        # As Lambda answers: the kind of failure in x-amzn-ErrorType, the words in the body.
+        kind = "InvalidSignatureException" if "calculated does not match" in message else "AccessDeniedException"
+        self.reply(403, {"Message": message}, [("x-amzn-ErrorType", kind)])
 
     def deny_expired(self):
         count("rejected")
