@@ -1,7 +1,12 @@
-//! Command line: `sigproxy -c FILE [--check]`.
+//! Command line: `sigproxy -c FILE [--check]`, or aws-sigv4-proxy's flags instead of a file
+//! ([`crate::config::Flags`]).
 
+use crate::config::Flags;
 use clap::Parser;
 use std::path::PathBuf;
+
+/// The file read when neither `-c` nor aws-sigv4-proxy's flags are given.
+pub const DEFAULT_CONFIG: &str = "config/sigproxy.yaml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -10,9 +15,10 @@ use std::path::PathBuf;
     about = "A SigV4-signing reverse proxy for AWS HTTP APIs"
 )]
 pub struct Cli {
-    /// Configuration file (YAML).
-    #[arg(short = 'c', long = "config", default_value = "config/sigproxy.yaml")]
-    pub config: PathBuf,
+    /// Configuration file (YAML). Default: config/sigproxy.yaml, unless aws-sigv4-proxy's
+    /// flags describe the configuration instead.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
 
     /// Validate the configuration and exit: 0 if valid, 1 with the error otherwise.
     #[arg(long)]
@@ -26,6 +32,22 @@ pub struct Cli {
     /// Log line format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// Debug logging for sigproxy itself (as RUST_LOG=info,sigproxy=debug; RUST_LOG wins).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Log how each request is signed (aws-sigv4-proxy's flag).
+    #[arg(long)]
+    pub log_signing_process: bool,
+
+    /// Log the upstream's 4xx and 5xx answers (aws-sigv4-proxy's flag).
+    #[arg(long)]
+    pub log_failed_requests: bool,
+
+    /// aws-sigv4-proxy's flags: one route and one credential set, no file.
+    #[command(flatten, next_help_heading = "aws-sigv4-proxy flags (instead of -c)")]
+    pub flags: Flags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -39,9 +39,16 @@ fn may_log(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 /// Installs the global subscriber (and the `log` bridge); a second call changes nothing.
-pub fn init(format: LogFormat) {
+/// `verbose` (`-v`): debug for sigproxy's own targets when `RUST_LOG` is not set; pingora's
+/// stay at info (and [`may_log`] keeps their header dumps out whatever the level).
+pub fn init(format: LogFormat, verbose: bool) {
+    let default = if verbose {
+        "info,sigproxy=debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal, never into log files.
