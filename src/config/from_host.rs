@@ -205,3 +205,48 @@ impl Checker<'_> {
         Ok(Some((placeholder, from)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn error(route: &str) -> String {
+        let yaml = format!("credentials:\n  a: {{}}\nroutes:\n  - credentials: a\n{route}");
+        Config::parse(&yaml, Path::new("f.yaml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_file_route_may_take_its_upstream_from_the_host() {
+        let yaml = "credentials:\n  a: {}\nroutes:\n  - credentials: a\n    upstream_from_host: { allowed_hosts: [s3.example.internal:9000] }\n    service: s3\n    region: garage\n";
+        let c = Config::parse(yaml, Path::new("f.yaml")).unwrap();
+        let from = c.routes[0].from_host.as_ref().unwrap();
+        assert_eq!(
+            from.upstream_for("S3.example.internal:9000").as_deref(),
+            Some("https://s3.example.internal:9000")
+        );
+        assert_eq!(from.upstream_for("s3.example.internal:9001"), None);
+        assert!(c
+            .access
+            .browser
+            .hosts
+            .contains(&"s3.example.internal".to_string()));
+        let cases = [
+            ("    upstream_from_host: {}\n    upstream: https://x.lambda-url.us-east-1.on.aws\n", "routes[0].upstream_from_host: cannot be combined with upstream"),
+            ("    upstream_from_host: {}\n    allow: [{methods: [GET]}]\n", "cannot be combined with allow"),
+            ("    upstream_from_host: { scheme: ftp }\n", "routes[0].upstream_from_host.scheme: 'ftp' is not http or https"),
+            ("    upstream_from_host: { allowed_hosts: [fn.internal] }\n", "routes[0].upstream_from_host.allowed_hosts[0]: 'fn.internal' is not an AWS endpoint sigproxy knows"),
+        ];
+        for (route, want) in cases {
+            let got = error(route);
+            assert!(got.contains(want), "want: {want}\ngot:  {got}");
+        }
+        let unsigned = "routes:\n  - upstream_from_host: {}\n";
+        let got = Config::parse(unsigned, Path::new("f.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains("needs credentials"), "{got}");
+    }
+}
