@@ -23,12 +23,7 @@ pub struct AdminApp {
 
 impl AdminApp {
     pub fn new(store: Arc<CredentialStore>, router: &Router, browser: BrowserPolicy) -> Self {
-        let needed = router
-            .routes()
-            .iter()
-            .filter_map(|r| r.signer.as_ref())
-            .map(|s| s.credentials().name().to_string())
-            .collect();
+        let needed = router.credential_sets().into_iter().collect();
         AdminApp {
             store,
             browser,

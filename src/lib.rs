@@ -32,8 +32,20 @@ use std::process::ExitCode;
 
 /// Runs the command line: checks the configuration, and unless `--check`, serves.
 pub fn main(cli: cli::Cli) -> ExitCode {
-    logging::init(cli.log_format, &cli.debug_targets());
-    let config = match config::Config::load(&cli.config) {
+    logging::init(cli.log_format, cli.verbose, &cli.debug_targets());
+    let loaded = match (&cli.config, cli.flags.any()) {
+        (Some(path), true) => Err(format!(
+            "{}: -c and aws-sigv4-proxy's flags (--host, --port, --name, ...) describe the \
+             configuration both; use one or the other",
+            path.display()
+        )),
+        (None, true) => config::Config::from_flags(&cli.flags).map_err(|e| e.to_string()),
+        (path, false) => {
+            let default = std::path::PathBuf::from(cli::DEFAULT_CONFIG);
+            config::Config::load(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
+        }
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sigproxy: invalid configuration: {e}");

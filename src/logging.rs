@@ -39,11 +39,18 @@ fn may_log(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 /// Installs the global subscriber (and the `log` bridge); a second call changes nothing.
-/// `debug_targets` (sigproxy's own, from `--log-signing-process` and the like) log at debug
-/// whatever `RUST_LOG` says; the guard on pingora's header-dumping modules still applies.
-pub fn init(format: LogFormat, debug_targets: &[&str]) {
+/// `verbose` (`-v`): debug for sigproxy's own targets when `RUST_LOG` is not set; pingora's
+/// stay at info. `debug_targets` (sigproxy's own, from `--log-signing-process` and the like)
+/// log at debug whatever `RUST_LOG` says. The guard on pingora's header-dumping modules
+/// ([`may_log`]) applies whatever the level.
+pub fn init(format: LogFormat, verbose: bool, debug_targets: &[&str]) {
+    let default = if verbose {
+        "info,sigproxy=debug"
+    } else {
+        "info"
+    };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     for target in debug_targets {
         let directive = format!("{target}=debug")
             .parse()

@@ -27,6 +27,10 @@ pub struct BrowserPolicy {
     pub hosts: Vec<String>,
     /// `scheme://host[:port]`, lower case: `access.allowed_origins`.
     pub origins: Vec<String>,
+    /// A route takes its upstream from `Host` (`upstream_from_host`): any AWS endpoint name
+    /// ([`crate::endpoints::resolve`]) is a host it serves. A page cannot make its `Host` an
+    /// AWS name unless it is served from that name (see the README's threat model).
+    pub aws_endpoints: bool,
 }
 
 /// What a browser's request turned out to be.
@@ -47,9 +51,7 @@ impl BrowserPolicy {
         let Some(host) = host else {
             return Ok(());
         };
-        let name = host_name(host);
-        let known = is_loopback_name(&name) || self.hosts.contains(&name);
-        if known {
+        if self.serves(host, self.aws_endpoints) {
             Ok(())
         } else {
             Err(Denied::Host)
@@ -88,13 +90,22 @@ impl BrowserPolicy {
     /// is always its own name).
     pub fn check_admin(&self, host: Option<&str>, headers: &HeaderMap) -> Result<(), Denied> {
         let is_address = host.is_some_and(|h| host_name(h).parse::<IpAddr>().is_ok());
-        if !is_address {
-            self.check_host(host)?;
+        // AWS names are the traffic port's upstreams, never the admin port's.
+        if !is_address && !host.is_none_or(|h| self.serves(h, false)) {
+            return Err(Denied::Host);
         }
         match BrowserPolicy::default().check_page(&Method::GET, headers)? {
             PageRequest::None => Ok(()),
             _ => Err(Denied::Origin),
         }
+    }
+
+    /// Whether `host` is loopback, listed, or (with `aws`) an AWS endpoint name.
+    fn serves(&self, host: &str, aws: bool) -> bool {
+        let name = host_name(host);
+        is_loopback_name(&name)
+            || self.hosts.contains(&name)
+            || (aws && crate::endpoints::resolve(&name).is_ok())
     }
 
     fn lists(&self, origin: &HeaderValue) -> bool {
@@ -191,6 +202,7 @@ mod tests {
     fn policy() -> BrowserPolicy {
         BrowserPolicy {
             hosts: vec!["sigproxy.tools.svc".into(), "orders.internal".into()],
+            aws_endpoints: false,
             origins: vec!["https://app.example.com".into()],
         }
     }

@@ -133,6 +133,7 @@ impl Checker<'_> {
             browser: BrowserPolicy {
                 hosts: hosts.unwrap_or_default(),
                 origins: origins.unwrap_or_default(),
+                aws_endpoints: false,
             },
         })
     }

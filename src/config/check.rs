@@ -12,6 +12,9 @@ const TOKEN_DURATION_RANGE: RangeInclusive<i64> = 900..=129_600;
 
 pub(super) struct Checker<'a> {
     pub(super) path: &'a Path,
+    /// Built from aws-sigv4-proxy's flags: an unsigned payload is allowed for any service, as
+    /// that tool allows it.
+    pub(super) flags: bool,
 }
 
 impl Checker<'_> {
@@ -104,6 +107,11 @@ impl Checker<'_> {
                 .filter_map(|r| r.host.as_deref())
                 .map(host_name),
         );
+        // A from-host route's Host names its upstream: AWS endpoints and its listed hosts.
+        for from in routes.iter().filter_map(|r| r.from_host.as_ref()) {
+            access.browser.aws_endpoints = true;
+            access.browser.hosts.extend(from.listed_names());
+        }
         let limits = self.limits(
             super::limits::Raw {
                 keepalive_timeout: raw.keepalive_timeout.as_deref(),
@@ -401,16 +409,17 @@ impl Checker<'_> {
         credentials: &BTreeMap<String, CredentialsConfig>,
     ) -> Result<RouteConfig, ConfigError> {
         let key = format!("routes[{i}]");
-        let name = raw.name.unwrap_or_else(|| format!("route{i}"));
+        let mut raw = raw;
+        let name = raw.name.take().unwrap_or_else(|| format!("route{i}"));
         if !valid_name(&name) {
             return self.err(
                 format!("{key}.name"),
                 "names use letters, digits, '-' and '_' only",
             );
         }
-        let (host, path_prefix) = match raw.matcher {
+        let (host, path_prefix) = match &raw.matcher {
             None => (None, None),
-            Some(m) => (m.host, m.path_prefix),
+            Some(m) => (m.host.clone(), m.path_prefix.clone()),
         };
         if let Some(prefix) = &path_prefix {
             if let Err(why) = check_prefix(prefix) {
@@ -428,22 +437,31 @@ impl Checker<'_> {
                 "needs match.path_prefix to know what to strip",
             );
         }
-        let Some(upstream) = raw.upstream else {
-            return self.err(format!("{key}.upstream"), "is required");
-        };
-        let upstream = match Upstream::parse(&upstream) {
-            Ok(u) => u,
-            Err(why) => return self.err(format!("{key}.upstream"), why),
+        let (upstream, from_host) = match self.upstream_from_host(&key, &mut raw, credentials)? {
+            Some((placeholder, from)) => (placeholder, Some(from)),
+            None => {
+                let Some(upstream) = raw.upstream.take() else {
+                    return self.err(format!("{key}.upstream"), "is required");
+                };
+                match Upstream::parse(&upstream) {
+                    Ok(u) => (u, None),
+                    Err(why) => return self.err(format!("{key}.upstream"), why),
+                }
+            }
         };
 
         let named = Named {
-            credentials: raw.credentials,
-            service: raw.service,
-            region: raw.region,
-            payload: raw.payload,
+            credentials: raw.credentials.take(),
+            service: raw.service.take(),
+            region: raw.region.take(),
+            payload: raw.payload.take(),
             sign_host: raw.sign_host.clone(),
         };
-        let signing = self.signing(&key, named, &upstream, credentials)?;
+        // A from-host route signs per request (`RouteConfig::for_host`).
+        let signing = match from_host {
+            Some(_) => None,
+            None => self.signing(&key, named, &upstream, credentials)?,
+        };
 
         let max_body_bytes = match raw.max_body_bytes {
             None => DEFAULT_MAX_BODY_BYTES,
@@ -500,6 +518,7 @@ impl Checker<'_> {
             header_edits: options.header_edits,
             tls: options.tls,
             upstream_idle_timeout: options.idle_timeout,
+            from_host,
             name,
             host,
             path_prefix,

@@ -54,6 +54,16 @@ pub struct Access {
     pub allowed_origins: Option<Vec<String>>,
 }
 
+/// A route whose upstream is the request's own `Host` (aws-sigv4-proxy without `--host`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFromHost {
+    /// `https` (default) or `http`.
+    pub scheme: Option<String>,
+    /// Hosts served besides AWS endpoints (`name` or `name:port`).
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialSet {
@@ -121,6 +131,8 @@ pub struct Route {
     #[serde(default)]
     pub strip_prefix: bool,
     pub upstream: Option<String>,
+    /// Instead of `upstream`: the request's `Host` names it, if it is an AWS endpoint or listed.
+    pub upstream_from_host: Option<UpstreamFromHost>,
     pub service: Option<String>,
     pub region: Option<String>,
     pub credentials: Option<String>,

@@ -9,6 +9,8 @@
 mod access;
 mod check;
 mod file;
+mod flags;
+mod from_host;
 mod limits;
 mod signing;
 mod upstream;
@@ -18,6 +20,8 @@ pub use crate::service::Payload;
 use check::Checker;
 #[cfg(test)]
 use check::{default_session_name, valid_session_name};
+pub use flags::Flags;
+pub use from_host::FromHost;
 pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
@@ -136,6 +140,9 @@ pub struct RouteConfig {
     pub header_edits: HeaderEdits,
     pub tls: UpstreamTls,
     pub upstream_idle_timeout: Duration,
+    /// `upstream_from_host`: the upstream (and signing) is settled per request from its `Host`;
+    /// `upstream` is then a placeholder and `signing` is `None` until [`RouteConfig::for_host`].
+    pub from_host: Option<FromHost>,
 }
 
 /// `s3_addressing`: the bucket in the path (`/bucket/key`) or in the upstream's host name.
@@ -195,7 +202,7 @@ impl Config {
                 .unwrap_or_default(),
             reason: strip_location(&e.to_string()),
         })?;
-        Checker { path }.config(raw)
+        Checker { path, flags: false }.config(raw)
     }
 }
 

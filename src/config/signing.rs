@@ -73,7 +73,9 @@ impl Checker<'_> {
                         )
                     }
                 };
-                if !service.accepts(payload) {
+                // aws-sigv4-proxy's --unsigned-payload signs UNSIGNED-PAYLOAD for any service.
+                let compat = self.flags && payload == Payload::Unsigned;
+                if !service.accepts(payload) && !compat {
                     return self.err(
                         format!("{key}.payload"),
                         format!("'{name}' payloads are for S3 only; {service} needs 'signed'"),

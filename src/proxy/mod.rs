@@ -424,8 +424,9 @@ impl ProxyHttp for SigningProxy {
         // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
         // multipart upload, bucket settings) are small XML documents, signed as SDKs sign them.
         // A body of unknown length (chunked) is buffered and signed too: S3 needs the length.
-        let upload =
-            !session.as_downstream_mut().is_body_empty() && is_object_upload(session.req_header());
+        // Outside S3 (aws-sigv4-proxy's --unsigned-payload) any body of known length streams.
+        let upload = !session.as_downstream_mut().is_body_empty()
+            && (is_object_upload(session.req_header()) || !signer.service().speaks_s3());
         // A check that waits for the body needs it read here, whatever the payload mode.
         let upload = upload && ctx.after_body.is_none();
         ctx.plan = match (signer.payload(), body::content_length(session)) {

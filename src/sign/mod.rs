@@ -76,7 +76,9 @@ impl Signer {
                 PathRules::S3 => PathEncoding::Single,
                 PathRules::Normalized => PathEncoding::Double,
             },
-            content_sha256_header: config.service.sends_content_sha256(),
+            // An unsigned body must say so: the service cannot tell otherwise.
+            content_sha256_header: config.service.sends_content_sha256()
+                || config.payload != crate::service::Payload::Signed,
             key_cache: Mutex::new(None),
             token_cache: Mutex::new(None),
         }

@@ -184,6 +184,41 @@ impl Proxy {
         proxy
     }
 
+    /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
+    /// `/healthz`. `args` must not name `--port` or `--admin-listen`.
+    pub fn start_flags(args: &[&str], env: &[(String, String)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.path().join("sigproxy.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
+        cmd.args(args)
+            .arg("--port")
+            .arg(addr.to_string())
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        isolate_aws_env(&mut cmd, dir.path());
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let proxy = Proxy {
+            child: cmd.spawn().expect("start sigproxy"),
+            addr,
+            admin,
+            log,
+            config: dir.path().join("none"),
+            dir: std::sync::Arc::new(dir),
+        };
+        proxy.wait_for(|| {
+            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+        });
+        proxy
+    }
+
     fn wait_for(&self, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

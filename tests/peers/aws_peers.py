@@ -199,6 +199,17 @@ def setup_iam(endpoint, region):
             }
         ),
     )
+    # A role trusted without an external ID: what aws-sigv4-proxy's --role-arn can assume.
+    trust_plain = json.loads(json.dumps(trust))
+    del trust_plain["Statement"][0]["Condition"]
+    role_plain = iam.create_role(RoleName="proxy-role", AssumeRolePolicyDocument=json.dumps(trust_plain))["Role"]
+    iam.put_role_policy(
+        RoleName="proxy-role",
+        PolicyName="invoke-and-s3",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["lambda:InvokeFunctionUrl", "s3:*"], "Resource": "*"}]}
+        ),
+    )
     iam.put_user_policy(
         UserName="sigproxy-caller",
         PolicyName="assume",
@@ -206,14 +217,14 @@ def setup_iam(endpoint, region):
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [role["Arn"], role_b["Arn"]]},
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [role["Arn"], role_b["Arn"], role_plain["Arn"]]},
                     {"Effect": "Allow", "Action": ["sts:GetSessionToken", "sts:GetFederationToken"], "Resource": "*"},
                 ],
             }
         ),
     )
     key = iam.create_access_key(UserName="sigproxy-caller")["AccessKey"]
-    s3 = boto3.client("s3", **admin)
+    s3 = boto3.client("s3", **{**admin, "region_name": "us-east-1"})  # buckets in moto's default region
     s3.create_bucket(Bucket=DENIED_BUCKET)
     s3.put_object(Bucket=DENIED_BUCKET, Key="secret.txt", Body=b"not for the proxy's role")
     # From here on, moto verifies every request's signature and the IAM policies.
@@ -240,6 +251,7 @@ def setup_iam(endpoint, region):
         "user_arn": user["Arn"],
         "denied_bucket": DENIED_BUCKET,
         "role_b_arn": role_b["Arn"],
+        "plain_role_arn": role_plain["Arn"],
     }
 
 
@@ -283,6 +295,7 @@ class LambdaUrl(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LambdaUrlStandIn"
     region = "us-east-1"
+    service = "lambda"
 
     def log_message(self, *args):
         pass
@@ -436,8 +449,8 @@ class LambdaUrl(BaseHTTPRequestHandler):
         auth = parse_authorization(self.headers.get("Authorization"))
         if auth is None:
             return "Missing or malformed Authorization header"
-        if auth["service"] != "lambda" or auth["region"] != self.region or auth["terminator"] != "aws4_request":
-            return f"Credential scope must be <date>/{self.region}/lambda/aws4_request"
+        if auth["service"] != self.service or auth["region"] != self.region or auth["terminator"] != "aws4_request":
+            return f"Credential scope must be <date>/{self.region}/{self.service}/aws4_request"
         amz_date = self.headers.get("X-Amz-Date", "")
         try:
             signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
@@ -470,7 +483,7 @@ class LambdaUrl(BaseHTTPRequestHandler):
             headers[name] = ",".join(values)
         request = AWSRequest(method=self.command, url=f"http://{self.headers['Host']}{self.path}", data=body, headers=headers)
         request.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(auth["access_key_id"], secret, token), "lambda", self.region)
+        signer = SigV4Auth(Credentials(auth["access_key_id"], secret, token), self.service, self.region)
         canonical = signer.canonical_request(request)
         expected = signer.signature(signer.string_to_sign(request, canonical), request)
         if signer.signed_headers(signer.headers_to_sign(request)) != ";".join(auth["signed_headers"]):
@@ -533,6 +546,7 @@ def serve_tls(directory):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--service", default="lambda", help="the signing name the stand-in accepts")
     parser.add_argument("--short-credentials", type=int, default=0, help="cap STS credential lifetime (seconds)")
     parser.add_argument("--tls-dir", help="also serve the stand-in over TLS, with a CA written here")
     args = parser.parse_args()
@@ -545,6 +559,7 @@ def main():
     issuer.update(endpoint=sts_endpoint, **{k: details[k] for k in ("access_key_id", "secret_access_key", "role_arn")})
 
     LambdaUrl.region = args.region
+    LambdaUrl.service = args.service
     lambda_server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaUrl)
     lambda_server.daemon_threads = True
     threading.Thread(target=lambda_server.serve_forever, daemon=True).start()

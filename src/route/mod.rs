@@ -11,7 +11,7 @@ use crate::access::policy::{AfterBody, S3Space, Service};
 use crate::access::{Policy, Refusal};
 use crate::actions::s3::BucketLayout;
 use crate::config::{Config, RouteConfig, S3Addressing};
-use crate::credentials::CredentialStore;
+use crate::credentials::{CredentialSet, CredentialStore};
 use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
 use crate::sign::Signer;
@@ -19,6 +19,9 @@ use crate::target::{resolve, strip_prefix, target_from, PathRules, QueryPlus, Re
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
 use std::sync::Arc;
+
+mod from_host;
+use from_host::FromHostRoutes;
 
 #[derive(Debug)]
 pub struct Route {
@@ -42,12 +45,22 @@ pub struct Route {
 
 impl Route {
     fn new(config: &RouteConfig, credentials: &CredentialStore) -> Route {
-        let signer = config.signing.as_ref().map(|s| {
-            let set = credentials
+        let set = config.signing.as_ref().map(|s| {
+            credentials
                 .get(&s.credentials)
-                .expect("configuration validation checked the credential set exists");
-            Signer::new(s, set.clone())
+                .expect("configuration validation checked the credential set exists")
+                .clone()
         });
+        Route::with_set(config, set)
+    }
+
+    /// The route for `config`, signing (if it signs) with `set`.
+    fn with_set(config: &RouteConfig, set: Option<Arc<CredentialSet>>) -> Route {
+        let signer = config
+            .signing
+            .as_ref()
+            .zip(set)
+            .map(|(s, set)| Signer::new(s, set));
         Route {
             name: config.name.clone(),
             host: config.host.as_deref().map(host_name),
@@ -168,32 +181,68 @@ fn s3_space(config: &RouteConfig) -> S3Space {
 
 #[derive(Debug)]
 pub struct Router {
+    /// Every route, in configuration order.
+    entries: Vec<Entry>,
+    /// The fixed ones (those with an `upstream`).
     routes: Vec<Arc<Route>>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Fixed(Arc<Route>),
+    /// `upstream_from_host`: a route per served host, made on first use.
+    FromHost(Box<FromHostRoutes>),
 }
 
 impl Router {
     pub fn new(config: &Config, credentials: &CredentialStore) -> Router {
-        Router {
-            routes: config
-                .routes
-                .iter()
-                .map(|r| Arc::new(Route::new(r, credentials)))
-                .collect(),
-        }
+        let entries: Vec<Entry> = config
+            .routes
+            .iter()
+            .map(|r| match &r.from_host {
+                None => Entry::Fixed(Arc::new(Route::new(r, credentials))),
+                Some(from) => {
+                    let set = credentials
+                        .get(from.credentials())
+                        .expect("configuration validation checked the credential set exists");
+                    Entry::FromHost(Box::new(FromHostRoutes::new(r.clone(), set.clone())))
+                }
+            })
+            .collect();
+        let routes = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Fixed(r) => Some(r.clone()),
+                Entry::FromHost(_) => None,
+            })
+            .collect();
+        Router { entries, routes }
     }
 
     /// The first route that matches, in configuration order, with the client's raw `path`
     /// resolved for it. A path that cannot be resolved, or is ambiguous for a route it would
-    /// otherwise reach, is an error (`400`).
+    /// otherwise reach, is an error (`400`); a `Host` a from-host route does not serve, when no
+    /// other route matches, is `421` (nothing is sent).
     pub fn find(
         &self,
         host: Option<&str>,
         path: &str,
-    ) -> Result<Option<(&Arc<Route>, Resolved)>, ProxyError> {
+    ) -> Result<Option<(Arc<Route>, Resolved)>, ProxyError> {
         // Each form is worked out once, when the first route that needs it is tried.
         let mut normalized: Option<Resolved> = None;
         let mut s3: Option<Resolved> = None;
-        for route in &self.routes {
+        let mut refused_host = false;
+        for entry in &self.entries {
+            let route = match entry {
+                Entry::Fixed(route) => route.clone(),
+                Entry::FromHost(routes) => match routes.for_host(host) {
+                    Some(route) => route,
+                    None => {
+                        refused_host = true;
+                        continue;
+                    }
+                },
+            };
             let slot = match route.path_rules {
                 PathRules::Normalized => &mut normalized,
                 PathRules::S3 => &mut s3,
@@ -203,14 +252,33 @@ impl Router {
                 None => slot.insert(resolve(path, route.path_rules)?),
             };
             if route.matches(host, resolved)? {
-                return Ok(Some((route, resolved.clone())));
+                let resolved = resolved.clone();
+                return Ok(Some((route, resolved)));
             }
+        }
+        if refused_host {
+            return Err(ProxyError::Forbidden(crate::access::Denied::Host));
         }
         Ok(None)
     }
 
+    /// The routes with a fixed upstream.
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
+    }
+
+    /// The credential sets some route signs with (readiness waits for these).
+    pub fn credential_sets(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Fixed(r) => r
+                    .signer
+                    .as_ref()
+                    .map(|s| s.credentials().name().to_string()),
+                Entry::FromHost(routes) => Some(routes.credentials().to_string()),
+            })
+            .collect()
     }
 }
 
@@ -239,7 +307,13 @@ routes:
 "#;
 
     fn find<'a>(r: &'a Router, host: Option<&str>, path: &str) -> &'a str {
-        &r.find(host, path).unwrap().unwrap().0.name
+        let name = r.find(host, path).unwrap().unwrap().0.name.clone();
+        r.routes()
+            .iter()
+            .find(|x| x.name == name)
+            .unwrap()
+            .name
+            .as_str()
     }
 
     fn target(r: &Router, path: &str, query: Option<&str>) -> String {

@@ -1,0 +1,252 @@
+//! `upstream_from_host`: a route whose upstream is the request's own `Host`, as aws-sigv4-proxy
+//! works without `--host`. Only AWS endpoints ([`crate::endpoints::resolve`] knows the name) and
+//! hosts the operator lists are served; anything else is refused before a byte is sent, so
+//! sigproxy is never an open relay that signs for whatever a client names.
+//!
+//! The route's keys are checked once at start, and again for each host with the same
+//! [`Checker`], so a host signs exactly as a route naming it as `upstream` would.
+
+use super::check::Checker;
+use super::signing::Named;
+use super::{file, ConfigError, CredentialsConfig, RouteConfig};
+use crate::access::browser::host_name;
+use crate::upstream::Upstream;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Where the placeholder `upstream` of a from-host route points; never connected to.
+const PLACEHOLDER: &str = "https://upstream-from-host.invalid";
+
+/// A from-host route's settings, kept to settle each host's signing.
+#[derive(Debug, Clone)]
+pub struct FromHost {
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// Listed hosts: lower case, without trailing dot; `name` or `name:port`.
+    pub allowed_hosts: Vec<String>,
+    credentials: String,
+    service: Option<String>,
+    region: Option<String>,
+    payload: Option<String>,
+    /// Built from aws-sigv4-proxy's flags (an unsigned payload is allowed for any service).
+    flags: bool,
+    credential_sets: BTreeMap<String, CredentialsConfig>,
+}
+
+impl FromHost {
+    /// The credential set every host is signed with.
+    pub fn credentials(&self) -> &str {
+        &self.credentials
+    }
+
+    /// The upstream a request's `Host` names, if it is served: `scheme://host` (with the port
+    /// only when a listed entry names it). `None`: not an AWS endpoint and not listed.
+    pub fn upstream_for(&self, host: &str) -> Option<String> {
+        let name = host_name(host);
+        let with_port = host.trim().to_ascii_lowercase();
+        if self.allowed_hosts.contains(&with_port) && with_port.contains(':') {
+            return Some(format!("{}://{with_port}", self.scheme));
+        }
+        if self.allowed_hosts.contains(&name) || crate::endpoints::resolve(&name).is_ok() {
+            return Some(format!("{}://{name}", self.scheme));
+        }
+        None
+    }
+
+    /// The host names (without port) this route serves by name, for the `Host` check.
+    pub fn listed_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.allowed_hosts.iter().map(|h| host_name(h))
+    }
+}
+
+impl RouteConfig {
+    /// This from-host route settled for one request `host`: its upstream and signing, checked
+    /// as a route naming that upstream would be. `None` if the host is not served; an error
+    /// (for the log) if it is but cannot be signed for.
+    pub fn for_host(&self, host: &str) -> Option<Result<RouteConfig, ConfigError>> {
+        let from = self.from_host.as_ref()?;
+        let url = from.upstream_for(host)?;
+        Some(settle(self, from, &url))
+    }
+}
+
+fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteConfig, ConfigError> {
+    let checker = Checker {
+        path: Path::new("request Host"),
+        flags: from.flags,
+    };
+    let upstream = Upstream::parse(url).or_else(|why| checker.err("upstream", why))?;
+    let named = Named {
+        credentials: Some(from.credentials.clone()),
+        service: from.service.clone(),
+        region: from.region.clone(),
+        payload: from.payload.clone(),
+        sign_host: None,
+    };
+    let signing = checker.signing("upstream", named, &upstream, &from.credential_sets)?;
+    Ok(RouteConfig {
+        upstream,
+        signing,
+        from_host: None,
+        ..template.clone()
+    })
+}
+
+impl Checker<'_> {
+    /// A route's `upstream_from_host`, with the keys it excludes; returns the placeholder
+    /// upstream and the settings. `raw` is the route; `key` its key (`routes[0]`).
+    pub(super) fn upstream_from_host(
+        &self,
+        key: &str,
+        raw: &mut file::Route,
+        credentials: &BTreeMap<String, CredentialsConfig>,
+    ) -> Result<Option<(Upstream, FromHost)>, ConfigError> {
+        let Some(from) = raw.upstream_from_host.take() else {
+            return Ok(None);
+        };
+        let key = format!("{key}.upstream_from_host");
+        for (set, what) in [
+            (raw.upstream.is_some(), "upstream"),
+            (raw.sign_host.is_some(), "sign_host"),
+            (raw.s3_addressing.is_some(), "s3_addressing"),
+            (raw.allow.is_some(), "allow"),
+            (
+                raw.matcher.as_ref().is_some_and(|m| m.host.is_some()),
+                "match.host",
+            ),
+        ] {
+            if set {
+                return self.err(
+                    &key,
+                    format!(
+                        "cannot be combined with {what}: each request's Host names the upstream"
+                    ),
+                );
+            }
+        }
+        let Some(set) = raw.credentials.clone() else {
+            return self.err(
+                &key,
+                "needs credentials: a route that forwards unsigned to any AWS host is an open relay",
+            );
+        };
+        let scheme = match from.scheme.as_deref() {
+            None | Some("https") => "https",
+            Some("http") => "http",
+            Some(other) => {
+                return self.err(
+                    format!("{key}.scheme"),
+                    format!("'{other}' is not http or https"),
+                )
+            }
+        };
+        let mut allowed_hosts = Vec::new();
+        for (i, host) in from.allowed_hosts.unwrap_or_default().iter().enumerate() {
+            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+            let ok = Upstream::parse(&format!("{scheme}://{host}"))
+                .is_ok_and(|u| u.base_path().is_empty() && !host.contains('/'));
+            if !ok || host.is_empty() {
+                return self.err(
+                    format!("{key}.allowed_hosts[{i}]"),
+                    format!("'{host}' is not a host name (with an optional :port)"),
+                );
+            }
+            allowed_hosts.push(host);
+        }
+        let from = FromHost {
+            scheme,
+            allowed_hosts,
+            credentials: set,
+            service: raw.service.take(),
+            region: raw.region.take(),
+            payload: raw.payload.take(),
+            flags: self.flags,
+            credential_sets: credentials.clone(),
+        };
+        // Every listed host must be one sigproxy can sign for: found out now, not per request.
+        let template_checker = Checker {
+            path: self.path,
+            flags: self.flags,
+        };
+        for (i, host) in from.allowed_hosts.iter().enumerate() {
+            let url = format!("{scheme}://{host}");
+            let upstream = Upstream::parse(&url).or_else(|why| self.err(&key, why))?;
+            let named = Named {
+                credentials: Some(from.credentials.clone()),
+                service: from.service.clone(),
+                region: from.region.clone(),
+                payload: from.payload.clone(),
+                sign_host: None,
+            };
+            template_checker
+                .signing(&key, named, &upstream, credentials)
+                .map_err(|e| ConfigError {
+                    key: format!("{key}.allowed_hosts[{i}]"),
+                    ..e
+                })?;
+        }
+        // The credentials, service, region and payload are checked against a known AWS shape
+        // too, so a typo is found at start even without listed hosts.
+        let probe = Upstream::parse("https://lambda.us-east-1.amazonaws.com").expect("valid URL");
+        let named = Named {
+            credentials: Some(from.credentials.clone()),
+            service: from.service.clone(),
+            region: from.region.clone(),
+            payload: None,
+            sign_host: None,
+        };
+        self.signing(
+            &key.replace(".upstream_from_host", ""),
+            named,
+            &probe,
+            credentials,
+        )?;
+        let placeholder = Upstream::parse(PLACEHOLDER).expect("valid URL");
+        Ok(Some((placeholder, from)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn error(route: &str) -> String {
+        let yaml = format!("credentials:\n  a: {{}}\nroutes:\n  - credentials: a\n{route}");
+        Config::parse(&yaml, Path::new("f.yaml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_file_route_may_take_its_upstream_from_the_host() {
+        let yaml = "credentials:\n  a: {}\nroutes:\n  - credentials: a\n    upstream_from_host: { allowed_hosts: [s3.example.internal:9000] }\n    service: s3\n    region: garage\n";
+        let c = Config::parse(yaml, Path::new("f.yaml")).unwrap();
+        let from = c.routes[0].from_host.as_ref().unwrap();
+        assert_eq!(
+            from.upstream_for("S3.example.internal:9000").as_deref(),
+            Some("https://s3.example.internal:9000")
+        );
+        assert_eq!(from.upstream_for("s3.example.internal:9001"), None);
+        assert!(c
+            .access
+            .browser
+            .hosts
+            .contains(&"s3.example.internal".to_string()));
+        let cases = [
+            ("    upstream_from_host: {}\n    upstream: https://x.lambda-url.us-east-1.on.aws\n", "routes[0].upstream_from_host: cannot be combined with upstream"),
+            ("    upstream_from_host: {}\n    allow: [{methods: [GET]}]\n", "cannot be combined with allow"),
+            ("    upstream_from_host: { scheme: ftp }\n", "routes[0].upstream_from_host.scheme: 'ftp' is not http or https"),
+            ("    upstream_from_host: { allowed_hosts: [fn.internal] }\n", "routes[0].upstream_from_host.allowed_hosts[0]: 'fn.internal' is not an AWS endpoint sigproxy knows"),
+        ];
+        for (route, want) in cases {
+            let got = error(route);
+            assert!(got.contains(want), "want: {want}\ngot:  {got}");
+        }
+        let unsigned = "routes:\n  - upstream_from_host: {}\n";
+        let got = Config::parse(unsigned, Path::new("f.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains("needs credentials"), "{got}");
+    }
+}
