@@ -6,6 +6,7 @@
 
 pub mod provider;
 pub mod refresh;
+mod sts;
 pub mod sts_token;
 
 use crate::config::{Config, CredentialsConfig};

@@ -2,6 +2,7 @@
 //!
 //! Nothing here caches: the refresh loop decides when to call the provider.
 
+use super::sts::{self, FALLBACK_REGION};
 use super::sts_token::StsTokenProvider;
 use crate::config::{AssumeRoleConfig, CredentialsConfig, Source, StsTokenKind};
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -10,14 +11,10 @@ use aws_config::profile::region::ProfileFileRegionProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::DisplayErrorContext;
-
-/// STS's global region, used when nothing else names one.
-pub(super) const FALLBACK_REGION: &str = "us-east-1";
 
 /// The provider for one credential set.
 #[derive(Debug)]
@@ -112,14 +109,12 @@ async fn assume_role(
     role: &AssumeRoleConfig,
     source: SharedCredentialsProvider,
 ) -> AssumeRoleProvider {
-    let region = RegionProviderChain::first_try(role.sts_region.clone().map(Region::new))
-        .or_default_provider()
-        .or_else(Region::from_static(FALLBACK_REGION));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-    if let Some(endpoint) = &role.sts_endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let sdk_config = loader.load().await;
+    let sdk_config = sts::sdk_config(
+        role.sts_region.as_deref(),
+        role.sts_endpoint.as_deref(),
+        None,
+    )
+    .await;
     let mut builder = AssumeRoleProvider::builder(&role.role_arn)
         .session_name(&role.session_name)
         .session_length(role.duration)

@@ -8,7 +8,6 @@ use aws_credential_types::provider::{
     error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
 };
 use aws_credential_types::Credentials;
-use aws_sdk_sts::config::Region;
 use std::time::SystemTime;
 
 #[derive(Debug)]
@@ -19,19 +18,14 @@ pub struct StsTokenProvider {
 
 impl StsTokenProvider {
     pub async fn new(config: &StsTokenConfig, source: SharedCredentialsProvider) -> Self {
-        let region = aws_config::meta::region::RegionProviderChain::first_try(
-            config.sts_region.clone().map(Region::new),
+        let sdk_config = super::sts::sdk_config(
+            config.sts_region.as_deref(),
+            config.sts_endpoint.as_deref(),
+            Some(source),
         )
-        .or_default_provider()
-        .or_else(Region::from_static(super::provider::FALLBACK_REGION));
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(region)
-            .credentials_provider(source);
-        if let Some(endpoint) = &config.sts_endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
+        .await;
         StsTokenProvider {
-            client: aws_sdk_sts::Client::new(&loader.load().await),
+            client: aws_sdk_sts::Client::new(&sdk_config),
             config: config.clone(),
         }
     }

@@ -1,0 +1,31 @@
+//! The one place STS clients are configured: which region's STS endpoint (the set's
+//! `sts_region`, else `AWS_REGION` or the profile's, else STS's global region), and an explicit
+//! `sts_endpoint` when given. AssumeRole and GetSessionToken/GetFederationToken alike.
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_sts::config::Region;
+
+/// STS's global region, used when nothing else names one.
+pub(super) const FALLBACK_REGION: &str = "us-east-1";
+
+/// The SDK configuration for calling STS; `credentials` signs the calls (`None`: the caller
+/// gives them another way, as `AssumeRoleProvider::build_from_provider` does).
+pub(super) async fn sdk_config(
+    sts_region: Option<&str>,
+    sts_endpoint: Option<&str>,
+    credentials: Option<SharedCredentialsProvider>,
+) -> SdkConfig {
+    let region = RegionProviderChain::first_try(sts_region.map(|r| Region::new(r.to_string())))
+        .or_default_provider()
+        .or_else(Region::from_static(FALLBACK_REGION));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    if let Some(endpoint) = sts_endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}
