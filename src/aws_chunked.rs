@@ -5,8 +5,10 @@
 //! chunk, and each signature chains on the previous one, starting from the header's ("seed")
 //! signature. The signatures come from aws-sigv4's `sign::v4::sign_chunk`.
 
+use crate::error::ProxyError;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::{Bytes, BytesMut};
+use pingora::http::RequestHeader;
 use std::time::SystemTime;
 
 /// Bytes of payload per chunk. S3 wants at least 8 KiB in every chunk but the last.
@@ -126,6 +128,28 @@ impl Encoder {
         out.extend_from_slice(&chunk);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Rewrites the header for an aws-chunked body of `decoded` bytes.
+pub fn set_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), ProxyError> {
+    let encoding = match req
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(existing) if !existing.is_empty() => format!("aws-chunked,{existing}"),
+        _ => "aws-chunked".to_string(),
+    };
+    let encoded = encoded_length(decoded);
+    let set = |req: &mut RequestHeader, name: &'static str, value: String| {
+        req.insert_header(name, value)
+            .map_err(|e| ProxyError::Internal(e.to_string()))
+    };
+    set(req, "content-encoding", encoding)?;
+    set(req, "x-amz-decoded-content-length", decoded.to_string())?;
+    set(req, "content-length", encoded.to_string())?;
+    req.remove_header("transfer-encoding");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -161,6 +161,24 @@ impl ProxyError {
         }
     }
 
+    /// For refusals, the `reason` label of `sigproxy_denied_requests_total`.
+    pub fn denied_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Forbidden(denied) => Some(denied.label()),
+            Self::Unauthorized => Some(Denied::BearerToken.label()),
+            _ => None,
+        }
+    }
+
+    /// For signing failures, the `reason` label of `sigproxy_signing_errors_total`.
+    pub fn signing_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::CredentialsUnavailable { .. } => Some("credentials_unavailable"),
+            Self::Signing(_) => Some("signing_failed"),
+            _ => None,
+        }
+    }
+
     /// For upstream failures, the `kind` label of `sigproxy_upstream_errors_total`.
     pub fn upstream_kind(&self) -> Option<&'static str> {
         match self {

@@ -260,6 +260,65 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// What one finished request adds to the metrics.
+pub struct Finished<'a> {
+    /// The route's series, or `None` for a request no route took.
+    pub route: Option<&'a RouteMetrics>,
+    pub route_name: &'a str,
+    pub method: &'a http::Method,
+    /// `0` when no response was written.
+    pub status: u16,
+    pub duration: std::time::Duration,
+    pub upstream_time: Option<std::time::Duration>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub error: Option<&'a crate::error::ProxyError>,
+}
+
+impl Metrics {
+    /// Counts a finished request: its status, timings and bytes, and what refused or failed it.
+    /// A routed request also leaves its route's in-flight gauge.
+    pub fn record(&self, done: Finished<'_>) {
+        let route = done.route_name;
+        let mut code = itoa::Buffer::new();
+        self.requests
+            .with_label_values(&[route, method_label(done.method), code.format(done.status)])
+            .inc();
+        let unrouted;
+        let per_route = match done.route {
+            Some(r) => r,
+            None => {
+                unrouted = self.for_route(route);
+                &unrouted
+            }
+        };
+        per_route
+            .request_duration
+            .observe(done.duration.as_secs_f64());
+        if let Some(t) = done.upstream_time {
+            per_route.upstream_duration.observe(t.as_secs_f64());
+        }
+        per_route.request_bytes.inc_by(done.bytes_in);
+        per_route.response_bytes.inc_by(done.bytes_out);
+        if let Some(error) = done.error {
+            if let Some(kind) = error.upstream_kind() {
+                self.upstream_errors.with_label_values(&[route, kind]).inc();
+            }
+            if let Some(reason) = error.denied_reason() {
+                self.denied.with_label_values(&[route, reason]).inc();
+            }
+            if let Some(reason) = error.signing_reason() {
+                self.signing_errors
+                    .with_label_values(&[route, reason])
+                    .inc();
+            }
+        }
+        if done.route.is_some() {
+            per_route.in_flight.dec();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

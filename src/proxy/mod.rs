@@ -10,6 +10,7 @@
 //!   pingora proxies it; `upstream_request_filter` signs the header, and for `streaming` the
 //!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
 
+mod admit;
 mod body;
 mod budget;
 mod failed;
@@ -25,7 +26,7 @@ use crate::aws_chunked::{self, Encoder};
 use crate::config::{Config, Payload};
 use crate::error::ProxyError;
 use crate::headers;
-use crate::metrics::{method_label, metrics};
+use crate::metrics::{metrics, Finished};
 use crate::route::{Route, Router};
 use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
@@ -111,86 +112,6 @@ impl SigningProxy {
         error: ProxyError,
     ) -> Result<bool> {
         write_error(session, ctx, error).await;
-        Ok(true)
-    }
-
-    /// Everything decided before a body byte is read: who is asking (client address), whether
-    /// the head is sound, whether a web page is asking (host, origin), the bearer token, which
-    /// route serves it and whether that route allows it, and whether it can be signed now.
-    /// `Ok(None)`: a CORS preflight, answered here.
-    fn admit(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<Arc<Route>>, ProxyError> {
-        let req = session.req_header();
-        let host = request_host(req);
-        // Looked up first so that refusals are counted under the route they were for.
-        let routed = self.router.find(host, req.uri.path());
-        if let Ok(Some((route, _))) = &routed {
-            ctx.route = Some((*route).clone());
-            route.metrics.in_flight.inc();
-        }
-        // Who is asking comes first: an unknown client learns nothing, not even which routes
-        // exist.
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        self.access
-            .check_client(client)
-            .map_err(ProxyError::Forbidden)?;
-        // Errors name the route only to a client that has shown it may use the proxy.
-        ctx.vouched = self.access.bearer_token.is_none();
-        inbound::check(session, self.max_header_bytes)?;
-        let browser = &self.access.browser;
-        browser.check_host(host).map_err(ProxyError::Forbidden)?;
-        ctx.page = browser
-            .check_page(&req.method, &req.headers)
-            .map_err(ProxyError::Forbidden)?;
-        if let PageRequest::Preflight(_) = ctx.page {
-            // Answered before the token check: browsers never send credentials on a preflight.
-            return Ok(None);
-        }
-        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
-        self.access
-            .check_token(authorization)
-            .map_err(|_| ProxyError::Unauthorized)?;
-        ctx.vouched = true;
-        let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
-        let route = route.clone();
-        if self.access.bearer_token.is_some() {
-            // The token is sigproxy's; the upstream never sees it.
-            session.req_header_mut().remove_header("authorization");
-        }
-        let req = session.req_header();
-        ctx.target = route.target(&resolved, req.uri.query())?;
-        ctx.after_body = route
-            .permits(&req.method, &ctx.target, &req.headers)?
-            .map(Box::new);
-        if let Some(signer) = &route.signer {
-            signer.current_credentials()?;
-            if client_sent_aws_chunked(req) {
-                return Err(ProxyError::BadRequest(
-                    "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
-                ));
-            }
-        }
-        Ok(Some(route))
-    }
-
-    /// Answers a CORS preflight from a listed origin; nothing goes upstream.
-    async fn answer_preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let PageRequest::Preflight(origin) = &ctx.page else {
-            return Ok(false);
-        };
-        let resp = browser::preflight_response(origin, &session.req_header().headers);
-        ctx.status = Some(204);
-        session
-            .as_downstream_mut()
-            .write_response_header(Box::new(resp))
-            .await?;
-        session.as_downstream_mut().finish_body().await?;
         Ok(true)
     }
 
@@ -294,28 +215,6 @@ fn prepare_upstream(
     Ok(())
 }
 
-/// Rewrites the header for an aws-chunked body of `decoded` bytes.
-fn set_streaming_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), ProxyError> {
-    let encoding = match req
-        .headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(existing) if !existing.is_empty() => format!("aws-chunked,{existing}"),
-        _ => "aws-chunked".to_string(),
-    };
-    let encoded = aws_chunked::encoded_length(decoded);
-    let set = |req: &mut RequestHeader, name: &'static str, value: String| {
-        req.insert_header(name, value)
-            .map_err(|e| ProxyError::Internal(e.to_string()))
-    };
-    set(req, "content-encoding", encoding)?;
-    set(req, "x-amz-decoded-content-length", decoded.to_string())?;
-    set(req, "content-length", encoded.to_string())?;
-    req.remove_header("transfer-encoding");
-    Ok(())
-}
-
 async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyError) {
     let route = ctx
         .route
@@ -338,16 +237,6 @@ async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyEr
     ctx.error = Some(error);
 }
 
-/// The host a request is for: an absolute-form target's authority overrides `Host`
-/// (RFC 9112 §3.2.2), as it does for every server that reads the request after us.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri.authority().map(|a| a.as_str()).or_else(|| {
-        req.headers
-            .get("host")
-            .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
-    })
-}
-
 /// PutObject (`PUT` with no sub-resource) or UploadPart (`?partNumber=&uploadId=`).
 fn is_object_upload(req: &RequestHeader) -> bool {
     req.method == http::Method::PUT
@@ -355,17 +244,6 @@ fn is_object_upload(req: &RequestHeader) -> bool {
             let name = param.split('=').next().unwrap_or("");
             matches!(name, "" | "partNumber" | "uploadId" | "x-id")
         })
-}
-
-/// A body the client already framed as aws-chunked cannot be re-signed.
-fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
-    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let encoding = header("content-encoding");
-    let sha = header("x-amz-content-sha256");
-    encoding
-        .windows(b"aws-chunked".len())
-        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
-        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
 }
 
 #[async_trait]
@@ -473,7 +351,7 @@ impl ProxyHttp for SigningProxy {
             BodyPlan::PassThrough => EMPTY_SHA256,
             BodyPlan::Unsigned => UNSIGNED_PAYLOAD,
             BodyPlan::Streaming(decoded) => {
-                set_streaming_headers(upstream_request, decoded)
+                aws_chunked::set_headers(upstream_request, decoded)
                     .map_err(ProxyError::into_pingora)?;
                 aws_chunked::STREAMING_PAYLOAD
             }
@@ -572,49 +450,17 @@ impl ProxyHttp for SigningProxy {
         let bytes_in = session.as_downstream().body_bytes_read() as u64;
         let bytes_out = session.as_downstream().body_bytes_sent() as u64;
 
-        let m = metrics();
-        let code = if status == 0 {
-            "0".to_string()
-        } else {
-            status.to_string()
-        };
-        m.requests
-            .with_label_values(&[route, method_label(&req.method), &code])
-            .inc();
-        let per_route = match &ctx.route {
-            Some(r) => r.metrics.clone(),
-            None => m.for_route(route),
-        };
-        per_route.request_duration.observe(duration.as_secs_f64());
-        if let Some(t) = ctx.upstream_time {
-            per_route.upstream_duration.observe(t.as_secs_f64());
-        }
-        per_route.request_bytes.inc_by(bytes_in);
-        per_route.response_bytes.inc_by(bytes_out);
-        if let Some(kind) = error.as_ref().and_then(ProxyError::upstream_kind) {
-            m.upstream_errors.with_label_values(&[route, kind]).inc();
-        }
-        match &error {
-            Some(ProxyError::Forbidden(denied)) => {
-                m.denied.with_label_values(&[route, denied.label()]).inc()
-            }
-            Some(ProxyError::Unauthorized) => m
-                .denied
-                .with_label_values(&[route, Denied::BearerToken.label()])
-                .inc(),
-            Some(ProxyError::CredentialsUnavailable { .. }) => m
-                .signing_errors
-                .with_label_values(&[route, "credentials_unavailable"])
-                .inc(),
-            Some(ProxyError::Signing(_)) => m
-                .signing_errors
-                .with_label_values(&[route, "signing_failed"])
-                .inc(),
-            _ => {}
-        }
-        if ctx.route.is_some() {
-            per_route.in_flight.dec();
-        }
+        metrics().record(Finished {
+            route: ctx.route.as_ref().map(|r| &r.metrics),
+            route_name: route,
+            method: &req.method,
+            status,
+            duration,
+            upstream_time: ctx.upstream_time,
+            bytes_in,
+            bytes_out,
+            error: error.as_ref(),
+        });
 
         // The path as it went (or would have gone) upstream; never the query.
         let path = match ctx.target.split_once('?') {

@@ -1,0 +1,119 @@
+//! Everything decided about a request before a body byte is read: who is asking, whether the
+//! head is sound, whether a web page asks (and a CORS preflight is answered here), the bearer
+//! token, which route serves it, what its allow list says, and whether it can be signed now.
+
+use super::{inbound, RequestCtx, SigningProxy};
+use crate::access::browser::{self, PageRequest};
+use crate::error::ProxyError;
+use crate::route::Route;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+impl SigningProxy {
+    /// Everything decided before a body byte is read: who is asking (client address), whether
+    /// the head is sound, whether a web page is asking (host, origin), the bearer token, which
+    /// route serves it and whether that route allows it, and whether it can be signed now.
+    /// `Ok(None)`: a CORS preflight, answered here.
+    pub(super) fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Arc<Route>>, ProxyError> {
+        let req = session.req_header();
+        let host = request_host(req);
+        // Looked up first so that refusals are counted under the route they were for.
+        let routed = self.router.find(host, req.uri.path());
+        if let Ok(Some((route, _))) = &routed {
+            ctx.route = Some((*route).clone());
+            route.metrics.in_flight.inc();
+        }
+        // Who is asking comes first: an unknown client learns nothing, not even which routes
+        // exist.
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        self.access
+            .check_client(client)
+            .map_err(ProxyError::Forbidden)?;
+        // Errors name the route only to a client that has shown it may use the proxy.
+        ctx.vouched = self.access.bearer_token.is_none();
+        inbound::check(session, self.max_header_bytes)?;
+        let browser = &self.access.browser;
+        browser.check_host(host).map_err(ProxyError::Forbidden)?;
+        ctx.page = browser
+            .check_page(&req.method, &req.headers)
+            .map_err(ProxyError::Forbidden)?;
+        if let PageRequest::Preflight(_) = ctx.page {
+            // Answered before the token check: browsers never send credentials on a preflight.
+            return Ok(None);
+        }
+        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
+        self.access
+            .check_token(authorization)
+            .map_err(|_| ProxyError::Unauthorized)?;
+        ctx.vouched = true;
+        let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
+        let route = route.clone();
+        if self.access.bearer_token.is_some() {
+            // The token is sigproxy's; the upstream never sees it.
+            session.req_header_mut().remove_header("authorization");
+        }
+        let req = session.req_header();
+        ctx.target = route.target(&resolved, req.uri.query())?;
+        ctx.after_body = route
+            .permits(&req.method, &ctx.target, &req.headers)?
+            .map(Box::new);
+        if let Some(signer) = &route.signer {
+            signer.current_credentials()?;
+            if client_sent_aws_chunked(req) {
+                return Err(ProxyError::BadRequest(
+                    "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
+                ));
+            }
+        }
+        Ok(Some(route))
+    }
+
+    /// Answers a CORS preflight from a listed origin; nothing goes upstream.
+    pub(super) async fn answer_preflight(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let PageRequest::Preflight(origin) = &ctx.page else {
+            return Ok(false);
+        };
+        let resp = browser::preflight_response(origin, &session.req_header().headers);
+        ctx.status = Some(204);
+        session
+            .as_downstream_mut()
+            .write_response_header(Box::new(resp))
+            .await?;
+        session.as_downstream_mut().finish_body().await?;
+        Ok(true)
+    }
+}
+
+/// The host a request is for: an absolute-form target's authority overrides `Host`
+/// (RFC 9112 §3.2.2), as it does for every server that reads the request after us.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri.authority().map(|a| a.as_str()).or_else(|| {
+        req.headers
+            .get("host")
+            .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
+    })
+}
+
+/// A body the client already framed as aws-chunked cannot be re-signed.
+fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
+    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let encoding = header("content-encoding");
+    let sha = header("x-amz-content-sha256");
+    encoding
+        .windows(b"aws-chunked".len())
+        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
+}
