@@ -79,6 +79,15 @@ fn picked(headers: &http::HeaderMap, pick: impl Fn(&HeaderName, bool) -> bool) -
         .collect()
 }
 
+/// AWS's request id from a response header, for the access log.
+pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
+    ["x-amz-request-id", "x-amzn-requestid"]
+        .iter()
+        .find_map(|name| resp.headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

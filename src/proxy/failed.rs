@@ -39,7 +39,7 @@ fn emit(
     held: &[Bytes],
 ) {
     let code = error_code(response, held);
-    let aws_request_id = super::forward::aws_request_id(response);
+    let aws_request_id = crate::headers::aws_request_id(response);
     tracing::debug!(
         target: TARGET,
         route,

@@ -40,11 +40,17 @@ pub struct ReadBody<'a> {
     pub reserved: Reservation<'a>,
 }
 
-/// The upstream's answer, or the error that stopped the exchange.
-///
-/// `Err(_, true)` means a response was already being written to the client: its connection must
-/// simply be closed, not answered with an error page.
-pub type Outcome = Result<Answer, (ProxyError, bool)>;
+/// Why an exchange with the upstream stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// Before any of the answer reached the client, who can still be told with a JSON error.
+    Unanswered(ProxyError),
+    /// While the answer was being relayed: all that is left is to close the connection.
+    Midway(ProxyError),
+}
+
+/// The upstream's answer, or why there is none.
+pub type Outcome = Result<Answer, Failure>;
 
 /// Signs `request` (prepared for the upstream, not yet signed) for `body`, sends it with the
 /// body, and streams the answer back.
@@ -70,8 +76,8 @@ pub async fn forward(
         .signer
         .as_ref()
         .expect("only signed routes are forwarded here");
-    let peer = route.peers.peer().await.map_err(|e| (e, false))?;
-    let mut credentials = signer.current_credentials().map_err(|e| (e, false))?;
+    let peer = route.peers.peer().await.map_err(Failure::Unanswered)?;
+    let mut credentials = signer.current_credentials().map_err(Failure::Unanswered)?;
     let mut request = request;
     let mut resent = false;
     // Kept, with its place in the body budget, only while the request may be sent again.
@@ -85,13 +91,13 @@ pub async fn forward(
                 payload_hash,
                 SystemTime::now(),
             )
-            .map_err(|e| (e, false))?;
+            .map_err(Failure::Unanswered)?;
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
         let mut upstream = exchange(connector, route, &peer, &request, payload).await?;
         let upstream_time = started.elapsed();
         let response = upstream.response_header().expect("exchange read it");
-        let request_id = aws_request_id(response);
+        let request_id = headers::aws_request_id(response);
         let mut held = Vec::new();
         // S3 says so in its body, everyone else in a header: only then is the body read here.
         let s3 = signer.service().token_verdict() == TokenVerdict::S3ErrorBody;
@@ -135,14 +141,14 @@ async fn exchange(
     peer: &HttpPeer,
     request: &RequestHeader,
     body: &Bytes,
-) -> Result<HttpSession, (ProxyError, bool)> {
+) -> Result<HttpSession, Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let (mut upstream, reused) = connector
             .get_http_session(peer)
             .await
-            .map_err(|e| (upstream_error(e), false))?;
+            .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
         upstream.set_write_timeout(Some(route.peers.read_timeout()));
         match send(&mut upstream, request.clone(), body.clone()).await {
@@ -158,7 +164,7 @@ async fn exchange(
                 debug!(error = %e, "reused upstream connection failed; retrying on a new one");
                 upstream.shutdown().await;
             }
-            Err((e, _)) => return Err((upstream_error(e), false)),
+            Err((e, _)) => return Err(Failure::Unanswered(upstream_error(e))),
         }
     }
 }
@@ -170,13 +176,13 @@ const ERROR_BODY_PEEK: usize = 16 * 1024;
 async fn read_small_body(
     upstream: &mut HttpSession,
     held: &mut Vec<Bytes>,
-) -> Result<bool, (ProxyError, bool)> {
+) -> Result<bool, Failure> {
     let mut size = 0;
     while !upstream.response_done() {
         match upstream
             .read_response_body()
             .await
-            .map_err(|e| (upstream_error(e), false))?
+            .map_err(|e| Failure::Unanswered(upstream_error(e)))?
         {
             None => break,
             Some(chunk) => {
@@ -222,6 +228,103 @@ pub fn refused_by_header(response: &ResponseHeader) -> bool {
         .is_some_and(|t| ERROR_TYPES.iter().any(|e| t.starts_with(e)))
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Write,
+    Read,
+}
+
+async fn send(
+    upstream: &mut HttpSession,
+    request: RequestHeader,
+    body: Bytes,
+) -> Result<(), (Box<PingoraError>, Phase)> {
+    let write = |e| (e, Phase::Write);
+    upstream
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(write)?;
+    if !body.is_empty() {
+        upstream
+            .write_request_body(body, true)
+            .await
+            .map_err(write)?;
+    }
+    upstream.finish_request_body().await.map_err(write)?;
+    // Read the final response header, skipping informational 1xx answers.
+    loop {
+        upstream
+            .read_response_header()
+            .await
+            .map_err(|e| (e, Phase::Read))?;
+        match upstream.response_header() {
+            Some(resp) if resp.status.is_informational() && resp.status != 101 => continue,
+            Some(_) => return Ok(()),
+            None => {
+                let e = PingoraError::explain(ErrorType::InvalidHTTPHeader, "no response header");
+                return Err((e, Phase::Read));
+            }
+        }
+    }
+}
+
+/// Sends the upstream's response to the client: `held`, body already read, first, then the
+/// rest as it arrives.
+async fn relay_response(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+    held: Vec<Bytes>,
+    page: &PageRequest,
+) -> Result<u16, Failure> {
+    let mut resp = upstream.response_header().cloned().ok_or_else(|| {
+        Failure::Unanswered(ProxyError::Internal("missing response header".into()))
+    })?;
+    let status = resp.status.as_u16();
+    headers::prepare_response(&mut resp);
+    answer_cors(&mut resp, page);
+    let downstream = |e: Box<PingoraError>| Failure::Midway(ProxyError::BodyRead(e.to_string()));
+    let done = upstream.response_done();
+    session
+        .write_response_header(Box::new(resp), done && held.is_empty())
+        .await
+        .map_err(downstream)?;
+    let held_count = held.len();
+    for (i, chunk) in held.into_iter().enumerate() {
+        let end = done && i + 1 == held_count;
+        session
+            .write_response_body(Some(chunk), end)
+            .await
+            .map_err(downstream)?;
+    }
+    if done {
+        return Ok(status);
+    }
+    loop {
+        let chunk = upstream
+            .read_response_body()
+            .await
+            .map_err(|e| Failure::Midway(upstream_error(e)))?;
+        let end = chunk.is_none() || upstream.response_done();
+        session
+            .write_response_body(chunk, end)
+            .await
+            .map_err(downstream)?;
+        if end {
+            return Ok(status);
+        }
+    }
+}
+
+/// Errors talking to the upstream are the upstream's, whatever pingora tagged them with.
+fn upstream_error(e: Box<PingoraError>) -> ProxyError {
+    ProxyError::from_pingora(&e.into_up())
+}
+
+async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
+    let idle = peer.options.idle_timeout;
+    connector.release_http_session(upstream, peer, idle).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,113 +367,4 @@ mod tests {
         )];
         assert!(!refused_by_s3(&object));
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Phase {
-    Write,
-    Read,
-}
-
-async fn send(
-    upstream: &mut HttpSession,
-    request: RequestHeader,
-    body: Bytes,
-) -> Result<(), (Box<PingoraError>, Phase)> {
-    let write = |e| (e, Phase::Write);
-    upstream
-        .write_request_header(Box::new(request))
-        .await
-        .map_err(write)?;
-    if !body.is_empty() {
-        upstream
-            .write_request_body(body, true)
-            .await
-            .map_err(write)?;
-    }
-    upstream.finish_request_body().await.map_err(write)?;
-    // Read the final response header, skipping informational 1xx answers.
-    loop {
-        upstream
-            .read_response_header()
-            .await
-            .map_err(|e| (e, Phase::Read))?;
-        match upstream.response_header() {
-            Some(resp) if resp.status.is_informational() && resp.status != 101 => continue,
-            Some(_) => return Ok(()),
-            None => {
-                let e = PingoraError::explain(ErrorType::InvalidHTTPHeader, "no response header");
-                return Err((e, Phase::Read));
-            }
-        }
-    }
-}
-
-/// AWS's request id from a response header, for the access log.
-pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
-    ["x-amz-request-id", "x-amzn-requestid"]
-        .iter()
-        .find_map(|name| resp.headers.get(*name))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Sends the upstream's response to the client: `held`, body already read, first, then the
-/// rest as it arrives.
-async fn relay_response(
-    session: &mut Session,
-    upstream: &mut HttpSession,
-    held: Vec<Bytes>,
-    page: &PageRequest,
-) -> Result<u16, (ProxyError, bool)> {
-    let mut resp = upstream.response_header().cloned().ok_or_else(|| {
-        (
-            ProxyError::Internal("missing response header".into()),
-            false,
-        )
-    })?;
-    let status = resp.status.as_u16();
-    headers::prepare_response(&mut resp);
-    answer_cors(&mut resp, page);
-    let downstream = |e: Box<PingoraError>| (ProxyError::BodyRead(e.to_string()), true);
-    let done = upstream.response_done();
-    session
-        .write_response_header(Box::new(resp), done && held.is_empty())
-        .await
-        .map_err(downstream)?;
-    let held_count = held.len();
-    for (i, chunk) in held.into_iter().enumerate() {
-        let end = done && i + 1 == held_count;
-        session
-            .write_response_body(Some(chunk), end)
-            .await
-            .map_err(downstream)?;
-    }
-    if done {
-        return Ok(status);
-    }
-    loop {
-        let chunk = upstream
-            .read_response_body()
-            .await
-            .map_err(|e| (upstream_error(e), true))?;
-        let end = chunk.is_none() || upstream.response_done();
-        session
-            .write_response_body(chunk, end)
-            .await
-            .map_err(downstream)?;
-        if end {
-            return Ok(status);
-        }
-    }
-}
-
-/// Errors talking to the upstream are the upstream's, whatever pingora tagged them with.
-fn upstream_error(e: Box<PingoraError>) -> ProxyError {
-    ProxyError::from_pingora(&e.into_up())
-}
-
-async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
-    let idle = peer.options.idle_timeout;
-    connector.release_http_session(upstream, peer, idle).await;
 }

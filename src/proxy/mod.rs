@@ -1,14 +1,15 @@
 //! The request path, as pingora phases: who → route → credentials → body → sign → upstream → log.
 //!
-//! `request_filter` first checks who is asking and what ([`inbound`], access control), then
-//! decides how the body travels ([`BodyPlan`]):
-//! - on a signed route, a request with no body or with a body whose SHA-256 is signed: the body
-//!   (if any) is read, bounded, and hashed, and [`forward`] signs and sends the request and
-//!   streams the answer back; the phase returns `true`. With the body at hand, a request whose
-//!   credentials AWS refuses (expired token) can be signed afresh and sent again;
-//! - a body that streams (S3 `unsigned` and `streaming` payloads) or a pass-through route:
-//!   pingora proxies it; `upstream_request_filter` signs the header, and for `streaming` the
-//!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
+//! `request_filter` first decides whether and how the request may go ([`admit`]: who is asking,
+//! [`inbound`] head checks, the route and its allow list), then how it travels:
+//! - on a signed route, every request (with no body, or with a body whose SHA-256 is signed) is
+//!   read, bounded, hashed, signed and sent by [`forward`], which streams the answer back; the
+//!   phase returns `true`. With the body at hand, a request whose credentials AWS refuses
+//!   (expired token) can be signed afresh and sent again;
+//! - a signed body that streams ([`BodyPlan`]: `unsigned` and `streaming` payloads) and every
+//!   request on a pass-through route: pingora proxies it; `upstream_request_filter` signs the
+//!   header (signed routes), and for `streaming` the `request_body_filter` turns the body into
+//!   signed aws-chunked frames as it flows.
 
 mod admit;
 mod body;
@@ -31,6 +32,7 @@ use crate::route::{Route, Router};
 use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
 use bytes::Bytes;
+use forward::Failure;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -64,15 +66,14 @@ impl SigningProxy {
     }
 }
 
-/// How the request body reaches the upstream, when pingora forwards it.
+/// How the body of a signed request streams through pingora (every other signed request,
+/// bodiless ones included, goes through [`forward`]; pass-through routes are not signed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyPlan {
-    /// Streamed as is, signed as `UNSIGNED-PAYLOAD` (S3).
+    /// Streamed as is, signed as `UNSIGNED-PAYLOAD`.
     Unsigned,
     /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
     Streaming(u64),
-    /// Forwarded unsigned (pass-through route).
-    PassThrough,
 }
 
 /// What one request has learnt on its way through the phases.
@@ -87,7 +88,8 @@ pub struct RequestCtx {
     after_body: Option<Box<AfterBody>>,
     /// The upstream path and query, as signed.
     target: String,
-    plan: BodyPlan,
+    /// Set on a signed route whose body pingora streams; `None` otherwise.
+    plan: Option<BodyPlan>,
     /// Frames the body for [`BodyPlan::Streaming`], set once the seed signature exists.
     encoder: Option<Encoder>,
     /// Whether `100 Continue` was sent (the client then sends its body).
@@ -181,8 +183,8 @@ impl SigningProxy {
                 ctx.upstream_time = Some(answer.upstream_time);
                 ctx.aws_request_id = answer.request_id;
             }
-            Err((e, false)) => write_error(session, ctx, e).await,
-            Err((e, true)) => {
+            Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
+            Err(Failure::Midway(e)) => {
                 // The response had started: all that is left is to close the connection.
                 session.as_downstream_mut().set_keepalive(None);
                 ctx.error = Some(e);
@@ -262,7 +264,7 @@ impl ProxyHttp for SigningProxy {
             vouched: false,
             after_body: None,
             target: String::new(),
-            plan: BodyPlan::PassThrough,
+            plan: None,
             encoder: None,
             continue_sent: false,
             error: None,
@@ -308,8 +310,8 @@ impl ProxyHttp for SigningProxy {
         // A check that waits for the body needs it read here, whatever the payload mode.
         let upload = upload && ctx.after_body.is_none();
         ctx.plan = match (signer.payload(), body::content_length(session)) {
-            (Payload::Unsigned, Some(_)) if upload => BodyPlan::Unsigned,
-            (Payload::Streaming, Some(n)) if upload => BodyPlan::Streaming(n),
+            (Payload::Unsigned, Some(_)) if upload => Some(BodyPlan::Unsigned),
+            (Payload::Streaming, Some(n)) if upload => Some(BodyPlan::Streaming(n)),
             _ => return self.forward_signed(session, ctx, &route).await,
         };
         Ok(false)
@@ -348,9 +350,15 @@ impl ProxyHttp for SigningProxy {
             .map_err(ProxyError::into_pingora)?;
         let now = SystemTime::now();
         let payload = match ctx.plan {
-            BodyPlan::PassThrough => EMPTY_SHA256,
-            BodyPlan::Unsigned => UNSIGNED_PAYLOAD,
-            BodyPlan::Streaming(decoded) => {
+            // request_filter sends every other signed request itself.
+            None => {
+                return Err(
+                    ProxyError::Internal("a signed request reached pingora's path".into())
+                        .into_pingora(),
+                )
+            }
+            Some(BodyPlan::Unsigned) => UNSIGNED_PAYLOAD,
+            Some(BodyPlan::Streaming(decoded)) => {
                 aws_chunked::set_headers(upstream_request, decoded)
                     .map_err(ProxyError::into_pingora)?;
                 aws_chunked::STREAMING_PAYLOAD
@@ -360,7 +368,7 @@ impl ProxyHttp for SigningProxy {
             .sign(upstream_request, credentials.clone(), payload, now)
             .map_err(ProxyError::into_pingora)?;
         ctx.upstream_started = Some(Instant::now());
-        if let BodyPlan::Streaming(_) = ctx.plan {
+        if let Some(BodyPlan::Streaming(_)) = ctx.plan {
             // Made anew on every attempt: a retried request starts its chain from its new seed.
             ctx.encoder = Some(Encoder::new(signer.chunk_signer(credentials, now, seed)));
         }
@@ -397,7 +405,7 @@ impl ProxyHttp for SigningProxy {
         }
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         ctx.upstream_status = Some(upstream_response.status.as_u16());
-        ctx.aws_request_id = forward::aws_request_id(upstream_response);
+        ctx.aws_request_id = headers::aws_request_id(upstream_response);
         Ok(())
     }
 
