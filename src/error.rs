@@ -254,7 +254,8 @@ impl fmt::Display for ProxyError {
             Self::Forbidden(Denied::Host) => write!(
                 f,
                 "this Host is not served here: sigproxy answers loopback names, its routes' \
-                 match.host and access.allowed_hosts"
+                 match.host and access.allowed_hosts (and, for a route whose upstream is the \
+                 Host, AWS endpoint names and the hosts it lists)"
             ),
             Self::Forbidden(Denied::Origin) => write!(
                 f,

@@ -76,6 +76,9 @@ pub fn main(cli: cli::Cli) -> ExitCode {
 /// One `--check` line per route: what it signs with, as resolved (service and region inferred
 /// from the host included), so that what will be signed is seen before it is deployed.
 fn describe_route(route: &config::RouteConfig) -> String {
+    if let Some(from) = &route.from_host {
+        return format!("route {}: {}", route.name, from.describe());
+    }
     let upstream = route.upstream.url();
     let Some(s) = &route.signing else {
         return format!("route {}: {upstream} unsigned (pass-through)", route.name);

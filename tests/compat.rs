@@ -365,3 +365,38 @@ fn a_wide_port_needs_a_guard_and_a_file_excludes_the_flags() {
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert!(stderr.contains("use one or the other"), "{stderr}");
 }
+
+/// With `--name` and `--region` and no `--host`, a `Host` whose right end is an AWS name but
+/// whose URL host is another (`127.0.0.1#.s3.amazonaws.com`) must not turn sigproxy into an open
+/// relay carrying its credentials: a listener standing in for that other host sees nothing.
+#[test]
+fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    #[rustfmt::skip]
+    let proxy = Proxy::start_flags(
+        &["--upstream-url-scheme", "http", "--name", "s3", "--region", "us-east-1"],
+        &[
+            ("AWS_ACCESS_KEY_ID".into(), "AKIDRELAYTEST".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "relay-test-secret".into()),
+        ],
+    );
+    proxy.wait_ready();
+    let hosts = [
+        "127.0.0.1#.s3.amazonaws.com".to_string(),
+        "127.0.0.1/.s3.amazonaws.com".to_string(),
+        format!("[127.0.0.1:{port}/.s3.amazonaws.com]"),
+        format!("[localhost:{port}/.execute-api.us-east-1.amazonaws.com]"),
+        "localhost/.s3.amazonaws.com".to_string(),
+    ];
+    for host in &hosts {
+        let r = with_host(&proxy, host, "/k");
+        assert!(r.status >= 400, "{host}: {}", r.status);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        listener.accept().is_err(),
+        "sigproxy connected to the host hidden in the Host header"
+    );
+}

@@ -39,11 +39,38 @@ impl FromHost {
         &self.credentials
     }
 
+    /// What `--check` says of the route: where requests go and how they are signed.
+    pub fn describe(&self) -> String {
+        let mut hosts = String::from("AWS endpoints");
+        for listed in &self.allowed_hosts {
+            hosts.push_str(", ");
+            hosts.push_str(listed);
+        }
+        let from_host = "from the Host";
+        format!(
+            "{}://<Host: {hosts}> service={} region={} payload={} credentials={}",
+            self.scheme,
+            self.service.as_deref().unwrap_or(from_host),
+            self.region.as_deref().unwrap_or(from_host),
+            self.payload.as_deref().unwrap_or("signed"),
+            self.credentials
+        )
+    }
+
     /// The upstream a request's `Host` names, if it is served: `scheme://host` (with the port
     /// only when a listed entry names it). `None`: not an AWS endpoint and not listed.
     pub fn upstream_for(&self, host: &str) -> Option<String> {
         let name = host_name(host);
+        // Only a plain DNS name (or a listed name with a port) can become a URL's host: `#`,
+        // `/`, `@`, `[`, `%` and the like would make the URL's host something else entirely
+        // (`127.0.0.1#.s3.amazonaws.com` is 127.0.0.1), an open relay.
+        if !is_dns_name(&name) {
+            return None;
+        }
         let with_port = host.trim().to_ascii_lowercase();
+        if with_port.contains(':') && !is_host_port(&with_port) {
+            return None;
+        }
         if self.allowed_hosts.contains(&with_port) && with_port.contains(':') {
             return Some(format!("{}://{with_port}", self.scheme));
         }
@@ -70,12 +97,39 @@ impl RouteConfig {
     }
 }
 
+/// Letters, digits, `-`, `_` and dots between non-empty labels: nothing a URL reads as
+/// anything but a host name.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `name:port`, with a plain DNS name and a numeric port.
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':')
+        .is_some_and(|(name, port)| is_dns_name(name) && port.parse::<u16>().is_ok())
+}
+
 fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteConfig, ConfigError> {
     let checker = Checker {
         path: Path::new("request Host"),
         flags: from.flags,
     };
     let upstream = Upstream::parse(url).or_else(|why| checker.err("upstream", why))?;
+    // The URL must name exactly the host it was made from, and nothing more.
+    let asked = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if !upstream.base_path().is_empty()
+        || !(upstream.authority() == asked || upstream.host() == asked)
+    {
+        return checker.err("upstream", format!("'{asked}' is not a plain host name"));
+    }
     let named = Named {
         credentials: Some(from.credentials.clone()),
         service: from.service.clone(),

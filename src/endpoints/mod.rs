@@ -65,6 +65,17 @@ impl std::error::Error for EndpointError {}
 pub fn resolve(host: &str) -> Result<Endpoint, EndpointError> {
     let host = host.to_ascii_lowercase();
     let host = strip_port(&host).trim_end_matches('.');
+    // A host name has DNS labels only: anything else (`#`, `/`, `@`, `%`, blanks) could be
+    // read as another host once it is part of a URL.
+    let plain = host.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !plain {
+        return Err(EndpointError::Unknown);
+    }
     let table = table::table();
     if let Some((signing, region)) = table.global(host) {
         return Ok(endpoint(Service::from_signing_name(signing), region));

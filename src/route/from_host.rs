@@ -8,7 +8,7 @@ use crate::config::RouteConfig;
 use crate::credentials::CredentialSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tracing::warn;
+use tracing::debug;
 
 /// Hosts whose route is kept. Listed hosts are few; AWS endpoint names (a bucket each) are
 /// not, so past this an arbitrary entry makes room.
@@ -48,7 +48,8 @@ impl FromHostRoutes {
         let config = match self.template.for_host(host)? {
             Ok(config) => config,
             Err(e) => {
-                warn!(route = %self.template.name, host, "cannot sign for this Host: {e}");
+                // Debug, not warn: any client can name any Host, before it is vouched for.
+                debug!(route = %self.template.name, host, "cannot sign for this Host: {e}");
                 return None;
             }
         };
@@ -103,6 +104,17 @@ mod tests {
             "localhost:8080",
             "127.0.0.1",
             "fn.internal.evil",
+            // An AWS name on the right, another host as far as a URL is concerned.
+            "127.0.0.1#.s3.amazonaws.com",
+            "127.0.0.1/.s3.amazonaws.com",
+            "[127.0.0.1:8999/.s3.amazonaws.com]",
+            "localhost/.s3.amazonaws.com",
+            "[localhost:8999/.execute-api.us-east-1.amazonaws.com]",
+            "169.254.169.254#.s3.amazonaws.com",
+            "evil.com@my-bucket.s3.amazonaws.com",
+            "evil.com%23.s3.amazonaws.com",
+            "my bucket.s3.amazonaws.com",
+            "fn.internal:9000@evil.com",
         ] {
             assert_eq!(route(refused).unwrap_err().status(), 421, "{refused}");
         }
