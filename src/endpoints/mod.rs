@@ -89,10 +89,10 @@ pub fn resolve(host: &str) -> Result<Endpoint, EndpointError> {
             _ => Err(EndpointError::Unknown),
         };
     }
-    let rest = table
+    let (suffix, rest) = table
         .suffixes
         .iter()
-        .find_map(|suffix| host.strip_suffix(suffix)?.strip_suffix('.'))
+        .find_map(|suffix| Some((suffix, host.strip_suffix(suffix)?.strip_suffix('.')?)))
         .ok_or(EndpointError::Unknown)?;
     let labels: Vec<&str> = rest.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
@@ -102,6 +102,11 @@ pub fn resolve(host: &str) -> Result<Endpoint, EndpointError> {
         return found;
     }
     if let Some(found) = s3(&labels) {
+        // S3's region-less global endpoint (us-east-1) is the aws partition's alone.
+        let global = found.as_ref().is_ok_and(|e| e.region == "us-east-1");
+        if global && *suffix != "amazonaws.com" {
+            return Err(EndpointError::Unknown);
+        }
         return found;
     }
     generic(&labels)
