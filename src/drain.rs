@@ -110,7 +110,9 @@ impl Drain {
 }
 
 /// Replaces pingora's signal watch: SIGTERM drains as described above, then the server shuts
-/// down without a further wait (pingora's grace period applies to SIGQUIT only).
+/// down without a further wait (pingora's grace period applies to SIGQUIT only). That last
+/// step is pingora's fast shutdown, which it logs as "SIGINT received": sigproxy's own
+/// "nothing in flight" or "shutdown_grace over" line comes just before.
 pub struct Signals {
     pub drain: Arc<Drain>,
 }
