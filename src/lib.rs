@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod credentials;
+pub mod drain;
 pub mod endpoints;
 pub mod error;
 pub mod headers;

@@ -4,11 +4,12 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::conn::Guarded;
 use crate::credentials::{refresh, CredentialStore};
+use crate::drain::{Drain, Signals, UntilDrained};
 use crate::proxy::SigningProxy;
 use crate::route::Router;
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
@@ -98,8 +99,9 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
 
     let conf = ServerConf {
         threads: config.threads,
-        // SIGTERM: stop accepting, then give in-flight requests this long to finish.
-        grace_period_seconds: Some(config.shutdown_grace.as_secs()),
+        // Only the SIGQUIT hand-over goes through pingora's grace period (an uninterruptible
+        // sleep); SIGTERM is `drain`'s, which exits once nothing is in flight.
+        grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         // One current-thread runtime per worker: fewer cross-thread wake-ups than tokio's
         // work-stealing scheduler (about 5 us of CPU per request in the load benchmark).
@@ -123,9 +125,15 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     // pingora's HTTP proxy behind sigproxy's own connection limits (timeouts, max_connections,
     // head size, lingering close): see `conn`.
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes);
+    let drain = Drain::new(config.shutdown_delay, config.shutdown_grace);
+    let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes, &drain);
     let mut traffic = Service::new("sigproxy".to_string(), guarded);
     traffic.add_tcp(&config.listen.to_string());
+    // The listener closes when the drain says, not at SIGTERM (see `drain`).
+    let traffic = UntilDrained {
+        inner: traffic,
+        drain: drain.clone(),
+    };
 
     let mut admin = Service::new(
         "sigproxy admin".to_string(),
@@ -152,5 +160,8 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
         routes = config.routes.len(),
         "sigproxy starting"
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { drain }),
+    });
+    std::process::exit(0)
 }

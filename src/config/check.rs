@@ -58,11 +58,8 @@ impl Checker<'_> {
         if !(1..=64).contains(&threads) {
             return self.err("threads", "must be between 1 and 64");
         }
-        let shutdown_grace = self.duration(
-            "shutdown_grace",
-            raw.shutdown_grace.as_deref(),
-            DEFAULT_SHUTDOWN_GRACE,
-        )?;
+        let shutdown =
+            self.shutdown(raw.shutdown_delay.as_deref(), raw.shutdown_grace.as_deref())?;
 
         let upgrade_socket = match raw.upgrade_socket {
             Some(path) if path.starts_with('/') => PathBuf::from(path),
@@ -127,7 +124,8 @@ impl Checker<'_> {
             listen,
             admin_listen,
             threads,
-            shutdown_grace,
+            shutdown_delay: shutdown.delay,
+            shutdown_grace: shutdown.grace,
             access,
             max_header_bytes,
             limits,

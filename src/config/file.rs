@@ -14,7 +14,9 @@ pub struct File {
     pub admin_listen: Option<String>,
     /// Worker threads for the traffic listener.
     pub threads: Option<usize>,
-    /// Seconds to keep serving in-flight requests after SIGTERM.
+    /// After SIGTERM, how long to keep accepting connections (e.g. `5s`; `0s` for none).
+    pub shutdown_delay: Option<String>,
+    /// Then, how long requests in flight get to finish (e.g. `10s`).
     pub shutdown_grace: Option<String>,
     /// Unix socket through which listening sockets pass to a new process on upgrade.
     pub upgrade_socket: Option<String>,

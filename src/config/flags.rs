@@ -316,6 +316,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         listen,
         admin_listen,
         threads: None,
+        shutdown_delay: None,
         shutdown_grace: None,
         upgrade_socket: None,
         access: Some(access),

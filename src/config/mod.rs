@@ -12,6 +12,7 @@ mod file;
 mod flags;
 mod from_host;
 mod limits;
+mod shutdown;
 mod signing;
 mod upstream;
 
@@ -43,7 +44,6 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Request line and headers together; far above what any AWS client sends.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// pingora's own ceiling on a request header section.
@@ -58,6 +58,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub threads: usize,
+    /// After SIGTERM: keep accepting this long (endpoint removal propagating), see `drain`.
+    pub shutdown_delay: Duration,
+    /// Then: requests in flight get at most this long to finish.
     pub shutdown_grace: Duration,
     /// Client address and bearer token checks on the traffic port.
     pub access: ClientAccess,

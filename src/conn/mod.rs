@@ -10,7 +10,10 @@
 //! - `keepalive_timeout`: a connection idle that long between requests is closed;
 //! - `max_header_bytes`: no more of an unfinished head is taken in; such a head gets the JSON
 //!   `431` and the connection is closed;
-//! - every close lingers (see [`stream`]), so a client still sending a body reads the refusal.
+//! - every close lingers (see [`stream`]), so a client still sending a body reads the refusal;
+//! - the drain on SIGTERM (see [`crate::drain`]): once it starts every response closes its
+//!   connection, once the listener stops idle connections close, and the open connections are
+//!   what the drain waits for.
 //!
 //! Only HTTP/1 is served on the traffic port (no TLS, no h2c), so every connection goes
 //! through this loop.
@@ -19,6 +22,7 @@ mod head;
 pub mod stream;
 
 use crate::config::ClientLimits;
+use crate::drain::Drain;
 use crate::error::ProxyError;
 use crate::metrics::metrics;
 use async_trait::async_trait;
@@ -44,19 +48,27 @@ pub struct Guarded<A> {
     inner: Arc<A>,
     limits: ClientLimits,
     max_header_bytes: usize,
-    /// Connections open, lingering ones included.
+    /// Connections open, lingering ones included (shared with the drain, which waits for none).
     open: Arc<AtomicUsize>,
+    /// True once the drain has started: pingora then answers with `Connection: close`.
+    closing: ShutdownWatch,
     /// Refused connections still lingering (at most `max_connections`; beyond, closed at once).
     refusing: Arc<AtomicUsize>,
 }
 
 impl<A> Guarded<A> {
-    pub fn new(inner: A, limits: ClientLimits, max_header_bytes: usize) -> Guarded<A> {
+    pub fn new(
+        inner: A,
+        limits: ClientLimits,
+        max_header_bytes: usize,
+        drain: &Drain,
+    ) -> Guarded<A> {
         Guarded {
             inner: Arc::new(inner),
             limits,
             max_header_bytes,
-            open: Arc::default(),
+            open: drain.connections(),
+            closing: drain.closing(),
             refusing: Arc::default(),
         }
     }
@@ -75,7 +87,7 @@ impl<A> Guarded<A> {
     }
 }
 
-/// Waits until the server starts shutting down.
+/// Waits until the listener stops (the drain's second step, or pingora's shutdown).
 async fn shutting_down(shutdown: &ShutdownWatch) {
     let mut watch = shutdown.clone();
     let _ = watch.wait_for(|stopping| *stopping).await;
@@ -112,8 +124,9 @@ where
             let head = if first {
                 reading.await
             } else {
-                // Between requests, a shutdown closes the connection (as pingora does); a
-                // request already arriving is served.
+                // Between requests, a stopped listener closes the connection (as pingora
+                // does); a request already arriving is served. During the drain's delay the
+                // connection stays: its next response tells the client to close it.
                 tokio::select! {
                     biased;
                     head = reading => head,
@@ -145,7 +158,8 @@ where
             // anyway, each read is bounded by this.
             session.set_keepalive(Some(header_time.as_secs().max(1)));
             session.set_pipelined_prefix(buf);
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            // pingora turns keep-alive off for a session begun while this says so.
+            let reused = self.inner.process_new_http(session, &self.closing).await?;
             // Nothing else of the finished session carries over: sigproxy keeps no
             // per-connection context and does not pipeline.
             io = reused.consume().0;

@@ -566,6 +566,25 @@ impl Conn {
         Conn { stream, reader }
     }
 
+    /// Connects, or says why not (a refused connection is an outcome some tests count).
+    pub fn try_open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Conn { stream, reader })
+    }
+
+    /// One request with a body; `None` if the connection broke or closed before the response.
+    pub fn try_send(&mut self, method: &str, path: &str, body: &[u8]) -> Option<Response> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).ok()?;
+        self.stream.write_all(body).ok()?;
+        self.read()
+    }
+
     /// Writes raw bytes (a request or part of one).
     pub fn write(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).unwrap();

@@ -1,0 +1,189 @@
+//! What SIGTERM does: a drain that loses no request.
+//!
+//! pingora's own SIGTERM closes every listener at once, then sleeps `grace_period_seconds`
+//! whatever is still in flight, then cuts what is left. Behind a Kubernetes Service that loses
+//! requests: the endpoint is removed from the Services *while* the pod gets SIGTERM, and
+//! kube-proxies, ingress controllers and client-side load balancers keep sending new
+//! connections to it for a few seconds; those meet a closed port. So sigproxy handles SIGTERM
+//! itself ([`Signals`]), in three steps:
+//!
+//! 1. **`shutdown_delay`**: keep accepting and serving as usual, so that what still routes here
+//!    is served while the endpoint removal propagates; every response now says
+//!    `Connection: close`, which moves keep-alive clients to a new connection (and so to
+//!    another endpoint) after their next request instead of cutting them.
+//! 2. Stop accepting (the traffic listener closes: connects are refused, never accepted and
+//!    dropped); idle connections close; requests in flight go on.
+//! 3. Exit as soon as no client connection is left, or when `shutdown_grace` has passed.
+//!
+//! SIGQUIT (the `-u` hand-over) and SIGINT keep pingora's behaviour. During a drain SIGINT
+//! exits at once; SIGQUIT and a second SIGTERM are ignored (the listening sockets may already
+//! be closed, so there is nothing to hand over).
+
+use async_trait::async_trait;
+use pingora::server::{ListenFds, RuntimeOpts, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::Service;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How often the last step looks at the number of open connections. Exiting up to this much
+/// later than possible costs nothing; a notification on every connection close would cost
+/// every connection something.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The shutdown state shared by the signal handler, the traffic listener and its connections.
+pub struct Drain {
+    delay: Duration,
+    grace: Duration,
+    /// True once connections are not to be reused: each response says `Connection: close`.
+    closing: watch::Sender<bool>,
+    /// True once the traffic listener stops accepting; idle connections close then.
+    stopped: watch::Sender<bool>,
+    /// Client connections open on the traffic port, lingering ones included.
+    open: Arc<AtomicUsize>,
+}
+
+impl Drain {
+    pub fn new(delay: Duration, grace: Duration) -> Arc<Drain> {
+        Arc::new(Drain {
+            delay,
+            grace,
+            closing: watch::channel(false).0,
+            stopped: watch::channel(false).0,
+            open: Arc::default(),
+        })
+    }
+
+    /// The count of open client connections, kept by the connection loop.
+    pub fn connections(&self) -> Arc<AtomicUsize> {
+        self.open.clone()
+    }
+
+    /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
+    pub fn closing(&self) -> ShutdownWatch {
+        self.closing.subscribe()
+    }
+
+    /// Stops reusing connections and accepting new ones, at once (pingora's own shutdown:
+    /// SIGQUIT after the hand-over, SIGINT).
+    fn stop(&self) {
+        self.closing.send_replace(true);
+        self.stopped.send_replace(true);
+    }
+
+    /// The three steps; returns when the process may exit.
+    async fn run(&self) {
+        tracing::info!(
+            shutdown_delay = ?self.delay,
+            shutdown_grace = ?self.grace,
+            "SIGTERM: still accepting for shutdown_delay; every response closes its connection"
+        );
+        self.closing.send_replace(true);
+        tokio::time::sleep(self.delay).await;
+        let open = self.open.load(Ordering::Acquire);
+        tracing::info!(
+            connections = open,
+            "shutdown_delay over: no longer accepting; waiting for requests in flight"
+        );
+        self.stopped.send_replace(true);
+        let deadline = Instant::now() + self.grace;
+        loop {
+            // Also gives the accept loops (on other threads) time to see `stopped`.
+            tokio::time::sleep(POLL).await;
+            let open = self.open.load(Ordering::Acquire);
+            if open == 0 {
+                tracing::info!("nothing in flight: exiting");
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    connections = open,
+                    "shutdown_grace over: closing the connections still open and exiting"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Replaces pingora's signal watch: SIGTERM drains as described above, then the server shuts
+/// down without a further wait (pingora's grace period applies to SIGQUIT only). That last
+/// step is pingora's fast shutdown, which it logs as "SIGINT received": sigproxy's own
+/// "nothing in flight" or "shutdown_grace over" line comes just before.
+pub struct Signals {
+    pub drain: Arc<Drain>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut quit = signal(SignalKind::quit()).expect("a SIGQUIT handler");
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+        tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = term.recv() => {
+                // The handlers stay installed: another SIGTERM or a SIGQUIT now does nothing.
+                tokio::select! {
+                    () = self.drain.run() => {}
+                    _ = int.recv() => tracing::warn!("SIGINT during the drain: exiting now"),
+                }
+                // Nothing is left to wait for: skip pingora's grace period.
+                ShutdownSignal::FastShutdown
+            }
+        }
+    }
+}
+
+/// The traffic service, listening until the drain (or pingora's shutdown) says to stop rather
+/// than until pingora's shutdown alone: pingora's listening service stops at the shutdown it
+/// is given, so it is given the drain's.
+pub struct UntilDrained<S> {
+    pub inner: S,
+    pub drain: Arc<Drain>,
+}
+
+#[async_trait]
+impl<S: Service> Service for UntilDrained<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let drain = self.drain.clone();
+        tokio::spawn(async move {
+            if shutdown.wait_for(|stopping| *stopping).await.is_ok() {
+                drain.stop();
+            }
+        });
+        let stopped = self.drain.stopped.subscribe();
+        self.inner
+            .start_service(fds, stopped, listeners_per_fd)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
+        self.inner.runtime_opts_override(global)
+    }
+
+    fn on_startup_delay(&self, time_waited: Duration) {
+        self.inner.on_startup_delay(time_waited)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
+}
