@@ -54,14 +54,18 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         }
     };
     if cli.check {
-        println!(
+        // Written, not println!: a reader that stops early (`| head -1`) is no error of ours.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
             "{}: OK ({} routes, {} credential sets)",
             config.path.display(),
             config.routes.len(),
             config.credentials.len()
         );
         for route in &config.routes {
-            println!("{}", describe_route(route));
+            let _ = writeln!(out, "{}", describe_route(route));
         }
         return ExitCode::SUCCESS;
     }

@@ -178,9 +178,7 @@ impl Proxy {
             config,
             dir: std::sync::Arc::new(dir),
         };
-        proxy.wait_for(|| {
-            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
-        });
+        proxy.wait_until_listening();
         proxy
     }
 
@@ -213,9 +211,7 @@ impl Proxy {
             config: dir.path().join("none"),
             dir: std::sync::Arc::new(dir),
         };
-        proxy.wait_for(|| {
-            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
-        });
+        proxy.wait_until_listening();
         proxy
     }
 
@@ -231,6 +227,16 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sigproxy did not get there in time; log:\n{}", self.log());
+    }
+
+    /// Waits for `/healthz` and for the traffic port to accept: pingora starts the admin and
+    /// traffic services side by side, so one can be up a moment before the other.
+    fn wait_until_listening(&self) {
+        let (admin, addr) = (self.admin, self.addr);
+        self.wait_for(|| {
+            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+                && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        });
     }
 
     /// The process has ended (a zombie, or gone).
