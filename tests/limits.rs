@@ -10,7 +10,6 @@ use common::{python, Conn, Proxy};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A keep-alive upstream answering every request `200 ok` (after reading its body).
@@ -365,18 +364,13 @@ fn rclone_reads_the_413_instead_of_a_broken_pipe() {
 }
 
 fn rclone_gets_413(rclone: &Path, proxy: &Proxy, file: &Path, home: &Path) {
-    let out = Command::new(rclone)
+    let out = common::rclone_command(rclone, proxy.addr, home)
         .arg("copyto")
         .arg(file)
         .arg("x:bucket/big.bin")
         .args(["--retries", "1", "--low-level-retries", "1"])
         .args(["--no-check-dest", "--s3-no-head", "--s3-no-check-bucket"])
-        .args(["--config", "/dev/null", "-v"])
-        .env("RCLONE_CONFIG_X_TYPE", "s3")
-        .env("RCLONE_CONFIG_X_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_X_ENV_AUTH", "false")
-        .env("RCLONE_CONFIG_X_ENDPOINT", format!("http://{}", proxy.addr))
-        .env("HOME", home)
+        .arg("-v")
         .output()
         .expect("run rclone");
     let output = format!(

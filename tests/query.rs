@@ -89,22 +89,10 @@ fn output(out: &Output) -> String {
 }
 
 fn rclone(proxy: &Proxy, home: &Path, args: &[&str]) -> Output {
-    Command::new(tool("rclone"))
+    common::rclone_command(&tool("rclone"), proxy.addr, home)
         .args(args)
         .args(["--retries", "1", "--low-level-retries", "1"])
-        .args([
-            "--config",
-            "/dev/null",
-            "--contimeout",
-            "5s",
-            "--timeout",
-            "20s",
-        ])
-        .env("RCLONE_CONFIG_X_TYPE", "s3")
-        .env("RCLONE_CONFIG_X_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_X_ENV_AUTH", "false")
-        .env("RCLONE_CONFIG_X_ENDPOINT", format!("http://{}", proxy.addr))
-        .env("HOME", home)
+        .args(["--contimeout", "5s", "--timeout", "20s"])
         .output()
         .expect("run rclone")
 }

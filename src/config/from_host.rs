@@ -39,6 +39,17 @@ impl FromHost {
         &self.credentials
     }
 
+    /// How every host of the route is signed, for the signing check.
+    fn named(&self) -> Named {
+        Named {
+            credentials: Some(self.credentials.clone()),
+            service: self.service.clone(),
+            region: self.region.clone(),
+            payload: self.payload.clone(),
+            sign_host: None,
+        }
+    }
+
     /// What `--check` says of the route: where requests go and how they are signed.
     pub fn describe(&self) -> String {
         let mut hosts = String::from("AWS endpoints");
@@ -130,13 +141,7 @@ fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteCon
     {
         return checker.err("upstream", format!("'{asked}' is not a plain host name"));
     }
-    let named = Named {
-        credentials: Some(from.credentials.clone()),
-        service: from.service.clone(),
-        region: from.region.clone(),
-        payload: from.payload.clone(),
-        sign_host: None,
-    };
+    let named = from.named();
     let signing = checker.signing("upstream", named, &upstream, &from.credential_sets)?;
     Ok(RouteConfig {
         upstream,
@@ -225,13 +230,7 @@ impl Checker<'_> {
         for (i, host) in from.allowed_hosts.iter().enumerate() {
             let url = format!("{scheme}://{host}");
             let upstream = Upstream::parse(&url).or_else(|why| self.err(&key, why))?;
-            let named = Named {
-                credentials: Some(from.credentials.clone()),
-                service: from.service.clone(),
-                region: from.region.clone(),
-                payload: from.payload.clone(),
-                sign_host: None,
-            };
+            let named = from.named();
             template_checker
                 .signing(&key, named, &upstream, credentials)
                 .map_err(|e| ConfigError {

@@ -650,3 +650,16 @@ pub fn bytes(n: usize) -> Vec<u8> {
 pub fn sha256_hex(data: &[u8]) -> String {
     sigproxy::sign::sha256_hex(data)
 }
+
+/// rclone (`binary`) with one anonymous S3 remote, `x:`, pointing at the proxy, and no config
+/// file of its own.
+pub fn rclone_command(binary: &Path, proxy: SocketAddr, home: &Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.args(["--config", "/dev/null"])
+        .env("RCLONE_CONFIG_X_TYPE", "s3")
+        .env("RCLONE_CONFIG_X_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_X_ENV_AUTH", "false")
+        .env("RCLONE_CONFIG_X_ENDPOINT", format!("http://{proxy}"))
+        .env("HOME", home);
+    cmd
+}
