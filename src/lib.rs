@@ -21,6 +21,7 @@ pub mod headers;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod service;
@@ -40,13 +41,15 @@ pub fn main(cli: cli::Cli) -> ExitCode {
              configuration both; use one or the other",
             path.display()
         )),
-        (None, true) => config::Config::from_flags(&cli.flags).map_err(|e| e.to_string()),
+        (None, true) => config::Config::from_flags(&cli.flags)
+            .map(|c| (c, reload::Source::Flags))
+            .map_err(|e| e.to_string()),
         (path, false) => {
             let default = std::path::PathBuf::from(cli::DEFAULT_CONFIG);
-            config::Config::load(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
+            reload::load_file(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
         }
     };
-    let config = match loaded {
+    let (config, source) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sigproxy: invalid configuration: {e}");
@@ -69,7 +72,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    match server::run(config, cli.upgrade) {
+    match server::run(config, cli.upgrade, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sigproxy: {e}");
