@@ -3,7 +3,8 @@
 //! A request's path through the crate, one module each:
 //! [`config`] (with [`endpoints`] and [`service`]) → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
 //! phases in [`proxy`]; [`error`] maps every failure to its HTTP status, [`admin`] serves the
-//! health endpoints, [`server`] wires it all together.
+//! health endpoints, [`reload`] swaps the configuration on SIGHUP and file changes, [`server`]
+//! wires it all together.
 #![forbid(unsafe_code)]
 
 pub mod access;

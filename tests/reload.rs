@@ -403,3 +403,45 @@ fn flag_mode_has_nothing_to_reload_and_survives_sighup() {
     assert_eq!(proxy.admin_get("/healthz").status, 200);
     assert_eq!(reloads(&proxy, "success"), 0.0);
 }
+
+#[test]
+fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = ("reload-test-token-old-0123", "reload-test-token-new-4567");
+    std::fs::write(&token_file, old).unwrap();
+    let body = format!(
+        "access:\n  bearer_token_file: {}\n{}",
+        token_file.display(),
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start(&body, &peers.caller_env());
+    proxy.wait_ready();
+    let path = config_path(&proxy);
+    let with = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        proxy
+            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    assert_eq!(with(old), 200);
+    assert_eq!(proxy.get("/fn/x").status, 401);
+
+    // The file is unchanged, the token file is not: SIGHUP reads both again.
+    std::fs::write(&token_file, new).unwrap();
+    proxy.signal("HUP");
+    wait_until(&proxy, "the SIGHUP reload", || {
+        reloads(&proxy, "success") == 1.0
+    });
+    assert_eq!(with(old), 401);
+    assert_eq!(with(new), 200);
+
+    // allowed_clients that exclude loopback: this client is refused from the next request on.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("access:\n", "access:\n  allowed_clients: [10.0.0.0/8]\n");
+    std::fs::write(&path, &text).unwrap();
+    wait_in_force(&proxy, &text);
+    assert_eq!(with(new), 403);
+}
