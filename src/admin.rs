@@ -1,41 +1,32 @@
 //! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign) and
 //! `/metrics` (Prometheus).
 
-use crate::access::browser::BrowserPolicy;
 use crate::access::Denied;
-use crate::credentials::CredentialStore;
 use crate::metrics::metrics;
-use crate::route::Router;
+use crate::reload::Live;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use std::collections::BTreeSet;
-use std::sync::Arc;
 
 pub struct AdminApp {
-    store: Arc<CredentialStore>,
-    /// Web pages may not read it: `/readyz` says why credentials fail, `/metrics` names routes.
-    browser: BrowserPolicy,
-    /// Credential sets some route signs with; only these decide readiness.
-    needed: BTreeSet<String>,
+    /// The credential sets (those some route signs with decide readiness) and the browser
+    /// policy (web pages may not read it: `/readyz` says why credentials fail, `/metrics` names
+    /// routes), as the last reload left them.
+    live: Live,
 }
 
 impl AdminApp {
-    pub fn new(store: Arc<CredentialStore>, router: &Router, browser: BrowserPolicy) -> Self {
-        let needed = router.credential_sets().into_iter().collect();
-        AdminApp {
-            store,
-            browser,
-            needed,
-        }
+    pub fn new(live: Live) -> Self {
+        AdminApp { live }
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
     fn readiness(&self) -> (StatusCode, serde_json::Value) {
         let mut sets = serde_json::Map::new();
         let mut ready = true;
-        for set in self.store.sets().filter(|s| self.needed.contains(s.name())) {
+        let live = self.live.load();
+        for set in live.store.sets().filter(|s| live.needed.contains(s.name())) {
             let state = match set.current() {
                 Ok(_) => serde_json::json!({ "ready": true }),
                 Err(e) => {
@@ -86,7 +77,13 @@ impl ServeHttp for AdminApp {
             .authority()
             .map(|a| a.as_str())
             .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
-        if let Err(denied) = self.browser.check_admin(host, &req.headers) {
+        if let Err(denied) = self
+            .live
+            .load()
+            .access
+            .browser
+            .check_admin(host, &req.headers)
+        {
             let status = match denied {
                 Denied::Host => StatusCode::MISDIRECTED_REQUEST,
                 _ => StatusCode::FORBIDDEN,

@@ -3,7 +3,8 @@
 //! A request's path through the crate, one module each:
 //! [`config`] (with [`endpoints`] and [`service`]) → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
 //! phases in [`proxy`]; [`error`] maps every failure to its HTTP status, [`admin`] serves the
-//! health endpoints, [`server`] wires it all together.
+//! health endpoints, [`reload`] swaps the configuration on SIGHUP and file changes, [`server`]
+//! wires it all together.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod headers;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod service;
@@ -40,13 +42,15 @@ pub fn main(cli: cli::Cli) -> ExitCode {
              configuration both; use one or the other",
             path.display()
         )),
-        (None, true) => config::Config::from_flags(&cli.flags).map_err(|e| e.to_string()),
+        (None, true) => config::Config::from_flags(&cli.flags)
+            .map(|c| (c, reload::Source::Flags))
+            .map_err(|e| e.to_string()),
         (path, false) => {
             let default = std::path::PathBuf::from(cli::DEFAULT_CONFIG);
-            config::Config::load(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
+            reload::load_file(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
         }
     };
-    let config = match loaded {
+    let (config, source) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sigproxy: invalid configuration: {e}");
@@ -69,7 +73,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    match server::run(config, cli.upgrade) {
+    match server::run(config, cli.upgrade, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sigproxy: {e}");

@@ -4,8 +4,8 @@
 //! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -34,6 +34,14 @@ pub struct Metrics {
     pub request_heads_refused: IntCounterVec,
     pub buffered_body_bytes: IntGauge,
     pub body_budget_refusals: IntCounter,
+    /// Configuration reloads (SIGHUP, file change), by result: success or failure.
+    pub config_reloads: IntCounterVec,
+    /// When a configuration was last applied (start-up included), Unix time.
+    pub config_last_reload_success: Gauge,
+    /// 1 while the file holds changes only a restart applies (listen addresses, limits).
+    pub config_restart_required: IntGauge,
+    /// The first 48 bits of the applied file's SHA-256: which configuration is live.
+    pub config_hash: Gauge,
 }
 
 /// The process-wide metrics.
@@ -200,6 +208,33 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            config_reloads: counter(
+                &r,
+                "sigproxy_config_reloads_total",
+                "Configuration reloads (SIGHUP or a change of the file), by result: success or failure",
+                &["result"],
+            ),
+            config_last_reload_success: register(
+                &r,
+                Gauge::new(
+                    "sigproxy_config_last_reload_success_timestamp_seconds",
+                    "When the configuration was last loaded successfully, start-up included (Unix time)",
+                )
+                .expect("valid metric"),
+            ),
+            config_restart_required: gauge(
+                &r,
+                "sigproxy_config_restart_required",
+                "1 while the configuration file holds changes only a restart applies (listen addresses, limits)",
+            ),
+            config_hash: register(
+                &r,
+                Gauge::new(
+                    "sigproxy_config_hash",
+                    "The first 48 bits of the SHA-256 of the configuration file in force, as a number",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -349,6 +384,7 @@ mod tests {
             .inc();
         m.credentials_expiry.with_label_values(&["app"]).set(1.0);
         m.sts_duration.with_label_values(&["app"]).observe(0.1);
+        m.config_reloads.with_label_values(&["success"]).inc();
         let text = String::from_utf8(m.render()).unwrap();
         for family in [
             "sigproxy_requests_total",
@@ -365,6 +401,7 @@ mod tests {
             "sigproxy_credential_refreshes_total",
             "sigproxy_sts_request_duration_seconds_bucket",
             "sigproxy_build_info",
+            "sigproxy_config_reloads_total",
         ] {
             assert!(
                 text.contains(&format!("\n{family}{{")),
@@ -384,6 +421,9 @@ mod tests {
             "sigproxy_connections_refused_total",
             "sigproxy_buffered_body_bytes",
             "sigproxy_body_budget_refusals_total",
+            "sigproxy_config_last_reload_success_timestamp_seconds",
+            "sigproxy_config_restart_required",
+            "sigproxy_config_hash",
         ] {
             assert!(text.contains(&format!("\n{family} ")), "{family} missing");
         }

@@ -3,38 +3,16 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::conn::Guarded;
-use crate::credentials::{refresh, CredentialStore};
+use crate::credentials::CredentialStore;
 use crate::drain::{Drain, Signals, UntilDrained};
 use crate::proxy::SigningProxy;
-use crate::route::Router;
-use async_trait::async_trait;
+use crate::reload::{Reloader, Snapshot, Source};
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use pingora::services::ServiceReadyNotifier;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
-
-/// Keeps every credential set refreshed until the server shuts down.
-struct CredentialRefresher {
-    store: Arc<CredentialStore>,
-}
-
-#[async_trait]
-impl BackgroundService for CredentialRefresher {
-    async fn start_with_ready_notifier(
-        &self,
-        mut shutdown: ShutdownWatch,
-        ready: ServiceReadyNotifier,
-    ) {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        refresh::run(self.store.clone(), stop, move || ready.notify_ready()).await;
-    }
-}
 
 /// Fails early, with a clear message, when an address cannot be listened on.
 fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
@@ -89,8 +67,9 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
 /// Runs the proxy until it is told to stop. Returns only on start-up errors.
 ///
 /// With `upgrade`, the listening sockets come from the running process (sent SIGQUIT) through
-/// `upgrade_socket` instead of being bound here.
-pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
+/// `upgrade_socket` instead of being bound here. `source` is what SIGHUP and file changes
+/// reload from (see `reload`).
+pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> {
     if !upgrade {
         check_bindable("listen", config.listen)?;
         check_bindable("admin_listen", config.admin_listen)?;
@@ -116,12 +95,12 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let store = Arc::new(CredentialStore::new(&config));
     let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
     crate::metrics::metrics().declare_credential_sets(&sets);
-    let router = Arc::new(Router::new(&config, &store));
+    // Routes, access rules and credential sets: what a reload swaps.
+    let live = Snapshot::new(&config, CredentialStore::new(&config)).live();
 
-    let proxy = SigningProxy::new(router.clone(), &config, &server.configuration);
+    let proxy = SigningProxy::new(live.clone(), &config, &server.configuration);
     // pingora's HTTP proxy behind sigproxy's own connection limits (timeouts, max_connections,
     // head size, lingering close): see `conn`.
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -135,13 +114,15 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
         drain: drain.clone(),
     };
 
-    let mut admin = Service::new(
-        "sigproxy admin".to_string(),
-        AdminApp::new(store.clone(), &router, config.access.browser.clone()),
-    );
+    let mut admin = Service::new("sigproxy admin".to_string(), AdminApp::new(live.clone()));
     admin.add_tcp(&config.admin_listen.to_string());
 
-    let refresher = background_service("credential refresh", CredentialRefresher { store });
+    let (listen, admin_listen, routes) = (config.listen, config.admin_listen, config.routes.len());
+    let path = config.path.clone();
+    let refresher = background_service(
+        "credential refresh and reload",
+        Reloader::new(config, live, source),
+    );
 
     // On an upgrade, the new process starts accepting only once every credential set has had
     // its first fetch: connections wait in the inherited listen queue meanwhile instead of
@@ -154,10 +135,10 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     }
     server.add_service(admin);
     tracing::info!(
-        config = %config.path.display(),
-        listen = %config.listen,
-        admin = %config.admin_listen,
-        routes = config.routes.len(),
+        config = %path.display(),
+        listen = %listen,
+        admin = %admin_listen,
+        routes,
         "sigproxy starting"
     );
     server.run(RunArgs {

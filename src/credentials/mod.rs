@@ -37,6 +37,11 @@ impl CredentialStore {
         CredentialStore { sets }
     }
 
+    /// A store of sets already made: a reload keeps the sets whose definition did not change.
+    pub fn from_sets(sets: BTreeMap<String, Arc<CredentialSet>>) -> Self {
+        CredentialStore { sets }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<CredentialSet>> {
         self.sets.get(name)
     }

@@ -6,10 +6,11 @@
 //! backoff (1 s doubling to 60 s, with jitter) while the credentials already held keep serving.
 
 use super::provider::Provider;
-use super::CredentialStore;
+use super::CredentialSet;
 use crate::metrics::metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -25,99 +26,85 @@ const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(5);
 const NEVER: Duration = Duration::from_secs(1 << 30);
 
 /// How long start-up waits for the first fetch of every set before serving anyway.
-const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
+pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs one refresh loop per credential set until `shutdown` resolves. `ready` is called once
-/// every set has made its first attempt (or after 10 s): a process taking over from another
-/// waits for it before accepting traffic.
-pub async fn run(
-    store: Arc<CredentialStore>,
-    shutdown: impl std::future::Future<Output = ()>,
-    ready: impl FnOnce(),
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    let (attempted, mut attempts) = tokio::sync::mpsc::channel::<()>(store.sets().count().max(1));
-    for set in store.sets() {
-        let set = set.clone();
-        let mut first = Some(attempted.clone());
-        tasks.spawn(async move {
-            let provider = Provider::build(set.config()).await;
-            let mut backoff = FIRST_BACKOFF;
-            let m = metrics();
-            loop {
-                let started = Instant::now();
-                let fetched = match tokio::time::timeout(FETCH_TIMEOUT, provider.fetch()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(format!(
-                        "fetching credentials took longer than {}s",
-                        FETCH_TIMEOUT.as_secs()
-                    )),
-                };
-                m.sts_duration
-                    .with_label_values(&[set.name()])
-                    .observe(started.elapsed().as_secs_f64());
-                if let Some(done) = first.take() {
-                    let _ = done.send(()).await;
+/// Keeps one credential set filled until the task running it is aborted. `first` is told when
+/// the first fetch is over, whether it succeeded or not (see [`crate::reload`], which runs one
+/// of these per set and aborts it when a reload removes or replaces the set).
+pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<()>>) {
+    let mut first = first;
+    let provider = Provider::build(set.config()).await;
+    let mut backoff = FIRST_BACKOFF;
+    let m = metrics();
+    loop {
+        let started = Instant::now();
+        let fetched = match tokio::time::timeout(FETCH_TIMEOUT, provider.fetch()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "fetching credentials took longer than {}s",
+                FETCH_TIMEOUT.as_secs()
+            )),
+        };
+        m.sts_duration
+            .with_label_values(&[set.name()])
+            .observe(started.elapsed().as_secs_f64());
+        let result = if fetched.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        m.credential_refreshes
+            .with_label_values(&[set.name(), result])
+            .inc();
+        let wait = match fetched {
+            Ok(creds) => {
+                backoff = FIRST_BACKOFF;
+                let expiry = creds.expiry();
+                if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
+                    m.credentials_expiry
+                        .with_label_values(&[set.name()])
+                        .set(at.as_secs_f64());
                 }
-                let result = if fetched.is_ok() { "success" } else { "failure" };
-                m.credential_refreshes
-                    .with_label_values(&[set.name(), result])
-                    .inc();
-                let wait = match fetched {
-                    Ok(creds) => {
-                        backoff = FIRST_BACKOFF;
-                        let expiry = creds.expiry();
-                        if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
-                            m.credentials_expiry
-                                .with_label_values(&[set.name()])
-                                .set(at.as_secs_f64());
-                        }
-                        set.store(creds);
-                        let next =
-                            next_refresh(SystemTime::now(), expiry, set.config().refresh_before_expiry);
-                        info!(
-                            credentials = set.name(),
-                            expires_in_s = expiry.and_then(|e| e.duration_since(SystemTime::now()).ok()).map(|d| d.as_secs()),
-                            next_refresh_in_s = next.map(|d| d.as_secs()),
-                            "credentials refreshed"
-                        );
-                        // Credentials that never expire are fetched again only on request.
-                        next.unwrap_or(NEVER)
-                    }
-                    Err(error) => {
-                        warn!(credentials = set.name(), retry_in_ms = backoff.as_millis() as u64, %error, "credential refresh failed");
-                        set.record_failure(error);
-                        let wait = jittered(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        wait
-                    }
-                };
-                let last_fetch = Instant::now();
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = set.refresh_requested() => {
-                        // AWS refused the credentials held: fetch again now, but never more
-                        // often than every few seconds, whatever a misbehaving upstream says.
-                        tokio::time::sleep_until((last_fetch + MIN_FORCED_INTERVAL).into()).await;
-                        info!(credentials = set.name(), "refreshing early: AWS refused the credentials held");
-                    }
-                }
+                set.store(creds);
+                let next = next_refresh(
+                    SystemTime::now(),
+                    expiry,
+                    set.config().refresh_before_expiry,
+                );
+                info!(
+                    credentials = set.name(),
+                    expires_in_s = expiry
+                        .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                        .map(|d| d.as_secs()),
+                    next_refresh_in_s = next.map(|d| d.as_secs()),
+                    "credentials refreshed"
+                );
+                // Credentials that never expire are fetched again only on request.
+                next.unwrap_or(NEVER)
             }
-        });
-    }
-    drop(attempted);
-    let sets = store.sets().count();
-    let _ = tokio::time::timeout(FIRST_FETCH_WAIT, async {
-        for _ in 0..sets {
-            if attempts.recv().await.is_none() {
-                break;
+            Err(error) => {
+                warn!(credentials = set.name(), retry_in_ms = backoff.as_millis() as u64, %error, "credential refresh failed");
+                set.record_failure(error);
+                let wait = jittered(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        // Told once the outcome is stored: a reload checks the set right after.
+        if let Some(done) = first.take() {
+            let _ = done.send(());
+        }
+        let last_fetch = Instant::now();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = set.refresh_requested() => {
+                // AWS refused the credentials held: fetch again now, but never more
+                // often than every few seconds, whatever a misbehaving upstream says.
+                tokio::time::sleep_until((last_fetch + MIN_FORCED_INTERVAL).into()).await;
+                info!(credentials = set.name(), "refreshing early: AWS refused the credentials held");
             }
         }
-    })
-    .await;
-    ready();
-    shutdown.await;
-    tasks.abort_all();
+    }
 }
 
 /// How long to wait before refreshing credentials that expire at `expiry`.

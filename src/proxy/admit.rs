@@ -21,10 +21,12 @@ impl SigningProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Arc<Route>>, ProxyError> {
+        // Routes and access rules as they are now; a reload from here on is for later requests.
+        let live = self.live.load();
         let req = session.req_header();
         let host = request_host(req);
         // Looked up first so that refusals are counted under the route they were for.
-        let routed = self.router.find(host, req.uri.path());
+        let routed = live.router.find(host, req.uri.path());
         if let Ok(Some((route, _))) = &routed {
             ctx.route = Some((*route).clone());
             route.metrics.in_flight.inc();
@@ -35,13 +37,13 @@ impl SigningProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        self.access
+        live.access
             .check_client(client)
             .map_err(ProxyError::Forbidden)?;
         // Errors name the route only to a client that has shown it may use the proxy.
-        ctx.vouched = self.access.bearer_token.is_none();
+        ctx.vouched = live.access.bearer_token.is_none();
         inbound::check(session, self.max_header_bytes)?;
-        let browser = &self.access.browser;
+        let browser = &live.access.browser;
         browser.check_host(host).map_err(ProxyError::Forbidden)?;
         ctx.page = browser
             .check_page(&req.method, &req.headers)
@@ -51,13 +53,13 @@ impl SigningProxy {
             return Ok(None);
         }
         let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
-        self.access
+        live.access
             .check_token(authorization)
             .map_err(|_| ProxyError::Unauthorized)?;
         ctx.vouched = true;
         let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
         let route = route.clone();
-        if self.access.bearer_token.is_some() {
+        if live.access.bearer_token.is_some() {
             // The token is sigproxy's; the upstream never sees it.
             session.req_header_mut().remove_header("authorization");
         }

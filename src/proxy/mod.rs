@@ -22,13 +22,14 @@ pub use failed::TARGET as FAILED_REQUESTS_TARGET;
 
 use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
-use crate::access::{ClientAccess, Denied};
+use crate::access::Denied;
 use crate::aws_chunked::{self, Encoder};
 use crate::config::{Config, Payload};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{metrics, Finished};
-use crate::route::{Route, Router};
+use crate::reload::Live;
+use crate::route::Route;
 use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -44,9 +45,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 pub struct SigningProxy {
-    router: Arc<Router>,
-    /// Client address and bearer token checks.
-    access: ClientAccess,
+    /// Routes and client access checks, as the last reload left them.
+    live: Live,
     max_header_bytes: usize,
     /// Bodies held in memory to be hashed, all requests together (`max_buffered_body_bytes`).
     budget: budget::BodyBudget,
@@ -55,10 +55,9 @@ pub struct SigningProxy {
 }
 
 impl SigningProxy {
-    pub fn new(router: Arc<Router>, config: &Config, conf: &ServerConf) -> Self {
+    pub fn new(live: Live, config: &Config, conf: &ServerConf) -> Self {
         SigningProxy {
-            router,
-            access: config.access.clone(),
+            live,
             max_header_bytes: config.max_header_bytes,
             budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),

@@ -1,0 +1,297 @@
+//! Reload without restart: on `SIGHUP`, and when the configuration file's content changes.
+//!
+//! The file is polled through its path every second and its bytes compared by SHA-256, rather
+//! than watched with inotify: Kubernetes updates a mounted ConfigMap by swapping a `..data`
+//! symlink and editors replace the file, neither of which a watch on the path itself sees.
+//!
+//! A reload checks the file exactly as `--check` does ([`crate::config`]), then as it would be
+//! in force: keys fixed at start-up ([`fixed`]) keep their running values and are reported as
+//! needing a restart. New and changed credential sets fetch their credentials first; then the
+//! routes, access rules and credential sets are swapped as one [`Snapshot`]. Requests already
+//! admitted finish with what they took; sets whose definition did not change keep their
+//! credentials and refresh task ([`sets`]). Whatever refuses a reload (an invalid file, a new
+//! credential set that cannot get credentials) leaves the running configuration in force, is
+//! logged with the file, key and reason, and counted in `sigproxy_config_reloads_total`.
+
+mod fixed;
+mod live;
+mod sets;
+
+pub use fixed::{checked, Change};
+pub use live::{needed_sets, Live, Snapshot};
+
+use crate::config::{Config, ConfigError};
+use crate::credentials::refresh::FIRST_FETCH_WAIT;
+use crate::credentials::CredentialStore;
+use crate::metrics::metrics;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
+use sets::Refreshers;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// How often the file is read and compared.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a reload waits for new credential sets' first fetch (one fetch may take 30 s).
+const RELOAD_FETCH_WAIT: Duration = Duration::from_secs(35);
+/// After new credentials could not be had, the unchanged file is tried again this often.
+const RETRY: Duration = Duration::from_secs(30);
+
+type Hash = [u8; 32];
+
+/// Where the configuration came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// aws-sigv4-proxy's flags: nothing to reload.
+    Flags,
+    /// A file, with the hash of the bytes the running configuration was read from.
+    File { path: PathBuf, hash: Hash },
+}
+
+/// Reads and checks a configuration file (as `Config::load` does), remembering what was read.
+pub fn load_file(path: &Path) -> Result<(Config, Source), ConfigError> {
+    let bytes = read(path)?;
+    let config = Config::parse(text(&bytes, path)?, path)?;
+    let hash = Sha256::digest(&bytes).into();
+    Ok((
+        config,
+        Source::File {
+            path: path.to_owned(),
+            hash,
+        },
+    ))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        key: String::new(),
+        reason: format!("cannot read the file: {e}"),
+    })
+}
+
+fn text<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        key: String::new(),
+        reason: format!("cannot read the file: it is not UTF-8 ({e})"),
+    })
+}
+
+/// The background service that keeps credential sets refreshed and reloads the configuration.
+pub struct Reloader {
+    live: Live,
+    source: Source,
+    /// The configuration the process started with; taken when the service starts.
+    start: Mutex<Option<Config>>,
+}
+
+impl Reloader {
+    pub fn new(config: Config, live: Live, source: Source) -> Reloader {
+        Reloader {
+            live,
+            source,
+            start: Mutex::new(Some(config)),
+        }
+    }
+}
+
+/// What the last look at the file found.
+#[derive(PartialEq, Eq)]
+enum Seen {
+    Content(Hash),
+    Unreadable,
+}
+
+/// The reloader's own state.
+struct State {
+    /// The configuration in force (fixed keys as started).
+    running: Config,
+    refreshers: Refreshers,
+    seen: Seen,
+    /// Set when new credentials could not be had: the same file is tried again then.
+    retry_at: Option<Instant>,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let Some(running) = self.start.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        // First: a SIGHUP's default action ends the process.
+        let mut hangup = signal(SignalKind::hangup())
+            .inspect_err(
+                |e| error!(error = %e, "cannot handle SIGHUP; reload by changing the file"),
+            )
+            .ok();
+        let refreshers = Refreshers::start(&self.live.load().store, FIRST_FETCH_WAIT).await;
+        ready.notify_ready();
+        let m = metrics();
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m.config_last_reload_success.set(unix_now());
+        let (path, seen) = match &self.source {
+            Source::File { path, hash } => {
+                m.config_hash.set(hash_number(hash));
+                (Some(path.as_path()), Seen::Content(*hash))
+            }
+            Source::Flags => (None, Seen::Unreadable),
+        };
+        let mut state = State {
+            running,
+            refreshers,
+            seen,
+            retry_at: None,
+        };
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                () = hangup_received(&mut hangup) => match path {
+                    Some(path) => match read(path) {
+                        Ok(bytes) => self.reload(&mut state, path, &bytes, "SIGHUP").await,
+                        Err(e) => {
+                            state.seen = Seen::Unreadable;
+                            refused(&e, "SIGHUP");
+                        }
+                    },
+                    None => info!(
+                        "SIGHUP: the configuration comes from command-line flags, there is no \
+                         file to reload; restart sigproxy to change it"
+                    ),
+                },
+                _ = tick.tick(), if path.is_some() => {
+                    let Some(path) = path else { continue };
+                    match read(path) {
+                        Ok(bytes) => {
+                            let changed = state.seen != Seen::Content(Sha256::digest(&bytes).into());
+                            let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
+                            if changed || retry {
+                                let trigger = if changed { "file changed" } else { "retry" };
+                                self.reload(&mut state, path, &bytes, trigger).await;
+                            }
+                        }
+                        Err(e) if state.seen != Seen::Unreadable => {
+                            state.seen = Seen::Unreadable;
+                            refused(&e, "file changed");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        state.refreshers.stop_all();
+    }
+}
+
+/// Resolves at each SIGHUP; never, without a handler.
+async fn hangup_received(hangup: &mut Option<Signal>) {
+    if let Some(signal) = hangup {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+impl Reloader {
+    /// Checks `bytes` and, if they may be, puts them in force.
+    async fn reload(&self, state: &mut State, path: &Path, bytes: &[u8], trigger: &'static str) {
+        let hash: Hash = Sha256::digest(bytes).into();
+        state.seen = Seen::Content(hash);
+        state.retry_at = None;
+        let checked = text(bytes, path).and_then(|text| checked(text, path, &state.running));
+        let (config, changes) = match checked {
+            Ok(c) => c,
+            Err(e) => return refused(&e, trigger),
+        };
+        let needed = needed_sets(&config);
+        let mut plan = state.refreshers.prepare(&config);
+        plan.first_fetches(RELOAD_FETCH_WAIT).await;
+        let failures = plan.failures(&needed);
+        if !failures.is_empty() {
+            state.refreshers.abandon(plan);
+            state.retry_at = Some(Instant::now() + RETRY);
+            for (set, reason) in failures {
+                let e = ConfigError {
+                    path: path.to_owned(),
+                    key: format!("credentials.{set}"),
+                    reason: format!("no credentials for this new or changed set: {reason}"),
+                };
+                refused(&e, trigger);
+            }
+            return;
+        }
+        let snapshot = Snapshot::new(&config, CredentialStore::from_sets(plan.sets.clone()));
+        let routes = config.routes.len();
+        self.live.store(Arc::new(snapshot));
+        let summary = state.refreshers.commit(plan);
+        state.running = config;
+
+        let m = metrics();
+        m.config_reloads.with_label_values(&["success"]).inc();
+        m.config_last_reload_success.set(unix_now());
+        m.config_hash.set(hash_number(&hash));
+        m.config_restart_required
+            .set(i64::from(!changes.is_empty()));
+        info!(
+            config = %path.display(),
+            trigger,
+            routes,
+            credential_sets_kept = summary.kept,
+            credential_sets_started = summary.started,
+            credential_sets_stopped = summary.stopped,
+            "configuration reloaded"
+        );
+        for change in changes {
+            warn!(
+                config = %path.display(),
+                key = change.key,
+                running = %change.running,
+                file = %change.file,
+                "configuration reload: {} needs a restart; it keeps its running value, the rest \
+                 of the file is in force",
+                change.key
+            );
+        }
+    }
+}
+
+/// Logs and counts a refused reload; the running configuration stays.
+fn refused(e: &ConfigError, trigger: &'static str) {
+    metrics()
+        .config_reloads
+        .with_label_values(&["failure"])
+        .inc();
+    error!(
+        config = %e.path.display(),
+        key = %e.key,
+        trigger,
+        error = %e,
+        "configuration reload refused; the running configuration stays in force"
+    );
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The hash's first 48 bits: a number a float holds exactly.
+fn hash_number(hash: &Hash) -> f64 {
+    hash[..6].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)) as f64
+}
