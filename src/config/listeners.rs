@@ -73,7 +73,7 @@ impl Checker<'_> {
 
 /// `sigproxy-<port>.upgrade.sock` in a directory only sigproxy's user can write:
 /// systemd's `$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR/sigproxy`, else `/tmp/sigproxy-<uid>`
-/// (created with mode 0700 at start; see [`crate::server`]).
+/// (created with mode 0700 at start; see `server.rs`).
 fn default_upgrade_socket(port: u16) -> PathBuf {
     let file = format!("sigproxy-{port}.upgrade.sock");
     let env_dir = |name| {
