@@ -130,6 +130,18 @@ impl Encoder {
     }
 }
 
+/// Whether the client already framed its body as aws-chunked (`Content-Encoding` or a
+/// `STREAMING-…` content hash): such a body cannot be re-signed.
+pub fn framed_by_client(req: &RequestHeader) -> bool {
+    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let encoding = header("content-encoding");
+    let sha = header("x-amz-content-sha256");
+    encoding
+        .windows(b"aws-chunked".len())
+        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
+}
+
 /// Rewrites the header for an aws-chunked body of `decoded` bytes.
 pub fn set_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), ProxyError> {
     let encoding = match req

@@ -1,10 +1,24 @@
 //! sigproxy: a reverse proxy that signs requests with AWS SigV4 using temporary credentials.
 //!
-//! A request's path through the crate, one module each:
-//! [`config`] (with [`endpoints`] and [`service`]) → [`route`] → [`credentials`] → [`sign`] → [`upstream`], driven by the pingora
-//! phases in [`proxy`]; [`error`] maps every failure to its HTTP status, [`admin`] serves the
-//! health endpoints, [`reload`] swaps the configuration on SIGHUP and file changes, [`server`]
-//! wires it all together.
+//! A request's path through the crate: [`access`] decides who may ask and for what (with
+//! [`actions`] naming requests as IAM actions), [`route`] picks the route and its upstream
+//! [`target`], [`credentials`] hold each set's temporary credentials, [`sign`] signs,
+//! [`upstream`] connects and [`metrics`] counts. [`proxy`] drives these as pingora phases,
+//! [`error`] maps every failure to its HTTP status, [`admin`] serves the health endpoints and
+//! [`server`] wires it all together.
+//!
+//! Imports go one way, from the bottom up (`scripts/module-graph` fails on a circle):
+//! - leaves: [`service`] (what differs between AWS services), [`actions`], [`headers`],
+//!   [`drain`], [`utc`];
+//! - [`endpoints`] (service and region from a host name) → [`access`] → [`error`];
+//! - what reports its failures as [`error`]s: [`target`], [`upstream`], [`aws_chunked`],
+//!   [`metrics`];
+//! - [`config`]: the file checked into the types those modules define (`ClientAccess`,
+//!   `Upstream`, `Service`, ...) and into its own (`RouteConfig`, `CredentialsConfig`, ...);
+//! - the runtime, which reads `config`'s types: [`credentials`] and [`conn`] → [`sign`] →
+//!   [`route`] → [`reload`] (the live snapshot of routes, access rules and credential sets,
+//!   swapped on SIGHUP and file changes) → [`proxy`] and [`admin`] → [`server`]; [`cli`] and
+//!   [`logging`] on top.
 #![forbid(unsafe_code)]
 
 pub mod access;

@@ -5,7 +5,6 @@
 //! token in its body while everyone else uses a header. Each of those is a question asked of
 //! this type, so the answers live in one place instead of in string compares across the crate.
 
-use crate::target::PathRules;
 use std::fmt;
 
 /// A signed route's service.
@@ -21,6 +20,15 @@ pub enum Service {
     Lambda,
     /// Any other service, by its SigV4 signing name (`execute-api`, `dynamodb`, `bedrock`, …).
     Other(String),
+}
+
+/// How a service canonicalises paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRules {
+    /// Normalised, double-encoded when signed (Lambda and most services).
+    Normalized,
+    /// As is, single-encoded (S3).
+    S3,
 }
 
 /// How a request body is covered by the signature.

@@ -17,6 +17,7 @@
 //!   [`QueryPlus`]).
 
 use crate::error::ProxyError;
+use crate::service::PathRules;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Everything but RFC 3986 unreserved characters: the SigV4 query encoding.
@@ -28,15 +29,6 @@ const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Everything but unreserved characters and `/`: S3's canonical path encoding.
 const S3_PATH: &AsciiSet = &QUERY_COMPONENT.remove(b'/');
-
-/// How a service canonicalises paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathRules {
-    /// Normalised, double-encoded when signed (Lambda and most services).
-    Normalized,
-    /// As is, single-encoded (S3).
-    S3,
-}
 
 /// What a bare `+` in the client's query stands for, which decides how it is sent.
 ///

@@ -8,8 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use pingora::http::RequestHeader;
 use sigproxy::config::{Payload, SigningConfig};
 use sigproxy::credentials::CredentialSet;
+use sigproxy::service::PathRules;
 use sigproxy::sign::Signer;
-use sigproxy::target::{upstream_target, PathRules};
+use sigproxy::target::upstream_target;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -148,7 +148,7 @@ impl Policy {
         Policy { rules, service }
     }
 
-    /// Checks a request whose upstream target is `target` (as [`crate::route::Route::target`]
+    /// Checks a request whose upstream target is `target` (as `Route::target` in `route`
     /// made it). `Ok(Some(_))`: what remains to be checked once the body is read.
     pub fn check(
         &self,
@@ -282,7 +282,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// upstream will understand it; `None` when that is ambiguous, and then no rule can grant it.
 ///
 /// For S3 (`normalize: false`) keys are literal: the decoded path is exactly the key S3 uses.
-/// For every other service the target has been normalised already ([`crate::target`] resolves
+/// For every other service the target has been normalised already (`target.rs` resolves
 /// dot segments, escaped dots included); a segment that still decodes to something with a
 /// `/` or `\` in it (`..%2Fsecret`) could be read as several segments upstream, so it is
 /// refused rather than guessed at.

@@ -183,7 +183,7 @@ impl fmt::Display for Unclear {
 impl std::error::Error for Unclear {}
 
 /// The query's parameters, names and values percent-decoded, in order. The query is the
-/// canonical form [`crate::target`] produced for a signed route, so it has no bare `+` (a
+/// canonical form `target.rs` produced for a signed route, so it has no bare `+` (a
 /// space is `%20`, a plus `%2B`) and its escapes are valid.
 pub(crate) fn query_params(query: &str) -> Result<Vec<(String, String)>, Unclear> {
     let decode = |raw: &str| {

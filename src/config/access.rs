@@ -1,7 +1,7 @@
 //! Validation of the access-control keys: `access` (who may use the traffic port) and each
 //! route's `allow` list (what it may be used for).
 
-use super::check::Checker;
+use super::check::{word_char, Checker};
 use super::file;
 use super::ConfigError;
 use crate::access::browser::{host_name, BrowserPolicy};
@@ -232,9 +232,7 @@ fn host_entry(text: &str) -> Result<String, String> {
     let name = host_name(text);
     let valid = !name.is_empty()
         && !text.contains("://")
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        && name.chars().all(|c| word_char(c, "-._:"))
         && !name.starts_with('.');
     if !valid {
         return Err(format!(
@@ -254,12 +252,8 @@ fn origin_entry(text: &str) -> Result<String, String> {
     let rest = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"));
-    let valid = rest.is_some_and(|host| {
-        !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-    });
+    let valid =
+        rest.is_some_and(|host| !host.is_empty() && host.chars().all(|c| word_char(c, "-.:[]")));
     if !valid {
         return Err(format!(
             "'{text}' is not an origin such as https://app.example.com (scheme, host and \

@@ -6,7 +6,7 @@
 //! The route's keys are checked once at start, and again for each host with the same
 //! [`Checker`], so a host signs exactly as a route naming it as `upstream` would.
 
-use super::check::Checker;
+use super::check::{word_char, Checker};
 use super::signing::Named;
 use super::{file, ConfigError, CredentialsConfig, RouteConfig};
 use crate::access::browser::host_name;
@@ -114,11 +114,7 @@ fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !label.is_empty() && label.len() <= 63 && label.chars().all(|c| word_char(c, "-_"))
         })
 }
 
@@ -151,28 +147,48 @@ fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteCon
     })
 }
 
+/// The keys of a route that `upstream_from_host` excludes, and whether each is set.
+pub(super) struct Excluded {
+    pub upstream: bool,
+    pub sign_host: bool,
+    pub s3_addressing: bool,
+    pub allow: bool,
+    pub match_host: bool,
+}
+
 impl Checker<'_> {
     /// A route's `upstream_from_host`, with the keys it excludes; returns the placeholder
-    /// upstream and the settings. `raw` is the route; `key` its key (`routes[0]`).
+    /// upstream and the settings. `key` is the route's key (`routes[0]`), `named` its signing
+    /// keys.
     pub(super) fn upstream_from_host(
         &self,
         key: &str,
-        raw: &mut file::Route,
+        raw: Option<file::UpstreamFromHost>,
+        named: &Named,
+        excluded: Excluded,
         credentials: &BTreeMap<String, CredentialsConfig>,
     ) -> Result<Option<(Upstream, FromHost)>, ConfigError> {
-        let Some(from) = raw.upstream_from_host.take() else {
+        let Some(file::UpstreamFromHost {
+            scheme,
+            allowed_hosts: listed,
+        }) = raw
+        else {
             return Ok(None);
         };
         let key = format!("{key}.upstream_from_host");
+        let Excluded {
+            upstream,
+            sign_host,
+            s3_addressing,
+            allow,
+            match_host,
+        } = excluded;
         for (set, what) in [
-            (raw.upstream.is_some(), "upstream"),
-            (raw.sign_host.is_some(), "sign_host"),
-            (raw.s3_addressing.is_some(), "s3_addressing"),
-            (raw.allow.is_some(), "allow"),
-            (
-                raw.matcher.as_ref().is_some_and(|m| m.host.is_some()),
-                "match.host",
-            ),
+            (upstream, "upstream"),
+            (sign_host, "sign_host"),
+            (s3_addressing, "s3_addressing"),
+            (allow, "allow"),
+            (match_host, "match.host"),
         ] {
             if set {
                 return self.err(
@@ -183,13 +199,13 @@ impl Checker<'_> {
                 );
             }
         }
-        let Some(set) = raw.credentials.clone() else {
+        let Some(set) = named.credentials.clone() else {
             return self.err(
                 &key,
                 "needs credentials: a route that forwards unsigned to any AWS host is an open relay",
             );
         };
-        let scheme = match from.scheme.as_deref() {
+        let scheme = match scheme.as_deref() {
             None | Some("https") => "https",
             Some("http") => "http",
             Some(other) => {
@@ -200,7 +216,7 @@ impl Checker<'_> {
             }
         };
         let mut allowed_hosts = Vec::new();
-        for (i, host) in from.allowed_hosts.unwrap_or_default().iter().enumerate() {
+        for (i, host) in listed.unwrap_or_default().iter().enumerate() {
             let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
             let ok = Upstream::parse(&format!("{scheme}://{host}"))
                 .is_ok_and(|u| u.base_path().is_empty() && !host.contains('/'));
@@ -216,9 +232,9 @@ impl Checker<'_> {
             scheme,
             allowed_hosts,
             credentials: set,
-            service: raw.service.take(),
-            region: raw.region.take(),
-            payload: raw.payload.take(),
+            service: named.service.clone(),
+            region: named.region.clone(),
+            payload: named.payload.clone(),
             flags: self.flags,
             credential_sets: credentials.clone(),
         };

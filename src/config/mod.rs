@@ -1,17 +1,20 @@
 //! Configuration: the YAML file parsed into one validated [`Config`].
 //!
-//! `file.rs` is the format users write; `check.rs` turns it into these types, key by key,
-//! before anything starts, so `sigproxy --check` and the server refuse exactly the same files;
+//! `file.rs` is the format users write; `check.rs` and its siblings (one file per part of the
+//! file) turn it into these types, key by key, before anything starts, so `sigproxy --check` and the server refuse exactly the same files;
 //! `signing.rs` settles each route's service and region (from [`crate::endpoints`] unless the
 //! route names them) once, as a [`crate::service::Service`] the rest of the crate asks.
 //! Errors name the file, the key and the reason: `config/lambda.yaml: routes[0].upstream: ...`.
 
 mod access;
 mod check;
+mod credentials;
 mod file;
 mod flags;
 mod from_host;
 mod limits;
+mod listeners;
+mod route;
 mod shutdown;
 mod signing;
 mod upstream;
@@ -20,7 +23,7 @@ mod upstream;
 pub use crate::service::Payload;
 use check::Checker;
 #[cfg(test)]
-use check::{default_session_name, valid_session_name};
+use credentials::{default_session_name, valid_session_name};
 pub use flags::Flags;
 pub use from_host::FromHost;
 pub use limits::ClientLimits;
@@ -39,8 +42,6 @@ use std::time::Duration;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// Signed payloads are held in memory to be hashed, so they are capped.
 pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
@@ -48,8 +49,6 @@ const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// pingora's own ceiling on a request header section.
 pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
-/// STS AssumeRole accepts 15 minutes to 12 hours.
-const ROLE_DURATION_RANGE: std::ops::RangeInclusive<i64> = 900..=43_200;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -5,7 +5,7 @@
 //! names them; a host the table cannot read is an error asking for them, never a guess, since
 //! a signature for the wrong service or region fails only once requests are sent.
 
-use super::check::{valid_region, Checker};
+use super::check::{is_lowercase_name, Checker};
 use super::{ConfigError, CredentialsConfig, Payload, SigningConfig};
 use crate::endpoints::{self, EndpointError};
 use crate::service::Service;
@@ -31,8 +31,15 @@ impl Checker<'_> {
         upstream: &Upstream,
         credentials: &BTreeMap<String, CredentialsConfig>,
     ) -> Result<Option<SigningConfig>, ConfigError> {
-        let Some(set) = raw.credentials else {
-            if raw.service.is_some() || raw.region.is_some() || raw.payload.is_some() {
+        let Named {
+            credentials: set,
+            service,
+            region,
+            payload,
+            sign_host,
+        } = raw;
+        let Some(set) = set else {
+            if service.is_some() || region.is_some() || payload.is_some() {
                 return self.err(
                     format!("{key}.credentials"),
                     "is required when service, region or payload is set; without it the route forwards unsigned",
@@ -46,20 +53,15 @@ impl Checker<'_> {
                 format!("no credential set named '{set}' under `credentials`"),
             );
         }
-        let (service, region) = self.service_region(
-            key,
-            raw.service,
-            raw.region,
-            upstream,
-            raw.sign_host.as_deref(),
-        )?;
-        if !valid_region(&region) {
+        let (service, region) =
+            self.service_region(key, service, region, upstream, sign_host.as_deref())?;
+        if !is_lowercase_name(&region) {
             return self.err(
                 format!("{key}.region"),
                 format!("'{region}' is not a region name"),
             );
         }
-        let payload = match raw.payload.as_deref() {
+        let payload = match payload.as_deref() {
             None => service.default_payload(upstream.tls()),
             Some(name) => {
                 let payload = match name {
@@ -109,7 +111,7 @@ impl Checker<'_> {
         };
         let named = match service {
             None => None,
-            Some(s) if is_signing_name(&s) => Some(Service::from_signing_name(&s)),
+            Some(s) if is_lowercase_name(&s) => Some(Service::from_signing_name(&s)),
             Some(s) => {
                 return self.err(
                     format!("{key}.service"),
@@ -147,14 +149,6 @@ impl Checker<'_> {
             ),
         }
     }
-}
-
-/// Signing names are lowercase words joined by `-` (`execute-api`, `s3-object-lambda`).
-fn is_signing_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]

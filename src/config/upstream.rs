@@ -1,7 +1,7 @@
 //! Validation of a route's upstream options: `sign_host`, `headers`, `tls` and
 //! `upstream_idle_timeout`.
 
-use super::check::Checker;
+use super::check::{word_char, Checker};
 use super::file;
 use super::ConfigError;
 use crate::upstream::edits::{owned_by_sigproxy, HeaderEdits};
@@ -148,8 +148,6 @@ fn is_host(text: &str) -> bool {
     };
     !host.is_empty()
         && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && host.chars().all(|c| word_char(c, "-._"))
         && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }

@@ -4,6 +4,7 @@
 
 use super::{inbound, RequestCtx, SigningProxy};
 use crate::access::browser::{self, PageRequest};
+use crate::aws_chunked;
 use crate::error::ProxyError;
 use crate::route::Route;
 use pingora::http::RequestHeader;
@@ -70,7 +71,7 @@ impl SigningProxy {
             .map(Box::new);
         if let Some(signer) = &route.signer {
             signer.current_credentials()?;
-            if client_sent_aws_chunked(req) {
+            if aws_chunked::framed_by_client(req) {
                 return Err(ProxyError::BadRequest(
                     "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
                 ));
@@ -107,15 +108,4 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
             .get("host")
             .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
     })
-}
-
-/// A body the client already framed as aws-chunked cannot be re-signed.
-fn client_sent_aws_chunked(req: &RequestHeader) -> bool {
-    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let encoding = header("content-encoding");
-    let sha = header("x-amz-content-sha256");
-    encoding
-        .windows(b"aws-chunked".len())
-        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
-        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
 }

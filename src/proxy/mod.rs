@@ -3,37 +3,40 @@
 //! `request_filter` first decides whether and how the request may go ([`admit`]: who is asking,
 //! [`inbound`] head checks, the route and its allow list), then how it travels:
 //! - on a signed route, every request (with no body, or with a body whose SHA-256 is signed) is
-//!   read, bounded, hashed, signed and sent by [`forward`], which streams the answer back; the
-//!   phase returns `true`. With the body at hand, a request whose credentials AWS refuses
-//!   (expired token) can be signed afresh and sent again;
-//! - a signed body that streams ([`BodyPlan`]: `unsigned` and `streaming` payloads) and every
-//!   request on a pass-through route: pingora proxies it; `upstream_request_filter` signs the
-//!   header (signed routes), and for `streaming` the `request_body_filter` turns the body into
-//!   signed aws-chunked frames as it flows.
+//!   read, bounded, hashed and signed ([`buffered`]) and sent by [`forward`], which streams the
+//!   answer back; the phase returns `true`. With the body at hand, a request whose credentials
+//!   AWS refuses (expired token) can be signed afresh and sent again;
+//! - a signed body that streams ([`streamed`]: uploads on `unsigned` and `streaming` payloads)
+//!   and every request on a pass-through route: pingora proxies it; `upstream_request_filter`
+//!   signs the header (signed routes), and for `streaming` the `request_body_filter` turns the
+//!   body into signed aws-chunked frames as it flows.
+//!
+//! The `logging` phase hands the request's outcome to [`crate::metrics`] and writes the access
+//! line.
 
 mod admit;
 mod body;
 mod budget;
+mod buffered;
 mod failed;
 mod forward;
 mod inbound;
+mod streamed;
 
 pub use failed::TARGET as FAILED_REQUESTS_TARGET;
 
 use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
 use crate::access::Denied;
-use crate::aws_chunked::{self, Encoder};
-use crate::config::{Config, Payload};
+use crate::aws_chunked::Encoder;
+use crate::config::Config;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{metrics, Finished};
 use crate::reload::Live;
 use crate::route::Route;
-use crate::sign::{sha256_hex, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use async_trait::async_trait;
 use bytes::Bytes;
-use forward::Failure;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -41,7 +44,8 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use streamed::BodyPlan;
 use tracing::{info, warn};
 
 pub struct SigningProxy {
@@ -63,16 +67,6 @@ impl SigningProxy {
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
-}
-
-/// How the body of a signed request streams through pingora (every other signed request,
-/// bodiless ones included, goes through [`forward`]; pass-through routes are not signed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyPlan {
-    /// Streamed as is, signed as `UNSIGNED-PAYLOAD`.
-    Unsigned,
-    /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
-    Streaming(u64),
 }
 
 /// What one request has learnt on its way through the phases.
@@ -113,82 +107,6 @@ impl SigningProxy {
         error: ProxyError,
     ) -> Result<bool> {
         write_error(session, ctx, error).await;
-        Ok(true)
-    }
-
-    /// Reads and hashes the whole body, then signs and sends it with [`forward`].
-    async fn forward_signed(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        route: &Arc<Route>,
-    ) -> Result<bool> {
-        // A request with no body keeps its own framing header (none, or `Content-Length: 0`);
-        // a body that was read goes with its exact length, whatever framing it came in.
-        let read = !session.as_downstream_mut().is_body_empty();
-        // `reserved` holds the body's bytes in the budget until it can no longer be sent again.
-        let (body, reserved) = if read {
-            let limit = route.max_body_bytes;
-            let idle = route.peers.read_timeout();
-            let budget = &self.budget;
-            match body::read_bounded(session, limit, idle, budget, &mut ctx.continue_sent).await {
-                Ok(b) => b,
-                Err(e) => return self.reject(session, ctx, e).await,
-            }
-        } else {
-            (Bytes::new(), self.budget.reservation())
-        };
-        if let Some(pending) = ctx.after_body.take() {
-            // What the body says it does (the keys of a DeleteObjects, a form's Action) is
-            // checked before anything is signed.
-            if let Err(refused) = route.permits_body(*pending, &body) {
-                return self.reject(session, ctx, refused.into()).await;
-            }
-        }
-        let hash = if body.is_empty() {
-            EMPTY_SHA256.to_string()
-        } else {
-            sha256_hex(&body)
-        };
-        let mut request = session.req_header().clone();
-        let prepared = prepare_upstream(route, &ctx.target, &mut request, true).and_then(|()| {
-            if read {
-                request
-                    .insert_header("content-length", body.len().to_string())
-                    .map_err(|e| ProxyError::Internal(e.to_string()))?;
-            }
-            Ok(())
-        });
-        if let Err(e) = prepared {
-            return self.reject(session, ctx, e).await;
-        }
-        let forwarded = forward::forward(
-            &self.connector,
-            session,
-            route,
-            request,
-            forward::ReadBody {
-                bytes: body,
-                hash,
-                reserved,
-            },
-            &ctx.page,
-        )
-        .await;
-        match forwarded {
-            Ok(answer) => {
-                ctx.status = Some(answer.status);
-                ctx.upstream_status = Some(answer.status);
-                ctx.upstream_time = Some(answer.upstream_time);
-                ctx.aws_request_id = answer.request_id;
-            }
-            Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
-            Err(Failure::Midway(e)) => {
-                // The response had started: all that is left is to close the connection.
-                session.as_downstream_mut().set_keepalive(None);
-                ctx.error = Some(e);
-            }
-        }
         Ok(true)
     }
 }
@@ -236,15 +154,6 @@ async fn write_error(session: &mut Session, ctx: &mut RequestCtx, error: ProxyEr
         warn!(error = %e, "could not send the error response");
     }
     ctx.error = Some(error);
-}
-
-/// PutObject (`PUT` with no sub-resource) or UploadPart (`?partNumber=&uploadId=`).
-fn is_object_upload(req: &RequestHeader) -> bool {
-    req.method == http::Method::PUT
-        && req.uri.query().unwrap_or("").split('&').all(|param| {
-            let name = param.split('=').next().unwrap_or("");
-            matches!(name, "" | "partNumber" | "uploadId" | "x-id")
-        })
 }
 
 #[async_trait]
@@ -300,19 +209,10 @@ impl ProxyHttp for SigningProxy {
             }
             return Ok(false); // pass-through: pingora streams it as is
         };
-        // Only object uploads stream. Other S3 requests with bodies (DeleteObjects, completing a
-        // multipart upload, bucket settings) are small XML documents, signed as SDKs sign them.
-        // A body of unknown length (chunked) is buffered and signed too: S3 needs the length.
-        // Outside S3 (aws-sigv4-proxy's --unsigned-payload) any body of known length streams.
-        let upload = !session.as_downstream_mut().is_body_empty()
-            && (is_object_upload(session.req_header()) || !signer.service().speaks_s3());
-        // A check that waits for the body needs it read here, whatever the payload mode.
-        let upload = upload && ctx.after_body.is_none();
-        ctx.plan = match (signer.payload(), body::content_length(session)) {
-            (Payload::Unsigned, Some(_)) if upload => Some(BodyPlan::Unsigned),
-            (Payload::Streaming, Some(n)) if upload => Some(BodyPlan::Streaming(n)),
-            _ => return self.forward_signed(session, ctx, &route).await,
-        };
+        ctx.plan = BodyPlan::choose(session, signer, ctx.after_body.is_some());
+        if ctx.plan.is_none() {
+            return self.forward_signed(session, ctx, &route).await;
+        }
         Ok(false)
     }
 
@@ -343,34 +243,18 @@ impl ProxyHttp for SigningProxy {
             ctx.upstream_started = Some(Instant::now());
             return Ok(());
         };
-        // Fetched again: a refresh may have landed since request_filter.
-        let credentials = signer
-            .current_credentials()
-            .map_err(ProxyError::into_pingora)?;
-        let now = SystemTime::now();
-        let payload = match ctx.plan {
-            // request_filter sends every other signed request itself.
-            None => {
-                return Err(
-                    ProxyError::Internal("a signed request reached pingora's path".into())
-                        .into_pingora(),
-                )
-            }
-            Some(BodyPlan::Unsigned) => UNSIGNED_PAYLOAD,
-            Some(BodyPlan::Streaming(decoded)) => {
-                aws_chunked::set_headers(upstream_request, decoded)
-                    .map_err(ProxyError::into_pingora)?;
-                aws_chunked::STREAMING_PAYLOAD
-            }
+        // request_filter sends every other signed request itself.
+        let Some(plan) = ctx.plan else {
+            return Err(
+                ProxyError::Internal("a signed request reached pingora's path".into())
+                    .into_pingora(),
+            );
         };
-        let seed = signer
-            .sign(upstream_request, credentials.clone(), payload, now)
+        // Made anew on every attempt: a retried request starts its chain from its new seed.
+        ctx.encoder = plan
+            .sign(signer, upstream_request)
             .map_err(ProxyError::into_pingora)?;
         ctx.upstream_started = Some(Instant::now());
-        if let Some(BodyPlan::Streaming(_)) = ctx.plan {
-            // Made anew on every attempt: a retried request starts its chain from its new seed.
-            ctx.encoder = Some(Encoder::new(signer.chunk_signer(credentials, now, seed)));
-        }
         Ok(())
     }
 

@@ -129,7 +129,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(s3.0.signer.as_ref().unwrap().service(), &Service::S3);
-        assert_eq!(s3.0.path_rules(), crate::target::PathRules::S3);
+        assert_eq!(s3.0.path_rules(), crate::service::PathRules::S3);
         assert_eq!(s3.0.target(&s3.1, None).unwrap(), "/b/a//k");
         let aps = r
             .find(Some("aps-workspaces.us-west-2.amazonaws.com"), "/a/../b")

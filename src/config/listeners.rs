@@ -1,0 +1,99 @@
+//! The listeners: the traffic and admin addresses, the request head's size, worker threads and
+//! the upgrade socket.
+
+use super::check::Checker;
+use super::{ConfigError, DEFAULT_MAX_HEADER_BYTES, MAX_MAX_HEADER_BYTES};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+
+impl Checker<'_> {
+    /// `listen` and `admin_listen`, which must differ.
+    pub(super) fn listeners(
+        &self,
+        listen: Option<&str>,
+        admin_listen: Option<&str>,
+    ) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+        let listen = self.socket_addr("listen", listen, DEFAULT_LISTEN)?;
+        let admin_listen = self.socket_addr("admin_listen", admin_listen, DEFAULT_ADMIN_LISTEN)?;
+        if listen == admin_listen {
+            return self.err("admin_listen", "must differ from listen");
+        }
+        Ok((listen, admin_listen))
+    }
+
+    fn socket_addr(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let value = value.unwrap_or(default);
+        value.parse().or_else(|_| {
+            self.err(
+                key,
+                format!("'{value}' is not an IP address and port, e.g. {default}"),
+            )
+        })
+    }
+
+    pub(super) fn max_header_bytes(&self, value: Option<u64>) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(DEFAULT_MAX_HEADER_BYTES),
+            Some(n) if (1024..=MAX_MAX_HEADER_BYTES as u64).contains(&n) => Ok(n as usize),
+            Some(n) => self.err(
+                "max_header_bytes",
+                format!("{n} is outside 1024 to {MAX_MAX_HEADER_BYTES}"),
+            ),
+        }
+    }
+
+    pub(super) fn threads(&self, value: Option<usize>) -> Result<usize, ConfigError> {
+        let threads = value.unwrap_or(1);
+        if !(1..=64).contains(&threads) {
+            return self.err("threads", "must be between 1 and 64");
+        }
+        Ok(threads)
+    }
+
+    pub(super) fn upgrade_socket(
+        &self,
+        value: Option<String>,
+        port: u16,
+    ) -> Result<PathBuf, ConfigError> {
+        match value {
+            Some(path) if path.starts_with('/') => Ok(PathBuf::from(path)),
+            Some(_) => self.err("upgrade_socket", "must be an absolute path"),
+            None => Ok(default_upgrade_socket(port)),
+        }
+    }
+}
+
+/// `sigproxy-<port>.upgrade.sock` in a directory only sigproxy's user can write:
+/// systemd's `$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR/sigproxy`, else `/tmp/sigproxy-<uid>`
+/// (created with mode 0700 at start; see `server.rs`).
+fn default_upgrade_socket(port: u16) -> PathBuf {
+    let file = format!("sigproxy-{port}.upgrade.sock");
+    let env_dir = |name| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|d| d.split(':').next().map(PathBuf::from))
+        .filter(|p| p.is_absolute())
+    {
+        return dir.join(file);
+    }
+    if let Some(dir) = env_dir("XDG_RUNTIME_DIR") {
+        return dir.join("sigproxy").join(file);
+    }
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    PathBuf::from(format!("/tmp/sigproxy-{uid}")).join(file)
+}

@@ -1,0 +1,61 @@
+//! Unit tests of [`super`]: statuses, codes and bodies of every error.
+
+use super::*;
+
+#[test]
+fn statuses_match_the_documented_table() {
+    assert_eq!(ProxyError::NoRoute.status(), 404);
+    assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
+    let down = ProxyError::UpstreamUnreachable {
+        kind: "connect",
+        detail: "x".into(),
+    };
+    assert_eq!(down.status(), 502);
+    assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+    let creds = ProxyError::CredentialsUnavailable {
+        credentials: "app".into(),
+        state: "fetching them failed",
+        reason: "AssumeRole arn:aws:iam::123456789012:role/x failed: AccessDenied".into(),
+    };
+    assert_eq!(creds.status(), 503);
+    let body = String::from_utf8(creds.body(None).to_vec()).unwrap();
+    assert!(
+        !body.contains("arn:") && !body.contains("AccessDenied"),
+        "{body}"
+    );
+    assert!(
+        creds.to_string().contains("AccessDenied"),
+        "the log keeps the detail"
+    );
+}
+
+#[test]
+fn survives_a_trip_through_pingora() {
+    let original = ProxyError::BodyTooLarge { limit: 10 };
+    let wrapped = original.clone().into_pingora();
+    assert_eq!(ProxyError::from_pingora(&wrapped), original);
+}
+
+#[test]
+fn pingora_timeouts_become_504() {
+    let e = PingoraError::new(ErrorType::ConnectTimedout);
+    assert_eq!(ProxyError::from_pingora(&e).status(), 504);
+    let e = PingoraError::new(ErrorType::ReadTimedout);
+    assert_eq!(ProxyError::from_pingora(&e).status(), 504);
+    let mut e = PingoraError::new(ErrorType::ConnectRefused);
+    e.esource = ErrorSource::Upstream;
+    let mapped = ProxyError::from_pingora(&e);
+    assert_eq!(mapped.status(), 502);
+    assert_eq!(mapped.upstream_kind(), Some("connect"));
+    let mut e = PingoraError::new(ErrorType::ConnectionClosed);
+    e.esource = ErrorSource::Upstream;
+    assert_eq!(ProxyError::from_pingora(&e).upstream_kind(), Some("reset"));
+}
+
+#[test]
+fn body_is_json_with_code_and_route() {
+    let body = ProxyError::NoRoute.body(Some("orders"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "no_route");
+    assert_eq!(v["error"]["route"], "orders");
+}
