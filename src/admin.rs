@@ -1,9 +1,10 @@
-//! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign) and
-//! `/metrics` (Prometheus).
+//! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign, and not
+//! draining) and `/metrics` (Prometheus).
 
 use crate::access::browser::BrowserPolicy;
 use crate::access::Denied;
 use crate::credentials::CredentialStore;
+use crate::drain::Drain;
 use crate::metrics::metrics;
 use crate::route::Router;
 use async_trait::async_trait;
@@ -19,19 +20,30 @@ pub struct AdminApp {
     browser: BrowserPolicy,
     /// Credential sets some route signs with; only these decide readiness.
     needed: BTreeSet<String>,
+    /// From SIGTERM on, not ready whatever the credentials.
+    drain: Arc<Drain>,
 }
 
 impl AdminApp {
-    pub fn new(store: Arc<CredentialStore>, router: &Router, browser: BrowserPolicy) -> Self {
+    pub fn new(
+        store: Arc<CredentialStore>,
+        router: &Router,
+        browser: BrowserPolicy,
+        drain: Arc<Drain>,
+    ) -> Self {
         let needed = router.credential_sets().into_iter().collect();
         AdminApp {
             store,
             browser,
             needed,
+            drain,
         }
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
+    /// From SIGTERM on, 503 saying so: a load balancer that health-checks (an NLB target group,
+    /// anything not driven by Kubernetes endpoints) stops sending new connections during
+    /// `shutdown_delay`, while the traffic port still serves those that come.
     fn readiness(&self) -> (StatusCode, serde_json::Value) {
         let mut sets = serde_json::Map::new();
         let mut ready = true;
@@ -45,15 +57,19 @@ impl AdminApp {
             };
             sets.insert(set.name().to_string(), state);
         }
+        let mut body = serde_json::json!({ "ready": ready, "credentials": sets });
+        if self.drain.draining() {
+            ready = false;
+            body["ready"] = false.into();
+            body["draining"] = true.into();
+            body["reason"] = "shutting down (SIGTERM): finishing what is in flight".into();
+        }
         let status = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        (
-            status,
-            serde_json::json!({ "ready": ready, "credentials": sets }),
-        )
+        (status, body)
     }
 }
 

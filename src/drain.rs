@@ -22,7 +22,7 @@
 use async_trait::async_trait;
 use pingora::server::{ListenFds, RuntimeOpts, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::Service;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -44,6 +44,10 @@ pub struct Drain {
     stopped: watch::Sender<bool>,
     /// Client connections open on the traffic port, lingering ones included.
     open: Arc<AtomicUsize>,
+    /// True from SIGTERM on: `/readyz` answers 503, so health-checking load balancers stop
+    /// sending. Not set by pingora's own shutdown (SIGQUIT): after a hand-over the admin port
+    /// belongs to the new process too, whose readiness it would misreport.
+    draining: AtomicBool,
 }
 
 impl Drain {
@@ -54,12 +58,18 @@ impl Drain {
             closing: watch::channel(false).0,
             stopped: watch::channel(false).0,
             open: Arc::default(),
+            draining: AtomicBool::new(false),
         })
     }
 
     /// The count of open client connections, kept by the connection loop.
     pub fn connections(&self) -> Arc<AtomicUsize> {
         self.open.clone()
+    }
+
+    /// True once SIGTERM has started the drain.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
@@ -79,8 +89,10 @@ impl Drain {
         tracing::info!(
             shutdown_delay = ?self.delay,
             shutdown_grace = ?self.grace,
-            "SIGTERM: still accepting for shutdown_delay; every response closes its connection"
+            "SIGTERM: still accepting for shutdown_delay; every response closes its connection, \
+             /readyz answers 503"
         );
+        self.draining.store(true, Ordering::Release);
         self.closing.send_replace(true);
         tokio::time::sleep(self.delay).await;
         let open = self.open.load(Ordering::Acquire);

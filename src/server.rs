@@ -137,7 +137,12 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
 
     let mut admin = Service::new(
         "sigproxy admin".to_string(),
-        AdminApp::new(store.clone(), &router, config.access.browser.clone()),
+        AdminApp::new(
+            store.clone(),
+            &router,
+            config.access.browser.clone(),
+            drain.clone(),
+        ),
     );
     admin.add_tcp(&config.admin_listen.to_string());
 

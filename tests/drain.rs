@@ -212,3 +212,61 @@ fn a_rolling_replacement_under_steady_traffic_loses_nothing() {
         "A exited {exited:?} after SIGTERM, its last request ended at {slow_done:?}"
     );
 }
+
+/// A load balancer that health-checks `/readyz` (an NLB target group, anything not driven by
+/// Kubernetes endpoints) learns of the drain at SIGTERM, while the traffic port still serves
+/// for `shutdown_delay` and `/healthz` stays 200.
+#[test]
+fn readyz_says_draining_from_sigterm_and_healthz_stays_ok() {
+    let peers = Peers::start();
+    let config = peers.lambda_config("").replace(
+        "credentials:\n",
+        "shutdown_delay: 3s\nshutdown_grace: 2s\ncredentials:\n",
+    );
+    let mut proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    assert_eq!(proxy.admin_get("/readyz").status, 200);
+
+    let t0 = Instant::now();
+    proxy.signal("TERM");
+    // The signal is handled asynchronously: poll, briefly.
+    let mut readyz = proxy.admin_get("/readyz");
+    while readyz.status == 200 && t0.elapsed() < Duration::from_millis(1000) {
+        std::thread::sleep(Duration::from_millis(20));
+        readyz = proxy.admin_get("/readyz");
+    }
+    let seen_after = t0.elapsed();
+    assert_eq!(readyz.status, 503, "/readyz during the drain: {readyz:?}");
+    let body = readyz.json();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(readyz.header("content-type"), Some("application/json"));
+    assert_eq!(
+        proxy.admin_get("/healthz").status,
+        200,
+        "/healthz while draining"
+    );
+    // Still within shutdown_delay: the traffic port serves.
+    let served = proxy.send("POST", "/fn/during-delay", &[], b"x");
+    assert_eq!(served.status, 200, "a request during shutdown_delay");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "checked within the delay ({:?})",
+        t0.elapsed()
+    );
+    // Late in the delay: still so (the process exits just after it, nothing being in flight).
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(t0.elapsed()));
+    assert_eq!(
+        proxy.admin_get("/healthz").status,
+        200,
+        "/healthz late in the delay"
+    );
+    assert_eq!(
+        proxy.admin_get("/readyz").status,
+        503,
+        "/readyz late in the delay"
+    );
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "{status:?}");
+    eprintln!("/readyz said draining {seen_after:?} after SIGTERM");
+}
