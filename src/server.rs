@@ -100,7 +100,8 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let conf = ServerConf {
         threads: config.threads,
         // Only the SIGQUIT hand-over goes through pingora's grace period (an uninterruptible
-        // sleep); SIGTERM is `drain`'s, which exits once nothing is in flight.
+        // sleep, which `drain` cuts short once nothing is in flight); SIGTERM is `drain`'s,
+        // which exits once nothing is in flight.
         grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         // One current-thread runtime per worker: fewer cross-thread wake-ups than tokio's

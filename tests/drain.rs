@@ -270,3 +270,65 @@ fn readyz_says_draining_from_sigterm_and_healthz_stays_ok() {
     assert!(status.success(), "{status:?}");
     eprintln!("/readyz said draining {seen_after:?} after SIGTERM");
 }
+
+/// SIGQUIT (the `-u` hand-over): once pingora has passed the sockets on and stopped accepting
+/// (5 s after the signal), the old process exits as soon as its last request is done, not when
+/// `shutdown_grace` is over.
+#[test]
+fn after_a_hand_over_the_old_process_exits_once_its_requests_are_done() {
+    const QUIT_GRACE: Duration = Duration::from_secs(10);
+    /// Past pingora's 5 s of both processes accepting.
+    const SLOW_MS: u64 = 6500;
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let config = format!(
+        "upgrade_socket: {}\nshutdown_grace: {}s\n{}",
+        socket.display(),
+        QUIT_GRACE.as_secs(),
+        peers
+            .lambda_config("")
+            .replace("read_timeout: 2s", "read_timeout: 10s")
+    );
+    let mut old = Proxy::start(&config, &peers.caller_env());
+    old.wait_ready();
+    let new = old.upgrade(&peers.caller_env());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process did not open the upgrade socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A request in flight at the hand-over, on a connection the old process accepted.
+    let mut conn = Conn::open(old.addr);
+    let slow = std::thread::spawn(move || {
+        let r = conn.try_send("POST", &format!("/fn/__sleep?ms={SLOW_MS}"), b"slow");
+        (r.map(|r| r.status), Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    old.signal("QUIT");
+    let exit = old.wait_exit(QUIT_GRACE + Duration::from_secs(10));
+    let exited = t0.elapsed();
+    let (slow_status, slow_done) = slow.join().unwrap();
+    let slow_done = slow_done.duration_since(t0);
+    eprintln!("slow request done {slow_done:?}, old process exited {exited:?} after SIGQUIT");
+
+    assert_eq!(
+        slow_status,
+        Some(200),
+        "the request in flight at the hand-over"
+    );
+    let status = exit.expect("the old process did not exit");
+    assert!(status.success(), "{status:?}");
+    // Before: pingora's 5 s, then the whole grace (10 s), then its runtime shutdown.
+    assert!(
+        exited < slow_done + Duration::from_millis(1000),
+        "the old process exited {exited:?} after SIGQUIT, its last request ended at {slow_done:?}"
+    );
+    new.wait_ready();
+    let r = request(new.addr, "POST", "/fn/after", &[], b"x");
+    assert_eq!(r.status, 200, "the new process serves");
+}
