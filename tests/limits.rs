@@ -170,6 +170,11 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
     }
+    // Each begins its next request: none is idle, so none can make room (see the next test).
+    for conn in &mut held {
+        conn.write(b"GET /open/b HTTP/1.1\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {
         let started = Instant::now();
         let r = proxy.get("/open/extra");
@@ -183,7 +188,8 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     }
     // The three connections inside the limit are served meanwhile.
     for conn in &mut held {
-        assert_eq!(conn.send("GET", "/open/b", b"").status, 200);
+        conn.write(b"Host: localhost\r\n\r\n");
+        assert_eq!(conn.read().expect("a response").status, 200);
     }
     assert_eq!(
         proxy.metric("sigproxy_connections_refused_total", &[]),
@@ -201,6 +207,46 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
         assert!(Instant::now() < deadline, "the freed place was not reused");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Clients that merely hold keep-alive connections open cannot lock others out: at
+/// `max_connections` a newcomer takes the place of the connection idle longest.
+#[test]
+fn at_max_connections_the_longest_idle_keep_alive_connection_makes_room() {
+    let proxy = start("max_connections: 3\n");
+    let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(proxy.addr)).collect();
+    for conn in &mut held {
+        assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
+        // Each becomes idle after the one before.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two newcomers that keep their connections too.
+    let mut newcomers = Vec::new();
+    for round in 0..2 {
+        let started = Instant::now();
+        let mut conn = Conn::open(proxy.addr);
+        let r = conn.try_send("GET", "/open/newcomer", b"");
+        let status = r.map(|r| r.status);
+        assert_eq!(status, Some(200), "newcomer {round} over idle keep-alives");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "newcomer {round} served only after {:?}",
+            started.elapsed()
+        );
+        newcomers.push(conn);
+    }
+    // The two idle longest were closed, oldest first; the third still serves.
+    for (i, conn) in held.iter_mut().enumerate().take(2) {
+        assert!(
+            conn.read_to_end().is_empty() && conn.try_send("GET", "/open/b", b"").is_none(),
+            "connection {i} (idle longer) was not closed"
+        );
+    }
+    assert_eq!(held[2].send("GET", "/open/b", b"").status, 200);
+    assert_eq!(
+        proxy.metric("sigproxy_connections_refused_total", &[]),
+        Some(0.0)
+    );
 }
 
 #[test]
