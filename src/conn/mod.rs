@@ -169,7 +169,7 @@ where
                 Head::Evicted => {
                     // Nothing unread: no need to linger, and the newcomer waits for the place.
                     if let Ok(downstream) = io.into_any().downcast::<Downstream>() {
-                        downstream.close_at_once();
+                        (*downstream).close_at_once();
                     }
                     return None;
                 }

@@ -102,7 +102,7 @@ impl Downstream {
 
     /// Closes without lingering (and gives its place back) at once: for a connection with
     /// nothing unread, an idle keep-alive one.
-    pub fn close_at_once(mut self: Box<Self>) {
+    pub fn close_at_once(mut self) {
         self.linger = None;
     }
 
