@@ -3,6 +3,7 @@
 
 use crate::access::browser::BrowserPolicy;
 use crate::access::Denied;
+use crate::config::ClientLimits;
 use crate::credentials::CredentialStore;
 use crate::drain::Drain;
 use crate::metrics::metrics;
@@ -13,6 +14,22 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+/// Connections the admin port serves at once (probes and a scraper or two; beyond, the
+/// keep-alive connection idle longest makes room, else `503`).
+const MAX_CONNECTIONS: usize = 32;
+/// Admin requests are a request line and a few headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The admin listener's limits: the traffic port's header and keep-alive timeouts, a small
+/// connection cap. A client that holds admin connections open, or sends a head a byte at a
+/// time, cannot take the probes' port away.
+pub fn limits(traffic: &ClientLimits) -> ClientLimits {
+    ClientLimits {
+        max_connections: MAX_CONNECTIONS,
+        ..*traffic
+    }
+}
 
 pub struct AdminApp {
     store: Arc<CredentialStore>,

@@ -136,15 +136,19 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
         drain: drain.clone(),
     };
 
-    let mut admin = Service::new(
-        "sigproxy admin".to_string(),
-        AdminApp::new(
-            store.clone(),
-            &router,
-            config.access.browser.clone(),
-            drain.clone(),
-        ),
+    let admin_app = AdminApp::new(
+        store.clone(),
+        &router,
+        config.access.browser.clone(),
+        drain.clone(),
     );
+    // The same head and time limits as traffic, and a small connection cap: see `admin`.
+    let admin_app = Guarded::admin(
+        admin_app,
+        crate::admin::limits(&config.limits),
+        crate::admin::MAX_HEADER_BYTES,
+    );
+    let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
     admin.add_tcp(&config.admin_listen.to_string());
 
     let refresher = background_service("credential refresh", CredentialRefresher { store });

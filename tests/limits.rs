@@ -499,3 +499,57 @@ fn a_leading_blank_line_and_a_huge_head_get_the_json_431() {
         assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
     }
 }
+
+/// The admin port (probes, scrapers) has the traffic port's head and idle limits and a small
+/// connection cap: a client dribbling a head or holding connections open cannot take it away.
+#[test]
+fn the_admin_port_closes_slow_and_idle_connections_and_caps_them() {
+    let proxy = start("request_header_timeout: 1s\nkeepalive_timeout: 1s\n");
+    // A head sent a byte at a time, never finished.
+    let mut slow = TcpStream::connect(proxy.admin).unwrap();
+    let dribble = std::thread::spawn({
+        let mut slow = slow.try_clone().unwrap();
+        move || {
+            for b in b"GET /healthz HTTP/1.1\r\nX: ".iter().cycle().take(40) {
+                if slow.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    let took = closed_within(&mut slow, Duration::from_secs(6))
+        .expect("a dribbled admin head was still open after 6 s");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    dribble.join().unwrap();
+
+    // An idle keep-alive admin connection.
+    let mut idle = TcpStream::connect(proxy.admin).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = [0u8; 1024];
+    let n = idle.read(&mut response).unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    let took = closed_within(&mut idle, Duration::from_secs(5))
+        .expect("an idle admin connection was still open after 5 s");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // Connections parked mid-head fill the cap; the next gets 503, the probes work again once
+    // they are gone.
+    let parked: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut c = TcpStream::connect(proxy.admin).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = proxy.admin_get("/healthz");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    drop(parked);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while proxy.admin_get("/healthz").status != 200 {
+        assert!(Instant::now() < deadline, "the admin port did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -26,7 +26,7 @@ pub mod stream;
 use crate::config::ClientLimits;
 use crate::drain::Drain;
 use crate::error::ProxyError;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Metrics};
 use async_trait::async_trait;
 use head::Head;
 use idle::IdleSet;
@@ -62,6 +62,8 @@ pub struct Guarded<A> {
     refusing: Arc<AtomicUsize>,
     /// Keep-alive connections between requests, the first to go at `max_connections`.
     idle: Arc<IdleSet>,
+    /// The traffic listener's (counted in the connection metrics); false for the admin one.
+    traffic: bool,
 }
 
 impl<A> Guarded<A> {
@@ -79,14 +81,37 @@ impl<A> Guarded<A> {
             closing: drain.closing(),
             refusing: Arc::default(),
             idle: Arc::default(),
+            traffic: true,
         }
+    }
+
+    /// The admin listener's application: the same limits, its own count of connections (the
+    /// drain waits for none of them: a scraper's keep-alive connection would hold it up), no
+    /// drain and no connection metrics.
+    pub fn admin(inner: A, limits: ClientLimits, max_header_bytes: usize) -> Guarded<A> {
+        Guarded {
+            inner: Arc::new(inner),
+            limits,
+            max_header_bytes,
+            open: Arc::default(),
+            closing: tokio::sync::watch::channel(false).1,
+            refusing: Arc::default(),
+            idle: Arc::default(),
+            traffic: false,
+        }
+    }
+
+    /// The connection metrics, for the traffic listener only.
+    fn counted(&self) -> Option<&'static Metrics> {
+        self.traffic.then(metrics)
     }
 
     /// A place among `max_connections`: a free one, else that of the connection idle longest
     /// (told to close; its place comes back once it has). `None`: every connection is busy.
     async fn place(&self) -> Option<Slot> {
         let max = self.limits.max_connections;
-        let take = || Slot::take(&self.open, max, Some(metrics().connections.clone()));
+        let gauge = self.counted().map(|m| m.connections.clone());
+        let take = || Slot::take(&self.open, max, gauge.clone());
         if let Some(slot) = take() {
             return Some(slot);
         }
@@ -105,7 +130,9 @@ impl<A> Guarded<A> {
 
     /// Answers `503` to a connection over `max_connections` and closes it.
     async fn refuse(&self, io: Stream) {
-        metrics().connections_refused.inc();
+        if let Some(m) = self.counted() {
+            m.connections_refused.inc();
+        }
         let slot = Slot::take(&self.refusing, self.limits.max_connections, None);
         let linger = slot.is_some().then_some(REFUSAL_LINGER);
         let mut io: Stream = Box::new(Downstream::new(io, slot, linger));
@@ -174,17 +201,19 @@ where
                     return None;
                 }
                 Head::TimedOut => {
-                    metrics()
-                        .request_heads_refused
-                        .with_label_values(&["timeout"])
-                        .inc();
+                    if let Some(m) = self.counted() {
+                        m.request_heads_refused
+                            .with_label_values(&["timeout"])
+                            .inc();
+                    }
                     return None;
                 }
                 Head::TooLarge => {
-                    metrics()
-                        .request_heads_refused
-                        .with_label_values(&["too_large"])
-                        .inc();
+                    if let Some(m) = self.counted() {
+                        m.request_heads_refused
+                            .with_label_values(&["too_large"])
+                            .inc();
+                    }
                     let limit = self.max_header_bytes;
                     head::answer(&mut io, &ProxyError::HeadersTooLarge { limit }).await;
                     return None;
