@@ -10,7 +10,8 @@
 //! 1. **`shutdown_delay`**: keep accepting and serving as usual, so that what still routes here
 //!    is served while the endpoint removal propagates; every response now says
 //!    `Connection: close`, which moves keep-alive clients to a new connection (and so to
-//!    another endpoint) after their next request instead of cutting them.
+//!    another endpoint) after their next request instead of cutting them; and `/readyz` on the
+//!    admin port answers 503, for load balancers that health-check it themselves.
 //! 2. Stop accepting (the traffic listener closes: connects are refused, never accepted and
 //!    dropped); idle connections close; requests in flight go on.
 //! 3. Exit as soon as no client connection is left, or when `shutdown_grace` has passed.
