@@ -1,27 +1,51 @@
-//! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign) and
-//! `/metrics` (Prometheus).
+//! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (can sign, and not
+//! draining) and `/metrics` (Prometheus).
 
 use crate::access::Denied;
+use crate::config::ClientLimits;
+use crate::drain::Drain;
 use crate::metrics::metrics;
 use crate::reload::Live;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+/// Connections the admin port serves at once (probes and a scraper or two; beyond, the
+/// keep-alive connection idle longest makes room, else `503`).
+const MAX_CONNECTIONS: usize = 32;
+/// Admin requests are a request line and a few headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The admin listener's limits: the traffic port's header and keep-alive timeouts, a small
+/// connection cap. A client that holds admin connections open, or sends a head a byte at a
+/// time, cannot take the probes' port away.
+pub fn limits(traffic: &ClientLimits) -> ClientLimits {
+    ClientLimits {
+        max_connections: MAX_CONNECTIONS,
+        ..*traffic
+    }
+}
 
 pub struct AdminApp {
     /// The credential sets (those some route signs with decide readiness) and the browser
     /// policy (web pages may not read it: `/readyz` says why credentials fail, `/metrics` names
     /// routes), as the last reload left them.
     live: Live,
+    /// From SIGTERM on, not ready whatever the credentials.
+    drain: Arc<Drain>,
 }
 
 impl AdminApp {
-    pub fn new(live: Live) -> Self {
-        AdminApp { live }
+    pub fn new(live: Live, drain: Arc<Drain>) -> Self {
+        AdminApp { live, drain }
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
+    /// From SIGTERM on, 503 saying so: a load balancer that health-checks (an NLB target group,
+    /// anything not driven by Kubernetes endpoints) stops sending new connections during
+    /// `shutdown_delay`, while the traffic port still serves those that come.
     fn readiness(&self) -> (StatusCode, serde_json::Value) {
         let mut sets = serde_json::Map::new();
         let mut ready = true;
@@ -36,15 +60,19 @@ impl AdminApp {
             };
             sets.insert(set.name().to_string(), state);
         }
+        let mut body = serde_json::json!({ "ready": ready, "credentials": sets });
+        if self.drain.draining() {
+            ready = false;
+            body["ready"] = false.into();
+            body["draining"] = true.into();
+            body["reason"] = "shutting down (SIGTERM): finishing what is in flight".into();
+        }
         let status = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        (
-            status,
-            serde_json::json!({ "ready": ready, "credentials": sets }),
-        )
+        (status, body)
     }
 }
 

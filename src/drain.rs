@@ -10,19 +10,25 @@
 //! 1. **`shutdown_delay`**: keep accepting and serving as usual, so that what still routes here
 //!    is served while the endpoint removal propagates; every response now says
 //!    `Connection: close`, which moves keep-alive clients to a new connection (and so to
-//!    another endpoint) after their next request instead of cutting them.
+//!    another endpoint) after their next request instead of cutting them; and `/readyz` on the
+//!    admin port answers 503, for load balancers that health-check it themselves.
 //! 2. Stop accepting (the traffic listener closes: connects are refused, never accepted and
 //!    dropped); idle connections close; requests in flight go on.
 //! 3. Exit as soon as no client connection is left, or when `shutdown_grace` has passed.
 //!
-//! SIGQUIT (the `-u` hand-over) and SIGINT keep pingora's behaviour. During a drain SIGINT
-//! exits at once; SIGQUIT and a second SIGTERM are ignored (the listening sockets may already
-//! be closed, so there is nothing to hand over).
+//! SIGQUIT (the `-u` hand-over) is pingora's: it sends the listening sockets to the new process,
+//! both accept for 5 s more, then this one stops accepting. sigproxy adds two things: responses
+//! say `Connection: close` from the signal on (keep-alive clients move to the new process), and
+//! the process exits as soon as no client connection is left instead of sleeping out pingora's
+//! grace period (`shutdown_grace`); no `shutdown_delay`, as the new process already holds the
+//! sockets. SIGINT keeps pingora's behaviour. During a drain SIGINT exits at once; SIGQUIT and
+//! a second SIGTERM are ignored (the listening sockets may already be closed, so there is
+//! nothing to hand over).
 
 use async_trait::async_trait;
 use pingora::server::{ListenFds, RuntimeOpts, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::Service;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -44,6 +50,10 @@ pub struct Drain {
     stopped: watch::Sender<bool>,
     /// Client connections open on the traffic port, lingering ones included.
     open: Arc<AtomicUsize>,
+    /// True from SIGTERM on: `/readyz` answers 503, so health-checking load balancers stop
+    /// sending. Not set by pingora's own shutdown (SIGQUIT): after a hand-over the admin port
+    /// belongs to the new process too, whose readiness it would misreport.
+    draining: AtomicBool,
 }
 
 impl Drain {
@@ -54,12 +64,18 @@ impl Drain {
             closing: watch::channel(false).0,
             stopped: watch::channel(false).0,
             open: Arc::default(),
+            draining: AtomicBool::new(false),
         })
     }
 
     /// The count of open client connections, kept by the connection loop.
     pub fn connections(&self) -> Arc<AtomicUsize> {
         self.open.clone()
+    }
+
+    /// True once SIGTERM has started the drain.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
@@ -79,8 +95,10 @@ impl Drain {
         tracing::info!(
             shutdown_delay = ?self.delay,
             shutdown_grace = ?self.grace,
-            "SIGTERM: still accepting for shutdown_delay; every response closes its connection"
+            "SIGTERM: still accepting for shutdown_delay; every response closes its connection, \
+             /readyz answers 503"
         );
+        self.draining.store(true, Ordering::Release);
         self.closing.send_replace(true);
         tokio::time::sleep(self.delay).await;
         let open = self.open.load(Ordering::Acquire);
@@ -89,28 +107,51 @@ impl Drain {
             "shutdown_delay over: no longer accepting; waiting for requests in flight"
         );
         self.stopped.send_replace(true);
-        let deadline = Instant::now() + self.grace;
+        if self.idle_by(Instant::now() + self.grace).await {
+            tracing::info!("nothing in flight: exiting");
+        } else {
+            tracing::warn!(
+                connections = self.open.load(Ordering::Acquire),
+                "shutdown_grace over: closing the connections still open and exiting"
+            );
+        }
+    }
+
+    /// Waits until no client connection is left (true) or `deadline` has passed (false).
+    async fn idle_by(&self, deadline: Instant) -> bool {
         loop {
             // Also gives the accept loops (on other threads) time to see `stopped`.
             tokio::time::sleep(POLL).await;
-            let open = self.open.load(Ordering::Acquire);
-            if open == 0 {
-                tracing::info!("nothing in flight: exiting");
-                return;
+            if self.open.load(Ordering::Acquire) == 0 {
+                return true;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(
-                    connections = open,
-                    "shutdown_grace over: closing the connections still open and exiting"
-                );
-                return;
+                return false;
             }
+        }
+    }
+
+    /// After SIGQUIT: once pingora has handed the sockets over and stopped accepting, exits as
+    /// soon as no client connection is left. pingora itself would sleep its whole grace period
+    /// (an uninterruptible sleep on the main thread, after which it drops whatever is left):
+    /// this runs on the signal runtime, which lives on meanwhile. Past `shutdown_grace`
+    /// pingora's own end applies.
+    async fn exit_when_handed_over(&self) {
+        let mut stopped = self.stopped.subscribe();
+        if stopped.wait_for(|stopped| *stopped).await.is_err() {
+            return;
+        }
+        if self.idle_by(Instant::now() + self.grace).await {
+            tracing::info!("sockets handed over and nothing in flight: exiting");
+            // Nothing is left to finish: the runtimes' shutdown has nothing to do.
+            std::process::exit(0);
         }
     }
 }
 
 /// Replaces pingora's signal watch: SIGTERM drains as described above, then the server shuts
-/// down without a further wait (pingora's grace period applies to SIGQUIT only). That last
+/// down without a further wait (pingora's grace period applies to SIGQUIT only, cut short once
+/// nothing is in flight). That last
 /// step is pingora's fast shutdown, which it logs as "SIGINT received": sigproxy's own
 /// "nothing in flight" or "shutdown_grace over" line comes just before.
 pub struct Signals {
@@ -124,7 +165,13 @@ impl ShutdownSignalWatch for Signals {
         let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
         tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = quit.recv() => {
+                // Keep-alive clients move to the new process after their next response.
+                self.drain.closing.send_replace(true);
+                let drain = self.drain.clone();
+                tokio::spawn(async move { drain.exit_when_handed_over().await });
+                ShutdownSignal::GracefulUpgrade
+            }
             _ = int.recv() => ShutdownSignal::FastShutdown,
             _ = term.recv() => {
                 // The handlers stay installed: another SIGTERM or a SIGQUIT now does nothing.

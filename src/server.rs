@@ -79,7 +79,8 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let conf = ServerConf {
         threads: config.threads,
         // Only the SIGQUIT hand-over goes through pingora's grace period (an uninterruptible
-        // sleep); SIGTERM is `drain`'s, which exits once nothing is in flight.
+        // sleep, which `drain` cuts short once nothing is in flight); SIGTERM is `drain`'s,
+        // which exits once nothing is in flight.
         grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         // One current-thread runtime per worker: fewer cross-thread wake-ups than tokio's
@@ -114,7 +115,14 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         drain: drain.clone(),
     };
 
-    let mut admin = Service::new("sigproxy admin".to_string(), AdminApp::new(live.clone()));
+    let admin_app = AdminApp::new(live.clone(), drain.clone());
+    // The same head and time limits as traffic, and a small connection cap: see `admin`.
+    let admin_app = Guarded::admin(
+        admin_app,
+        crate::admin::limits(&config.limits),
+        crate::admin::MAX_HEADER_BYTES,
+    );
+    let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
     admin.add_tcp(&config.admin_listen.to_string());
 
     let (listen, admin_listen, routes) = (config.listen, config.admin_listen, config.routes.len());

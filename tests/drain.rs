@@ -212,3 +212,123 @@ fn a_rolling_replacement_under_steady_traffic_loses_nothing() {
         "A exited {exited:?} after SIGTERM, its last request ended at {slow_done:?}"
     );
 }
+
+/// A load balancer that health-checks `/readyz` (an NLB target group, anything not driven by
+/// Kubernetes endpoints) learns of the drain at SIGTERM, while the traffic port still serves
+/// for `shutdown_delay` and `/healthz` stays 200.
+#[test]
+fn readyz_says_draining_from_sigterm_and_healthz_stays_ok() {
+    let peers = Peers::start();
+    let config = peers.lambda_config("").replace(
+        "credentials:\n",
+        "shutdown_delay: 3s\nshutdown_grace: 2s\ncredentials:\n",
+    );
+    let mut proxy = Proxy::start(&config, &peers.caller_env());
+    proxy.wait_ready();
+    assert_eq!(proxy.admin_get("/readyz").status, 200);
+
+    let t0 = Instant::now();
+    proxy.signal("TERM");
+    // The signal is handled asynchronously: poll, briefly.
+    let mut readyz = proxy.admin_get("/readyz");
+    while readyz.status == 200 && t0.elapsed() < Duration::from_millis(1000) {
+        std::thread::sleep(Duration::from_millis(20));
+        readyz = proxy.admin_get("/readyz");
+    }
+    let seen_after = t0.elapsed();
+    assert_eq!(readyz.status, 503, "/readyz during the drain: {readyz:?}");
+    let body = readyz.json();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(readyz.header("content-type"), Some("application/json"));
+    assert_eq!(
+        proxy.admin_get("/healthz").status,
+        200,
+        "/healthz while draining"
+    );
+    // Still within shutdown_delay: the traffic port serves.
+    let served = proxy.send("POST", "/fn/during-delay", &[], b"x");
+    assert_eq!(served.status, 200, "a request during shutdown_delay");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "checked within the delay ({:?})",
+        t0.elapsed()
+    );
+    // Late in the delay: still so (the process exits just after it, nothing being in flight).
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(t0.elapsed()));
+    assert_eq!(
+        proxy.admin_get("/healthz").status,
+        200,
+        "/healthz late in the delay"
+    );
+    assert_eq!(
+        proxy.admin_get("/readyz").status,
+        503,
+        "/readyz late in the delay"
+    );
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "{status:?}");
+    eprintln!("/readyz said draining {seen_after:?} after SIGTERM");
+}
+
+/// SIGQUIT (the `-u` hand-over): once pingora has passed the sockets on and stopped accepting
+/// (5 s after the signal), the old process exits as soon as its last request is done, not when
+/// `shutdown_grace` is over.
+#[test]
+fn after_a_hand_over_the_old_process_exits_once_its_requests_are_done() {
+    const QUIT_GRACE: Duration = Duration::from_secs(10);
+    /// Past pingora's 5 s of both processes accepting.
+    const SLOW_MS: u64 = 6500;
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let config = format!(
+        "upgrade_socket: {}\nshutdown_grace: {}s\n{}",
+        socket.display(),
+        QUIT_GRACE.as_secs(),
+        peers
+            .lambda_config("")
+            .replace("read_timeout: 2s", "read_timeout: 10s")
+    );
+    let mut old = Proxy::start(&config, &peers.caller_env());
+    old.wait_ready();
+    let new = old.upgrade(&peers.caller_env());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process did not open the upgrade socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A request in flight at the hand-over, on a connection the old process accepted.
+    let mut conn = Conn::open(old.addr);
+    let slow = std::thread::spawn(move || {
+        let r = conn.try_send("POST", &format!("/fn/__sleep?ms={SLOW_MS}"), b"slow");
+        (r.map(|r| r.status), Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    old.signal("QUIT");
+    let exit = old.wait_exit(QUIT_GRACE + Duration::from_secs(10));
+    let exited = t0.elapsed();
+    let (slow_status, slow_done) = slow.join().unwrap();
+    let slow_done = slow_done.duration_since(t0);
+    eprintln!("slow request done {slow_done:?}, old process exited {exited:?} after SIGQUIT");
+
+    assert_eq!(
+        slow_status,
+        Some(200),
+        "the request in flight at the hand-over"
+    );
+    let status = exit.expect("the old process did not exit");
+    assert!(status.success(), "{status:?}");
+    // Before: pingora's 5 s, then the whole grace (10 s), then its runtime shutdown.
+    assert!(
+        exited < slow_done + Duration::from_millis(1000),
+        "the old process exited {exited:?} after SIGQUIT, its last request ended at {slow_done:?}"
+    );
+    new.wait_ready();
+    let r = request(new.addr, "POST", "/fn/after", &[], b"x");
+    assert_eq!(r.status, 200, "the new process serves");
+}

@@ -170,6 +170,11 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
     }
+    // Each begins its next request: none is idle, so none can make room (see the next test).
+    for conn in &mut held {
+        conn.write(b"GET /open/b HTTP/1.1\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {
         let started = Instant::now();
         let r = proxy.get("/open/extra");
@@ -183,7 +188,8 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     }
     // The three connections inside the limit are served meanwhile.
     for conn in &mut held {
-        assert_eq!(conn.send("GET", "/open/b", b"").status, 200);
+        conn.write(b"Host: localhost\r\n\r\n");
+        assert_eq!(conn.read().expect("a response").status, 200);
     }
     assert_eq!(
         proxy.metric("sigproxy_connections_refused_total", &[]),
@@ -201,6 +207,46 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
         assert!(Instant::now() < deadline, "the freed place was not reused");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Clients that merely hold keep-alive connections open cannot lock others out: at
+/// `max_connections` a newcomer takes the place of the connection idle longest.
+#[test]
+fn at_max_connections_the_longest_idle_keep_alive_connection_makes_room() {
+    let proxy = start("max_connections: 3\n");
+    let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(proxy.addr)).collect();
+    for conn in &mut held {
+        assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
+        // Each becomes idle after the one before.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two newcomers that keep their connections too.
+    let mut newcomers = Vec::new();
+    for round in 0..2 {
+        let started = Instant::now();
+        let mut conn = Conn::open(proxy.addr);
+        let r = conn.try_send("GET", "/open/newcomer", b"");
+        let status = r.map(|r| r.status);
+        assert_eq!(status, Some(200), "newcomer {round} over idle keep-alives");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "newcomer {round} served only after {:?}",
+            started.elapsed()
+        );
+        newcomers.push(conn);
+    }
+    // The two idle longest were closed, oldest first; the third still serves.
+    for (i, conn) in held.iter_mut().enumerate().take(2) {
+        assert!(
+            conn.read_to_end().is_empty() && conn.try_send("GET", "/open/b", b"").is_none(),
+            "connection {i} (idle longer) was not closed"
+        );
+    }
+    assert_eq!(held[2].send("GET", "/open/b", b"").status, 200);
+    assert_eq!(
+        proxy.metric("sigproxy_connections_refused_total", &[]),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -451,5 +497,59 @@ fn a_leading_blank_line_and_a_huge_head_get_the_json_431() {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 431"), "{cap}: {answer}");
         assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+    }
+}
+
+/// The admin port (probes, scrapers) has the traffic port's head and idle limits and a small
+/// connection cap: a client dribbling a head or holding connections open cannot take it away.
+#[test]
+fn the_admin_port_closes_slow_and_idle_connections_and_caps_them() {
+    let proxy = start("request_header_timeout: 1s\nkeepalive_timeout: 1s\n");
+    // A head sent a byte at a time, never finished.
+    let mut slow = TcpStream::connect(proxy.admin).unwrap();
+    let dribble = std::thread::spawn({
+        let mut slow = slow.try_clone().unwrap();
+        move || {
+            for b in b"GET /healthz HTTP/1.1\r\nX: ".iter().cycle().take(40) {
+                if slow.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    let took = closed_within(&mut slow, Duration::from_secs(6))
+        .expect("a dribbled admin head was still open after 6 s");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    dribble.join().unwrap();
+
+    // An idle keep-alive admin connection.
+    let mut idle = TcpStream::connect(proxy.admin).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = [0u8; 1024];
+    let n = idle.read(&mut response).unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    let took = closed_within(&mut idle, Duration::from_secs(5))
+        .expect("an idle admin connection was still open after 5 s");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // Connections parked mid-head fill the cap; the next gets 503, the probes work again once
+    // they are gone.
+    let parked: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut c = TcpStream::connect(proxy.admin).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = proxy.admin_get("/healthz");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    drop(parked);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while proxy.admin_get("/healthz").status != 200 {
+        assert!(Instant::now() < deadline, "the admin port did not recover");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -6,6 +6,7 @@
 //! the head must be complete by one deadline, and no more than `max_header_bytes` of it is taken
 //! in; pingora then parses the bytes read here as if it had read them itself.
 
+use super::idle::Idle;
 use crate::error::ProxyError;
 use bytes::{Buf, BufMut, BytesMut};
 use pingora::protocols::Stream;
@@ -26,19 +27,23 @@ pub enum Head {
     TimedOut,
     /// No end of the head within `max_header_bytes`.
     TooLarge,
+    /// Nothing had come when the connection, idle longest, was told to make room.
+    Evicted,
 }
 
 /// Reads the next request head from `io`.
 ///
 /// `first_byte_by`: when the client must have started (the keep-alive timeout, or for a new
 /// connection its whole-head deadline). `head_time`: how long the head may take from then on,
-/// capped by `head_by` if given (a new connection's head counts from the accept).
+/// capped by `head_by` if given (a new connection's head counts from the accept). `idle`: the
+/// connection's place among the idle ones (between requests), given up at the first byte.
 pub async fn read(
     io: &mut Stream,
     first_byte_by: Instant,
     head_time: Duration,
     head_by: Option<Instant>,
     max_bytes: usize,
+    mut idle: Option<Idle>,
 ) -> Head {
     let mut buf = BytesMut::new();
     let mut deadline = first_byte_by;
@@ -54,7 +59,16 @@ pub async fn read(
             buf.reserve(buf.len().max(1024).min(max_bytes - buf.len()));
         }
         let room = max_bytes - buf.len();
-        let read = timeout_at(deadline, io.read_buf(&mut (&mut buf).limit(room))).await;
+        let mut limited = (&mut buf).limit(room);
+        let read = timeout_at(deadline, io.read_buf(&mut limited));
+        let read = match &idle {
+            // Cancelling a read that has not completed loses nothing.
+            Some(idle) => tokio::select! {
+                read = read => read,
+                () = idle.evicted() => return Head::Evicted,
+            },
+            None => read.await,
+        };
         match read {
             Err(_) if started => return Head::TimedOut,
             Err(_) => return Head::Idle,
@@ -72,6 +86,7 @@ pub async fn read(
         }
         if !started {
             started = true;
+            idle = None;
             let by = Instant::now() + head_time;
             deadline = head_by.map_or(by, |cap| cap.min(by));
         }
@@ -162,6 +177,7 @@ mod tests {
             head_time,
             Some(now + head_time),
             max,
+            None,
         )
         .await
     }
@@ -205,6 +221,34 @@ mod tests {
         let parts: &[&[u8]] = &[b"GET / HTTP/1.1\r\nX: ", &big];
         let head = feed(parts, Duration::ZERO, 4096, Duration::from_secs(1)).await;
         assert!(matches!(head, Head::TooLarge), "{head:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_wait_is_evicted_a_begun_head_never() {
+        use super::super::idle::IdleSet;
+        use std::sync::Arc;
+        let set = Arc::new(IdleSet::default());
+        let wait = Duration::from_secs(10);
+        let reading = |io: Stream, idle| async move {
+            let mut io = io;
+            read(&mut io, Instant::now() + wait, wait, None, 4096, Some(idle)).await
+        };
+
+        let (mut client, server) = tokio::io::duplex(4096);
+        let begun = tokio::spawn(reading(Box::new(server), set.enter()));
+        client.write_all(b"GET / HT").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!set.evict_longest(), "a head that has begun is not idle");
+        client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+        let head = begun.await.unwrap();
+        assert!(matches!(head, Head::Complete(_)), "{head:?}");
+
+        let (_client, server) = tokio::io::duplex(4096);
+        let silent = tokio::spawn(reading(Box::new(server), set.enter()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(set.evict_longest());
+        let head = silent.await.unwrap();
+        assert!(matches!(head, Head::Evicted), "{head:?}");
     }
 
     #[tokio::test(start_paused = true)]

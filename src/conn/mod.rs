@@ -2,8 +2,9 @@
 //!
 //! [`Guarded`] is the traffic listener's application: it wraps pingora's HTTP proxy app and
 //! takes over the part of pingora's per-connection loop that reads request heads:
-//! - `max_connections`: a connection beyond it gets a JSON `503` with `Retry-After` and is
-//!   closed at once, before anything of it is read;
+//! - `max_connections`: a connection beyond it takes the place of the keep-alive connection
+//!   idle longest (see [`idle`]), which is closed; when none is idle, it gets a JSON `503` with
+//!   `Retry-After` and is closed at once, before anything of it is read;
 //! - `request_header_timeout`: each request head must be complete within it (from the
 //!   connection's accept for the first request, from its first byte for later ones), however
 //!   fast each byte comes;
@@ -19,14 +20,16 @@
 //! through this loop.
 
 mod head;
+mod idle;
 pub mod stream;
 
 use crate::config::ClientLimits;
 use crate::drain::Drain;
 use crate::error::ProxyError;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Metrics};
 use async_trait::async_trait;
 use head::Head;
+use idle::IdleSet;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
@@ -36,6 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use stream::{Downstream, Linger, Slot, LINGER};
 use tokio::time::Instant;
+
+/// How long a new connection waits for the place of the idle connection it evicted.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// Refused connections linger only briefly: their client has sent a head at most.
 const REFUSAL_LINGER: Linger = Linger {
@@ -54,6 +60,10 @@ pub struct Guarded<A> {
     closing: ShutdownWatch,
     /// Refused connections still lingering (at most `max_connections`; beyond, closed at once).
     refusing: Arc<AtomicUsize>,
+    /// Keep-alive connections between requests, the first to go at `max_connections`.
+    idle: Arc<IdleSet>,
+    /// The traffic listener's (counted in the connection metrics); false for the admin one.
+    traffic: bool,
 }
 
 impl<A> Guarded<A> {
@@ -70,12 +80,59 @@ impl<A> Guarded<A> {
             open: drain.connections(),
             closing: drain.closing(),
             refusing: Arc::default(),
+            idle: Arc::default(),
+            traffic: true,
         }
+    }
+
+    /// The admin listener's application: the same limits, its own count of connections (the
+    /// drain waits for none of them: a scraper's keep-alive connection would hold it up), no
+    /// drain and no connection metrics.
+    pub fn admin(inner: A, limits: ClientLimits, max_header_bytes: usize) -> Guarded<A> {
+        Guarded {
+            inner: Arc::new(inner),
+            limits,
+            max_header_bytes,
+            open: Arc::default(),
+            closing: tokio::sync::watch::channel(false).1,
+            refusing: Arc::default(),
+            idle: Arc::default(),
+            traffic: false,
+        }
+    }
+
+    /// The connection metrics, for the traffic listener only.
+    fn counted(&self) -> Option<&'static Metrics> {
+        self.traffic.then(metrics)
+    }
+
+    /// A place among `max_connections`: a free one, else that of the connection idle longest
+    /// (told to close; its place comes back once it has). `None`: every connection is busy.
+    async fn place(&self) -> Option<Slot> {
+        let max = self.limits.max_connections;
+        let gauge = self.counted().map(|m| m.connections.clone());
+        let take = || Slot::take(&self.open, max, gauge.clone());
+        if let Some(slot) = take() {
+            return Some(slot);
+        }
+        if !self.idle.evict_longest() {
+            return None;
+        }
+        let deadline = Instant::now() + EVICTION_WAIT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if let Some(slot) = take() {
+                return Some(slot);
+            }
+        }
+        None
     }
 
     /// Answers `503` to a connection over `max_connections` and closes it.
     async fn refuse(&self, io: Stream) {
-        metrics().connections_refused.inc();
+        if let Some(m) = self.counted() {
+            m.connections_refused.inc();
+        }
         let slot = Slot::take(&self.refusing, self.limits.max_connections, None);
         let linger = slot.is_some().then_some(REFUSAL_LINGER);
         let mut io: Stream = Box::new(Downstream::new(io, slot, linger));
@@ -100,8 +157,7 @@ where
 {
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let accepted = Instant::now();
-        let gauge = Some(metrics().connections.clone());
-        let Some(slot) = Slot::take(&self.open, self.limits.max_connections, gauge) else {
+        let Some(slot) = self.place().await else {
             self.refuse(io).await;
             return None;
         };
@@ -120,6 +176,7 @@ where
                 header_time,
                 head_by,
                 self.max_header_bytes,
+                (!first).then(|| self.idle.enter()),
             );
             let head = if first {
                 reading.await
@@ -136,18 +193,27 @@ where
             let buf = match head {
                 Head::Complete(buf) => buf,
                 Head::Closed | Head::Idle => return None,
+                Head::Evicted => {
+                    // Nothing unread: no need to linger, and the newcomer waits for the place.
+                    if let Ok(downstream) = io.into_any().downcast::<Downstream>() {
+                        (*downstream).close_at_once();
+                    }
+                    return None;
+                }
                 Head::TimedOut => {
-                    metrics()
-                        .request_heads_refused
-                        .with_label_values(&["timeout"])
-                        .inc();
+                    if let Some(m) = self.counted() {
+                        m.request_heads_refused
+                            .with_label_values(&["timeout"])
+                            .inc();
+                    }
                     return None;
                 }
                 Head::TooLarge => {
-                    metrics()
-                        .request_heads_refused
-                        .with_label_values(&["too_large"])
-                        .inc();
+                    if let Some(m) = self.counted() {
+                        m.request_heads_refused
+                            .with_label_values(&["too_large"])
+                            .inc();
+                    }
                     let limit = self.max_header_bytes;
                     head::answer(&mut io, &ProxyError::HeadersTooLarge { limit }).await;
                     return None;

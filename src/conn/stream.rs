@@ -100,6 +100,12 @@ impl Downstream {
         }
     }
 
+    /// Closes without lingering (and gives its place back) at once: for a connection with
+    /// nothing unread, an idle keep-alive one.
+    pub fn close_at_once(mut self) {
+        self.linger = None;
+    }
+
     fn io(&mut self) -> &mut Stream {
         self.io.as_mut().expect("present until dropped")
     }
