@@ -4,8 +4,8 @@
 //! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -34,6 +34,8 @@ pub struct Metrics {
     pub request_heads_refused: IntCounterVec,
     pub buffered_body_bytes: IntGauge,
     pub body_budget_refusals: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: Gauge,
 }
 
 /// The process-wide metrics.
@@ -82,6 +84,29 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let config_reloads = counter(
+            &r,
+            "sigproxy_config_reloads_total",
+            "Configuration reloads, by result: success or failure (the old configuration kept serving)",
+            &["result"],
+        );
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        // The configuration read at startup is the first successful load.
+        let config_last_reload_success = register(
+            &r,
+            Gauge::new(
+                "sigproxy_config_last_reload_success_timestamp_seconds",
+                "When the configuration in use was loaded (Unix time)",
+            )
+            .expect("valid metric"),
+        );
+        config_last_reload_success.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         Metrics {
             requests: counter(
                 &r,
@@ -200,6 +225,8 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            config_reloads,
+            config_last_reload_success,
             registry: r,
         }
     }
@@ -384,8 +411,13 @@ mod tests {
             "sigproxy_connections_refused_total",
             "sigproxy_buffered_body_bytes",
             "sigproxy_body_budget_refusals_total",
+            "sigproxy_config_last_reload_success_timestamp_seconds",
         ] {
             assert!(text.contains(&format!("\n{family} ")), "{family} missing");
+        }
+        for result in ["success", "failure"] {
+            let series = format!("\nsigproxy_config_reloads_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&series), "{series} missing");
         }
     }
 
