@@ -207,7 +207,7 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
     walk(&dashboard["panels"], &mut out);
     for var in dashboard["templating"]["list"].as_array().unwrap() {
         if var["type"] == "query" {
-            out.push(var["query"]["query"].as_str().unwrap().to_string());
+            out.push(var["query"].as_str().unwrap().to_string());
             out.push(var["definition"].as_str().unwrap().to_string());
         }
     }
