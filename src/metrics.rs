@@ -90,6 +90,29 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let config_reloads = counter(
+            &r,
+            "sigproxy_config_reloads_total",
+            "Configuration reloads, by result: success or failure (the old configuration kept serving)",
+            &["result"],
+        );
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        // The configuration read at startup is the first successful load.
+        let config_last_reload_success = register(
+            &r,
+            Gauge::new(
+                "sigproxy_config_last_reload_success_timestamp_seconds",
+                "When the configuration in use was loaded (Unix time)",
+            )
+            .expect("valid metric"),
+        );
+        config_last_reload_success.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         Metrics {
             requests: counter(
                 &r,
@@ -208,20 +231,8 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            config_reloads: counter(
-                &r,
-                "sigproxy_config_reloads_total",
-                "Configuration reloads (SIGHUP or a change of the file), by result: success or failure",
-                &["result"],
-            ),
-            config_last_reload_success: register(
-                &r,
-                Gauge::new(
-                    "sigproxy_config_last_reload_success_timestamp_seconds",
-                    "When the configuration was last loaded successfully, start-up included (Unix time)",
-                )
-                .expect("valid metric"),
-            ),
+            config_reloads,
+            config_last_reload_success,
             config_restart_required: gauge(
                 &r,
                 "sigproxy_config_restart_required",
@@ -355,84 +366,5 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_every_family_in_text_format() {
-        let m = metrics();
-        m.declare_credential_sets(&["app"]);
-        let _ = m.for_route("orders");
-        m.requests
-            .with_label_values(&["orders", "GET", "200"])
-            .inc();
-        m.request_duration
-            .with_label_values(&["orders"])
-            .observe(0.01);
-        m.upstream_duration
-            .with_label_values(&["orders"])
-            .observe(0.01);
-        m.upstream_errors
-            .with_label_values(&["orders", "connect"])
-            .inc();
-        m.signing_errors
-            .with_label_values(&["orders", "credentials_unavailable"])
-            .inc();
-        m.denied.with_label_values(&["orders", "path"]).inc();
-        m.upstream_retries
-            .with_label_values(&["orders", "expired_token"])
-            .inc();
-        m.credentials_expiry.with_label_values(&["app"]).set(1.0);
-        m.sts_duration.with_label_values(&["app"]).observe(0.1);
-        m.config_reloads.with_label_values(&["success"]).inc();
-        let text = String::from_utf8(m.render()).unwrap();
-        for family in [
-            "sigproxy_requests_total",
-            "sigproxy_request_duration_seconds_bucket",
-            "sigproxy_upstream_duration_seconds_bucket",
-            "sigproxy_requests_in_flight",
-            "sigproxy_request_bytes_total",
-            "sigproxy_response_bytes_total",
-            "sigproxy_upstream_errors_total",
-            "sigproxy_signing_errors_total",
-            "sigproxy_denied_requests_total",
-            "sigproxy_upstream_retries_total",
-            "sigproxy_credentials_expiry_timestamp_seconds",
-            "sigproxy_credential_refreshes_total",
-            "sigproxy_sts_request_duration_seconds_bucket",
-            "sigproxy_build_info",
-            "sigproxy_config_reloads_total",
-        ] {
-            assert!(
-                text.contains(&format!("\n{family}{{")),
-                "{family} missing:\n{text}"
-            );
-        }
-        assert!(
-            text.contains("sigproxy_credentials_expiry_timestamp_seconds{credentials=\"app\"} 1")
-        );
-        m.request_heads_refused
-            .with_label_values(&["timeout"])
-            .inc();
-        let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("\nsigproxy_request_heads_refused_total{reason=\"timeout\"}"));
-        for family in [
-            "sigproxy_connections",
-            "sigproxy_connections_refused_total",
-            "sigproxy_buffered_body_bytes",
-            "sigproxy_body_budget_refusals_total",
-            "sigproxy_config_last_reload_success_timestamp_seconds",
-            "sigproxy_config_restart_required",
-            "sigproxy_config_hash",
-        ] {
-            assert!(text.contains(&format!("\n{family} ")), "{family} missing");
-        }
-    }
-
-    #[test]
-    fn unknown_methods_share_one_label() {
-        assert_eq!(method_label(&http::Method::GET), "GET");
-        let custom = http::Method::from_bytes(b"PROPFIND").unwrap();
-        assert_eq!(method_label(&custom), "other");
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;
