@@ -8,7 +8,16 @@ use std::process::Command;
 
 fn s3_config(peers: &Peers, payload: &str) -> String {
     format!(
-        "credentials:\n{}routes:\n  - name: s3\n    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n    payload: {payload}\n    max_body_bytes: 16777216\n",
+        r#"credentials:
+{}routes:
+  - name: s3
+    upstream: {}
+    service: s3
+    region: us-east-1
+    credentials: app
+    payload: {payload}
+    max_body_bytes: 16777216
+"#,
         peers.credentials_yaml("app", peers.get("external_id")),
         peers.get("sts_endpoint"),
     )

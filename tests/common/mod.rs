@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod upstream;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -67,10 +69,12 @@ impl Peers {
     }
 
     pub fn lambda_addr(&self) -> SocketAddr {
-        self.get("lambda_url")
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap()
+        self.addr_of("lambda_url")
+    }
+
+    /// The address in one of the `http://` URLs the peers describe.
+    pub fn addr_of(&self, key: &str) -> SocketAddr {
+        self.get(key).trim_start_matches("http://").parse().unwrap()
     }
 
     /// The stand-in's counters: verified, rejected, assume_role_calls, keys_seen.
@@ -93,18 +97,35 @@ impl Peers {
     /// A credentials block assuming the test role through the local STS.
     pub fn credentials_yaml(&self, name: &str, external_id: &str) -> String {
         format!(
-            "  {name}:\n    source: default\n    assume_role:\n      role_arn: {}\n      external_id: {external_id}\n      sts_endpoint: {}\n      sts_region: us-east-1\n",
-            self.get("role_arn"),
-            self.get("sts_endpoint")
+            r#"  {name}:
+    source: default
+    assume_role:
+      role_arn: {role}
+      external_id: {external_id}
+      sts_endpoint: {sts}
+      sts_region: us-east-1
+"#,
+            role = self.get("role_arn"),
+            sts = self.get("sts_endpoint"),
         )
     }
 
     /// The usual configuration: one signed Lambda route under /fn/ and extra YAML `routes`.
     pub fn lambda_config(&self, extra_routes: &str) -> String {
         format!(
-            "credentials:\n{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 2s\n{extra_routes}",
-            self.credentials_yaml("app", self.get("external_id")),
-            self.get("lambda_url"),
+            r#"credentials:
+{app}routes:
+  - name: fn
+    match: {{ path_prefix: /fn/ }}
+    strip_prefix: true
+    upstream: {lambda}
+    service: lambda
+    region: us-east-1
+    credentials: app
+    read_timeout: 2s
+{extra_routes}"#,
+            app = self.credentials_yaml("app", self.get("external_id")),
+            lambda = self.get("lambda_url"),
         )
     }
 }
@@ -143,43 +164,18 @@ impl Proxy {
     }
 
     pub fn start_with_args(body: &str, env: &[(String, String)], args: &[&str]) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("sigproxy.yaml");
-        std::fs::write(
-            &config,
-            if body.contains("shutdown_grace:") {
-                format!("listen: {addr}\nadmin_listen: {admin}\n{body}")
-            } else {
-                format!("listen: {addr}\nadmin_listen: {admin}\nshutdown_grace: 1s\n{body}")
-            },
-        )
-        .unwrap();
-        let log = dir.path().join("sigproxy.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
-        cmd.arg("-c")
-            .arg(&config)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap());
-        isolate_aws_env(&mut cmd, dir.path());
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
+        Proxy::builder(body).env(env).args(args).start()
+    }
+
+    /// Starts sigproxy with `body` (YAML without listen addresses), with options.
+    pub fn builder(body: &str) -> ProxyBuilder {
+        ProxyBuilder {
+            body: body.into(),
+            env: Vec::new(),
+            args: Vec::new(),
+            core: None,
+            keep_log: true,
         }
-        let child = cmd.spawn().expect("start sigproxy");
-        let proxy = Proxy {
-            child,
-            addr,
-            admin,
-            log,
-            config,
-            dir: std::sync::Arc::new(dir),
-        };
-        proxy.wait_until_listening();
-        proxy
     }
 
     /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
@@ -324,6 +320,17 @@ impl Proxy {
         self.child.id()
     }
 
+    /// A memory figure from /proc/PID/status in MiB: `VmRSS` now, `VmHWM` at peak.
+    pub fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap()
+            / 1024.0
+    }
+
     /// Sends a signal by name (TERM, QUIT, ...) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -355,6 +362,95 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Options for [`Proxy::builder`].
+pub struct ProxyBuilder {
+    body: String,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    core: Option<usize>,
+    keep_log: bool,
+}
+
+impl ProxyBuilder {
+    /// Environment variables (after the isolating ones and `RUST_LOG=info`, so they win).
+    pub fn env(mut self, env: &[(String, String)]) -> ProxyBuilder {
+        self.env.extend_from_slice(env);
+        self
+    }
+
+    /// Command-line arguments after `-c FILE`.
+    pub fn args(mut self, args: &[&str]) -> ProxyBuilder {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Runs sigproxy on this CPU core only (with taskset), where given.
+    pub fn pin_to_core(mut self, core: Option<usize>) -> ProxyBuilder {
+        self.core = core;
+        self
+    }
+
+    /// Sends the log to /dev/null (long benchmarks would fill the disk); `log()` is empty.
+    pub fn discard_log(mut self) -> ProxyBuilder {
+        self.keep_log = false;
+        self
+    }
+
+    /// Starts it and waits for `/healthz` and the traffic port.
+    pub fn start(self) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("sigproxy.yaml");
+        let grace = if self.body.contains("shutdown_grace:") {
+            ""
+        } else {
+            "shutdown_grace: 1s\n"
+        };
+        let yaml = format!(
+            "listen: {addr}\nadmin_listen: {admin}\n{grace}{}",
+            self.body
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.path().join("sigproxy.log");
+        let binary = env!("CARGO_BIN_EXE_sigproxy");
+        let mut cmd = match self.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &core.to_string(), binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let (stdout, stderr) = match self.keep_log {
+            true => (
+                Stdio::from(std::fs::File::create(dir.path().join("stdout.log")).unwrap()),
+                Stdio::from(std::fs::File::create(&log).unwrap()),
+            ),
+            false => (Stdio::null(), Stdio::null()),
+        };
+        cmd.arg("-c")
+            .arg(&config)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        isolate_aws_env(&mut cmd, dir.path());
+        cmd.env("RUST_LOG", "info");
+        cmd.envs(self.env);
+        let proxy = Proxy {
+            child: cmd.spawn().expect("start sigproxy"),
+            addr,
+            admin,
+            log,
+            config,
+            dir: std::sync::Arc::new(dir),
+        };
+        proxy.wait_until_listening();
+        proxy
     }
 }
 
