@@ -40,24 +40,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = fast_backend();
     let backend = upstream.addr;
-    let routes = format!(
-        r#"credentials:
-  bench:
-    source: default
-routes:
-  - name: signed
-    match: {{ path_prefix: /signed/ }}
-    strip_prefix: true
-    upstream: http://{backend}
-    service: lambda
-    region: us-east-1
-    credentials: bench
-  - name: unsigned
-    match: {{ path_prefix: /unsigned/ }}
-    strip_prefix: true
-    upstream: http://{backend}
-"#
-    );
+    let routes = common::signed_and_open(&upstream.url(), "");
     let proxy = start_proxy(&routes, pinned.then_some(0), &static_credentials());
     // Five interleaved rounds: a slow stretch of this shared VM must span three to move a median.
     let rounds = knob("SIGPROXY_LOAD_ROUNDS", 5, 1);
@@ -73,7 +56,7 @@ routes:
         std::fs::write(&script, lua(size)).unwrap();
         let url = |route: &str| format!("http://{}/{route}/x", proxy.addr);
         // Warm-ups fill the upstream pool, so the connection counts below are steady state.
-        run_wrk(&url("unsigned"), &script, 1);
+        run_wrk(&url("open"), &script, 1);
         run_wrk(&url("signed"), &script, 1);
         // Rounds interleave the targets; each cell reports its median round.
         let mut samples: [Vec<Cell>; 3] = Default::default();
@@ -83,7 +66,7 @@ routes:
                 None,
                 0,
             ));
-            for (i, route) in ["unsigned", "signed"].into_iter().enumerate() {
+            for (i, route) in ["open", "signed"].into_iter().enumerate() {
                 let cpu_before = cpu_seconds(proxy.pid());
                 let conns_before = upstream.connections() as u64;
                 let profiler = profile(&proxy, &format!("{route}-{size}"));

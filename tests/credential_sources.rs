@@ -5,18 +5,16 @@ mod common;
 
 use common::*;
 
+/// sigproxy with the set `app` read by the default chain from `env`, ready.
+fn default_chain_proxy(peers: &Peers, env: &[(String, String)]) -> Proxy {
+    let proxy = Proxy::start(&route_config(peers, "  app:\n    source: default\n"), env);
+    proxy.wait_ready();
+    proxy
+}
+
 fn route_config(peers: &Peers, credentials: &str) -> String {
-    format!(
-        r#"credentials:
-{credentials}routes:
-  - name: fn
-    upstream: {}
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#,
-        peers.get("lambda_url")
-    )
+    let fn_route = route("fn", peers.get("lambda_url"), "lambda", "");
+    format!("credentials:\n{credentials}routes:\n{fn_route}")
 }
 
 /// Signs one request and returns the role it was signed as.
@@ -51,16 +49,7 @@ fn container_credentials_as_eks_pod_identity_provides_them() {
             token_file.display().to_string(),
         ),
     ];
-    let proxy = Proxy::start(
-        &route_config(
-            &peers,
-            r#"  app:
-    source: default
-"#,
-        ),
-        &env,
-    );
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
     assert!(
         peers.stats()["container_credential_calls"]
@@ -80,16 +69,7 @@ fn imdsv2_provides_them_on_ec2() {
             peers.get("lambda_url").to_string(),
         ),
     ];
-    let proxy = Proxy::start(
-        &route_config(
-            &peers,
-            r#"  app:
-    source: default
-"#,
-        ),
-        &env,
-    );
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
     assert!(peers.stats()["imds_credential_calls"].as_u64().unwrap() >= 1);
 }
@@ -208,16 +188,7 @@ fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refres
         ),
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
     ];
-    let proxy = Proxy::start(
-        &route_config(
-            &peers,
-            r#"  app:
-    source: default
-"#,
-        ),
-        &env,
-    );
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
 
     // The kubelet rotates the projected token; the next refresh must present the new one.

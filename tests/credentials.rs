@@ -48,16 +48,9 @@ fn short_lived_credentials_are_refreshed_in_the_background_without_failed_reques
 fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
     let peers = Peers::start();
     let config = format!(
-        r#"credentials:
-{}routes:
-  - name: fn
-    upstream: {}
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#,
+        "credentials:\n{}routes:\n{}",
         peers.credentials_yaml("app", "wrong-external-id"),
-        peers.get("lambda_url")
+        route("fn", peers.get("lambda_url"), "lambda", "")
     );
     let proxy = Proxy::start(&config, &peers.caller_env());
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -98,26 +91,29 @@ fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
     assert_eq!(peers.stats()["verified"], 0, "nothing reached the upstream");
 }
 
+/// The set `app` assuming the test role, with more `role` keys, and one route to the stand-in.
+fn assume_role_config(peers: &Peers, role: &str) -> String {
+    let app = format!(
+        r#"  app:
+    assume_role:
+      role_arn: {}
+{role}"#,
+        peers.get("role_arn")
+    );
+    let fn_route = route("fn", peers.get("lambda_url"), "lambda", "");
+    format!("credentials:\n{app}routes:\n{fn_route}")
+}
+
 #[test]
 fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
     let peers = Peers::start();
     let closed = free_port();
-    let config = format!(
-        r#"credentials:
-  app:
-    assume_role:
-      role_arn: {}
-      sts_endpoint: http://127.0.0.1:{closed}
+    let role = format!(
+        r#"      sts_endpoint: http://127.0.0.1:{closed}
       sts_region: us-east-1
-routes:
-  - upstream: {}
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#,
-        peers.get("role_arn"),
-        peers.get("lambda_url")
+"#
     );
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &peers.caller_env());
     assert_eq!(proxy.admin_get("/healthz").status, 200, "alive");
     let r = proxy.admin_get("/readyz");
@@ -208,22 +204,8 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
         format!("http://127.0.0.1:{port}"),
     ));
     env.push(("AWS_REGION".into(), "us-east-1".into()));
-    let config = format!(
-        r#"credentials:
-  app:
-    assume_role:
-      role_arn: {}
-      external_id: {}
-routes:
-  - upstream: {}
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#,
-        peers.get("role_arn"),
-        peers.get("external_id"),
-        peers.get("lambda_url")
-    );
+    let role = format!("      external_id: {}\n", peers.get("external_id"));
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &env);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !proxy.log().contains("credential refresh failed") {
@@ -261,25 +243,14 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
         .relay_to(peers.addr_of("sts_endpoint"))
         .start();
     let port = sts.addr.port();
-    let config = format!(
-        r#"credentials:
-  app:
-    assume_role:
-      role_arn: {}
-      external_id: {}
+    let role = format!(
+        r#"      external_id: {}
       sts_endpoint: http://127.0.0.1:{port}
       sts_region: us-east-1
-routes:
-  - name: fn
-    upstream: {}
-    service: lambda
-    region: us-east-1
-    credentials: app
 "#,
-        peers.get("role_arn"),
-        peers.get("external_id"),
-        peers.get("lambda_url")
+        peers.get("external_id")
     );
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     let fetched = Instant::now();

@@ -44,26 +44,8 @@ fn env() -> Vec<(String, String)> {
 
 /// A signed route under /signed/ and a pass-through route under /open/, both to `upstream`.
 fn routes(upstream: SocketAddr, signed_extra: &str) -> String {
-    format!(
-        r#"credentials:
-  app:
-    source: default
-routes:
-  - name: signed
-    match: {{ path_prefix: /signed/ }}
-    strip_prefix: true
-    upstream: http://{upstream}
-    service: lambda
-    region: us-east-1
-    credentials: app
-    max_body_bytes: 1000
-    read_timeout: 1s
-{signed_extra}  - name: open
-    match: {{ path_prefix: /open/ }}
-    strip_prefix: true
-    upstream: http://{upstream}
-"#
-    )
+    let limits = format!("    max_body_bytes: 1000\n    read_timeout: 1s\n{signed_extra}");
+    common::signed_and_open(&format!("http://{upstream}"), &limits)
 }
 
 /// Sends raw bytes on a new connection; the response, if one came before the close.

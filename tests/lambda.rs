@@ -199,17 +199,10 @@ fn client_signing_and_hop_by_hop_headers_never_reach_the_upstream() {
 #[test]
 fn bodies_over_the_limit_get_413_and_reach_nothing() {
     let silent = Upstream::builder().silent().start();
-    let port = silent.addr.port();
-    let proxy = proxy(&format!(
-        r#"  - name: small
-    match: {{ path_prefix: /small/ }}
-    upstream: http://127.0.0.1:{port}
-    service: lambda
-    region: us-east-1
-    credentials: app
+    let small = r#"    match: { path_prefix: /small/ }
     max_body_bytes: 1000
-"#
-    ));
+"#;
+    let proxy = proxy(&route("small", &silent.url(), "lambda", small));
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, usize);
     let cases: [Case; 4] = [
         ("content-length", vec![], 1001),
@@ -242,15 +235,9 @@ fn bodies_over_the_limit_get_413_and_reach_nothing() {
 #[test]
 fn failures_are_json_errors_with_the_right_status() {
     let closed = free_port();
-    let proxy = proxy(&format!(
-        r#"  - name: down
-    match: {{ path_prefix: /down/ }}
-    upstream: http://127.0.0.1:{closed}
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#
-    ));
+    let down = format!("http://127.0.0.1:{closed}");
+    let prefix = "    match: { path_prefix: /down/ }\n";
+    let proxy = proxy(&route("down", &down, "lambda", prefix));
     let r = proxy.get("/nothing-here");
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_route"));
     assert_eq!(r.header("content-type"), Some("application/json"));

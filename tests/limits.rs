@@ -35,29 +35,8 @@ fn env() -> Vec<(String, String)> {
 /// route under /open/.
 fn start(top: &str) -> (Proxy, Upstream) {
     let upstream = upstream();
-    let up = upstream.url();
-    let proxy = Proxy::start(
-        &format!(
-            r#"{top}credentials:
-  app:
-    source: default
-routes:
-  - name: signed
-    match: {{ path_prefix: /signed/ }}
-    strip_prefix: true
-    upstream: {up}
-    service: lambda
-    region: us-east-1
-    credentials: app
-    read_timeout: 10s
-  - name: open
-    match: {{ path_prefix: /open/ }}
-    strip_prefix: true
-    upstream: {up}
-"#
-        ),
-        &env(),
-    );
+    let routes = common::signed_and_open(&upstream.url(), "    read_timeout: 10s\n");
+    let proxy = Proxy::start(&format!("{top}{routes}"), &env());
     proxy.wait_ready();
     (proxy, upstream)
 }

@@ -15,18 +15,7 @@ const BUCKET: &str = "sigproxy-clients";
 const KEYS: [&str; 3] = ["sp dir/a.txt", "sp dir/b+c.txt", "sp dir/sub/d.txt"];
 
 fn s3_proxy(peers: &Peers) -> Proxy {
-    let config = format!(
-        r#"credentials:
-{}routes:
-  - name: s3
-    upstream: {}
-    service: s3
-    region: us-east-1
-    credentials: app
-"#,
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("sts_endpoint"),
-    );
+    let config = peers.config(&route("s3", peers.get("sts_endpoint"), "s3", ""));
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     proxy

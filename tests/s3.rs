@@ -7,20 +7,8 @@ use common::*;
 use std::process::Command;
 
 fn s3_config(peers: &Peers, payload: &str) -> String {
-    format!(
-        r#"credentials:
-{}routes:
-  - name: s3
-    upstream: {}
-    service: s3
-    region: us-east-1
-    credentials: app
-    payload: {payload}
-    max_body_bytes: 16777216
-"#,
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("sts_endpoint"),
-    )
+    let limits = format!("    payload: {payload}\n    max_body_bytes: 16777216\n");
+    peers.config(&route("s3", peers.get("sts_endpoint"), "s3", &limits))
 }
 
 fn run_client(peers: &Peers, proxy: &Proxy, bucket: &str) {

@@ -190,20 +190,9 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
 #[test]
 fn a_path_that_leaves_its_prefix_never_matches_that_route() {
     let peers = Peers::start();
-    let config = format!(
-        r#"credentials:
-{}routes:
-  - name: v1
-    match: {{ path_prefix: /v1/ }}
-    strip_prefix: true
-    upstream: {}/prod
-    service: lambda
-    region: us-east-1
-    credentials: app
-"#,
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("lambda_url"),
-    );
+    let v1 = "    match: { path_prefix: /v1/ }\n    strip_prefix: true\n";
+    let lambda = format!("{}/prod", peers.get("lambda_url"));
+    let config = peers.config(&route("v1", &lambda, "lambda", v1));
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     let before = verified(&peers);
@@ -256,25 +245,16 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
 
 /// moto S3 behind one unrestricted route, to set up and inspect what the attacks try to touch.
 fn s3_route(peers: &Peers, name: &str, prefix: &str, allow: &str) -> String {
-    format!(
-        r#"  - name: {name}
-{prefix}    upstream: {}
-    service: s3
-    region: us-east-1
-    credentials: app
-{allow}"#,
-        peers.get("sts_endpoint")
+    route(
+        name,
+        peers.get("sts_endpoint"),
+        "s3",
+        &format!("{prefix}{allow}"),
     )
 }
 
 fn s3_proxy(peers: &Peers, routes: &str) -> Proxy {
-    let config = format!(
-        r#"credentials:
-{}routes:
-{routes}"#,
-        peers.credentials_yaml("app", peers.get("external_id")),
-    );
-    let proxy = Proxy::start(&config, &peers.caller_env());
+    let proxy = Proxy::start(&peers.config(routes), &peers.caller_env());
     proxy.wait_ready();
     proxy
 }

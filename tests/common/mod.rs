@@ -112,22 +112,56 @@ impl Peers {
 
     /// The usual configuration: one signed Lambda route under /fn/ and extra YAML `routes`.
     pub fn lambda_config(&self, extra_routes: &str) -> String {
-        format!(
-            r#"credentials:
-{app}routes:
-  - name: fn
-    match: {{ path_prefix: /fn/ }}
+        let fn_route = route(
+            "fn",
+            self.get("lambda_url"),
+            "lambda",
+            "    match: { path_prefix: /fn/ }\n    strip_prefix: true\n    read_timeout: 2s\n",
+        );
+        self.config(&format!("{fn_route}{extra_routes}"))
+    }
+
+    /// `routes` (YAML list items) with the credential set `app` assuming the test role.
+    pub fn config(&self, routes: &str) -> String {
+        let app = self.credentials_yaml("app", self.get("external_id"));
+        format!("credentials:\n{app}routes:\n{routes}")
+    }
+}
+
+/// One route (a YAML list item) signed for `service` in us-east-1 with the set `app`, and
+/// `extra` keys (indented four spaces).
+pub fn route(name: &str, upstream: &str, service: &str, extra: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    upstream: {upstream}
+    service: {service}
+    region: us-east-1
+    credentials: app
+{extra}"#
+    )
+}
+
+/// Static keys from the environment as the set `app`, a signed Lambda route under /signed/
+/// (with `signed_extra` keys) and a pass-through route under /open/, both to `upstream`.
+pub fn signed_and_open(upstream: &str, signed_extra: &str) -> String {
+    format!(
+        r#"credentials:
+  app:
+    source: default
+routes:
+  - name: signed
+    match: {{ path_prefix: /signed/ }}
     strip_prefix: true
-    upstream: {lambda}
+    upstream: {upstream}
     service: lambda
     region: us-east-1
     credentials: app
-    read_timeout: 2s
-{extra_routes}"#,
-            app = self.credentials_yaml("app", self.get("external_id")),
-            lambda = self.get("lambda_url"),
-        )
-    }
+{signed_extra}  - name: open
+    match: {{ path_prefix: /open/ }}
+    strip_prefix: true
+    upstream: {upstream}
+"#
+    )
 }
 
 impl Drop for Peers {
@@ -170,7 +204,7 @@ impl Proxy {
     /// Starts sigproxy with `body` (YAML without listen addresses), with options.
     pub fn builder(body: &str) -> ProxyBuilder {
         ProxyBuilder {
-            body: body.into(),
+            body: Some(body.into()),
             env: Vec::new(),
             args: Vec::new(),
             core: None,
@@ -181,34 +215,13 @@ impl Proxy {
     /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
     /// `/healthz`. `args` must not name `--port` or `--admin-listen`.
     pub fn start_flags(args: &[&str], env: &[(String, String)]) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.path().join("sigproxy.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
-        cmd.args(args)
-            .arg("--port")
-            .arg(addr.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        isolate_aws_env(&mut cmd, dir.path());
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
+        ProxyBuilder {
+            body: None,
+            ..Proxy::builder("")
         }
-        let proxy = Proxy {
-            child: cmd.spawn().expect("start sigproxy"),
-            addr,
-            admin,
-            log,
-            config: dir.path().join("none"),
-            dir: std::sync::Arc::new(dir),
-        };
-        proxy.wait_until_listening();
-        proxy
+        .args(args)
+        .env(env)
+        .start()
     }
 
     fn wait_for(&self, mut ok: impl FnMut() -> bool) {
@@ -367,7 +380,8 @@ impl Drop for Proxy {
 
 /// Options for [`Proxy::builder`].
 pub struct ProxyBuilder {
-    body: String,
+    /// The configuration file's YAML; `None`: flags only (`--port`, `--admin-listen` added).
+    body: Option<String>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     core: Option<usize>,
@@ -405,16 +419,27 @@ impl ProxyBuilder {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("sigproxy.yaml");
-        let grace = if self.body.contains("shutdown_grace:") {
-            ""
-        } else {
-            "shutdown_grace: 1s\n"
-        };
-        let yaml = format!(
-            "listen: {addr}\nadmin_listen: {admin}\n{grace}{}",
-            self.body
-        );
-        std::fs::write(&config, yaml).unwrap();
+        let mut head = vec!["-c".to_string(), config.display().to_string()];
+        match &self.body {
+            Some(body) => {
+                let grace = match body.contains("shutdown_grace:") {
+                    true => "",
+                    false => "shutdown_grace: 1s\n",
+                };
+                let yaml = format!("listen: {addr}\nadmin_listen: {admin}\n{grace}{body}");
+                std::fs::write(&config, yaml).unwrap();
+            }
+            None => {
+                head = [
+                    "--port",
+                    &addr.to_string(),
+                    "--admin-listen",
+                    &admin.to_string(),
+                ]
+                .map(String::from)
+                .to_vec();
+            }
+        }
         let log = dir.path().join("sigproxy.log");
         let binary = env!("CARGO_BIN_EXE_sigproxy");
         let mut cmd = match self.core {
@@ -432,9 +457,12 @@ impl ProxyBuilder {
             ),
             false => (Stdio::null(), Stdio::null()),
         };
-        cmd.arg("-c")
-            .arg(&config)
-            .args(&self.args)
+        let (first, then) = match self.body {
+            Some(_) => (head, self.args),
+            None => (self.args, head),
+        };
+        cmd.args(first)
+            .args(then)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
@@ -481,10 +509,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     pub fn json(&self) -> Value {
@@ -504,6 +529,14 @@ impl Response {
             .unwrap_or("")
             .to_string()
     }
+}
+
+/// The value of header `name` (any case) in a list of headers.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// One request on a fresh connection; panics on I/O errors.
@@ -614,12 +647,7 @@ fn read_body(
     headers: Vec<(String, String)>,
     interim: Vec<u16>,
 ) -> Option<Response> {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| header_in(&headers, name);
     let mut body = Vec::new();
     if let Some(len) = get("content-length") {
         let len: usize = len.parse().ok()?;
