@@ -6,17 +6,15 @@ mod common;
 
 use common::*;
 
+/// One route `fn` to `upstream`, signing with the set `app`, and `extra` keys.
 fn route(peers: &Peers, upstream: &str, extra: &str) -> String {
-    format!(
-        r#"credentials:
-{}routes:
-  - name: fn
+    peers.config(&format!(
+        r#"  - name: fn
     upstream: {upstream}
     credentials: app
     read_timeout: 5s
-{extra}"#,
-        peers.credentials_yaml("app", peers.get("external_id")),
-    )
+{extra}"#
+    ))
 }
 
 #[test]
