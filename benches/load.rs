@@ -16,13 +16,15 @@
 //! per cell into DIR.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 
 const CONNECTIONS: u32 = 32;
 
+#[path = "../tests/common/mod.rs"]
 mod common;
+mod measure;
 
-use common::{benching, knob, start_backend, Sigproxy};
+use common::Proxy;
+use measure::{benching, cpu_seconds, fast_backend, knob, start_proxy, static_credentials};
 
 fn main() {
     let benching = benching();
@@ -36,11 +38,10 @@ fn main() {
     let cores = cores();
     let pinned = cores >= 2 && pin_self_to_last_core(cores);
     let dir = tempfile::tempdir().unwrap();
-    let (backend, accepted) = start_backend();
-    let routes = format!(
-        "credentials:\n  bench:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n    service: lambda\n    region: us-east-1\n    credentials: bench\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n"
-    );
-    let proxy = Sigproxy::start(dir.path(), &routes, pinned.then_some(0));
+    let upstream = fast_backend();
+    let backend = upstream.addr;
+    let routes = common::signed_and_open(&upstream.url(), "");
+    let proxy = start_proxy(&routes, pinned.then_some(0), &static_credentials());
     // Five interleaved rounds: a slow stretch of this shared VM must span three to move a median.
     let rounds = knob("SIGPROXY_LOAD_ROUNDS", 5, 1);
 
@@ -55,7 +56,7 @@ fn main() {
         std::fs::write(&script, lua(size)).unwrap();
         let url = |route: &str| format!("http://{}/{route}/x", proxy.addr);
         // Warm-ups fill the upstream pool, so the connection counts below are steady state.
-        run_wrk(&url("unsigned"), &script, 1);
+        run_wrk(&url("open"), &script, 1);
         run_wrk(&url("signed"), &script, 1);
         // Rounds interleave the targets; each cell reports its median round.
         let mut samples: [Vec<Cell>; 3] = Default::default();
@@ -65,9 +66,9 @@ fn main() {
                 None,
                 0,
             ));
-            for (i, route) in ["unsigned", "signed"].into_iter().enumerate() {
-                let cpu_before = proxy.cpu_seconds();
-                let conns_before = accepted.load(Ordering::SeqCst);
+            for (i, route) in ["open", "signed"].into_iter().enumerate() {
+                let cpu_before = cpu_seconds(proxy.pid());
+                let conns_before = upstream.connections() as u64;
                 let profiler = profile(&proxy, &format!("{route}-{size}"));
                 let result = run_wrk(&url(route), &script, seconds);
                 if let Some(mut p) = profiler {
@@ -77,8 +78,8 @@ fn main() {
                         .status();
                     let _ = p.wait();
                 }
-                let cpu = proxy.cpu_seconds() - cpu_before;
-                let conns = accepted.load(Ordering::SeqCst) - conns_before;
+                let cpu = cpu_seconds(proxy.pid()) - cpu_before;
+                let conns = upstream.connections() as u64 - conns_before;
                 samples[i + 1].push(Cell::from(result, Some(cpu), conns));
             }
         }
@@ -160,7 +161,7 @@ fn main() {
 }
 
 /// With `SIGPROXY_LOAD_PROFILE=DIR`, records `perf` profiles of sigproxy into DIR, one per cell.
-fn profile(proxy: &Sigproxy, name: &str) -> Option<Child> {
+fn profile(proxy: &Proxy, name: &str) -> Option<Child> {
     let dir = std::env::var("SIGPROXY_LOAD_PROFILE").ok()?;
     Command::new("perf")
         .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-o"])
@@ -191,7 +192,10 @@ fn lua(size: usize) -> String {
         return "wrk.method = \"GET\"\n".into();
     }
     format!(
-        "wrk.method = \"POST\"\nwrk.body = string.rep(\"a\", {size})\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
+        r#"wrk.method = "POST"
+wrk.body = string.rep("a", {size})
+wrk.headers["Content-Type"] = "application/octet-stream"
+"#
     )
 }
 

@@ -99,10 +99,20 @@ fn signing(c: &mut Criterion) {
 }
 
 fn routing_and_config(c: &mut Criterion) {
-    let mut yaml = String::from("credentials:\n  app: {}\nroutes:\n");
+    let mut yaml = String::from(
+        r#"credentials:
+  app: {}
+routes:
+"#,
+    );
     for i in 0..20 {
         yaml.push_str(&format!(
-            "  - name: r{i}\n    match: {{ host: svc{i}.internal, path_prefix: /api/v{i}/ }}\n    strip_prefix: true\n    upstream: https://f{i}.lambda-url.us-east-1.on.aws\n    credentials: app\n"
+            r#"  - name: r{i}
+    match: {{ host: svc{i}.internal, path_prefix: /api/v{i}/ }}
+    strip_prefix: true
+    upstream: https://f{i}.lambda-url.us-east-1.on.aws
+    credentials: app
+"#
         ));
     }
     let config = Config::parse(&yaml, Path::new("bench.yaml")).unwrap();

@@ -15,14 +15,13 @@
 //! exits 1 otherwise. Everything is on 127.0.0.1 and bounded in time. Under `cargo test` each
 //! phase runs a few seconds, with 100 connections and 6-second credentials, as a smoke test.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
+mod measure;
 
-use common::{benching, knob, start_backend, Sigproxy};
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use common::Peers;
+use measure::{benching, fast_backend, knob, start_proxy};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -36,24 +35,31 @@ fn main() {
         std::process::exit(1);
     }
 
-    let peers = Peers::start(lifetime);
-    let (backend, _) = start_backend();
-    let dir = tempfile::tempdir().unwrap();
+    let peers = Peers::start_with(&["--short-credentials", &lifetime.to_string()]);
+    let backend = fast_backend();
     let config = format!(
-        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\n      sts_endpoint: {}\n      sts_region: us-east-1\nroutes:\n  - name: fast\n    match: {{ path_prefix: /fast/ }}\n    strip_prefix: true\n    upstream: http://{backend}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: verified\n    match: {{ path_prefix: /verified/ }}\n    strip_prefix: true\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.get("role_arn"),
-        peers.get("external_id"),
-        peers.get("sts_endpoint"),
-        peers.get("lambda_url"),
+        r#"credentials:
+{app}routes:
+  - name: fast
+    match: {{ path_prefix: /fast/ }}
+    strip_prefix: true
+    upstream: {fast}
+    service: lambda
+    region: us-east-1
+    credentials: app
+  - name: verified
+    match: {{ path_prefix: /verified/ }}
+    strip_prefix: true
+    upstream: {verified}
+    service: lambda
+    region: us-east-1
+    credentials: app
+"#,
+        app = peers.credentials_yaml("app", peers.get("external_id")),
+        fast = backend.url(),
+        verified = peers.get("lambda_url"),
     );
-    let env = [
-        ("AWS_ACCESS_KEY_ID", peers.get("access_key_id").to_string()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            peers.get("secret_access_key").to_string(),
-        ),
-    ];
-    let proxy = Sigproxy::start_with_env(dir.path(), &config, None, &env);
+    let proxy = start_proxy(&config, None, &peers.caller_env());
 
     // 1. Many connections at once.
     let url = format!("http://{}/fast/x", proxy.addr);
@@ -227,67 +233,5 @@ impl FdSampler {
 
     fn peak(self) -> usize {
         self.handle.join().unwrap()
-    }
-}
-
-/// The test peers (tests/peers/aws_peers.py): moto STS and the verifying stand-in.
-struct Peers {
-    child: Child,
-    info: Value,
-}
-
-impl Peers {
-    fn start(credential_seconds: u64) -> Peers {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = std::env::var("SIGPROXY_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join(".venv/bin/python"));
-        assert!(
-            python.exists(),
-            "no Python test environment: run scripts/bootstrap (it creates .venv with moto)"
-        );
-        let mut child = Command::new(python)
-            .arg(root.join("tests/peers/aws_peers.py"))
-            .args(["--short-credentials", &credential_seconds.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tests/peers/aws_peers.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the peers' description");
-        let info = serde_json::from_str(&line).expect("the peers' description");
-        Peers { child, info }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.info[key].as_str().unwrap()
-    }
-
-    fn stats(&self) -> Value {
-        let addr: SocketAddr = self
-            .get("lambda_url")
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap();
-        let mut conn = TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "GET /__control/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).unwrap();
-        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

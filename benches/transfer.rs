@@ -10,27 +10,39 @@
 //! (without `--bench`, on a debug build) it moves 8 MiB as a smoke test, limit unchecked.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 const RSS_LIMIT_MIB: f64 = 64.0;
 const BLOCK: usize = 256 * 1024;
 
+#[path = "../tests/common/mod.rs"]
 mod common;
+mod measure;
 
-use common::{benching, knob, Sigproxy};
+use common::upstream::{Reply, Upstream};
+use measure::{benching, knob, start_proxy, static_credentials};
 
 fn main() {
     let benching = benching();
     let mib = knob("SIGPROXY_TRANSFER_MIB", 1024, 8);
     let size = mib * 1024 * 1024;
 
-    let backend = start_backend();
-    let dir = tempfile::tempdir().unwrap();
+    let upstream = start_backend();
+    let backend = upstream.addr;
     let routes = format!(
-        "credentials:\n  bench:\n    source: default\nroutes:\n  - upstream: http://{backend}\n    service: s3\n    region: us-east-1\n    credentials: bench\n    payload: streaming\n"
+        r#"credentials:
+  bench:
+    source: default
+routes:
+  - upstream: http://{backend}
+    service: s3
+    region: us-east-1
+    credentials: bench
+    payload: streaming
+"#
     );
-    let proxy = Sigproxy::start(dir.path(), &routes, None);
+    let proxy = start_proxy(&routes, None, &static_credentials());
     let baseline = proxy.memory_mib("VmRSS");
 
     let direct_put = put(backend, "/bucket/direct", size);
@@ -131,61 +143,35 @@ fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 /// A minimal S3-ish backend: PUT consumes (and de-frames aws-chunked), GET serves `?n=` bytes.
-fn start_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(conn));
-        }
-    });
-    addr
-}
-
-fn serve(conn: TcpStream) {
-    let mut writer = conn.try_clone().unwrap();
-    let mut reader = BufReader::with_capacity(BLOCK, conn);
-    loop {
-        let headers = read_headers(&mut reader);
-        if headers.is_empty() {
-            return;
-        }
-        let length: u64 = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
-        if headers[0].starts_with("GET") {
-            let n: u64 = headers[0]
-                .split("n=")
-                .nth(1)
-                .and_then(|v| v.split(' ').next())
-                .map_or(0, |v| v.parse().unwrap());
-            write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").unwrap();
-            let block = vec![0xa5u8; BLOCK];
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(BLOCK as u64) as usize;
-                if writer.write_all(&block[..k]).is_err() {
-                    return;
-                }
-                left -= k as u64;
+fn start_backend() -> Upstream {
+    Upstream::builder()
+        .answer_stream(|req, body| {
+            if req.method == "GET" {
+                let n = req
+                    .target
+                    .split("n=")
+                    .nth(1)
+                    .map_or(0, |v| v.parse().unwrap());
+                return Reply::repeat(0xa5, n);
             }
-            continue;
-        }
-        let chunked =
-            header(&headers, "content-encoding").is_some_and(|v| v.contains("aws-chunked"));
-        if chunked {
-            let decoded: u64 = header(&headers, "x-amz-decoded-content-length")
-                .unwrap()
-                .parse()
-                .unwrap();
-            let got = read_aws_chunked(&mut reader);
-            assert_eq!(
-                got, decoded,
-                "aws-chunked body decodes to the declared length"
-            );
-        } else {
-            std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).unwrap();
-        }
-        write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
-    }
+            if req
+                .header("content-encoding")
+                .is_some_and(|v| v.contains("aws-chunked"))
+            {
+                let decoded: u64 = req
+                    .header("x-amz-decoded-content-length")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let got = read_aws_chunked(&mut BufReader::with_capacity(BLOCK, body));
+                assert_eq!(
+                    got, decoded,
+                    "aws-chunked body decodes to the declared length"
+                );
+            }
+            Reply::ok("")
+        })
+        .start()
 }
 
 /// Skips through aws-chunked frames; returns the decoded payload length.

@@ -143,3 +143,7 @@ impl ServeHttp for AdminApp {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "admin_tests.rs"]
+mod tests;

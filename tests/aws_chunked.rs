@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::upstream::Upstream;
 use common::*;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 
 const ACCESS_KEY: &str = "AKIDSIGPROXYTEST";
 const SECRET_KEY: &str = "sigproxy-s3s-test-secret-key";
@@ -62,7 +62,16 @@ fn env() -> Vec<(String, String)> {
 
 fn config(upstream: SocketAddr, payload: &str) -> String {
     format!(
-        "credentials:\n  static:\n    source: default\nroutes:\n  - upstream: http://{upstream}\n    service: s3\n    region: us-east-1\n    credentials: static\n    payload: {payload}\n"
+        r#"credentials:
+  static:
+    source: default
+routes:
+  - upstream: http://{upstream}
+    service: s3
+    region: us-east-1
+    credentials: static
+    payload: {payload}
+"#
     )
 }
 
@@ -142,48 +151,6 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
     }
 }
 
-/// Relays to `target`, flipping one byte of each request body `offset` bytes after its header.
-fn tampering_relay(target: SocketAddr, offset: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let server = TcpStream::connect(target).unwrap();
-            let (mut from_server, mut to_client) =
-                (server.try_clone().unwrap(), client.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut from_server, &mut to_client);
-            });
-            let (mut from_client, mut to_server) = (client, server);
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                let mut flipped = false;
-                while let Ok(n) = from_client.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let start = seen.len();
-                    seen.extend_from_slice(&buf[..n]);
-                    if !flipped {
-                        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let at = end + 4 + offset;
-                            if at >= start && at < seen.len() {
-                                buf[at - start] ^= 0x01;
-                                flipped = true;
-                            }
-                        }
-                    }
-                    if to_server.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_tampered_chunk_is_rejected_by_s3s() {
     let root = tempfile::tempdir().unwrap();
@@ -194,8 +161,11 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
     assert_eq!(honest.send("PUT", "/tamper", &[], b"").status, 200);
 
     // 300 bytes into the body is inside the first chunk's data.
-    let relay = tampering_relay(s3s.addr, 300);
-    let proxy = Proxy::start(&config(relay, "streaming"), &env());
+    let relay = Upstream::builder()
+        .relay_to(s3s.addr)
+        .flip_body_byte(300)
+        .start();
+    let proxy = Proxy::start(&config(relay.addr, "streaming"), &env());
     proxy.wait_ready();
     let body = bytes(100_000);
     let r = proxy.send("PUT", "/tamper/object", &[], &body);
@@ -213,7 +183,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
 
     // Without chunk signatures (UNSIGNED-PAYLOAD over plain HTTP) the same tampering goes
     // unnoticed: the chunk signatures are what caught it.
-    let unsigned = Proxy::start(&config(relay, "unsigned"), &env());
+    let unsigned = Proxy::start(&config(relay.addr, "unsigned"), &env());
     unsigned.wait_ready();
     let r = unsigned.send("PUT", "/tamper/unsigned", &[], &body);
     assert_eq!(r.status, 200);

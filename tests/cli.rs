@@ -44,7 +44,21 @@ fn check_prints_what_each_route_signs_with() {
     let path = dir.path().join("routes.yaml");
     std::fs::write(
         &path,
-        "credentials:\n  app:\n    source: default\nroutes:\n  - name: reports\n    match: { path_prefix: /r/ }\n    upstream: https://s3.eu-west-1.amazonaws.com\n    credentials: app\n  - name: api\n    match: { path_prefix: /api/ }\n    upstream: https://abc.execute-api.us-east-2.amazonaws.com/prod/\n    credentials: app\n  - name: open\n    upstream: http://127.0.0.1:9000\n",
+        r#"credentials:
+  app:
+    source: default
+routes:
+  - name: reports
+    match: { path_prefix: /r/ }
+    upstream: https://s3.eu-west-1.amazonaws.com
+    credentials: app
+  - name: api
+    match: { path_prefix: /api/ }
+    upstream: https://abc.execute-api.us-east-2.amazonaws.com/prod/
+    credentials: app
+  - name: open
+    upstream: http://127.0.0.1:9000
+"#,
     )
     .unwrap();
     let path = path.to_str().unwrap();
@@ -69,7 +83,11 @@ fn invalid_config_is_refused_by_check_and_by_the_server_alike() {
     let path = dir.path().join("bad.yaml");
     std::fs::write(
         &path,
-        "routes:\n  - name: orders\n    upstream: https://abc.lambda-url.us-east-1.on.aws\n    credentials: missing\n",
+        r#"routes:
+  - name: orders
+    upstream: https://abc.lambda-url.us-east-1.on.aws
+    credentials: missing
+"#,
     )
     .unwrap();
     let path = path.to_str().unwrap();
@@ -90,7 +108,14 @@ fn busy_port_is_a_clear_start_up_error() {
     let path = dir.path().join("c.yaml");
     std::fs::write(
         &path,
-        format!("listen: {addr}\nadmin_listen: 127.0.0.1:{}\nroutes:\n  - upstream: http://127.0.0.1:1\n", common::free_port()),
+        format!(
+            r#"listen: {addr}
+admin_listen: 127.0.0.1:{}
+routes:
+  - upstream: http://127.0.0.1:1
+"#,
+            common::free_port()
+        ),
     )
     .unwrap();
     let out = sigproxy(&["-c", path.to_str().unwrap()]);
@@ -114,7 +139,12 @@ fn an_upgrade_socket_where_others_can_write_is_refused() {
         std::fs::write(
             &path,
             format!(
-                "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupgrade_socket: {}\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+                r#"listen: 127.0.0.1:{}
+admin_listen: 127.0.0.1:{}
+upgrade_socket: {}
+routes:
+  - upstream: http://127.0.0.1:1
+"#,
                 common::free_port(),
                 common::free_port(),
                 socket.display()

@@ -5,11 +5,16 @@ mod common;
 
 use common::*;
 
+/// sigproxy with the set `app` read by the default chain from `env`, ready.
+fn default_chain_proxy(peers: &Peers, env: &[(String, String)]) -> Proxy {
+    let proxy = Proxy::start(&route_config(peers, "  app:\n    source: default\n"), env);
+    proxy.wait_ready();
+    proxy
+}
+
 fn route_config(peers: &Peers, credentials: &str) -> String {
-    format!(
-        "credentials:\n{credentials}routes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.get("lambda_url")
-    )
+    let fn_route = route("fn", peers.get("lambda_url"), "lambda", "");
+    format!("credentials:\n{credentials}routes:\n{fn_route}")
 }
 
 /// Signs one request and returns the role it was signed as.
@@ -44,8 +49,7 @@ fn container_credentials_as_eks_pod_identity_provides_them() {
             token_file.display().to_string(),
         ),
     ];
-    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
     assert!(
         peers.stats()["container_credential_calls"]
@@ -65,8 +69,7 @@ fn imdsv2_provides_them_on_ec2() {
             peers.get("lambda_url").to_string(),
         ),
     ];
-    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
     assert!(peers.stats()["imds_credential_calls"].as_u64().unwrap() >= 1);
 }
@@ -80,7 +83,12 @@ fn a_profile_with_role_arn_and_source_profile_assumes_the_role() {
     std::fs::write(
         &config_file,
         format!(
-            "[profile app]\nrole_arn = {}\nsource_profile = base\nexternal_id = {}\nregion = us-east-1\n",
+            r#"[profile app]
+role_arn = {}
+source_profile = base
+external_id = {}
+region = us-east-1
+"#,
             peers.get("role_arn"),
             peers.get("external_id")
         ),
@@ -89,7 +97,10 @@ fn a_profile_with_role_arn_and_source_profile_assumes_the_role() {
     std::fs::write(
         &credentials_file,
         format!(
-            "[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            r#"[base]
+aws_access_key_id = {}
+aws_secret_access_key = {}
+"#,
             peers.get("access_key_id"),
             peers.get("secret_access_key")
         ),
@@ -109,7 +120,10 @@ fn a_profile_with_role_arn_and_source_profile_assumes_the_role() {
             peers.get("sts_endpoint").to_string(),
         ),
     ];
-    let sets = "  app:\n    source: profile\n    profile: app\n";
+    let sets = r#"  app:
+    source: profile
+    profile: app
+"#;
     let proxy = Proxy::start(&route_config(&peers, sets), &env);
     proxy.wait_ready();
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
@@ -122,7 +136,21 @@ fn two_routes_sign_with_two_different_roles_in_one_process() {
         .credentials_yaml("b", peers.get("external_id"))
         .replace(peers.get("role_arn"), peers.get("role_b_arn"));
     let config = format!(
-        "credentials:\n{}{role_b}routes:\n  - name: a\n    match: {{ path_prefix: /a/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: b\n    match: {{ path_prefix: /b/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: b\n",
+        r#"credentials:
+{}{role_b}routes:
+  - name: a
+    match: {{ path_prefix: /a/ }}
+    upstream: {lambda}
+    service: lambda
+    region: us-east-1
+    credentials: app
+  - name: b
+    match: {{ path_prefix: /b/ }}
+    upstream: {lambda}
+    service: lambda
+    region: us-east-1
+    credentials: b
+"#,
         peers.credentials_yaml("app", peers.get("external_id")),
         lambda = peers.get("lambda_url"),
     );
@@ -160,8 +188,7 @@ fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refres
         ),
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
     ];
-    let proxy = Proxy::start(&route_config(&peers, "  app:\n    source: default\n"), &env);
-    proxy.wait_ready();
+    let proxy = default_chain_proxy(&peers, &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
 
     // The kubelet rotates the projected token; the next refresh must present the new one.
@@ -190,7 +217,18 @@ fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refres
 fn a_chain_of_roles_is_assumed_hop_by_hop() {
     let peers = Peers::start();
     let sets = format!(
-        "  app:\n    assume_role:\n      - role_arn: {a}\n        session_name: {session}\n        external_id: {x}\n        sts_endpoint: {sts}\n        sts_region: us-east-1\n      - role_arn: {b}\n        external_id: {x}\n        sts_endpoint: {sts}\n        sts_region: us-east-1\n",
+        r#"  app:
+    assume_role:
+      - role_arn: {a}
+        session_name: {session}
+        external_id: {x}
+        sts_endpoint: {sts}
+        sts_region: us-east-1
+      - role_arn: {b}
+        external_id: {x}
+        sts_endpoint: {sts}
+        sts_region: us-east-1
+"#,
         a = peers.get("role_arn"),
         b = peers.get("role_b_arn"),
         x = peers.get("external_id"),
@@ -208,10 +246,17 @@ fn a_chain_of_roles_is_assumed_hop_by_hop() {
 fn get_session_token_and_get_federation_token_with_a_scoping_policy() {
     let peers = Peers::start();
     let sts = format!(
-        "      sts_endpoint: {}\n      sts_region: us-east-1\n",
+        r#"      sts_endpoint: {}
+      sts_region: us-east-1
+"#,
         peers.get("sts_endpoint")
     );
-    let session = format!("  app:\n    session_token:\n      duration_seconds: 900\n{sts}");
+    let session = format!(
+        r#"  app:
+    session_token:
+      duration_seconds: 900
+{sts}"#
+    );
     let proxy = Proxy::start(&route_config(&peers, &session), &peers.caller_env());
     proxy.wait_ready();
     assert_eq!(signed_role(&proxy), "session-token");
@@ -221,7 +266,11 @@ fn get_session_token_and_get_federation_token_with_a_scoping_policy() {
     // The broker pattern: one identity, a narrower federated session for this route.
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunctionUrl","Resource":"arn:aws:lambda:us-east-1:123456789012:function:orders"}]}"#;
     let federation = format!(
-        "  app:\n    federation_token:\n      name: orders-broker\n      policy: '{policy}'\n{sts}"
+        r#"  app:
+    federation_token:
+      name: orders-broker
+      policy: '{policy}'
+{sts}"#
     );
     let proxy = Proxy::start(&route_config(&peers, &federation), &peers.caller_env());
     proxy.wait_ready();

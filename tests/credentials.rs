@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::upstream::Upstream;
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,9 @@ fn short_lived_credentials_are_refreshed_in_the_background_without_failed_reques
 fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
     let peers = Peers::start();
     let config = format!(
-        "credentials:\n{}routes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        "credentials:\n{}routes:\n{}",
         peers.credentials_yaml("app", "wrong-external-id"),
-        peers.get("lambda_url")
+        route("fn", peers.get("lambda_url"), "lambda", "")
     );
     let proxy = Proxy::start(&config, &peers.caller_env());
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -90,15 +91,29 @@ fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
     assert_eq!(peers.stats()["verified"], 0, "nothing reached the upstream");
 }
 
+/// The set `app` assuming the test role, with more `role` keys, and one route to the stand-in.
+fn assume_role_config(peers: &Peers, role: &str) -> String {
+    let app = format!(
+        r#"  app:
+    assume_role:
+      role_arn: {}
+{role}"#,
+        peers.get("role_arn")
+    );
+    let fn_route = route("fn", peers.get("lambda_url"), "lambda", "");
+    format!("credentials:\n{app}routes:\n{fn_route}")
+}
+
 #[test]
 fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
     let peers = Peers::start();
     let closed = free_port();
-    let config = format!(
-        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      sts_endpoint: http://127.0.0.1:{closed}\n      sts_region: us-east-1\nroutes:\n  - upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.get("role_arn"),
-        peers.get("lambda_url")
+    let role = format!(
+        r#"      sts_endpoint: http://127.0.0.1:{closed}
+      sts_region: us-east-1
+"#
     );
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &peers.caller_env());
     assert_eq!(proxy.admin_get("/healthz").status, 200, "alive");
     let r = proxy.admin_get("/readyz");
@@ -178,36 +193,6 @@ fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
     }
 }
 
-/// Relays connections accepted on `listener` to `target`, from when it is called. Switched
-/// off (through the flag it returns), it accepts connections and drops them at once.
-fn relay(
-    listener: std::net::TcpListener,
-    target: std::net::SocketAddr,
-) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let on = up.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            if !on.load(std::sync::atomic::Ordering::SeqCst) {
-                continue; // dropped: the caller sees the connection close
-            }
-            let Ok(server) = std::net::TcpStream::connect(target) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-    up
-}
-
 #[test]
 fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     let peers = Peers::start();
@@ -219,12 +204,8 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
         format!("http://127.0.0.1:{port}"),
     ));
     env.push(("AWS_REGION".into(), "us-east-1".into()));
-    let config = format!(
-        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\nroutes:\n  - upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.get("role_arn"),
-        peers.get("external_id"),
-        peers.get("lambda_url")
-    );
+    let role = format!("      external_id: {}\n", peers.get("external_id"));
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &env);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !proxy.log().contains("credential refresh failed") {
@@ -243,13 +224,10 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     assert_eq!(proxy.get("/x").status, 503);
 
     // STS comes back: the refresher's backoff retries find it without a restart.
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let sts: std::net::SocketAddr = peers
-        .get("sts_endpoint")
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    relay(listener, sts);
+    let _relay = Upstream::builder()
+        .port(port)
+        .relay_to(peers.addr_of("sts_endpoint"))
+        .start();
     let came_back = Instant::now();
     proxy.wait_ready();
     assert!(came_back.elapsed() < Duration::from_secs(15));
@@ -261,24 +239,22 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
 fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
     // Credentials live 12 s; STS becomes unreachable right after the first fetch.
     let peers = Peers::start_with(&["--short-credentials", "12"]);
-    let sts: std::net::SocketAddr = peers
-        .get("sts_endpoint")
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let up = relay(listener, sts);
-    let config = format!(
-        "credentials:\n  app:\n    assume_role:\n      role_arn: {}\n      external_id: {}\n      sts_endpoint: http://127.0.0.1:{port}\n      sts_region: us-east-1\nroutes:\n  - name: fn\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.get("role_arn"),
-        peers.get("external_id"),
-        peers.get("lambda_url")
+    let sts = Upstream::builder()
+        .relay_to(peers.addr_of("sts_endpoint"))
+        .start();
+    let port = sts.addr.port();
+    let role = format!(
+        r#"      external_id: {}
+      sts_endpoint: http://127.0.0.1:{port}
+      sts_region: us-east-1
+"#,
+        peers.get("external_id")
     );
+    let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     let fetched = Instant::now();
-    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    sts.refuse(true);
 
     // Until a second before expiry every request is signed with the cached credentials.
     let mut served = 0;

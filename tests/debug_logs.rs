@@ -12,7 +12,25 @@ use common::*;
 /// come through pingora's proxy loop, not the forwarder), and moto S3 under `/s3/`.
 fn config(peers: &Peers) -> String {
     peers.lambda_config(&format!(
-        "  - name: wrong-region\n    match: {{ path_prefix: /wrong/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: eu-west-1\n    credentials: app\n  - name: open\n    match: {{ path_prefix: /open/ }}\n    strip_prefix: true\n    upstream: {lambda}\n  - name: s3\n    match: {{ path_prefix: /s3/ }}\n    strip_prefix: true\n    upstream: {s3}\n    service: s3\n    region: us-east-1\n    credentials: app\n",
+        r#"  - name: wrong-region
+    match: {{ path_prefix: /wrong/ }}
+    strip_prefix: true
+    upstream: {lambda}
+    service: lambda
+    region: eu-west-1
+    credentials: app
+  - name: open
+    match: {{ path_prefix: /open/ }}
+    strip_prefix: true
+    upstream: {lambda}
+  - name: s3
+    match: {{ path_prefix: /s3/ }}
+    strip_prefix: true
+    upstream: {s3}
+    service: s3
+    region: us-east-1
+    credentials: app
+"#,
         lambda = peers.get("lambda_url"),
         s3 = peers.get("sts_endpoint"),
     ))

@@ -117,7 +117,10 @@ fn a_rolling_replacement_under_steady_traffic_loses_nothing() {
         .replace(
             "credentials:\n",
             &format!(
-                "shutdown_delay: {}s\nshutdown_grace: {}s\ncredentials:\n",
+                r#"shutdown_delay: {}s
+shutdown_grace: {}s
+credentials:
+"#,
                 DELAY.as_secs(),
                 GRACE.as_secs()
             ),

@@ -7,127 +7,31 @@
 
 mod common;
 
+use common::upstream::{Reply, Upstream};
 use common::{free_port, Conn, Proxy, Response};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "hardening-secret-key-never-logged";
 
-/// Requests an upstream received: method, path, headers (lower-case names).
-type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
-
-/// A keep-alive HTTP/1.1 upstream that records every request and answers 200 `ok` (and closes
-/// after answering an HTTP/1.0 request, as real servers do).
-/// Paths starting `/reset` get a response cut off half-way; `/expired`, Lambda's answer to an
-/// expired session token.
-struct Recorder {
-    addr: SocketAddr,
-    seen: Seen,
-    connections: Arc<Mutex<usize>>,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Seen = Arc::default();
-        let connections = Arc::new(Mutex::new(0));
-        let (s, c) = (seen.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                *c.lock().unwrap() += 1;
-                let s = s.clone();
-                std::thread::spawn(move || serve(conn, s));
+/// A keep-alive upstream that records every request and answers 200 `ok`. Paths starting
+/// `/reset` get a response cut off half-way; `/expired`, Lambda's answer to an expired session
+/// token.
+fn recorder() -> Upstream {
+    Upstream::builder()
+        .record()
+        .answer(|req| {
+            if req.target.starts_with("/reset") {
+                // Promise 1000 bytes, send 100, hang up.
+                Reply::ok(vec![b'x'; 1000]).cut_off(100)
+            } else if req.target.starts_with("/expired") {
+                let body = r#"{"Message":"The security token included in the request is expired"}"#;
+                Reply::new(403, body).header("x-amzn-ErrorType", "ExpiredTokenException")
+            } else {
+                Reply::ok("ok")
             }
-        });
-        Recorder {
-            addr,
-            seen,
-            connections,
-        }
-    }
-
-    fn requests(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn connections(&self) -> usize {
-        *self.connections.lock().unwrap()
-    }
-
-    fn last_headers(&self) -> Vec<(String, String)> {
-        self.seen.lock().unwrap().last().unwrap().2.clone()
-    }
-}
-
-fn serve(conn: TcpStream, seen: Seen) {
-    let mut writer = conn.try_clone().unwrap();
-    let mut reader = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').unwrap();
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .map_or(0, |(_, v)| v.parse().unwrap());
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let reset = path.starts_with("/reset");
-        let expired = path.starts_with("/expired");
-        seen.lock().unwrap().push((method.clone(), path, headers));
-        if reset {
-            // Promise 1000 bytes, send 100, hang up.
-            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-            let _ = writer.write_all(&[b'x'; 100]);
-            return;
-        }
-        if expired {
-            let body = br#"{"Message":"The security token included in the request is expired"}"#;
-            let head = format!(
-                "HTTP/1.1 403 Forbidden\r\nx-amzn-ErrorType: ExpiredTokenException\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let _ = writer.write_all(head.as_bytes());
-            let _ = writer.write_all(body);
-            continue;
-        }
-        let body: &[u8] = if method == "HEAD" { b"" } else { b"ok" };
-        // Like real servers, an HTTP/1.0 request is answered and the connection closed.
-        let http_1_0 = line.trim_end().ends_with("HTTP/1.0");
-        let close = if http_1_0 {
-            "Connection: close\r\n"
-        } else {
-            ""
-        };
-        let head = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\n");
-        let _ = writer.write_all(head.as_bytes());
-        let _ = writer.write_all(body);
-        if http_1_0 {
-            return;
-        }
-    }
+        })
+        .start()
 }
 
 /// Static keys from the environment, as the default chain reads them.
@@ -140,9 +44,8 @@ fn env() -> Vec<(String, String)> {
 
 /// A signed route under /signed/ and a pass-through route under /open/, both to `upstream`.
 fn routes(upstream: SocketAddr, signed_extra: &str) -> String {
-    format!(
-        "credentials:\n  app:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 1000\n    read_timeout: 1s\n{signed_extra}  - name: open\n    match: {{ path_prefix: /open/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n"
-    )
+    let limits = format!("    max_body_bytes: 1000\n    read_timeout: 1s\n{signed_extra}");
+    common::signed_and_open(&format!("http://{upstream}"), &limits)
 }
 
 /// Sends raw bytes on a new connection; the response, if one came before the close.
@@ -154,7 +57,7 @@ fn raw(proxy: &Proxy, bytes: &[u8]) -> Option<Response> {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_reaches_nothing() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let proxy = Proxy::start(
         &format!("max_header_bytes: 4096\n{}", routes(upstream.addr, "")),
         &env(),
@@ -295,7 +198,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         }
     }
     assert_eq!(
-        (upstream.requests(), upstream.connections()),
+        (upstream.requests().len(), upstream.connections()),
         (0, 0),
         "bad input reached the upstream"
     );
@@ -311,17 +214,14 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         b"",
     );
     assert_eq!(r.status, 200);
-    assert_eq!(upstream.requests(), 2);
-    let headers = upstream.last_headers();
-    assert_eq!(
-        header_of(&headers, "content-disposition"),
-        Some(disposition)
-    );
+    assert_eq!(upstream.requests().len(), 2);
+    let last = upstream.last_request();
+    assert_eq!(last.header("content-disposition"), Some(disposition));
 }
 
 #[test]
 fn a_client_that_stops_mid_body_is_timed_out_and_released() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
     proxy.wait_ready();
     let mut stalled = Vec::new();
@@ -345,19 +245,21 @@ fn a_client_that_stops_mid_body_is_timed_out_and_released() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(in_flight(), Some(0.0), "resources of stalled requests held");
-    assert_eq!(upstream.requests(), 0);
+    assert_eq!(upstream.requests().len(), 0);
 }
 
 #[test]
 fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let dir = tempfile::tempdir().unwrap();
     let token = "tok-0123456789abcdef-XYZ";
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let proxy = Proxy::start(
         &format!(
-            "access:\n  bearer_token_file: {}\n{}",
+            r#"access:
+  bearer_token_file: {}
+{}"#,
             token_file.display(),
             routes(upstream.addr, "")
         ),
@@ -388,16 +290,16 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
             assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
         }
     }
-    assert_eq!(upstream.requests(), 0);
+    assert_eq!(upstream.requests().len(), 0);
 
     let r = proxy.send("GET", "/signed/x", &[("Authorization", &bearer)], b"");
     assert_eq!(r.status, 200);
-    let headers = upstream.last_headers();
-    let auth = header_of(&headers, "authorization").unwrap();
+    let last = upstream.last_request();
+    let auth = last.header("authorization").unwrap();
     assert!(auth.starts_with("AWS4-HMAC-SHA256 "), "{auth}");
     let r = proxy.send("GET", "/open/x", &[("Authorization", &bearer)], b"");
     assert_eq!(r.status, 200);
-    assert_eq!(header_of(&upstream.last_headers(), "authorization"), None);
+    assert_eq!(upstream.last_request().header("authorization"), None);
 
     let denied = proxy.metric(
         "sigproxy_denied_requests_total",
@@ -409,10 +311,12 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
 
 #[test]
 fn only_allowed_client_addresses_get_through() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let config = |cidrs: &str| {
         format!(
-            "access:\n  allowed_clients: [{cidrs}]\n{}",
+            r#"access:
+  allowed_clients: [{cidrs}]
+{}"#,
             routes(upstream.addr, "")
         )
     };
@@ -429,18 +333,23 @@ fn only_allowed_client_addresses_get_through() {
     elsewhere.wait_for_metric("sigproxy_denied_requests_total", &labels);
     let denied = elsewhere.metric("sigproxy_denied_requests_total", &labels);
     assert_eq!(denied, Some(1.0));
-    assert_eq!(upstream.requests(), 0);
+    assert_eq!(upstream.requests().len(), 0);
 
     let here = Proxy::start(&config("127.0.0.1/32"), &env());
     here.wait_ready();
     assert_eq!(here.get("/signed/x").status, 200);
-    assert_eq!(upstream.requests(), 1);
+    assert_eq!(upstream.requests().len(), 1);
 }
 
 #[test]
 fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
-    let upstream = Recorder::start();
-    let allow = "    allow:\n      - methods: [GET, HEAD]\n        paths: [\"/reports/**\"]\n      - methods: [PUT]\n        paths: [\"/uploads/*.csv\"]\n";
+    let upstream = recorder();
+    let allow = r#"    allow:
+      - methods: [GET, HEAD]
+        paths: ["/reports/**"]
+      - methods: [PUT]
+        paths: ["/uploads/*.csv"]
+"#;
     let proxy = Proxy::start(&routes(upstream.addr, allow), &env());
     proxy.wait_ready();
     let cases: [(&str, &str, u16); 13] = [
@@ -472,17 +381,11 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
         }
     }
     assert_eq!(
-        upstream.requests(),
+        upstream.requests().len(),
         4,
         "only allowed requests reach the upstream"
     );
-    let paths: Vec<String> = upstream
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.1.clone())
-        .collect();
+    let paths: Vec<String> = upstream.requests().into_iter().map(|r| r.target).collect();
     assert_eq!(
         paths,
         [
@@ -508,7 +411,7 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
 
 #[test]
 fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_counted() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
     proxy.wait_ready();
     for route in ["signed", "open"] {
@@ -530,7 +433,7 @@ fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_
 
 #[test]
 fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
     proxy.wait_ready();
     for i in 0..3 {
@@ -541,14 +444,14 @@ fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
         .expect("an answer");
         assert_eq!(r.status, 200);
     }
-    assert_eq!(upstream.requests(), 3);
+    assert_eq!(upstream.requests().len(), 3);
     // HTTP/1.0 upstream would have closed the connection after each request.
     assert_eq!(upstream.connections(), 1, "one pooled upstream connection");
 }
 
 #[test]
 fn idle_upstream_connections_are_dropped_after_upstream_idle_timeout() {
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let extra = "    upstream_idle_timeout: 1s\n";
     let proxy = Proxy::start(&routes(upstream.addr, extra), &env());
     proxy.wait_ready();
@@ -583,18 +486,11 @@ fn an_unreachable_upstream_is_a_json_502_on_both_kinds_of_route() {
     }
 }
 
-fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 #[test]
 fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
     // Keys from the environment never expire: no refresh can replace them, so AWS's 403 goes
     // back to the client as it came, without waiting for one.
-    let upstream = Recorder::start();
+    let upstream = recorder();
     let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
     proxy.wait_ready();
     for _ in 0..2 {
@@ -609,7 +505,7 @@ fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
         assert_eq!(r.header("x-amzn-errortype"), Some("ExpiredTokenException"));
         assert!(String::from_utf8_lossy(&r.body).contains("security token"));
     }
-    assert_eq!(upstream.requests(), 2, "sent once each, not retried");
+    assert_eq!(upstream.requests().len(), 2, "sent once each, not retried");
     assert_eq!(
         proxy.metric(
             "sigproxy_upstream_retries_total",

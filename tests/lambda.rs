@@ -3,11 +3,9 @@
 
 mod common;
 
+use common::upstream::Upstream;
 use common::*;
-use std::io::Read;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// One set of peers for this file's tests (they end when this process does).
@@ -198,30 +196,13 @@ fn client_signing_and_hop_by_hop_headers_never_reach_the_upstream() {
     );
 }
 
-/// A TCP listener that counts connections and never answers: proves nothing was forwarded.
-fn silent_upstream() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            let mut conn = conn;
-            let mut sink = [0u8; 1024];
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = conn.read(&mut sink);
-        }
-    });
-    (port, count)
-}
-
 #[test]
 fn bodies_over_the_limit_get_413_and_reach_nothing() {
-    let (port, connections) = silent_upstream();
-    let proxy = proxy(&format!(
-        "  - name: small\n    match: {{ path_prefix: /small/ }}\n    upstream: http://127.0.0.1:{port}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 1000\n"
-    ));
+    let silent = Upstream::builder().silent().start();
+    let small = r#"    match: { path_prefix: /small/ }
+    max_body_bytes: 1000
+"#;
+    let proxy = proxy(&route("small", &silent.url(), "lambda", small));
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, usize);
     let cases: [Case; 4] = [
         ("content-length", vec![], 1001),
@@ -248,19 +229,15 @@ fn bodies_over_the_limit_get_413_and_reach_nothing() {
     // The default limit is Lambda's 6 MiB: one byte more is refused before reaching the stand-in.
     let r = proxy.send("POST", "/fn/x", &[], &bytes(6 * 1024 * 1024 + 1));
     assert_eq!(r.status, 413);
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        0,
-        "the upstream was contacted"
-    );
+    assert_eq!(silent.connections(), 0, "the upstream was contacted");
 }
 
 #[test]
 fn failures_are_json_errors_with_the_right_status() {
     let closed = free_port();
-    let proxy = proxy(&format!(
-        "  - name: down\n    match: {{ path_prefix: /down/ }}\n    upstream: http://127.0.0.1:{closed}\n    service: lambda\n    region: us-east-1\n    credentials: app\n"
-    ));
+    let down = format!("http://127.0.0.1:{closed}");
+    let prefix = "    match: { path_prefix: /down/ }\n";
+    let proxy = proxy(&route("down", &down, "lambda", prefix));
     let r = proxy.get("/nothing-here");
     assert_eq!((r.status, r.error_code().as_str()), (404, "no_route"));
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -291,7 +268,10 @@ fn failures_are_json_errors_with_the_right_status() {
 fn a_route_without_credentials_passes_requests_through_unsigned() {
     let p = peers();
     let proxy = proxy(&format!(
-        "  - name: open\n    match: {{ path_prefix: /open/ }}\n    upstream: {}\n",
+        r#"  - name: open
+    match: {{ path_prefix: /open/ }}
+    upstream: {}
+"#,
         p.get("lambda_url")
     ));
     let r = proxy.send(

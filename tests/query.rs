@@ -6,9 +6,8 @@
 
 mod common;
 
+use common::upstream::{Reply, Upstream};
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,11 +15,7 @@ const BUCKET: &str = "sigproxy-clients";
 const KEYS: [&str; 3] = ["sp dir/a.txt", "sp dir/b+c.txt", "sp dir/sub/d.txt"];
 
 fn s3_proxy(peers: &Peers) -> Proxy {
-    let config = format!(
-        "credentials:\n{}routes:\n  - name: s3\n    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n",
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("sts_endpoint"),
-    );
+    let config = peers.config(&route("s3", peers.get("sts_endpoint"), "s3", ""));
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     proxy
@@ -158,35 +153,19 @@ fn rclone_lists_and_purges_a_folder_with_a_space() {
     assert_eq!(listed(&proxy, "sp dir-not/"), ["sp dir-not/e.txt"]);
 }
 
-/// An upstream that answers each request with its request target, one request per connection.
-fn echo_target() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut conn = conn;
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{target}",
-                target.len()
-            );
-        }
-    });
-    addr
-}
-
 #[test]
 fn pass_through_routes_send_plus_as_the_client_did() {
-    let upstream = echo_target();
-    let config = format!("routes:\n  - name: open\n    upstream: http://{upstream}\n");
+    // Answers each request with its request target.
+    let upstream = Upstream::builder()
+        .answer(|req| Reply::ok(req.target.clone()))
+        .start();
+    let config = format!(
+        r#"routes:
+  - name: open
+    upstream: {}
+"#,
+        upstream.url()
+    );
     let proxy = Proxy::start(&config, &[]);
     // Other escapes are normalised as on every route; `+`, which servers read two ways, is not.
     for (sent, arrives) in [

@@ -7,11 +7,8 @@ use common::*;
 use std::process::Command;
 
 fn s3_config(peers: &Peers, payload: &str) -> String {
-    format!(
-        "credentials:\n{}routes:\n  - name: s3\n    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n    payload: {payload}\n    max_body_bytes: 16777216\n",
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("sts_endpoint"),
-    )
+    let limits = format!("    payload: {payload}\n    max_body_bytes: 16777216\n");
+    peers.config(&route("s3", peers.get("sts_endpoint"), "s3", &limits))
 }
 
 fn run_client(peers: &Peers, proxy: &Proxy, bucket: &str) {

@@ -118,7 +118,10 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
 fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
     let peers = Peers::start();
     let config = format!(
-        "access:\n  allowed_origins: [https://app.example.com]\n  allowed_hosts: [sigproxy.tools.svc]\n{}",
+        r#"access:
+  allowed_origins: [https://app.example.com]
+  allowed_hosts: [sigproxy.tools.svc]
+{}"#,
         peers.lambda_config("")
     );
     let proxy = Proxy::start(&config, &peers.caller_env());
@@ -187,11 +190,9 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
 #[test]
 fn a_path_that_leaves_its_prefix_never_matches_that_route() {
     let peers = Peers::start();
-    let config = format!(
-        "credentials:\n{}routes:\n  - name: v1\n    match: {{ path_prefix: /v1/ }}\n    strip_prefix: true\n    upstream: {}/prod\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.get("lambda_url"),
-    );
+    let v1 = "    match: { path_prefix: /v1/ }\n    strip_prefix: true\n";
+    let lambda = format!("{}/prod", peers.get("lambda_url"));
+    let config = peers.config(&route("v1", &lambda, "lambda", v1));
     let proxy = Proxy::start(&config, &peers.caller_env());
     proxy.wait_ready();
     let before = verified(&peers);
@@ -244,18 +245,16 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
 
 /// moto S3 behind one unrestricted route, to set up and inspect what the attacks try to touch.
 fn s3_route(peers: &Peers, name: &str, prefix: &str, allow: &str) -> String {
-    format!(
-        "  - name: {name}\n{prefix}    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n{allow}",
-        peers.get("sts_endpoint")
+    route(
+        name,
+        peers.get("sts_endpoint"),
+        "s3",
+        &format!("{prefix}{allow}"),
     )
 }
 
 fn s3_proxy(peers: &Peers, routes: &str) -> Proxy {
-    let config = format!(
-        "credentials:\n{}routes:\n{routes}",
-        peers.credentials_yaml("app", peers.get("external_id")),
-    );
-    let proxy = Proxy::start(&config, &peers.caller_env());
+    let proxy = Proxy::start(&peers.config(routes), &peers.caller_env());
     proxy.wait_ready();
     proxy
 }
@@ -275,7 +274,9 @@ fn an_escaped_bucket_name_cannot_skip_a_restrictive_s3_route() {
             &peers,
             "reports",
             "    match: { path_prefix: /my-bucket/ }\n",
-            "    allow:\n      - methods: [GET, HEAD]\n"
+            r#"    allow:
+      - methods: [GET, HEAD]
+"#
         ),
         s3_route(&peers, "all", "", "")
     );
@@ -317,7 +318,10 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
         assert_eq!(r.status, 200, "{key}: {}", String::from_utf8_lossy(&r.body));
     }
     // A rule an operator would write to let an app drop files in incoming/.
-    let rule = "    allow:\n      - methods: [GET, PUT, POST, DELETE]\n        paths: [\"/my-bucket/incoming/**\", \"/my-bucket/*\"]\n";
+    let rule = r#"    allow:
+      - methods: [GET, PUT, POST, DELETE]
+        paths: ["/my-bucket/incoming/**", "/my-bucket/*"]
+"#;
     let proxy = s3_proxy(&peers, &s3_route(&peers, "drop", "", rule));
     let delete_body = "<Delete><Object><Key>secret/payroll.csv</Key></Object></Delete>";
     let attacks = [
@@ -418,8 +422,10 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     );
 
     // A rule in IAM's words: DeleteObjects is checked key by key.
-    let rules =
-        "    allow:\n      - actions: [s3:DeleteObject]\n        paths: [\"/my-bucket/tmp/**\"]\n";
+    let rules = r#"    allow:
+      - actions: [s3:DeleteObject]
+        paths: ["/my-bucket/tmp/**"]
+"#;
     let cleaner = s3_proxy(&peers, &s3_route(&peers, "cleaner", "", rules));
     let delete = |keys: &[&str]| {
         let objects: String = keys
@@ -462,7 +468,16 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
     );
     // A route confined to one bucket by its upstream's base path, with a methods-only rule.
     let routes = format!(
-        "  - name: files\n    match: {{ path_prefix: /files/ }}\n    strip_prefix: true\n    upstream: {}/my-bucket\n    service: s3\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET, PUT]\n",
+        r#"  - name: files
+    match: {{ path_prefix: /files/ }}
+    strip_prefix: true
+    upstream: {}/my-bucket
+    service: s3
+    region: us-east-1
+    credentials: app
+    allow:
+      - methods: [GET, PUT]
+"#,
         peers.get("sts_endpoint")
     );
     let proxy = s3_proxy(&peers, &routes);
@@ -490,7 +505,9 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
     let token = "safety-test-token-0123456789";
     std::fs::write(dir.path().join("token"), token).unwrap();
     let config = format!(
-        "access:\n  bearer_token_file: {}\n{}",
+        r#"access:
+  bearer_token_file: {}
+{}"#,
         dir.path().join("token").display(),
         peers.lambda_config("")
     );

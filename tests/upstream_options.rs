@@ -6,11 +6,15 @@ mod common;
 
 use common::*;
 
+/// One route `fn` to `upstream`, signing with the set `app`, and `extra` keys.
 fn route(peers: &Peers, upstream: &str, extra: &str) -> String {
-    format!(
-        "credentials:\n{}routes:\n  - name: fn\n    upstream: {upstream}\n    credentials: app\n    read_timeout: 5s\n{extra}",
-        peers.credentials_yaml("app", peers.get("external_id")),
-    )
+    peers.config(&format!(
+        r#"  - name: fn
+    upstream: {upstream}
+    credentials: app
+    read_timeout: 5s
+{extra}"#
+    ))
 }
 
 #[test]
@@ -18,7 +22,12 @@ fn sign_host_and_header_edits_reach_the_upstream_signed() {
     let peers = Peers::start();
     // Connect to the stand-in, but sign for (and send as Host) the Function URL's own name:
     // service and region come from it.
-    let extra = "    sign_host: abc123.lambda-url.us-east-1.on.aws\n    headers:\n      add: { x-team: orders, x-amz-meta-origin: sigproxy }\n      remove: [x-remove-me]\n      duplicate: [user-agent, x-user]\n";
+    let extra = r#"    sign_host: abc123.lambda-url.us-east-1.on.aws
+    headers:
+      add: { x-team: orders, x-amz-meta-origin: sigproxy }
+      remove: [x-remove-me]
+      duplicate: [user-agent, x-user]
+"#;
     let proxy = Proxy::start(
         &route(&peers, peers.get("lambda_url"), extra),
         &peers.caller_env(),
@@ -61,7 +70,9 @@ fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
     let peers = Peers::start_with(&["--tls-dir", dir.path().to_str().unwrap()]);
     let url = peers.get("lambda_tls_url").to_string();
     let ca = peers.get("ca_file").to_string();
-    let signed = "    service: lambda\n    region: us-east-1\n";
+    let signed = r#"    service: lambda
+    region: us-east-1
+"#;
     let cases = [
         (format!("{signed}    tls: {{ ca_file: {ca} }}\n"), 200),
         // The system's roots do not know the test CA.

@@ -124,3 +124,7 @@ async fn assume_role(
     }
     builder.build_from_provider(source).await
 }
+
+#[cfg(test)]
+#[path = "provider_tests.rs"]
+mod tests;

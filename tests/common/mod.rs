@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod upstream;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -67,10 +69,12 @@ impl Peers {
     }
 
     pub fn lambda_addr(&self) -> SocketAddr {
-        self.get("lambda_url")
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap()
+        self.addr_of("lambda_url")
+    }
+
+    /// The address in one of the `http://` URLs the peers describe.
+    pub fn addr_of(&self, key: &str) -> SocketAddr {
+        self.get(key).trim_start_matches("http://").parse().unwrap()
     }
 
     /// The stand-in's counters: verified, rejected, assume_role_calls, keys_seen.
@@ -93,20 +97,71 @@ impl Peers {
     /// A credentials block assuming the test role through the local STS.
     pub fn credentials_yaml(&self, name: &str, external_id: &str) -> String {
         format!(
-            "  {name}:\n    source: default\n    assume_role:\n      role_arn: {}\n      external_id: {external_id}\n      sts_endpoint: {}\n      sts_region: us-east-1\n",
-            self.get("role_arn"),
-            self.get("sts_endpoint")
+            r#"  {name}:
+    source: default
+    assume_role:
+      role_arn: {role}
+      external_id: {external_id}
+      sts_endpoint: {sts}
+      sts_region: us-east-1
+"#,
+            role = self.get("role_arn"),
+            sts = self.get("sts_endpoint"),
         )
     }
 
     /// The usual configuration: one signed Lambda route under /fn/ and extra YAML `routes`.
     pub fn lambda_config(&self, extra_routes: &str) -> String {
-        format!(
-            "credentials:\n{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 2s\n{extra_routes}",
-            self.credentials_yaml("app", self.get("external_id")),
+        let fn_route = route(
+            "fn",
             self.get("lambda_url"),
-        )
+            "lambda",
+            "    match: { path_prefix: /fn/ }\n    strip_prefix: true\n    read_timeout: 2s\n",
+        );
+        self.config(&format!("{fn_route}{extra_routes}"))
     }
+
+    /// `routes` (YAML list items) with the credential set `app` assuming the test role.
+    pub fn config(&self, routes: &str) -> String {
+        let app = self.credentials_yaml("app", self.get("external_id"));
+        format!("credentials:\n{app}routes:\n{routes}")
+    }
+}
+
+/// One route (a YAML list item) signed for `service` in us-east-1 with the set `app`, and
+/// `extra` keys (indented four spaces).
+pub fn route(name: &str, upstream: &str, service: &str, extra: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    upstream: {upstream}
+    service: {service}
+    region: us-east-1
+    credentials: app
+{extra}"#
+    )
+}
+
+/// Static keys from the environment as the set `app`, a signed Lambda route under /signed/
+/// (with `signed_extra` keys) and a pass-through route under /open/, both to `upstream`.
+pub fn signed_and_open(upstream: &str, signed_extra: &str) -> String {
+    format!(
+        r#"credentials:
+  app:
+    source: default
+routes:
+  - name: signed
+    match: {{ path_prefix: /signed/ }}
+    strip_prefix: true
+    upstream: {upstream}
+    service: lambda
+    region: us-east-1
+    credentials: app
+{signed_extra}  - name: open
+    match: {{ path_prefix: /open/ }}
+    strip_prefix: true
+    upstream: {upstream}
+"#
+    )
 }
 
 impl Drop for Peers {
@@ -143,76 +198,30 @@ impl Proxy {
     }
 
     pub fn start_with_args(body: &str, env: &[(String, String)], args: &[&str]) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("sigproxy.yaml");
-        std::fs::write(
-            &config,
-            if body.contains("shutdown_grace:") {
-                format!("listen: {addr}\nadmin_listen: {admin}\n{body}")
-            } else {
-                format!("listen: {addr}\nadmin_listen: {admin}\nshutdown_grace: 1s\n{body}")
-            },
-        )
-        .unwrap();
-        let log = dir.path().join("sigproxy.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
-        cmd.arg("-c")
-            .arg(&config)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap());
-        isolate_aws_env(&mut cmd, dir.path());
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
+        Proxy::builder(body).env(env).args(args).start()
+    }
+
+    /// Starts sigproxy with `body` (YAML without listen addresses), with options.
+    pub fn builder(body: &str) -> ProxyBuilder {
+        ProxyBuilder {
+            body: Some(body.into()),
+            env: Vec::new(),
+            args: Vec::new(),
+            core: None,
+            keep_log: true,
         }
-        let child = cmd.spawn().expect("start sigproxy");
-        let proxy = Proxy {
-            child,
-            addr,
-            admin,
-            log,
-            config,
-            dir: std::sync::Arc::new(dir),
-        };
-        proxy.wait_until_listening();
-        proxy
     }
 
     /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
     /// `/healthz`. `args` must not name `--port` or `--admin-listen`.
     pub fn start_flags(args: &[&str], env: &[(String, String)]) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.path().join("sigproxy.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
-        cmd.args(args)
-            .arg("--port")
-            .arg(addr.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        isolate_aws_env(&mut cmd, dir.path());
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
+        ProxyBuilder {
+            body: None,
+            ..Proxy::builder("")
         }
-        let proxy = Proxy {
-            child: cmd.spawn().expect("start sigproxy"),
-            addr,
-            admin,
-            log,
-            config: dir.path().join("none"),
-            dir: std::sync::Arc::new(dir),
-        };
-        proxy.wait_until_listening();
-        proxy
+        .args(args)
+        .env(env)
+        .start()
     }
 
     fn wait_for(&self, mut ok: impl FnMut() -> bool) {
@@ -324,6 +333,17 @@ impl Proxy {
         self.child.id()
     }
 
+    /// A memory figure from /proc/PID/status in MiB: `VmRSS` now, `VmHWM` at peak.
+    pub fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap()
+            / 1024.0
+    }
+
     /// Sends a signal by name (TERM, QUIT, ...) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -358,6 +378,110 @@ impl Drop for Proxy {
     }
 }
 
+/// Options for [`Proxy::builder`].
+pub struct ProxyBuilder {
+    /// The configuration file's YAML; `None`: flags only (`--port`, `--admin-listen` added).
+    body: Option<String>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    core: Option<usize>,
+    keep_log: bool,
+}
+
+impl ProxyBuilder {
+    /// Environment variables (after the isolating ones and `RUST_LOG=info`, so they win).
+    pub fn env(mut self, env: &[(String, String)]) -> ProxyBuilder {
+        self.env.extend_from_slice(env);
+        self
+    }
+
+    /// Command-line arguments after `-c FILE`.
+    pub fn args(mut self, args: &[&str]) -> ProxyBuilder {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Runs sigproxy on this CPU core only (with taskset), where given.
+    pub fn pin_to_core(mut self, core: Option<usize>) -> ProxyBuilder {
+        self.core = core;
+        self
+    }
+
+    /// Sends the log to /dev/null (long benchmarks would fill the disk); `log()` is empty.
+    pub fn discard_log(mut self) -> ProxyBuilder {
+        self.keep_log = false;
+        self
+    }
+
+    /// Starts it and waits for `/healthz` and the traffic port.
+    pub fn start(self) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("sigproxy.yaml");
+        let mut head = vec!["-c".to_string(), config.display().to_string()];
+        match &self.body {
+            Some(body) => {
+                let grace = match body.contains("shutdown_grace:") {
+                    true => "",
+                    false => "shutdown_grace: 1s\n",
+                };
+                let yaml = format!("listen: {addr}\nadmin_listen: {admin}\n{grace}{body}");
+                std::fs::write(&config, yaml).unwrap();
+            }
+            None => {
+                head = [
+                    "--port",
+                    &addr.to_string(),
+                    "--admin-listen",
+                    &admin.to_string(),
+                ]
+                .map(String::from)
+                .to_vec();
+            }
+        }
+        let log = dir.path().join("sigproxy.log");
+        let binary = env!("CARGO_BIN_EXE_sigproxy");
+        let mut cmd = match self.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &core.to_string(), binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let (stdout, stderr) = match self.keep_log {
+            true => (
+                Stdio::from(std::fs::File::create(dir.path().join("stdout.log")).unwrap()),
+                Stdio::from(std::fs::File::create(&log).unwrap()),
+            ),
+            false => (Stdio::null(), Stdio::null()),
+        };
+        let (first, then) = match self.body {
+            Some(_) => (head, self.args),
+            None => (self.args, head),
+        };
+        cmd.args(first)
+            .args(then)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        isolate_aws_env(&mut cmd, dir.path());
+        cmd.env("RUST_LOG", "info");
+        cmd.envs(self.env);
+        let proxy = Proxy {
+            child: cmd.spawn().expect("start sigproxy"),
+            addr,
+            admin,
+            log,
+            config,
+            dir: std::sync::Arc::new(dir),
+        };
+        proxy.wait_until_listening();
+        proxy
+    }
+}
+
 /// Keeps the machine's own AWS setup (files, env, IMDS) out of the test.
 pub fn isolate_aws_env(cmd: &mut Command, home: &Path) {
     for (k, _) in std::env::vars() {
@@ -385,10 +509,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     pub fn json(&self) -> Value {
@@ -408,6 +529,14 @@ impl Response {
             .unwrap_or("")
             .to_string()
     }
+}
+
+/// The value of header `name` (any case) in a list of headers.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// One request on a fresh connection; panics on I/O errors.
@@ -518,12 +647,7 @@ fn read_body(
     headers: Vec<(String, String)>,
     interim: Vec<u16>,
 ) -> Option<Response> {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| header_in(&headers, name);
     let mut body = Vec::new();
     if let Some(len) = get("content-length") {
         let len: usize = len.parse().ok()?;
