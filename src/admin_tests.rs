@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::config::Config;
+use crate::credentials::CredentialStore;
+use crate::reload::Snapshot;
 use aws_credential_types::Credentials;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -27,12 +29,12 @@ routes:
     credentials: other
 "#;
 
-fn app() -> (AdminApp, Arc<CredentialStore>) {
+/// The admin app over a snapshot of `CONFIG`, and the live handle its credentials are set in.
+fn app() -> (AdminApp, Live) {
     let config = Config::parse(CONFIG, Path::new("admin-test.yaml")).unwrap();
-    let store = Arc::new(CredentialStore::new(&config));
-    let router = Router::new(&config, &store);
-    let app = AdminApp::new(store.clone(), &router, BrowserPolicy::default());
-    (app, store)
+    let live = Snapshot::new(&config, CredentialStore::new(&config)).live();
+    let drain = Drain::new(Duration::ZERO, Duration::ZERO);
+    (AdminApp::new(live.clone(), drain), live)
 }
 
 fn valid() -> Credentials {
@@ -60,7 +62,7 @@ async fn healthz_answers_whether_or_not_credentials_are_loaded() {
         (status, body),
         (StatusCode::OK, serde_json::json!({ "status": "ok" }))
     );
-    store.get("app").unwrap().store(valid());
+    store.load().store.get("app").unwrap().store(valid());
     assert_eq!(get(&app, "/healthz", "").await.0, StatusCode::OK);
 }
 
@@ -75,7 +77,7 @@ async fn readyz_waits_for_every_set_a_route_uses_and_names_those_not_ready() {
     // A set no route signs with does not count, and is not listed.
     assert!(body["credentials"].get("unused").is_none(), "{body}");
 
-    store.get("app").unwrap().store(valid());
+    store.load().store.get("app").unwrap().store(valid());
     let (status, body) = get(&app, "/readyz", "").await;
     assert_eq!(
         status,
@@ -88,7 +90,7 @@ async fn readyz_waits_for_every_set_a_route_uses_and_names_those_not_ready() {
     );
     assert_eq!(body["credentials"]["other"]["ready"], false);
 
-    store.get("other").unwrap().store(valid());
+    store.load().store.get("other").unwrap().store(valid());
     let (status, body) = get(&app, "/readyz", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["ready"], true);
@@ -98,12 +100,12 @@ async fn readyz_waits_for_every_set_a_route_uses_and_names_those_not_ready() {
 async fn expired_credentials_make_readyz_fail_again() {
     let (app, store) = app();
     for name in ["app", "other"] {
-        store.get(name).unwrap().store(valid());
+        store.load().store.get(name).unwrap().store(valid());
     }
     assert_eq!(get(&app, "/readyz", "").await.0, StatusCode::OK);
     let past = SystemTime::now() - Duration::from_secs(1);
     let expired = Credentials::new("AKIDOLD", "old-secret", None, Some(past), "test");
-    store.get("other").unwrap().store(expired);
+    store.load().store.get("other").unwrap().store(expired);
     let (status, body) = get(&app, "/readyz", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["credentials"]["other"]["ready"], false);

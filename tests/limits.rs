@@ -167,7 +167,7 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
 /// `max_connections` a newcomer takes the place of the connection idle longest.
 #[test]
 fn at_max_connections_the_longest_idle_keep_alive_connection_makes_room() {
-    let proxy = start("max_connections: 3\n");
+    let (proxy, _up) = start("max_connections: 3\n");
     let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(proxy.addr)).collect();
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
@@ -477,7 +477,7 @@ fn a_leading_blank_line_and_a_huge_head_get_the_json_431() {
 /// connection cap: a client dribbling a head or holding connections open cannot take it away.
 #[test]
 fn the_admin_port_closes_slow_and_idle_connections_and_caps_them() {
-    let proxy = start("request_header_timeout: 1s\nkeepalive_timeout: 1s\n");
+    let (proxy, _up) = start("request_header_timeout: 1s\nkeepalive_timeout: 1s\n");
     // A head sent a byte at a time, never finished.
     let mut slow = TcpStream::connect(proxy.admin).unwrap();
     let dribble = std::thread::spawn({
