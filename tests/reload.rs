@@ -447,3 +447,28 @@ fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
     wait_in_force(&proxy, &text);
     assert_eq!(with(new), 403);
 }
+
+#[test]
+fn sighup_while_an_upgrade_waits_for_the_sockets_does_not_end_it() {
+    // `-u` waits (up to about 5 s) in pingora's bootstrap for the old process to hand its
+    // sockets over, before any service runs: a SIGHUP then (`systemctl kill --signal=SIGHUP`
+    // once MAINPID names the new process, a config tool) must not end it.
+    let peers = Peers::start();
+    let mut old = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    old.wait_ready();
+    let mut new = old.upgrade(&peers.caller_env());
+    std::thread::sleep(Duration::from_millis(1000));
+    new.signal("HUP");
+    if let Some(status) = new.wait_exit(Duration::from_millis(300)) {
+        panic!(
+            "the upgraded process ended on SIGHUP ({status}); log:\n{}",
+            new.log()
+        );
+    }
+    old.signal("QUIT");
+    assert!(old.wait_exit(Duration::from_secs(20)).is_some());
+    wait_until(&new, "the upgraded process ready", || {
+        try_request(new.admin, "GET", "/readyz", &[], b"").is_some_and(|r| r.status == 200)
+    });
+    assert_eq!(new.get("/fn/x").status, 200);
+}
