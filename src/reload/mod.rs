@@ -3,6 +3,8 @@
 //! The file is polled through its path every second and its bytes compared by SHA-256, rather
 //! than watched with inotify: Kubernetes updates a mounted ConfigMap by swapping a `..data`
 //! symlink and editors replace the file, neither of which a watch on the path itself sees.
+//! A change is acted on once two polls in a row read the same bytes ([`poll`]): a file caught
+//! half-written is neither applied nor counted as a failure.
 //!
 //! A reload checks the file exactly as `--check` does ([`crate::config`]), then as it would be
 //! in force: keys fixed at start-up ([`fixed`]) keep their running values and are reported as
@@ -15,6 +17,7 @@
 
 mod fixed;
 mod live;
+mod poll;
 mod sets;
 
 pub use fixed::{checked, Change};
@@ -28,6 +31,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
+use poll::{Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -102,19 +106,13 @@ impl Reloader {
     }
 }
 
-/// What the last look at the file found.
-#[derive(PartialEq, Eq)]
-enum Seen {
-    Content(Hash),
-    Unreadable,
-}
-
 /// The reloader's own state.
 struct State {
     /// The configuration in force (fixed keys as started).
     running: Config,
     refreshers: Refreshers,
-    seen: Seen,
+    /// The file as last acted on; changes not yet settled.
+    polls: Polls,
     /// Set when new credentials could not be had: the same file is tried again then.
     retry_at: Option<Instant>,
 }
@@ -152,7 +150,7 @@ impl BackgroundService for Reloader {
         let mut state = State {
             running,
             refreshers,
-            seen,
+            polls: Polls::new(seen),
             retry_at: None,
         };
         let mut tick = tokio::time::interval(POLL);
@@ -164,7 +162,7 @@ impl BackgroundService for Reloader {
                     Some(path) => match read(path) {
                         Ok(bytes) => self.reload(&mut state, path, &bytes, "SIGHUP").await,
                         Err(e) => {
-                            state.seen = Seen::Unreadable;
+                            state.polls.acted(Seen::Unreadable);
                             refused(&e, "SIGHUP");
                         }
                     },
@@ -175,20 +173,24 @@ impl BackgroundService for Reloader {
                 },
                 _ = tick.tick(), if path.is_some() => {
                     let Some(path) = path else { continue };
-                    match read(path) {
+                    let (read, seen) = match read(path) {
                         Ok(bytes) => {
-                            let changed = state.seen != Seen::Content(Sha256::digest(&bytes).into());
-                            let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
-                            if changed || retry {
-                                let trigger = if changed { "file changed" } else { "retry" };
-                                self.reload(&mut state, path, &bytes, trigger).await;
-                            }
+                            let hash = Sha256::digest(&bytes).into();
+                            (Ok(bytes), Seen::Content(hash))
                         }
-                        Err(e) if state.seen != Seen::Unreadable => {
-                            state.seen = Seen::Unreadable;
-                            refused(&e, "file changed");
+                        Err(e) => (Err(e), Seen::Unreadable),
+                    };
+                    let act = state.polls.look(seen);
+                    let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
+                    match (act, read) {
+                        (Act::Reload, Ok(bytes)) => {
+                            self.reload(&mut state, path, &bytes, "file changed").await;
                         }
-                        Err(_) => {}
+                        (Act::Refuse, Err(e)) => refused(&e, "file changed"),
+                        (Act::Unchanged, Ok(bytes)) if retry => {
+                            self.reload(&mut state, path, &bytes, "retry").await;
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -229,7 +231,7 @@ impl Reloader {
     /// Checks `bytes` and, if they may be, puts them in force.
     async fn reload(&self, state: &mut State, path: &Path, bytes: &[u8], trigger: &'static str) {
         let hash: Hash = Sha256::digest(bytes).into();
-        state.seen = Seen::Content(hash);
+        state.polls.acted(Seen::Content(hash));
         state.retry_at = None;
         let checked = text(bytes, path).and_then(|text| checked(text, path, &state.running));
         let (config, changes) = match checked {
