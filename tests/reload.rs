@@ -472,3 +472,47 @@ fn sighup_while_an_upgrade_waits_for_the_sockets_does_not_end_it() {
     });
     assert_eq!(new.get("/fn/x").status, 200);
 }
+
+#[test]
+fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
+    // Kubernetes rotates a mounted Secret by swapping its files; nothing sends SIGHUP and the
+    // configuration file stays as it is. A leaked token must stop working all the same.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = (
+        "rotation-test-token-old-0123",
+        "rotation-test-token-new-4567",
+    );
+    std::fs::write(&token_file, old).unwrap();
+    let body = format!(
+        "access:\n  bearer_token_file: {}\n{}",
+        token_file.display(),
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start(&body, &peers.caller_env());
+    proxy.wait_ready();
+    let with = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        proxy
+            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    assert_eq!(with(old), 200);
+    let tmp = dir.path().join("token.new");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    wait_until(&proxy, "the rotated token in force", || with(new) == 200);
+    assert_eq!(with(old), 401);
+    assert_eq!(reloads(&proxy, "failure"), 0.0);
+
+    // A token file that holds no usable token is refused once, not at every poll, and the
+    // token in force stays.
+    std::fs::write(&token_file, "short").unwrap();
+    wait_until(&proxy, "the short token refused", || {
+        reloads(&proxy, "failure") == 1.0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&proxy, "failure"), 1.0);
+    assert_eq!(with(new), 200);
+}

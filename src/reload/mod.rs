@@ -4,7 +4,8 @@
 //! than watched with inotify: Kubernetes updates a mounted ConfigMap by swapping a `..data`
 //! symlink and editors replace the file, neither of which a watch on the path itself sees.
 //! A change is acted on once two polls in a row read the same bytes ([`poll`]): a file caught
-//! half-written is neither applied nor counted as a failure.
+//! half-written is neither applied nor counted as a failure. The bearer token file in force
+//! is polled with it: a rotated Secret is a change though the configuration file is not.
 //!
 //! A reload checks the file exactly as `--check` does ([`crate::config`]), then as it would be
 //! in force: keys fixed at start-up ([`fixed`]) keep their running values and are reported as
@@ -23,6 +24,7 @@ mod sets;
 pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
 
+use crate::access::BearerToken;
 use crate::config::{Config, ConfigError};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
 use crate::credentials::CredentialStore;
@@ -143,7 +145,7 @@ impl BackgroundService for Reloader {
         let (path, seen) = match &self.source {
             Source::File { path, hash } => {
                 m.config_hash.set(hash_number(hash));
-                (Some(path.as_path()), Seen::Content(*hash))
+                (Some(path.as_path()), in_force(hash, &running))
             }
             Source::Flags => (None, Seen::Unreadable),
         };
@@ -160,7 +162,10 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => break,
                 () = hangup_received(&mut hangup) => match path {
                     Some(path) => match read(path) {
-                        Ok(bytes) => self.reload(&mut state, path, &bytes, "SIGHUP").await,
+                        Ok(bytes) => {
+                            let seen = look(&bytes, &state.running);
+                            self.reload(&mut state, path, &bytes, seen, "SIGHUP").await;
+                        }
                         Err(e) => {
                             state.polls.acted(Seen::Unreadable);
                             refused(&e, "SIGHUP");
@@ -175,8 +180,8 @@ impl BackgroundService for Reloader {
                     let Some(path) = path else { continue };
                     let (read, seen) = match read(path) {
                         Ok(bytes) => {
-                            let hash = Sha256::digest(&bytes).into();
-                            (Ok(bytes), Seen::Content(hash))
+                            let seen = look(&bytes, &state.running);
+                            (Ok(bytes), seen)
                         }
                         Err(e) => (Err(e), Seen::Unreadable),
                     };
@@ -184,11 +189,11 @@ impl BackgroundService for Reloader {
                     let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
                     match (act, read) {
                         (Act::Reload, Ok(bytes)) => {
-                            self.reload(&mut state, path, &bytes, "file changed").await;
+                            self.reload(&mut state, path, &bytes, seen, "file changed").await;
                         }
                         (Act::Refuse, Err(e)) => refused(&e, "file changed"),
                         (Act::Unchanged, Ok(bytes)) if retry => {
-                            self.reload(&mut state, path, &bytes, "retry").await;
+                            self.reload(&mut state, path, &bytes, seen, "retry").await;
                         }
                         _ => {}
                     }
@@ -228,10 +233,18 @@ async fn hangup_received(hangup: &mut Option<Signal>) {
 }
 
 impl Reloader {
-    /// Checks `bytes` and, if they may be, puts them in force.
-    async fn reload(&self, state: &mut State, path: &Path, bytes: &[u8], trigger: &'static str) {
+    /// Checks `bytes` and, if they may be, puts them in force. `seen` is what the look at the
+    /// file found, taken before the file (and the token file) is read to be checked.
+    async fn reload(
+        &self,
+        state: &mut State,
+        path: &Path,
+        bytes: &[u8],
+        seen: Seen,
+        trigger: &'static str,
+    ) {
         let hash: Hash = Sha256::digest(bytes).into();
-        state.polls.acted(Seen::Content(hash));
+        state.polls.acted(seen);
         state.retry_at = None;
         let checked = text(bytes, path).and_then(|text| checked(text, path, &state.running));
         let (config, changes) = match checked {
@@ -259,6 +272,8 @@ impl Reloader {
         let routes = config.routes.len();
         self.live.store(Arc::new(snapshot));
         let summary = state.refreshers.commit(plan);
+        // What is in force now, token included, as the check read it.
+        state.polls.acted(in_force(&hash, &config));
         state.running = config;
 
         let m = metrics();
@@ -288,6 +303,40 @@ impl Reloader {
             );
         }
     }
+}
+
+/// What a poll compares: the file's SHA-256 and, when the configuration in force reads its
+/// bearer token from a file, the token that file holds now: a rotated token (a Kubernetes
+/// Secret swapped, nothing sent SIGHUP, the configuration unchanged) is a change too.
+fn look(bytes: &[u8], running: &Config) -> Seen {
+    let hash = Sha256::digest(bytes).into();
+    let Some(file) = &running.access.bearer_token_file else {
+        return Seen::Content(hash);
+    };
+    // Not a token (unreadable, too short): a value no token's digest is.
+    let token = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| BearerToken::parse(&text))
+        .map_or([0; 32], |t| *t.digest());
+    with_token(&hash, &token)
+}
+
+/// What [`look`] finds while `config`, read from a file hashing to `hash`, is in force.
+fn in_force(hash: &Hash, config: &Config) -> Seen {
+    match (
+        &config.access.bearer_token_file,
+        &config.access.bearer_token,
+    ) {
+        (Some(_), Some(token)) => with_token(hash, token.digest()),
+        _ => Seen::Content(*hash),
+    }
+}
+
+fn with_token(hash: &Hash, token: &[u8; 32]) -> Seen {
+    let mut both = Sha256::new();
+    both.update(hash);
+    both.update(token);
+    Seen::Content(both.finalize().into())
 }
 
 /// Logs and counts a refused reload; the running configuration stays.
