@@ -516,3 +516,49 @@ fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
     assert_eq!(reloads(&proxy, "failure"), 1.0);
     assert_eq!(with(new), 200);
 }
+
+#[test]
+fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
+    // A tool that sends SIGHUP every few seconds whether or not anything changed, while the
+    // file has a set STS refuses: one AssumeRole per SIGHUP would load the account's STS.
+    let peers = Peers::start();
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+    let path = config_path(&proxy);
+    let text = format!(
+        "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
+        proxy.addr,
+        proxy.admin,
+        peers.credentials_yaml("app", peers.get("external_id")),
+        peers.credentials_yaml("wrong", "not-the-external-id"),
+        signed_route(&peers, "fn", "/fn/", "", "app"),
+        signed_route(&peers, "other", "/other/", "", "wrong"),
+    );
+    std::fs::write(&path, &text).unwrap();
+    proxy.signal("HUP");
+    wait_until(&proxy, "the reload refused", || {
+        reloads(&proxy, "failure") == 1.0
+    });
+    // Each fetch of the refused set asks STS (moto refuses it before its counters see it).
+    let fetches = || {
+        proxy
+            .metric(
+                "sigproxy_credential_refreshes_total",
+                &[("credentials", "wrong"), ("result", "failure")],
+            )
+            .unwrap_or(0.0)
+    };
+    let calls = fetches();
+    for _ in 0..10 {
+        proxy.signal("HUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let more = fetches() - calls;
+    assert!(
+        more <= 1.0,
+        "{more} STS calls for 10 SIGHUPs within a second"
+    );
+    assert!(reloads(&proxy, "failure") <= 2.0);
+    assert_eq!(proxy.get("/fn/x").status, 200);
+}

@@ -48,6 +48,9 @@ const POLL: Duration = Duration::from_secs(1);
 const RELOAD_FETCH_WAIT: Duration = Duration::from_secs(35);
 /// After new credentials could not be had, the unchanged file is tried again this often.
 const RETRY: Duration = Duration::from_secs(30);
+/// A SIGHUP asks STS again for a file it refused no sooner than this: a tool that sends SIGHUP
+/// every second must not load the account's STS (its limits are the account's, per region).
+const MIN_REFETCH: Duration = Duration::from_secs(5);
 
 type Hash = [u8; 32];
 
@@ -117,6 +120,8 @@ struct State {
     polls: Polls,
     /// Set when new credentials could not be had: the same file is tried again then.
     retry_at: Option<Instant>,
+    /// The file (as looked at) whose new credentials STS last refused, and when.
+    fetch_refused: Option<(Seen, Instant)>,
 }
 
 #[async_trait]
@@ -154,6 +159,7 @@ impl BackgroundService for Reloader {
             refreshers,
             polls: Polls::new(seen),
             retry_at: None,
+            fetch_refused: None,
         };
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,6 +257,19 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => return refused(&e, trigger),
         };
+        if let Some((_, at)) = state.fetch_refused.filter(|(refused, _)| *refused == seen) {
+            if at.elapsed() < MIN_REFETCH {
+                state.retry_at = Some(at + MIN_REFETCH);
+                info!(
+                    config = %path.display(),
+                    trigger,
+                    retry_in_ms = (at + MIN_REFETCH).saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "configuration reload: STS refused this file's new credentials moments ago; \
+                     asking again shortly"
+                );
+                return;
+            }
+        }
         let needed = needed_sets(&config);
         let mut plan = state.refreshers.prepare(&config);
         plan.first_fetches(RELOAD_FETCH_WAIT).await;
@@ -258,6 +277,7 @@ impl Reloader {
         if !failures.is_empty() {
             state.refreshers.abandon(plan);
             state.retry_at = Some(Instant::now() + RETRY);
+            state.fetch_refused = Some((seen, Instant::now()));
             for (set, reason) in failures {
                 let e = ConfigError {
                     path: path.to_owned(),
@@ -272,6 +292,7 @@ impl Reloader {
         let routes = config.routes.len();
         self.live.store(Arc::new(snapshot));
         let summary = state.refreshers.commit(plan);
+        state.fetch_refused = None;
         // What is in force now, token included, as the check read it.
         state.polls.acted(in_force(&hash, &config));
         state.running = config;
