@@ -80,6 +80,19 @@ impl BearerToken {
         }
     }
 
+    /// The token a token file or variable holds (surrounding white space aside), if it is one:
+    /// at least [`Self::MIN_LEN`] printable characters, without spaces.
+    pub fn parse(text: &str) -> Option<BearerToken> {
+        let text = text.trim();
+        (text.len() >= Self::MIN_LEN && text.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| BearerToken::new(text))
+    }
+
+    /// The token's SHA-256 (what is kept instead of the text): a reload compares tokens by it.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
     /// Whether an `Authorization` header value carries this token. Digests of equal length are
     /// compared in constant time, so neither the token's bytes nor its length leak by timing.
     pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
@@ -110,6 +123,8 @@ pub struct ClientAccess {
     /// Empty: every client that can reach the port.
     pub allowed_clients: Vec<IpNet>,
     pub bearer_token: Option<BearerToken>,
+    /// Where the token was read from (`bearer_token_file`): a reload watches it too.
+    pub bearer_token_file: Option<std::path::PathBuf>,
     /// Which hosts and web origins are served (see [`browser`]).
     pub browser: BrowserPolicy,
 }

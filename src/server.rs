@@ -70,6 +70,8 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
 /// `upgrade_socket` instead of being bound here. `source` is what SIGHUP and file changes
 /// reload from (see `reload`).
 pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> {
+    // First: SIGHUP means reload, from the very start (a `-u` bootstrap waits seconds).
+    crate::reload::hold_sighup()?;
     if !upgrade {
         check_bindable("listen", config.listen)?;
         check_bindable("admin_listen", config.admin_listen)?;

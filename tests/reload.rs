@@ -447,3 +447,118 @@ fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
     wait_in_force(&proxy, &text);
     assert_eq!(with(new), 403);
 }
+
+#[test]
+fn sighup_while_an_upgrade_waits_for_the_sockets_does_not_end_it() {
+    // `-u` waits (up to about 5 s) in pingora's bootstrap for the old process to hand its
+    // sockets over, before any service runs: a SIGHUP then (`systemctl kill --signal=SIGHUP`
+    // once MAINPID names the new process, a config tool) must not end it.
+    let peers = Peers::start();
+    let mut old = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    old.wait_ready();
+    let mut new = old.upgrade(&peers.caller_env());
+    std::thread::sleep(Duration::from_millis(1000));
+    new.signal("HUP");
+    if let Some(status) = new.wait_exit(Duration::from_millis(300)) {
+        panic!(
+            "the upgraded process ended on SIGHUP ({status}); log:\n{}",
+            new.log()
+        );
+    }
+    old.signal("QUIT");
+    assert!(old.wait_exit(Duration::from_secs(20)).is_some());
+    wait_until(&new, "the upgraded process ready", || {
+        try_request(new.admin, "GET", "/readyz", &[], b"").is_some_and(|r| r.status == 200)
+    });
+    assert_eq!(new.get("/fn/x").status, 200);
+}
+
+#[test]
+fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
+    // Kubernetes rotates a mounted Secret by swapping its files; nothing sends SIGHUP and the
+    // configuration file stays as it is. A leaked token must stop working all the same.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = (
+        "rotation-test-token-old-0123",
+        "rotation-test-token-new-4567",
+    );
+    std::fs::write(&token_file, old).unwrap();
+    let body = format!(
+        "access:\n  bearer_token_file: {}\n{}",
+        token_file.display(),
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start(&body, &peers.caller_env());
+    proxy.wait_ready();
+    let with = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        proxy
+            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    assert_eq!(with(old), 200);
+    let tmp = dir.path().join("token.new");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    wait_until(&proxy, "the rotated token in force", || with(new) == 200);
+    assert_eq!(with(old), 401);
+    assert_eq!(reloads(&proxy, "failure"), 0.0);
+
+    // A token file that holds no usable token is refused once, not at every poll, and the
+    // token in force stays.
+    std::fs::write(&token_file, "short").unwrap();
+    wait_until(&proxy, "the short token refused", || {
+        reloads(&proxy, "failure") == 1.0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&proxy, "failure"), 1.0);
+    assert_eq!(with(new), 200);
+}
+
+#[test]
+fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
+    // A tool that sends SIGHUP every few seconds whether or not anything changed, while the
+    // file has a set STS refuses: one AssumeRole per SIGHUP would load the account's STS.
+    let peers = Peers::start();
+    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    proxy.wait_ready();
+    let path = config_path(&proxy);
+    let text = format!(
+        "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
+        proxy.addr,
+        proxy.admin,
+        peers.credentials_yaml("app", peers.get("external_id")),
+        peers.credentials_yaml("wrong", "not-the-external-id"),
+        signed_route(&peers, "fn", "/fn/", "", "app"),
+        signed_route(&peers, "other", "/other/", "", "wrong"),
+    );
+    std::fs::write(&path, &text).unwrap();
+    proxy.signal("HUP");
+    wait_until(&proxy, "the reload refused", || {
+        reloads(&proxy, "failure") == 1.0
+    });
+    // Each fetch of the refused set asks STS (moto refuses it before its counters see it).
+    let fetches = || {
+        proxy
+            .metric(
+                "sigproxy_credential_refreshes_total",
+                &[("credentials", "wrong"), ("result", "failure")],
+            )
+            .unwrap_or(0.0)
+    };
+    let calls = fetches();
+    for _ in 0..10 {
+        proxy.signal("HUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let more = fetches() - calls;
+    assert!(
+        more <= 1.0,
+        "{more} STS calls for 10 SIGHUPs within a second"
+    );
+    assert!(reloads(&proxy, "failure") <= 2.0);
+    assert_eq!(proxy.get("/fn/x").status, 200);
+}

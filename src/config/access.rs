@@ -81,6 +81,7 @@ impl Checker<'_> {
                 }
             }
         }
+        let token_file = bearer_token_file.clone().map(std::path::PathBuf::from);
         let token = match (bearer_token_file, bearer_token_env) {
             (Some(_), Some(_)) => {
                 return self.err(
@@ -110,26 +111,25 @@ impl Checker<'_> {
         };
         let bearer_token = match token {
             None => None,
-            Some((key, text)) => {
-                let text = text.trim();
-                if text.len() < BearerToken::MIN_LEN || !text.bytes().all(|b| b.is_ascii_graphic())
-                {
+            Some((key, text)) => match BearerToken::parse(&text) {
+                Some(token) => Some(token),
+                None => {
                     return self.err(
                         key,
                         format!(
                             "the token must be at least {} printable characters, without spaces",
                             BearerToken::MIN_LEN
                         ),
-                    );
+                    )
                 }
-                Some(BearerToken::new(text))
-            }
+            },
         };
         let hosts = self.list("access.allowed_hosts", allowed_hosts, host_entry)?;
         let origins = self.list("access.allowed_origins", allowed_origins, origin_entry)?;
         Ok(ClientAccess {
             allowed_clients,
             bearer_token,
+            bearer_token_file: token_file,
             browser: BrowserPolicy {
                 hosts: hosts.unwrap_or_default(),
                 origins: origins.unwrap_or_default(),

@@ -3,6 +3,9 @@
 //! The file is polled through its path every second and its bytes compared by SHA-256, rather
 //! than watched with inotify: Kubernetes updates a mounted ConfigMap by swapping a `..data`
 //! symlink and editors replace the file, neither of which a watch on the path itself sees.
+//! A change is acted on once two polls in a row read the same bytes ([`poll`]): a file caught
+//! half-written is neither applied nor counted as a failure. The bearer token file in force
+//! is polled with it: a rotated Secret is a change though the configuration file is not.
 //!
 //! A reload checks the file exactly as `--check` does ([`crate::config`]), then as it would be
 //! in force: keys fixed at start-up ([`fixed`]) keep their running values and are reported as
@@ -15,11 +18,13 @@
 
 mod fixed;
 mod live;
+mod poll;
 mod sets;
 
 pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
 
+use crate::access::BearerToken;
 use crate::config::{Config, ConfigError};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
 use crate::credentials::CredentialStore;
@@ -28,6 +33,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
+use poll::{Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -42,6 +48,9 @@ const POLL: Duration = Duration::from_secs(1);
 const RELOAD_FETCH_WAIT: Duration = Duration::from_secs(35);
 /// After new credentials could not be had, the unchanged file is tried again this often.
 const RETRY: Duration = Duration::from_secs(30);
+/// A SIGHUP asks STS again for a file it refused no sooner than this: a tool that sends SIGHUP
+/// every second must not load the account's STS (its limits are the account's, per region).
+const MIN_REFETCH: Duration = Duration::from_secs(5);
 
 type Hash = [u8; 32];
 
@@ -102,21 +111,17 @@ impl Reloader {
     }
 }
 
-/// What the last look at the file found.
-#[derive(PartialEq, Eq)]
-enum Seen {
-    Content(Hash),
-    Unreadable,
-}
-
 /// The reloader's own state.
 struct State {
     /// The configuration in force (fixed keys as started).
     running: Config,
     refreshers: Refreshers,
-    seen: Seen,
+    /// The file as last acted on; changes not yet settled.
+    polls: Polls,
     /// Set when new credentials could not be had: the same file is tried again then.
     retry_at: Option<Instant>,
+    /// The file (as looked at) whose new credentials STS last refused, and when.
+    fetch_refused: Option<(Seen, Instant)>,
 }
 
 #[async_trait]
@@ -145,15 +150,16 @@ impl BackgroundService for Reloader {
         let (path, seen) = match &self.source {
             Source::File { path, hash } => {
                 m.config_hash.set(hash_number(hash));
-                (Some(path.as_path()), Seen::Content(*hash))
+                (Some(path.as_path()), in_force(hash, &running))
             }
             Source::Flags => (None, Seen::Unreadable),
         };
         let mut state = State {
             running,
             refreshers,
-            seen,
+            polls: Polls::new(seen),
             retry_at: None,
+            fetch_refused: None,
         };
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,9 +168,12 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => break,
                 () = hangup_received(&mut hangup) => match path {
                     Some(path) => match read(path) {
-                        Ok(bytes) => self.reload(&mut state, path, &bytes, "SIGHUP").await,
+                        Ok(bytes) => {
+                            let seen = look(&bytes, &state.running);
+                            self.reload(&mut state, path, &bytes, seen, "SIGHUP").await;
+                        }
                         Err(e) => {
-                            state.seen = Seen::Unreadable;
+                            state.polls.acted(Seen::Unreadable);
                             refused(&e, "SIGHUP");
                         }
                     },
@@ -175,26 +184,48 @@ impl BackgroundService for Reloader {
                 },
                 _ = tick.tick(), if path.is_some() => {
                     let Some(path) = path else { continue };
-                    match read(path) {
+                    let (read, seen) = match read(path) {
                         Ok(bytes) => {
-                            let changed = state.seen != Seen::Content(Sha256::digest(&bytes).into());
-                            let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
-                            if changed || retry {
-                                let trigger = if changed { "file changed" } else { "retry" };
-                                self.reload(&mut state, path, &bytes, trigger).await;
-                            }
+                            let seen = look(&bytes, &state.running);
+                            (Ok(bytes), seen)
                         }
-                        Err(e) if state.seen != Seen::Unreadable => {
-                            state.seen = Seen::Unreadable;
-                            refused(&e, "file changed");
+                        Err(e) => (Err(e), Seen::Unreadable),
+                    };
+                    let act = state.polls.look(seen);
+                    let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
+                    match (act, read) {
+                        (Act::Reload, Ok(bytes)) => {
+                            self.reload(&mut state, path, &bytes, seen, "file changed").await;
                         }
-                        Err(_) => {}
+                        (Act::Refuse, Err(e)) => refused(&e, "file changed"),
+                        (Act::Unchanged, Ok(bytes)) if retry => {
+                            self.reload(&mut state, path, &bytes, seen, "retry").await;
+                        }
+                        _ => {}
                     }
                 }
             }
         }
         state.refreshers.stop_all();
     }
+}
+
+/// Takes SIGHUP's default action (ending the process) away before anything else runs.
+///
+/// The reloader installs its own handler only once pingora starts the services; before that,
+/// a `-u` process waits seconds for the old one's sockets, and a SIGHUP meant for a reload
+/// would end it. The handler installed here stays for the life of the process (tokio never
+/// removes one); a SIGHUP it catches before the reloader listens is lost, which loses
+/// nothing: the reloader compares the file with what was read at start-up on its first poll.
+pub fn hold_sighup() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    runtime
+        .block_on(async { signal(SignalKind::hangup()) })
+        .map(drop)
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))
 }
 
 /// Resolves at each SIGHUP; never, without a handler.
@@ -208,16 +239,37 @@ async fn hangup_received(hangup: &mut Option<Signal>) {
 }
 
 impl Reloader {
-    /// Checks `bytes` and, if they may be, puts them in force.
-    async fn reload(&self, state: &mut State, path: &Path, bytes: &[u8], trigger: &'static str) {
+    /// Checks `bytes` and, if they may be, puts them in force. `seen` is what the look at the
+    /// file found, taken before the file (and the token file) is read to be checked.
+    async fn reload(
+        &self,
+        state: &mut State,
+        path: &Path,
+        bytes: &[u8],
+        seen: Seen,
+        trigger: &'static str,
+    ) {
         let hash: Hash = Sha256::digest(bytes).into();
-        state.seen = Seen::Content(hash);
+        state.polls.acted(seen);
         state.retry_at = None;
         let checked = text(bytes, path).and_then(|text| checked(text, path, &state.running));
         let (config, changes) = match checked {
             Ok(c) => c,
             Err(e) => return refused(&e, trigger),
         };
+        if let Some((_, at)) = state.fetch_refused.filter(|(refused, _)| *refused == seen) {
+            if at.elapsed() < MIN_REFETCH {
+                state.retry_at = Some(at + MIN_REFETCH);
+                info!(
+                    config = %path.display(),
+                    trigger,
+                    retry_in_ms = (at + MIN_REFETCH).saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "configuration reload: STS refused this file's new credentials moments ago; \
+                     asking again shortly"
+                );
+                return;
+            }
+        }
         let needed = needed_sets(&config);
         let mut plan = state.refreshers.prepare(&config);
         plan.first_fetches(RELOAD_FETCH_WAIT).await;
@@ -225,6 +277,7 @@ impl Reloader {
         if !failures.is_empty() {
             state.refreshers.abandon(plan);
             state.retry_at = Some(Instant::now() + RETRY);
+            state.fetch_refused = Some((seen, Instant::now()));
             for (set, reason) in failures {
                 let e = ConfigError {
                     path: path.to_owned(),
@@ -239,6 +292,9 @@ impl Reloader {
         let routes = config.routes.len();
         self.live.store(Arc::new(snapshot));
         let summary = state.refreshers.commit(plan);
+        state.fetch_refused = None;
+        // What is in force now, token included, as the check read it.
+        state.polls.acted(in_force(&hash, &config));
         state.running = config;
 
         let m = metrics();
@@ -268,6 +324,40 @@ impl Reloader {
             );
         }
     }
+}
+
+/// What a poll compares: the file's SHA-256 and, when the configuration in force reads its
+/// bearer token from a file, the token that file holds now: a rotated token (a Kubernetes
+/// Secret swapped, nothing sent SIGHUP, the configuration unchanged) is a change too.
+fn look(bytes: &[u8], running: &Config) -> Seen {
+    let hash = Sha256::digest(bytes).into();
+    let Some(file) = &running.access.bearer_token_file else {
+        return Seen::Content(hash);
+    };
+    // Not a token (unreadable, too short): a value no token's digest is.
+    let token = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| BearerToken::parse(&text))
+        .map_or([0; 32], |t| *t.digest());
+    with_token(&hash, &token)
+}
+
+/// What [`look`] finds while `config`, read from a file hashing to `hash`, is in force.
+fn in_force(hash: &Hash, config: &Config) -> Seen {
+    match (
+        &config.access.bearer_token_file,
+        &config.access.bearer_token,
+    ) {
+        (Some(_), Some(token)) => with_token(hash, token.digest()),
+        _ => Seen::Content(*hash),
+    }
+}
+
+fn with_token(hash: &Hash, token: &[u8; 32]) -> Seen {
+    let mut both = Sha256::new();
+    both.update(hash);
+    both.update(token);
+    Seen::Content(both.finalize().into())
 }
 
 /// Logs and counts a refused reload; the running configuration stays.

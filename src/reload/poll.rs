@@ -1,0 +1,97 @@
+//! What one look at the file decides. A change is acted on once the file has read the same on
+//! two polls in a row: a writer that is not atomic (`cp`, `>` redirection, an editor writing in
+//! place, a slow network file system) leaves, for a moment, a truncated file that may well be a
+//! valid configuration (a route list cut short, an upstream host cut short, an
+//! `allowed_clients` entry `10.0.0.0/16` cut to `10.0.0.0/1`). Applying it for a second would
+//! sign requests for the wrong upstream or admit the wrong clients; refusing it would count a
+//! failure nobody made. SIGHUP acts at once: whoever sends it has finished writing.
+
+use super::Hash;
+
+/// What a look at the file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Content(Hash),
+    Unreadable,
+}
+
+/// What to do after a look.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Act {
+    /// The file reads as when last acted on.
+    Unchanged,
+    /// The file changed: wait for the next poll to read the same.
+    Wait,
+    /// The file changed and read the same twice: reload it.
+    Reload,
+    /// The file could not be read, twice: refuse (once).
+    Refuse,
+}
+
+/// The file as last acted on, and a change seen once and not yet acted on.
+pub struct Polls {
+    acted: Seen,
+    pending: Option<Seen>,
+}
+
+impl Polls {
+    pub fn new(acted: Seen) -> Polls {
+        Polls {
+            acted,
+            pending: None,
+        }
+    }
+
+    /// The file was acted on as `seen` (a reload or a refusal, whatever its trigger).
+    pub fn acted(&mut self, seen: Seen) {
+        self.acted = seen;
+        self.pending = None;
+    }
+
+    /// Whether what a poll found is to be acted on.
+    pub fn look(&mut self, now: Seen) -> Act {
+        if now == self.acted {
+            self.pending = None;
+            return Act::Unchanged;
+        }
+        if self.pending != Some(now) {
+            self.pending = Some(now);
+            return Act::Wait;
+        }
+        self.acted(now);
+        match now {
+            Seen::Content(_) => Act::Reload,
+            Seen::Unreadable => Act::Refuse,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_acted_on_once_it_reads_the_same_on_two_polls() {
+        let [running, partial, new, empty] = [1, 2, 3, 4].map(|n| Seen::Content([n; 32]));
+        let mut polls = Polls::new(running);
+        assert_eq!(polls.look(running), Act::Unchanged);
+        // A writer caught mid-way: the partial file is never applied.
+        assert_eq!(polls.look(partial), Act::Wait);
+        assert_eq!(polls.look(new), Act::Wait);
+        assert_eq!(polls.look(new), Act::Reload);
+        assert_eq!(polls.look(new), Act::Unchanged);
+        // Truncated, then written again as it was: nothing to do, no failure counted.
+        assert_eq!(polls.look(empty), Act::Wait);
+        assert_eq!(polls.look(new), Act::Unchanged);
+        // Gone for one poll (rm, then cp): nothing; gone for two: refused once.
+        assert_eq!(polls.look(Seen::Unreadable), Act::Wait);
+        assert_eq!(polls.look(new), Act::Unchanged);
+        assert_eq!(polls.look(Seen::Unreadable), Act::Wait);
+        assert_eq!(polls.look(Seen::Unreadable), Act::Refuse);
+        assert_eq!(polls.look(Seen::Unreadable), Act::Unchanged);
+        // A SIGHUP reload in between makes its content the one acted on.
+        polls.look(partial);
+        polls.acted(running);
+        assert_eq!(polls.look(running), Act::Unchanged);
+    }
+}
