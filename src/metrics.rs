@@ -3,10 +3,12 @@
 //! Labels are bounded: route and credential set *names* from the configuration, a fixed set of
 //! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 /// Buckets from 1 ms to 60 s: Lambda cold starts and S3 transfers both fit.
@@ -281,6 +283,29 @@ pub struct RouteMetrics {
 }
 
 impl Metrics {
+    /// Drops every series labelled with one of `routes` (routes a reload removed or renamed),
+    /// so that `/metrics` does not keep them forever. (A request that was under way on such a
+    /// route when it was removed brings back its own count when it finishes.)
+    pub fn forget_routes(&self, routes: &BTreeSet<String>) {
+        if routes.is_empty() {
+            return;
+        }
+        for family in [
+            &self.requests,
+            &self.request_bytes,
+            &self.response_bytes,
+            &self.upstream_errors,
+            &self.signing_errors,
+            &self.denied,
+            &self.upstream_retries,
+        ] {
+            forget(family, routes);
+        }
+        forget(&self.request_duration, routes);
+        forget(&self.upstream_duration, routes);
+        forget(&self.in_flight, routes);
+    }
+
     pub fn for_route(&self, route: &str) -> RouteMetrics {
         RouteMetrics {
             request_duration: self.request_duration.with_label_values(&[route]),
@@ -288,6 +313,22 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&[route]),
             request_bytes: self.request_bytes.with_label_values(&[route]),
             response_bytes: self.response_bytes.with_label_values(&[route]),
+        }
+    }
+}
+
+/// Removes the series of `family` whose `route` label is one of `routes`.
+fn forget<T: MetricVecBuilder>(family: &MetricVec<T>, routes: &BTreeSet<String>) {
+    for gathered in family.collect() {
+        for series in gathered.get_metric() {
+            let labels: HashMap<&str, &str> = series
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("route").is_some_and(|r| routes.contains(*r)) {
+                let _ = family.remove(&labels);
+            }
         }
     }
 }

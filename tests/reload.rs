@@ -221,6 +221,23 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(proxy.get(&format!("/gen{last_valid}/x")).status, 404);
         assert_eq!(proxy.get("/moving/x").json()["path"], format!("/v{i}/x"));
+        // The removed route's series left /metrics with it; the new route's are there.
+        let gone = format!("gen{last_valid}");
+        let now = format!("gen{i}");
+        for family in [
+            "sigproxy_requests_total",
+            "sigproxy_request_duration_seconds_count",
+        ] {
+            assert_eq!(
+                proxy.metric(family, &[("route", &gone)]),
+                None,
+                "{family} {gone}"
+            );
+            assert!(
+                proxy.metric(family, &[("route", &now)]).is_some(),
+                "{family} {now}"
+            );
+        }
         // A new set's credentials were fetched before its route went live.
         let b = proxy.get("/b/x").status;
         assert_eq!(b, if with_b { 200 } else { 404 }, "generation {i}");

@@ -36,6 +36,7 @@ use pingora::services::ServiceReadyNotifier;
 use poll::{Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -291,6 +292,14 @@ impl Reloader {
         let snapshot = Snapshot::new(&config, CredentialStore::from_sets(plan.sets.clone()));
         let routes = config.routes.len();
         self.live.store(Arc::new(snapshot));
+        let removed: BTreeSet<String> = state
+            .running
+            .routes
+            .iter()
+            .filter(|old| config.routes.iter().all(|new| new.name != old.name))
+            .map(|old| old.name.clone())
+            .collect();
+        metrics().forget_routes(&removed);
         let summary = state.refreshers.commit(plan);
         state.fetch_refused = None;
         // What is in force now, token included, as the check read it.
