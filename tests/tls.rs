@@ -402,3 +402,37 @@ fn check_names_the_file_the_key_and_the_reason() {
     assert!(!ok);
     assert!(err.contains("admin_tls.key_file: is required"), "{err}");
 }
+
+#[test]
+fn new_tls_paths_need_a_restart_and_the_running_pair_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let p = peers();
+    let config = format!("{}{}", tls_yaml("tls", dir.path()), p.lambda_config(""));
+    let proxy = Proxy::start(&config, &p.caller_env());
+    proxy.wait_ready();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let at = args.iter().position(|a| *a == b"-c").unwrap();
+    let path = PathBuf::from(String::from_utf8(args[at + 1].to_vec()).unwrap());
+
+    let other = dir.path().join("other");
+    tool.cert(&other, 7, false);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &dir.path().join("live").display().to_string(),
+        &other.display().to_string(),
+    );
+    std::fs::write(&path, text).unwrap();
+    proxy.signal("HUP");
+    eventually("the restart-only change is reported", || {
+        proxy.metric("sigproxy_config_restart_required", &[]) == Some(1.0)
+    });
+    assert!(
+        proxy.log().contains("tls needs a restart"),
+        "{}",
+        proxy.log()
+    );
+    let r = tool.open("a", proxy.addr.port(), Some(&ca));
+    assert_eq!(r["serial"], 100, "the running files still serve: {r}");
+}
