@@ -12,7 +12,7 @@
 //!   [`drain`], [`utc`];
 //! - [`endpoints`] (service and region from a host name) → [`access`] → [`error`];
 //! - what reports its failures as [`error`]s: [`target`], [`upstream`], [`aws_chunked`],
-//!   [`metrics`];
+//!   [`metrics`]; [`tls`] (the listeners' certificates) counts in [`metrics`];
 //! - [`config`]: the file checked into the types those modules define (`ClientAccess`,
 //!   `Upstream`, `Service`, ...) and into its own (`RouteConfig`, `CredentialsConfig`, ...);
 //! - the runtime, which reads `config`'s types: [`credentials`] and [`conn`] → [`sign`] →
@@ -42,6 +42,7 @@ pub mod server;
 pub mod service;
 pub mod sign;
 pub mod target;
+pub mod tls;
 pub mod upstream;
 pub mod utc;
 

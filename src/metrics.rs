@@ -44,6 +44,10 @@ pub struct Metrics {
     pub config_restart_required: IntGauge,
     /// The first 48 bits of the applied file's SHA-256: which configuration is live.
     pub config_hash: Gauge,
+    /// TLS certificate files re-read after a change, by listener and result.
+    pub tls_certificate_reloads: IntCounterVec,
+    /// The serving certificate's notAfter, by listener, Unix time.
+    pub tls_certificate_expiry: GaugeVec,
 }
 
 /// The process-wide metrics.
@@ -245,6 +249,23 @@ impl Metrics {
                 Gauge::new(
                     "sigproxy_config_hash",
                     "The first 48 bits of the SHA-256 of the configuration file in force, as a number",
+                )
+                .expect("valid metric"),
+            ),
+            tls_certificate_reloads: counter(
+                &r,
+                "sigproxy_tls_certificate_reloads_total",
+                "TLS certificate files re-read after they changed, by listener (listen, admin_listen) and result: success, or failure (the previous certificate kept serving)",
+                &["listener", "result"],
+            ),
+            tls_certificate_expiry: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "sigproxy_tls_certificate_expiry_timestamp_seconds",
+                        "When the certificate each TLS listener serves expires (its notAfter, Unix time)",
+                    ),
+                    &["listener"],
                 )
                 .expect("valid metric"),
             ),

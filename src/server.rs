@@ -7,12 +7,15 @@ use crate::credentials::CredentialStore;
 use crate::drain::{Drain, Signals, UntilDrained};
 use crate::proxy::SigningProxy;
 use crate::reload::{Reloader, Snapshot, Source};
+use crate::tls::watch::Watch;
+use crate::tls::Certificate;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Fails early, with a clear message, when an address cannot be listened on.
 fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
@@ -108,7 +111,20 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     // head size, lingering close): see `conn`.
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
     let drain = Drain::new(config.shutdown_delay, config.shutdown_grace);
-    let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes, &drain);
+    // HTTPS listeners serve the pair `--check` read; the watch re-reads it when it changes.
+    let certificates: Vec<Arc<Certificate>> =
+        [("listen", &config.tls), ("admin_listen", &config.admin_tls)]
+            .into_iter()
+            .filter_map(|(listener, pair)| Some(Certificate::new(listener, pair.as_ref()?)))
+            .collect();
+    let acceptor = |listener: &str| {
+        certificates
+            .iter()
+            .find(|c| c.listener == listener)
+            .map(Certificate::acceptor)
+    };
+    let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes, &drain)
+        .with_tls(acceptor("listen"));
     let mut traffic = Service::new("sigproxy".to_string(), guarded);
     traffic.add_tcp(&config.listen.to_string());
     // The listener closes when the drain says, not at SIGTERM (see `drain`).
@@ -123,11 +139,17 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         admin_app,
         crate::admin::limits(&config.limits),
         crate::admin::MAX_HEADER_BYTES,
-    );
+    )
+    .with_tls(acceptor("admin_listen"));
     let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
     admin.add_tcp(&config.admin_listen.to_string());
 
     let (listen, admin_listen, routes) = (config.listen, config.admin_listen, config.routes.len());
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
+    let (traffic_scheme, admin_scheme) = (
+        scheme(config.tls.is_some()),
+        scheme(config.admin_tls.is_some()),
+    );
     let path = config.path.clone();
     let refresher = background_service(
         "credential refresh and reload",
@@ -144,10 +166,16 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         traffic.add_dependency(&refresher);
     }
     server.add_service(admin);
+    if !certificates.is_empty() {
+        server.add_service(background_service(
+            "TLS certificate watch",
+            Watch { certificates },
+        ));
+    }
     tracing::info!(
         config = %path.display(),
-        listen = %listen,
-        admin = %admin_listen,
+        listen = %format_args!("{traffic_scheme}://{listen}"),
+        admin = %format_args!("{admin_scheme}://{admin_listen}"),
         routes,
         "sigproxy starting"
     );

@@ -1,7 +1,7 @@
 //! Validation: the file's raw structures checked, key by key, into the internal types.
 //!
 //! This file holds the [`Checker`], the file's top level and the character sets that names are
-//! checked against; each part of the file has its own: `listeners.rs` (addresses, threads, the
+//! checked against; each part of the file has its own: `listeners.rs` (addresses, their TLS files, threads, the
 //! upgrade socket), `access.rs`, `credentials.rs`, `route.rs`, `signing.rs`, `upstream.rs`,
 //! `from_host.rs`, `limits.rs` and `shutdown.rs`. Each raw structure is taken apart whole
 //! (`let file::Route { name, .. every field .. } = raw;`), so a key added to the file format
@@ -36,6 +36,8 @@ impl Checker<'_> {
         let file::File {
             listen,
             admin_listen,
+            tls,
+            admin_tls,
             threads,
             shutdown_delay,
             shutdown_grace,
@@ -50,6 +52,8 @@ impl Checker<'_> {
             routes,
         } = raw;
         let (listen, admin_listen) = self.listeners(listen.as_deref(), admin_listen.as_deref())?;
+        let tls = self.listener_tls("tls", tls)?;
+        let admin_tls = self.listener_tls("admin_tls", admin_tls)?;
         let mut access = self.access(
             access,
             &[("listen", listen), ("admin_listen", admin_listen)],
@@ -86,6 +90,8 @@ impl Checker<'_> {
             path: self.path.to_owned(),
             listen,
             admin_listen,
+            tls,
+            admin_tls,
             threads,
             shutdown_delay: shutdown.delay,
             shutdown_grace: shutdown.grace,

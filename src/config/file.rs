@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 pub struct File {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// HTTPS on `listen`: the certificate and key files.
+    pub tls: Option<ListenerTls>,
+    /// HTTPS on `admin_listen`: the certificate and key files.
+    pub admin_tls: Option<ListenerTls>,
     /// Worker threads for the traffic listener.
     pub threads: Option<usize>,
     /// After SIGTERM, how long to keep accepting connections (e.g. `5s`; `0s` for none).
@@ -36,6 +40,16 @@ pub struct File {
     pub credentials: BTreeMap<String, CredentialSet>,
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// `tls` / `admin_tls`: a listener's certificate and key (PEM), re-read when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The server certificate, then any intermediates.
+    pub cert_file: Option<String>,
+    /// Its private key, unencrypted.
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -315,6 +315,8 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
     Ok(file::File {
         listen,
         admin_listen,
+        tls: None,
+        admin_tls: None,
         threads: None,
         shutdown_delay: None,
         shutdown_grace: None,

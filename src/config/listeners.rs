@@ -1,8 +1,10 @@
-//! The listeners: the traffic and admin addresses, the request head's size, worker threads and
-//! the upgrade socket.
+//! The listeners: the traffic and admin addresses and their TLS files, the request head's size,
+//! worker threads and the upgrade socket.
 
 use super::check::Checker;
+use super::file;
 use super::{ConfigError, DEFAULT_MAX_HEADER_BYTES, MAX_MAX_HEADER_BYTES};
+use crate::tls::{CertPair, ListenerTls, Part};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -22,6 +24,47 @@ impl Checker<'_> {
             return self.err("admin_listen", "must differ from listen");
         }
         Ok((listen, admin_listen))
+    }
+
+    /// `tls` or `admin_tls` (`key`): both files given, and the pair loads as it will serve.
+    pub(super) fn listener_tls(
+        &self,
+        key: &str,
+        raw: Option<file::ListenerTls>,
+    ) -> Result<Option<CertPair>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let file::ListenerTls {
+            cert_file,
+            key_file,
+        } = raw;
+        let path = |name: &str, value: Option<String>| match value {
+            Some(p) if !p.trim().is_empty() => Ok(PathBuf::from(p)),
+            _ => self.err(
+                format!("{key}.{name}"),
+                "is required: the path of a PEM file",
+            ),
+        };
+        let files = ListenerTls {
+            cert_file: path("cert_file", cert_file)?,
+            key_file: path("key_file", key_file)?,
+        };
+        let loaded = files.load().or_else(|e| {
+            let name = match e.part {
+                Part::Cert => "cert_file",
+                Part::Key => "key_file",
+            };
+            self.err(format!("{key}.{name}"), e.reason)
+        })?;
+        if loaded.expired() {
+            tracing::warn!(
+                key,
+                cert_file = %files.cert_file.display(),
+                "the certificate has expired: clients will refuse it until it is renewed"
+            );
+        }
+        Ok(Some(CertPair { files, loaded }))
     }
 
     fn socket_addr(

@@ -30,6 +30,7 @@ pub use limits::ClientLimits;
 
 use crate::access::{AllowRule, ClientAccess};
 use crate::service::Service;
+use crate::tls::CertPair;
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::{Upstream, UpstreamTls};
 use std::collections::BTreeMap;
@@ -56,6 +57,10 @@ pub struct Config {
     pub path: PathBuf,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// HTTPS on `listen` (`tls`): the files, and the pair as read at start.
+    pub tls: Option<CertPair>,
+    /// HTTPS on `admin_listen` (`admin_tls`).
+    pub admin_tls: Option<CertPair>,
     pub threads: usize,
     /// After SIGTERM: keep accepting this long (endpoint removal propagating), see `drain`.
     pub shutdown_delay: Duration,

@@ -16,12 +16,16 @@
 //!   connection, once the listener stops idle connections close, and the open connections are
 //!   what the drain waits for.
 //!
-//! Only HTTP/1 is served on the traffic port (no TLS, no h2c), so every connection goes
-//! through this loop.
+//! - with `tls`, the TLS handshake (see [`tls`]) is part of the first request head's time, and
+//!   plain HTTP sent to the port gets a plain `400` saying to use HTTPS.
+//!
+//! Only HTTP/1 is served (over TLS or not; no h2, no h2c), so every connection goes through
+//! this loop.
 
 mod head;
 mod idle;
 pub mod stream;
+mod tls;
 
 use crate::config::ClientLimits;
 use crate::drain::Drain;
@@ -31,6 +35,7 @@ use async_trait::async_trait;
 use head::Head;
 use idle::IdleSet;
 use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -64,6 +69,8 @@ pub struct Guarded<A> {
     idle: Arc<IdleSet>,
     /// The traffic listener's (counted in the connection metrics); false for the admin one.
     traffic: bool,
+    /// HTTPS: the handshake every connection begins with.
+    tls: Option<Acceptor>,
 }
 
 impl<A> Guarded<A> {
@@ -82,7 +89,14 @@ impl<A> Guarded<A> {
             refusing: Arc::default(),
             idle: Arc::default(),
             traffic: true,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS: every connection begins with a TLS handshake through `acceptor`.
+    pub fn with_tls(mut self, acceptor: Option<Acceptor>) -> Guarded<A> {
+        self.tls = acceptor;
+        self
     }
 
     /// The admin listener's application: the same limits, its own count of connections (the
@@ -98,12 +112,20 @@ impl<A> Guarded<A> {
             refusing: Arc::default(),
             idle: Arc::default(),
             traffic: false,
+            tls: None,
         }
     }
 
     /// The connection metrics, for the traffic listener only.
     fn counted(&self) -> Option<&'static Metrics> {
         self.traffic.then(metrics)
+    }
+
+    /// A connection closed before its request head was complete, for `reason`.
+    fn count_refused_head(&self, reason: &str) {
+        if let Some(m) = self.counted() {
+            m.request_heads_refused.with_label_values(&[reason]).inc();
+        }
     }
 
     /// A place among `max_connections`: a free one, else that of the connection idle longest
@@ -161,8 +183,22 @@ where
             self.refuse(io).await;
             return None;
         };
-        let mut io: Stream = Box::new(Downstream::new(io, Some(slot), Some(LINGER)));
         let header_time = self.limits.request_header_timeout;
+        let downstream = Downstream::new(io, Some(slot), Some(LINGER));
+        let closer = downstream.closer();
+        let mut io: Stream = match &self.tls {
+            None => Box::new(downstream),
+            Some(acceptor) => {
+                match tls::handshake(acceptor, downstream, accepted + header_time).await {
+                    tls::Handshake::Done(io) => io,
+                    tls::Handshake::TimedOut => {
+                        self.count_refused_head("timeout");
+                        return None;
+                    }
+                    tls::Handshake::Failed => return None,
+                }
+            }
+        };
         let mut first = true;
         loop {
             let (first_byte_by, head_by) = if first {
@@ -195,25 +231,15 @@ where
                 Head::Closed | Head::Idle => return None,
                 Head::Evicted => {
                     // Nothing unread: no need to linger, and the newcomer waits for the place.
-                    if let Ok(downstream) = io.into_any().downcast::<Downstream>() {
-                        (*downstream).close_at_once();
-                    }
+                    closer.close_at_once();
                     return None;
                 }
                 Head::TimedOut => {
-                    if let Some(m) = self.counted() {
-                        m.request_heads_refused
-                            .with_label_values(&["timeout"])
-                            .inc();
-                    }
+                    self.count_refused_head("timeout");
                     return None;
                 }
                 Head::TooLarge => {
-                    if let Some(m) = self.counted() {
-                        m.request_heads_refused
-                            .with_label_values(&["too_large"])
-                            .inc();
-                    }
+                    self.count_refused_head("too_large");
                     let limit = self.max_header_bytes;
                     head::answer(&mut io, &ProxyError::HeadersTooLarge { limit }).await;
                     return None;

@@ -17,7 +17,7 @@ use pingora::protocols::{
 };
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -88,6 +88,19 @@ pub struct Downstream {
     linger: Option<Linger>,
     /// The client closed its side, or the connection broke: closing cannot reset anything.
     finished: bool,
+    /// Set through a [`Closer`]: close without lingering.
+    at_once: Arc<AtomicBool>,
+}
+
+/// Tells a [`Downstream`] to close at once when dropped, wherever it is by then (inside a TLS
+/// stream, say): for a connection with nothing unread, an idle keep-alive one.
+#[derive(Debug, Clone)]
+pub struct Closer(Arc<AtomicBool>);
+
+impl Closer {
+    pub fn close_at_once(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl Downstream {
@@ -97,13 +110,13 @@ impl Downstream {
             slot,
             linger,
             finished: false,
+            at_once: Arc::default(),
         }
     }
 
-    /// Closes without lingering (and gives its place back) at once: for a connection with
-    /// nothing unread, an idle keep-alive one.
-    pub fn close_at_once(mut self) {
-        self.linger = None;
+    /// What makes this connection close without lingering (and give its place back at once).
+    pub fn closer(&self) -> Closer {
+        Closer(self.at_once.clone())
     }
 
     fn io(&mut self) -> &mut Stream {
@@ -120,7 +133,7 @@ impl Drop for Downstream {
         let (Some(io), Some(linger)) = (self.io.take(), self.linger) else {
             return;
         };
-        if self.finished {
+        if self.finished || self.at_once.load(Ordering::Acquire) {
             return;
         }
         // No runtime (the process is exiting): the socket just closes.

@@ -3,6 +3,7 @@
 //! the file, checked as if those keys still said what the process runs with.
 
 use crate::config::{Config, ConfigError};
+use crate::tls::ListenerTls;
 use serde_yaml_ng::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use std::time::Duration;
 enum Kind {
     Text,
     Number,
+    /// `tls` / `admin_tls`: a mapping of the two files, or absent.
+    Tls(fn(&Config) -> Option<&ListenerTls>),
 }
 
 /// A key's value in a configuration, as the file writes it.
@@ -20,6 +23,17 @@ type Read = fn(&Config) -> String;
 const FIXED: &[(&str, Kind, Read)] = &[
     ("listen", Kind::Text, |c| c.listen.to_string()),
     ("admin_listen", Kind::Text, |c| c.admin_listen.to_string()),
+    // Which files; a change of their contents is a certificate rotation (see `tls::watch`).
+    (
+        "tls",
+        Kind::Tls(|c| c.tls.as_ref().map(|t| &t.files)),
+        |c| tls_files(c.tls.as_ref().map(|t| &t.files)),
+    ),
+    (
+        "admin_tls",
+        Kind::Tls(|c| c.admin_tls.as_ref().map(|t| &t.files)),
+        |c| tls_files(c.admin_tls.as_ref().map(|t| &t.files)),
+    ),
     ("threads", Kind::Number, |c| c.threads.to_string()),
     ("upgrade_socket", Kind::Text, |c| {
         c.upgrade_socket.display().to_string()
@@ -42,6 +56,17 @@ const FIXED: &[(&str, Kind, Read)] = &[
         c.limits.max_buffered_body_bytes.to_string()
     }),
 ];
+
+fn tls_files(files: Option<&ListenerTls>) -> String {
+    match files {
+        None => "none".into(),
+        Some(f) => format!(
+            "cert_file {}, key_file {}",
+            f.cert_file.display(),
+            f.key_file.display()
+        ),
+    }
+}
 
 fn duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -89,17 +114,30 @@ pub fn checked(
         .as_mapping_mut()
         .ok_or_else(|| refused("the file is not a mapping".into()))?;
     for (key, kind, value) in FIXED {
-        let value = value(running);
+        let name = Value::String((*key).to_string());
         let value = match kind {
-            Kind::Text => Value::String(value),
+            Kind::Text => Value::String(value(running)),
             Kind::Number => Value::Number(
-                value
+                value(running)
                     .parse::<u64>()
                     .map_err(|e| refused(e.to_string()))?
                     .into(),
             ),
+            Kind::Tls(files) => match files(running) {
+                None => {
+                    map.remove(&name);
+                    continue;
+                }
+                Some(f) => {
+                    let mut pair = serde_yaml_ng::Mapping::new();
+                    let path = |p: &Path| Value::String(p.display().to_string());
+                    pair.insert("cert_file".into(), path(&f.cert_file));
+                    pair.insert("key_file".into(), path(&f.key_file));
+                    Value::Mapping(pair)
+                }
+            },
         };
-        map.insert(Value::String((*key).to_string()), value);
+        map.insert(name, value);
     }
     let as_running =
         serde_yaml_ng::to_string(&doc).map_err(|e| refused(format!("cannot re-write: {e}")))?;

@@ -1,0 +1,51 @@
+//! The TLS handshake of an HTTPS listener, inside the connection's limits: it must be done
+//! within the first request head's time, and it holds a place among `max_connections` like any
+//! other connection (pingora's own listener would run it before either, for up to 60 s).
+
+use super::head;
+use super::stream::Downstream;
+use crate::error::ProxyError;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::{Peek, Stream};
+use tokio::time::{timeout_at, Instant};
+
+/// A TLS record's first byte when it carries a handshake message (a ClientHello).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How the handshake went.
+pub enum Handshake {
+    /// The TLS stream, ready for the first request head.
+    Done(Stream),
+    /// Not done by the deadline.
+    TimedOut,
+    /// The client closed, spoke plain HTTP (answered) or failed the handshake.
+    Failed,
+}
+
+/// Peeks at the first byte: plain HTTP gets a plain `400` telling it to use HTTPS (instead of
+/// a TLS alert no HTTP client can show); anything else goes through the handshake.
+pub async fn handshake(acceptor: &Acceptor, mut io: Downstream, by: Instant) -> Handshake {
+    let mut first = [0u8; 1];
+    match timeout_at(by, io.try_peek(&mut first)).await {
+        Err(_) => return Handshake::TimedOut,
+        Ok(Err(_)) => return Handshake::Failed,
+        Ok(Ok(_)) => {}
+    }
+    if first[0] != HANDSHAKE_RECORD {
+        let mut io: Stream = Box::new(io);
+        let plain = ProxyError::BadRequest(
+            "this port serves HTTPS only: connect with https:// (a TLS client)".into(),
+        );
+        head::answer(&mut io, &plain).await;
+        return Handshake::Failed;
+    }
+    match timeout_at(by, acceptor.tls_handshake(io)).await {
+        Err(_) => Handshake::TimedOut,
+        Ok(Ok(tls)) => Handshake::Done(Box::new(tls)),
+        Ok(Err(e)) => {
+            // A scanner, or a client that does not trust the certificate: theirs to report.
+            tracing::debug!(error = %e, "TLS handshake failed");
+            Handshake::Failed
+        }
+    }
+}
