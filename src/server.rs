@@ -104,7 +104,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
     crate::metrics::metrics().declare_credential_sets(&sets);
     // Routes, access rules and credential sets: what a reload swaps.
-    let live = Snapshot::new(&config, CredentialStore::new(&config)).live();
+    let store = CredentialStore::new(&config);
+    // Before anything runs in the background: sets with MFA and no token_command ask here.
+    store.prompt_for_mfa_codes();
+    let live = Snapshot::new(&config, store).live();
 
     let proxy = SigningProxy::new(live.clone(), &config, &server.configuration);
     // pingora's HTTP proxy behind sigproxy's own connection limits (timeouts, max_connections,

@@ -16,6 +16,8 @@ use std::time::Duration;
 const ROLE_DURATION_RANGE: RangeInclusive<i64> = 900..=43_200;
 /// GetSessionToken and GetFederationToken accept 15 minutes to 36 hours.
 const TOKEN_DURATION_RANGE: RangeInclusive<i64> = 900..=129_600;
+/// GetSessionToken's default with MFA (STS's own default): 12 hours.
+const MFA_SESSION_DEFAULT: i64 = 43_200;
 /// What STS allows in a role session name and a federated user's name, besides letters and
 /// digits.
 const SESSION_NAME_CHARS: &str = "+=,.@-_";
@@ -170,7 +172,16 @@ impl Checker<'_> {
             duration_seconds,
             sts_region,
             sts_endpoint,
+            mfa,
         } = raw;
+        if federation && mfa.is_some() {
+            return self.err(
+                format!("{key}.mfa"),
+                "STS GetFederationToken takes no MFA code; use session_token (GetSessionToken) \
+                 or assume_role for MFA-protected sessions",
+            );
+        }
+        let mfa = self.mfa(&format!("{key}.mfa"), mfa)?;
         let kind = if federation {
             let Some(name) = name else {
                 return self.err(
@@ -201,13 +212,24 @@ impl Checker<'_> {
             }
             StsTokenKind::Session
         };
-        let duration = self.sts_seconds(key, duration_seconds, TOKEN_DURATION_RANGE)?;
+        // Each MFA session costs a code: STS's own default of 12 hours, not one.
+        let default = if mfa.is_some() {
+            MFA_SESSION_DEFAULT
+        } else {
+            3600
+        };
+        let duration = self.sts_seconds(
+            key,
+            Some(duration_seconds.unwrap_or(default)),
+            TOKEN_DURATION_RANGE,
+        )?;
         self.sts_location(key, sts_region.as_deref(), sts_endpoint.as_deref())?;
         Ok(StsTokenConfig {
             kind,
             duration,
             sts_region,
             sts_endpoint,
+            mfa,
         })
     }
 
@@ -225,7 +247,16 @@ impl Checker<'_> {
             duration_seconds,
             sts_region,
             sts_endpoint,
+            mfa,
         } = raw;
+        if mfa.is_some() && chained_cap.is_some() {
+            return self.err(
+                format!("{key}.mfa"),
+                "only the first role of a chain may have one: later roles are assumed with a \
+                 role session's credentials, and MFA devices belong to IAM users, not roles",
+            );
+        }
+        let mfa = self.mfa(&format!("{key}.mfa"), mfa)?;
         let Some(role_arn) = role_arn else {
             return self.err(format!("{key}.role_arn"), "is required");
         };
@@ -271,6 +302,7 @@ impl Checker<'_> {
             duration,
             sts_region,
             sts_endpoint,
+            mfa,
         })
     }
 }

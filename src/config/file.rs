@@ -107,6 +107,18 @@ pub struct StsToken {
     pub duration_seconds: Option<i64>,
     pub sts_region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// GetSessionToken only: the MFA device and how to get its codes.
+    pub mfa: Option<Mfa>,
+}
+
+/// An MFA device whose code goes with the STS call (GetSessionToken, AssumeRole).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mfa {
+    /// The device's ARN (`arn:aws:iam::<account>:mfa/<name>`) or a hardware token's serial.
+    pub serial_number: Option<String>,
+    /// The program printing the current code, as a list of arguments (run without a shell).
+    pub token_command: Option<OneOrMore<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +148,8 @@ pub struct AssumeRole {
     pub sts_region: Option<String>,
     /// Full STS endpoint URL (otherwise `AWS_ENDPOINT_URL_STS` or the regional endpoint).
     pub sts_endpoint: Option<String>,
+    /// The first role of a chain only: the MFA device whose code goes with AssumeRole.
+    pub mfa: Option<Mfa>,
 }
 
 #[derive(Debug, Deserialize)]

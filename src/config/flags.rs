@@ -302,6 +302,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
             // aws-sigv4-proxy's session region: --region, else the environment's.
             sts_region: f.region.clone(),
             sts_endpoint: None,
+            mfa: None,
         })
     });
     let set = file::CredentialSet {

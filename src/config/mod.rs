@@ -14,6 +14,7 @@ mod flags;
 mod from_host;
 mod limits;
 mod listeners;
+mod mfa;
 mod route;
 mod shutdown;
 mod signing;
@@ -103,6 +104,18 @@ pub struct StsTokenConfig {
     pub duration: Duration,
     pub sts_region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// GetSessionToken only.
+    pub mfa: Option<MfaConfig>,
+}
+
+/// An MFA device: its codes go with the STS call that starts each session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaConfig {
+    /// The device's ARN or a hardware token's serial number (`SerialNumber`).
+    pub serial_number: String,
+    /// The program and its arguments printing the current code; `None`: asked for once on the
+    /// terminal at start.
+    pub token_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +137,8 @@ pub struct AssumeRoleConfig {
     pub duration: Duration,
     pub sts_region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// The first role of a chain only.
+    pub mfa: Option<MfaConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -208,6 +208,41 @@ fn sts_token_sources_are_checked() {
     }
 }
 
+#[test]
+fn mfa_is_checked() {
+    let base = "routes:\n  - upstream: http://127.0.0.1:1\n";
+    let serial = "arn:aws:iam::123456789012:mfa/alice";
+    let ok = format!("credentials:\n  m:\n    session_token:\n      mfa:\n        serial_number: {serial}\n        token_command: [ykman, oath, accounts, code, -s, 'AWS:alice']\n{base}");
+    let c = parse(&ok).unwrap();
+    let token = c.credentials["m"].sts_token.as_ref().unwrap();
+    // STS's own default for MFA sessions: 12 hours.
+    assert_eq!(token.duration, Duration::from_secs(43_200));
+    let mfa = c.credentials["m"].mfa().unwrap();
+    assert_eq!(mfa.serial_number, serial);
+    assert_eq!(mfa.token_command.as_ref().unwrap()[5], "AWS:alice");
+    let role = format!("credentials:\n  m:\n    assume_role:\n      - role_arn: arn:aws:iam::123456789012:role/a\n        mfa: {{ serial_number: GAHT12345678 }}\n      - role_arn: arn:aws:iam::123456789012:role/b\n{base}");
+    let c = parse(&role).unwrap();
+    assert_eq!(
+        c.credentials["m"].assume_role[0].duration,
+        Duration::from_secs(3600)
+    );
+    assert!(c.credentials["m"].mfa().unwrap().token_command.is_none());
+    let cases = [
+        (format!("    federation_token: {{ name: broker, mfa: {{ serial_number: {serial} }} }}\n"), "credentials.m.federation_token.mfa: STS GetFederationToken takes no MFA code"),
+        ("    session_token: { mfa: { serial_number: 'arn:aws:iam::123456789012:user/alice' } }\n".into(), "credentials.m.session_token.mfa.serial_number: 'arn:aws:iam::123456789012:user/alice' is neither an MFA device ARN"),
+        ("    session_token: { mfa: { token_command: [ykman] } }\n".into(), "credentials.m.session_token.mfa.serial_number: is required"),
+        (format!("    session_token: {{ mfa: {{ serial_number: {serial}, token_command: 'ykman oath accounts code' }} }}\n"), "credentials.m.session_token.mfa.token_command: must be a list of arguments, run without a shell"),
+        (format!("    session_token: {{ mfa: {{ serial_number: {serial}, token_command: [] }} }}\n"), "credentials.m.session_token.mfa.token_command: names no program"),
+        (format!("    session_token: {{ mfa: {{ serial_number: {serial}, shell: true }} }}\n"), "unknown field `shell`"),
+        (format!("    assume_role:\n      - role_arn: arn:aws:iam::123456789012:role/a\n      - role_arn: arn:aws:iam::123456789012:role/b\n        mfa: {{ serial_number: {serial} }}\n"), "credentials.m.assume_role[1].mfa: only the first role of a chain may have one"),
+    ];
+    for (set, want) in cases {
+        let got = error(&format!("credentials:\n  m:\n{set}{base}"));
+        assert!(got.contains(want), "\nwant: {want}\ngot:  {got}");
+        assert!(got.starts_with("conf/test.yaml: "), "{got}");
+    }
+}
+
 const ROUTE: &str = "routes:\n  - upstream: http://127.0.0.1:9000\n";
 
 #[test]

@@ -4,6 +4,8 @@
 //! ([`CredentialSet::current`]) or fails fast with 503. The refresh loop in [`refresh`] keeps the
 //! sets filled well before expiry; [`provider`] builds each set's aws-config provider chain.
 
+pub mod mfa;
+mod mfa_role;
 pub mod provider;
 pub mod refresh;
 mod sts;
@@ -49,6 +51,18 @@ impl CredentialStore {
     pub fn sets(&self) -> impl Iterator<Item = &Arc<CredentialSet>> {
         self.sets.values()
     }
+
+    /// At start, for each set with an MFA device but no `token_command`: asks for a code on
+    /// the terminal, once (nothing happens without one; those sets then say a code is needed).
+    pub fn prompt_for_mfa_codes(&self) {
+        for set in self.sets() {
+            if let Some(gate) = set.mfa().filter(|g| g.asks_on_terminal()) {
+                if let Some(code) = mfa::prompt_on_terminal(set.name(), gate.serial_number()) {
+                    gate.typed(code);
+                }
+            }
+        }
+    }
 }
 
 /// One named set: its configuration and the credentials it currently holds.
@@ -63,6 +77,8 @@ pub struct CredentialSet {
     /// An access key AWS refused that a refresh asked for then could not replace: later
     /// refusals of the same key do not wait for another refresh.
     unreplaceable: std::sync::Mutex<Option<String>>,
+    /// The MFA device whose codes start each session, if the set has one.
+    mfa: Option<Arc<mfa::Gate>>,
 }
 
 /// `Credentials`' own `Debug` redacts the secret key and session token.
@@ -71,11 +87,15 @@ struct State {
     credentials: Option<Credentials>,
     /// Why the last fetch failed, if it did; cleared by a success.
     last_error: Option<String>,
+    /// The last fetch failed for want of a good MFA code.
+    mfa_needed: bool,
 }
 
 impl CredentialSet {
     pub fn new(config: CredentialsConfig) -> Self {
+        let mfa = config.mfa().map(|m| Arc::new(mfa::Gate::new(m.clone())));
         CredentialSet {
+            mfa,
             config,
             state: RwLock::new(State::default()),
             refresh_requested: tokio::sync::Notify::new(),
@@ -92,6 +112,10 @@ impl CredentialSet {
         &self.config
     }
 
+    pub fn mfa(&self) -> Option<&Arc<mfa::Gate>> {
+        self.mfa.as_ref()
+    }
+
     /// Credentials valid for signing now, or a 503-class error saying why there are none.
     pub fn current(&self) -> Result<Credentials, ProxyError> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -103,6 +127,10 @@ impl CredentialSet {
             };
         match &state.credentials {
             Some(creds) if is_usable(creds, SystemTime::now()) => Ok(creds.clone()),
+            _ if state.mfa_needed => Err(unavailable(
+                "an MFA code is needed",
+                state.last_error.clone().unwrap_or_default(),
+            )),
             Some(_) => Err(match &state.last_error {
                 Some(e) => unavailable(
                     "they expired and refreshing them failed",
@@ -134,13 +162,21 @@ impl CredentialSet {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.credentials = Some(credentials);
         state.last_error = None;
+        state.mfa_needed = false;
         drop(state);
         self.fetches.send_modify(|n| *n += 1);
     }
 
     fn record_failure(&self, error: String) {
+        let mfa_needed = self.mfa.as_ref().is_some_and(|g| g.needed());
+        let error = if mfa_needed {
+            format!("MFA code needed for {}: {error}", self.config.name)
+        } else {
+            error
+        };
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.last_error = Some(error);
+        state.mfa_needed = mfa_needed;
         drop(state);
         self.fetches.send_modify(|n| *n += 1);
     }

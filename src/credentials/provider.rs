@@ -2,6 +2,8 @@
 //!
 //! Nothing here caches: the refresh loop decides when to call the provider.
 
+use super::mfa::Gate;
+use super::mfa_role::MfaRoleProvider;
 use super::sts::{self, FALLBACK_REGION};
 use super::sts_token::StsTokenProvider;
 use crate::config::{AssumeRoleConfig, CredentialsConfig, Source, StsTokenKind};
@@ -15,6 +17,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::DisplayErrorContext;
+use std::sync::Arc;
 
 /// The provider for one credential set.
 #[derive(Debug)]
@@ -22,10 +25,13 @@ pub struct Provider {
     inner: SharedCredentialsProvider,
     /// Describes what is being asked for, for error messages (e.g. the role ARN).
     what: String,
+    /// The set's MFA device: when a code is what failed, it says why.
+    mfa: Option<Arc<Gate>>,
 }
 
 impl Provider {
-    pub async fn build(config: &CredentialsConfig) -> Provider {
+    /// `mfa` is the set's MFA device (see [`super::CredentialSet::mfa`]), if it has one.
+    pub async fn build(config: &CredentialsConfig, mfa: Option<Arc<Gate>>) -> Provider {
         // The source's own STS calls (web identity, a profile's role_arn) need a region:
         // the profile's, else the environment's, else STS's global region.
         let profile = match &config.source {
@@ -62,10 +68,11 @@ impl Provider {
                 StsTokenKind::Session => "GetSessionToken".to_string(),
                 StsTokenKind::Federation { name, .. } => format!("GetFederationToken {name}"),
             };
-            let inner = StsTokenProvider::new(token, source).await;
+            let inner = StsTokenProvider::new(token, source, mfa.clone()).await;
             return Provider {
                 inner: SharedCredentialsProvider::new(inner),
                 what,
+                mfa,
             };
         }
         if config.assume_role.is_empty() {
@@ -77,12 +84,19 @@ impl Provider {
             return Provider {
                 inner: source,
                 what,
+                mfa: None,
             };
         }
         // Each role is assumed with the credentials of the one before (role chaining).
+        // Only the first may carry an MFA code (the configuration checks say why).
         let mut inner = source;
-        for role in &config.assume_role {
-            inner = SharedCredentialsProvider::new(assume_role(role, inner).await);
+        for (i, role) in config.assume_role.iter().enumerate() {
+            inner = match (&mfa, i) {
+                (Some(gate), 0) => SharedCredentialsProvider::new(
+                    MfaRoleProvider::new(role, inner, gate.clone()).await,
+                ),
+                _ => SharedCredentialsProvider::new(assume_role(role, inner).await),
+            };
         }
         let arns: Vec<&str> = config
             .assume_role
@@ -92,15 +106,23 @@ impl Provider {
         Provider {
             inner,
             what: format!("AssumeRole {}", arns.join(" then ")),
+            mfa,
         }
     }
 
     /// Fetches credentials once. The error is a complete, secret-free sentence.
     pub async fn fetch(&self) -> Result<Credentials, String> {
-        self.inner
-            .provide_credentials()
-            .await
-            .map_err(|e| format!("{} failed: {}", self.what, DisplayErrorContext(&e)))
+        self.inner.provide_credentials().await.map_err(|e| {
+            match self
+                .mfa
+                .as_ref()
+                .filter(|g| g.needed())
+                .and_then(|g| g.reason())
+            {
+                Some(why) => format!("{}: {why}", self.what),
+                None => format!("{} failed: {}", self.what, DisplayErrorContext(&e)),
+            }
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //! Schedule: credentials are refreshed when `min(refresh_before_expiry, lifetime / 2)` of their
 //! lifetime is left, minus a random jitter of up to a quarter of that window (so many proxies
 //! started together do not call STS together). A failed fetch is retried with exponential
-//! backoff (1 s doubling to 60 s, with jitter) while the credentials already held keep serving.
+//! backoff (1 s doubling to 60 s, with jitter) while the credentials already held keep serving;
+//! a set with an MFA device waits at least as long as its [`super::mfa::Gate`] says.
 
 use super::provider::Provider;
 use super::CredentialSet;
@@ -33,7 +34,7 @@ pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
 /// of these per set and aborts it when a reload removes or replaces the set).
 pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<()>>) {
     let mut first = first;
-    let provider = Provider::build(set.config()).await;
+    let provider = Provider::build(set.config(), set.mfa().cloned()).await;
     let mut backoff = FIRST_BACKOFF;
     let m = metrics();
     loop {
@@ -83,10 +84,12 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
                 next.unwrap_or(NEVER)
             }
             Err(error) => {
-                warn!(credentials = set.name(), retry_in_ms = backoff.as_millis() as u64, %error, "credential refresh failed");
-                set.record_failure(error);
-                let wait = jittered(backoff);
+                set.record_failure(error.clone());
+                // An MFA device is not asked again before its gate allows (see `mfa`).
+                let wait =
+                    jittered(backoff).max(set.mfa().map_or(Duration::ZERO, |g| g.retry_after()));
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                warn!(credentials = set.name(), retry_in_ms = wait.as_millis() as u64, %error, "credential refresh failed");
                 wait
             }
         };

@@ -29,3 +29,18 @@ pub(super) async fn sdk_config(
     }
     loader.load().await
 }
+
+/// Credentials as STS issued them, for signing.
+pub(super) fn issued(
+    issued: Option<aws_sdk_sts::types::Credentials>,
+    provider: &'static str,
+) -> Result<aws_credential_types::Credentials, String> {
+    let c = issued.ok_or("STS answered without credentials")?;
+    Ok(aws_credential_types::Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        std::time::SystemTime::try_from(c.expiration).ok(),
+        provider,
+    ))
+}

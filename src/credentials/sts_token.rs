@@ -1,23 +1,30 @@
 //! STS GetSessionToken and GetFederationToken as a credentials provider.
 //!
 //! aws-config has providers for AssumeRole and web identity but not for these two; this one
-//! calls them with aws-sdk-sts, signed with the source's credentials.
+//! calls them with aws-sdk-sts, signed with the source's credentials. GetSessionToken may carry
+//! an MFA code (see [`super::mfa`]).
 
+use super::mfa::Gate;
 use crate::config::{StsTokenConfig, StsTokenKind};
 use aws_credential_types::provider::{
     error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
 };
 use aws_credential_types::Credentials;
-use std::time::SystemTime;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct StsTokenProvider {
     client: aws_sdk_sts::Client,
     config: StsTokenConfig,
+    mfa: Option<Arc<Gate>>,
 }
 
 impl StsTokenProvider {
-    pub async fn new(config: &StsTokenConfig, source: SharedCredentialsProvider) -> Self {
+    pub async fn new(
+        config: &StsTokenConfig,
+        source: SharedCredentialsProvider,
+        mfa: Option<Arc<Gate>>,
+    ) -> Self {
         let sdk_config = super::sts::sdk_config(
             config.sts_region.as_deref(),
             config.sts_endpoint.as_deref(),
@@ -27,13 +34,14 @@ impl StsTokenProvider {
         StsTokenProvider {
             client: aws_sdk_sts::Client::new(&sdk_config),
             config: config.clone(),
+            mfa,
         }
     }
 
     async fn fetch(&self) -> Result<Credentials, CredentialsError> {
         let seconds = self.config.duration.as_secs() as i32;
-        let issued = match &self.config.kind {
-            StsTokenKind::Session => self
+        let issued = match (&self.config.kind, &self.mfa) {
+            (StsTokenKind::Session, None) => self
                 .client
                 .get_session_token()
                 .duration_seconds(seconds)
@@ -41,7 +49,19 @@ impl StsTokenProvider {
                 .await
                 .map(|out| out.credentials)
                 .map_err(CredentialsError::provider_error)?,
-            StsTokenKind::Federation { name, policy } => self
+            (StsTokenKind::Session, Some(gate)) => gate
+                .call(|code| {
+                    self.client
+                        .get_session_token()
+                        .duration_seconds(seconds)
+                        .serial_number(gate.serial_number())
+                        .token_code(code.expose())
+                        .send()
+                })
+                .await
+                .map(|out| out.credentials)
+                .map_err(CredentialsError::provider_error)?,
+            (StsTokenKind::Federation { name, policy }, _) => self
                 .client
                 .get_federation_token()
                 .name(name)
@@ -52,15 +72,7 @@ impl StsTokenProvider {
                 .map(|out| out.credentials)
                 .map_err(CredentialsError::provider_error)?,
         };
-        let c = issued
-            .ok_or_else(|| CredentialsError::provider_error("STS answered without credentials"))?;
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            SystemTime::try_from(c.expiration).ok(),
-            "sigproxy-sts-token",
-        ))
+        super::sts::issued(issued, "sigproxy-sts-token").map_err(CredentialsError::provider_error)
     }
 }
 

@@ -19,6 +19,12 @@ Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests)
   /latest/api/token, /latest/meta-data/iam/security-credentials/...  -> IMDSv2
 Both credential endpoints hand out fresh STS credentials for the invoker role.
 
+With --mfa-dir DIR, an STS front that demands MFA (what moto accepts but does not check):
+GetSessionToken and AssumeRole through it must carry SerialNumber = the caller's device
+(`mfa_serial` in the description) and a TokenCode listed in DIR/codes (one a line), each code
+accepted once, as AWS does; anything else gets STS's 403 AccessDenied. Every such call is recorded
+in the stats as `mfa_calls` ({action, serial, code, accepted}); the rest goes to moto unchanged.
+
 Signed requests are answered with a JSON echo of what arrived (method, path, query, headers, body
 hash, the role), with `Access-Control-Allow-Origin: *` as a careless function would send it.
 Special paths, still signed: /__sleep?ms=N delays the answer; /__bytes?n=N answers N bytes;
@@ -71,6 +77,7 @@ stats = {
     "federation_token_calls": 0,
     "federation_policies": [],
     "expired_rejections": 0,
+    "mfa_calls": [],
 }
 # Credentials moto hands out for GetSessionToken / GetFederationToken (fixed example values in
 # moto), learnt at start-up: (access key id, session token) -> (secret, kind).
@@ -496,6 +503,65 @@ class LambdaUrl(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
 
 
+MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/sigproxy-caller"
+MFA_REFUSAL = (
+    '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+    "<Code>AccessDenied</Code><Message>MultiFactorAuthentication failed with invalid MFA one time pass code."
+    "</Message></Error><RequestId>mfa-front-refusal</RequestId></ErrorResponse>"
+)
+
+
+class MfaSts(BaseHTTPRequestHandler):
+    """STS that requires MFA for GetSessionToken and AssumeRole, in front of moto's."""
+
+    protocol_version = "HTTP/1.1"
+    moto = None
+    directory = None
+    used = set()
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, data, content_type):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        params = parse_qs(body.decode("utf-8", "replace"))
+        first = lambda k: (params.get(k) or [None])[0]  # noqa: E731
+        action = first("Action")
+        if action in ("GetSessionToken", "AssumeRole"):
+            serial, code = first("SerialNumber"), first("TokenCode")
+            try:
+                with open(os.path.join(self.directory, "codes")) as f:
+                    valid = {line.strip() for line in f if line.strip()}
+            except FileNotFoundError:
+                valid = set()
+            with stats_lock:
+                accepted = serial == MFA_SERIAL and code in valid and code not in MfaSts.used
+                if accepted:
+                    MfaSts.used.add(code)
+                stats["mfa_calls"].append({"action": action, "serial": serial, "code": code, "accepted": accepted})
+            if not accepted:
+                return self.reply(403, MFA_REFUSAL.encode(), "text/xml")
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+        answer = requests.post(self.moto + self.path, data=body, headers=headers, timeout=30)
+        self.reply(answer.status_code, answer.content, answer.headers.get("Content-Type", "text/xml"))
+
+
+def serve_mfa_sts(moto_endpoint, directory):
+    MfaSts.moto = moto_endpoint
+    MfaSts.directory = directory
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MfaSts)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return {"mfa_sts_endpoint": "http://127.0.0.1:%d" % server.server_address[1], "mfa_serial": MFA_SERIAL}
+
+
 def serve_tls(directory):
     """The stand-in again over TLS, with a certificate for `localhost`, 127.0.0.1 and
     `tls.sigproxy.test` issued by a CA of its own (written to DIR/ca.pem)."""
@@ -549,6 +615,7 @@ def main():
     parser.add_argument("--service", default="lambda", help="the signing name the stand-in accepts")
     parser.add_argument("--short-credentials", type=int, default=0, help="cap STS credential lifetime (seconds)")
     parser.add_argument("--tls-dir", help="also serve the stand-in over TLS, with a CA written here")
+    parser.add_argument("--mfa-dir", help="also serve an STS demanding MFA codes listed in DIR/codes")
     args = parser.parse_args()
 
     patch_sts(args.short_credentials)
@@ -566,6 +633,8 @@ def main():
 
     if args.tls_dir:
         details.update(serve_tls(args.tls_dir))
+    if args.mfa_dir:
+        details.update(serve_mfa_sts(sts_endpoint, args.mfa_dir))
 
     details.update(
         {
