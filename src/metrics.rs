@@ -3,12 +3,10 @@
 //! Labels are bounded: route and credential set *names* from the configuration, a fixed set of
 //! methods, status codes, and fixed error kinds. Never paths, buckets or keys.
 
-use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 /// Buckets from 1 ms to 60 s: Lambda cold starts and S3 transfers both fit.
@@ -293,139 +291,8 @@ impl Metrics {
     }
 }
 
-/// One route's series, looked up once rather than by label on every request.
-#[derive(Debug, Clone)]
-pub struct RouteMetrics {
-    pub request_duration: Histogram,
-    pub upstream_duration: Histogram,
-    pub in_flight: IntGauge,
-    pub request_bytes: IntCounter,
-    pub response_bytes: IntCounter,
-}
-
-impl Metrics {
-    /// Drops every series labelled with one of `routes` (routes a reload removed or renamed),
-    /// so that `/metrics` does not keep them forever. (A request that was under way on such a
-    /// route when it was removed brings back its own count when it finishes.)
-    pub fn forget_routes(&self, routes: &BTreeSet<String>) {
-        if routes.is_empty() {
-            return;
-        }
-        for family in [
-            &self.requests,
-            &self.request_bytes,
-            &self.response_bytes,
-            &self.upstream_errors,
-            &self.signing_errors,
-            &self.denied,
-            &self.upstream_retries,
-        ] {
-            forget(family, routes);
-        }
-        forget(&self.request_duration, routes);
-        forget(&self.upstream_duration, routes);
-        forget(&self.in_flight, routes);
-    }
-
-    pub fn for_route(&self, route: &str) -> RouteMetrics {
-        RouteMetrics {
-            request_duration: self.request_duration.with_label_values(&[route]),
-            upstream_duration: self.upstream_duration.with_label_values(&[route]),
-            in_flight: self.in_flight.with_label_values(&[route]),
-            request_bytes: self.request_bytes.with_label_values(&[route]),
-            response_bytes: self.response_bytes.with_label_values(&[route]),
-        }
-    }
-}
-
-/// Removes the series of `family` whose `route` label is one of `routes`.
-fn forget<T: MetricVecBuilder>(family: &MetricVec<T>, routes: &BTreeSet<String>) {
-    for gathered in family.collect() {
-        for series in gathered.get_metric() {
-            let labels: HashMap<&str, &str> = series
-                .get_label()
-                .iter()
-                .map(|l| (l.name(), l.value()))
-                .collect();
-            if labels.get("route").is_some_and(|r| routes.contains(*r)) {
-                let _ = family.remove(&labels);
-            }
-        }
-    }
-}
-
-/// A method label: the standard methods by name, anything else as `other`.
-pub fn method_label(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
-
-/// What one finished request adds to the metrics.
-pub struct Finished<'a> {
-    /// The route's series, or `None` for a request no route took.
-    pub route: Option<&'a RouteMetrics>,
-    pub route_name: &'a str,
-    pub method: &'a http::Method,
-    /// `0` when no response was written.
-    pub status: u16,
-    pub duration: std::time::Duration,
-    pub upstream_time: Option<std::time::Duration>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub error: Option<&'a crate::error::ProxyError>,
-}
-
-impl Metrics {
-    /// Counts a finished request: its status, timings and bytes, and what refused or failed it.
-    /// A routed request also leaves its route's in-flight gauge.
-    pub fn record(&self, done: Finished<'_>) {
-        let route = done.route_name;
-        let mut code = itoa::Buffer::new();
-        self.requests
-            .with_label_values(&[route, method_label(done.method), code.format(done.status)])
-            .inc();
-        let unrouted;
-        let per_route = match done.route {
-            Some(r) => r,
-            None => {
-                unrouted = self.for_route(route);
-                &unrouted
-            }
-        };
-        per_route
-            .request_duration
-            .observe(done.duration.as_secs_f64());
-        if let Some(t) = done.upstream_time {
-            per_route.upstream_duration.observe(t.as_secs_f64());
-        }
-        per_route.request_bytes.inc_by(done.bytes_in);
-        per_route.response_bytes.inc_by(done.bytes_out);
-        if let Some(error) = done.error {
-            if let Some(kind) = error.upstream_kind() {
-                self.upstream_errors.with_label_values(&[route, kind]).inc();
-            }
-            if let Some(reason) = error.denied_reason() {
-                self.denied.with_label_values(&[route, reason]).inc();
-            }
-            if let Some(reason) = error.signing_reason() {
-                self.signing_errors
-                    .with_label_values(&[route, reason])
-                    .inc();
-            }
-        }
-        if done.route.is_some() {
-            per_route.in_flight.dec();
-        }
-    }
-}
+mod request;
+pub use request::{method_label, Finished, RouteMetrics};
 
 #[cfg(test)]
 #[path = "metrics_tests.rs"]

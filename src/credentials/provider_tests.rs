@@ -84,6 +84,7 @@ async fn assume_role_sends_the_role_its_session_and_external_id_signed_by_the_so
         duration: Duration::from_secs(900),
         sts_region: Some("eu-west-1".into()),
         sts_endpoint: Some(url),
+        mfa: None,
     };
     let provider = assume_role(&role, source()).await;
     assert_issued(&provider.provide_credentials().await.unwrap());
@@ -125,8 +126,9 @@ async fn session_and_federation_tokens_are_asked_for_with_their_parameters() {
             duration: Duration::from_secs(1800),
             sts_region: Some("us-west-2".into()),
             sts_endpoint: Some(url),
+            mfa: None,
         };
-        let provider = StsTokenProvider::new(&config, source()).await;
+        let provider = StsTokenProvider::new(&config, source(), None).await;
         assert_issued(&provider.provide_credentials().await.unwrap());
         let request = captured(&rx);
         let common = [
