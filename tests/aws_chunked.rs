@@ -54,10 +54,7 @@ fn start_s3s(root: &std::path::Path) -> S3s {
 }
 
 fn env() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
-    ]
+    common::static_keys(ACCESS_KEY, SECRET_KEY)
 }
 
 fn config(upstream: SocketAddr, payload: &str) -> String {
@@ -80,8 +77,7 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
     let root = tempfile::tempdir().unwrap();
     let s3s = start_s3s(root.path());
     for payload in ["streaming", "unsigned"] {
-        let proxy = Proxy::start(&config(s3s.addr, payload), &env());
-        proxy.wait_ready();
+        let proxy = Proxy::start_ready(&config(s3s.addr, payload), &env());
         let bucket = format!("bucket-{payload}");
         let r = proxy.send("PUT", &format!("/{bucket}"), &[], b"");
         assert_eq!(
@@ -156,8 +152,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
     let root = tempfile::tempdir().unwrap();
     let s3s = start_s3s(root.path());
     // Create the bucket directly through an honest proxy first.
-    let honest = Proxy::start(&config(s3s.addr, "streaming"), &env());
-    honest.wait_ready();
+    let honest = Proxy::start_ready(&config(s3s.addr, "streaming"), &env());
     assert_eq!(honest.send("PUT", "/tamper", &[], b"").status, 200);
 
     // 300 bytes into the body is inside the first chunk's data.
@@ -165,8 +160,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
         .relay_to(s3s.addr)
         .flip_body_byte(300)
         .start();
-    let proxy = Proxy::start(&config(relay.addr, "streaming"), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config(relay.addr, "streaming"), &env());
     let body = bytes(100_000);
     let r = proxy.send("PUT", "/tamper/object", &[], &body);
     // s3s fails the body stream on the bad chunk signature; s3s-fs reports it as a 500.
@@ -183,8 +177,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
 
     // Without chunk signatures (UNSIGNED-PAYLOAD over plain HTTP) the same tampering goes
     // unnoticed: the chunk signatures are what caught it.
-    let unsigned = Proxy::start(&config(relay.addr, "unsigned"), &env());
-    unsigned.wait_ready();
+    let unsigned = Proxy::start_ready(&config(relay.addr, "unsigned"), &env());
     let r = unsigned.send("PUT", "/tamper/unsigned", &[], &body);
     assert_eq!(r.status, 200);
     let stored = std::fs::read(root.path().join("tamper/unsigned")).unwrap();

@@ -6,6 +6,7 @@ mod common;
 use common::upstream::Upstream;
 use common::*;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The caller's keys, and STS at the local moto (what `--role-arn` assumes through).
 fn env(peers: &Peers) -> Vec<(String, String)> {
@@ -23,12 +24,10 @@ fn host_port(url: &str) -> &str {
 
 /// One request with this exact `Host` (the harness's own helper always sends the address).
 fn with_host(proxy: &Proxy, host: &str, path: &str) -> Response {
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(
-        format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")
-            .as_bytes(),
-    );
-    conn.read().expect("a response")
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n");
+    proxy
+        .raw(format!("{head}Connection: close\r\n\r\n{{}}"))
+        .expect("a response")
 }
 
 #[test]
@@ -298,15 +297,10 @@ fn a_bare_port_binds_loopback_and_says_how_to_listen_wider() {
     isolate_aws_env(&mut cmd, dir.path());
     let mut child = cmd.spawn().unwrap();
     let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while try_request(admin_addr, "GET", "/healthz", &[], b"").is_none_or(|r| r.status != 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let healthy = poll(Duration::from_secs(20), || {
+        try_request(admin_addr, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+    });
+    assert!(healthy, "{}", std::fs::read_to_string(&log).unwrap());
     // The listening socket is 127.0.0.1's, not every interface's.
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let listening: Vec<&str> = tcp
@@ -377,10 +371,7 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
     #[rustfmt::skip]
     let proxy = Proxy::start_flags(
         &["--upstream-url-scheme", "http", "--name", "s3", "--region", "us-east-1"],
-        &[
-            ("AWS_ACCESS_KEY_ID".into(), "AKIDRELAYTEST".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "relay-test-secret".into()),
-        ],
+        &static_keys("AKIDRELAYTEST", "relay-test-secret"),
     );
     proxy.wait_ready();
     let hosts = [
@@ -394,7 +385,7 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
         let r = with_host(&proxy, host, "/k");
         assert!(r.status >= 400, "{host}: {}", r.status);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         listener.connections(),
         0,

@@ -16,9 +16,7 @@ fn peers() -> &'static Peers {
 
 fn proxy(extra_routes: &str) -> Proxy {
     let p = peers();
-    let proxy = Proxy::start(&p.lambda_config(extra_routes), &p.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&p.lambda_config(extra_routes), &p.caller_env())
 }
 
 fn assert_verified(r: &Response, context: &str) -> serde_json::Value {

@@ -16,9 +16,7 @@ const KEYS: [&str; 3] = ["sp dir/a.txt", "sp dir/b+c.txt", "sp dir/sub/d.txt"];
 
 fn s3_proxy(peers: &Peers) -> Proxy {
     let config = peers.config(&route("s3", peers.get("sts_endpoint"), "s3", ""));
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&config, &peers.caller_env())
 }
 
 /// `key` as it goes in a path: each byte but unreserved characters and `/` escaped.

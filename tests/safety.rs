@@ -8,9 +8,7 @@ use common::*;
 
 /// Sends raw request bytes on a fresh connection; the response.
 fn raw(proxy: &Proxy, bytes: &str) -> Response {
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(bytes.as_bytes());
-    conn.read().expect("a response")
+    proxy.raw(bytes).expect("a response")
 }
 
 fn verified(peers: &Peers) -> u64 {
@@ -20,8 +18,7 @@ fn verified(peers: &Peers) -> u64 {
 #[test]
 fn a_web_page_cannot_make_the_browser_use_the_proxy() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let port = proxy.addr.port();
     let before = verified(&peers);
     let attacks = [
@@ -124,8 +121,7 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
 {}"#,
         peers.lambda_config("")
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let before = verified(&peers);
     let preflight = raw(
         &proxy,
@@ -193,8 +189,7 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
     let v1 = "    match: { path_prefix: /v1/ }\n    strip_prefix: true\n";
     let lambda = format!("{}/prod", peers.get("lambda_url"));
     let config = peers.config(&route("v1", &lambda, "lambda", v1));
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let before = verified(&peers);
     for (request, status, code) in [
         // Today this went out as /prod/other-stage/x.
@@ -236,10 +231,7 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
     assert_eq!(r.json()["path"], "/prod/a/c");
     // The access log names the path that went upstream (written just after the answer).
     let logged = || proxy.log().contains("path=\"/prod/a/c\"");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !logged() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    poll(std::time::Duration::from_secs(5), logged);
     assert!(logged(), "{}", proxy.log());
 }
 
@@ -254,9 +246,7 @@ fn s3_route(peers: &Peers, name: &str, prefix: &str, allow: &str) -> String {
 }
 
 fn s3_proxy(peers: &Peers, routes: &str) -> Proxy {
-    let proxy = Proxy::start(&peers.config(routes), &peers.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&peers.config(routes), &peers.caller_env())
 }
 
 #[test]
@@ -511,8 +501,7 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
         dir.path().join("token").display(),
         peers.lambda_config("")
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let admin = |request: &str| {
         let mut conn = Conn::open(proxy.admin);
         conn.write(request.as_bytes());

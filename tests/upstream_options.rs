@@ -28,11 +28,10 @@ fn sign_host_and_header_edits_reach_the_upstream_signed() {
       remove: [x-remove-me]
       duplicate: [user-agent, x-user]
 "#;
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &route(&peers, peers.get("lambda_url"), extra),
         &peers.caller_env(),
     );
-    proxy.wait_ready();
     let r = proxy.send(
         "POST",
         "/orders",
@@ -91,8 +90,7 @@ fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
         ),
     ];
     for (extra, status) in &cases {
-        let proxy = Proxy::start(&route(&peers, &url, extra), &peers.caller_env());
-        proxy.wait_ready();
+        let proxy = Proxy::start_ready(&route(&peers, &url, extra), &peers.caller_env());
         let before = peers.stats()["verified"].as_u64().unwrap();
         let r = proxy.get("/x");
         assert_eq!(
