@@ -56,13 +56,7 @@ fn every_route_flag_reaches_the_upstream_signed() {
         ],
         b"{}",
     );
-    assert_eq!(
-        r.status,
-        200,
-        "{}\n{}",
-        String::from_utf8_lossy(&r.body),
-        proxy.log()
-    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
     let seen = r.json();
     assert_eq!(
         seen["role_arn"],
@@ -135,12 +129,7 @@ fn the_amp_and_opensearch_sidecar_recipes_sign_for_their_service_and_region() {
             &[],
             b"snappy",
         );
-        assert_eq!(
-            r.status,
-            200,
-            "{service}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "{service}: {}", r.text());
         let auth = r.json()["headers"]["authorization"]
             .as_str()
             .unwrap()
@@ -171,7 +160,7 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
         s3.log()
     );
     let put = s3.send("PUT", "/compat-bucket/greeting.txt", &[], b"hello");
-    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 200, "{}", put.text());
     let get = s3.get("/compat-bucket/greeting.txt");
     assert_eq!((get.status, get.body.as_slice()), (200, &b"hello"[..]));
 
@@ -187,7 +176,7 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
     lambda.wait_ready();
     let r = lambda.send("POST", "/", &[], b"{}");
     assert_eq!(r.status, 403);
-    let body = String::from_utf8_lossy(&r.body);
+    let body = r.text();
     assert!(
         body.contains("X-Amz-Content-Sha256 does not match the body"),
         "{body}"
@@ -215,12 +204,7 @@ fn no_verify_ssl_accepts_the_tls_stand_in_only_when_given() {
         let proxy = Proxy::start_flags(&args, &env(&peers));
         proxy.wait_ready();
         let r = proxy.send("POST", "/", &[], b"{}");
-        assert_eq!(
-            r.status,
-            want,
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, want, "{extra:?}: {}", r.text());
         if extra.is_some() {
             assert!(
                 proxy.log().contains("insecure_skip_verify"),
@@ -243,7 +227,7 @@ fn without_host_only_aws_endpoints_and_listed_hosts_are_upstreams() {
     );
     proxy.wait_ready();
     let r = with_host(&proxy, &listed, "/listed");
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["headers"]["host"], listed.as_str());
     assert_eq!(r.json()["path"], "/listed");
 
@@ -256,12 +240,7 @@ fn without_host_only_aws_endpoints_and_listed_hosts_are_upstreams() {
         "fn.internal",
     ] {
         let r = with_host(&proxy, host, "/x");
-        assert_eq!(
-            r.status,
-            421,
-            "{host}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 421, "{host}: {}", r.text());
         assert_eq!(r.error_code(), "misdirected_request", "{host}");
     }
     let after = peers.stats();

@@ -19,13 +19,7 @@ fn route_config(peers: &Peers, credentials: &str) -> String {
 /// Signs one request and returns the role it was signed as.
 fn signed_role(proxy: &Proxy) -> String {
     let r = proxy.get("/via-source");
-    assert_eq!(
-        r.status,
-        200,
-        "{}\n{}",
-        String::from_utf8_lossy(&r.body),
-        proxy.log()
-    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
     r.json()["role_arn"].as_str().unwrap().to_string()
 }
 

@@ -26,7 +26,7 @@ fn short_lived_credentials_are_refreshed_in_the_background_without_failed_reques
             200,
             "request {requests} at {:?} failed: {}",
             started.elapsed(),
-            String::from_utf8_lossy(&r.body)
+            r.text()
         );
         requests += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -74,7 +74,7 @@ fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
         assert_eq!(r.error_code(), "credentials_unavailable");
         // Whoever reaches the traffic port learns that, and no more: the role, its account,
         // the STS endpoint and STS's own words stay in the log and /readyz.
-        let body = String::from_utf8_lossy(&r.body).to_string();
+        let body = r.text().to_string();
         for secret in [
             peers.get("role_arn"),
             "AccessDenied",
@@ -180,7 +180,7 @@ fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
         );
     }
     for e in errors {
-        let body = String::from_utf8_lossy(&e.body);
+        let body = e.text();
         assert!(
             !body.contains(user_secret) && !body.contains(&token),
             "{body}"
@@ -222,7 +222,7 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     proxy.wait_ready();
     assert!(came_back.elapsed() < Duration::from_secs(15));
     let r = proxy.get("/x");
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
@@ -249,13 +249,7 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
     let mut served = 0;
     while fetched.elapsed() < Duration::from_secs(9) {
         let r = proxy.get("/x");
-        assert_eq!(
-            r.status,
-            200,
-            "at {:?}: {}",
-            fetched.elapsed(),
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "at {:?}: {}", fetched.elapsed(), r.text());
         served += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -285,7 +279,7 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     let peers = Peers::start();
     let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let key_of = |r: &Response| {
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{}", r.text());
         r.json()["access_key_id"].as_str().unwrap().to_string()
     };
     let first = key_of(&proxy.get("/fn/before"));

@@ -480,7 +480,7 @@ fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
         );
         assert_eq!(r.status, 403);
         assert_eq!(r.header("x-amzn-errortype"), Some("ExpiredTokenException"));
-        assert!(String::from_utf8_lossy(&r.body).contains("security token"));
+        assert!(r.text().contains("security token"));
     }
     assert_eq!(upstream.requests().len(), 2, "sent once each, not retried");
     assert_eq!(

@@ -20,12 +20,7 @@ fn proxy(extra_routes: &str) -> Proxy {
 }
 
 fn assert_verified(r: &Response, context: &str) -> serde_json::Value {
-    assert_eq!(
-        r.status,
-        200,
-        "{context}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, 200, "{context}: {}", r.text());
     let v = r.json();
     assert!(
         v["access_key_id"].as_str().unwrap().starts_with("ASIA"),

@@ -38,12 +38,7 @@ fn fill(proxy: &Proxy) {
     assert!(matches!(made.status, 200 | 409), "{made:?}");
     for key in KEYS.iter().chain(&["sp dir-not/e.txt"]) {
         let put = proxy.send("PUT", &format!("/{BUCKET}/{}", escaped(key)), &[], b"x");
-        assert_eq!(
-            put.status,
-            200,
-            "PUT {key}: {}",
-            String::from_utf8_lossy(&put.body)
-        );
+        assert_eq!(put.status, 200, "PUT {key}: {}", put.text());
     }
 }
 
@@ -53,7 +48,7 @@ fn listed(proxy: &Proxy, prefix: &str) -> Vec<String> {
         "/{BUCKET}?list-type=2&prefix={}",
         escaped(prefix).replace('/', "%2F")
     ));
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     let body = String::from_utf8(r.body).unwrap();
     body.split("<Key>")
         .skip(1)
@@ -172,6 +167,6 @@ fn pass_through_routes_send_plus_as_the_client_did() {
     ] {
         let r = proxy.get(sent);
         assert_eq!(r.status, 200, "{sent}");
-        assert_eq!(String::from_utf8_lossy(&r.body), arrives, "{sent}");
+        assert_eq!(r.text(), arrives, "{sent}");
     }
 }

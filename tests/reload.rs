@@ -150,7 +150,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
                         Some(r) => failures.lock().unwrap().push(format!(
                             "client {client} request {n}: {} {}",
                             r.status,
-                            String::from_utf8_lossy(&r.body)
+                            r.text()
                         )),
                         None => {
                             failures
@@ -195,7 +195,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
         wait_in_force(&proxy, &text);
         // A new request sees the new routes at once.
         let r = proxy.get(&format!("/gen{i}/x"));
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(proxy.get(&format!("/gen{last_valid}/x")).status, 404);
         assert_eq!(proxy.get("/moving/x").json()["path"], format!("/v{i}/x"));
         // A new set's credentials were fetched before its route went live.

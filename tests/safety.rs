@@ -105,7 +105,7 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
             "GET /fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: curl/8\r\n\r\n"
         ),
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("access-control-allow-origin"), None);
     assert_eq!(r.header("access-control-allow-credentials"), None);
     assert_eq!(verified(&peers), before + 1);
@@ -145,7 +145,7 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
         &proxy,
         "POST /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: https://app.example.com\r\nSec-Fetch-Site: cross-site\r\nContent-Length: 2\r\n\r\n{}",
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.header("access-control-allow-origin"),
         Some("https://app.example.com"),
@@ -227,7 +227,7 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
         &proxy,
         "GET /%76%31/a/./b/../c HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/prod/a/c");
     // The access log names the path that went upstream (written just after the answer).
     let logged = || proxy.log().contains("path=\"/prod/a/c\"");
@@ -256,7 +256,7 @@ fn an_escaped_bucket_name_cannot_skip_a_restrictive_s3_route() {
     assert_eq!(admin.send("PUT", "/my-bucket", &[], b"").status, 200);
     let payroll = b"name,salary\nada,1\n";
     let put = admin.send("PUT", "/my-bucket/secret/payroll.csv", &[], payroll);
-    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 200, "{}", put.text());
 
     let routes = format!(
         "{}{}",
@@ -305,7 +305,7 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
         ("tmp/b", b"b"),
     ] {
         let r = admin.send("PUT", &format!("/my-bucket/{key}"), &[], body);
-        assert_eq!(r.status, 200, "{key}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{key}: {}", r.text());
     }
     // A rule an operator would write to let an app drop files in incoming/.
     let rule = r#"    allow:
@@ -363,12 +363,7 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     ];
     for (request, status) in &attacks {
         let r = raw(&proxy, request);
-        assert_eq!(
-            r.status,
-            *status,
-            "{request}\n{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, *status, "{request}\n{}", r.text());
     }
     // Nothing happened at S3.
     let still = admin.get("/my-bucket/secret/payroll.csv");
@@ -432,11 +427,11 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
         )
     };
     let r = delete(&["tmp/a", "secret/payroll.csv"]);
-    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/tmp/a").status, 200);
     assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
     let r = delete(&["tmp/a", "tmp/b"]);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/tmp/a").status, 404);
     assert_eq!(admin.get("/my-bucket/tmp/b").status, 404);
     assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
@@ -475,7 +470,7 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
         &proxy,
         "PUT /files/docs/stolen.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-copy-source: secret-bucket/payroll.csv\r\nContent-Length: 0\r\n\r\n",
     );
-    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/docs/stolen.csv").status, 404);
     // Copies inside the bucket are what the rule grants.
     assert_eq!(proxy.send("PUT", "/files/a.csv", &[], b"a").status, 200);
@@ -485,7 +480,7 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
         &[("x-amz-copy-source", "my-bucket/a.csv")],
         b"",
     );
-    assert_eq!(copy.status, 200, "{}", String::from_utf8_lossy(&copy.body));
+    assert_eq!(copy.status, 200, "{}", copy.text());
 }
 
 #[test]
@@ -520,7 +515,7 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://attacker.example\r\n\r\n"
     ));
     assert_eq!(page.status, 403);
-    assert!(!String::from_utf8_lossy(&page.body).contains("sigproxy_"));
+    assert!(!page.text().contains("sigproxy_"));
 
     // Without the token, no error names the route, whatever else is wrong with the request.
     for request in [

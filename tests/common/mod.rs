@@ -570,6 +570,11 @@ impl Response {
         })
     }
 
+    /// The body as text (invalid UTF-8 replaced), for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The `error.code` of a sigproxy JSON error body.
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"]
@@ -671,7 +676,8 @@ pub fn try_request(
     }
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
+/// A response's status and headers; `None` if the connection closed first.
+pub fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
