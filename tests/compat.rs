@@ -44,7 +44,6 @@ fn every_route_flag_reaches_the_upstream_signed() {
         "--duplicate-headers", "user-agent", "--transport.idle-conn-timeout", "90s", "-v",
     ];
     let proxy = Proxy::start_flags(&args, &env(&peers));
-    proxy.wait_ready();
     let r = proxy.send(
         "POST",
         "/invoke",
@@ -122,7 +121,6 @@ fn the_amp_and_opensearch_sidecar_recipes_sign_for_their_service_and_region() {
             args.extend(["--name", service, "--region", region]);
         }
         let proxy = Proxy::start_flags(&args, &env(&peers));
-        proxy.wait_ready();
         let r = proxy.send(
             "POST",
             "/workspaces/ws-1/api/v1/remote_write",
@@ -152,7 +150,6 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
           "--role-arn", &role, "--unsigned-payload"],
         &env(&peers),
     );
-    s3.wait_ready();
     assert_eq!(
         s3.send("PUT", "/compat-bucket", &[], b"").status,
         200,
@@ -173,7 +170,6 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
           "us-east-1", "--role-arn", &role, "--unsigned-payload"],
         &env(&peers),
     );
-    lambda.wait_ready();
     let r = lambda.send("POST", "/", &[], b"{}");
     assert_eq!(r.status, 403);
     let body = r.text();
@@ -202,7 +198,6 @@ fn no_verify_ssl_accepts_the_tls_stand_in_only_when_given() {
         ];
         args.extend(extra);
         let proxy = Proxy::start_flags(&args, &env(&peers));
-        proxy.wait_ready();
         let r = proxy.send("POST", "/", &[], b"{}");
         assert_eq!(r.status, want, "{extra:?}: {}", r.text());
         if extra.is_some() {
@@ -225,7 +220,6 @@ fn without_host_only_aws_endpoints_and_listed_hosts_are_upstreams() {
           "--role-arn", &role, "--allowed-upstream-hosts", &listed],
         &env(&peers),
     );
-    proxy.wait_ready();
     let r = with_host(&proxy, &listed, "/listed");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["headers"]["host"], listed.as_str());
@@ -352,7 +346,6 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
         &["--upstream-url-scheme", "http", "--name", "s3", "--region", "us-east-1"],
         &static_keys("AKIDRELAYTEST", "relay-test-secret"),
     );
-    proxy.wait_ready();
     let hosts = [
         "127.0.0.1#.s3.amazonaws.com".to_string(),
         "127.0.0.1/.s3.amazonaws.com".to_string(),

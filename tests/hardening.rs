@@ -286,11 +286,7 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
     assert_eq!(r.status, 200);
     assert_eq!(upstream.last_request().header("authorization"), None);
 
-    let denied = proxy.metric(
-        "sigproxy_denied_requests_total",
-        &[("route", "signed"), ("reason", "bearer_token")],
-    );
-    assert_eq!(denied, Some(3.0));
+    assert_eq!(proxy.denied("signed", "bearer_token"), Some(3.0));
     assert!(!proxy.log().contains(token), "the token was logged");
 }
 
@@ -315,8 +311,7 @@ fn only_allowed_client_addresses_get_through() {
     // Counted when the request is logged, just after the answer went out.
     let labels = [("route", "signed"), ("reason", "client_address")];
     elsewhere.wait_for_metric("sigproxy_denied_requests_total", &labels);
-    let denied = elsewhere.metric("sigproxy_denied_requests_total", &labels);
-    assert_eq!(denied, Some(1.0));
+    assert_eq!(elsewhere.denied("signed", "client_address"), Some(1.0));
     assert_eq!(upstream.requests().len(), 0);
 
     let here = Proxy::start_ready(&config("127.0.0.1/32"), &env());
@@ -377,15 +372,9 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
             "/uploads/new.csv"
         ]
     );
-    let denied = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "signed"), ("reason", reason)],
-        )
-    };
     // PUT is granted on /uploads/, so PUT on /reports/ is refused for its path.
-    assert_eq!(denied("method"), Some(1.0));
-    assert_eq!(denied("path"), Some(6.0));
+    assert_eq!(proxy.denied("signed", "method"), Some(1.0));
+    assert_eq!(proxy.denied("signed", "path"), Some(6.0));
     assert!(proxy.log().contains("forbidden") || proxy.log().contains("allow list"));
     // The pass-through route has no allow list.
     assert_eq!(proxy.send("DELETE", "/open/anything", &[], b"").status, 200);

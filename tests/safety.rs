@@ -87,15 +87,9 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(verified(&peers), before, "an attack reached the upstream");
-    let refused = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "fn"), ("reason", reason)],
-        )
-    };
     proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "origin")]);
-    assert_eq!(refused("host"), Some(3.0));
-    assert_eq!(refused("origin"), Some(4.0));
+    assert_eq!(proxy.denied("fn", "host"), Some(3.0));
+    assert_eq!(proxy.denied("fn", "origin"), Some(4.0));
 
     // curl, SDKs and server-side apps send neither header: served as before, and an
     // upstream's `Access-Control-Allow-Origin: *` does not reach them.
@@ -377,15 +371,9 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     );
     assert_eq!(admin.get("/my-bucket/incoming/copy.csv").status, 404);
     assert_eq!(admin.get("/my-bucket/incoming/b.csv").status, 404);
-    let refused = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "drop"), ("reason", reason)],
-        )
-    };
     proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "path")]);
-    assert_eq!(refused("action"), Some(8.0));
-    assert_eq!(refused("path"), Some(1.0));
+    assert_eq!(proxy.denied("drop", "action"), Some(8.0));
+    assert_eq!(proxy.denied("drop", "path"), Some(1.0));
     // What the rule is for still works.
     assert_eq!(
         proxy

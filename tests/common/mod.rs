@@ -237,16 +237,18 @@ impl Proxy {
         }
     }
 
-    /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
-    /// `/healthz`. `args` must not name `--port` or `--admin-listen`.
+    /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits until
+    /// ready. `args` must not name `--port` or `--admin-listen`.
     pub fn start_flags(args: &[&str], env: &[(String, String)]) -> Proxy {
-        ProxyBuilder {
+        let proxy = ProxyBuilder {
             body: None,
             ..Proxy::builder("")
         }
         .args(args)
         .env(env)
-        .start()
+        .start();
+        proxy.wait_ready();
+        proxy
     }
 
     /// Waits up to 20 s for `ok`; panics with the log if it never holds or sigproxy exits.
@@ -326,6 +328,12 @@ impl Proxy {
             })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+    }
+
+    /// `sigproxy_denied_requests_total` for one route and reason.
+    pub fn denied(&self, route: &str, reason: &str) -> Option<f64> {
+        let labels = [("route", route), ("reason", reason)];
+        self.metric("sigproxy_denied_requests_total", &labels)
     }
 
     /// Waits until a series exists and is above zero.
