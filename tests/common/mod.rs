@@ -468,7 +468,9 @@ impl ProxyBuilder {
     pub fn start(self) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Two free ports can be the same one, freed and handed out again.
+        let admin = (0..100).map(|_| free_port()).find(|p| *p != addr.port());
+        let admin: SocketAddr = format!("127.0.0.1:{}", admin.unwrap()).parse().unwrap();
         let config = dir.path().join("sigproxy.yaml");
         let mut head = vec!["-c".to_string(), config.display().to_string()];
         match &self.body {
