@@ -24,15 +24,13 @@ mod common;
 mod measure;
 
 use common::Proxy;
-use measure::{benching, cpu_seconds, fast_backend, knob, start_proxy, static_credentials};
+use measure::static_credentials;
+use measure::{benching, cores, cpu_seconds, fast_backend, knob, need_wrk, start_proxy, wrk, Wrk};
 
 fn main() {
     let benching = benching();
     let seconds = knob("SIGPROXY_LOAD_SECONDS", 5, 1);
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("the load benchmark needs wrk: apt-get install wrk (scripts/bootstrap does)");
-        std::process::exit(1);
-    }
+    need_wrk("load");
     // sigproxy gets core 0 to itself; this process (the backend) and wrk share the other one,
     // so the CPU measured per request is sigproxy's own, not an artefact of contention.
     let cores = cores();
@@ -183,10 +181,6 @@ fn pin_self_to_last_core(cores: usize) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn lua(size: usize) -> String {
     if size == 0 {
         return "wrk.method = \"GET\"\n".into();
@@ -197,14 +191,6 @@ wrk.body = string.rep("a", {size})
 wrk.headers["Content-Type"] = "application/octet-stream"
 "#
     )
-}
-
-struct WrkResult {
-    requests: u64,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
 }
 
 struct Cell {
@@ -223,70 +209,22 @@ impl Cell {
         cells.swap_remove(mid)
     }
 
-    fn from(r: WrkResult, cpu_seconds: Option<f64>, new_conns: u64) -> Cell {
-        assert_eq!(r.errors, 0, "wrk reported errors or non-2xx answers");
+    fn from(r: Wrk, cpu_seconds: Option<f64>, new_conns: u64) -> Cell {
+        let requests = r.requests() as f64;
+        assert!(requests > 0.0, "wrk output not understood:\n{}", r.text);
+        assert_eq!(r.failed(), 0, "wrk reported errors or non-2xx answers");
         Cell {
-            rps: r.rps,
-            p50_ms: r.p50_ms,
-            p99_ms: r.p99_ms,
-            cpu_us: cpu_seconds.map(|c| c * 1e6 / r.requests as f64),
-            new_conns_per_req: new_conns as f64 / r.requests as f64,
+            rps: r.rps(),
+            p50_ms: r.latency_ms("50%"),
+            p99_ms: r.latency_ms("99%"),
+            cpu_us: cpu_seconds.map(|c| c * 1e6 / requests),
+            new_conns_per_req: new_conns as f64 / requests,
         }
     }
 }
 
-fn run_wrk(url: &str, script: &std::path::Path, seconds: u64) -> WrkResult {
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(url)
-        .output()
-        .expect("run wrk");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |prefix: &str| -> Option<&str> {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-    };
-    let ms = |v: &str| -> f64 {
-        let (n, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
-        let n: f64 = n.parse().unwrap_or(0.0);
-        match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            _ => n,
-        }
-    };
-    let requests: u64 = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("wrk output not understood:\n{text}"));
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .map(|l| {
-            l.split(|c: char| !c.is_ascii_digit())
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum::<u64>()
-        })
-        .sum();
-    WrkResult {
-        requests,
-        rps: field("Requests/sec:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0),
-        p50_ms: field("50%").map_or(0.0, ms),
-        p99_ms: field("99%").map_or(0.0, ms),
-        errors,
-    }
+/// wrk on one thread with the usual connections, for `seconds`, with a Lua `script`.
+fn run_wrk(url: &str, script: &std::path::Path, seconds: u64) -> Wrk {
+    let (c, d) = (format!("-c{CONNECTIONS}"), format!("-d{seconds}s"));
+    wrk(&["-t1", &c, &d, "-s", script.to_str().unwrap(), url])
 }

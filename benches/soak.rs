@@ -20,8 +20,7 @@ mod common;
 mod measure;
 
 use common::Peers;
-use measure::{benching, fast_backend, knob, start_proxy};
-use std::process::Command;
+use measure::{benching, cores, fast_backend, knob, need_wrk, start_proxy, wrk};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -30,10 +29,7 @@ fn main() {
     let burst_seconds = knob("SIGPROXY_SOAK_BURST_SECONDS", 20, 2);
     let soak_seconds = knob("SIGPROXY_SOAK_SECONDS", 120, 8);
     let lifetime = knob("SIGPROXY_SOAK_CREDENTIAL_SECONDS", 20, 6);
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("the soak benchmark needs wrk: apt-get install wrk (scripts/bootstrap does)");
-        std::process::exit(1);
-    }
+    need_wrk("soak");
 
     let peers = Peers::start_with(&["--short-credentials", &lifetime.to_string()]);
     let backend = fast_backend();
@@ -64,14 +60,22 @@ fn main() {
     // 1. Many connections at once.
     let url = format!("http://{}/fast/x", proxy.addr);
     let sampler = FdSampler::start(proxy.pid(), burst_seconds);
-    let burst = wrk(&url, 2, connections, burst_seconds);
+    let (c, d) = (format!("-c{connections}"), format!("-d{burst_seconds}s"));
+    let burst = wrk(&["--timeout", "10s", "-t2", &c, &d, &url]);
     let peak_fds = sampler.peak();
     let burst_rss = proxy.memory_mib("VmHWM");
 
     // 2. Steady traffic across credential refreshes, every request verified.
     let stats_before = peers.stats();
     let url = format!("http://{}/verified/x", proxy.addr);
-    let soak = wrk(&url, 1, 8, soak_seconds);
+    let soak = wrk(&[
+        "--timeout",
+        "10s",
+        "-t1",
+        "-c8",
+        &format!("-d{soak_seconds}s"),
+        &url,
+    ]);
     let stats = peers.stats();
     let keys = stats["keys_seen"].as_array().map_or(0, Vec::len)
         - stats_before["keys_seen"].as_array().map_or(0, Vec::len);
@@ -86,9 +90,9 @@ fn main() {
     ] {
         println!(
             "| {name} | {conns} | {secs} | {} | {:.0} | {:.1} | {} |",
-            r.requests,
-            r.requests as f64 / secs as f64,
-            r.p99_ms,
+            r.requests(),
+            r.requests() as f64 / secs as f64,
+            r.latency_ms("99%"),
             r.failed()
         );
     }
@@ -100,13 +104,13 @@ fn main() {
     );
 
     let mut problems = Vec::new();
-    if burst.failed() > 0 || burst.requests == 0 {
-        problems.push(format!("connections phase: {}", burst.summary));
+    if burst.failed() > 0 || burst.requests() == 0 {
+        problems.push(format!("connections phase: {}", burst.text));
     }
-    if soak.failed() > 0 || soak.requests == 0 || rejected > 0 {
+    if soak.failed() > 0 || soak.requests() == 0 || rejected > 0 {
         problems.push(format!(
             "soak phase: {} (stand-in refused {rejected})",
-            soak.summary
+            soak.text
         ));
     }
     if peak_fds < connections as usize {
@@ -129,86 +133,6 @@ fn main() {
         std::process::exit(1);
     }
     let _ = benching;
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// What wrk measured.
-struct WrkResult {
-    requests: u64,
-    non_2xx: u64,
-    socket_errors: u64,
-    p99_ms: f64,
-    summary: String,
-}
-
-impl WrkResult {
-    fn failed(&self) -> u64 {
-        self.non_2xx + self.socket_errors
-    }
-}
-
-fn wrk(url: &str, threads: u64, connections: u64, seconds: u64) -> WrkResult {
-    let out = Command::new("wrk")
-        .args([
-            "--latency",
-            "--timeout",
-            "10s",
-            &format!("-t{threads}"),
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            url,
-        ])
-        .output()
-        .expect("run wrk");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let number_after = |marker: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(marker))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.trim_end_matches(',').parse().ok())
-            .unwrap_or(0)
-    };
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let socket_errors = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
-        .map_or(0, |rest| {
-            rest.split(',')
-                .filter_map(|part| part.split_whitespace().last())
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum()
-        });
-    let p99_ms = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map_or(0.0, |v| parse_latency(v.trim()));
-    WrkResult {
-        requests,
-        non_2xx: number_after("Non-2xx or 3xx responses:"),
-        socket_errors,
-        p99_ms,
-        summary: text,
-    }
-}
-
-/// wrk's latency figures: `850.00us`, `1.20ms`, `2.01s`.
-fn parse_latency(v: &str) -> f64 {
-    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
-    let n: f64 = v[..split].parse().unwrap_or(0.0);
-    match &v[split..] {
-        "us" => n / 1000.0,
-        "s" => n * 1000.0,
-        "m" => n * 60_000.0,
-        _ => n,
-    }
 }
 
 /// Samples a process's open file descriptors in the background; remembers the peak.

@@ -94,10 +94,8 @@ fn put(addr: SocketAddr, path: &str, size: u64) -> Duration {
         conn.write_all(&block[..n]).unwrap();
         left -= n as u64;
     }
-    let mut reader = BufReader::new(conn);
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    assert!(status.contains(" 200 "), "PUT {path} via {addr}: {status}");
+    let (status, headers) = common::read_head(&mut BufReader::new(conn)).expect("a response");
+    assert_eq!(status, 200, "PUT {path} via {addr}: {headers:?}");
     started.elapsed()
 }
 
@@ -111,35 +109,14 @@ fn get(addr: SocketAddr, size: u64) -> Duration {
     )
     .unwrap();
     let mut reader = BufReader::with_capacity(BLOCK, conn);
-    let headers = read_headers(&mut reader);
-    assert!(headers[0].contains(" 200 "), "GET via {addr}: {headers:?}");
-    let length: u64 = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
+    let (status, headers) = common::read_head(&mut reader).expect("a response");
+    assert_eq!(status, 200, "GET via {addr}: {headers:?}");
+    let length: u64 =
+        common::header_in(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
     assert_eq!(length, size, "GET via {addr}: {headers:?}");
     let total = std::io::copy(&mut reader.take(length), &mut std::io::sink()).unwrap();
     assert_eq!(total, size, "GET via {addr}: {total} of {size} bytes");
     started.elapsed()
-}
-
-fn read_headers(reader: &mut impl BufRead) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            return lines;
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            return lines;
-        }
-        lines.push(line);
-    }
-}
-
-fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
-    headers.iter().find_map(|h| {
-        let (k, v) = h.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 /// A minimal S3-ish backend: PUT consumes (and de-frames aws-chunked), GET serves `?n=` bytes.

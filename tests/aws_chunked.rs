@@ -54,10 +54,7 @@ fn start_s3s(root: &std::path::Path) -> S3s {
 }
 
 fn env() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
-    ]
+    common::static_keys(ACCESS_KEY, SECRET_KEY)
 }
 
 fn config(upstream: SocketAddr, payload: &str) -> String {
@@ -80,16 +77,10 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
     let root = tempfile::tempdir().unwrap();
     let s3s = start_s3s(root.path());
     for payload in ["streaming", "unsigned"] {
-        let proxy = Proxy::start(&config(s3s.addr, payload), &env());
-        proxy.wait_ready();
+        let proxy = Proxy::start_ready(&config(s3s.addr, payload), &env());
         let bucket = format!("bucket-{payload}");
         let r = proxy.send("PUT", &format!("/{bucket}"), &[], b"");
-        assert_eq!(
-            r.status,
-            200,
-            "create bucket: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "create bucket: {}", r.text());
 
         let sizes = [1, 8191, 65_536, 65_537, 200_000, 3 * 1024 * 1024 + 5];
         for size in sizes {
@@ -101,7 +92,7 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
                     r.status,
                     200,
                     "{payload} PUT {size} {headers:?}: {}",
-                    String::from_utf8_lossy(&r.body)
+                    r.text()
                 );
             }
             let r = proxy.get(&key);
@@ -115,12 +106,7 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
         let body = bytes(300_000);
         let chunked = [("Transfer-Encoding", "chunked")];
         let r = proxy.send("PUT", &format!("/{bucket}/chunked"), &chunked, &body);
-        assert_eq!(
-            r.status,
-            200,
-            "{payload} chunked PUT: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "{payload} chunked PUT: {}", r.text());
         assert_eq!(proxy.get(&format!("/{bucket}/chunked")).body, body);
         let r = proxy.send(
             "PUT",
@@ -139,12 +125,7 @@ fn streaming_uploads_of_every_size_pass_s3s_chunk_signature_checks() {
             "tilde~star*",
         ] {
             let r = proxy.send("PUT", &format!("/{bucket}/{key}"), &[], key.as_bytes());
-            assert_eq!(
-                r.status,
-                200,
-                "{payload} odd key {key}: {}",
-                String::from_utf8_lossy(&r.body)
-            );
+            assert_eq!(r.status, 200, "{payload} odd key {key}: {}", r.text());
             let r = proxy.get(&format!("/{bucket}/{key}"));
             assert_eq!(r.body, key.as_bytes(), "{payload} odd key {key}");
         }
@@ -156,8 +137,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
     let root = tempfile::tempdir().unwrap();
     let s3s = start_s3s(root.path());
     // Create the bucket directly through an honest proxy first.
-    let honest = Proxy::start(&config(s3s.addr, "streaming"), &env());
-    honest.wait_ready();
+    let honest = Proxy::start_ready(&config(s3s.addr, "streaming"), &env());
     assert_eq!(honest.send("PUT", "/tamper", &[], b"").status, 200);
 
     // 300 bytes into the body is inside the first chunk's data.
@@ -165,17 +145,12 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
         .relay_to(s3s.addr)
         .flip_body_byte(300)
         .start();
-    let proxy = Proxy::start(&config(relay.addr, "streaming"), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config(relay.addr, "streaming"), &env());
     let body = bytes(100_000);
     let r = proxy.send("PUT", "/tamper/object", &[], &body);
     // s3s fails the body stream on the bad chunk signature; s3s-fs reports it as a 500.
-    assert!(
-        r.status >= 400,
-        "tampered upload accepted: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert!(String::from_utf8_lossy(&r.body).contains("<Error>"));
+    assert!(r.status >= 400, "tampered upload accepted: {}", r.text());
+    assert!(r.text().contains("<Error>"));
     assert!(
         !root.path().join("tamper/object").exists(),
         "a tampered object was stored"
@@ -183,8 +158,7 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
 
     // Without chunk signatures (UNSIGNED-PAYLOAD over plain HTTP) the same tampering goes
     // unnoticed: the chunk signatures are what caught it.
-    let unsigned = Proxy::start(&config(relay.addr, "unsigned"), &env());
-    unsigned.wait_ready();
+    let unsigned = Proxy::start_ready(&config(relay.addr, "unsigned"), &env());
     let r = unsigned.send("PUT", "/tamper/unsigned", &[], &body);
     assert_eq!(r.status, 200);
     let stored = std::fs::read(root.path().join("tamper/unsigned")).unwrap();

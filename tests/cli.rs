@@ -2,7 +2,9 @@
 
 mod common;
 
+use common::poll;
 use std::process::Command;
+use std::time::Duration;
 
 fn sigproxy(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sigproxy"))
@@ -159,18 +161,13 @@ routes:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let mut status = None;
+    poll(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(status.and_then(|s| s.code()), Some(1), "it started anyway");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -186,10 +183,7 @@ routes:
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !private.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    poll(Duration::from_secs(10), || private.exists());
     let _ = child.kill();
     let _ = child.wait();
     let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;

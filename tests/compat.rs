@@ -6,6 +6,7 @@ mod common;
 use common::upstream::Upstream;
 use common::*;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The caller's keys, and STS at the local moto (what `--role-arn` assumes through).
 fn env(peers: &Peers) -> Vec<(String, String)> {
@@ -23,12 +24,10 @@ fn host_port(url: &str) -> &str {
 
 /// One request with this exact `Host` (the harness's own helper always sends the address).
 fn with_host(proxy: &Proxy, host: &str, path: &str) -> Response {
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(
-        format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")
-            .as_bytes(),
-    );
-    conn.read().expect("a response")
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n");
+    proxy
+        .raw(format!("{head}Connection: close\r\n\r\n{{}}"))
+        .expect("a response")
 }
 
 #[test]
@@ -45,7 +44,6 @@ fn every_route_flag_reaches_the_upstream_signed() {
         "--duplicate-headers", "user-agent", "--transport.idle-conn-timeout", "90s", "-v",
     ];
     let proxy = Proxy::start_flags(&args, &env(&peers));
-    proxy.wait_ready();
     let r = proxy.send(
         "POST",
         "/invoke",
@@ -57,13 +55,7 @@ fn every_route_flag_reaches_the_upstream_signed() {
         ],
         b"{}",
     );
-    assert_eq!(
-        r.status,
-        200,
-        "{}\n{}",
-        String::from_utf8_lossy(&r.body),
-        proxy.log()
-    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
     let seen = r.json();
     assert_eq!(
         seen["role_arn"],
@@ -129,19 +121,13 @@ fn the_amp_and_opensearch_sidecar_recipes_sign_for_their_service_and_region() {
             args.extend(["--name", service, "--region", region]);
         }
         let proxy = Proxy::start_flags(&args, &env(&peers));
-        proxy.wait_ready();
         let r = proxy.send(
             "POST",
             "/workspaces/ws-1/api/v1/remote_write",
             &[],
             b"snappy",
         );
-        assert_eq!(
-            r.status,
-            200,
-            "{service}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "{service}: {}", r.text());
         let auth = r.json()["headers"]["authorization"]
             .as_str()
             .unwrap()
@@ -164,7 +150,6 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
           "--role-arn", &role, "--unsigned-payload"],
         &env(&peers),
     );
-    s3.wait_ready();
     assert_eq!(
         s3.send("PUT", "/compat-bucket", &[], b"").status,
         200,
@@ -172,7 +157,7 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
         s3.log()
     );
     let put = s3.send("PUT", "/compat-bucket/greeting.txt", &[], b"hello");
-    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 200, "{}", put.text());
     let get = s3.get("/compat-bucket/greeting.txt");
     assert_eq!((get.status, get.body.as_slice()), (200, &b"hello"[..]));
 
@@ -185,10 +170,9 @@ fn unsigned_payload_goes_to_s3_and_is_signed_as_such_for_any_service() {
           "us-east-1", "--role-arn", &role, "--unsigned-payload"],
         &env(&peers),
     );
-    lambda.wait_ready();
     let r = lambda.send("POST", "/", &[], b"{}");
     assert_eq!(r.status, 403);
-    let body = String::from_utf8_lossy(&r.body);
+    let body = r.text();
     assert!(
         body.contains("X-Amz-Content-Sha256 does not match the body"),
         "{body}"
@@ -214,14 +198,8 @@ fn no_verify_ssl_accepts_the_tls_stand_in_only_when_given() {
         ];
         args.extend(extra);
         let proxy = Proxy::start_flags(&args, &env(&peers));
-        proxy.wait_ready();
         let r = proxy.send("POST", "/", &[], b"{}");
-        assert_eq!(
-            r.status,
-            want,
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, want, "{extra:?}: {}", r.text());
         if extra.is_some() {
             assert!(
                 proxy.log().contains("insecure_skip_verify"),
@@ -242,9 +220,8 @@ fn without_host_only_aws_endpoints_and_listed_hosts_are_upstreams() {
           "--role-arn", &role, "--allowed-upstream-hosts", &listed],
         &env(&peers),
     );
-    proxy.wait_ready();
     let r = with_host(&proxy, &listed, "/listed");
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["headers"]["host"], listed.as_str());
     assert_eq!(r.json()["path"], "/listed");
 
@@ -257,12 +234,7 @@ fn without_host_only_aws_endpoints_and_listed_hosts_are_upstreams() {
         "fn.internal",
     ] {
         let r = with_host(&proxy, host, "/x");
-        assert_eq!(
-            r.status,
-            421,
-            "{host}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 421, "{host}: {}", r.text());
         assert_eq!(r.error_code(), "misdirected_request", "{host}");
     }
     let after = peers.stats();
@@ -298,15 +270,10 @@ fn a_bare_port_binds_loopback_and_says_how_to_listen_wider() {
     isolate_aws_env(&mut cmd, dir.path());
     let mut child = cmd.spawn().unwrap();
     let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while try_request(admin_addr, "GET", "/healthz", &[], b"").is_none_or(|r| r.status != 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let healthy = poll(Duration::from_secs(20), || {
+        try_request(admin_addr, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+    });
+    assert!(healthy, "{}", std::fs::read_to_string(&log).unwrap());
     // The listening socket is 127.0.0.1's, not every interface's.
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let listening: Vec<&str> = tcp
@@ -377,12 +344,8 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
     #[rustfmt::skip]
     let proxy = Proxy::start_flags(
         &["--upstream-url-scheme", "http", "--name", "s3", "--region", "us-east-1"],
-        &[
-            ("AWS_ACCESS_KEY_ID".into(), "AKIDRELAYTEST".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "relay-test-secret".into()),
-        ],
+        &static_keys("AKIDRELAYTEST", "relay-test-secret"),
     );
-    proxy.wait_ready();
     let hosts = [
         "127.0.0.1#.s3.amazonaws.com".to_string(),
         "127.0.0.1/.s3.amazonaws.com".to_string(),
@@ -394,7 +357,7 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
         let r = with_host(&proxy, host, "/k");
         assert!(r.status >= 400, "{host}: {}", r.status);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         listener.connections(),
         0,

@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 /// sigproxy with the set `app` read by the default chain from `env`, ready.
 fn default_chain_proxy(peers: &Peers, env: &[(String, String)]) -> Proxy {
-    let proxy = Proxy::start(&route_config(peers, "  app:\n    source: default\n"), env);
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&route_config(peers, "  app:\n    source: default\n"), env)
 }
 
 fn route_config(peers: &Peers, credentials: &str) -> String {
@@ -20,13 +19,7 @@ fn route_config(peers: &Peers, credentials: &str) -> String {
 /// Signs one request and returns the role it was signed as.
 fn signed_role(proxy: &Proxy) -> String {
     let r = proxy.get("/via-source");
-    assert_eq!(
-        r.status,
-        200,
-        "{}\n{}",
-        String::from_utf8_lossy(&r.body),
-        proxy.log()
-    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
     r.json()["role_arn"].as_str().unwrap().to_string()
 }
 
@@ -124,8 +117,7 @@ aws_secret_access_key = {}
     source: profile
     profile: app
 "#;
-    let proxy = Proxy::start(&route_config(&peers, sets), &env);
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&route_config(&peers, sets), &env);
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
 }
 
@@ -154,8 +146,7 @@ fn two_routes_sign_with_two_different_roles_in_one_process() {
         peers.credentials_yaml("app", peers.get("external_id")),
         lambda = peers.get("lambda_url"),
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     for _ in 0..3 {
         let a = proxy.get("/a/x");
         let b = proxy.get("/b/x");
@@ -193,23 +184,15 @@ fn web_identity_as_irsa_provides_them_and_the_token_file_is_read_again_on_refres
 
     // The kubelet rotates the projected token; the next refresh must present the new one.
     std::fs::write(&token_file, "projected-token-2").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let tokens = peers.stats()["web_identity_tokens"].clone();
-        if tokens
+    let tokens = || peers.stats()["web_identity_tokens"].clone();
+    let reread = poll(Duration::from_secs(15), || {
+        tokens()
             .as_array()
             .unwrap()
             .iter()
             .any(|t| t == "projected-token-2")
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "token file not re-read: {tokens}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    });
+    assert!(reread, "token file not re-read: {}", tokens());
     assert_eq!(signed_role(&proxy), peers.get("role_arn"));
 }
 
@@ -235,8 +218,7 @@ fn a_chain_of_roles_is_assumed_hop_by_hop() {
         sts = peers.get("sts_endpoint"),
         session = peers.get("chain_session"),
     );
-    let proxy = Proxy::start(&route_config(&peers, &sets), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&route_config(&peers, &sets), &peers.caller_env());
     // Signed as the last role of the chain, which only the first role may assume from here.
     assert_eq!(signed_role(&proxy), peers.get("role_b_arn"));
     assert!(peers.stats()["assume_role_calls"].as_u64().unwrap() >= 2);
@@ -257,8 +239,7 @@ fn get_session_token_and_get_federation_token_with_a_scoping_policy() {
       duration_seconds: 900
 {sts}"#
     );
-    let proxy = Proxy::start(&route_config(&peers, &session), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&route_config(&peers, &session), &peers.caller_env());
     assert_eq!(signed_role(&proxy), "session-token");
     assert!(peers.stats()["session_token_calls"].as_u64().unwrap() >= 1);
     drop(proxy);
@@ -272,8 +253,7 @@ fn get_session_token_and_get_federation_token_with_a_scoping_policy() {
       policy: '{policy}'
 {sts}"#
     );
-    let proxy = Proxy::start(&route_config(&peers, &federation), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&route_config(&peers, &federation), &peers.caller_env());
     assert_eq!(signed_role(&proxy), "federation-token");
     let stats = peers.stats();
     assert!(stats["federation_token_calls"].as_u64().unwrap() >= 1);

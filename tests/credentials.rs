@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 fn short_lived_credentials_are_refreshed_in_the_background_without_failed_requests() {
     // STS hands out credentials that live 6 s; the stand-in rejects expired ones.
     let peers = Peers::start_with(&["--short-credentials", "6"]);
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
 
     let started = Instant::now();
     let mut requests = 0;
@@ -27,7 +26,7 @@ fn short_lived_credentials_are_refreshed_in_the_background_without_failed_reques
             200,
             "request {requests} at {:?} failed: {}",
             started.elapsed(),
-            String::from_utf8_lossy(&r.body)
+            r.text()
         );
         requests += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -53,19 +52,18 @@ fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
         route("fn", peers.get("lambda_url"), "lambda", "")
     );
     let proxy = Proxy::start(&config, &peers.caller_env());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let ready = loop {
+    let ready = || {
         let r = proxy.admin_get("/readyz");
         let reason = r.json()["credentials"]["app"]["reason"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        if reason.contains("AccessDenied") || Instant::now() > deadline {
-            break (r, reason);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        (r, reason)
     };
-    let (r, reason) = ready;
+    poll(Duration::from_secs(15), || {
+        ready().1.contains("AccessDenied")
+    });
+    let (r, reason) = ready();
     assert_eq!(r.status, 503);
     assert!(reason.contains(peers.get("role_arn")), "{reason}");
     assert!(reason.contains("AccessDenied"), "{reason}");
@@ -76,7 +74,7 @@ fn sts_access_denied_means_503_and_not_ready_with_a_reason_naming_the_role() {
         assert_eq!(r.error_code(), "credentials_unavailable");
         // Whoever reaches the traffic port learns that, and no more: the role, its account,
         // the STS endpoint and STS's own words stay in the log and /readyz.
-        let body = String::from_utf8_lossy(&r.body).to_string();
+        let body = r.text().to_string();
         for secret in [
             peers.get("role_arn"),
             "AccessDenied",
@@ -120,14 +118,12 @@ fn unreachable_sts_at_start_leaves_the_proxy_up_but_not_ready() {
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["ready"], false);
     // Traffic is accepted once the first fetch has failed (at most 10 s), then answered 503.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let r = loop {
-        if let Some(r) = try_request(proxy.addr, "GET", "/x", &[], b"") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the traffic port never opened");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut r = None;
+    wait_until(Duration::from_secs(15), "the traffic port", || {
+        r = try_request(proxy.addr, "GET", "/x", &[], b"");
+        r.is_some()
+    });
+    let r = r.unwrap();
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (503, "credentials_unavailable")
@@ -145,8 +141,7 @@ fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
         "trace,pingora_proxy::proxy_h1=trace,pingora_core::protocols::http::v1::client=trace"
             .into(),
     ));
-    let proxy = Proxy::start(&peers.lambda_config(""), &env);
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &env);
     let ok = proxy.send("POST", "/fn/x", &[], b"payload");
     assert_eq!(ok.status, 200);
     assert_eq!(proxy.get("/fn/via-pingora-path").status, 200);
@@ -185,7 +180,7 @@ fn secrets_never_appear_in_logs_error_bodies_or_metrics() {
         );
     }
     for e in errors {
-        let body = String::from_utf8_lossy(&e.body);
+        let body = e.text();
         assert!(
             !body.contains(user_secret) && !body.contains(&token),
             "{body}"
@@ -207,15 +202,10 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     let role = format!("      external_id: {}\n", peers.get("external_id"));
     let config = assume_role_config(&peers, &role);
     let proxy = Proxy::start(&config, &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !proxy.log().contains("credential refresh failed") {
-        assert!(
-            Instant::now() < deadline,
-            "no failed refresh logged:\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let failed = poll(Duration::from_secs(30), || {
+        proxy.log().contains("credential refresh failed")
+    });
+    assert!(failed, "no failed refresh logged:\n{}", proxy.log());
     assert_eq!(
         proxy.admin_get("/readyz").status,
         503,
@@ -232,7 +222,7 @@ fn sts_that_comes_back_is_retried_with_backoff_until_ready() {
     proxy.wait_ready();
     assert!(came_back.elapsed() < Duration::from_secs(15));
     let r = proxy.get("/x");
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
@@ -251,8 +241,7 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
         peers.get("external_id")
     );
     let config = assume_role_config(&peers, &role);
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let fetched = Instant::now();
     sts.refuse(true);
 
@@ -260,13 +249,7 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
     let mut served = 0;
     while fetched.elapsed() < Duration::from_secs(9) {
         let r = proxy.get("/x");
-        assert_eq!(
-            r.status,
-            200,
-            "at {:?}: {}",
-            fetched.elapsed(),
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "at {:?}: {}", fetched.elapsed(), r.text());
         served += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -294,10 +277,9 @@ fn when_sts_goes_away_cached_credentials_serve_until_near_expiry_then_503() {
 #[test]
 fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let key_of = |r: &Response| {
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{}", r.text());
         r.json()["access_key_id"].as_str().unwrap().to_string()
     };
     let first = key_of(&proxy.get("/fn/before"));

@@ -50,26 +50,16 @@ fn signing_and_failures_are_logged_on_request_without_secrets() {
     proxy.wait_ready();
 
     let ok = proxy.send("POST", "/fn/x?b=2&a=1", &[], b"payload");
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.status, 200, "{}", ok.text());
     let token = ok.json()["headers"]["x-amz-security-token"]
         .as_str()
         .unwrap()
         .to_string();
     let wrong = proxy.get("/wrong/y");
-    assert_eq!(
-        wrong.status,
-        403,
-        "{}",
-        String::from_utf8_lossy(&wrong.body)
-    );
+    assert_eq!(wrong.status, 403, "{}", wrong.text());
     assert_eq!(proxy.get("/open/z").status, 403);
     let denied = proxy.get(&format!("/s3/{}/secret.txt", peers.get("denied_bucket")));
-    assert_eq!(
-        denied.status,
-        403,
-        "{}",
-        String::from_utf8_lossy(&denied.body)
-    );
+    assert_eq!(denied.status, 403, "{}", denied.text());
 
     let log = proxy.log();
     let signing = lines(&log, "sigproxy::signing");

@@ -125,8 +125,7 @@ credentials:
                 GRACE.as_secs()
             ),
         );
-    let mut a = Proxy::start(&config, &peers.caller_env());
-    a.wait_ready();
+    let mut a = Proxy::start_ready(&config, &peers.caller_env());
     let service = Arc::new(Service(Mutex::new(a.addr)));
     let stop = Arc::new(AtomicBool::new(false));
     let term: Arc<Mutex<Option<Instant>>> = Arc::default();
@@ -156,8 +155,7 @@ credentials:
 
     // The replacement starts now; the Service moves to it once it is ready and the removal
     // has propagated.
-    let b = Proxy::start(&config, &peers.caller_env());
-    b.wait_ready();
+    let b = Proxy::start_ready(&config, &peers.caller_env());
     let b_ready = t0.elapsed();
     std::thread::sleep(PROPAGATION.saturating_sub(t0.elapsed()));
     *service.0.lock().unwrap() = b.addr;
@@ -226,8 +224,7 @@ fn readyz_says_draining_from_sigterm_and_healthz_stays_ok() {
         "credentials:\n",
         "shutdown_delay: 3s\nshutdown_grace: 2s\ncredentials:\n",
     );
-    let mut proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let mut proxy = Proxy::start_ready(&config, &peers.caller_env());
     assert_eq!(proxy.admin_get("/readyz").status, 200);
 
     let t0 = Instant::now();
@@ -283,27 +280,19 @@ fn after_a_hand_over_the_old_process_exits_once_its_requests_are_done() {
     /// Past pingora's 5 s of both processes accepting.
     const SLOW_MS: u64 = 6500;
     let peers = Peers::start();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("upgrade.sock");
     let config = format!(
-        "upgrade_socket: {}\nshutdown_grace: {}s\n{}",
-        socket.display(),
+        "shutdown_grace: {}s\n{}",
         QUIT_GRACE.as_secs(),
         peers
             .lambda_config("")
             .replace("read_timeout: 2s", "read_timeout: 10s")
     );
-    let mut old = Proxy::start(&config, &peers.caller_env());
+    let mut old = Proxy::builder(&config)
+        .env(&peers.caller_env())
+        .upgradable()
+        .start();
     old.wait_ready();
     let new = old.upgrade(&peers.caller_env());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process did not open the upgrade socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // A request in flight at the hand-over, on a connection the old process accepted.
     let mut conn = Conn::open(old.addr);
     let slow = std::thread::spawn(move || {

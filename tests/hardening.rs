@@ -8,7 +8,7 @@
 mod common;
 
 use common::upstream::{Reply, Upstream};
-use common::{free_port, Conn, Proxy, Response};
+use common::{free_port, poll, Conn, Proxy};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,8 @@ fn recorder() -> Upstream {
         .start()
 }
 
-/// Static keys from the environment, as the default chain reads them.
 fn env() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), "AKIDHARDENING".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
-    ]
+    common::static_keys("AKIDHARDENING", SECRET)
 }
 
 /// A signed route under /signed/ and a pass-through route under /open/, both to `upstream`.
@@ -48,21 +44,13 @@ fn routes(upstream: SocketAddr, signed_extra: &str) -> String {
     common::signed_and_open(&format!("http://{upstream}"), &limits)
 }
 
-/// Sends raw bytes on a new connection; the response, if one came before the close.
-fn raw(proxy: &Proxy, bytes: &[u8]) -> Option<Response> {
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(bytes);
-    conn.read()
-}
-
 #[test]
 fn bad_input_gets_a_clear_error_and_reaches_nothing() {
     let upstream = recorder();
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &format!("max_header_bytes: 4096\n{}", routes(upstream.addr, "")),
         &env(),
     );
-    proxy.wait_ready();
     let big_header = format!(
         "GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(5000)
@@ -179,7 +167,9 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         ),
     ];
     for (what, bytes, status, code) in &cases {
-        let r = raw(&proxy, bytes).unwrap_or_else(|| panic!("{what}: no response"));
+        let r = proxy
+            .raw(bytes)
+            .unwrap_or_else(|| panic!("{what}: no response"));
         assert_eq!(r.status, *status, "{what}");
         match code {
             Some(code) => {
@@ -222,8 +212,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
 #[test]
 fn a_client_that_stops_mid_body_is_timed_out_and_released() {
     let upstream = recorder();
-    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut conn = Conn::open(proxy.addr);
@@ -240,10 +229,7 @@ fn a_client_that_stops_mid_body_is_timed_out_and_released() {
     // read_timeout is 1 s.
     assert!(started.elapsed() < Duration::from_secs(5));
     let in_flight = || proxy.metric("sigproxy_requests_in_flight", &[("route", "signed")]);
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while in_flight() != Some(0.0) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(Duration::from_secs(1), || in_flight() == Some(0.0));
     assert_eq!(in_flight(), Some(0.0), "resources of stalled requests held");
     assert_eq!(upstream.requests().len(), 0);
 }
@@ -255,7 +241,7 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
     let token = "tok-0123456789abcdef-XYZ";
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &format!(
             r#"access:
   bearer_token_file: {}
@@ -265,7 +251,6 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
         ),
         &env(),
     );
-    proxy.wait_ready();
     let bearer = format!("Bearer {token}");
     let wrong = format!("Bearer {token}x");
     for (what, headers) in [
@@ -301,11 +286,7 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
     assert_eq!(r.status, 200);
     assert_eq!(upstream.last_request().header("authorization"), None);
 
-    let denied = proxy.metric(
-        "sigproxy_denied_requests_total",
-        &[("route", "signed"), ("reason", "bearer_token")],
-    );
-    assert_eq!(denied, Some(3.0));
+    assert_eq!(proxy.denied("signed", "bearer_token"), Some(3.0));
     assert!(!proxy.log().contains(token), "the token was logged");
 }
 
@@ -320,8 +301,7 @@ fn only_allowed_client_addresses_get_through() {
             routes(upstream.addr, "")
         )
     };
-    let elsewhere = Proxy::start(&config("10.0.0.0/8, fd00::/8"), &env());
-    elsewhere.wait_ready();
+    let elsewhere = Proxy::start_ready(&config("10.0.0.0/8, fd00::/8"), &env());
     let r = elsewhere.get("/signed/x");
     assert_eq!((r.status, r.error_code().as_str()), (403, "forbidden"));
     assert!(
@@ -331,12 +311,10 @@ fn only_allowed_client_addresses_get_through() {
     // Counted when the request is logged, just after the answer went out.
     let labels = [("route", "signed"), ("reason", "client_address")];
     elsewhere.wait_for_metric("sigproxy_denied_requests_total", &labels);
-    let denied = elsewhere.metric("sigproxy_denied_requests_total", &labels);
-    assert_eq!(denied, Some(1.0));
+    assert_eq!(elsewhere.denied("signed", "client_address"), Some(1.0));
     assert_eq!(upstream.requests().len(), 0);
 
-    let here = Proxy::start(&config("127.0.0.1/32"), &env());
-    here.wait_ready();
+    let here = Proxy::start_ready(&config("127.0.0.1/32"), &env());
     assert_eq!(here.get("/signed/x").status, 200);
     assert_eq!(upstream.requests().len(), 1);
 }
@@ -350,8 +328,7 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
       - methods: [PUT]
         paths: ["/uploads/*.csv"]
 "#;
-    let proxy = Proxy::start(&routes(upstream.addr, allow), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, allow), &env());
     let cases: [(&str, &str, u16); 13] = [
         ("GET", "/signed/reports/2024/a.csv", 200),
         // Escaped dots are dots: this is /reports/x, and that is what the upstream is sent.
@@ -395,15 +372,9 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
             "/uploads/new.csv"
         ]
     );
-    let denied = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "signed"), ("reason", reason)],
-        )
-    };
     // PUT is granted on /uploads/, so PUT on /reports/ is refused for its path.
-    assert_eq!(denied("method"), Some(1.0));
-    assert_eq!(denied("path"), Some(6.0));
+    assert_eq!(proxy.denied("signed", "method"), Some(1.0));
+    assert_eq!(proxy.denied("signed", "path"), Some(6.0));
     assert!(proxy.log().contains("forbidden") || proxy.log().contains("allow list"));
     // The pass-through route has no allow list.
     assert_eq!(proxy.send("DELETE", "/open/anything", &[], b"").status, 200);
@@ -412,8 +383,7 @@ fn a_route_allow_list_refuses_other_methods_and_paths_before_signing() {
 #[test]
 fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_counted() {
     let upstream = recorder();
-    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
     for route in ["signed", "open"] {
         let mut conn = Conn::open(proxy.addr);
         conn.write(format!("GET /{route}/reset HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
@@ -434,14 +404,13 @@ fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_
 #[test]
 fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
     let upstream = recorder();
-    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
     for i in 0..3 {
-        let r = raw(
-            &proxy,
-            format!("GET /signed/old/{i} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
-        )
-        .expect("an answer");
+        let r = proxy
+            .raw(format!(
+                "GET /signed/old/{i} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+            ))
+            .expect("an answer");
         assert_eq!(r.status, 200);
     }
     assert_eq!(upstream.requests().len(), 3);
@@ -453,8 +422,7 @@ fn http_1_0_clients_are_forwarded_as_http_1_1_over_pooled_connections() {
 fn idle_upstream_connections_are_dropped_after_upstream_idle_timeout() {
     let upstream = recorder();
     let extra = "    upstream_idle_timeout: 1s\n";
-    let proxy = Proxy::start(&routes(upstream.addr, extra), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, extra), &env());
     assert_eq!(proxy.get("/signed/a").status, 200);
     assert_eq!(proxy.get("/signed/b").status, 200);
     assert_eq!(upstream.connections(), 1, "reused while fresh");
@@ -471,11 +439,10 @@ fn idle_upstream_connections_are_dropped_after_upstream_idle_timeout() {
 fn an_unreachable_upstream_is_a_json_502_on_both_kinds_of_route() {
     // The upstream is gone: 502 on both kinds of route, JSON, nothing hangs.
     let port = free_port();
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &routes(format!("127.0.0.1:{port}").parse().unwrap(), ""),
         &env(),
     );
-    proxy.wait_ready();
     for path in ["/signed/x", "/open/x"] {
         let r = proxy.get(path);
         assert_eq!(
@@ -491,8 +458,7 @@ fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
     // Keys from the environment never expire: no refresh can replace them, so AWS's 403 goes
     // back to the client as it came, without waiting for one.
     let upstream = recorder();
-    let proxy = Proxy::start(&routes(upstream.addr, ""), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
     for _ in 0..2 {
         let started = Instant::now();
         let r = proxy.send("POST", "/signed/expired", &[], b"payload");
@@ -503,7 +469,7 @@ fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
         );
         assert_eq!(r.status, 403);
         assert_eq!(r.header("x-amzn-errortype"), Some("ExpiredTokenException"));
-        assert!(String::from_utf8_lossy(&r.body).contains("security token"));
+        assert!(r.text().contains("security token"));
     }
     assert_eq!(upstream.requests().len(), 2, "sent once each, not retried");
     assert_eq!(

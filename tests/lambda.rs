@@ -16,18 +16,11 @@ fn peers() -> &'static Peers {
 
 fn proxy(extra_routes: &str) -> Proxy {
     let p = peers();
-    let proxy = Proxy::start(&p.lambda_config(extra_routes), &p.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&p.lambda_config(extra_routes), &p.caller_env())
 }
 
 fn assert_verified(r: &Response, context: &str) -> serde_json::Value {
-    assert_eq!(
-        r.status,
-        200,
-        "{context}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, 200, "{context}: {}", r.text());
     let v = r.json();
     assert!(
         v["access_key_id"].as_str().unwrap().starts_with("ASIA"),

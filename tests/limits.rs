@@ -7,7 +7,7 @@
 mod common;
 
 use common::upstream::{Reply, Upstream};
-use common::{python, Conn, Proxy};
+use common::{poll, python, wait_until, Conn, Proxy};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -25,10 +25,7 @@ fn upstream() -> Upstream {
 }
 
 fn env() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), "AKIDLIMITS".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "limits-secret".into()),
-    ]
+    common::static_keys("AKIDLIMITS", "limits-secret")
 }
 
 /// `top` (limit keys), a signed Lambda route under /signed/ (6 MiB bodies) and a pass-through
@@ -36,8 +33,7 @@ fn env() -> Vec<(String, String)> {
 fn start(top: &str) -> (Proxy, Upstream) {
     let upstream = upstream();
     let routes = common::signed_and_open(&upstream.url(), "    read_timeout: 10s\n");
-    let proxy = Proxy::start(&format!("{top}{routes}"), &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&format!("{top}{routes}"), &env());
     (proxy, upstream)
 }
 
@@ -152,15 +148,9 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     assert_eq!(proxy.metric("sigproxy_connections", &[]), Some(3.0));
     // A closed connection frees its place.
     held.pop();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let r = proxy.get("/open/c");
-        if r.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the freed place was not reused");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(3), "the freed place reused", || {
+        proxy.get("/open/c").status == 200
+    });
 }
 
 /// Clients that merely hold keep-alive connections open cannot lock others out: at
@@ -308,7 +298,7 @@ fn bodies_beyond_max_buffered_body_bytes_get_503_before_being_read() {
 /// A signed S3 route taking bodies up to 1 MiB.
 fn s3_proxy() -> (Proxy, Upstream) {
     let upstream = upstream();
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &format!(
             r#"credentials:
   app:
@@ -326,7 +316,6 @@ routes:
         ),
         &env(),
     );
-    proxy.wait_ready();
     (proxy, upstream)
 }
 
@@ -410,8 +399,7 @@ fn clients_that_stop_reading_their_answer_are_let_go() {
 "#,
         up.url()
     );
-    let proxy = Proxy::start(&config, &env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &env());
     let (before, _) = rss(&proxy);
     // Each asks for 256 MiB and never reads a byte of it.
     let stuck: Vec<TcpStream> = (0..40)
@@ -423,17 +411,11 @@ fn clients_that_stop_reading_their_answer_are_let_go() {
         })
         .collect();
     let open = || proxy.metric("sigproxy_connections", &[]).unwrap_or(-1.0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open() < 40.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(Duration::from_secs(5), || open() >= 40.0);
     assert_eq!(open(), 40.0, "the stuck clients were all being answered");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(open(), 40.0, "still answering half a second later");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while open() > 0.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(Duration::from_secs(20), || open() <= 0.0);
     assert_eq!(
         open(),
         0.0,
@@ -520,9 +502,7 @@ fn the_admin_port_closes_slow_and_idle_connections_and_caps_them() {
     let refused = proxy.admin_get("/healthz");
     assert_eq!(refused.status, 503, "{refused:?}");
     drop(parked);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while proxy.admin_get("/healthz").status != 200 {
-        assert!(Instant::now() < deadline, "the admin port did not recover");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(3), "the admin port to recover", || {
+        proxy.admin_get("/healthz").status == 200
+    });
 }

@@ -165,8 +165,7 @@ fn json_access_log_has_one_line_per_request_with_the_aws_request_id() {
 #[test]
 fn plain_access_log_is_one_key_value_line_per_request() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     assert_eq!(proxy.send("POST", "/fn/plain", &[], b"123").status, 200);
     std::thread::sleep(Duration::from_millis(200));
     let log = proxy.log();

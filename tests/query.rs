@@ -16,9 +16,7 @@ const KEYS: [&str; 3] = ["sp dir/a.txt", "sp dir/b+c.txt", "sp dir/sub/d.txt"];
 
 fn s3_proxy(peers: &Peers) -> Proxy {
     let config = peers.config(&route("s3", peers.get("sts_endpoint"), "s3", ""));
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&config, &peers.caller_env())
 }
 
 /// `key` as it goes in a path: each byte but unreserved characters and `/` escaped.
@@ -40,12 +38,7 @@ fn fill(proxy: &Proxy) {
     assert!(matches!(made.status, 200 | 409), "{made:?}");
     for key in KEYS.iter().chain(&["sp dir-not/e.txt"]) {
         let put = proxy.send("PUT", &format!("/{BUCKET}/{}", escaped(key)), &[], b"x");
-        assert_eq!(
-            put.status,
-            200,
-            "PUT {key}: {}",
-            String::from_utf8_lossy(&put.body)
-        );
+        assert_eq!(put.status, 200, "PUT {key}: {}", put.text());
     }
 }
 
@@ -55,7 +48,7 @@ fn listed(proxy: &Proxy, prefix: &str) -> Vec<String> {
         "/{BUCKET}?list-type=2&prefix={}",
         escaped(prefix).replace('/', "%2F")
     ));
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     let body = String::from_utf8(r.body).unwrap();
     body.split("<Key>")
         .skip(1)
@@ -174,6 +167,6 @@ fn pass_through_routes_send_plus_as_the_client_did() {
     ] {
         let r = proxy.get(sent);
         assert_eq!(r.status, 200, "{sent}");
-        assert_eq!(String::from_utf8_lossy(&r.body), arrives, "{sent}");
+        assert_eq!(r.text(), arrives, "{sent}");
     }
 }

@@ -7,18 +7,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// The `-c` file the process runs with, read from its command line.
-fn config_path(proxy: &Proxy) -> PathBuf {
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).unwrap();
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let at = args
-        .iter()
-        .position(|a| *a == b"-c")
-        .expect("started with -c");
-    PathBuf::from(String::from_utf8(args[at + 1].to_vec()).unwrap())
-}
+use std::time::Duration;
 
 /// The file's directory laid out as kubelet mounts a ConfigMap: `sigproxy.yaml ->
 /// ..data/sigproxy.yaml`, `..data -> ..<timestamp>`; an update writes a new timestamped
@@ -75,20 +64,9 @@ fn hash_number(text: &str) -> f64 {
 /// Waits until the file with `text` is the configuration in force.
 fn wait_in_force(proxy: &Proxy, text: &str) {
     let want = hash_number(text);
-    wait_until(proxy, "the new configuration in force", || {
+    proxy.wait_for("the new configuration in force", || {
         proxy.metric("sigproxy_config_hash", &[]) == Some(want)
     });
-}
-
-fn wait_until(proxy: &Proxy, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("waited in vain for {what}; log:\n{}", proxy.log());
 }
 
 fn reloads(proxy: &Proxy, result: &str) -> f64 {
@@ -133,8 +111,7 @@ fn generation(peers: &Peers, i: usize, with_b: bool, invalid: bool) -> String {
 #[test]
 fn twenty_reloads_under_steady_traffic_lose_no_request() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&generation(&peers, 0, false, false), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&generation(&peers, 0, false, false), &peers.caller_env());
     let head = format!(
         "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\n",
         proxy.addr, proxy.admin
@@ -145,7 +122,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
         .is_some_and(|t| t > 1.7e9));
     assert_eq!(reloads(&proxy, "success"), 0.0);
     assert_eq!(reloads(&proxy, "failure"), 0.0);
-    let mut mount = Mounted::convert(&config_path(&proxy));
+    let mut mount = Mounted::convert(proxy.config_path());
     let calls_before = assume_role_calls(&peers);
 
     // Two clients: one keep-alive connection, one new connection per request.
@@ -173,7 +150,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
                         Some(r) => failures.lock().unwrap().push(format!(
                             "client {client} request {n}: {} {}",
                             r.status,
-                            String::from_utf8_lossy(&r.body)
+                            r.text()
                         )),
                         None => {
                             failures
@@ -195,7 +172,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
         if i == 10 {
             // Refused: the old configuration keeps serving, and the failure is counted once.
             mount.publish(&format!("{head}{}", generation(&peers, i, false, true)));
-            wait_until(&proxy, "the invalid file refused", || {
+            proxy.wait_for("the invalid file refused", || {
                 reloads(&proxy, "failure") == 1.0
             });
             assert_eq!(proxy.get(&format!("/gen{last_valid}/x")).status, 200);
@@ -218,7 +195,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
         wait_in_force(&proxy, &text);
         // A new request sees the new routes at once.
         let r = proxy.get(&format!("/gen{i}/x"));
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(proxy.get(&format!("/gen{last_valid}/x")).status, 404);
         assert_eq!(proxy.get("/moving/x").json()["path"], format!("/v{i}/x"));
         // The removed route's series left /metrics with it; the new route's are there.
@@ -265,7 +242,7 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
     // SIGHUP with the file unchanged reloads it (once: the poll sees no change).
     let before = reloads(&proxy, "success");
     proxy.signal("HUP");
-    wait_until(&proxy, "the SIGHUP reload", || {
+    proxy.wait_for("the SIGHUP reload", || {
         reloads(&proxy, "success") == before + 1.0
     });
     std::thread::sleep(Duration::from_millis(1500));
@@ -277,13 +254,10 @@ fn twenty_reloads_under_steady_traffic_lose_no_request() {
 fn a_removed_credential_set_stops_refreshing() {
     // Credentials live 4 s: the set refreshes every 2 s or so while it exists.
     let peers = Peers::start_with(&["--short-credentials", "4"]);
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
-    let path = config_path(&proxy);
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
+    let path = proxy.config_path();
     let first = assume_role_calls(&peers);
-    wait_until(&proxy, "a background refresh", || {
-        assume_role_calls(&peers) > first
-    });
+    proxy.wait_for("a background refresh", || assume_role_calls(&peers) > first);
     // Only a pass-through route (to the stand-in's unsigned stats), no credential set.
     let text = format!(
         "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\nroutes:\n  - name: plain\n    upstream: {}\n",
@@ -291,7 +265,7 @@ fn a_removed_credential_set_stops_refreshing() {
         proxy.admin,
         peers.get("lambda_url")
     );
-    std::fs::write(&path, &text).unwrap();
+    std::fs::write(path, &text).unwrap();
     proxy.signal("HUP");
     wait_in_force(&proxy, &text);
     assert_eq!(proxy.get("/__control/stats").status, 200);
@@ -316,10 +290,9 @@ fn a_removed_credential_set_stops_refreshing() {
 #[test]
 fn a_new_set_without_credentials_keeps_the_old_configuration() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
-    let path = config_path(&proxy);
-    let old = std::fs::read_to_string(&path).unwrap();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
+    let path = proxy.config_path();
+    let old = std::fs::read_to_string(path).unwrap();
     // The role's trust policy wants another external id: AssumeRole is refused.
     let text = format!(
         "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
@@ -330,10 +303,8 @@ fn a_new_set_without_credentials_keeps_the_old_configuration() {
         signed_route(&peers, "fn", "/fn/", "", "app"),
         signed_route(&peers, "other", "/other/", "", "wrong"),
     );
-    std::fs::write(&path, &text).unwrap();
-    wait_until(&proxy, "the reload refused", || {
-        reloads(&proxy, "failure") == 1.0
-    });
+    std::fs::write(path, &text).unwrap();
+    proxy.wait_for("the reload refused", || reloads(&proxy, "failure") == 1.0);
     assert_eq!(reloads(&proxy, "success"), 0.0);
     assert_eq!(
         proxy.metric("sigproxy_config_hash", &[]),
@@ -348,10 +319,9 @@ fn a_new_set_without_credentials_keeps_the_old_configuration() {
 #[test]
 fn changes_that_need_a_restart_are_reported_and_the_rest_applies() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
-    let path = config_path(&proxy);
-    let base = std::fs::read_to_string(&path).unwrap();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
+    let path = proxy.config_path();
+    let base = std::fs::read_to_string(path).unwrap();
     let other_port = free_port();
     assert_eq!(
         proxy.metric("sigproxy_config_restart_required", &[]),
@@ -364,9 +334,9 @@ fn changes_that_need_a_restart_are_reported_and_the_rest_applies() {
         &format!("listen: 0.0.0.0:{}\n", proxy.addr.port()),
     );
     assert_ne!(wide, base);
-    std::fs::write(&path, &wide).unwrap();
+    std::fs::write(path, &wide).unwrap();
     proxy.signal("HUP");
-    wait_until(&proxy, "the wide listener refused", || {
+    proxy.wait_for("the wide listener refused", || {
         reloads(&proxy, "failure") == 1.0
     });
     assert!(proxy.log().contains("is not a loopback address"));
@@ -377,7 +347,7 @@ fn changes_that_need_a_restart_are_reported_and_the_rest_applies() {
         &format!("listen: {}\n", proxy.addr),
         &format!("listen: 127.0.0.1:{other_port}\nmax_connections: 7\n"),
     ) + &signed_route(&peers, "extra", "/extra/", "", "app");
-    std::fs::write(&path, &moved).unwrap();
+    std::fs::write(path, &moved).unwrap();
     proxy.signal("HUP");
     wait_in_force(&proxy, &moved);
     assert_eq!(proxy.get("/extra/x").status, 200);
@@ -416,7 +386,7 @@ fn flag_mode_has_nothing_to_reload_and_survives_sighup() {
         &peers.caller_env(),
     );
     proxy.signal("HUP");
-    wait_until(&proxy, "the SIGHUP logged", || {
+    proxy.wait_for("the SIGHUP logged", || {
         proxy.log().contains("command-line flags")
     });
     assert_eq!(proxy.admin_get("/healthz").status, 200);
@@ -435,9 +405,8 @@ fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
         token_file.display(),
         peers.lambda_config("")
     );
-    let proxy = Proxy::start(&body, &peers.caller_env());
-    proxy.wait_ready();
-    let path = config_path(&proxy);
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    let path = proxy.config_path();
     let with = |token: &str| {
         let bearer = format!("Bearer {token}");
         proxy
@@ -450,17 +419,15 @@ fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
     // The file is unchanged, the token file is not: SIGHUP reads both again.
     std::fs::write(&token_file, new).unwrap();
     proxy.signal("HUP");
-    wait_until(&proxy, "the SIGHUP reload", || {
-        reloads(&proxy, "success") == 1.0
-    });
+    proxy.wait_for("the SIGHUP reload", || reloads(&proxy, "success") == 1.0);
     assert_eq!(with(old), 401);
     assert_eq!(with(new), 200);
 
     // allowed_clients that exclude loopback: this client is refused from the next request on.
-    let text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(path)
         .unwrap()
         .replace("access:\n", "access:\n  allowed_clients: [10.0.0.0/8]\n");
-    std::fs::write(&path, &text).unwrap();
+    std::fs::write(path, &text).unwrap();
     wait_in_force(&proxy, &text);
     assert_eq!(with(new), 403);
 }

@@ -32,8 +32,7 @@ fn run_client(peers: &Peers, proxy: &Proxy, bucket: &str) {
 fn boto3_without_credentials_works_through_every_payload_mode() {
     let peers = Peers::start();
     for payload in ["streaming", "unsigned", "signed"] {
-        let proxy = Proxy::start(&s3_config(&peers, payload), &peers.caller_env());
-        proxy.wait_ready();
+        let proxy = Proxy::start_ready(&s3_config(&peers, payload), &peers.caller_env());
         run_client(&peers, &proxy, &format!("sigproxy-{payload}"));
     }
 }

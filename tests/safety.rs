@@ -8,9 +8,7 @@ use common::*;
 
 /// Sends raw request bytes on a fresh connection; the response.
 fn raw(proxy: &Proxy, bytes: &str) -> Response {
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(bytes.as_bytes());
-    conn.read().expect("a response")
+    proxy.raw(bytes).expect("a response")
 }
 
 fn verified(peers: &Peers) -> u64 {
@@ -20,8 +18,7 @@ fn verified(peers: &Peers) -> u64 {
 #[test]
 fn a_web_page_cannot_make_the_browser_use_the_proxy() {
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let port = proxy.addr.port();
     let before = verified(&peers);
     let attacks = [
@@ -90,15 +87,9 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(verified(&peers), before, "an attack reached the upstream");
-    let refused = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "fn"), ("reason", reason)],
-        )
-    };
     proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "origin")]);
-    assert_eq!(refused("host"), Some(3.0));
-    assert_eq!(refused("origin"), Some(4.0));
+    assert_eq!(proxy.denied("fn", "host"), Some(3.0));
+    assert_eq!(proxy.denied("fn", "origin"), Some(4.0));
 
     // curl, SDKs and server-side apps send neither header: served as before, and an
     // upstream's `Access-Control-Allow-Origin: *` does not reach them.
@@ -108,7 +99,7 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
             "GET /fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: curl/8\r\n\r\n"
         ),
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("access-control-allow-origin"), None);
     assert_eq!(r.header("access-control-allow-credentials"), None);
     assert_eq!(verified(&peers), before + 1);
@@ -124,8 +115,7 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
 {}"#,
         peers.lambda_config("")
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let before = verified(&peers);
     let preflight = raw(
         &proxy,
@@ -149,7 +139,7 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
         &proxy,
         "POST /fn/orders HTTP/1.1\r\nHost: sigproxy.tools.svc\r\nOrigin: https://app.example.com\r\nSec-Fetch-Site: cross-site\r\nContent-Length: 2\r\n\r\n{}",
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.header("access-control-allow-origin"),
         Some("https://app.example.com"),
@@ -193,8 +183,7 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
     let v1 = "    match: { path_prefix: /v1/ }\n    strip_prefix: true\n";
     let lambda = format!("{}/prod", peers.get("lambda_url"));
     let config = peers.config(&route("v1", &lambda, "lambda", v1));
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let before = verified(&peers);
     for (request, status, code) in [
         // Today this went out as /prod/other-stage/x.
@@ -232,14 +221,11 @@ fn a_path_that_leaves_its_prefix_never_matches_that_route() {
         &proxy,
         "GET /%76%31/a/./b/../c HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/prod/a/c");
     // The access log names the path that went upstream (written just after the answer).
     let logged = || proxy.log().contains("path=\"/prod/a/c\"");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !logged() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    poll(std::time::Duration::from_secs(5), logged);
     assert!(logged(), "{}", proxy.log());
 }
 
@@ -254,9 +240,7 @@ fn s3_route(peers: &Peers, name: &str, prefix: &str, allow: &str) -> String {
 }
 
 fn s3_proxy(peers: &Peers, routes: &str) -> Proxy {
-    let proxy = Proxy::start(&peers.config(routes), &peers.caller_env());
-    proxy.wait_ready();
-    proxy
+    Proxy::start_ready(&peers.config(routes), &peers.caller_env())
 }
 
 #[test]
@@ -266,7 +250,7 @@ fn an_escaped_bucket_name_cannot_skip_a_restrictive_s3_route() {
     assert_eq!(admin.send("PUT", "/my-bucket", &[], b"").status, 200);
     let payroll = b"name,salary\nada,1\n";
     let put = admin.send("PUT", "/my-bucket/secret/payroll.csv", &[], payroll);
-    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 200, "{}", put.text());
 
     let routes = format!(
         "{}{}",
@@ -315,7 +299,7 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
         ("tmp/b", b"b"),
     ] {
         let r = admin.send("PUT", &format!("/my-bucket/{key}"), &[], body);
-        assert_eq!(r.status, 200, "{key}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{key}: {}", r.text());
     }
     // A rule an operator would write to let an app drop files in incoming/.
     let rule = r#"    allow:
@@ -373,12 +357,7 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     ];
     for (request, status) in &attacks {
         let r = raw(&proxy, request);
-        assert_eq!(
-            r.status,
-            *status,
-            "{request}\n{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, *status, "{request}\n{}", r.text());
     }
     // Nothing happened at S3.
     let still = admin.get("/my-bucket/secret/payroll.csv");
@@ -392,15 +371,9 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
     );
     assert_eq!(admin.get("/my-bucket/incoming/copy.csv").status, 404);
     assert_eq!(admin.get("/my-bucket/incoming/b.csv").status, 404);
-    let refused = |reason| {
-        proxy.metric(
-            "sigproxy_denied_requests_total",
-            &[("route", "drop"), ("reason", reason)],
-        )
-    };
     proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "path")]);
-    assert_eq!(refused("action"), Some(8.0));
-    assert_eq!(refused("path"), Some(1.0));
+    assert_eq!(proxy.denied("drop", "action"), Some(8.0));
+    assert_eq!(proxy.denied("drop", "path"), Some(1.0));
     // What the rule is for still works.
     assert_eq!(
         proxy
@@ -442,11 +415,11 @@ fn s3_allow_rules_see_what_a_request_does_not_just_its_path() {
         )
     };
     let r = delete(&["tmp/a", "secret/payroll.csv"]);
-    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/tmp/a").status, 200);
     assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
     let r = delete(&["tmp/a", "tmp/b"]);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/tmp/a").status, 404);
     assert_eq!(admin.get("/my-bucket/tmp/b").status, 404);
     assert_eq!(admin.get("/my-bucket/secret/payroll.csv").status, 200);
@@ -485,7 +458,7 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
         &proxy,
         "PUT /files/docs/stolen.csv HTTP/1.1\r\nHost: localhost\r\nx-amz-copy-source: secret-bucket/payroll.csv\r\nContent-Length: 0\r\n\r\n",
     );
-    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(admin.get("/my-bucket/docs/stolen.csv").status, 404);
     // Copies inside the bucket are what the rule grants.
     assert_eq!(proxy.send("PUT", "/files/a.csv", &[], b"a").status, 200);
@@ -495,7 +468,7 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
         &[("x-amz-copy-source", "my-bucket/a.csv")],
         b"",
     );
-    assert_eq!(copy.status, 200, "{}", String::from_utf8_lossy(&copy.body));
+    assert_eq!(copy.status, 200, "{}", copy.text());
 }
 
 #[test]
@@ -511,8 +484,7 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
         dir.path().join("token").display(),
         peers.lambda_config("")
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
     let admin = |request: &str| {
         let mut conn = Conn::open(proxy.admin);
         conn.write(request.as_bytes());
@@ -531,7 +503,7 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://attacker.example\r\n\r\n"
     ));
     assert_eq!(page.status, 403);
-    assert!(!String::from_utf8_lossy(&page.body).contains("sigproxy_"));
+    assert!(!page.text().contains("sigproxy_"));
 
     // Without the token, no error names the route, whatever else is wrong with the request.
     for request in [

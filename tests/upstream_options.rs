@@ -28,11 +28,10 @@ fn sign_host_and_header_edits_reach_the_upstream_signed() {
       remove: [x-remove-me]
       duplicate: [user-agent, x-user]
 "#;
-    let proxy = Proxy::start(
+    let proxy = Proxy::start_ready(
         &route(&peers, peers.get("lambda_url"), extra),
         &peers.caller_env(),
     );
-    proxy.wait_ready();
     let r = proxy.send(
         "POST",
         "/orders",
@@ -44,7 +43,7 @@ fn sign_host_and_header_edits_reach_the_upstream_signed() {
         ],
         b"{}",
     );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     let seen = &r.json()["headers"];
     assert_eq!(seen["host"], "abc123.lambda-url.us-east-1.on.aws");
     assert_eq!(seen["x-team"], "orders");
@@ -91,16 +90,10 @@ fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
         ),
     ];
     for (extra, status) in &cases {
-        let proxy = Proxy::start(&route(&peers, &url, extra), &peers.caller_env());
-        proxy.wait_ready();
+        let proxy = Proxy::start_ready(&route(&peers, &url, extra), &peers.caller_env());
         let before = peers.stats()["verified"].as_u64().unwrap();
         let r = proxy.get("/x");
-        assert_eq!(
-            r.status,
-            *status,
-            "{extra}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, *status, "{extra}: {}", r.text());
         let after = peers.stats()["verified"].as_u64().unwrap();
         assert_eq!(after - before, u64::from(*status == 200), "{extra}");
         if *status == 502 {

@@ -21,17 +21,12 @@ pub fn knob(name: &str, bench: u64, smoke: u64) -> u64 {
 
 /// Static credentials from the environment, a session token included (as STS ones have).
 pub fn static_credentials() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), "ASIABENCHEXAMPLE0001".into()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            "bench-secret-key-0001".into(),
-        ),
-        (
-            "AWS_SESSION_TOKEN".into(),
-            "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30),
-        ),
-    ]
+    let mut env = crate::common::static_keys("ASIABENCHEXAMPLE0001", "bench-secret-key-0001");
+    env.push((
+        "AWS_SESSION_TOKEN".into(),
+        "IQoJb3JpZ2luX2VjEXAMPLE".repeat(30),
+    ));
+    env
 }
 
 /// sigproxy with one worker thread, `core` pinning it with taskset, the log level from
@@ -74,4 +69,91 @@ fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Exits (status 1) saying how to install wrk when it is missing.
+pub fn need_wrk(bench: &str) {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("the {bench} benchmark needs wrk: apt-get install wrk (scripts/bootstrap does)");
+        std::process::exit(1);
+    }
+}
+
+/// Runs `wrk --latency` with `args` (the URL among them); what it reported.
+pub fn wrk(args: &[&str]) -> Wrk {
+    let out = Command::new("wrk")
+        .arg("--latency")
+        .args(args)
+        .output()
+        .expect("run wrk");
+    Wrk {
+        text: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// wrk's report, read on demand.
+pub struct Wrk {
+    pub text: String,
+}
+
+impl Wrk {
+    /// The first word after `marker` at the start of a line.
+    fn after(&self, marker: &str) -> Option<&str> {
+        self.text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(marker))
+            .and_then(|rest| rest.split_whitespace().next())
+    }
+
+    /// Requests completed; 0 when the report does not say.
+    pub fn requests(&self) -> u64 {
+        self.text
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn rps(&self) -> f64 {
+        self.after("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// A latency percentile (`"50%"`, `"99%"`) in ms, from `850.00us`, `1.20ms`, `2.01s`.
+    pub fn latency_ms(&self, percentile: &str) -> f64 {
+        let v = self.after(percentile).unwrap_or("0");
+        let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
+        let n: f64 = v[..split].parse().unwrap_or(0.0);
+        match &v[split..] {
+            "us" => n / 1000.0,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => n,
+        }
+    }
+
+    /// Non-2xx (or 3xx) answers plus socket errors (connect, read, write, timeout).
+    pub fn failed(&self) -> u64 {
+        let non_2xx: u64 = self
+            .after("Non-2xx or 3xx responses:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let socket_errors: u64 = self
+            .text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+            .map_or(0, |rest| {
+                rest.split(',')
+                    .filter_map(|part| part.split_whitespace().last())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            });
+        non_2xx + socket_errors
+    }
 }

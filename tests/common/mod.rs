@@ -85,13 +85,7 @@ impl Peers {
 
     /// Environment giving sigproxy's default chain the caller user's keys and nothing else.
     pub fn caller_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID".into(), self.get("access_key_id").into()),
-            (
-                "AWS_SECRET_ACCESS_KEY".into(),
-                self.get("secret_access_key").into(),
-            ),
-        ]
+        static_keys(self.get("access_key_id"), self.get("secret_access_key"))
     }
 
     /// A credentials block assuming the test role through the local STS.
@@ -126,6 +120,12 @@ impl Peers {
         let app = self.credentials_yaml("app", self.get("external_id"));
         format!("credentials:\n{app}routes:\n{routes}")
     }
+}
+
+/// Static keys in the environment, where sigproxy's default chain finds them.
+pub fn static_keys(id: &str, secret: &str) -> Vec<(String, String)> {
+    let keys = [("AWS_ACCESS_KEY_ID", id), ("AWS_SECRET_ACCESS_KEY", secret)];
+    keys.map(|(k, v)| (k.to_string(), v.to_string())).to_vec()
 }
 
 /// One route (a YAML list item) signed for `service` in us-east-1 with the set `app`, and
@@ -171,6 +171,23 @@ impl Drop for Peers {
     }
 }
 
+/// Tries `ok` every 50 ms for up to `limit`; whether it held.
+pub fn poll(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Waits up to `limit` for `ok`; panics naming `what` if it never holds.
+pub fn wait_until(limit: Duration, what: &str, ok: impl FnMut() -> bool) {
+    assert!(poll(limit, ok), "waited {limit:?} in vain for {what}");
+}
+
 /// A port free right now on 127.0.0.1 (pingora needs a concrete port to listen on).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -197,6 +214,13 @@ impl Proxy {
         Self::start_with_args(body, env, &[])
     }
 
+    /// [`Proxy::start`], then waits until `/readyz` says 200.
+    pub fn start_ready(body: &str, env: &[(String, String)]) -> Proxy {
+        let proxy = Proxy::start(body, env);
+        proxy.wait_ready();
+        proxy
+    }
+
     pub fn start_with_args(body: &str, env: &[(String, String)], args: &[&str]) -> Proxy {
         Proxy::builder(body).env(env).args(args).start()
     }
@@ -209,40 +233,40 @@ impl Proxy {
             args: Vec::new(),
             core: None,
             keep_log: true,
+            upgradable: false,
         }
     }
 
-    /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits for
-    /// `/healthz`. `args` must not name `--port` or `--admin-listen`.
+    /// Starts sigproxy with aws-sigv4-proxy's flags (no file) on its own ports, and waits until
+    /// ready. `args` must not name `--port` or `--admin-listen`.
     pub fn start_flags(args: &[&str], env: &[(String, String)]) -> Proxy {
-        ProxyBuilder {
+        let proxy = ProxyBuilder {
             body: None,
             ..Proxy::builder("")
         }
         .args(args)
         .env(env)
-        .start()
+        .start();
+        proxy.wait_ready();
+        proxy
     }
 
-    fn wait_for(&self, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if ok() {
-                return;
+    /// Waits up to 20 s for `ok`; panics with the log if it never holds or sigproxy exits.
+    pub fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) {
+        let held = poll(Duration::from_secs(20), || {
+            ok() || {
+                assert!(!self.exited(), "sigproxy exited; log:\n{}", self.log());
+                false
             }
-            if self.exited() {
-                panic!("sigproxy exited; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("sigproxy did not get there in time; log:\n{}", self.log());
+        });
+        assert!(held, "waited in vain for {what}; log:\n{}", self.log());
     }
 
     /// Waits for `/healthz` and for the traffic port to accept: pingora starts the admin and
     /// traffic services side by side, so one can be up a moment before the other.
     fn wait_until_listening(&self) {
         let (admin, addr) = (self.admin, self.addr);
-        self.wait_for(|| {
+        self.wait_for("/healthz and the traffic port", || {
             try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
                 && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
         });
@@ -259,8 +283,15 @@ impl Proxy {
 
     /// Waits until `/readyz` says 200 (credentials loaded).
     pub fn wait_ready(&self) -> &Self {
-        self.wait_for(|| self.admin_get("/readyz").status == 200);
+        self.wait_for("/readyz", || self.admin_get("/readyz").status == 200);
         self
+    }
+
+    /// Sends raw bytes on a new connection; the response, if one came before the close.
+    pub fn raw(&self, bytes: impl AsRef<[u8]>) -> Option<Response> {
+        let mut conn = Conn::open(self.addr);
+        conn.write(bytes.as_ref());
+        conn.read()
     }
 
     pub fn admin_get(&self, path: &str) -> Response {
@@ -299,13 +330,20 @@ impl Proxy {
             .and_then(|v| v.parse().ok())
     }
 
-    /// Waits until a series exists and is above zero.
-    pub fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)]) {
-        self.wait_for(|| self.metric(name, labels).is_some_and(|v| v > 0.0));
+    /// `sigproxy_denied_requests_total` for one route and reason.
+    pub fn denied(&self, route: &str, reason: &str) -> Option<f64> {
+        let labels = [("route", route), ("reason", reason)];
+        self.metric("sigproxy_denied_requests_total", &labels)
     }
 
-    /// Starts a second sigproxy with the same configuration and `-u`: it takes over this one's
-    /// listening sockets once this one gets SIGQUIT. Does not wait for it.
+    /// Waits until a series exists and is above zero.
+    pub fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)]) {
+        self.wait_for(name, || self.metric(name, labels).is_some_and(|v| v > 0.0));
+    }
+
+    /// Starts a second sigproxy with the same configuration and `-u`, and waits for it to open
+    /// the upgrade socket (see [`ProxyBuilder::upgradable`]): it takes over this one's listening
+    /// sockets once this one gets SIGQUIT.
     pub fn upgrade(&self, env: &[(String, String)]) -> Proxy {
         let log = self.dir.path().join("sigproxy-upgraded.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
@@ -319,14 +357,22 @@ impl Proxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Proxy {
+        let new = Proxy {
             child: cmd.spawn().expect("start the upgraded sigproxy"),
             addr: self.addr,
             admin: self.admin,
             log,
             config: self.config.clone(),
             dir: self.dir.clone(),
-        }
+        };
+        let socket = self.dir.path().join("upgrade.sock");
+        new.wait_for("the upgrade socket", || socket.exists());
+        new
+    }
+
+    /// The `-c` file it runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     pub fn pid(&self) -> u32 {
@@ -356,14 +402,12 @@ impl Proxy {
 
     /// Waits up to `limit` for the process to exit; its exit status, if it did.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let mut status = None;
+        poll(limit, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
     }
 
     pub fn log(&self) -> String {
@@ -386,6 +430,7 @@ pub struct ProxyBuilder {
     args: Vec<String>,
     core: Option<usize>,
     keep_log: bool,
+    upgradable: bool,
 }
 
 impl ProxyBuilder {
@@ -413,11 +458,19 @@ impl ProxyBuilder {
         self
     }
 
+    /// Sets `upgrade_socket` (in the proxy's own directory), for [`Proxy::upgrade`].
+    pub fn upgradable(mut self) -> ProxyBuilder {
+        self.upgradable = true;
+        self
+    }
+
     /// Starts it and waits for `/healthz` and the traffic port.
     pub fn start(self) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Two free ports can be the same one, freed and handed out again.
+        let admin = (0..100).map(|_| free_port()).find(|p| *p != addr.port());
+        let admin: SocketAddr = format!("127.0.0.1:{}", admin.unwrap()).parse().unwrap();
         let config = dir.path().join("sigproxy.yaml");
         let mut head = vec!["-c".to_string(), config.display().to_string()];
         match &self.body {
@@ -426,7 +479,12 @@ impl ProxyBuilder {
                     true => "",
                     false => "shutdown_grace: 1s\n",
                 };
-                let yaml = format!("listen: {addr}\nadmin_listen: {admin}\n{grace}{body}");
+                let mut yaml = format!("listen: {addr}\nadmin_listen: {admin}\n{grace}");
+                if self.upgradable {
+                    let socket = dir.path().join("upgrade.sock");
+                    yaml.push_str(&format!("upgrade_socket: {}\n", socket.display()));
+                }
+                yaml.push_str(body);
                 std::fs::write(&config, yaml).unwrap();
             }
             None => {
@@ -520,6 +578,11 @@ impl Response {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// The body as text (invalid UTF-8 replaced), for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The `error.code` of a sigproxy JSON error body.
@@ -623,7 +686,8 @@ pub fn try_request(
     }
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
+/// A response's status and headers; `None` if the connection closed first.
+pub fn read_head(reader: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
