@@ -451,7 +451,7 @@ fn sighup_while_an_upgrade_waits_for_the_sockets_does_not_end_it() {
     }
     old.signal("QUIT");
     assert!(old.wait_exit(Duration::from_secs(20)).is_some());
-    wait_until(&new, "the upgraded process ready", || {
+    new.wait_for("the upgraded process ready", || {
         try_request(new.admin, "GET", "/readyz", &[], b"").is_some_and(|r| r.status == 200)
     });
     assert_eq!(new.get("/fn/x").status, 200);
@@ -486,14 +486,14 @@ fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
     let tmp = dir.path().join("token.new");
     std::fs::write(&tmp, new).unwrap();
     std::fs::rename(&tmp, &token_file).unwrap();
-    wait_until(&proxy, "the rotated token in force", || with(new) == 200);
+    proxy.wait_for("the rotated token in force", || with(new) == 200);
     assert_eq!(with(old), 401);
     assert_eq!(reloads(&proxy, "failure"), 0.0);
 
     // A token file that holds no usable token is refused once, not at every poll, and the
     // token in force stays.
     std::fs::write(&token_file, "short").unwrap();
-    wait_until(&proxy, "the short token refused", || {
+    proxy.wait_for("the short token refused", || {
         reloads(&proxy, "failure") == 1.0
     });
     std::thread::sleep(Duration::from_secs(3));
@@ -508,7 +508,7 @@ fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     let peers = Peers::start();
     let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
     proxy.wait_ready();
-    let path = config_path(&proxy);
+    let path = proxy.config_path();
     let text = format!(
         "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
         proxy.addr,
@@ -518,11 +518,9 @@ fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
         signed_route(&peers, "fn", "/fn/", "", "app"),
         signed_route(&peers, "other", "/other/", "", "wrong"),
     );
-    std::fs::write(&path, &text).unwrap();
+    std::fs::write(path, &text).unwrap();
     proxy.signal("HUP");
-    wait_until(&proxy, "the reload refused", || {
-        reloads(&proxy, "failure") == 1.0
-    });
+    proxy.wait_for("the reload refused", || reloads(&proxy, "failure") == 1.0);
     // Each fetch of the refused set asks STS (moto refuses it before its counters see it).
     let fetches = || {
         proxy
