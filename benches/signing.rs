@@ -6,7 +6,7 @@ use aws_credential_types::Credentials;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pingora::http::RequestHeader;
 use sigproxy::aws_chunked::{ChunkSigner, Encoder, CHUNK_SIZE};
-use sigproxy::config::{Config, CredentialsConfig, Payload, SigningConfig, Source};
+use sigproxy::config::{Algorithm, Config, CredentialsConfig, Payload, SigningConfig, Source};
 use sigproxy::credentials::{CredentialSet, CredentialStore};
 use sigproxy::route::Router;
 use sigproxy::sign::{sha256_hex, Signer, EMPTY_SHA256};
@@ -40,6 +40,7 @@ fn signer(service: &str) -> Signer {
         region: "us-east-1".into(),
         credentials: "bench".into(),
         payload: Payload::Signed,
+        algorithm: Algorithm::SigV4,
     };
     Signer::new(&config, set)
 }

@@ -28,6 +28,8 @@ pub struct FromHost {
     service: Option<String>,
     region: Option<String>,
     payload: Option<String>,
+    signing: Option<String>,
+    region_set: Option<Vec<String>>,
     /// Built from aws-sigv4-proxy's flags (an unsigned payload is allowed for any service).
     flags: bool,
     credential_sets: BTreeMap<String, CredentialsConfig>,
@@ -46,6 +48,8 @@ impl FromHost {
             service: self.service.clone(),
             region: self.region.clone(),
             payload: self.payload.clone(),
+            signing: self.signing.clone(),
+            region_set: self.region_set.clone(),
             sign_host: None,
         }
     }
@@ -235,6 +239,8 @@ impl Checker<'_> {
             service: named.service.clone(),
             region: named.region.clone(),
             payload: named.payload.clone(),
+            signing: named.signing.clone(),
+            region_set: named.region_set.clone(),
             flags: self.flags,
             credential_sets: credentials.clone(),
         };
@@ -262,6 +268,8 @@ impl Checker<'_> {
             service: from.service.clone(),
             region: from.region.clone(),
             payload: None,
+            signing: from.signing.clone(),
+            region_set: from.region_set.clone(),
             sign_host: None,
         };
         self.signing(
