@@ -108,6 +108,13 @@ fn relay(mut client: TcpStream, target: SocketAddr, from: &str, to: &str) {
     let _ = std::io::copy(&mut upstream, &mut client);
 }
 
+/// sigproxy with `config`, once its credentials are loaded.
+fn start(config: &str) -> Proxy {
+    let proxy = Proxy::start(config, &env());
+    proxy.wait_ready();
+    proxy
+}
+
 fn env() -> Vec<(String, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
@@ -169,13 +176,10 @@ fn refused(r: &Response, why: &str) {
 fn sigv4a_routes_verify_with_an_independent_implementation() {
     let verifier = Verifier::start("us-west-2", SECRET);
     let url = &verifier.url;
-    let proxy = Proxy::start(
-        &config(&[
-            route("signed", url, V4A),
-            route("unsigned", url, &format!("{V4A}    payload: unsigned\n")),
-        ]),
-        &env(),
-    );
+    let proxy = start(&config(&[
+        route("signed", url, V4A),
+        route("unsigned", url, &format!("{V4A}    payload: unsigned\n")),
+    ]));
     let body = b"hello multi-region world".repeat(100);
     let echo = verified(&put(&proxy, "/signed/bucket/key%20one?b=2&a=1", &body));
     assert_eq!(echo["region_set"], "us-east-1,us-west-2");
@@ -213,7 +217,7 @@ fn mrap_hosts_are_signed_with_sigv4a_by_themselves() {
     // Connected to the stand-in, signed for the Multi-Region Access Point's name; no service,
     // region or signing named: all of it comes from the host.
     let keys = format!("    sign_host: {MRAP}\n");
-    let proxy = Proxy::start(&config(&[route("mrap", &verifier.url, &keys)]), &env());
+    let proxy = start(&config(&[route("mrap", &verifier.url, &keys)]));
     let echo = verified(&put(&proxy, "/mrap/photos/cat.jpg", b"meow"));
     assert_eq!(echo["host"], MRAP);
     assert_eq!(echo["region_set"], "*");
@@ -230,14 +234,11 @@ fn tampering_after_signing_is_refused() {
         .flip_body_byte(10)
         .start();
     let untouched = HeadTamper::start(verifier.addr(), "not-present", "not-presenT");
-    let proxy = Proxy::start(
-        &config(&[
-            route("header", &format!("http://{}", header.addr), V4A),
-            route("body", &body_relay.url(), V4A),
-            route("relayed", &format!("http://{}", untouched.addr), V4A),
-        ]),
-        &env(),
-    );
+    let proxy = start(&config(&[
+        route("header", &format!("http://{}", header.addr), V4A),
+        route("body", &body_relay.url(), V4A),
+        route("relayed", &format!("http://{}", untouched.addr), V4A),
+    ]));
     let body = b"a body of some length, to be flipped".to_vec();
     // The same relay, touching nothing: verified (so the refusals below are the tampering's).
     verified(&put(&proxy, "/relayed/bucket/key", &body));
@@ -258,19 +259,16 @@ fn the_verifier_refuses_what_is_not_a_valid_sigv4a_signature() {
     let verifier = Verifier::start("us-west-2", SECRET);
     let other_secret = Verifier::start("us-west-2", "another-secret");
     let url = &verifier.url;
-    let proxy = Proxy::start(
-        &config(&[
-            route("v4", url, "    service: s3\n    region: us-west-2\n"),
-            route(
-                "elsewhere",
-                url,
-                "    signing: sigv4a\n    service: s3\n    region_set: [eu-west-1]\n",
-            ),
-            route("other", &other_secret.url, V4A),
-            route("good", url, V4A),
-        ]),
-        &env(),
-    );
+    let proxy = start(&config(&[
+        route("v4", url, "    service: s3\n    region: us-west-2\n"),
+        route(
+            "elsewhere",
+            url,
+            "    signing: sigv4a\n    service: s3\n    region_set: [eu-west-1]\n",
+        ),
+        route("other", &other_secret.url, V4A),
+        route("good", url, V4A),
+    ]));
     refused(
         &put(&proxy, "/v4/bucket/key", b"x"),
         "algorithm 'AWS4-HMAC-SHA256' is not AWS4-ECDSA-P256-SHA256",
