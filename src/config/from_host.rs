@@ -62,8 +62,16 @@ impl FromHost {
             hosts.push_str(listed);
         }
         let from_host = "from the Host";
+        let signing = match (&self.signing, &self.region_set) {
+            (None, None) => String::new(),
+            (signing, set) => format!(
+                " signing={} region_set={}",
+                signing.as_deref().unwrap_or("sigv4"),
+                set.as_ref().map_or(from_host.to_string(), |s| s.join(","))
+            ),
+        };
         format!(
-            "{}://<Host: {hosts}> service={} region={} payload={} credentials={}",
+            "{}://<Host: {hosts}> service={} region={}{signing} payload={} credentials={}",
             self.scheme,
             self.service.as_deref().unwrap_or(from_host),
             self.region.as_deref().unwrap_or(from_host),

@@ -97,10 +97,6 @@ impl Signer {
         self.payload
     }
 
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
     /// Signs the chunks of a streaming body that follows a header signed with `seed_signature`.
     /// SigV4 only: the configuration refuses `streaming` with SigV4A.
     pub fn chunk_signer(
