@@ -6,7 +6,7 @@ use aws_credential_types::Credentials;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pingora::http::RequestHeader;
 use sigproxy::aws_chunked::{ChunkSigner, Encoder, CHUNK_SIZE};
-use sigproxy::config::{Config, CredentialsConfig, Payload, SigningConfig, Source};
+use sigproxy::config::{Algorithm, Config, CredentialsConfig, Payload, SigningConfig, Source};
 use sigproxy::credentials::{CredentialSet, CredentialStore};
 use sigproxy::route::Router;
 use sigproxy::sign::{sha256_hex, Signer, EMPTY_SHA256};
@@ -27,6 +27,11 @@ fn credentials() -> Credentials {
 }
 
 fn signer(service: &str) -> Signer {
+    signer_with(service, Algorithm::SigV4, "us-east-1")
+}
+
+/// `region` is the region set with SigV4A.
+fn signer_with(service: &str, algorithm: Algorithm, region: &str) -> Signer {
     let set = Arc::new(CredentialSet::new(CredentialsConfig {
         name: "bench".into(),
         source: Source::Default,
@@ -37,9 +42,10 @@ fn signer(service: &str) -> Signer {
     set.store(credentials());
     let config = SigningConfig {
         service: service.into(),
-        region: "us-east-1".into(),
+        region: region.into(),
         credentials: "bench".into(),
         payload: Payload::Signed,
+        algorithm,
     };
     Signer::new(&config, set)
 }
@@ -64,6 +70,16 @@ fn signing(c: &mut Criterion) {
             let creds = signer.current_credentials().unwrap();
             signer
                 .sign(&mut req, creds, EMPTY_SHA256, SystemTime::now())
+                .unwrap()
+        })
+    });
+
+    // SigV4A: an ECDSA P-256 signature per request (the key is derived once per access key).
+    let v4a = signer_with("s3", Algorithm::SigV4a, "*");
+    c.bench_function("sign small GET (s3, sigv4a)", |b| {
+        b.iter(|| {
+            let mut req = request("GET");
+            v4a.sign(&mut req, creds.clone(), EMPTY_SHA256, SystemTime::now())
                 .unwrap()
         })
     });

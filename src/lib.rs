@@ -112,8 +112,12 @@ fn describe_route(route: &config::RouteConfig) -> String {
         config::Payload::Unsigned => "unsigned",
         config::Payload::Streaming => "streaming",
     };
+    let scope = match s.algorithm {
+        config::Algorithm::SigV4 => "region",
+        config::Algorithm::SigV4a => "signing=sigv4a region_set",
+    };
     format!(
-        "route {}: {upstream} service={} region={} payload={payload} credentials={}",
+        "route {}: {upstream} service={} {scope}={} payload={payload} credentials={}",
         route.name, s.service, s.region, s.credentials
     )
 }

@@ -42,6 +42,40 @@ pub enum Payload {
     Streaming,
 }
 
+/// How a request is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// SigV4 (`AWS4-HMAC-SHA256`): an HMAC valid in one region.
+    SigV4,
+    /// SigV4A (`AWS4-ECDSA-P256-SHA256`): an ECDSA P-256 signature valid in a set of regions
+    /// (`X-Amz-Region-Set`), what S3 Multi-Region Access Points require.
+    SigV4a,
+}
+
+impl Algorithm {
+    /// The name that starts the string to sign and the `Authorization` header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::SigV4 => "AWS4-HMAC-SHA256",
+            Algorithm::SigV4a => "AWS4-ECDSA-P256-SHA256",
+        }
+    }
+
+    /// The name a route's `signing` key uses.
+    pub fn key(self) -> &'static str {
+        match self {
+            Algorithm::SigV4 => "sigv4",
+            Algorithm::SigV4a => "sigv4a",
+        }
+    }
+
+    /// Whether aws-chunked bodies can be signed chunk by chunk: aws-sigv4 signs chunks with
+    /// SigV4 only (`sign::v4::sign_chunk`); it has no `STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD`.
+    pub fn signs_chunks(self) -> bool {
+        self == Algorithm::SigV4
+    }
+}
+
 /// Where AWS says that the credentials a request was signed with were refused (an expired
 /// session token), which is when sigproxy fetches fresh ones and sends the request again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +130,13 @@ impl Service {
     }
 
     /// The payload mode when the route names none. S3 streams bodies: over TLS unsigned (TLS
-    /// already protects them), over plain HTTP as signed aws-chunks. Other services accept only
-    /// a hashed body.
-    pub fn default_payload(&self, tls: bool) -> Payload {
+    /// already protects them), over plain HTTP as signed aws-chunks where `algorithm` can sign
+    /// them, else hashed whole. Other services accept only a hashed body.
+    pub fn default_payload(&self, tls: bool, algorithm: Algorithm) -> Payload {
         match (self.speaks_s3(), tls) {
             (true, true) => Payload::Unsigned,
-            (true, false) => Payload::Streaming,
-            (false, _) => Payload::Signed,
+            (true, false) if algorithm.signs_chunks() => Payload::Streaming,
+            _ => Payload::Signed,
         }
     }
 
@@ -179,8 +213,28 @@ mod tests {
         ];
         for (service, rules, tls, http, streams, sha, verdict, actions) in rows {
             assert_eq!(service.path_rules(), rules, "{service}");
-            assert_eq!(service.default_payload(true), tls, "{service}");
-            assert_eq!(service.default_payload(false), http, "{service}");
+            assert_eq!(
+                service.default_payload(true, Algorithm::SigV4),
+                tls,
+                "{service}"
+            );
+            assert_eq!(
+                service.default_payload(false, Algorithm::SigV4),
+                http,
+                "{service}"
+            );
+            // SigV4A cannot sign chunks: a plain-HTTP S3 body is hashed whole instead.
+            let v4a = if http == Streaming { Signed } else { http };
+            assert_eq!(
+                service.default_payload(false, Algorithm::SigV4a),
+                v4a,
+                "{service}"
+            );
+            assert_eq!(
+                service.default_payload(true, Algorithm::SigV4a),
+                tls,
+                "{service}"
+            );
             assert!(service.accepts(Signed), "{service}");
             assert_eq!(service.accepts(Unsigned), streams, "{service}");
             assert_eq!(service.accepts(Streaming), streams, "{service}");

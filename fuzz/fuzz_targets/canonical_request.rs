@@ -6,7 +6,7 @@
 use aws_credential_types::Credentials;
 use libfuzzer_sys::fuzz_target;
 use pingora::http::RequestHeader;
-use sigproxy::config::{Payload, SigningConfig};
+use sigproxy::config::{Algorithm, Payload, SigningConfig};
 use sigproxy::credentials::CredentialSet;
 use sigproxy::service::PathRules;
 use sigproxy::sign::Signer;
@@ -20,6 +20,7 @@ fn signer(service: &str) -> Signer {
         region: "us-east-1".into(),
         credentials: "app".into(),
         payload: Payload::Signed,
+        algorithm: Algorithm::SigV4,
     };
     let set = CredentialSet::new(sigproxy::config::CredentialsConfig {
         name: "app".into(),

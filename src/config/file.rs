@@ -165,6 +165,10 @@ pub struct Route {
     pub upstream_from_host: Option<UpstreamFromHost>,
     pub service: Option<String>,
     pub region: Option<String>,
+    /// `sigv4` (default) or `sigv4a`; S3 Multi-Region Access Points get `sigv4a` by themselves.
+    pub signing: Option<String>,
+    /// With `signing: sigv4a`: the regions the signature is valid in (`["*"]` for all).
+    pub region_set: Option<Vec<String>>,
     pub credentials: Option<String>,
     /// `signed`, `unsigned` or `streaming` (S3 only for the last two).
     pub payload: Option<String>,

@@ -273,6 +273,8 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         upstream_from_host,
         service: f.name.clone(),
         region: f.region.clone(),
+        signing: None,
+        region_set: None,
         credentials: Some(SET.into()),
         payload: f.unsigned_payload.then(|| "unsigned".into()),
         max_body_bytes: None,

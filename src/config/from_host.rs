@@ -28,6 +28,8 @@ pub struct FromHost {
     service: Option<String>,
     region: Option<String>,
     payload: Option<String>,
+    signing: Option<String>,
+    region_set: Option<Vec<String>>,
     /// Built from aws-sigv4-proxy's flags (an unsigned payload is allowed for any service).
     flags: bool,
     credential_sets: BTreeMap<String, CredentialsConfig>,
@@ -46,6 +48,8 @@ impl FromHost {
             service: self.service.clone(),
             region: self.region.clone(),
             payload: self.payload.clone(),
+            signing: self.signing.clone(),
+            region_set: self.region_set.clone(),
             sign_host: None,
         }
     }
@@ -58,8 +62,16 @@ impl FromHost {
             hosts.push_str(listed);
         }
         let from_host = "from the Host";
+        let signing = match (&self.signing, &self.region_set) {
+            (None, None) => String::new(),
+            (signing, set) => format!(
+                " signing={} region_set={}",
+                signing.as_deref().unwrap_or("sigv4"),
+                set.as_ref().map_or(from_host.to_string(), |s| s.join(","))
+            ),
+        };
         format!(
-            "{}://<Host: {hosts}> service={} region={} payload={} credentials={}",
+            "{}://<Host: {hosts}> service={} region={}{signing} payload={} credentials={}",
             self.scheme,
             self.service.as_deref().unwrap_or(from_host),
             self.region.as_deref().unwrap_or(from_host),
@@ -235,6 +247,8 @@ impl Checker<'_> {
             service: named.service.clone(),
             region: named.region.clone(),
             payload: named.payload.clone(),
+            signing: named.signing.clone(),
+            region_set: named.region_set.clone(),
             flags: self.flags,
             credential_sets: credentials.clone(),
         };
@@ -262,6 +276,8 @@ impl Checker<'_> {
             service: from.service.clone(),
             region: from.region.clone(),
             payload: None,
+            signing: from.signing.clone(),
+            region_set: from.region_set.clone(),
             sign_host: None,
         };
         self.signing(

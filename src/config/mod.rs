@@ -21,7 +21,7 @@ mod signing;
 mod upstream;
 
 /// Re-exported: the payload mode is part of a route's signing configuration.
-pub use crate::service::Payload;
+pub use crate::service::{Algorithm, Payload};
 use check::Checker;
 #[cfg(test)]
 use credentials::{default_session_name, valid_session_name};
@@ -178,9 +178,12 @@ pub enum S3Addressing {
 pub struct SigningConfig {
     /// Resolved once here; its signing name is what goes into the credential scope.
     pub service: Service,
+    /// The region signed for; with SigV4A the region set as sent in `X-Amz-Region-Set`
+    /// (`*`, or names joined with `,`).
     pub region: String,
     pub credentials: String,
     pub payload: Payload,
+    pub algorithm: Algorithm,
 }
 
 /// A configuration error: which file, which key, and why.

@@ -60,6 +60,8 @@ impl Checker<'_> {
             upstream_from_host,
             service,
             region,
+            signing,
+            region_set,
             credentials: set,
             payload,
             max_body_bytes,
@@ -106,6 +108,8 @@ impl Checker<'_> {
             service,
             region,
             payload,
+            signing,
+            region_set,
             sign_host: sign_host.clone(),
         };
         let excluded = Excluded {

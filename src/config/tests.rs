@@ -95,7 +95,7 @@ fn errors_name_file_key_and_reason() {
         ),
         (
             "routes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n",
-            "routes[0].credentials: is required when service, region or payload is set",
+            "routes[0].credentials: is required when service, region, payload, signing or region_set is set",
         ),
         (
             "routes:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    upstream: http://127.0.0.1:2\n",

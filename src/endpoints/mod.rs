@@ -7,18 +7,21 @@
 //! Two sources: [`table`] holds what botocore publishes (each service model's endpoint prefix →
 //! signing name, partitions' DNS suffixes, global endpoints with their credential scope); the
 //! rules below hold the shapes that live only in endpoint rules and AWS's documentation (S3's
-//! many host forms, Function URLs, OpenSearch domains, API Gateway, PrivateLink).
+//! many host forms (Multi-Region Access Points, which sign with SigV4A), Function URLs, OpenSearch domains, API Gateway, PrivateLink).
 
 mod table;
 
-use crate::service::Service;
+use crate::service::{Algorithm, Service};
 use std::fmt;
 
 /// What an upstream host signs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub service: Service,
+    /// The region, or with SigV4A the region set (`*`).
     pub region: String,
+    /// SigV4 everywhere but on S3 Multi-Region Access Points, which take SigV4A only.
+    pub algorithm: Algorithm,
 }
 
 /// Why a host says nothing sigproxy can sign with.
@@ -38,8 +41,6 @@ pub enum EndpointError {
 
 const S3_EXPRESS: &str = "S3 Express One Zone endpoints are not supported yet: they authorise \
     requests with session credentials from CreateSession (x-amz-s3session-token), not SigV4";
-const S3_MRAP: &str = "S3 Multi-Region Access Points are not supported yet: they need SigV4A \
-    (signing for a set of regions), which sigproxy does not implement";
 const S3_WEBSITE: &str =
     "S3 website endpoints serve anonymous reads only and accept no signature; use the bucket's \
     S3 endpoint";
@@ -102,8 +103,11 @@ pub fn resolve(host: &str) -> Result<Endpoint, EndpointError> {
         return found;
     }
     if let Some(found) = s3(&labels) {
-        // S3's region-less global endpoint (us-east-1) is the aws partition's alone.
-        let global = found.as_ref().is_ok_and(|e| e.region == "us-east-1");
+        // S3's region-less global endpoint (us-east-1) and Multi-Region Access Points are the
+        // aws partition's alone.
+        let global = found
+            .as_ref()
+            .is_ok_and(|e| e.region == "us-east-1" || e.algorithm == Algorithm::SigV4a);
         if global && *suffix != "amazonaws.com" {
             return Err(EndpointError::Unknown);
         }
@@ -134,6 +138,7 @@ fn endpoint(service: Service, region: &str) -> Endpoint {
     Endpoint {
         service,
         region: region.to_string(),
+        algorithm: Algorithm::SigV4,
     }
 }
 
@@ -180,7 +185,16 @@ fn s3(labels: &[&str]) -> Option<Result<Endpoint, EndpointError>> {
         return Some(Err(EndpointError::Unsupported(S3_EXPRESS)));
     }
     if labels.contains(&"s3-global") {
-        return Some(Err(EndpointError::Unsupported(S3_MRAP)));
+        // Multi-Region Access Points: `<alias>.mrap.accesspoint.s3-global`, signed with SigV4A
+        // for every region (a request may be routed to any of the point's buckets).
+        return Some(match labels {
+            [alias, "mrap", "accesspoint", "s3-global"] if !alias.is_empty() => Ok(Endpoint {
+                service: Service::S3,
+                region: "*".into(),
+                algorithm: Algorithm::SigV4a,
+            }),
+            _ => Err(EndpointError::Unknown),
+        });
     }
     let at = labels
         .iter()

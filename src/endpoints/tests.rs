@@ -38,7 +38,13 @@ const SHAPES: &[(&str, Want)] = &[
     // S3 endpoints that cannot be signed for (yet).
     ("my-bucket--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com", Err("S3 Express One Zone endpoints are not supported yet")),
     ("s3express-control.us-east-1.amazonaws.com",                  Err("S3 Express One Zone endpoints are not supported yet")),
-    ("mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",     Err("Multi-Region Access Points are not supported yet: they need SigV4A")),
+    // Multi-Region Access Points: SigV4A for every region (`s3_mrap_hosts_sign_with_sigv4a`).
+    ("mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",     Ok(("s3", "*"))),
+    ("Mfzwi23gnjvgw.MRAP.accesspoint.s3-global.amazonaws.com.",    Ok(("s3", "*"))),
+    ("mrap.accesspoint.s3-global.amazonaws.com",                   Err("is not an AWS endpoint sigproxy knows")),
+    ("a.b.mrap.accesspoint.s3-global.amazonaws.com",               Err("is not an AWS endpoint sigproxy knows")),
+    ("m.mrap.accesspoint.s3-global.amazonaws.com.cn",              Err("is not an AWS endpoint sigproxy knows")),
+    ("x.s3-global.amazonaws.com",                                  Err("is not an AWS endpoint sigproxy knows")),
     ("my-bucket.s3-website-us-east-1.amazonaws.com",               Err("S3 website endpoints")),
     ("my-bucket.s3-website.eu-west-2.amazonaws.com",               Err("S3 website endpoints")),
     // OpenSearch Service domains (public and VPC) and Serverless collections.
@@ -115,6 +121,23 @@ fn s3_hosts_are_the_s3_service() {
     assert_eq!(e.service, Service::S3);
     let e = resolve("abc.lambda-url.eu-west-1.on.aws").unwrap();
     assert_eq!(e.service, Service::Lambda);
+}
+
+#[test]
+fn s3_mrap_hosts_sign_with_sigv4a_and_nothing_else_does() {
+    for (host, want) in SHAPES {
+        if let (Ok(_), Ok(e)) = (want, resolve(host)) {
+            let mrap = host
+                .to_ascii_lowercase()
+                .contains(".mrap.accesspoint.s3-global.");
+            let algorithm = if mrap {
+                Algorithm::SigV4a
+            } else {
+                Algorithm::SigV4
+            };
+            assert_eq!(e.algorithm, algorithm, "{host}");
+        }
+    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! SigV4 signing of the upstream request header.
+//! SigV4 and SigV4A signing of the upstream request header.
 //!
 //! The canonical request is built in [`canonical`] (proved identical to aws-sigv4's `sign()` by
-//! this module's tests); the signing key and signature come from aws-sigv4's primitives, the
-//! key cached for the day.
+//! this module's tests); the signing key and signature come from aws-sigv4's primitives: for
+//! SigV4 an HMAC key cached for the day, for SigV4A an ECDSA P-256 key derived from the secret
+//! once per access key (the derivation is an HMAC loop; the key does not depend on the date).
 //!
 //! Which headers are signed is a deliberate choice: `host`, `content-type`, `content-md5` and every
 //! `x-amz-*` header. Headers that proxies and meshes rewrite in transit (`user-agent`,
@@ -13,12 +14,12 @@ mod canonical;
 pub mod debug;
 
 use crate::aws_chunked::ChunkSigner;
-use crate::config::{Payload, SigningConfig};
+use crate::config::{Algorithm, Payload, SigningConfig};
 use crate::credentials::CredentialSet;
 use crate::error::ProxyError;
 use crate::service::{PathRules, Service};
 use aws_credential_types::Credentials;
-use aws_sigv4::sign::v4;
+use aws_sigv4::sign::{v4, v4a};
 use canonical::{amz_date, canonical_request, PathEncoding};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -35,8 +36,10 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 #[derive(Debug)]
 pub struct Signer {
     service: Service,
+    /// The region, or with SigV4A the region set (`X-Amz-Region-Set`).
     region: String,
     payload: Payload,
+    algorithm: Algorithm,
     credentials: Arc<CredentialSet>,
     path_encoding: PathEncoding,
     /// Sends and signs `x-amz-content-sha256` ([`Service::sends_content_sha256`]).
@@ -47,11 +50,12 @@ pub struct Signer {
     token_cache: Mutex<Option<(String, HeaderValue)>>,
 }
 
-/// A derived signing key: valid for one access key, one UTC day, this region and service.
+/// A derived signing key: for SigV4 valid for one access key, one UTC day, this region and
+/// service; for SigV4A (`day` is `None`) the access key's ECDSA P-256 private scalar.
 struct SigningKey {
     access_key_id: String,
-    day: String,
-    key: Vec<u8>,
+    day: Option<String>,
+    key: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -69,6 +73,7 @@ impl Signer {
             service: config.service.clone(),
             region: config.region.clone(),
             payload: config.payload,
+            algorithm: config.algorithm,
             credentials,
             // S3 signs the path as sent (single encoding, no normalisation).
             path_encoding: match config.service.path_rules() {
@@ -93,6 +98,7 @@ impl Signer {
     }
 
     /// Signs the chunks of a streaming body that follows a header signed with `seed_signature`.
+    /// SigV4 only: the configuration refuses `streaming` with SigV4A.
     pub fn chunk_signer(
         &self,
         credentials: Credentials,
@@ -118,7 +124,8 @@ impl Signer {
     }
 
     /// Adds the SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`, and
-    /// `x-amz-content-sha256` where the service wants it) to `req`; returns the signature.
+    /// `x-amz-content-sha256` where the service wants it; for SigV4A `x-amz-region-set` too) to
+    /// `req`; returns the signature.
     ///
     /// `req` must already carry the final `host` header and URI; `payload_hash` is the hex
     /// SHA-256 of the exact body that will be sent, or `UNSIGNED-PAYLOAD`, or
@@ -143,6 +150,17 @@ impl Signer {
             // Signing again with keys that have no token: the old one must not stay.
             None => {
                 req.remove_header("x-amz-security-token");
+            }
+        }
+        match self.algorithm {
+            Algorithm::SigV4a => set(
+                req,
+                "x-amz-region-set",
+                HeaderValue::from_str(&self.region).ok(),
+            )?,
+            // A client's own would be signed and sent, naming regions this route does not.
+            Algorithm::SigV4 => {
+                req.remove_header("x-amz-region-set");
             }
         }
         if self.content_sha256_header {
@@ -175,32 +193,35 @@ impl Signer {
 
         // The string to sign, with the credential scope in the middle of it.
         let mut string_to_sign = String::with_capacity(160);
-        string_to_sign.push_str("AWS4-HMAC-SHA256\n");
+        string_to_sign.push_str(self.algorithm.name());
+        string_to_sign.push('\n');
         string_to_sign.push_str(&date_time);
         string_to_sign.push('\n');
         let scope_start = string_to_sign.len();
-        for part in [
-            day,
-            "/",
-            &self.region,
-            "/",
-            self.service.signing_name(),
-            "/aws4_request",
-        ] {
+        string_to_sign.push_str(day);
+        // SigV4A's scope names no region: the region set is a signed header instead.
+        if self.algorithm == Algorithm::SigV4 {
+            string_to_sign.push('/');
+            string_to_sign.push_str(&self.region);
+        }
+        for part in ["/", self.service.signing_name(), "/aws4_request"] {
             string_to_sign.push_str(part);
         }
         let scope = scope_start..string_to_sign.len();
         string_to_sign.push('\n');
         push_sha256_hex(&mut string_to_sign, creq.as_bytes());
         debug::log(&creq, &string_to_sign);
-        let signature = self.with_key(&credentials, day, time, |key| {
-            v4::calculate_signature(key, string_to_sign.as_bytes())
-        });
+        let key = self.key(&credentials, day, time);
+        let signature = match self.algorithm {
+            Algorithm::SigV4 => v4::calculate_signature(&key, string_to_sign.as_bytes()),
+            Algorithm::SigV4a => v4a::calculate_signature(&key, string_to_sign.as_bytes()),
+        };
 
         let mut authorization =
             String::with_capacity(100 + scope.len() + signed_names.len() + signature.len());
         for part in [
-            "AWS4-HMAC-SHA256 Credential=",
+            self.algorithm.name(),
+            " Credential=",
             credentials.access_key_id(),
             "/",
             &string_to_sign[scope],
@@ -236,32 +257,39 @@ impl Signer {
         Ok(Some(value))
     }
 
-    /// Runs `f` with the signing key for these credentials and day, derived once per day.
-    fn with_key<T>(
-        &self,
-        credentials: &Credentials,
-        day: &str,
-        time: SystemTime,
-        f: impl FnOnce(&[u8]) -> T,
-    ) -> T {
+    /// The signing key for these credentials (and with SigV4 this day), derived once per
+    /// access key and day. The signature is computed outside the lock: an ECDSA signature takes
+    /// longer than a request should wait for another's.
+    fn key(&self, credentials: &Credentials, day: &str, time: SystemTime) -> Arc<[u8]> {
+        let day = (self.algorithm == Algorithm::SigV4).then_some(day);
         let mut cache = self.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|k| k.day == day && k.access_key_id == credentials.access_key_id());
-        if !fresh {
-            let key = v4::generate_signing_key(
+        if let Some(k) = cache.as_ref() {
+            if k.day.as_deref() == day && k.access_key_id == credentials.access_key_id() {
+                return k.key.clone();
+            }
+        }
+        let key: Arc<[u8]> = match self.algorithm {
+            Algorithm::SigV4 => v4::generate_signing_key(
                 credentials.secret_access_key(),
                 time,
                 &self.region,
                 self.service.signing_name(),
-            );
-            *cache = Some(SigningKey {
-                access_key_id: credentials.access_key_id().to_string(),
-                day: day.to_string(),
-                key: key.as_ref().to_vec(),
-            });
-        }
-        f(&cache.as_ref().expect("just filled").key)
+            )
+            .as_ref()
+            .into(),
+            Algorithm::SigV4a => v4a::generate_signing_key(
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+            )
+            .as_ref()
+            .into(),
+        };
+        *cache = Some(SigningKey {
+            access_key_id: credentials.access_key_id().to_string(),
+            day: day.map(str::to_string),
+            key: key.clone(),
+        });
+        key
     }
 }
 

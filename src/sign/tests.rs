@@ -38,6 +38,11 @@ fn only_stable_headers_are_signed() {
 }
 
 fn signer(service: &str) -> Signer {
+    signer_for(service, Algorithm::SigV4, "eu-west-1")
+}
+
+/// A signer with `algorithm`; `region` is the region set with SigV4A.
+fn signer_for(service: &str, algorithm: Algorithm, region: &str) -> Signer {
     let set = Arc::new(CredentialSet::new(CredentialsConfig {
         name: "t".into(),
         source: Source::Default,
@@ -47,9 +52,10 @@ fn signer(service: &str) -> Signer {
     }));
     let config = SigningConfig {
         service: service.into(),
-        region: "eu-west-1".into(),
+        region: region.into(),
         credentials: "t".into(),
         payload: Payload::Signed,
+        algorithm,
     };
     Signer::new(&config, set)
 }
@@ -216,4 +222,155 @@ fn the_day_s_signing_key_follows_the_credentials() {
         assert_eq!(req.headers["authorization"].to_str().unwrap(), want);
     }
     assert!(!format!("{signer:?}").contains("secret"), "{signer:?}");
+}
+
+/// aws-sigv4's own `sign()` with SigV4A parameters. RFC 6979 makes the ECDSA signature
+/// deterministic, so the whole `authorization` header can be compared. (The signature's
+/// validity is checked independently of aws-sigv4 by tests/sigv4a.rs's Python verifier.)
+fn reference_v4a(
+    service: &str,
+    region_set: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    creds: &Credentials,
+    payload: &str,
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    let mut settings = SigningSettings::default();
+    if Service::from(service).path_rules() == PathRules::S3 {
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let identity = creds.clone().into();
+    let params = v4a::SigningParams::builder()
+        .identity(&identity)
+        .region_set(region_set)
+        .name(service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let request = SignableRequest::new(
+        "PUT",
+        target,
+        headers.iter().copied(),
+        SignableBody::Precomputed(payload.into()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn sigv4a_signatures_equal_aws_sigv4_sign() {
+    let with_token = Credentials::new(
+        "ASIAEXAMPLE1",
+        "secret/with+chars=",
+        Some("token".into()),
+        None,
+        "t",
+    );
+    let without_token = Credentials::new("AKIAEXAMPLE2", "another-secret", None, None, "t");
+    let time = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let mut checked = 0;
+    for (service, region_set) in [
+        ("s3", "*"),
+        ("s3", "us-east-1,us-west-2"),
+        ("lambda", "eu-west-1"),
+    ] {
+        let signer = signer_for(service, Algorithm::SigV4a, region_set);
+        let rules = signer.service().path_rules();
+        for creds in [&with_token, &without_token] {
+            let target =
+                upstream_target("/bucket/a%20b//c", Some("b=2&a=1"), None, "", rules).unwrap();
+            let headers = [
+                ("host", "m.mrap.accesspoint.s3-global.amazonaws.com"),
+                ("x-amz-meta-a", "one"),
+            ];
+            let mut req = RequestHeader::build("PUT", target.as_bytes(), None).unwrap();
+            for (name, value) in headers {
+                req.append_header(name, value).unwrap();
+            }
+            signer
+                .sign(&mut req, creds.clone(), UNSIGNED_PAYLOAD, time)
+                .unwrap();
+            let want = reference_v4a(
+                service,
+                region_set,
+                &target,
+                &headers,
+                creds,
+                UNSIGNED_PAYLOAD,
+                time,
+            );
+            for (name, value) in &want {
+                assert_eq!(
+                    req.headers.get(name.as_str()).map(|v| v.to_str().unwrap()),
+                    Some(value.as_str()),
+                    "{service} {region_set} {name}"
+                );
+            }
+            let authorization = req.headers["authorization"].to_str().unwrap();
+            assert!(
+                authorization.starts_with("AWS4-ECDSA-P256-SHA256 Credential="),
+                "{authorization}"
+            );
+            assert!(
+                authorization.contains("x-amz-region-set"),
+                "{authorization}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+}
+
+#[test]
+fn the_sigv4a_key_is_derived_once_per_access_key() {
+    let signer = signer_for("s3", Algorithm::SigV4a, "*");
+    let first = Credentials::new("AKID1", "secret-one", None, None, "t");
+    let second = Credentials::new("AKID2", "secret-two", None, None, "t");
+    let day = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+    let key = |creds: &Credentials, time| signer.key(creds, &canonical::amz_date(time)[..8], time);
+    let a = key(&first, day(1_795_000_000));
+    // Another day, the same access key: the same key, not derived again.
+    assert!(Arc::ptr_eq(&a, &key(&first, day(1_795_200_000))));
+    let b = key(&second, day(1_795_200_000));
+    assert_ne!(a, b);
+    assert!(!Arc::ptr_eq(&a, &key(&first, day(1_795_200_000))));
+    // The published test vector (aws-signing-test-suite's v4a public key belongs to it).
+    let akid = Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        None,
+        None,
+        "t",
+    );
+    assert_eq!(
+        hex::encode(key(&akid, day(1_795_000_000))),
+        "7efc8c0e65a324242818c5a50c891c6060b6a00717b7ba3cbe3c5d765be9259c"
+    );
+    assert!(!format!("{signer:?}").contains("7efc8c"), "{signer:?}");
+}
+
+#[test]
+fn a_sigv4_route_drops_a_client_region_set() {
+    let signer = signer("lambda");
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    req.insert_header("host", "h").unwrap();
+    req.insert_header("x-amz-region-set", "*").unwrap();
+    let creds = Credentials::new("AKID1", "secret-one", None, None, "t");
+    signer
+        .sign(&mut req, creds, EMPTY_SHA256, UNIX_EPOCH)
+        .unwrap();
+    assert!(req.headers.get("x-amz-region-set").is_none());
+    assert!(!req.headers["authorization"]
+        .to_str()
+        .unwrap()
+        .contains("region-set"));
 }

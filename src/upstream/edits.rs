@@ -27,6 +27,7 @@ pub fn owned_by_sigproxy(name: &HeaderName) -> Option<&'static str> {
         "x-amz-security-token",
         "x-amz-content-sha256",
         "x-amz-decoded-content-length",
+        "x-amz-region-set",
     ];
     const FRAMING: &[&str] = &[
         "content-length",
@@ -117,6 +118,7 @@ mod tests {
         for n in [
             "authorization",
             "X-Amz-Date",
+            "x-amz-region-set",
             "content-length",
             "host",
             "connection",
