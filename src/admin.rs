@@ -13,14 +13,15 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 /// Connections the admin port serves at once (probes and a scraper or two; beyond, the
-/// keep-alive connection idle longest makes room, else `503`).
+/// connection waiting longest for a whole head makes room, else `503`).
 const MAX_CONNECTIONS: usize = 32;
 /// Admin requests are a request line and a few headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The admin listener's limits: the traffic port's header and keep-alive timeouts, a small
 /// connection cap. A client that holds admin connections open, or sends a head a byte at a
-/// time, cannot take the probes' port away.
+/// time, cannot take the probes' port away: kubelet opens a new connection for every probe, and
+/// it takes the place of the oldest connection still waiting for its head.
 pub fn limits(traffic: &ClientLimits) -> ClientLimits {
     ClientLimits {
         max_connections: MAX_CONNECTIONS,

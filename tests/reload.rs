@@ -438,7 +438,10 @@ fn sighup_while_an_upgrade_waits_for_the_sockets_does_not_end_it() {
     // sockets over, before any service runs: a SIGHUP then (`systemctl kill --signal=SIGHUP`
     // once MAINPID names the new process, a config tool) must not end it.
     let peers = Peers::start();
-    let mut old = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
+    let mut old = Proxy::builder(&peers.lambda_config(""))
+        .env(&peers.caller_env())
+        .upgradable()
+        .start();
     old.wait_ready();
     let mut new = old.upgrade(&peers.caller_env());
     std::thread::sleep(Duration::from_millis(1000));

@@ -27,7 +27,8 @@ pub enum Head {
     TimedOut,
     /// No end of the head within `max_header_bytes`.
     TooLarge,
-    /// Nothing had come when the connection, idle longest, was told to make room.
+    /// The connection, idle longest, was told to make room: nothing had come (or, on the admin
+    /// port, no whole head).
     Evicted,
 }
 
@@ -36,14 +37,15 @@ pub enum Head {
 /// `first_byte_by`: when the client must have started (the keep-alive timeout, or for a new
 /// connection its whole-head deadline). `head_time`: how long the head may take from then on,
 /// capped by `head_by` if given (a new connection's head counts from the accept). `idle`: the
-/// connection's place among the idle ones (between requests), given up at the first byte.
+/// connection's place among those that may be closed to make room, given up at the first byte
+/// unless `evictable_begun` (the admin port, whose requests are a few idempotent GETs).
 pub async fn read(
     io: &mut Stream,
     first_byte_by: Instant,
     head_time: Duration,
     head_by: Option<Instant>,
     max_bytes: usize,
-    mut idle: Option<Idle>,
+    (mut idle, evictable_begun): (Option<Idle>, bool),
 ) -> Head {
     let mut buf = BytesMut::new();
     let mut deadline = first_byte_by;
@@ -86,7 +88,9 @@ pub async fn read(
         }
         if !started {
             started = true;
-            idle = None;
+            if !evictable_begun {
+                idle = None;
+            }
             let by = Instant::now() + head_time;
             deadline = head_by.map_or(by, |cap| cap.min(by));
         }
@@ -177,7 +181,7 @@ mod tests {
             head_time,
             Some(now + head_time),
             max,
-            None,
+            (None, false),
         )
         .await
     }
@@ -231,7 +235,15 @@ mod tests {
         let wait = Duration::from_secs(10);
         let reading = |io: Stream, idle| async move {
             let mut io = io;
-            read(&mut io, Instant::now() + wait, wait, None, 4096, Some(idle)).await
+            read(
+                &mut io,
+                Instant::now() + wait,
+                wait,
+                None,
+                4096,
+                (Some(idle), false),
+            )
+            .await
         };
 
         let (mut client, server) = tokio::io::duplex(4096);

@@ -2,8 +2,10 @@
 //! `max_connections` a new connection takes the place of the one idle longest instead of being
 //! refused, so clients that merely hold connections open cannot lock others out.
 //!
-//! A connection is idle from the end of a response until the first byte of its next request;
-//! one whose next request has begun to arrive is not idle (closing it could cut that request).
+//! A connection is idle from its accept, or the end of a response, until the first byte of its
+//! next request: a new connection that sends nothing is no better than an idle keep-alive one
+//! (nginx closes both to make room). One whose next request has begun to arrive is not idle
+//! (closing it could cut that request), except on the admin port (see [`super::head::read`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -2,9 +2,11 @@
 //!
 //! [`Guarded`] is the traffic listener's application: it wraps pingora's HTTP proxy app and
 //! takes over the part of pingora's per-connection loop that reads request heads:
-//! - `max_connections`: a connection beyond it takes the place of the keep-alive connection
-//!   idle longest (see [`idle`]), which is closed; when none is idle, it gets a JSON `503` with
-//!   `Retry-After` and is closed at once, before anything of it is read;
+//! - `max_connections`: a connection beyond it takes the place of the connection idle longest
+//!   (see [`idle`]: a keep-alive one between requests, or a new one that has sent nothing yet),
+//!   which is closed; when none is idle, it gets a JSON `503` with `Retry-After` and is closed
+//!   at once, before anything of it is read. On the admin port a connection stays evictable
+//!   until its head is complete, so that a probe always finds room;
 //! - `request_header_timeout`: each request head must be complete within it (from the
 //!   connection's accept for the first request, from its first byte for later ones), however
 //!   fast each byte comes;
@@ -67,7 +69,8 @@ pub struct Guarded<A> {
     refusing: Arc<AtomicUsize>,
     /// Keep-alive connections between requests, the first to go at `max_connections`.
     idle: Arc<IdleSet>,
-    /// The traffic listener's (counted in the connection metrics); false for the admin one.
+    /// The traffic listener's (counted in the connection metrics, and a begun head is never
+    /// evicted); false for the admin one.
     traffic: bool,
     /// HTTPS: the handshake every connection begins with.
     tls: Option<Acceptor>,
@@ -212,7 +215,7 @@ where
                 header_time,
                 head_by,
                 self.max_header_bytes,
-                (!first).then(|| self.idle.enter()),
+                (Some(self.idle.enter()), !self.traffic),
             );
             let head = if first {
                 reading.await
@@ -230,7 +233,8 @@ where
                 Head::Complete(buf) => buf,
                 Head::Closed | Head::Idle => return None,
                 Head::Evicted => {
-                    // Nothing unread: no need to linger, and the newcomer waits for the place.
+                    // Nothing unread (on the admin port at most part of a head): no need to
+                    // linger, and the newcomer waits for the place.
                     closer.close_at_once();
                     return None;
                 }
