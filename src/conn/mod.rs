@@ -49,6 +49,8 @@ use tokio::time::Instant;
 
 /// How long a new connection waits for the place of the idle connection it evicted.
 const EVICTION_WAIT: Duration = Duration::from_millis(500);
+/// How often, meanwhile, it makes room again when the place it made went to another.
+const EVICTION_RETRY: Duration = Duration::from_millis(50);
 
 /// Refused connections linger only briefly: their client has sent a head at most.
 const REFUSAL_LINGER: Linger = Linger {
@@ -140,11 +142,16 @@ impl<A> Guarded<A> {
         if let Some(slot) = take() {
             return Some(slot);
         }
-        if !self.idle.evict_longest() {
-            return None;
-        }
+        // Another newcomer may take the place this one made, and a connection between its
+        // accept and its first read cannot be evicted yet: so room is made again now and then
+        // (at most every EVICTION_RETRY) until a place is free or EVICTION_WAIT is over.
         let deadline = Instant::now() + EVICTION_WAIT;
+        let mut evict_at = Instant::now();
         while Instant::now() < deadline {
+            if Instant::now() >= evict_at {
+                self.idle.evict_longest();
+                evict_at = Instant::now() + EVICTION_RETRY;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
             if let Some(slot) = take() {
                 return Some(slot);
