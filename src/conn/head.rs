@@ -65,7 +65,10 @@ pub async fn read(
         let read = timeout_at(deadline, io.read_buf(&mut limited));
         let read = match &idle {
             // Cancelling a read that has not completed loses nothing.
+            // Bytes that have arrived win over an eviction told at the same moment: closing
+            // then would lose a request the client has sent (and may not send again).
             Some(idle) => tokio::select! {
+                biased;
                 read = read => read,
                 () = idle.evicted() => return Head::Evicted,
             },
