@@ -267,3 +267,26 @@ fn a_code_is_sent_once_even_when_sts_fails_transiently() {
     assert_eq!(mfa.runs(), 1);
     assert_not_logged(&proxy, "620417");
 }
+
+#[test]
+fn the_token_command_gets_none_of_sigproxys_aws_credentials() {
+    let mfa = Mfa::start("394857", "394857");
+    // The command records its environment before printing the code.
+    std::fs::write(
+        mfa.path("token.sh"),
+        format!(
+            "env > '{0}/env'\necho run >> '{0}/runs'\ncat '{0}/code'\n",
+            mfa.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let proxy = mfa.proxy(&mfa.session_token_config());
+    proxy.wait_ready();
+    let secret = mfa.peers.get("secret_access_key");
+    let env = std::fs::read_to_string(mfa.path("env")).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    for name in ["AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="] {
+        assert!(!env.contains(name), "the command got {name}");
+    }
+    assert!(!env.contains(secret), "the command got the secret key");
+}

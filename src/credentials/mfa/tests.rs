@@ -120,3 +120,19 @@ async fn without_a_command_the_typed_code_is_used_once() {
     assert!(no.retry_after >= Duration::from_secs(3600));
     assert!(g.needed());
 }
+
+#[tokio::test]
+async fn a_command_flooding_its_output_is_stopped_at_once() {
+    // 50 MB, then it lingers: the output is not all taken in, and the command does not get to
+    // run out its time.
+    let argv = ["sh", "-c", "head -c 50000000 /dev/zero; exec sleep 30"].map(String::from);
+    let why = command::run(&argv, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    assert!(why.contains("printed more than 4096 bytes"), "{why}");
+    let argv = ["sh", "-c", "head -c 50000000 /dev/zero >&2; exit 3"].map(String::from);
+    let why = command::run(&argv, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    assert!(why.contains("failed (exit status: 3)"), "{why}");
+}
