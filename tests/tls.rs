@@ -436,3 +436,38 @@ fn new_tls_paths_need_a_restart_and_the_running_pair_keeps_serving() {
     let r = tool.open("a", proxy.addr.port(), Some(&ca));
     assert_eq!(r["serial"], 100, "the running files still serve: {r}");
 }
+
+#[test]
+fn a_connection_that_never_says_hello_gives_its_place_back_at_its_timeout() {
+    // It is closed when its handshake time is up; nothing was answered, so nothing is kept
+    // open after (a lingering close held the place 2 s more, and the next client got a plain
+    // 503 on the HTTPS port).
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let p = peers();
+    let config = format!(
+        "{}max_connections: 1\nrequest_header_timeout: 1s\n{}",
+        tls_yaml("tls", dir.path()),
+        p.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &p.caller_env());
+    proxy.wait_ready();
+    let port = proxy.addr.port();
+    for (silent, hello) in [(&[][..], "silent"), (&[0x16, 0x03, 0x01, 0x02][..], "half")] {
+        let mut idle = std::net::TcpStream::connect(proxy.addr).unwrap();
+        idle.write_all(silent).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed at the timeout (EOF, or a reset when its half hello was left unread).
+        let n = std::io::Read::read(&mut idle, &mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{hello}: {:?}", &buf[..n]);
+        let opened = tool.open(hello, port, Some(&ca));
+        assert_eq!(
+            opened["ok"], true,
+            "{hello}: the place is still taken: {opened}"
+        );
+        tool.call(json!({"op": "close", "id": hello}));
+        drop(idle);
+    }
+}
