@@ -471,3 +471,25 @@ fn a_connection_that_never_says_hello_gives_its_place_back_at_its_timeout() {
         drop(idle);
     }
 }
+
+#[test]
+fn an_idle_tls_keep_alive_makes_room_at_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let p = peers();
+    let config = format!(
+        "{}max_connections: 1\n{}",
+        tls_yaml("tls", dir.path()),
+        p.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &p.caller_env());
+    proxy.wait_ready();
+    let port = proxy.addr.port();
+    assert_eq!(tool.open("a", port, Some(&ca))["ok"], true);
+    assert_eq!(tool.get("a", "/fn/first")["status"], 200);
+    // "a" is idle between requests, inside TLS: the newcomer takes its place.
+    let opened = tool.open("b", port, Some(&ca));
+    assert_eq!(opened["ok"], true, "{opened}");
+    assert_eq!(tool.get("b", "/fn/second")["status"], 200);
+}
