@@ -493,3 +493,26 @@ fn an_idle_tls_keep_alive_makes_room_at_max_connections() {
     assert_eq!(opened["ok"], true, "{opened}");
     assert_eq!(tool.get("b", "/fn/second")["status"], 200);
 }
+
+#[test]
+fn check_warns_of_a_private_key_every_user_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    setup(&mut tool, dir.path());
+    let config = format!(
+        "{}{}",
+        tls_yaml("tls", dir.path()),
+        peers().lambda_config("")
+    );
+    let key = dir.path().join("v1/tls.key");
+    let warning = "the private key file can be read by every user";
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = check(&config, dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains(warning), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = check(&config, dir.path());
+    assert!(ok, "{out}");
+    assert!(!out.contains(warning), "{out}");
+}
