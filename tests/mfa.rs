@@ -250,3 +250,43 @@ fn misplaced_or_malformed_mfa_is_refused_naming_file_and_key() {
         assert!(text.contains(want), "want: {want}\ngot: {text}");
     }
 }
+
+#[test]
+fn a_code_is_sent_once_even_when_sts_fails_transiently() {
+    // The AWS SDK retries a 503 (and throttling, and timeouts) with the same request: for a
+    // call carrying an MFA code that is the same code sent again, which AWS refuses as reused
+    // and counts towards locking the device.
+    let mfa = Mfa::start("620417", "620417");
+    std::fs::write(mfa.path("unavailable"), "").unwrap();
+    let proxy = mfa.proxy(&mfa.session_token_config());
+    wait_until(&proxy, "the first STS call", || !mfa.calls().is_empty());
+    // The SDK's standard retries back off about a second each (jittered), three attempts.
+    std::thread::sleep(Duration::from_secs(5));
+    let calls = mfa.calls();
+    assert_eq!(calls.len(), 1, "the same code went to STS again: {calls:?}");
+    assert_eq!(mfa.runs(), 1);
+    assert_not_logged(&proxy, "620417");
+}
+
+#[test]
+fn the_token_command_gets_none_of_sigproxys_aws_credentials() {
+    let mfa = Mfa::start("394857", "394857");
+    // The command records its environment before printing the code.
+    std::fs::write(
+        mfa.path("token.sh"),
+        format!(
+            "env > '{0}/env'\necho run >> '{0}/runs'\ncat '{0}/code'\n",
+            mfa.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let proxy = mfa.proxy(&mfa.session_token_config());
+    proxy.wait_ready();
+    let secret = mfa.peers.get("secret_access_key");
+    let env = std::fs::read_to_string(mfa.path("env")).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    for name in ["AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="] {
+        assert!(!env.contains(name), "the command got {name}");
+    }
+    assert!(!env.contains(secret), "the command got the secret key");
+}

@@ -436,3 +436,93 @@ fn new_tls_paths_need_a_restart_and_the_running_pair_keeps_serving() {
     let r = tool.open("a", proxy.addr.port(), Some(&ca));
     assert_eq!(r["serial"], 100, "the running files still serve: {r}");
 }
+
+#[test]
+fn a_connection_that_never_says_hello_gives_its_place_back_at_its_timeout() {
+    // It is closed when its handshake time is up; nothing was answered, so nothing is kept
+    // open after (a lingering close held the place 2 s more, and the next client got a plain
+    // 503 on the HTTPS port).
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let p = peers();
+    let config = format!(
+        "{}max_connections: 1\nrequest_header_timeout: 1s\n{}",
+        tls_yaml("tls", dir.path()),
+        p.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &p.caller_env());
+    proxy.wait_ready();
+    let port = proxy.addr.port();
+    for (silent, hello) in [(&[][..], "silent"), (&[0x16, 0x03, 0x01, 0x02][..], "half")] {
+        // The harness's own probe of the port may still hold the one place for a moment.
+        let mut tries = 0;
+        let (idle, n, buf) = loop {
+            let mut idle = std::net::TcpStream::connect(proxy.addr).unwrap();
+            idle.write_all(silent).unwrap();
+            idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            // Closed at the timeout (EOF, or a reset when its half hello was left unread).
+            let n = std::io::Read::read(&mut idle, &mut buf).unwrap_or(0);
+            tries += 1;
+            if n > 0 && buf.starts_with(b"HTTP/1.1 503") && tries < 20 {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            break (idle, n, buf);
+        };
+        assert_eq!(n, 0, "{hello}: {:?}", String::from_utf8_lossy(&buf[..n]));
+        let opened = tool.open(hello, port, Some(&ca));
+        assert_eq!(
+            opened["ok"], true,
+            "{hello}: the place is still taken: {opened}"
+        );
+        tool.call(json!({"op": "close", "id": hello}));
+        drop(idle);
+    }
+}
+
+#[test]
+fn an_idle_tls_keep_alive_makes_room_at_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let p = peers();
+    let config = format!(
+        "{}max_connections: 1\n{}",
+        tls_yaml("tls", dir.path()),
+        p.lambda_config("")
+    );
+    let proxy = Proxy::start(&config, &p.caller_env());
+    proxy.wait_ready();
+    let port = proxy.addr.port();
+    assert_eq!(tool.open("a", port, Some(&ca))["ok"], true);
+    assert_eq!(tool.get("a", "/fn/first")["status"], 200);
+    // "a" is idle between requests, inside TLS: the newcomer takes its place.
+    let opened = tool.open("b", port, Some(&ca));
+    assert_eq!(opened["ok"], true, "{opened}");
+    assert_eq!(tool.get("b", "/fn/second")["status"], 200);
+}
+
+#[test]
+fn check_warns_of_a_private_key_every_user_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    setup(&mut tool, dir.path());
+    let config = format!(
+        "{}{}",
+        tls_yaml("tls", dir.path()),
+        peers().lambda_config("")
+    );
+    let key = dir.path().join("v1/tls.key");
+    let warning = "the private key file can be read by every user";
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = check(&config, dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains(warning), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = check(&config, dir.path());
+    assert!(ok, "{out}");
+    assert!(!out.contains(warning), "{out}");
+}

@@ -64,6 +64,15 @@ impl Checker<'_> {
                 "the certificate has expired: clients will refuse it until it is renewed"
             );
         }
+        if let Some(mode) = world_readable(&files.key_file) {
+            tracing::warn!(
+                key,
+                key_file = %files.key_file.display(),
+                "the private key file can be read by every user of this machine (mode {mode:o}): \
+                 make it readable by sigproxy's user only (chmod 600; in Kubernetes, the secret \
+                 volume's defaultMode: 0400)"
+            );
+        }
         Ok(Some(CertPair { files, loaded }))
     }
 
@@ -139,4 +148,11 @@ fn default_upgrade_socket(port: u16) -> PathBuf {
         m.uid()
     });
     PathBuf::from(format!("/tmp/sigproxy-{uid}")).join(file)
+}
+
+/// The mode of `path` (followed through symlinks) when every user may read it.
+fn world_readable(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o004 != 0).then_some(mode)
 }

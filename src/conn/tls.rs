@@ -7,7 +7,7 @@ use super::stream::Downstream;
 use crate::error::ProxyError;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::{Peek, Stream};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 /// A TLS record's first byte when it carries a handshake message (a ClientHello).
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -24,10 +24,17 @@ pub enum Handshake {
 
 /// Peeks at the first byte: plain HTTP gets a plain `400` telling it to use HTTPS (instead of
 /// a TLS alert no HTTP client can show); anything else goes through the handshake.
+///
+/// A connection out of time is closed at once, without the lingering close: nothing was
+/// answered, and its place among `max_connections` comes back now, not seconds later.
 pub async fn handshake(acceptor: &Acceptor, mut io: Downstream, by: Instant) -> Handshake {
+    let closer = io.closer();
     let mut first = [0u8; 1];
     match timeout_at(by, io.try_peek(&mut first)).await {
-        Err(_) => return Handshake::TimedOut,
+        Err(_) => {
+            closer.close_at_once();
+            return Handshake::TimedOut;
+        }
         Ok(Err(_)) => return Handshake::Failed,
         Ok(Ok(_)) => {}
     }
@@ -39,10 +46,20 @@ pub async fn handshake(acceptor: &Acceptor, mut io: Downstream, by: Instant) -> 
         head::answer(&mut io, &plain).await;
         return Handshake::Failed;
     }
-    match timeout_at(by, acceptor.tls_handshake(io)).await {
-        Err(_) => Handshake::TimedOut,
-        Ok(Ok(tls)) => Handshake::Done(Box::new(tls)),
-        Ok(Err(e)) => {
+    // Pinned here, the handshake (and the connection in it) is dropped only after the closer
+    // has been told.
+    let shaking = acceptor.tls_handshake(io);
+    tokio::pin!(shaking);
+    let shaken = tokio::select! {
+        shaken = &mut shaking => shaken,
+        () = sleep_until(by) => {
+            closer.close_at_once();
+            return Handshake::TimedOut;
+        }
+    };
+    match shaken {
+        Ok(tls) => Handshake::Done(Box::new(tls)),
+        Err(e) => {
             // A scanner, or a client that does not trust the certificate: theirs to report.
             tracing::debug!(error = %e, "TLS handshake failed");
             Handshake::Failed

@@ -30,7 +30,8 @@ impl MfaRoleProvider {
         )
         .await;
         MfaRoleProvider {
-            client: aws_sdk_sts::Client::new(&sdk_config),
+            // A code goes to STS once: no retries.
+            client: super::sts::client_without_retries(&sdk_config),
             role: role.clone(),
             gate,
         }

@@ -30,6 +30,16 @@ pub(super) async fn sdk_config(
     loader.load().await
 }
 
+/// A client for calls carrying an MFA code: no retries. The SDK's standard retries (of a 5xx,
+/// throttling, a timeout) would send the same code again, which AWS refuses as reused and
+/// counts towards locking the device; the MFA gate decides when to try again, with a new code.
+pub(super) fn client_without_retries(sdk_config: &SdkConfig) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::config::Builder::from(sdk_config)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
 /// Credentials as STS issued them, for signing.
 pub(super) fn issued(
     issued: Option<aws_sdk_sts::types::Credentials>,

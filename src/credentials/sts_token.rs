@@ -31,8 +31,13 @@ impl StsTokenProvider {
             Some(source),
         )
         .await;
+        // A code goes to STS once: no retries when one is sent.
+        let client = match mfa {
+            Some(_) => super::sts::client_without_retries(&sdk_config),
+            None => aws_sdk_sts::Client::new(&sdk_config),
+        };
         StsTokenProvider {
-            client: aws_sdk_sts::Client::new(&sdk_config),
+            client,
             config: config.clone(),
             mfa,
         }

@@ -53,8 +53,9 @@ pub struct LoadError {
     pub reason: String,
 }
 
-/// A pair that loaded: what rustls serves, and what the metrics and logs say of it.
-#[derive(Debug, Clone)]
+/// A pair that loaded: what rustls serves, and what the metrics and logs say of it. Its
+/// `Debug` shows neither file's bytes (one is the private key).
+#[derive(Clone)]
 pub struct Loaded {
     pub key: Arc<CertifiedKey>,
     /// The server certificate's notAfter, Unix time.
@@ -63,6 +64,15 @@ pub struct Loaded {
     pub serial: String,
     /// The files' bytes, to tell a later change from none.
     contents: (Vec<u8>, Vec<u8>),
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("serial", &self.serial)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Loaded {
@@ -219,6 +229,40 @@ mod tests {
             cert_file: dir.join("tls.crt"),
             key_file: dir.join("tls.key"),
         }
+    }
+
+    /// Stands in for a private key: only `Debug` is looked at.
+    #[derive(Debug)]
+    struct NoKey;
+
+    impl pingora::tls::sign::SigningKey for NoKey {
+        fn choose_scheme(
+            &self,
+            _offered: &[pingora::tls::SignatureScheme],
+        ) -> Option<Box<dyn pingora::tls::sign::Signer>> {
+            None
+        }
+
+        fn algorithm(&self) -> rustls::SignatureAlgorithm {
+            rustls::SignatureAlgorithm::ED25519
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let key_pem = b"-----BEGIN PRIVATE KEY-----\nTUFURVJJQUw=\n-----END PRIVATE KEY-----\n";
+        let loaded = Loaded {
+            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
+            not_after: 0,
+            serial: "01ab".into(),
+            contents: (b"cert".to_vec(), key_pem.to_vec()),
+        };
+        let shown = format!("{loaded:?}");
+        assert!(shown.contains("01ab"), "{shown}");
+        let bytes = format!("{:?}", &key_pem[..8]);
+        let bytes = bytes.trim_end_matches(']');
+        assert!(!shown.contains(bytes), "the key file's bytes: {shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ GetSessionToken and AssumeRole through it must carry SerialNumber = the caller's
 (`mfa_serial` in the description) and a TokenCode listed in DIR/codes (one a line), each code
 accepted once, as AWS does; anything else gets STS's 403 AccessDenied. Every such call is recorded
 in the stats as `mfa_calls` ({action, serial, code, accepted}); the rest goes to moto unchanged.
+While DIR/unavailable exists, those calls get STS's 503 ServiceUnavailable instead.
 
 Signed requests are answered with a JSON echo of what arrived (method, path, query, headers, body
 hash, the role), with `Access-Control-Allow-Origin: *` as a careless function would send it.
@@ -510,6 +511,12 @@ MFA_REFUSAL = (
     "</Message></Error><RequestId>mfa-front-refusal</RequestId></ErrorResponse>"
 )
 
+MFA_UNAVAILABLE = (
+    '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Receiver</Type>'
+    "<Code>ServiceUnavailable</Code><Message>Service is unavailable</Message></Error>"
+    "<RequestId>mfa-front-unavailable</RequestId></ErrorResponse>"
+)
+
 
 class MfaSts(BaseHTTPRequestHandler):
     """STS that requires MFA for GetSessionToken and AssumeRole, in front of moto's."""
@@ -541,6 +548,11 @@ class MfaSts(BaseHTTPRequestHandler):
                     valid = {line.strip() for line in f if line.strip()}
             except FileNotFoundError:
                 valid = set()
+            if os.path.exists(os.path.join(self.directory, "unavailable")):
+                # STS had a bad moment: the code may or may not have been spent.
+                with stats_lock:
+                    stats["mfa_calls"].append({"action": action, "serial": serial, "code": code, "accepted": False})
+                return self.reply(503, MFA_UNAVAILABLE.encode(), "text/xml")
             with stats_lock:
                 accepted = serial == MFA_SERIAL and code in valid and code not in MfaSts.used
                 if accepted:

@@ -4,6 +4,7 @@ use super::Code;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The longest a `token_command` may run (a hardware key waiting for a touch included); under
 /// the refresh loop's 30 s limit for a whole fetch.
@@ -12,25 +13,71 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 const STDERR_CHARS: usize = 120;
 /// Output beyond this is not a code, and is not read.
 const MAX_OUTPUT: usize = 4096;
+/// The most of the error output kept (its first line is what is shown).
+const STDERR_BYTES: usize = 4096;
 
-/// Runs `argv` with no input and returns what it printed; the error is a short sentence that
-/// never holds its standard output.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| "mfa.token_command is empty".to_string())?;
-    let child = tokio::process::Command::new(program)
+/// Environment variables holding AWS credentials: sigproxy's own (a source's keys that may
+/// call STS), which a program printing a code has no use for.
+pub const WITHHELD_ENV: [&str; 4] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+];
+
+/// How `argv` is started: directly, no input, its output piped, without AWS credentials.
+fn command(program: &str, args: &[String]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    for name in WITHHELD_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs `argv` with no input and returns what it printed; the error is a short sentence that
+/// never holds its standard output. At most [`MAX_OUTPUT`] bytes of its output and
+/// [`STDERR_BYTES`] of its error output are kept: a command printing more is stopped at once.
+pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| "mfa.token_command is empty".to_string())?;
+    let mut child = command(program, args)
         .spawn()
         .map_err(|e| format!("mfa.token_command '{program}' could not be started: {e}"))?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(format!("mfa.token_command '{program}' failed: {e}")),
-        // Dropping the future kills the child (kill_on_drop).
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(format!("mfa.token_command '{program}': no pipes"));
+    };
+    let failed = |e: std::io::Error| format!("mfa.token_command '{program}' failed: {e}");
+    let finish = async {
+        let out = async {
+            let mut out = Vec::new();
+            stdout
+                .take(MAX_OUTPUT as u64 + 1)
+                .read_to_end(&mut out)
+                .await
+                .map_err(failed)?;
+            if out.len() > MAX_OUTPUT {
+                return Err(format!(
+                    "mfa.token_command '{program}' printed more than {MAX_OUTPUT} bytes, not a \
+                     6-digit code, and was stopped"
+                ));
+            }
+            Ok(out)
+        };
+        let err = async { keep_start(stderr, STDERR_BYTES).await.map_err(failed) };
+        let (out, err) = tokio::try_join!(out, err)?;
+        let status = child.wait().await.map_err(failed)?;
+        Ok::<_, String>((status, out, err))
+    };
+    // On an error or the timeout, dropping `child` kills the command (kill_on_drop).
+    let (status, stdout, stderr) = match tokio::time::timeout(timeout, finish).await {
+        Ok(done) => done?,
         Err(_) => {
             return Err(format!(
                 "mfa.token_command '{program}' gave no code within {} s and was stopped",
@@ -38,8 +85,8 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
             ))
         }
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let first: String = stderr
             .lines()
             .map(str::trim)
@@ -50,8 +97,7 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
             .take(STDERR_CHARS)
             .collect();
         return Err(format!(
-            "mfa.token_command '{program}' failed ({}){}",
-            output.status,
+            "mfa.token_command '{program}' failed ({status}){}",
             if first.is_empty() {
                 String::new()
             } else {
@@ -59,13 +105,16 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
             }
         ));
     }
-    if output.stdout.len() > MAX_OUTPUT {
-        return Err(format!(
-            "mfa.token_command '{program}' printed {} bytes, not a 6-digit code",
-            output.stdout.len()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// The first `keep` bytes of `from`; the rest is read and dropped (so the command is not held
+/// up writing it) until it closes.
+async fn keep_start(mut from: impl AsyncRead + Unpin, keep: usize) -> std::io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    (&mut from).take(keep as u64).read_to_end(&mut kept).await?;
+    tokio::io::copy(&mut from, &mut tokio::io::sink()).await?;
+    Ok(kept)
 }
 
 /// Asks for the code of `serial` on the controlling terminal, once, if standard input is one.

@@ -9,13 +9,19 @@
 //!   the third refusal in a row, for 5 minutes, doubling up to an hour;
 //! - a command that fails (exit status, no 6-digit code, over 20 s) is run again after 30 s.
 //!
+//! All of this is the device's, not the set's: every gate of one serial number, in any set and
+//! across reloads (a changed set gets a new gate), shares one [`Device`], and runs its command one
+//! at a time. Two sets on one device, or a set changed by a reload just after a refusal, would
+//! otherwise each send the window's code, or run the command again at once.
+//!
 //! Codes never reach a log: [`Code`]'s `Debug` hides it and nothing displays it.
 
 mod command;
 
 use crate::config::MfaConfig;
 use aws_smithy_runtime_api::client::result::SdkError;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// A TOTP code changes every 30 seconds (RFC 6238's default, and every MFA app's).
@@ -60,8 +66,6 @@ pub struct NoCode {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Typed on the terminal at start; used once.
-    typed: Option<Code>,
     /// The last code handed out: never handed out again.
     last: Option<Code>,
     /// No code is asked for before this.
@@ -74,18 +78,46 @@ struct State {
     needed: bool,
 }
 
+/// One MFA device (serial number), shared by the gates of every set using it.
+#[derive(Debug, Default)]
+struct Device {
+    state: Mutex<State>,
+    /// Held while a code is being had: one command run at a time per device.
+    asking: tokio::sync::Mutex<()>,
+}
+
+impl Device {
+    /// The device of `serial`: the one in use if any set (running, or being replaced by a
+    /// reload) still has it, else a new one.
+    fn of(serial: &str) -> Arc<Device> {
+        static DEVICES: Mutex<Option<HashMap<String, Weak<Device>>>> = Mutex::new(None);
+        let mut devices = DEVICES.lock().unwrap_or_else(|p| p.into_inner());
+        let devices = devices.get_or_insert_with(HashMap::new);
+        if let Some(device) = devices.get(serial).and_then(Weak::upgrade) {
+            return device;
+        }
+        devices.retain(|_, d| d.strong_count() > 0);
+        let device = Arc::new(Device::default());
+        devices.insert(serial.to_string(), Arc::downgrade(&device));
+        device
+    }
+}
+
 /// The MFA device of one credential set.
 #[derive(Debug)]
 pub struct Gate {
     config: MfaConfig,
-    state: Mutex<State>,
+    device: Arc<Device>,
+    /// Typed on the terminal at start; used once.
+    typed: Mutex<Option<Code>>,
 }
 
 impl Gate {
     pub fn new(config: MfaConfig) -> Self {
         Gate {
+            device: Device::of(&config.serial_number),
             config,
-            state: Mutex::new(State::default()),
+            typed: Mutex::new(None),
         }
     }
 
@@ -94,7 +126,7 @@ impl Gate {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.device.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether codes come from a person at start (no `token_command`).
@@ -104,15 +136,18 @@ impl Gate {
 
     /// Keeps a code typed at start for the first fetch.
     pub fn typed(&self, code: Code) {
-        self.state().typed = Some(code);
+        *self.typed.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
     }
 
     /// The code for the next STS call. On success the gate counts it as used.
     pub async fn code(&self) -> Result<Code, NoCode> {
+        // One at a time per device: a second set waits, then finds the window's code spent.
+        let _asking = self.device.asking.lock().await;
         let now = Instant::now();
         {
+            let typed = self.typed.lock().unwrap_or_else(|p| p.into_inner()).take();
             let mut state = self.state();
-            if let Some(code) = state.typed.take() {
+            if let Some(code) = typed.filter(|c| state.last.as_ref() != Some(c)) {
                 return Ok(self.hand_out(&mut state, code, now));
             }
             if let Some(at) = state.not_before.filter(|at| *at > now) {

@@ -1,11 +1,22 @@
 use super::*;
 use crate::config::MfaConfig;
 
-fn gate(argv: &[&str]) -> Gate {
+/// A device of its own: gates of one serial number share their state, and tests run at once.
+fn serial() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("arn:aws:iam::123456789012:mfa/test-{n}")
+}
+
+fn gate_of(serial: &str, argv: &[&str]) -> Gate {
     Gate::new(MfaConfig {
-        serial_number: "arn:aws:iam::123456789012:mfa/alice".into(),
+        serial_number: serial.into(),
         token_command: Some(argv.iter().map(|s| s.to_string()).collect()),
     })
+}
+
+fn gate(argv: &[&str]) -> Gate {
+    gate_of(&serial(), argv)
 }
 
 /// A command printing `code` and appending a line to `runs` each time it runs.
@@ -119,4 +130,53 @@ async fn without_a_command_the_typed_code_is_used_once() {
     assert!(no.reason.contains("no mfa.token_command"), "{}", no.reason);
     assert!(no.retry_after >= Duration::from_secs(3600));
     assert!(g.needed());
+}
+
+#[tokio::test]
+async fn a_command_flooding_its_output_is_stopped_at_once() {
+    // 50 MB, then it lingers: the output is not all taken in, and the command does not get to
+    // run out its time.
+    let argv = ["sh", "-c", "head -c 50000000 /dev/zero; exec sleep 30"].map(String::from);
+    let why = command::run(&argv, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    assert!(why.contains("printed more than 4096 bytes"), "{why}");
+    let argv = ["sh", "-c", "head -c 50000000 /dev/zero >&2; exit 3"].map(String::from);
+    let why = command::run(&argv, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    assert!(why.contains("failed (exit status: 3)"), "{why}");
+}
+
+#[tokio::test]
+async fn two_sets_on_one_device_never_send_the_same_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let serial = serial();
+    let runs_file = dir.path().join("runs");
+    let script = format!("echo run >> '{}'; echo 424242", runs_file.display());
+    let a = gate_of(&serial, &["sh", "-c", &script]);
+    let b = gate_of(&serial, &["sh", "-c", &script]);
+    let (first, second) = tokio::join!(a.code(), b.code());
+    let sent = [&first, &second].iter().filter(|c| c.is_ok()).count();
+    assert_eq!(sent, 1, "both sets got the window's code");
+    a.accepted();
+    let no = b.code().await.unwrap_err();
+    assert!(no.reason.contains("already sent"), "{}", no.reason);
+}
+
+#[tokio::test]
+async fn a_set_changed_after_a_refusal_waits_out_the_device_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let serial = serial();
+    let runs_file = dir.path().join("runs");
+    let script = format!("echo run >> '{}'; echo 515151", runs_file.display());
+    let old = gate_of(&serial, &["sh", "-c", &script]);
+    old.code().await.unwrap();
+    old.refused(true, "AccessDenied");
+    // A reload changed the set: a new gate, while the old set still runs.
+    let new = gate_of(&serial, &["sh", "-c", &script]);
+    let no = new.code().await.unwrap_err();
+    assert!(no.reason.contains("STS refused"), "{}", no.reason);
+    assert!(no.retry_after > Duration::from_secs(25));
+    assert_eq!(runs(&runs_file), 1, "the changed set ran the command again");
 }
