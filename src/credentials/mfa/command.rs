@@ -117,6 +117,9 @@ async fn keep_start(mut from: impl AsyncRead + Unpin, keep: usize) -> std::io::R
     Ok(kept)
 }
 
+/// How long the start-up prompt waits for a code to be typed.
+const PROMPT_WAIT: Duration = Duration::from_secs(30);
+
 /// Asks for the code of `serial` on the controlling terminal, once, if standard input is one.
 /// `None` when there is no terminal or what was typed is not 6 digits (said on the terminal).
 pub fn prompt_on_terminal(set: &str, serial: &str) -> Option<Code> {
@@ -135,8 +138,24 @@ pub fn prompt_on_terminal(set: &str, serial: &str) -> Option<Code> {
     )
     .ok()?;
     out.flush().ok()?;
-    let mut line = String::new();
-    std::io::BufReader::new(&tty).read_line(&mut line).ok()?;
+    // A terminal nobody types at (a pod with `tty: true`, `docker run -t` without `-i`) must
+    // not keep sigproxy from starting: after PROMPT_WAIT it starts without this set's session.
+    let (sent, typed) = std::sync::mpsc::channel();
+    let reader = tty.try_clone().ok()?;
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        if std::io::BufReader::new(reader).read_line(&mut line).is_ok() {
+            let _ = sent.send(line);
+        }
+    });
+    let Ok(line) = typed.recv_timeout(PROMPT_WAIT) else {
+        let _ = writeln!(
+            out,
+            "\nno code typed within {} s: '{set}' starts without credentials",
+            PROMPT_WAIT.as_secs()
+        );
+        return None;
+    };
     let code = Code::parse(&line);
     if code.is_none() {
         let _ = writeln!(
