@@ -249,4 +249,19 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("signed by the client"), "{}", r.text());
+
+    // A route that signs the body's SHA-256 cannot take it either.
+    let signed = Proxy::start_ready(
+        &config.replace("payload: unsigned", "payload: signed"),
+        &static_keys(ACCESS_KEY, SECRET_KEY),
+    );
+    let r = put(
+        &signed,
+        "on-signed",
+        body.len(),
+        &framed(&body, &good),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("payload: signed"), "{}", r.text());
 }
