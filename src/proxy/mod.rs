@@ -268,7 +268,7 @@ impl ProxyHttp for SigningProxy {
             let piece = body.take().unwrap_or_default();
             *body = Some(
                 filter
-                    .push(&piece, end_of_stream)
+                    .push(piece, end_of_stream)
                     .map_err(ProxyError::into_pingora)?,
             );
         }

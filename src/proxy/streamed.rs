@@ -40,12 +40,12 @@ pub(super) enum BodyFilter {
 
 impl BodyFilter {
     /// The next piece of the body, as it goes upstream; `end`: the last piece.
-    pub(super) fn push(&mut self, piece: &[u8], end: bool) -> Result<Bytes, ProxyError> {
+    pub(super) fn push(&mut self, piece: Bytes, end: bool) -> Result<Bytes, ProxyError> {
         match self {
-            BodyFilter::Encode(encoder) => Ok(encoder.push(piece, end)),
+            BodyFilter::Encode(encoder) => Ok(encoder.push(&piece, end)),
             BodyFilter::Check(check) => {
-                check.feed(piece, end)?;
-                Ok(Bytes::copy_from_slice(piece))
+                check.feed(&piece, end)?;
+                Ok(piece)
             }
         }
     }
