@@ -5,6 +5,10 @@
 //! chunk, and each signature chains on the previous one, starting from the header's ("seed")
 //! signature. The signatures come from aws-sigv4's `sign::v4::sign_chunk`.
 
+mod client;
+
+pub use client::{client_form, ClientForm, FrameCheck, UNSIGNED_TRAILER};
+
 use crate::error::ProxyError;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::{Bytes, BytesMut};
@@ -128,18 +132,6 @@ impl Encoder {
         out.extend_from_slice(&chunk);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// Whether the client already framed its body as aws-chunked (`Content-Encoding` or a
-/// `STREAMING-…` content hash): such a body cannot be re-signed.
-pub fn framed_by_client(req: &RequestHeader) -> bool {
-    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let encoding = header("content-encoding");
-    let sha = header("x-amz-content-sha256");
-    encoding
-        .windows(b"aws-chunked".len())
-        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
-        || sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-")
 }
 
 /// Rewrites the header for an aws-chunked body of `decoded` bytes.

@@ -2,9 +2,8 @@
 //! head is sound, whether a web page asks (and a CORS preflight is answered here), the bearer
 //! token, which route serves it, what its allow list says, and whether it can be signed now.
 
-use super::{inbound, RequestCtx, SigningProxy};
+use super::{inbound, streamed, RequestCtx, SigningProxy};
 use crate::access::browser::{self, PageRequest};
-use crate::aws_chunked;
 use crate::error::ProxyError;
 use crate::route::Route;
 use pingora::http::RequestHeader;
@@ -71,11 +70,7 @@ impl SigningProxy {
             .map(Box::new);
         if let Some(signer) = &route.signer {
             signer.current_credentials()?;
-            if aws_chunked::framed_by_client(req) {
-                return Err(ProxyError::BadRequest(
-                    "the body is already aws-chunked; send it plain and sigproxy signs it".into(),
-                ));
-            }
+            streamed::admit_client_framed(signer, req, ctx.after_body.is_some())?;
         }
         Ok(Some(route))
     }

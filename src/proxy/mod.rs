@@ -28,7 +28,6 @@ pub use failed::TARGET as FAILED_REQUESTS_TARGET;
 use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
 use crate::access::Denied;
-use crate::aws_chunked::Encoder;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::headers;
@@ -45,7 +44,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use streamed::BodyPlan;
+use streamed::{BodyFilter, BodyPlan};
 use tracing::{info, warn};
 
 pub struct SigningProxy {
@@ -83,8 +82,8 @@ pub struct RequestCtx {
     target: String,
     /// Set on a signed route whose body pingora streams; `None` otherwise.
     plan: Option<BodyPlan>,
-    /// Frames the body for [`BodyPlan::Streaming`], set once the seed signature exists.
-    encoder: Option<Encoder>,
+    /// Frames (or checks) the body of a [`BodyPlan`], set once the header is signed.
+    body_filter: Option<BodyFilter>,
     /// Whether `100 Continue` was sent (the client then sends its body).
     continue_sent: bool,
     /// The error answered to the client, if any.
@@ -173,7 +172,7 @@ impl ProxyHttp for SigningProxy {
             after_body: None,
             target: String::new(),
             plan: None,
-            encoder: None,
+            body_filter: None,
             continue_sent: false,
             error: None,
             status: None,
@@ -251,7 +250,7 @@ impl ProxyHttp for SigningProxy {
             );
         };
         // Made anew on every attempt: a retried request starts its chain from its new seed.
-        ctx.encoder = plan
+        ctx.body_filter = plan
             .sign(signer, upstream_request)
             .map_err(ProxyError::into_pingora)?;
         ctx.upstream_started = Some(Instant::now());
@@ -265,9 +264,13 @@ impl ProxyHttp for SigningProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(encoder) = ctx.encoder.as_mut() {
+        if let Some(filter) = ctx.body_filter.as_mut() {
             let piece = body.take().unwrap_or_default();
-            *body = Some(encoder.push(&piece, end_of_stream));
+            *body = Some(
+                filter
+                    .push(piece, end_of_stream)
+                    .map_err(ProxyError::into_pingora)?,
+            );
         }
         Ok(())
     }

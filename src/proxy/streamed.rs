@@ -2,13 +2,16 @@
 //! object uploads (PutObject, UploadPart) of known length on an `unsigned` or `streaming`
 //! route, and, outside S3 (aws-sigv4-proxy's `--unsigned-payload`), any body of known length.
 //! `upstream_request_filter` signs their header; for `streaming` the `request_body_filter`
-//! frames the body as signed aws-chunks as it flows.
+//! frames the body as signed aws-chunks as it flows. An upload the client framed itself as
+//! aws-chunked with a checksum trailer (what AWS SDKs send) streams as sent on `unsigned` and
+//! `streaming` S3 routes, its framing checked as it flows.
 
 use super::body;
-use crate::aws_chunked::{self, Encoder};
+use crate::aws_chunked::{self, ClientForm, Encoder, FrameCheck};
 use crate::error::ProxyError;
 use crate::service::Payload;
 use crate::sign::{Signer, UNSIGNED_PAYLOAD};
+use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::time::SystemTime;
@@ -22,6 +25,62 @@ pub(super) enum BodyPlan {
     Unsigned,
     /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
     Streaming(u64),
+    /// Framed by the client as aws-chunked with unsigned chunks and a checksum trailer (S3):
+    /// streamed as sent, signed as `STREAMING-UNSIGNED-PAYLOAD-TRAILER`.
+    ClientFramed,
+}
+
+/// What happens to the body of a [`BodyPlan`] as it flows.
+pub(super) enum BodyFilter {
+    /// Framed as signed aws-chunks.
+    Encode(Encoder),
+    /// Forwarded as is, its aws-chunked framing checked.
+    Check(FrameCheck),
+}
+
+impl BodyFilter {
+    /// The next piece of the body, as it goes upstream; `end`: the last piece.
+    pub(super) fn push(&mut self, piece: Bytes, end: bool) -> Result<Bytes, ProxyError> {
+        match self {
+            BodyFilter::Encode(encoder) => Ok(encoder.push(&piece, end)),
+            BodyFilter::Check(check) => {
+                check.feed(&piece, end)?;
+                Ok(piece)
+            }
+        }
+    }
+}
+
+/// Whether a body the client framed as aws-chunked with a checksum trailer may go upstream as
+/// sent: on S3 routes that do not sign the body's SHA-256, for object uploads, and only when
+/// the allow list need not read the body.
+pub(super) fn admit_client_framed(
+    signer: &Signer,
+    req: &RequestHeader,
+    body_check: bool,
+) -> Result<(), ProxyError> {
+    let refuse = |why: &str| Err(ProxyError::BadRequest(why.to_string()));
+    match aws_chunked::client_form(req) {
+        ClientForm::Plain => Ok(()),
+        ClientForm::Other => refuse(
+            "the body is aws-chunked with chunks signed by the client; send it plain, or as \
+             STREAMING-UNSIGNED-PAYLOAD-TRAILER, and sigproxy signs it",
+        ),
+        ClientForm::UnsignedTrailer if !signer.service().speaks_s3() => {
+            refuse("only S3 routes take aws-chunked bodies; send the body plain")
+        }
+        ClientForm::UnsignedTrailer if signer.payload() == Payload::Signed => refuse(
+            "this route signs the body's SHA-256 (payload: signed); send the body plain, \
+             without a checksum trailer (AWS SDKs: request_checksum_calculation = when_required)",
+        ),
+        ClientForm::UnsignedTrailer if !is_object_upload(req) => {
+            refuse("only object uploads (PutObject, UploadPart) may be aws-chunked")
+        }
+        ClientForm::UnsignedTrailer if body_check => {
+            refuse("the route's allow list reads this body; send it plain")
+        }
+        ClientForm::UnsignedTrailer => FrameCheck::new(req).map(drop),
+    }
 }
 
 impl BodyPlan {
@@ -36,6 +95,10 @@ impl BodyPlan {
             && (is_object_upload(session.req_header()) || !signer.service().speaks_s3());
         // A check that waits for the body needs it read here, whatever the payload mode.
         let upload = upload && !body_check;
+        if aws_chunked::client_form(session.req_header()) == ClientForm::UnsignedTrailer {
+            // Vetted by admit_client_framed; its length may be unknown (chunked).
+            return Some(BodyPlan::ClientFramed);
+        }
         match (signer.payload(), body::content_length(session)) {
             (Payload::Unsigned, Some(_)) if upload => Some(BodyPlan::Unsigned),
             (Payload::Streaming, Some(n)) if upload => Some(BodyPlan::Streaming(n)),
@@ -43,13 +106,14 @@ impl BodyPlan {
         }
     }
 
-    /// Signs the upstream header `req` for this plan; for [`BodyPlan::Streaming`], returns the
-    /// encoder that frames the body, its chain starting from this signature.
+    /// Signs the upstream header `req` for this plan; returns what the body goes through: for
+    /// [`BodyPlan::Streaming`], the encoder that frames it, its chain starting from this
+    /// signature; for [`BodyPlan::ClientFramed`], the check of its framing.
     pub(super) fn sign(
         self,
         signer: &Signer,
         req: &mut RequestHeader,
-    ) -> Result<Option<Encoder>, ProxyError> {
+    ) -> Result<Option<BodyFilter>, ProxyError> {
         // Fetched again: a refresh may have landed since request_filter.
         let credentials = signer.current_credentials()?;
         let now = SystemTime::now();
@@ -59,13 +123,24 @@ impl BodyPlan {
                 aws_chunked::set_headers(req, decoded)?;
                 aws_chunked::STREAMING_PAYLOAD
             }
+            BodyPlan::ClientFramed => {
+                if !req.headers.contains_key("content-length") {
+                    // The client's chunked transfer (dropped as hop-by-hop) is ours too.
+                    req.insert_header("transfer-encoding", "chunked")
+                        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+                }
+                aws_chunked::UNSIGNED_TRAILER
+            }
         };
         let seed = signer.sign(req, credentials.clone(), payload, now)?;
         Ok(match self {
             BodyPlan::Unsigned => None,
-            BodyPlan::Streaming(_) => {
-                Some(Encoder::new(signer.chunk_signer(credentials, now, seed)))
-            }
+            BodyPlan::Streaming(_) => Some(BodyFilter::Encode(Encoder::new(signer.chunk_signer(
+                credentials,
+                now,
+                seed,
+            )))),
+            BodyPlan::ClientFramed => Some(BodyFilter::Check(FrameCheck::new(req)?)),
         })
     }
 }

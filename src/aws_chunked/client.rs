@@ -1,0 +1,317 @@
+//! Bodies the client framed itself as aws-chunked, the form current AWS SDKs and CLIs send
+//! uploads in: `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, chunks with no signature and a checksum
+//! trailer (`x-amz-trailer: x-amz-checksum-crc32`, …). Such a body goes upstream as sent; the
+//! header is signed with that same content hash, and the service verifies the checksum.
+//!
+//! [`FrameCheck`] follows the framing as the body streams through, so a malformed body (a size
+//! line that does not parse, more or fewer bytes than `x-amz-decoded-content-length`, a missing
+//! or unannounced trailer) fails instead of passing through.
+
+use crate::error::ProxyError;
+use pingora::http::RequestHeader;
+
+/// The content hash of an aws-chunked body with unsigned chunks and a trailer.
+pub const UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
+/// The checksum trailers S3 takes.
+const CHECKSUMS: [&str; 5] = [
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+];
+/// The longest size line: 16 hex digits and CRLF.
+const MAX_SIZE_LINE: usize = 18;
+/// The longest trailer line: a name above, a base64 SHA-256 and some room.
+const MAX_TRAILER_LINE: usize = 128;
+
+/// How a request's body is framed, as its header tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientForm {
+    /// Not aws-chunked: sigproxy signs (and, for `streaming`, frames) it.
+    Plain,
+    /// aws-chunked with unsigned chunks and a checksum trailer: forwarded as sent.
+    UnsignedTrailer,
+    /// Any other aws-chunked form (chunks signed with the client's own keys): not re-signable.
+    Other,
+}
+
+/// How the client framed its body (`Content-Encoding: aws-chunked` or a `STREAMING-…`
+/// content hash). A client that leaves signing to sigproxy (no credentials, as
+/// `--no-sign-request`) sends no content hash: `aws-chunked` with `x-amz-trailer` is the
+/// unsigned trailer form too.
+pub fn client_form(req: &RequestHeader) -> ClientForm {
+    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+    let encoding = header("content-encoding");
+    let sha = header("x-amz-content-sha256");
+    let chunked_encoding = encoding
+        .windows(b"aws-chunked".len())
+        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"));
+    let streaming = sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-");
+    let trailer = req.headers.contains_key("x-amz-trailer");
+    if chunked_encoding && trailer && (sha.is_empty() || sha == UNSIGNED_TRAILER.as_bytes()) {
+        ClientForm::UnsignedTrailer
+    } else if chunked_encoding || streaming {
+        ClientForm::Other
+    } else {
+        ClientForm::Plain
+    }
+}
+
+/// Where the check is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a chunk's size line.
+    Size,
+    /// Inside a chunk's data: the bytes still to come.
+    Data(u64),
+    /// Reading the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading trailer lines, up to the empty line that ends the body.
+    Trailer,
+    Done,
+}
+
+/// Follows an [`ClientForm::UnsignedTrailer`] body as it streams, holding at most one line.
+#[derive(Debug)]
+pub struct FrameCheck {
+    state: State,
+    line: Vec<u8>,
+    decoded: u64,
+    expected: u64,
+    trailer: &'static str,
+    trailer_seen: bool,
+}
+
+fn bad(what: impl std::fmt::Display) -> ProxyError {
+    ProxyError::BadRequest(format!("malformed aws-chunked body: {what}"))
+}
+
+impl FrameCheck {
+    /// The check for the body of `req`, whose header must name the decoded length
+    /// (`x-amz-decoded-content-length`) and one checksum trailer (`x-amz-trailer`).
+    pub fn new(req: &RequestHeader) -> Result<Self, ProxyError> {
+        let header = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let expected = header("x-amz-decoded-content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ProxyError::BadRequest(
+                    "an aws-chunked body needs a valid x-amz-decoded-content-length".into(),
+                )
+            })?;
+        let named = header("x-amz-trailer").unwrap_or("").trim();
+        let trailer = CHECKSUMS
+            .into_iter()
+            .find(|c| c.eq_ignore_ascii_case(named))
+            .ok_or_else(|| {
+                ProxyError::BadRequest(format!(
+                    "x-amz-trailer must name one checksum trailer ({})",
+                    CHECKSUMS.join(", ")
+                ))
+            })?;
+        Ok(FrameCheck {
+            state: State::Size,
+            line: Vec::new(),
+            decoded: 0,
+            expected,
+            trailer,
+            trailer_seen: false,
+        })
+    }
+
+    /// Follows the next piece of the body; `end`: the body ends after it.
+    pub fn feed(&mut self, mut data: &[u8], end: bool) -> Result<(), ProxyError> {
+        while !data.is_empty() {
+            if let State::Data(left) = self.state {
+                let take = left.min(data.len() as u64);
+                data = &data[take as usize..];
+                self.state = match left - take {
+                    0 => State::DataEnd,
+                    left => State::Data(left),
+                };
+                continue;
+            }
+            if self.state == State::Done {
+                return Err(bad("bytes after the final chunk's trailer"));
+            }
+            // Size, DataEnd and Trailer read a line up to its LF.
+            let limit = match self.state {
+                State::Size => MAX_SIZE_LINE,
+                State::DataEnd => 2,
+                _ => MAX_TRAILER_LINE,
+            };
+            let (part, rest, complete) = match data.iter().position(|&b| b == b'\n') {
+                Some(i) => (&data[..=i], &data[i + 1..], true),
+                None => (data, &[][..], false),
+            };
+            data = rest;
+            if self.line.len() + part.len() > limit {
+                return Err(bad("a line is longer than the format allows"));
+            }
+            self.line.extend_from_slice(part);
+            if complete {
+                let line = std::mem::take(&mut self.line);
+                let text = line
+                    .strip_suffix(b"\r\n")
+                    .ok_or_else(|| bad("a line does not end in CRLF"))?;
+                self.line_done(text)?;
+                self.line = line;
+                self.line.clear();
+            }
+        }
+        if end && self.state != State::Done {
+            return Err(bad("the body ended before its final chunk and trailer"));
+        }
+        Ok(())
+    }
+
+    fn line_done(&mut self, text: &[u8]) -> Result<(), ProxyError> {
+        self.state = match self.state {
+            State::Size => {
+                let size = std::str::from_utf8(text)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|t| u64::from_str_radix(t, 16).ok())
+                    .ok_or_else(|| bad("a chunk size is not a hex number"))?;
+                self.decoded = self
+                    .decoded
+                    .checked_add(size)
+                    .filter(|&d| d <= self.expected)
+                    .ok_or_else(|| bad("more data than x-amz-decoded-content-length"))?;
+                match size {
+                    0 if self.decoded != self.expected => {
+                        return Err(bad("less data than x-amz-decoded-content-length"))
+                    }
+                    0 => State::Trailer,
+                    size => State::Data(size),
+                }
+            }
+            State::DataEnd if text.is_empty() => State::Size,
+            State::DataEnd => return Err(bad("a chunk is longer than its size")),
+            State::Trailer if text.is_empty() && self.trailer_seen => State::Done,
+            State::Trailer if text.is_empty() => {
+                return Err(bad(format!("no {} trailer", self.trailer)))
+            }
+            State::Trailer => {
+                let (name, value) = std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|t| t.split_once(':'))
+                    .ok_or_else(|| bad("a trailer line is not `name:value`"))?;
+                if !name.trim().eq_ignore_ascii_case(self.trailer) || self.trailer_seen {
+                    return Err(bad(format!(
+                        "the trailer is not the one x-amz-trailer names ({})",
+                        self.trailer
+                    )));
+                }
+                if value.trim().is_empty() {
+                    return Err(bad("an empty checksum trailer"));
+                }
+                self.trailer_seen = true;
+                State::Trailer
+            }
+            State::Data(_) | State::Done => unreachable!("no line is read in this state"),
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(extra: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("PUT", b"/b/k", None).unwrap();
+        for (name, value) in extra {
+            req.insert_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    fn check(body: &[u8], decoded: &str, piece: usize) -> Result<(), ProxyError> {
+        let req = header(&[
+            ("x-amz-decoded-content-length", decoded),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ]);
+        let mut check = FrameCheck::new(&req)?;
+        let pieces: Vec<&[u8]> = body.chunks(piece).collect();
+        for (i, p) in pieces.iter().enumerate() {
+            check.feed(p, i + 1 == pieces.len())?;
+        }
+        Ok(())
+    }
+
+    const GOOD: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n";
+
+    #[test]
+    fn a_well_formed_body_passes_in_pieces_of_any_size() {
+        for piece in 1..=GOOD.len() {
+            check(GOOD, "11", piece).unwrap_or_else(|e| panic!("{piece}: {e}"));
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_fail() {
+        let cases: [(&[u8], &str); 9] = [
+            (GOOD, "12"),
+            (GOOD, "10"),
+            (b"z\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\n", "5"),
+            (b"5\r\nhello!\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\n", "5"),
+            (b"5;chunk-signature=00\r\nhello\r\n0\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-sha256:a\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n", "5"),
+            (
+                b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\nmore",
+                "5",
+            ),
+        ];
+        for (body, decoded) in cases {
+            let result = check(body, decoded, 3);
+            assert!(
+                matches!(result, Err(ProxyError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn forms_are_told_apart() {
+        let form = |sha: &str, encoding| {
+            let mut headers = vec![
+                ("content-encoding", encoding),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+            ];
+            if !sha.is_empty() {
+                headers.push(("x-amz-content-sha256", sha));
+            }
+            client_form(&header(&headers))
+        };
+        assert_eq!(
+            form(UNSIGNED_TRAILER, "aws-chunked"),
+            ClientForm::UnsignedTrailer
+        );
+        assert_eq!(
+            form(UNSIGNED_TRAILER, "gzip,aws-chunked"),
+            ClientForm::UnsignedTrailer
+        );
+        assert_eq!(form(UNSIGNED_TRAILER, "gzip"), ClientForm::Other);
+        assert_eq!(
+            form("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", "aws-chunked"),
+            ClientForm::Other
+        );
+        assert_eq!(form("UNSIGNED-PAYLOAD", "aws-chunked"), ClientForm::Other);
+        assert_eq!(form("UNSIGNED-PAYLOAD", "gzip"), ClientForm::Plain);
+        assert_eq!(form("", "aws-chunked"), ClientForm::UnsignedTrailer);
+        assert_eq!(form("", "gzip"), ClientForm::Plain);
+        let no_trailer = [("content-encoding", "aws-chunked")];
+        assert_eq!(client_form(&header(&no_trailer)), ClientForm::Other);
+        assert!(FrameCheck::new(&header(&[("x-amz-trailer", "x-amz-checksum-crc32")])).is_err());
+        assert!(FrameCheck::new(&header(&[
+            ("x-amz-decoded-content-length", "5"),
+            ("x-amz-trailer", "x-amz-meta-a")
+        ]))
+        .is_err());
+    }
+}

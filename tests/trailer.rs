@@ -1,0 +1,267 @@
+//! Uploads in the form current AWS SDKs and CLIs send them: `Content-Encoding: aws-chunked`,
+//! unsigned chunks and a checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`). sigproxy
+//! forwards them as sent, signing the header, and the service checks the checksum.
+//!
+//! boto3 and the AWS CLI (which use the trailer only over HTTPS) go through sigproxy's HTTPS
+//! listener to moto S3 (auth enforced). moto records the trailer's checksum but does not verify
+//! it, so a wrong checksum is sent to s3s-fs, which does.
+
+mod common;
+
+use common::*;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A CA and a server certificate for 127.0.0.1 under `dir`, made by tests/peers/tls_tool.py.
+fn make_certs(dir: &Path) {
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/peers/tls_tool.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tests/peers/tls_tool.py");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for command in [
+        json!({"op": "ca", "dir": dir}),
+        json!({"op": "cert", "serial": 7, "self_signed": false,
+               "cert": dir.join("tls.crt"), "key": dir.join("tls.key")}),
+    ] {
+        writeln!(stdin, "{command}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
+    drop(stdin);
+    child.wait().unwrap();
+}
+
+#[test]
+fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let peers = Peers::start();
+    let tls = format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n",
+        dir.path().join("tls.crt").display(),
+        dir.path().join("tls.key").display()
+    );
+    for (payload, cli_mib) in [("unsigned", 64), ("streaming", 0)] {
+        let routes = route(
+            "s3",
+            peers.get("sts_endpoint"),
+            "s3",
+            &format!("    payload: {payload}\n"),
+        );
+        let proxy = Proxy::start_ready(
+            &format!("{tls}{}", peers.config(&routes)),
+            &peers.caller_env(),
+        );
+        let work = tempfile::tempdir().unwrap();
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/peers/trailer_client.py"))
+            .args([
+                "--endpoint",
+                &format!("https://127.0.0.1:{}", proxy.addr.port()),
+            ])
+            .args(["--ca", &dir.path().join("ca.pem").display().to_string()])
+            .args(["--bucket", &format!("trailer-{payload}")])
+            .args(["--dir", &work.path().display().to_string()])
+            .args(["--cli-mib", &cli_mib.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tests/peers/trailer_client.py");
+        let mut out = String::new();
+        let mut before = None;
+        let mut peak = 0.0f64;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line == "cli-start" {
+                before = Some(proxy.memory_mib("VmRSS"));
+            }
+            if line == "cli-done" {
+                peak = proxy.memory_mib("VmHWM");
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.success() && out.contains("all trailer checks passed"),
+            "{payload}: client failed\n--- stdout\n{out}\n--- stderr\n{stderr}\n--- proxy log\n{}",
+            proxy.log()
+        );
+        if let Some(before) = before {
+            println!("{payload}: RSS before the {cli_mib} MiB upload {before:.1} MiB, peak {peak:.1} MiB");
+            assert!(
+                peak - before < 32.0,
+                "RSS grew from {before:.1} to a peak of {peak:.1} MiB over a {cli_mib} MiB upload"
+            );
+        }
+    }
+}
+
+const ACCESS_KEY: &str = "AKIDSIGPROXYTRAILER";
+const SECRET_KEY: &str = "sigproxy-s3s-trailer-secret";
+
+/// An s3s-fs server (authentication on) on 127.0.0.1:0, storing objects under `root`; it
+/// verifies checksum trailers.
+fn start_s3s(root: &Path) -> (SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
+    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let http =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    (addr, runtime)
+}
+
+/// CRC-32 (IEEE), base64: the value of an `x-amz-checksum-crc32` trailer.
+fn crc32_base64(data: &[u8]) -> String {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    let bits = u64::from(!crc) << 4;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digits: String = (0..6)
+        .map(|i| alphabet[((bits >> (30 - 6 * i)) & 63) as usize] as char)
+        .collect();
+    format!("{digits}==")
+}
+
+/// `body` framed as botocore frames it: 64 KiB chunks, then the trailer.
+fn framed(body: &[u8], trailer: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in body.chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{trailer}\r\n\r\n").as_bytes());
+    out
+}
+
+fn put(proxy: &Proxy, key: &str, decoded: usize, wire: &[u8], sha: Option<&str>) -> Response {
+    let decoded = decoded.to_string();
+    let mut headers = vec![
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ("x-amz-decoded-content-length", decoded.as_str()),
+    ];
+    if let Some(sha) = sha {
+        headers.push(("x-amz-content-sha256", sha));
+    }
+    request(proxy.addr, "PUT", &format!("/bucket/{key}"), &headers, wire)
+}
+
+#[test]
+fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy() {
+    assert_eq!(crc32_base64(b"hello world"), "DUoRhQ==");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bucket")).unwrap();
+    let (addr, _runtime) = start_s3s(root.path());
+    let config = format!(
+        "credentials:\n  static:\n    source: default\nroutes:\n  - upstream: http://{addr}\n    \
+         service: s3\n    region: us-east-1\n    credentials: static\n    payload: unsigned\n"
+    );
+    let proxy = Proxy::start_ready(&config, &static_keys(ACCESS_KEY, SECRET_KEY));
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let good = crc32_base64(&body);
+
+    // As boto3 sends it with credentials, and without (no content hash): both stored.
+    for (key, sha) in [
+        ("signed-hash", Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER")),
+        ("no-hash", None),
+    ] {
+        let r = put(&proxy, key, body.len(), &framed(&body, &good), sha);
+        assert_eq!(r.status, 200, "{key}: {}\n{}", r.text(), proxy.log());
+        assert_eq!(
+            std::fs::read(root.path().join("bucket").join(key)).unwrap(),
+            body
+        );
+    }
+
+    // A wrong checksum: s3s-fs refuses it (BadDigest; it checks after writing the file, so
+    // whether the file stays is its own affair).
+    let wrong = crc32_base64(b"something else");
+    let r = put(&proxy, "tampered", body.len(), &framed(&body, &wrong), None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("BadDigest"), "{}", r.text());
+
+    // Framing that does not add up never reaches S3 whole: sigproxy stops it.
+    let mut garbage = framed(&body, &good);
+    garbage[0] = b'z';
+    let short = framed(&body[..1000], &crc32_base64(&body[..1000]));
+    for (what, wire, decoded) in [
+        ("bad size line", garbage, body.len()),
+        ("short body", short, 2000),
+    ] {
+        let started = Instant::now();
+        let r = put(&proxy, "garbage", decoded, &wire, None);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains("aws-chunked"), "{what}: {}", r.text());
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+    assert!(!root.path().join("bucket/garbage").exists());
+
+    // Chunks signed with the client's own keys cannot be re-signed: refused as before.
+    let r = put(
+        &proxy,
+        "client-signed",
+        body.len(),
+        &framed(&body, &good),
+        Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("signed by the client"), "{}", r.text());
+
+    // A route that signs the body's SHA-256 cannot take it either.
+    let signed = Proxy::start_ready(
+        &config.replace("payload: unsigned", "payload: signed"),
+        &static_keys(ACCESS_KEY, SECRET_KEY),
+    );
+    let r = put(
+        &signed,
+        "on-signed",
+        body.len(),
+        &framed(&body, &good),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("payload: signed"), "{}", r.text());
+}
