@@ -94,3 +94,107 @@ impl Checker<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    const SETS: &str = "credentials:\n  app: { assume_role: { role_arn: 'arn:aws:iam::123456789012:role/app' } }\n  keys: { source: default }\nroutes:\n  - upstream: http://127.0.0.1:1\n";
+
+    fn parse(endpoint: &str, access: &str) -> Result<Config, String> {
+        std::env::set_var("CONFIG_TEST_ENDPOINT_TOKEN", "endpoint-token-0123456789");
+        let text = format!("{access}credential_endpoint:\n{endpoint}{SETS}");
+        Config::parse(&text, Path::new("e.yaml")).map_err(|e| e.to_string())
+    }
+
+    const TOKEN: &str = "  authorization_token_env: CONFIG_TEST_ENDPOINT_TOKEN\n";
+
+    #[test]
+    fn a_loopback_endpoint_with_a_set_and_a_token_is_accepted() {
+        let c = parse(
+            &format!("  listen: 127.0.0.1:9911\n  credentials: app\n{TOKEN}"),
+            "",
+        )
+        .unwrap();
+        let e = c.credential_endpoint.unwrap();
+        assert_eq!(e.listen.to_string(), "127.0.0.1:9911");
+        assert_eq!(e.credentials, "app");
+        assert!(e.token.matches(b"endpoint-token-0123456789"));
+        assert!(!format!("{e:?}").contains("endpoint-token"));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_reason() {
+        for (endpoint, access, expected) in [
+            (
+                format!("  credentials: app\n{TOKEN}"),
+                "",
+                "e.yaml: credential_endpoint.listen: is required",
+            ),
+            (
+                format!("  listen: 127.0.0.1:9911\n  credentials: nope\n{TOKEN}"),
+                "",
+                "e.yaml: credential_endpoint.credentials: 'nope' is not a credential set",
+            ),
+            (
+                format!("  listen: 127.0.0.1:9911\n  credentials: keys\n{TOKEN}"),
+                "",
+                "e.yaml: credential_endpoint.credentials: 'keys' has no assume_role",
+            ),
+            (
+                "  listen: 127.0.0.1:9911\n  credentials: app\n".to_string(),
+                "",
+                "e.yaml: credential_endpoint: authorization_token_file or authorization_token_env is required",
+            ),
+            (
+                format!("  listen: 127.0.0.1:9901\n  credentials: app\n{TOKEN}"),
+                "",
+                "e.yaml: credential_endpoint.listen: must differ from admin_listen",
+            ),
+            (
+                format!("  listen: 0.0.0.0:9911\n  credentials: app\n{TOKEN}"),
+                "",
+                "e.yaml: credential_endpoint.listen: 0.0.0.0:9911 is not a loopback address",
+            ),
+            (
+                format!("  listen: 127.0.0.1:9911\n  credentials: app\n{TOKEN}  authorization_token_file: /nonexistent\n"),
+                "",
+                "e.yaml: credential_endpoint.authorization_token_env: authorization_token_file and authorization_token_env exclude each other",
+            ),
+            (
+                format!("  listen: 127.0.0.1:9911\n  credentials: app\n  authorization_token_file: /nonexistent/token\n"),
+                "",
+                "e.yaml: credential_endpoint.authorization_token_file: cannot read /nonexistent/token",
+            ),
+        ] {
+            let e = parse(&endpoint, access).unwrap_err();
+            assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+        }
+    }
+
+    #[test]
+    fn a_wider_address_is_allowed_only_when_listed() {
+        let endpoint = format!("  listen: 0.0.0.0:9911\n  credentials: app\n{TOKEN}");
+        let c = parse(
+            &endpoint,
+            "access:\n  allow_non_loopback: [credential_endpoint]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.credential_endpoint.unwrap().listen.to_string(),
+            "0.0.0.0:9911"
+        );
+        // Listing it does not open the traffic port.
+        assert!(c.listen.ip().is_loopback());
+        let e = parse(
+            &format!("  listen: 127.0.0.1:9911\n  credentials: app\n{TOKEN}"),
+            "access:\n  allow_non_loopback: [credential_endpoints]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("access.allow_non_loopback[0]: 'credential_endpoints' is not a listener; expected one of listen, admin_listen, credential_endpoint"),
+            "{e}"
+        );
+    }
+}
