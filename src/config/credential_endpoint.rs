@@ -163,7 +163,7 @@ mod tests {
                 "e.yaml: credential_endpoint.authorization_token_env: authorization_token_file and authorization_token_env exclude each other",
             ),
             (
-                format!("  listen: 127.0.0.1:9911\n  credentials: app\n  authorization_token_file: /nonexistent/token\n"),
+                "  listen: 127.0.0.1:9911\n  credentials: app\n  authorization_token_file: /nonexistent/token\n".to_string(),
                 "",
                 "e.yaml: credential_endpoint.authorization_token_file: cannot read /nonexistent/token",
             ),
