@@ -268,3 +268,33 @@ fn a_long_running_boto3_client_gets_the_refreshed_credentials() {
         .unwrap();
     assert!(fetched >= 2.0, "{fetched}");
 }
+
+#[test]
+fn a_rotated_token_file_applies_without_a_restart() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_file = dir.path().join("token");
+    let proxy = start(&peers, "app", port, &token_file);
+    proxy.wait_ready();
+    let endpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    let status = |token: &str| {
+        request(
+            endpoint,
+            "GET",
+            "/credentials",
+            &[("Authorization", token)],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(status(TOKEN), 200);
+    // A Secret swapped in place: nothing sends SIGHUP, the configuration is unchanged.
+    let rotated = "rotated-endpoint-token-8e1d";
+    std::fs::write(dir.path().join("token.new"), rotated).unwrap();
+    std::fs::rename(dir.path().join("token.new"), &token_file).unwrap();
+    proxy.wait_for("the rotated token to be in force", || {
+        status(rotated) == 200
+    });
+    assert_eq!(status(TOKEN), 403);
+}
