@@ -106,6 +106,12 @@ impl BearerToken {
         else {
             return false;
         };
+        self.matches(presented)
+    }
+
+    /// Whether `presented` (the token itself, no scheme: the container-credentials protocol's
+    /// `Authorization: <token>`) is this token, compared as [`Self::accepts`] compares.
+    pub fn matches(&self, presented: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.trim_ascii()).into();
         digest.ct_eq(&self.digest).into()
     }

@@ -17,7 +17,8 @@
 //!   `Upstream`, `Service`, ...) and into its own (`RouteConfig`, `CredentialsConfig`, ...);
 //! - the runtime, which reads `config`'s types: [`credentials`] and [`conn`] → [`sign`] →
 //!   [`route`] → [`reload`] (the live snapshot of routes, access rules and credential sets,
-//!   swapped on SIGHUP and file changes) → [`proxy`] and [`admin`] → [`server`]; [`cli`] and
+//!   swapped on SIGHUP and file changes) → [`proxy`], [`admin`] and [`credential_endpoint`] →
+//!   [`server`]; [`cli`] and
 //!   [`logging`] on top.
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod aws_chunked;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod credential_endpoint;
 pub mod credentials;
 pub mod drain;
 pub mod endpoints;

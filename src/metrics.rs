@@ -46,6 +46,8 @@ pub struct Metrics {
     pub tls_certificate_reloads: IntCounterVec,
     /// The serving certificate's notAfter, by listener, Unix time.
     pub tls_certificate_expiry: GaugeVec,
+    /// Requests to the credential endpoint, by result (see `credential_endpoint`).
+    pub credential_endpoint_requests: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -266,6 +268,12 @@ impl Metrics {
                     &["listener"],
                 )
                 .expect("valid metric"),
+            ),
+            credential_endpoint_requests: counter(
+                &r,
+                "sigproxy_credential_endpoint_requests_total",
+                "Requests to the credential endpoint, by result: served, missing_token, wrong_token, browser (Origin or a foreign Host), unavailable (the set holds no valid credentials), method, disabled",
+                &["result"],
             ),
             registry: r,
         }

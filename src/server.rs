@@ -3,6 +3,7 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::conn::Guarded;
+use crate::credential_endpoint::CredentialEndpoint;
 use crate::credentials::CredentialStore;
 use crate::drain::{Drain, Signals, UntilDrained};
 use crate::proxy::SigningProxy;
@@ -78,6 +79,9 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     if !upgrade {
         check_bindable("listen", config.listen)?;
         check_bindable("admin_listen", config.admin_listen)?;
+        if let Some(endpoint) = &config.credential_endpoint {
+            check_bindable("credential_endpoint.listen", endpoint.listen)?;
+        }
     }
     private_socket_dir(&config.upgrade_socket)?;
 
@@ -147,6 +151,18 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
     admin.add_tcp(&config.admin_listen.to_string());
 
+    // The admin port's limits: a client holding connections open cannot take it away.
+    let endpoint = config.credential_endpoint.as_ref().map(|e| {
+        let app = Guarded::admin(
+            CredentialEndpoint::new(live.clone()),
+            crate::admin::limits(&config.limits),
+            crate::admin::MAX_HEADER_BYTES,
+        );
+        let mut service = Service::new("sigproxy credential endpoint".to_string(), app);
+        service.add_tcp(&e.listen.to_string());
+        (service, e.listen)
+    });
+
     let (listen, admin_listen, routes) = (config.listen, config.admin_listen, config.routes.len());
     let scheme = |tls: bool| if tls { "https" } else { "http" };
     let (traffic_scheme, admin_scheme) = (
@@ -169,6 +185,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         traffic.add_dependency(&refresher);
     }
     server.add_service(admin);
+    let endpoint = endpoint.map(|(service, listen)| {
+        server.add_service(service);
+        format!("http://{listen}/credentials")
+    });
     if !certificates.is_empty() {
         server.add_service(background_service(
             "TLS certificate watch",
@@ -180,6 +200,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         listen = %format_args!("{traffic_scheme}://{listen}"),
         admin = %format_args!("{admin_scheme}://{admin_listen}"),
         routes,
+        credential_endpoint = endpoint.as_deref(),
         "sigproxy starting"
     );
     server.run(RunArgs {

@@ -305,13 +305,20 @@ fn family_of<'a>(name: &'a str, types: &BTreeMap<String, String>) -> Option<&'a 
 fn every_dashboard_and_alert_query_names_metrics_sigproxy_exports() {
     let peers = Peers::start();
     let closed = free_port();
+    // The credential endpoint on, so that its request counter is exported too.
+    let endpoint = free_port();
     let lambda = peers.get("lambda_url");
     let config = format!(
-        "credentials:\n{}{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 1s\n  - name: down\n    match: {{ path_prefix: /down/ }}\n    upstream: http://127.0.0.1:{closed}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: bad\n  - name: readonly\n    match: {{ path_prefix: /readonly/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET]\n",
+        "credential_endpoint:\n  listen: 127.0.0.1:{endpoint}\n  credentials: app\n  authorization_token_env: DASHBOARD_ENDPOINT_TOKEN\ncredentials:\n{}{}routes:\n  - name: fn\n    match: {{ path_prefix: /fn/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    read_timeout: 1s\n  - name: down\n    match: {{ path_prefix: /down/ }}\n    upstream: http://127.0.0.1:{closed}\n    service: lambda\n    region: us-east-1\n    credentials: app\n  - name: unsigned\n    match: {{ path_prefix: /unsigned/ }}\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: bad\n  - name: readonly\n    match: {{ path_prefix: /readonly/ }}\n    strip_prefix: true\n    upstream: {lambda}\n    service: lambda\n    region: us-east-1\n    credentials: app\n    allow:\n      - methods: [GET]\n",
         peers.credentials_yaml("app", peers.get("external_id")),
         peers.credentials_yaml("bad", "wrong-external-id"),
     );
-    let proxy = Proxy::start(&config, &peers.caller_env());
+    let mut env = peers.caller_env();
+    env.push((
+        "DASHBOARD_ENDPOINT_TOKEN".into(),
+        "dashboard-endpoint-token-0123".into(),
+    ));
+    let proxy = Proxy::start(&config, &env);
     // Not ready (set `bad` never gets credentials), but `app` serves.
     for (set, result) in [("app", "success"), ("bad", "failure")] {
         proxy.wait_for_metric(

@@ -24,11 +24,18 @@ impl Checker<'_> {
             allowed_hosts,
             allowed_origins,
         } = raw.unwrap_or_default();
+        // A listener's name in `allow_non_loopback` is its key's first part
+        // (`credential_endpoint.listen` → `credential_endpoint`).
+        let name_of = |key: &str| key.split('.').next().unwrap_or(key).to_string();
         for (i, name) in allow_non_loopback.iter().enumerate() {
-            if !listeners.iter().any(|(key, _)| key == name) {
+            if !listeners.iter().any(|(key, _)| name_of(key) == *name) {
+                let names: Vec<String> = listeners.iter().map(|(key, _)| name_of(key)).collect();
                 return self.err(
                     format!("access.allow_non_loopback[{i}]"),
-                    format!("'{name}' is not a listener; expected listen or admin_listen"),
+                    format!(
+                        "'{name}' is not a listener; expected one of {}",
+                        names.join(", ")
+                    ),
                 );
             }
         }
@@ -44,14 +51,22 @@ impl Checker<'_> {
             if crate::access::is_loopback(addr.ip()) {
                 continue;
             }
-            if !allow_non_loopback.iter().any(|name| name == key) {
-                let why = if *key == "listen" {
-                    "anything that can reach it acts with the routes' AWS credentials. Add listen \
-                     to access.allow_non_loopback to mean it, and limit who can with \
-                     access.allowed_clients or access.bearer_token_file"
-                } else {
-                    "it serves health and metrics. Add admin_listen to \
-                     access.allow_non_loopback to mean it"
+            let name = name_of(key);
+            if !allow_non_loopback.contains(&name) {
+                let why = match name.as_str() {
+                    "listen" => {
+                        "anything that can reach it acts with the routes' AWS credentials. Add \
+                         listen to access.allow_non_loopback to mean it, and limit who can with \
+                         access.allowed_clients or access.bearer_token_file"
+                    }
+                    "credential_endpoint" => {
+                        "it hands out AWS credentials to whoever holds its token. Add \
+                         credential_endpoint to access.allow_non_loopback to mean it"
+                    }
+                    _ => {
+                        "it serves health and metrics. Add admin_listen to \
+                         access.allow_non_loopback to mean it"
+                    }
                 };
                 return self.err(*key, format!("{addr} is not a loopback address: {why}"));
             }
@@ -82,48 +97,10 @@ impl Checker<'_> {
             }
         }
         let token_file = bearer_token_file.clone().map(std::path::PathBuf::from);
-        let token = match (bearer_token_file, bearer_token_env) {
-            (Some(_), Some(_)) => {
-                return self.err(
-                    "access.bearer_token_env",
-                    "bearer_token_file and bearer_token_env exclude each other",
-                )
-            }
-            (Some(path), None) => Some((
-                "access.bearer_token_file",
-                std::fs::read_to_string(&path).or_else(|e| {
-                    self.err(
-                        "access.bearer_token_file",
-                        format!("cannot read {path}: {e}"),
-                    )
-                })?,
-            )),
-            (None, Some(name)) => Some((
-                "access.bearer_token_env",
-                std::env::var(&name).or_else(|_| {
-                    self.err(
-                        "access.bearer_token_env",
-                        format!("the environment variable {name} is not set"),
-                    )
-                })?,
-            )),
-            (None, None) => None,
-        };
-        let bearer_token = match token {
-            None => None,
-            Some((key, text)) => match BearerToken::parse(&text) {
-                Some(token) => Some(token),
-                None => {
-                    return self.err(
-                        key,
-                        format!(
-                            "the token must be at least {} printable characters, without spaces",
-                            BearerToken::MIN_LEN
-                        ),
-                    )
-                }
-            },
-        };
+        let bearer_token = self.token(
+            ("access.bearer_token_file", bearer_token_file),
+            ("access.bearer_token_env", bearer_token_env),
+        )?;
         let hosts = self.list("access.allowed_hosts", allowed_hosts, host_entry)?;
         let origins = self.list("access.allowed_origins", allowed_origins, origin_entry)?;
         Ok(ClientAccess {
@@ -136,6 +113,50 @@ impl Checker<'_> {
                 aws_endpoints: false,
             },
         })
+    }
+
+    /// A secret token read from a file or an environment variable (`(key, value)` each; they
+    /// exclude each other): at least [`BearerToken::MIN_LEN`] printable characters.
+    pub(super) fn token(
+        &self,
+        (file_key, file): (&str, Option<String>),
+        (env_key, env): (&str, Option<String>),
+    ) -> Result<Option<BearerToken>, ConfigError> {
+        let (key, text) = match (file, env) {
+            (Some(_), Some(_)) => {
+                let file_name = file_key.rsplit('.').next().unwrap_or(file_key);
+                let env_name = env_key.rsplit('.').next().unwrap_or(env_key);
+                return self.err(
+                    env_key,
+                    format!("{file_name} and {env_name} exclude each other"),
+                );
+            }
+            (Some(path), None) => (
+                file_key,
+                std::fs::read_to_string(&path)
+                    .or_else(|e| self.err(file_key, format!("cannot read {path}: {e}")))?,
+            ),
+            (None, Some(name)) => (
+                env_key,
+                std::env::var(&name).or_else(|_| {
+                    self.err(
+                        env_key,
+                        format!("the environment variable {name} is not set"),
+                    )
+                })?,
+            ),
+            (None, None) => return Ok(None),
+        };
+        match BearerToken::parse(&text) {
+            Some(token) => Ok(Some(token)),
+            None => self.err(
+                key,
+                format!(
+                    "the token must be at least {} printable characters, without spaces",
+                    BearerToken::MIN_LEN
+                ),
+            ),
+        }
     }
 
     /// A route's `allow` list.

@@ -3,7 +3,7 @@
 //! This file holds the [`Checker`], the file's top level and the character sets that names are
 //! checked against; each part of the file has its own: `listeners.rs` (addresses, their TLS files, threads, the
 //! upgrade socket), `access.rs`, `credentials.rs`, `route.rs`, `signing.rs`, `upstream.rs`,
-//! `from_host.rs`, `limits.rs` and `shutdown.rs`. Each raw structure is taken apart whole
+//! `from_host.rs`, `credential_endpoint.rs`, `limits.rs` and `shutdown.rs`. Each raw structure is taken apart whole
 //! (`let file::Route { name, .. every field .. } = raw;`), so a key added to the file format
 //! cannot go unchecked without the compiler saying so.
 
@@ -48,21 +48,25 @@ impl Checker<'_> {
             request_header_timeout,
             max_connections,
             max_buffered_body_bytes,
+            credential_endpoint,
             credentials,
             routes,
         } = raw;
         let (listen, admin_listen) = self.listeners(listen.as_deref(), admin_listen.as_deref())?;
         let tls = self.listener_tls("tls", tls)?;
         let admin_tls = self.listener_tls("admin_tls", admin_tls)?;
-        let mut access = self.access(
-            access,
-            &[("listen", listen), ("admin_listen", admin_listen)],
-        )?;
+        let credentials = self.credential_sets(credentials)?;
+        let mut listeners = vec![("listen", listen), ("admin_listen", admin_listen)];
+        let credential_endpoint =
+            self.credential_endpoint(credential_endpoint, &credentials, &listeners)?;
+        if let Some(endpoint) = &credential_endpoint {
+            listeners.push(("credential_endpoint.listen", endpoint.listen));
+        }
+        let mut access = self.access(access, &listeners)?;
         let max_header_bytes = self.max_header_bytes(max_header_bytes)?;
         let threads = self.threads(threads)?;
         let shutdown = self.shutdown(shutdown_delay.as_deref(), shutdown_grace.as_deref())?;
         let upgrade_socket = self.upgrade_socket(upgrade_socket, listen.port())?;
-        let credentials = self.credential_sets(credentials)?;
         let routes = self.routes(routes, &credentials)?;
         // A route's own host is a name clients reach sigproxy by.
         access.browser.hosts.extend(
@@ -99,6 +103,7 @@ impl Checker<'_> {
             max_header_bytes,
             limits,
             upgrade_socket,
+            credential_endpoint,
             credentials,
             routes,
         })

@@ -36,10 +36,29 @@ pub struct File {
     pub max_connections: Option<u64>,
     /// Body bytes buffered for signing, all requests together.
     pub max_buffered_body_bytes: Option<u64>,
+    /// Serves a credential set's temporary credentials to AWS SDKs (the container-credentials
+    /// protocol).
+    pub credential_endpoint: Option<CredentialEndpoint>,
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSet>,
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// `credential_endpoint`: where SDKs fetch credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI`)
+/// and the token they must send (`AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialEndpoint {
+    /// The address to listen on (loopback unless `access.allow_non_loopback` lists
+    /// `credential_endpoint`).
+    pub listen: Option<String>,
+    /// The credential set whose credentials are served.
+    pub credentials: Option<String>,
+    /// A file holding the token SDKs must send.
+    pub authorization_token_file: Option<String>,
+    /// An environment variable holding the token SDKs must send.
+    pub authorization_token_env: Option<String>,
 }
 
 /// `tls` / `admin_tls`: a listener's certificate and key (PEM), re-read when they change.
@@ -55,7 +74,8 @@ pub struct ListenerTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
-    /// The listeners (`listen`, `admin_listen`) that may bind to anything but loopback.
+    /// The listeners (`listen`, `admin_listen`, `credential_endpoint`) that may bind to anything
+    /// but loopback.
     #[serde(default)]
     pub allow_non_loopback: Vec<String>,
     /// CIDRs of the clients allowed on the traffic port.

@@ -8,6 +8,7 @@
 
 mod access;
 mod check;
+mod credential_endpoint;
 mod credentials;
 mod file;
 mod flags;
@@ -29,7 +30,7 @@ pub use flags::Flags;
 pub use from_host::FromHost;
 pub use limits::ClientLimits;
 
-use crate::access::{AllowRule, ClientAccess};
+use crate::access::{AllowRule, BearerToken, ClientAccess};
 use crate::service::Service;
 use crate::tls::CertPair;
 use crate::upstream::edits::HeaderEdits;
@@ -73,8 +74,22 @@ pub struct Config {
     /// Timeouts, connection count and body memory limits for clients of the traffic port.
     pub limits: ClientLimits,
     pub upgrade_socket: PathBuf,
+    /// Serves one set's credentials to AWS SDKs (`credential_endpoint`).
+    pub credential_endpoint: Option<CredentialEndpointConfig>,
     pub credentials: BTreeMap<String, CredentialsConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// `credential_endpoint`: the container-credentials protocol for AWS SDKs.
+#[derive(Debug, Clone)]
+pub struct CredentialEndpointConfig {
+    pub listen: SocketAddr,
+    /// The credential set served.
+    pub credentials: String,
+    /// What SDKs send as `Authorization` (its digest; `Debug` redacts it).
+    pub token: BearerToken,
+    /// Where the token was read from (`authorization_token_file`).
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

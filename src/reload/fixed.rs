@@ -14,6 +14,8 @@ enum Kind {
     Number,
     /// `tls` / `admin_tls`: a mapping of the two files, or absent.
     Tls(fn(&Config) -> Option<&ListenerTls>),
+    /// `credential_endpoint.listen`: the running address, or no endpoint at all.
+    EndpointListen,
 }
 
 /// A key's value in a configuration, as the file writes it.
@@ -34,6 +36,12 @@ const FIXED: &[(&str, Kind, Read)] = &[
         Kind::Tls(|c| c.admin_tls.as_ref().map(|t| &t.files)),
         |c| tls_files(c.admin_tls.as_ref().map(|t| &t.files)),
     ),
+    // The set and token apply on reload; the listener is the process's.
+    ("credential_endpoint.listen", Kind::EndpointListen, |c| {
+        c.credential_endpoint
+            .as_ref()
+            .map_or_else(|| "none".into(), |e| e.listen.to_string())
+    }),
     ("threads", Kind::Number, |c| c.threads.to_string()),
     ("upgrade_socket", Kind::Text, |c| {
         c.upgrade_socket.display().to_string()
@@ -116,6 +124,23 @@ pub fn checked(
     for (key, kind, value) in FIXED {
         let name = Value::String((*key).to_string());
         let value = match kind {
+            Kind::EndpointListen => {
+                let block = Value::String("credential_endpoint".into());
+                match &running.credential_endpoint {
+                    // Not listening: a new endpoint waits for a restart.
+                    None => {
+                        map.remove(&block);
+                    }
+                    // Listening: a file without the block serves nothing there (503).
+                    Some(e) => {
+                        if let Some(endpoint) = map.get_mut(&block).and_then(|b| b.as_mapping_mut())
+                        {
+                            endpoint.insert("listen".into(), Value::String(e.listen.to_string()));
+                        }
+                    }
+                }
+                continue;
+            }
             Kind::Text => Value::String(value(running)),
             Kind::Number => Value::Number(
                 value(running)
@@ -217,6 +242,34 @@ mod tests {
         assert!(message.starts_with("s.yaml: listen: "), "{message}");
         assert!(message.contains("not a loopback address"), "{message}");
         assert!(message.contains("checked with listen"), "{message}");
+    }
+
+    #[test]
+    fn the_credential_endpoint_listener_needs_a_restart_and_its_set_does_not() {
+        std::env::set_var("FIXED_TEST_ENDPOINT_TOKEN", "endpoint-token-0123456789");
+        let sets = "credentials:\n  a: { assume_role: { role_arn: 'arn:aws:iam::123456789012:role/a' } }\n  b: { assume_role: { role_arn: 'arn:aws:iam::123456789012:role/b' } }\n";
+        let endpoint = |listen: &str, set: &str| {
+            format!("credential_endpoint:\n  listen: {listen}\n  credentials: {set}\n  authorization_token_env: FIXED_TEST_ENDPOINT_TOKEN\n{sets}{ROUTE}")
+        };
+        let running = config(&endpoint("127.0.0.1:9911", "a"));
+        let (new, changes) = checked(
+            &endpoint("127.0.0.1:9912", "b"),
+            Path::new("s.yaml"),
+            &running,
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].key, "credential_endpoint.listen");
+        let e = new.credential_endpoint.unwrap();
+        assert_eq!(e.listen.to_string(), "127.0.0.1:9911");
+        assert_eq!(e.credentials, "b");
+        // No endpoint running: one added by a reload waits for a restart.
+        let bare = config(&format!("{sets}{ROUTE}"));
+        let (new, changes) =
+            checked(&endpoint("127.0.0.1:9911", "a"), Path::new("s.yaml"), &bare).unwrap();
+        assert_eq!(changes[0].file, "127.0.0.1:9911");
+        assert_eq!(changes[0].running, "none");
+        assert!(new.credential_endpoint.is_none());
     }
 
     #[test]

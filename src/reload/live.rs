@@ -1,7 +1,7 @@
 //! What a reload swaps: the routes, the access rules and the credential sets, as one value.
 
 use crate::access::ClientAccess;
-use crate::config::Config;
+use crate::config::{Config, CredentialEndpointConfig};
 use crate::credentials::CredentialStore;
 use crate::route::Router;
 use arc_swap::ArcSwap;
@@ -17,8 +17,11 @@ pub struct Snapshot {
     /// Client address and bearer token checks, and the browser policy (admin port included).
     pub access: ClientAccess,
     pub store: CredentialStore,
-    /// Credential sets some route signs with; only these decide readiness.
+    /// Credential sets some route signs with or the credential endpoint serves; only these
+    /// decide readiness.
     pub needed: BTreeSet<String>,
+    /// The credential endpoint's set and token (its listener is the process's, fixed at start).
+    pub credential_endpoint: Option<CredentialEndpointConfig>,
 }
 
 /// Shared by the proxy, the admin listener and the reloader.
@@ -27,12 +30,19 @@ pub type Live = Arc<ArcSwap<Snapshot>>;
 impl Snapshot {
     pub fn new(config: &Config, store: CredentialStore) -> Snapshot {
         let router = Router::new(config, &store);
-        let needed = router.credential_sets().into_iter().collect();
+        let mut needed: BTreeSet<String> = router.credential_sets().into_iter().collect();
+        needed.extend(
+            config
+                .credential_endpoint
+                .iter()
+                .map(|e| e.credentials.clone()),
+        );
         Snapshot {
             router,
             access: config.access.clone(),
             store,
             needed,
+            credential_endpoint: config.credential_endpoint.clone(),
         }
     }
 
@@ -42,8 +52,13 @@ impl Snapshot {
     }
 }
 
-/// The credential sets `config`'s routes sign with, known before any route is built.
+/// The credential sets `config`'s routes sign with and its credential endpoint serves, known
+/// before any route is built.
 pub fn needed_sets(config: &Config) -> BTreeSet<String> {
+    let endpoint = config
+        .credential_endpoint
+        .iter()
+        .map(|e| e.credentials.clone());
     config
         .routes
         .iter()
@@ -52,5 +67,6 @@ pub fn needed_sets(config: &Config) -> BTreeSet<String> {
             (None, Some(from)) => Some(from.credentials().to_string()),
             (None, None) => None,
         })
+        .chain(endpoint)
         .collect()
 }
