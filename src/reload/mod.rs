@@ -24,7 +24,6 @@ mod sets;
 pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
 
-use crate::access::BearerToken;
 use crate::config::{Config, ConfigError};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
 use crate::credentials::CredentialStore;
@@ -33,7 +32,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use poll::{Act, Polls, Seen};
+use poll::{in_force, look, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -333,58 +332,6 @@ impl Reloader {
             );
         }
     }
-}
-
-/// What a poll compares: the file's SHA-256 and, for each token the configuration in force
-/// reads from a file (`access.bearer_token_file`, `credential_endpoint.authorization_token_file`),
-/// the token that file holds now: a rotated token (a Kubernetes Secret swapped, nothing sent
-/// SIGHUP, the configuration unchanged) is a change too.
-fn look(bytes: &[u8], running: &Config) -> Seen {
-    let hash = Sha256::digest(bytes).into();
-    let tokens: Vec<[u8; 32]> = token_files(running)
-        .map(|(file, _)| {
-            // Not a token (unreadable, too short): a value no token's digest is.
-            std::fs::read_to_string(file)
-                .ok()
-                .and_then(|text| BearerToken::parse(&text))
-                .map_or([0; 32], |t| *t.digest())
-        })
-        .collect();
-    with_tokens(&hash, &tokens)
-}
-
-/// What [`look`] finds while `config`, read from a file hashing to `hash`, is in force.
-fn in_force(hash: &Hash, config: &Config) -> Seen {
-    let tokens: Vec<[u8; 32]> = token_files(config).map(|(_, t)| *t.digest()).collect();
-    with_tokens(hash, &tokens)
-}
-
-/// The token files `config` read, each with the token it held then.
-fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &BearerToken)> {
-    let access = match (
-        &config.access.bearer_token_file,
-        &config.access.bearer_token,
-    ) {
-        (Some(file), Some(token)) => Some((file.as_path(), token)),
-        _ => None,
-    };
-    let endpoint = config
-        .credential_endpoint
-        .as_ref()
-        .and_then(|e| Some((e.token_file.as_deref()?, &e.token)));
-    access.into_iter().chain(endpoint)
-}
-
-fn with_tokens(hash: &Hash, tokens: &[[u8; 32]]) -> Seen {
-    if tokens.is_empty() {
-        return Seen::Content(*hash);
-    }
-    let mut all = Sha256::new();
-    all.update(hash);
-    for token in tokens {
-        all.update(token);
-    }
-    Seen::Content(all.finalize().into())
 }
 
 /// Logs and counts a refused reload; the running configuration stays.
