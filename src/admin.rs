@@ -101,11 +101,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+        let host = crate::headers::request_host(req);
         if let Err(denied) = self
             .live
             .load()

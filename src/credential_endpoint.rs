@@ -208,11 +208,7 @@ fn refusal(error: &ProxyError) -> Response<Vec<u8>> {
 impl ServeHttp for CredentialEndpoint {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+        let host = crate::headers::request_host(req);
         let (outcome, response) = match self.answer(&req.method, host, &req.headers) {
             Ok(credentials) => {
                 let body = document(&credentials);

@@ -88,6 +88,16 @@ pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The host a request is for: an absolute-form target's authority overrides `Host`
+/// (RFC 9112 §3.2.2), as it does for every server that reads the request after us.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri.authority().map(|a| a.as_str()).or_else(|| {
+        req.headers
+            .get("host")
+            .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

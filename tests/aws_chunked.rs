@@ -3,54 +3,17 @@
 
 mod common;
 
+use common::s3s::S3s;
 use common::upstream::Upstream;
 use common::*;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
 use std::net::SocketAddr;
 
 const ACCESS_KEY: &str = "AKIDSIGPROXYTEST";
 const SECRET_KEY: &str = "sigproxy-s3s-test-secret-key";
 
-/// An s3s-fs server with authentication on 127.0.0.1:0, storing objects under `root`.
-struct S3s {
-    addr: SocketAddr,
-    _runtime: tokio::runtime::Runtime,
-}
-
+/// s3s-fs under `root`, accepting this file's keys.
 fn start_s3s(root: &std::path::Path) -> S3s {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    S3s {
-        addr,
-        _runtime: runtime,
-    }
+    S3s::start(root, ACCESS_KEY, SECRET_KEY)
 }
 
 fn env() -> Vec<(String, String)> {

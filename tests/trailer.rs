@@ -8,12 +8,10 @@
 
 mod common;
 
+use common::s3s::S3s;
 use common::*;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -114,39 +112,6 @@ fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
 const ACCESS_KEY: &str = "AKIDSIGPROXYTRAILER";
 const SECRET_KEY: &str = "sigproxy-s3s-trailer-secret";
 
-/// An s3s-fs server (authentication on) on 127.0.0.1:0, storing objects under `root`; it
-/// verifies checksum trailers.
-fn start_s3s(root: &Path) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    (addr, runtime)
-}
-
 /// CRC-32 (IEEE), base64: the value of an `x-amz-checksum-crc32` trailer.
 fn crc32_base64(data: &[u8]) -> String {
     let mut crc = !0u32;
@@ -194,7 +159,8 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     assert_eq!(crc32_base64(b"hello world"), "DUoRhQ==");
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("bucket")).unwrap();
-    let (addr, _runtime) = start_s3s(root.path());
+    let s3s = S3s::start(root.path(), ACCESS_KEY, SECRET_KEY);
+    let addr = s3s.addr;
     let config = format!(
         "credentials:\n  static:\n    source: default\nroutes:\n  - upstream: http://{addr}\n    \
          service: s3\n    region: us-east-1\n    credentials: static\n    payload: unsigned\n"

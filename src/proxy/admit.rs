@@ -5,8 +5,8 @@
 use super::{inbound, streamed, RequestCtx, SigningProxy};
 use crate::access::browser::{self, PageRequest};
 use crate::error::ProxyError;
+use crate::headers;
 use crate::route::Route;
-use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ impl SigningProxy {
         // Routes and access rules as they are now; a reload from here on is for later requests.
         let live = self.live.load();
         let req = session.req_header();
-        let host = request_host(req);
+        let host = headers::request_host(req);
         // Looked up first so that refusals are counted under the route they were for.
         let routed = live.router.find(host, req.uri.path());
         if let Ok(Some((route, _))) = &routed {
@@ -93,14 +93,4 @@ impl SigningProxy {
         session.as_downstream_mut().finish_body().await?;
         Ok(true)
     }
-}
-
-/// The host a request is for: an absolute-form target's authority overrides `Host`
-/// (RFC 9112 §3.2.2), as it does for every server that reads the request after us.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri.authority().map(|a| a.as_str()).or_else(|| {
-        req.headers
-            .get("host")
-            .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
-    })
 }
