@@ -96,6 +96,14 @@ fn swap(dir: &Path, version: &str) {
     std::fs::rename(&next, dir.join("live")).unwrap();
 }
 
+/// sigproxy with an HTTPS traffic listener on the certificates under `dir`, `extra` keys, and
+/// the Lambda route; ready.
+fn https_proxy(dir: &Path, extra: &str) -> Proxy {
+    let p = peers();
+    let config = format!("{}{extra}{}", tls_yaml("tls", dir), p.lambda_config(""));
+    Proxy::start_ready(&config, &p.caller_env())
+}
+
 fn tls_yaml(key: &str, dir: &Path) -> String {
     format!(
         "{key}:\n  cert_file: {}\n  key_file: {}\n",
@@ -121,10 +129,7 @@ fn a_client_trusting_the_ca_gets_signed_responses_and_others_fail() {
     let dir = tempfile::tempdir().unwrap();
     let mut tool = Tool::start();
     let (ca, first) = setup(&mut tool, dir.path());
-    let p = peers();
-    let config = format!("{}{}", tls_yaml("tls", dir.path()), p.lambda_config(""));
-    let proxy = Proxy::start(&config, &p.caller_env());
-    proxy.wait_ready();
+    let proxy = https_proxy(dir.path(), "");
     let port = proxy.addr.port();
 
     let opened = tool.open("a", port, Some(&ca));
@@ -180,10 +185,7 @@ fn rotated_files_reach_new_connections_while_open_ones_keep_going() {
     let dir = tempfile::tempdir().unwrap();
     let mut tool = Tool::start();
     let (ca, _) = setup(&mut tool, dir.path());
-    let p = peers();
-    let config = format!("{}{}", tls_yaml("tls", dir.path()), p.lambda_config(""));
-    let proxy = Proxy::start(&config, &p.caller_env());
-    proxy.wait_ready();
+    let proxy = https_proxy(dir.path(), "");
     let port = proxy.addr.port();
     let reloads = |result: &str| {
         proxy
@@ -408,10 +410,7 @@ fn new_tls_paths_need_a_restart_and_the_running_pair_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut tool = Tool::start();
     let (ca, _) = setup(&mut tool, dir.path());
-    let p = peers();
-    let config = format!("{}{}", tls_yaml("tls", dir.path()), p.lambda_config(""));
-    let proxy = Proxy::start(&config, &p.caller_env());
-    proxy.wait_ready();
+    let proxy = https_proxy(dir.path(), "");
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).unwrap();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let at = args.iter().position(|a| *a == b"-c").unwrap();
@@ -445,14 +444,10 @@ fn a_connection_that_never_says_hello_gives_its_place_back_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut tool = Tool::start();
     let (ca, _) = setup(&mut tool, dir.path());
-    let p = peers();
-    let config = format!(
-        "{}max_connections: 1\nrequest_header_timeout: 1s\n{}",
-        tls_yaml("tls", dir.path()),
-        p.lambda_config("")
+    let proxy = https_proxy(
+        dir.path(),
+        "max_connections: 1\nrequest_header_timeout: 1s\n",
     );
-    let proxy = Proxy::start(&config, &p.caller_env());
-    proxy.wait_ready();
     let port = proxy.addr.port();
     for (silent, hello) in [(&[][..], "silent"), (&[0x16, 0x03, 0x01, 0x02][..], "half")] {
         // The harness's own probe of the port may still hold the one place for a moment.
@@ -487,14 +482,7 @@ fn an_idle_tls_keep_alive_makes_room_at_max_connections() {
     let dir = tempfile::tempdir().unwrap();
     let mut tool = Tool::start();
     let (ca, _) = setup(&mut tool, dir.path());
-    let p = peers();
-    let config = format!(
-        "{}max_connections: 1\n{}",
-        tls_yaml("tls", dir.path()),
-        p.lambda_config("")
-    );
-    let proxy = Proxy::start(&config, &p.caller_env());
-    proxy.wait_ready();
+    let proxy = https_proxy(dir.path(), "max_connections: 1\n");
     let port = proxy.addr.port();
     assert_eq!(tool.open("a", port, Some(&ca))["ok"], true);
     assert_eq!(tool.get("a", "/fn/first")["status"], 200);
