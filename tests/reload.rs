@@ -108,6 +108,20 @@ fn generation(peers: &Peers, i: usize, with_b: bool, invalid: bool) -> String {
     text
 }
 
+/// `proxy`'s configuration plus a set `wrong` (and its route) whose role trust policy wants
+/// another external id: STS refuses its AssumeRole.
+fn with_refused_set(peers: &Peers, proxy: &Proxy) -> String {
+    format!(
+        "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
+        proxy.addr,
+        proxy.admin,
+        peers.credentials_yaml("app", peers.get("external_id")),
+        peers.credentials_yaml("wrong", "not-the-external-id"),
+        signed_route(peers, "fn", "/fn/", "", "app"),
+        signed_route(peers, "other", "/other/", "", "wrong"),
+    )
+}
+
 #[test]
 fn twenty_reloads_under_steady_traffic_lose_no_request() {
     let peers = Peers::start();
@@ -293,16 +307,7 @@ fn a_new_set_without_credentials_keeps_the_old_configuration() {
     let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let path = proxy.config_path();
     let old = std::fs::read_to_string(path).unwrap();
-    // The role's trust policy wants another external id: AssumeRole is refused.
-    let text = format!(
-        "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
-        proxy.addr,
-        proxy.admin,
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.credentials_yaml("wrong", "not-the-external-id"),
-        signed_route(&peers, "fn", "/fn/", "", "app"),
-        signed_route(&peers, "other", "/other/", "", "wrong"),
-    );
+    let text = with_refused_set(&peers, &proxy);
     std::fs::write(path, &text).unwrap();
     proxy.wait_for("the reload refused", || reloads(&proxy, "failure") == 1.0);
     assert_eq!(reloads(&proxy, "success"), 0.0);
@@ -509,18 +514,9 @@ fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     // A tool that sends SIGHUP every few seconds whether or not anything changed, while the
     // file has a set STS refuses: one AssumeRole per SIGHUP would load the account's STS.
     let peers = Peers::start();
-    let proxy = Proxy::start(&peers.lambda_config(""), &peers.caller_env());
-    proxy.wait_ready();
+    let proxy = Proxy::start_ready(&peers.lambda_config(""), &peers.caller_env());
     let path = proxy.config_path();
-    let text = format!(
-        "listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{}routes:\n{}{}",
-        proxy.addr,
-        proxy.admin,
-        peers.credentials_yaml("app", peers.get("external_id")),
-        peers.credentials_yaml("wrong", "not-the-external-id"),
-        signed_route(&peers, "fn", "/fn/", "", "app"),
-        signed_route(&peers, "other", "/other/", "", "wrong"),
-    );
+    let text = with_refused_set(&peers, &proxy);
     std::fs::write(path, &text).unwrap();
     proxy.signal("HUP");
     proxy.wait_for("the reload refused", || reloads(&proxy, "failure") == 1.0);
