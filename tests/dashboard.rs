@@ -12,24 +12,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// PromQL words that look like metric names but are not: keywords, set operators, modifiers.
-const KEYWORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "inf",
-    "nan",
-    "atan2",
-];
-
 /// Clauses whose parenthesised list holds label names, not series.
 const LABEL_LISTS: &[&str] = &[
     "by",
@@ -38,6 +20,12 @@ const LABEL_LISTS: &[&str] = &[
     "ignoring",
     "group_left",
     "group_right",
+];
+
+/// Other PromQL words that look like metric names but are not: set operators, modifiers,
+/// literals. (The clauses above are not metric names either.)
+const KEYWORDS: &[&str] = &[
+    "bool", "and", "or", "unless", "offset", "inf", "nan", "atan2",
 ];
 
 /// The metric names a PromQL expression selects (as written: `x_bucket` stays `x_bucket`).
@@ -142,7 +130,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 });
                 let is_call = chars.get(next) == Some(&'(') || clause;
                 let lower = word.to_ascii_lowercase();
-                if !is_call && !KEYWORDS.contains(&lower.as_str()) {
+                if !is_call
+                    && !KEYWORDS.contains(&lower.as_str())
+                    && !LABEL_LISTS.contains(&lower.as_str())
+                {
                     names.insert(word.clone());
                 }
                 previous_word = lower;
