@@ -4,10 +4,15 @@
 //! Each chunk is `hex(size);chunk-signature=<sig>\r\n<data>\r\n`, the body ends with a zero-size
 //! chunk, and each signature chains on the previous one, starting from the header's ("seed")
 //! signature. The signatures come from aws-sigv4's `sign::v4::sign_chunk`.
+//!
+//! A body the client framed itself with a checksum trailer ([`client`]) goes upstream as sent,
+//! or on a `streaming` route re-framed with signed chunks and a signed trailer ([`trailer`]).
 
 mod client;
+mod trailer;
 
 pub use client::{client_form, ClientForm, FrameCheck, UNSIGNED_TRAILER};
+pub use trailer::{reframed_length, set_reframed_headers, Reframer, SIGNED_TRAILER};
 
 use crate::error::ProxyError;
 use aws_smithy_runtime_api::client::identity::Identity;

@@ -13,13 +13,13 @@ use pingora::http::RequestHeader;
 /// The content hash of an aws-chunked body with unsigned chunks and a trailer.
 pub const UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 
-/// The checksum trailers S3 takes.
-const CHECKSUMS: [&str; 5] = [
-    "x-amz-checksum-crc32",
-    "x-amz-checksum-crc32c",
-    "x-amz-checksum-crc64nvme",
-    "x-amz-checksum-sha1",
-    "x-amz-checksum-sha256",
+/// The checksum trailers S3 takes, with the size of their digest in bytes.
+const CHECKSUMS: [(&str, usize); 5] = [
+    ("x-amz-checksum-crc32", 4),
+    ("x-amz-checksum-crc32c", 4),
+    ("x-amz-checksum-crc64nvme", 8),
+    ("x-amz-checksum-sha1", 20),
+    ("x-amz-checksum-sha256", 32),
 ];
 /// The longest size line: 16 hex digits and CRLF.
 const MAX_SIZE_LINE: usize = 18;
@@ -80,8 +80,10 @@ pub struct FrameCheck {
     line: Vec<u8>,
     decoded: u64,
     expected: u64,
-    trailer: &'static str,
-    trailer_seen: bool,
+    /// The trailer x-amz-trailer names (lower case), and its digest's size in bytes.
+    trailer: (&'static str, usize),
+    /// The trailer's value once read, as sent (base64, checked for form only).
+    value: Option<String>,
 }
 
 fn bad(what: impl std::fmt::Display) -> ProxyError {
@@ -103,11 +105,12 @@ impl FrameCheck {
         let named = header("x-amz-trailer").unwrap_or("").trim();
         let trailer = CHECKSUMS
             .into_iter()
-            .find(|c| c.eq_ignore_ascii_case(named))
+            .find(|(c, _)| c.eq_ignore_ascii_case(named))
             .ok_or_else(|| {
+                let names: Vec<&str> = CHECKSUMS.iter().map(|(c, _)| *c).collect();
                 ProxyError::BadRequest(format!(
                     "x-amz-trailer must name one checksum trailer ({})",
-                    CHECKSUMS.join(", ")
+                    names.join(", ")
                 ))
             })?;
         Ok(FrameCheck {
@@ -116,15 +119,44 @@ impl FrameCheck {
             decoded: 0,
             expected,
             trailer,
-            trailer_seen: false,
+            value: None,
         })
     }
 
+    /// The payload's length, as `x-amz-decoded-content-length` declares it.
+    pub fn decoded_length(&self) -> u64 {
+        self.expected
+    }
+
+    /// The trailer's name (lower case) and the length of its base64 value.
+    pub fn trailer_shape(&self) -> (&'static str, usize) {
+        (self.trailer.0, base64_len(self.trailer.1))
+    }
+
+    /// The trailer's name and value, once the body has been followed to its end.
+    pub fn trailer(&self) -> Option<(&'static str, &str)> {
+        match self.state {
+            State::Done => self.value.as_deref().map(|v| (self.trailer.0, v)),
+            _ => None,
+        }
+    }
+
     /// Follows the next piece of the body; `end`: the body ends after it.
-    pub fn feed(&mut self, mut data: &[u8], end: bool) -> Result<(), ProxyError> {
+    pub fn feed(&mut self, data: &[u8], end: bool) -> Result<(), ProxyError> {
+        self.feed_with(data, end, |_| {})
+    }
+
+    /// As [`FrameCheck::feed`], handing each piece of chunk data to `payload` as it is read.
+    pub fn feed_with(
+        &mut self,
+        mut data: &[u8],
+        end: bool,
+        mut payload: impl FnMut(&[u8]),
+    ) -> Result<(), ProxyError> {
         while !data.is_empty() {
             if let State::Data(left) = self.state {
                 let take = left.min(data.len() as u64);
+                payload(&data[..take as usize]);
                 data = &data[take as usize..];
                 self.state = match left - take {
                     0 => State::DataEnd,
@@ -189,31 +221,53 @@ impl FrameCheck {
             }
             State::DataEnd if text.is_empty() => State::Size,
             State::DataEnd => return Err(bad("a chunk is longer than its size")),
-            State::Trailer if text.is_empty() && self.trailer_seen => State::Done,
+            State::Trailer if text.is_empty() && self.value.is_some() => State::Done,
             State::Trailer if text.is_empty() => {
-                return Err(bad(format!("no {} trailer", self.trailer)))
+                return Err(bad(format!("no {} trailer", self.trailer.0)))
             }
             State::Trailer => {
                 let (name, value) = std::str::from_utf8(text)
                     .ok()
                     .and_then(|t| t.split_once(':'))
                     .ok_or_else(|| bad("a trailer line is not `name:value`"))?;
-                if !name.trim().eq_ignore_ascii_case(self.trailer) || self.trailer_seen {
+                let (expected, size) = self.trailer;
+                if !name.trim().eq_ignore_ascii_case(expected) || self.value.is_some() {
                     return Err(bad(format!(
-                        "the trailer is not the one x-amz-trailer names ({})",
-                        self.trailer
+                        "the trailer is not the one x-amz-trailer names ({expected})"
                     )));
                 }
-                if value.trim().is_empty() {
-                    return Err(bad("an empty checksum trailer"));
+                let value = value.trim();
+                if !is_base64_of(value, size) {
+                    return Err(bad(format!(
+                        "the {expected} trailer is not the base64 of a {size}-byte checksum"
+                    )));
                 }
-                self.trailer_seen = true;
+                self.value = Some(value.to_string());
                 State::Trailer
             }
             State::Data(_) | State::Done => unreachable!("no line is read in this state"),
         };
         Ok(())
     }
+}
+
+/// The length of `bytes` bytes in padded base64.
+fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
+
+/// Whether `value` has the form of `bytes` bytes in padded base64 (its value is the service's
+/// to check: a wrong checksum must reach it as sent).
+fn is_base64_of(value: &str, bytes: usize) -> bool {
+    let padding = (3 - bytes % 3) % 3;
+    let (body, pad) = value
+        .as_bytes()
+        .split_at(value.len().saturating_sub(padding));
+    value.len() == base64_len(bytes)
+        && pad.iter().all(|&b| b == b'=')
+        && body
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 #[cfg(test)]
@@ -252,17 +306,25 @@ mod tests {
 
     #[test]
     fn malformed_bodies_fail() {
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 13] = [
             (GOOD, "12"),
             (GOOD, "10"),
-            (b"z\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\n", "5"),
-            (b"5\r\nhello!\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\n", "5"),
+            (b"z\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n", "5"),
+            (b"5\r\nhello!\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n", "5"),
             (b"5;chunk-signature=00\r\nhello\r\n0\r\n\r\n", "5"),
             (b"5\r\nhello\r\n0\r\n\r\n", "5"),
-            (b"5\r\nhello\r\n0\r\nx-amz-checksum-sha256:a\r\n\r\n", "5"),
-            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-sha256:NhCmhg==\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n", "5"),
             (
-                b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\nmore",
+                b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\nmore",
+                "5",
+            ),
+            // The value must have the form of a CRC-32 in base64 (its value is S3's to check).
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:a\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg=\r\n\r\n", "5"),
+            (b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhC*hg==\r\n\r\n", "5"),
+            (
+                b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n",
                 "5",
             ),
         ];

@@ -3,11 +3,12 @@
 //! route, and, outside S3 (aws-sigv4-proxy's `--unsigned-payload`), any body of known length.
 //! `upstream_request_filter` signs their header; for `streaming` the `request_body_filter`
 //! frames the body as signed aws-chunks as it flows. An upload the client framed itself as
-//! aws-chunked with a checksum trailer (what AWS SDKs send) streams as sent on `unsigned` and
-//! `streaming` S3 routes, its framing checked as it flows.
+//! aws-chunked with a checksum trailer (what AWS SDKs send) streams as sent on `unsigned` S3
+//! routes, its framing checked as it flows; on `streaming` S3 routes, whose users asked for
+//! every byte to be signed, it is re-framed with signed chunks and a signed trailer.
 
 use super::body;
-use crate::aws_chunked::{self, ClientForm, Encoder, FrameCheck};
+use crate::aws_chunked::{self, ClientForm, Encoder, FrameCheck, Reframer};
 use crate::error::ProxyError;
 use crate::service::Payload;
 use crate::sign::{Signer, UNSIGNED_PAYLOAD};
@@ -26,8 +27,11 @@ pub(super) enum BodyPlan {
     /// Streamed as aws-chunked with a signature per chunk (S3); the decoded length.
     Streaming(u64),
     /// Framed by the client as aws-chunked with unsigned chunks and a checksum trailer (S3):
-    /// streamed as sent, signed as `STREAMING-UNSIGNED-PAYLOAD-TRAILER`.
+    /// streamed as sent, signed as `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (`unsigned` routes).
     ClientFramed,
+    /// The same form on a `streaming` route: re-framed as it flows, each chunk and the trailer
+    /// signed (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`).
+    Reframed,
 }
 
 /// What happens to the body of a [`BodyPlan`] as it flows.
@@ -36,6 +40,8 @@ pub(super) enum BodyFilter {
     Encode(Encoder),
     /// Forwarded as is, its aws-chunked framing checked.
     Check(FrameCheck),
+    /// Re-framed with signed chunks and a signed trailer.
+    Reframe(Reframer),
 }
 
 impl BodyFilter {
@@ -47,6 +53,7 @@ impl BodyFilter {
                 check.feed(&piece, end)?;
                 Ok(piece)
             }
+            BodyFilter::Reframe(reframer) => reframer.push(&piece, end),
         }
     }
 }
@@ -79,7 +86,13 @@ pub(super) fn admit_client_framed(
         ClientForm::UnsignedTrailer if body_check => {
             refuse("the route's allow list reads this body; send it plain")
         }
-        ClientForm::UnsignedTrailer => FrameCheck::new(req).map(drop),
+        ClientForm::UnsignedTrailer => {
+            let check = FrameCheck::new(req)?;
+            if signer.payload() == Payload::Streaming {
+                aws_chunked::reframed_length(&check)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -97,7 +110,10 @@ impl BodyPlan {
         let upload = upload && !body_check;
         if aws_chunked::client_form(session.req_header()) == ClientForm::UnsignedTrailer {
             // Vetted by admit_client_framed; its length may be unknown (chunked).
-            return Some(BodyPlan::ClientFramed);
+            return Some(match signer.payload() {
+                Payload::Streaming => BodyPlan::Reframed,
+                _ => BodyPlan::ClientFramed,
+            });
         }
         match (signer.payload(), body::content_length(session)) {
             (Payload::Unsigned, Some(_)) if upload => Some(BodyPlan::Unsigned),
@@ -108,7 +124,8 @@ impl BodyPlan {
 
     /// Signs the upstream header `req` for this plan; returns what the body goes through: for
     /// [`BodyPlan::Streaming`], the encoder that frames it, its chain starting from this
-    /// signature; for [`BodyPlan::ClientFramed`], the check of its framing.
+    /// signature; for [`BodyPlan::ClientFramed`], the check of its framing; for
+    /// [`BodyPlan::Reframed`], the re-framer, its chain starting from this signature.
     pub(super) fn sign(
         self,
         signer: &Signer,
@@ -131,6 +148,10 @@ impl BodyPlan {
                 }
                 aws_chunked::UNSIGNED_TRAILER
             }
+            BodyPlan::Reframed => {
+                aws_chunked::set_reframed_headers(req, &FrameCheck::new(req)?)?;
+                aws_chunked::SIGNED_TRAILER
+            }
         };
         let seed = signer.sign(req, credentials.clone(), payload, now)?;
         Ok(match self {
@@ -141,6 +162,13 @@ impl BodyPlan {
                 seed,
             )))),
             BodyPlan::ClientFramed => Some(BodyFilter::Check(FrameCheck::new(req)?)),
+            BodyPlan::Reframed => {
+                let signer = signer.chunk_signer(credentials, now, seed);
+                Some(BodyFilter::Reframe(Reframer::new(
+                    FrameCheck::new(req)?,
+                    signer,
+                )))
+            }
         })
     }
 }
