@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::chunked::{crc32_base64, framed};
 use common::s3s::S3s;
 use common::*;
 use serde_json::{json, Value};
@@ -112,35 +113,6 @@ fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
 const ACCESS_KEY: &str = "AKIDSIGPROXYTRAILER";
 const SECRET_KEY: &str = "sigproxy-s3s-trailer-secret";
 
-/// CRC-32 (IEEE), base64: the value of an `x-amz-checksum-crc32` trailer.
-fn crc32_base64(data: &[u8]) -> String {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    let bits = u64::from(!crc) << 4;
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let digits: String = (0..6)
-        .map(|i| alphabet[((bits >> (30 - 6 * i)) & 63) as usize] as char)
-        .collect();
-    format!("{digits}==")
-}
-
-/// `body` framed as botocore frames it: 64 KiB chunks, then the trailer.
-fn framed(body: &[u8], trailer: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in body.chunks(64 * 1024) {
-        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{trailer}\r\n\r\n").as_bytes());
-    out
-}
-
 fn put(proxy: &Proxy, key: &str, decoded: usize, wire: &[u8], sha: Option<&str>) -> Response {
     let decoded = decoded.to_string();
     let mut headers = vec![
@@ -157,6 +129,7 @@ fn put(proxy: &Proxy, key: &str, decoded: usize, wire: &[u8], sha: Option<&str>)
 #[test]
 fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy() {
     assert_eq!(crc32_base64(b"hello world"), "DUoRhQ==");
+    assert_eq!(common::chunked::base64(b"hello"), "aGVsbG8=");
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("bucket")).unwrap();
     let s3s = S3s::start(root.path(), ACCESS_KEY, SECRET_KEY);
@@ -167,7 +140,7 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     );
     let proxy = Proxy::start_ready(&config, &static_keys(ACCESS_KEY, SECRET_KEY));
     let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let good = crc32_base64(&body);
+    let good = format!("x-amz-checksum-crc32:{}", crc32_base64(&body));
 
     // As boto3 sends it with credentials, and without (no content hash): both stored.
     for (key, sha) in [
@@ -184,7 +157,7 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
 
     // A wrong checksum: s3s-fs refuses it (BadDigest; it checks after writing the file, so
     // whether the file stays is its own affair).
-    let wrong = crc32_base64(b"something else");
+    let wrong = format!("x-amz-checksum-crc32:{}", crc32_base64(b"something else"));
     let r = put(&proxy, "tampered", body.len(), &framed(&body, &wrong), None);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("BadDigest"), "{}", r.text());
@@ -192,7 +165,10 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     // Framing that does not add up never reaches S3 whole: sigproxy stops it.
     let mut garbage = framed(&body, &good);
     garbage[0] = b'z';
-    let short = framed(&body[..1000], &crc32_base64(&body[..1000]));
+    let short = framed(
+        &body[..1000],
+        &format!("x-amz-checksum-crc32:{}", crc32_base64(&body[..1000])),
+    );
     for (what, wire, decoded) in [
         ("bad size line", garbage, body.len()),
         ("short body", short, 2000),
