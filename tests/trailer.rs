@@ -1,10 +1,13 @@
 //! Uploads in the form current AWS SDKs and CLIs send them: `Content-Encoding: aws-chunked`,
-//! unsigned chunks and a checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`). sigproxy
-//! forwards them as sent, signing the header, and the service checks the checksum.
+//! unsigned chunks and a checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`). On `unsigned`
+//! routes sigproxy forwards them as sent, signing the header; on `streaming` routes it re-frames
+//! them with signed chunks and a signed trailer (tests/reframe.rs has s3s check those
+//! signatures). Either way the service checks the client's checksum.
 //!
 //! boto3 and the AWS CLI (which use the trailer only over HTTPS) go through sigproxy's HTTPS
-//! listener to moto S3 (auth enforced). moto records the trailer's checksum but does not verify
-//! it, so a wrong checksum is sent to s3s-fs, which does.
+//! listener to moto S3 (auth enforced) on both kinds of route. moto checks the header's
+//! signature and reads both framings, but checks neither chunk signatures nor the checksum, so a
+//! wrong checksum is sent to s3s-fs, which does.
 
 mod common;
 
@@ -52,17 +55,26 @@ fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
         dir.path().join("tls.crt").display(),
         dir.path().join("tls.key").display()
     );
-    for (payload, cli_mib) in [("unsigned", 64), ("streaming", 0)] {
+    // The streaming route's CLI upload is smaller (debug builds hash slowly); tests/reframe.rs
+    // watches memory over 256 MiB re-framed.
+    for (payload, cli_mib, signed) in [
+        ("unsigned", 64, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        (
+            "streaming",
+            24,
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        ),
+    ] {
         let routes = route(
             "s3",
             peers.get("sts_endpoint"),
             "s3",
             &format!("    payload: {payload}\n"),
         );
-        let proxy = Proxy::start_ready(
-            &format!("{tls}{}", peers.config(&routes)),
-            &peers.caller_env(),
-        );
+        // The signing process in the log: which content hash went to moto.
+        let mut env = peers.caller_env();
+        env.push(("RUST_LOG".into(), "info,sigproxy::signing=debug".into()));
+        let proxy = Proxy::start_ready(&format!("{tls}{}", peers.config(&routes)), &env);
         let work = tempfile::tempdir().unwrap();
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/peers/trailer_client.py"))
@@ -106,6 +118,24 @@ fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
                 peak - before < 32.0,
                 "RSS grew from {before:.1} to a peak of {peak:.1} MiB over a {cli_mib} MiB upload"
             );
+        }
+        // The uploads went as this route sends them: every PUT signed with that content hash.
+        let log = proxy.log();
+        let hashes: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("sigproxy::signing") && l.contains("PUT"))
+            .filter_map(|l| l.split("STREAMING-").nth(1))
+            .map(|rest| {
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+                &rest[..end.unwrap_or(rest.len())]
+            })
+            .collect();
+        assert!(
+            hashes.len() >= 2,
+            "{payload}: no signed uploads in the log\n{log}"
+        );
+        for hash in hashes {
+            assert_eq!(format!("STREAMING-{hash}"), signed, "{payload}");
         }
     }
 }
