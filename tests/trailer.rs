@@ -45,16 +45,95 @@ fn make_certs(dir: &Path) {
     child.wait().unwrap();
 }
 
+/// The `tls:` block for the certificates [`make_certs`] made under `dir`.
+fn tls_config(dir: &Path) -> String {
+    format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n",
+        dir.join("tls.crt").display(),
+        dir.join("tls.key").display()
+    )
+}
+
+/// Runs tests/peers/trailer_client.py (boto3, and the AWS CLI with `cli_mib` MiB) against
+/// `proxy`'s HTTPS listener, asserting that every check passed and that sigproxy's memory grew
+/// less than 32 MiB over the CLI's upload. `extra`: more arguments for the client.
+fn run_trailer_client(proxy: &Proxy, certs: &Path, bucket: &str, cli_mib: u32, extra: &[&str]) {
+    let work = tempfile::tempdir().unwrap();
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/peers/trailer_client.py"))
+        .args([
+            "--endpoint",
+            &format!("https://127.0.0.1:{}", proxy.addr.port()),
+        ])
+        .args(["--ca", &certs.join("ca.pem").display().to_string()])
+        .args(["--bucket", bucket])
+        .args(["--dir", &work.path().display().to_string()])
+        .args(["--cli-mib", &cli_mib.to_string()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tests/peers/trailer_client.py");
+    let mut out = String::new();
+    let mut before = None;
+    let mut peak = 0.0f64;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "cli-start" {
+            before = Some(proxy.memory_mib("VmRSS"));
+        }
+        if line == "cli-done" {
+            peak = proxy.memory_mib("VmHWM");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        status.success() && out.contains("all trailer checks passed"),
+        "{bucket}: client failed\n--- stdout\n{out}\n--- stderr\n{stderr}\n--- proxy log\n{}",
+        proxy.log()
+    );
+    if let Some(before) = before {
+        println!(
+            "{bucket}: RSS before the {cli_mib} MiB upload {before:.1} MiB, peak {peak:.1} MiB"
+        );
+        assert!(
+            peak - before < 32.0,
+            "RSS grew from {before:.1} to a peak of {peak:.1} MiB over a {cli_mib} MiB upload"
+        );
+    }
+}
+
+/// The log level that shows the signing process: which content hash each request was signed
+/// with.
+const SIGNING_LOG: (&str, &str) = ("RUST_LOG", "info,sigproxy::signing=debug");
+
+/// Every upload (a PUT with an aws-chunked body) `proxy` signed was signed as `signed`.
+fn assert_uploads_signed_as(proxy: &Proxy, signed: &str) {
+    let log = proxy.log();
+    let hashes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sigproxy::signing") && l.contains("PUT"))
+        .filter_map(|l| l.split("STREAMING-").nth(1))
+        .map(|rest| {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+            &rest[..end.unwrap_or(rest.len())]
+        })
+        .collect();
+    assert!(hashes.len() >= 2, "no signed uploads in the log\n{log}");
+    for hash in hashes {
+        assert_eq!(format!("STREAMING-{hash}"), signed);
+    }
+}
+
 #[test]
 fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
     let peers = Peers::start();
-    let tls = format!(
-        "tls:\n  cert_file: {}\n  key_file: {}\n",
-        dir.path().join("tls.crt").display(),
-        dir.path().join("tls.key").display()
-    );
     // The streaming route's CLI upload is smaller (debug builds hash slowly); tests/reframe.rs
     // watches memory over 256 MiB re-framed.
     for (payload, cli_mib, signed) in [
@@ -71,73 +150,44 @@ fn boto3_and_the_aws_cli_upload_with_checksum_trailers_through_https() {
             "s3",
             &format!("    payload: {payload}\n"),
         );
-        // The signing process in the log: which content hash went to moto.
         let mut env = peers.caller_env();
-        env.push(("RUST_LOG".into(), "info,sigproxy::signing=debug".into()));
-        let proxy = Proxy::start_ready(&format!("{tls}{}", peers.config(&routes)), &env);
-        let work = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python())
-            .arg(repo_root().join("tests/peers/trailer_client.py"))
-            .args([
-                "--endpoint",
-                &format!("https://127.0.0.1:{}", proxy.addr.port()),
-            ])
-            .args(["--ca", &dir.path().join("ca.pem").display().to_string()])
-            .args(["--bucket", &format!("trailer-{payload}")])
-            .args(["--dir", &work.path().display().to_string()])
-            .args(["--cli-mib", &cli_mib.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run tests/peers/trailer_client.py");
-        let mut out = String::new();
-        let mut before = None;
-        let mut peak = 0.0f64;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            if line == "cli-start" {
-                before = Some(proxy.memory_mib("VmRSS"));
-            }
-            if line == "cli-done" {
-                peak = proxy.memory_mib("VmHWM");
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        let status = child.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(
-            status.success() && out.contains("all trailer checks passed"),
-            "{payload}: client failed\n--- stdout\n{out}\n--- stderr\n{stderr}\n--- proxy log\n{}",
-            proxy.log()
+        env.push((SIGNING_LOG.0.into(), SIGNING_LOG.1.into()));
+        let config = format!("{}{}", tls_config(dir.path()), peers.config(&routes));
+        let proxy = Proxy::start_ready(&config, &env);
+        run_trailer_client(
+            &proxy,
+            dir.path(),
+            &format!("trailer-{payload}"),
+            cli_mib,
+            &[],
         );
-        if let Some(before) = before {
-            println!("{payload}: RSS before the {cli_mib} MiB upload {before:.1} MiB, peak {peak:.1} MiB");
-            assert!(
-                peak - before < 32.0,
-                "RSS grew from {before:.1} to a peak of {peak:.1} MiB over a {cli_mib} MiB upload"
-            );
-        }
-        // The uploads went as this route sends them: every PUT signed with that content hash.
-        let log = proxy.log();
-        let hashes: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("sigproxy::signing") && l.contains("PUT"))
-            .filter_map(|l| l.split("STREAMING-").nth(1))
-            .map(|rest| {
-                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
-                &rest[..end.unwrap_or(rest.len())]
-            })
-            .collect();
-        assert!(
-            hashes.len() >= 2,
-            "{payload}: no signed uploads in the log\n{log}"
-        );
-        for hash in hashes {
-            assert_eq!(format!("STREAMING-{hash}"), signed, "{payload}");
-        }
+        // The uploads went to moto as this route sends them.
+        assert_uploads_signed_as(&proxy, signed);
     }
+}
+
+/// The same clients through a streaming route to s3s-fs, which checks every chunk signature and
+/// the trailer signature of what sigproxy re-framed from their uploads.
+#[test]
+fn boto3_and_the_aws_cli_through_a_streaming_route_pass_s3s_signature_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let root = tempfile::tempdir().unwrap();
+    let s3s = S3s::start(root.path(), ACCESS_KEY, SECRET_KEY);
+    let config = format!(
+        "{}credentials:\n  static:\n    source: default\nroutes:\n  - upstream: http://{}\n    \
+         service: s3\n    region: us-east-1\n    credentials: static\n    payload: streaming\n",
+        tls_config(dir.path()),
+        s3s.addr
+    );
+    let mut env = static_keys(ACCESS_KEY, SECRET_KEY);
+    env.push((SIGNING_LOG.0.into(), SIGNING_LOG.1.into()));
+    let proxy = Proxy::start_ready(&config, &env);
+    // s3s checks every part's chunk and trailer signatures, but s3s-fs checks the checksum of
+    // whole-object PUTs only (boto3's put_object here) and keeps none for a multipart upload.
+    let no_multipart = ["--no-multipart-checksum"];
+    run_trailer_client(&proxy, dir.path(), "reframed", 24, &no_multipart);
+    assert_uploads_signed_as(&proxy, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER");
 }
 
 const ACCESS_KEY: &str = "AKIDSIGPROXYTRAILER";
