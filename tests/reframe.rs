@@ -18,6 +18,9 @@ use std::path::Path;
 
 const ACCESS_KEY: &str = "AKIDSIGPROXYREFRAME";
 const SECRET_KEY: &str = "sigproxy-s3s-reframe-secret";
+/// Extra request headers.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 const SIGNED_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
 
 fn config(upstream: SocketAddr, payload: &str) -> String {
@@ -78,7 +81,7 @@ fn reframed_uploads_of_every_size_pass_s3s_chunk_and_trailer_signature_checks() 
         let body = bytes(size);
         let crc32 = format!("x-amz-checksum-crc32:{}", crc32_base64(&body));
         let sha256 = format!("x-amz-checksum-sha256:{}", base64(&Sha256::digest(&body)));
-        let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+        let cases: [(&str, &str, Headers); 5] = [
             ("crc32", &crc32, &[]),
             ("sha256", &sha256, &[]),
             ("hash", &crc32, &sha),
