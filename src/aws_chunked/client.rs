@@ -1,11 +1,14 @@
 //! Bodies the client framed itself as aws-chunked, the form current AWS SDKs and CLIs send
 //! uploads in: `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, chunks with no signature and a checksum
-//! trailer (`x-amz-trailer: x-amz-checksum-crc32`, …). Such a body goes upstream as sent; the
-//! header is signed with that same content hash, and the service verifies the checksum.
+//! trailer (`x-amz-trailer: x-amz-checksum-crc32`, …). On an `unsigned` route such a body goes
+//! upstream as sent, the header signed with that same content hash; on a `streaming` route it is
+//! re-framed with signed chunks ([`super::trailer`]). Either way the service verifies the
+//! checksum.
 //!
 //! [`FrameCheck`] follows the framing as the body streams through, so a malformed body (a size
 //! line that does not parse, more or fewer bytes than `x-amz-decoded-content-length`, a missing
-//! or unannounced trailer) fails instead of passing through.
+//! or unannounced trailer, a value that is not a checksum's base64) fails instead of passing
+//! through.
 
 use crate::error::ProxyError;
 use pingora::http::RequestHeader;

@@ -53,6 +53,8 @@ pub fn set_reframed_headers(req: &mut RequestHeader, check: &FrameCheck) -> Resu
 pub struct Reframer {
     check: FrameCheck,
     encoder: Encoder,
+    /// The final chunk and the trailer have been written.
+    finished: bool,
 }
 
 impl Reframer {
@@ -61,6 +63,7 @@ impl Reframer {
         Reframer {
             check,
             encoder: Encoder::new(signer),
+            finished: false,
         }
     }
 
@@ -72,14 +75,15 @@ impl Reframer {
         self.check.feed_with(data, end, |payload| {
             out.extend_from_slice(&encoder.push(payload, false));
         })?;
-        if end {
+        if end && !self.finished {
+            self.finished = true;
             let (name, value) = self.check.trailer().ok_or_else(|| {
                 ProxyError::Internal("a finished aws-chunked body has no trailer".into())
             })?;
             // The last partial chunk and the empty one: `0;chunk-signature=…\r\n\r\n`, whose
             // second CRLF gives way to the trailer.
             let last = self.encoder.push(&[], true);
-            out.extend_from_slice(&last[..last.len() - 2]);
+            out.extend_from_slice(last.strip_suffix(b"\r\n").unwrap_or(&last));
             let signature = self.encoder.signer.sign_trailer(name, value);
             out.extend_from_slice(
                 format!("{name}:{value}\r\n{TRAILER_SIGNATURE}:{signature}\r\n\r\n").as_bytes(),
@@ -235,6 +239,17 @@ mod tests {
         assert_ne!(honest[1], data[1], "the second chunk's data changed");
         assert_eq!(honest[..3], trailer[..3]);
         assert_ne!(honest[3], trailer[3], "the trailer changed");
+    }
+
+    #[test]
+    fn a_second_end_adds_nothing() {
+        let req = header(5, "x-amz-checksum-crc32");
+        let mut reframer = Reframer::new(FrameCheck::new(&req).unwrap(), docs_signer("seed"));
+        let wire = client_body(b"hello", 5, "x-amz-checksum-crc32:NhCmhg==");
+        let first = reframer.push(&wire, true).unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("x-amz-trailer-signature:"));
+        assert!(reframer.push(&[], true).unwrap().is_empty());
+        assert!(reframer.push(b"x", true).is_err());
     }
 
     #[test]
