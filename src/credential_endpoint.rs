@@ -166,16 +166,15 @@ impl CredentialEndpoint {
                 live.store.session(&endpoint.credentials, &client.name)
             }
         };
-        set.cloned()
-            .ok_or_else(|| {
-                (
-                    Outcome::Unavailable,
-                    ProxyError::Internal(format!(
-                        "credential set '{}' is not in the store",
-                        endpoint.credentials
-                    )),
-                )
-            })
+        set.cloned().ok_or_else(|| {
+            (
+                Outcome::Unavailable,
+                ProxyError::Internal(format!(
+                    "credential set '{}' is not in the store",
+                    endpoint.credentials
+                )),
+            )
+        })
     }
 }
 

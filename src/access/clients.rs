@@ -47,9 +47,7 @@ pub fn identify<'a>(clients: &'a [Client], presented: &[u8]) -> Option<&'a Clien
         let hit = client.token.digest().ct_eq(&digest);
         found = u32::conditional_select(&found, &candidate, hit);
     }
-    found
-        .checked_sub(1)
-        .and_then(|i| clients.get(i as usize))
+    found.checked_sub(1).and_then(|i| clients.get(i as usize))
 }
 
 /// The token of an `Authorization: Bearer <token>` value, if it has that scheme.

@@ -24,7 +24,10 @@ impl Checker<'_> {
             return Ok(Vec::new());
         };
         if raw.is_empty() {
-            return self.err("access.clients", "must list at least one client (or be left out)");
+            return self.err(
+                "access.clients",
+                "must list at least one client (or be left out)",
+            );
         }
         let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
         for (i, entry) in raw.into_iter().enumerate() {
@@ -68,7 +71,9 @@ impl Checker<'_> {
             if let Some(j) = clients.iter().position(|c| c.token == token) {
                 return self.err(
                     format!("{key}.token_file"),
-                    format!("holds the same token as access.clients[{j}]: each client needs its own"),
+                    format!(
+                        "holds the same token as access.clients[{j}]: each client needs its own"
+                    ),
                 );
             }
             let mut names = BTreeSet::new();
@@ -129,9 +134,11 @@ impl Checker<'_> {
                     );
                 }
             }
-            let by_host = routes
-                .iter()
-                .find(|r| r.from_host.as_ref().is_some_and(|f| f.credentials() == set.name));
+            let by_host = routes.iter().find(|r| {
+                r.from_host
+                    .as_ref()
+                    .is_some_and(|f| f.credentials() == set.name)
+            });
             if let Some(route) = by_host {
                 return self.err(
                     format!("{key}.per_client"),

@@ -131,7 +131,11 @@ mod tests {
         let e = c.credential_endpoint.unwrap();
         assert_eq!(e.listen.to_string(), "127.0.0.1:9911");
         assert_eq!(e.credentials, "app");
-        assert!(e.token.unwrap().matches(b"endpoint-token-0123456789"));
+        assert!(e
+            .token
+            .as_ref()
+            .unwrap()
+            .matches(b"endpoint-token-0123456789"));
         assert!(!format!("{e:?}").contains("endpoint-token"));
     }
 

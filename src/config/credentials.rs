@@ -99,12 +99,9 @@ impl Checker<'_> {
             (Some(t), None) => {
                 Some(self.sts_token(&format!("{key}.session_token"), t, false, false)?)
             }
-            (None, Some(t)) => Some(self.sts_token(
-                &format!("{key}.federation_token"),
-                t,
-                true,
-                per_client,
-            )?),
+            (None, Some(t)) => {
+                Some(self.sts_token(&format!("{key}.federation_token"), t, true, per_client)?)
+            }
             (None, None) => None,
         };
         if sts_token.is_some() && !assume_role.is_empty() {
@@ -182,7 +179,10 @@ impl Checker<'_> {
         let mut policies = BTreeMap::new();
         for (client, text) in client_policies.unwrap_or_default() {
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-                return self.err(format!("{policies_key}.{client}"), format!("is not JSON: {e}"));
+                return self.err(
+                    format!("{policies_key}.{client}"),
+                    format!("is not JSON: {e}"),
+                );
             }
             policies.insert(client, text);
         }

@@ -250,7 +250,9 @@ impl Config {
             for client in &self.access.clients {
                 let by_route = self.routes.iter().any(|r| {
                     client.routes.contains(&r.name)
-                        && r.signing.as_ref().is_some_and(|s| s.credentials == set.name)
+                        && r.signing
+                            .as_ref()
+                            .is_some_and(|s| s.credentials == set.name)
                 });
                 let by_endpoint = client.credential_endpoint
                     && self

@@ -68,8 +68,7 @@ impl CredentialStore {
 
     /// `client`'s own session of the `per_client` set `name`, if it has one.
     pub fn session(&self, name: &str, client: &str) -> Option<&Arc<CredentialSet>> {
-        self.sets
-            .get(&(name.to_string(), Some(client.to_string())))
+        self.sets.get(&(name.to_string(), Some(client.to_string())))
     }
 
     /// The clients' sessions of the `per_client` set `name`, by client.

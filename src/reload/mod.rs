@@ -299,6 +299,12 @@ impl Reloader {
             .map(|old| old.name.clone())
             .collect();
         metrics().forget_routes(&removed);
+        let clients = |c: &Config| -> BTreeSet<String> {
+            c.access.clients.iter().map(|c| c.name.clone()).collect()
+        };
+        let (before, after) = (clients(&state.running), clients(&config));
+        metrics().forget_clients(before.difference(&after).map(String::as_str));
+        metrics().declare_clients(after.iter().map(String::as_str));
         let summary = state.refreshers.commit(plan);
         state.fetch_refused = None;
         // What is in force now, token included, as the check read it.
