@@ -167,3 +167,7 @@ impl Checker<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "clients_tests.rs"]
+mod tests;
