@@ -101,7 +101,11 @@ pub fn main(cli: cli::Cli) -> ExitCode {
                 "client {}: routes={} own_sessions={}",
                 client.name,
                 routes.join(","),
-                if own.is_empty() { "-".to_string() } else { own.join(",") }
+                if own.is_empty() {
+                    "-".to_string()
+                } else {
+                    own.join(",")
+                }
             );
         }
         return ExitCode::SUCCESS;

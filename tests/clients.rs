@@ -154,7 +154,13 @@ fn each_client_signs_with_its_own_role_session_on_its_own_routes_only() {
             "no expiry for {name}"
         );
     }
+    // The access log says which client asked.
     let log = proxy.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("status=403") && l.contains("client=\"beta\"")),
+        "{log}"
+    );
     for secret in [ALPHA, BETA] {
         assert!(!log.contains(secret), "the log holds a client's token");
     }

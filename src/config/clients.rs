@@ -1,9 +1,12 @@
-//! Validation of `access.clients` and of what `per_client` credential sets ask of them: checked
-//! once the routes, the credential sets and the credential endpoint are known.
+//! Validation of `access.clients`, of a credential set's `per_client` key, and of what
+//! `per_client` sets ask of the clients: checked once the routes, the credential sets and the
+//! credential endpoint are known.
 
 use super::check::{is_word, Checker};
 use super::file;
-use super::{ConfigError, CredentialEndpointConfig, CredentialsConfig, RouteConfig};
+use super::{
+    ConfigError, CredentialEndpointConfig, CredentialsConfig, PerClient, RouteConfig, StsTokenKind,
+};
 use crate::access::clients::Client;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -103,6 +106,62 @@ impl Checker<'_> {
             });
         }
         Ok(clients)
+    }
+
+    /// `per_client: true`: each client's session is named for the client, so the set names
+    /// none itself (`last_session_name`: whether its last role does); `client_policies` are
+    /// the federation token's, checked here.
+    pub(super) fn per_client(
+        &self,
+        key: &str,
+        set: Option<&CredentialsConfig>,
+        last_session_name: bool,
+        client_policies: Option<BTreeMap<String, String>>,
+    ) -> Result<Option<PerClient>, ConfigError> {
+        let policies_key = format!("{key}.federation_token.client_policies");
+        let Some(set) = set else {
+            if client_policies.is_some() {
+                return self.err(
+                    policies_key,
+                    "only the federation_token of a per_client set takes client policies",
+                );
+            }
+            return Ok(None);
+        };
+        let federation = matches!(
+            set.sts_token.as_ref().map(|t| &t.kind),
+            Some(StsTokenKind::Federation { .. })
+        );
+        if !federation && (set.sts_token.is_some() || set.assume_role.is_empty()) {
+            return self.err(
+                format!("{key}.per_client"),
+                "needs assume_role or federation_token: each client's session is an STS \
+                 session named for the client (GetSessionToken's carry no name)",
+            );
+        }
+        if last_session_name {
+            return self.err(
+                format!("{key}.assume_role.session_name"),
+                "per_client: each client's session is named for the client; leave session_name out",
+            );
+        }
+        if set.assume_role.first().is_some_and(|r| r.mfa.is_some()) {
+            return self.err(
+                format!("{key}.per_client"),
+                "cannot be combined with mfa: every client's session would need its own code",
+            );
+        }
+        let mut policies = BTreeMap::new();
+        for (client, text) in client_policies.unwrap_or_default() {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                return self.err(
+                    format!("{policies_key}.{client}"),
+                    format!("is not JSON: {e}"),
+                );
+            }
+            policies.insert(client, text);
+        }
+        Ok(Some(PerClient { policies }))
     }
 
     /// What `per_client` sets need: clients to name the sessions, routes that are not

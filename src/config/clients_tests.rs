@@ -57,41 +57,44 @@ fn errors_name_the_file_the_key_and_the_reason() {
     let client = |name: &str, token: &str, routes: &str| {
         format!("    - name: {name}\n      token_env: {token}\n      routes: [{routes}]\n")
     };
-    let clients = |entries: &[String]| format!("  clients:\n{}", entries.concat());
+    let clients = |entries: &[&String]| {
+        let all: String = entries.iter().map(|e| e.as_str()).collect();
+        format!("  clients:\n{all}")
+    };
     let a = client("app-a", "CLIENTS_TEST_A", "orders");
     let cases: Vec<(String, String, &str, &str)> = vec![
         (
-            format!("  bearer_token_env: CLIENTS_TEST_A\n{}", clients(&[a.clone()])),
+            format!("  bearer_token_env: CLIENTS_TEST_A\n{}", clients(&[&a])),
             role_sets(&shared),
             "",
             "c.yaml: access.bearer_token_env: clients and a single bearer token exclude each other",
         ),
         (
-            clients(&[a.clone(), client("app-a", "CLIENTS_TEST_B", "orders")]),
+            clients(&[&a, &client("app-a", "CLIENTS_TEST_B", "orders")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[1].name: duplicate client name 'app-a'",
         ),
         (
-            clients(&[client("app a", "CLIENTS_TEST_A", "orders")]),
+            clients(&[&client("app a", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[0].name: 'app a' must be 2-32 characters",
         ),
         (
-            clients(&[client("app-a", "CLIENTS_TEST_A", "nope")]),
+            clients(&[&client("app-a", "CLIENTS_TEST_A", "nope")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[0].routes[0]: 'nope' is not the name of a route",
         ),
         (
-            clients(&[client("app-a", "CLIENTS_TEST_SHORT", "orders")]),
+            clients(&[&client("app-a", "CLIENTS_TEST_SHORT", "orders")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[0].token_env: the token must be at least 16",
         ),
         (
-            clients(&[a.clone(), client("app-b", "CLIENTS_TEST_A", "orders")]),
+            clients(&[&a, &client("app-b", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[1].token_file: holds the same token as access.clients[0]",
@@ -109,13 +112,13 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: credentials.broker.per_client: needs access.clients",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets("    per_client: true\n    session_token: {}\n"),
             "",
             "c.yaml: credentials.broker.per_client: needs assume_role or federation_token",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets(&format!(
                 "    per_client: true\n    assume_role: {{ role_arn: '{ROLE}', session_name: fixed }}\n"
             )),
@@ -123,13 +126,13 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: credentials.broker.assume_role.session_name: per_client",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets("    per_client: true\n    federation_token: { name: fixed }\n"),
             "",
             "c.yaml: credentials.broker.federation_token.name: per_client",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets(
                 "    per_client: true\n    federation_token:\n      client_policies: { app-z: '{}' }\n",
             ),
@@ -137,7 +140,7 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: credentials.broker.federation_token.client_policies.app-z: 'app-z' is not the name of a client",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets(
                 "    federation_token:\n      name: fixed\n      client_policies: { app-a: '{}' }\n",
             ),
@@ -145,13 +148,13 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: credentials.broker.federation_token.client_policies: only the federation_token of a per_client set",
         ),
         (
-            clients(&[format!("{a}      credential_endpoint: true\n")]),
+            clients(&[&format!("{a}      credential_endpoint: true\n")]),
             role_sets(&shared),
             "",
             "c.yaml: access.clients[0].credential_endpoint: needs credential_endpoint serving a per_client credential set",
         ),
         (
-            clients(&[a.clone()]),
+            clients(&[&a]),
             role_sets(&per_client),
             "credential_endpoint:\n  listen: 127.0.0.1:9911\n  credentials: broker\n  authorization_token_env: CLIENTS_TEST_B\n",
             "c.yaml: credential_endpoint.authorization_token_file: 'broker' is per_client",

@@ -3,6 +3,10 @@
 //! A request never waits for STS: it takes whatever valid credentials its set holds right now
 //! ([`CredentialSet::current`]) or fails fast with 503. The refresh loop in [`refresh`] keeps the
 //! sets filled well before expiry; [`provider`] builds each set's aws-config provider chain.
+//!
+//! A set with `per_client: true` has no session of its own: the store holds one set per client
+//! that uses it instead ([`sessions`]), each with the client's name in its STS call, each
+//! refreshed on its own, keyed by set and client ([`SetKey`]).
 
 pub mod mfa;
 mod mfa_role;

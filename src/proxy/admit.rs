@@ -63,6 +63,7 @@ impl SigningProxy {
         let (route, resolved) = match (routed?, client) {
             (found, None) => found.ok_or(ProxyError::NoRoute)?,
             (found, Some(client)) => {
+                ctx.client = Some(client.name.clone());
                 // A client learns of no route but its own: another's is refused as no route is.
                 let Some((route, resolved)) =
                     found.filter(|(route, _)| client.check_route(&route.name).is_ok())
