@@ -324,3 +324,26 @@ fn the_credential_endpoint_gives_each_clients_token_its_own_session() {
         .log()
         .contains(served.json()["SecretAccessKey"].as_str().unwrap()));
 }
+
+#[test]
+fn a_clients_rotated_token_file_is_put_in_force() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alpha-token");
+    std::fs::write(&file, format!("{ALPHA}\n")).unwrap();
+    let alpha = format!(
+        "    - name: alpha\n      token_file: {}\n      routes: [fn]\n",
+        file.display()
+    );
+    let proxy = Proxy::start_ready(&config(&peers, &alpha), &peers.caller_env());
+    assert_eq!(session_of(&proxy, "/fn/x", ALPHA), "alpha");
+
+    // The Secret is rotated; the configuration file is not touched, no SIGHUP is sent.
+    let rotated = "alpha-rotated-token-77c1e9a0";
+    std::fs::write(&file, rotated).unwrap();
+    proxy.wait_for("the rotated token", || {
+        as_client(&proxy, "/fn/x", rotated).status == 200
+    });
+    assert_eq!(as_client(&proxy, "/fn/x", ALPHA).status, 401);
+    assert_eq!(session_of(&proxy, "/fn/x", rotated), "alpha");
+}
