@@ -38,6 +38,8 @@ fn signer_with(service: &str, algorithm: Algorithm, region: &str) -> Signer {
         assume_role: vec![],
         sts_token: None,
         refresh_before_expiry: Duration::from_secs(300),
+        per_client: None,
+        client: None,
     }));
     set.store(credentials());
     let config = SigningConfig {

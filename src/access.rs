@@ -3,7 +3,8 @@
 //!
 //! - [`ClientAccess`]: the client's address must fall in `access.allowed_clients`, and with
 //!   `access.bearer_token_file` / `bearer_token_env` it must send `Authorization: Bearer <token>`
-//!   (compared in constant time; the header never goes upstream);
+//!   (compared in constant time; the header never goes upstream); or, with `access.clients`,
+//!   each client its own token, and only its own routes ([`clients`]);
 //! - [`browser`]: web pages are strangers (`Host`, `Origin`, CORS);
 //! - [`policy`]: a route's `allow` list of methods or IAM actions on path patterns
 //!   ([`pattern`]). Patterns match the path as it is sent upstream, percent-decoded (and,
@@ -11,6 +12,7 @@
 //!   rule grants.
 
 pub mod browser;
+pub mod clients;
 pub mod pattern;
 pub mod policy;
 
@@ -18,6 +20,7 @@ pub use pattern::PathPattern;
 pub use policy::{AllowRule, Policy, Refusal};
 
 use browser::BrowserPolicy;
+use clients::Client;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -48,6 +51,8 @@ pub enum Denied {
     /// A web page's request (`Origin`, `Sec-Fetch-Site`) from an origin not listed in
     /// `access.allowed_origins`.
     Origin,
+    /// The client (`access.clients`) may not use this route, or no route it may use matches.
+    ClientRoute,
 }
 
 impl Denied {
@@ -60,6 +65,7 @@ impl Denied {
             Denied::Action => "action",
             Denied::Host => "host",
             Denied::Origin => "origin",
+            Denied::ClientRoute => "client_route",
         }
     }
 }
@@ -99,14 +105,7 @@ impl BearerToken {
         let Some(value) = authorization else {
             return false;
         };
-        let Some(presented) = value
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-            .map(|_| &value[7..])
-        else {
-            return false;
-        };
-        self.matches(presented)
+        clients::bearer(value).is_some_and(|presented| self.matches(presented))
     }
 
     /// Whether `presented` (the token itself, no scheme: the container-credentials protocol's
@@ -131,6 +130,8 @@ pub struct ClientAccess {
     pub bearer_token: Option<BearerToken>,
     /// Where the token was read from (`bearer_token_file`): a reload watches it too.
     pub bearer_token_file: Option<std::path::PathBuf>,
+    /// `access.clients` (excludes `bearer_token`): each its own token and routes.
+    pub clients: Vec<Client>,
     /// Which hosts and web origins are served (see [`browser`]).
     pub browser: BrowserPolicy,
 }
@@ -152,11 +153,24 @@ impl ClientAccess {
         }
     }
 
-    /// Whether the request carries the bearer token, when one is required.
-    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<(), Denied> {
+    /// Whether a token is asked of every request (`bearer_token` or `clients`).
+    pub fn wants_token(&self) -> bool {
+        self.bearer_token.is_some() || !self.clients.is_empty()
+    }
+
+    /// Whether the request carries the bearer token, when one is required; with
+    /// `access.clients`, the client whose token it carries.
+    pub fn check_token(&self, authorization: Option<&[u8]>) -> Result<Option<&Client>, Denied> {
+        if !self.clients.is_empty() {
+            return authorization
+                .and_then(clients::bearer)
+                .and_then(|presented| clients::identify(&self.clients, presented))
+                .map(Some)
+                .ok_or(Denied::BearerToken);
+        }
         match &self.bearer_token {
             Some(token) if !token.accepts(authorization) => Err(Denied::BearerToken),
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 }
@@ -199,6 +213,6 @@ mod tests {
         );
         assert_eq!(access.check_client(None), Err(Denied::ClientAddress));
         assert_eq!(ClientAccess::default().check_client(None), Ok(()));
-        assert_eq!(ClientAccess::default().check_token(None), Ok(()));
+        assert_eq!(ClientAccess::default().check_token(None), Ok(None));
     }
 }

@@ -44,6 +44,7 @@ impl AdminApp {
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
+    /// A `per_client` set lists each client's session under `clients`.
     /// From SIGTERM on, 503 saying so: a load balancer that health-checks (an NLB target group,
     /// anything not driven by Kubernetes endpoints) stops sending new connections during
     /// `shutdown_delay`, while the traffic port still serves those that come.
@@ -59,7 +60,18 @@ impl AdminApp {
                     serde_json::json!({ "ready": false, "reason": one_line(&e.to_string()) })
                 }
             };
-            sets.insert(set.name().to_string(), state);
+            let Some(client) = set.client() else {
+                sets.insert(set.name().to_string(), state);
+                continue;
+            };
+            // A per_client set: ready when every client's session is, each listed.
+            let entry = sets
+                .entry(set.name().to_string())
+                .or_insert_with(|| serde_json::json!({ "ready": true, "clients": {} }));
+            if state["ready"] == false {
+                entry["ready"] = false.into();
+            }
+            entry["clients"][client] = state;
         }
         let mut body = serde_json::json!({ "ready": ready, "credentials": sets });
         if self.drain.draining() {

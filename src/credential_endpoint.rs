@@ -13,10 +13,13 @@
 //! from a web page (`Origin`, `Sec-Fetch-Site`) or for a foreign `Host` (DNS rebinding) `403` /
 //! `421` as on the admin port, and `503` while the set holds no valid credentials.
 //!
-//! Who gets which session is decided in one place, [`CredentialEndpoint::session_for`]: today
-//! the one token gets the configured set; per-client identities map each client's token to
-//! that client's own session there.
+//! Who gets which session is decided in one place, [`CredentialEndpoint::session_for`]: the
+//! endpoint's one token gets the configured set's session; when that set is `per_client`, the
+//! endpoint has no token of its own and each client of `access.clients` that has
+//! `credential_endpoint: true` gets its own session of the set (named for it), with its own
+//! token. A client's token never gets another client's session.
 
+use crate::access::clients::identify;
 use crate::access::Denied;
 use crate::credentials::CredentialSet;
 use crate::error::ProxyError;
@@ -147,24 +150,31 @@ impl CredentialEndpoint {
         let Some(presented) = presented else {
             return Err((Outcome::MissingToken, ProxyError::Unauthorized));
         };
-        if !endpoint.token.matches(presented) {
-            return Err((
+        let wrong = || {
+            (
                 Outcome::WrongToken,
                 ProxyError::Forbidden(Denied::BearerToken),
-            ));
-        }
-        live.store
-            .get(&endpoint.credentials)
-            .cloned()
-            .ok_or_else(|| {
-                (
-                    Outcome::Unavailable,
-                    ProxyError::Internal(format!(
-                        "credential set '{}' is not in the store",
-                        endpoint.credentials
-                    )),
-                )
-            })
+            )
+        };
+        let set = match &endpoint.token {
+            Some(token) if token.matches(presented) => live.store.get(&endpoint.credentials),
+            Some(_) => return Err(wrong()),
+            None => {
+                let client = identify(&live.access.clients, presented)
+                    .filter(|c| c.credential_endpoint)
+                    .ok_or_else(wrong)?;
+                live.store.session(&endpoint.credentials, &client.name)
+            }
+        };
+        set.cloned().ok_or_else(|| {
+            (
+                Outcome::Unavailable,
+                ProxyError::Internal(format!(
+                    "credential set '{}' is not in the store",
+                    endpoint.credentials
+                )),
+            )
+        })
     }
 }
 

@@ -136,7 +136,9 @@ impl ProxyError {
         !matches!(
             self,
             Self::Unauthorized
-                | Self::Forbidden(Denied::ClientAddress | Denied::Host | Denied::Origin)
+                | Self::Forbidden(
+                    Denied::ClientAddress | Denied::Host | Denied::Origin | Denied::ClientRoute
+                )
         )
     }
 
@@ -266,6 +268,10 @@ impl fmt::Display for ProxyError {
                 f,
                 "this route's allow list does not grant what this request does (its IAM \
                  action, such as an S3 sub-resource or bucket operation)"
+            ),
+            Self::Forbidden(Denied::ClientRoute) => write!(
+                f,
+                "this client may not use this route (access.clients[].routes lists those it may)"
             ),
             Self::Forbidden(Denied::Method) => {
                 write!(f, "this route's allow list does not grant this method")

@@ -88,6 +88,26 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         for route in &config.routes {
             let _ = writeln!(out, "{}", describe_route(route));
         }
+        let sessions = config.client_sessions();
+        for client in &config.access.clients {
+            let own: Vec<&str> = sessions
+                .iter()
+                .filter(|s| s.client.as_deref() == Some(client.name.as_str()))
+                .map(|s| s.name.as_str())
+                .collect();
+            let routes: Vec<&str> = client.routes.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "client {}: routes={} own_sessions={}",
+                client.name,
+                routes.join(","),
+                if own.is_empty() {
+                    "-".to_string()
+                } else {
+                    own.join(",")
+                }
+            );
+        }
         return ExitCode::SUCCESS;
     }
     match server::run(config, cli.upgrade, source) {

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub tls_certificate_expiry: GaugeVec,
     /// Requests to the credential endpoint, by result (see `credential_endpoint`).
     pub credential_endpoint_requests: IntCounterVec,
+    /// Requests of an `access.clients` client for a route it may not use, by client.
+    pub client_denied: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -187,9 +189,9 @@ impl Metrics {
                 GaugeVec::new(
                     Opts::new(
                         "sigproxy_credentials_expiry_timestamp_seconds",
-                        "When the credentials held by each set expire (Unix time)",
+                        "When the credentials held by each set expire (Unix time); client: the client whose own session of a per_client set it is (empty for a set's shared session)",
                     ),
-                    &["credentials"],
+                    &["credentials", "client"],
                 )
                 .expect("valid metric"),
             ),
@@ -275,6 +277,12 @@ impl Metrics {
                 "Requests to the credential endpoint, by result: served, missing_token, wrong_token, browser (Origin or a foreign Host), unavailable (the set holds no valid credentials), method, disabled",
                 &["result"],
             ),
+            client_denied: counter(
+                &r,
+                "sigproxy_client_denied_total",
+                "Requests of an access.clients client for a route it may not use (or no route it may use matched), by client",
+                &["client"],
+            ),
             registry: r,
         }
     }
@@ -286,6 +294,20 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding to memory cannot fail");
         out
+    }
+
+    /// Makes each client's refusal counter exist from the start, at zero.
+    pub fn declare_clients<'a>(&self, clients: impl IntoIterator<Item = &'a str>) {
+        for client in clients {
+            self.client_denied.with_label_values(&[client]);
+        }
+    }
+
+    /// Removes the series of clients a reload removed.
+    pub fn forget_clients<'a>(&self, clients: impl IntoIterator<Item = &'a str>) {
+        for client in clients {
+            let _ = self.client_denied.remove_label_values(&[client]);
+        }
     }
 
     /// Makes each credential set's refresh counters exist from the start, at zero. (A route's

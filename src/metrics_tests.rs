@@ -26,7 +26,9 @@ fn renders_every_family_in_text_format() {
     m.upstream_retries
         .with_label_values(&["orders", "expired_token"])
         .inc();
-    m.credentials_expiry.with_label_values(&["app"]).set(1.0);
+    m.credentials_expiry
+        .with_label_values(&["app", ""])
+        .set(1.0);
     m.sts_duration.with_label_values(&["app"]).observe(0.1);
     m.config_reloads.with_label_values(&["success"]).inc();
     let text = String::from_utf8(m.render()).unwrap();
@@ -52,7 +54,9 @@ fn renders_every_family_in_text_format() {
             "{family} missing:\n{text}"
         );
     }
-    assert!(text.contains("sigproxy_credentials_expiry_timestamp_seconds{credentials=\"app\"} 1"));
+    assert!(text.contains(
+        "sigproxy_credentials_expiry_timestamp_seconds{client=\"\",credentials=\"app\"} 1"
+    ));
     m.request_heads_refused
         .with_label_values(&["timeout"])
         .inc();

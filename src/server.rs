@@ -107,6 +107,8 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
 
     let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
     crate::metrics::metrics().declare_credential_sets(&sets);
+    crate::metrics::metrics()
+        .declare_clients(config.access.clients.iter().map(|c| c.name.as_str()));
     // Routes, access rules and credential sets: what a reload swaps.
     let store = CredentialStore::new(&config);
     // Before anything runs in the background: sets with MFA and no token_command ask here.

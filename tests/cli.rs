@@ -9,8 +9,11 @@ use std::time::Duration;
 fn sigproxy(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sigproxy"))
         .args(args)
-        // The gateway overlay reads its bearer token from a Secret, at run time.
+        // The gateway overlay reads its bearer token from a Secret at run time, and
+        // config/clients.yaml its clients' tokens from the environment.
         .env("SIGPROXY_BEARER_TOKEN", "check-only-stand-in-token")
+        .env("SIGPROXY_ORDERS_TOKEN", "check-only-orders-token")
+        .env("SIGPROXY_REPORTS_TOKEN", "check-only-reports-token")
         .output()
         .expect("run sigproxy")
 }

@@ -28,6 +28,8 @@ fn signer(service: &str) -> Signer {
         assume_role: vec![],
         sts_token: None,
         refresh_before_expiry: Duration::from_secs(300),
+        per_client: None,
+        client: None,
     });
     Signer::new(&config, Arc::new(set))
 }

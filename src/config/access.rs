@@ -10,12 +10,13 @@ use crate::actions::ActionPattern;
 use std::net::SocketAddr;
 
 impl Checker<'_> {
-    /// `access`, checked against the addresses sigproxy is to listen on.
+    /// `access`, checked against the addresses sigproxy is to listen on; `clients` is
+    /// handed back as read, to be checked once the routes are known ([`Checker::clients`]).
     pub(super) fn access(
         &self,
         raw: Option<file::Access>,
         listeners: &[(&str, SocketAddr)],
-    ) -> Result<ClientAccess, ConfigError> {
+    ) -> Result<(ClientAccess, Option<Vec<file::Client>>), ConfigError> {
         let file::Access {
             allow_non_loopback,
             allowed_clients: raw_clients,
@@ -23,7 +24,23 @@ impl Checker<'_> {
             bearer_token_env,
             allowed_hosts,
             allowed_origins,
+            clients,
         } = raw.unwrap_or_default();
+        if clients.is_some() {
+            if let Some(key) = [
+                ("bearer_token_file", bearer_token_file.is_some()),
+                ("bearer_token_env", bearer_token_env.is_some()),
+            ]
+            .iter()
+            .find_map(|(key, set)| set.then_some(key))
+            {
+                return self.err(
+                    format!("access.{key}"),
+                    "clients and a single bearer token exclude each other: with access.clients, \
+                     each client sends its own token",
+                );
+            }
+        }
         // A listener's name in `allow_non_loopback` is its key's first part
         // (`credential_endpoint.listen` → `credential_endpoint`).
         let name_of = |key: &str| key.split('.').next().unwrap_or(key).to_string();
@@ -46,7 +63,10 @@ impl Checker<'_> {
                     .iter()
                     .any(|c| matches!(c.trim(), "0.0.0.0/0" | "::/0" | "::ffff:0.0.0.0/96"))
         });
-        let guarded = limits_clients || bearer_token_file.is_some() || bearer_token_env.is_some();
+        let guarded = limits_clients
+            || bearer_token_file.is_some()
+            || bearer_token_env.is_some()
+            || clients.as_ref().is_some_and(|c| !c.is_empty());
         for (key, addr) in listeners {
             if crate::access::is_loopback(addr.ip()) {
                 continue;
@@ -103,16 +123,18 @@ impl Checker<'_> {
         )?;
         let hosts = self.list("access.allowed_hosts", allowed_hosts, host_entry)?;
         let origins = self.list("access.allowed_origins", allowed_origins, origin_entry)?;
-        Ok(ClientAccess {
+        let access = ClientAccess {
             allowed_clients,
             bearer_token,
             bearer_token_file: token_file,
+            clients: Vec::new(),
             browser: BrowserPolicy {
                 hosts: hosts.unwrap_or_default(),
                 origins: origins.unwrap_or_default(),
                 aws_endpoints: false,
             },
-        })
+        };
+        Ok((access, clients))
     }
 
     /// A secret token read from a file or an environment variable (`(key, value)` each; they

@@ -3,7 +3,7 @@
 //! This file holds the [`Checker`], the file's top level and the character sets that names are
 //! checked against; each part of the file has its own: `listeners.rs` (addresses, their TLS files, threads, the
 //! upgrade socket), `access.rs`, `credentials.rs`, `route.rs`, `signing.rs`, `upstream.rs`,
-//! `from_host.rs`, `credential_endpoint.rs`, `limits.rs` and `shutdown.rs`. Each raw structure is taken apart whole
+//! `from_host.rs`, `credential_endpoint.rs`, `clients.rs`, `limits.rs` and `shutdown.rs`. Each raw structure is taken apart whole
 //! (`let file::Route { name, .. every field .. } = raw;`), so a key added to the file format
 //! cannot go unchecked without the compiler saying so.
 
@@ -62,12 +62,19 @@ impl Checker<'_> {
         if let Some(endpoint) = &credential_endpoint {
             listeners.push(("credential_endpoint.listen", endpoint.listen));
         }
-        let mut access = self.access(access, &listeners)?;
+        let (mut access, clients) = self.access(access, &listeners)?;
         let max_header_bytes = self.max_header_bytes(max_header_bytes)?;
         let threads = self.threads(threads)?;
         let shutdown = self.shutdown(shutdown_delay.as_deref(), shutdown_grace.as_deref())?;
         let upgrade_socket = self.upgrade_socket(upgrade_socket, listen.port())?;
         let routes = self.routes(routes, &credentials)?;
+        access.clients = self.clients(clients, &routes)?;
+        self.per_client_uses(
+            &credentials,
+            &access.clients,
+            &routes,
+            credential_endpoint.as_ref(),
+        )?;
         // A route's own host is a name clients reach sigproxy by.
         access.browser.hosts.extend(
             routes

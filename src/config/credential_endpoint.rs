@@ -79,13 +79,24 @@ impl Checker<'_> {
                 authorization_token_env,
             ),
         )?;
-        let Some(token) = token else {
+        if config.per_client.is_some() {
+            if token.is_some() {
+                return self.err(
+                    "credential_endpoint.authorization_token_file",
+                    format!(
+                        "'{set}' is per_client: each client fetches its own session with its \
+                         own token (access.clients[].credential_endpoint); leave the \
+                         endpoint's token out"
+                    ),
+                );
+            }
+        } else if token.is_none() {
             return self.err(
                 "credential_endpoint",
                 "authorization_token_file or authorization_token_env is required: an \
                  endpoint that hands out AWS credentials to anyone who asks is never safe",
             );
-        };
+        }
         Ok(Some(CredentialEndpointConfig {
             listen,
             credentials: set,
@@ -120,7 +131,11 @@ mod tests {
         let e = c.credential_endpoint.unwrap();
         assert_eq!(e.listen.to_string(), "127.0.0.1:9911");
         assert_eq!(e.credentials, "app");
-        assert!(e.token.matches(b"endpoint-token-0123456789"));
+        assert!(e
+            .token
+            .as_ref()
+            .unwrap()
+            .matches(b"endpoint-token-0123456789"));
         assert!(!format!("{e:?}").contains("endpoint-token"));
     }
 

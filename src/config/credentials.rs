@@ -48,7 +48,9 @@ impl Checker<'_> {
             session_token,
             federation_token,
             refresh_before_expiry,
+            per_client,
         } = raw;
+        let per_client = per_client.unwrap_or(false);
         let key = format!("credentials.{name}");
         if !valid_name(name) {
             return self.err(&key, "names use letters, digits, '-' and '_' only");
@@ -70,6 +72,11 @@ impl Checker<'_> {
             }
         };
         let roles = assume_role.map(|r| r.into_vec()).unwrap_or_default();
+        let last_session_name = roles.last().is_some_and(|r| r.session_name.is_some());
+        let mut federation_token = federation_token;
+        let client_policies = federation_token
+            .as_mut()
+            .and_then(|t| t.client_policies.take());
         let chained = roles.len() > 1;
         let mut assume_role = Vec::with_capacity(roles.len());
         for (i, role) in roles.into_iter().enumerate() {
@@ -89,8 +96,12 @@ impl Checker<'_> {
                     "session_token and federation_token exclude each other",
                 )
             }
-            (Some(t), None) => Some(self.sts_token(&format!("{key}.session_token"), t, false)?),
-            (None, Some(t)) => Some(self.sts_token(&format!("{key}.federation_token"), t, true)?),
+            (Some(t), None) => {
+                Some(self.sts_token(&format!("{key}.session_token"), t, false, false)?)
+            }
+            (None, Some(t)) => {
+                Some(self.sts_token(&format!("{key}.federation_token"), t, true, per_client)?)
+            }
             (None, None) => None,
         };
         if sts_token.is_some() && !assume_role.is_empty() {
@@ -104,13 +115,22 @@ impl Checker<'_> {
             refresh_before_expiry.as_deref(),
             DEFAULT_REFRESH_BEFORE_EXPIRY,
         )?;
-        Ok(CredentialsConfig {
+        let mut set = CredentialsConfig {
             name: name.to_string(),
             source,
             assume_role,
             sts_token,
             refresh_before_expiry,
-        })
+            per_client: None,
+            client: None,
+        };
+        set.per_client = self.per_client(
+            &key,
+            per_client.then_some(&set),
+            last_session_name,
+            client_policies,
+        )?;
+        Ok(set)
     }
 
     /// `duration_seconds` (default one hour) within the range STS accepts for this call.
@@ -165,10 +185,13 @@ impl Checker<'_> {
         key: &str,
         raw: file::StsToken,
         federation: bool,
+        per_client: bool,
     ) -> Result<StsTokenConfig, ConfigError> {
         let file::StsToken {
             name,
             policy,
+            // Taken out (and checked) by `credentials`, for the set's `per_client`.
+            client_policies: _,
             duration_seconds,
             sts_region,
             sts_endpoint,
@@ -182,7 +205,24 @@ impl Checker<'_> {
             );
         }
         let mfa = self.mfa(&format!("{key}.mfa"), mfa)?;
-        let kind = if federation {
+        let kind = if federation && per_client {
+            if name.is_some() {
+                return self.err(
+                    format!("{key}.name"),
+                    "per_client: each client's name is its federated user's name; leave name out",
+                );
+            }
+            if let Some(policy) = &policy {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(policy) {
+                    return self.err(format!("{key}.policy"), format!("is not JSON: {e}"));
+                }
+            }
+            // Filled in for each client (`CredentialsConfig::for_client`).
+            StsTokenKind::Federation {
+                name: String::new(),
+                policy,
+            }
+        } else if federation {
             let Some(name) = name else {
                 return self.err(
                     format!("{key}.name"),

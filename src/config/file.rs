@@ -88,6 +88,24 @@ pub struct Access {
     pub allowed_hosts: Option<Vec<String>>,
     /// Web origins (`https://app.example.com`) whose pages may call the traffic port (CORS).
     pub allowed_origins: Option<Vec<String>>,
+    /// Callers with their own token, routes and (with `per_client` sets) AWS session.
+    pub clients: Option<Vec<Client>>,
+}
+
+/// One `access.clients` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// Its name: the role session or federated user name of its own sessions.
+    pub name: Option<String>,
+    /// A file holding the bearer token this client sends.
+    pub token_file: Option<String>,
+    /// An environment variable holding the bearer token this client sends.
+    pub token_env: Option<String>,
+    /// The routes (by name) it may use.
+    pub routes: Option<Vec<String>>,
+    /// Whether its token may fetch its own session from the credential endpoint.
+    pub credential_endpoint: Option<bool>,
 }
 
 /// A route whose upstream is the request's own `Host` (aws-sigv4-proxy without `--host`).
@@ -115,6 +133,8 @@ pub struct CredentialSet {
     pub federation_token: Option<StsToken>,
     /// How long before expiry to refresh (e.g. `5m`).
     pub refresh_before_expiry: Option<String>,
+    /// One session per `access.clients` entry that uses the set, named for the client.
+    pub per_client: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +144,9 @@ pub struct StsToken {
     pub name: Option<String>,
     /// GetFederationToken only: the session policy (JSON) that narrows its permissions.
     pub policy: Option<String>,
+    /// GetFederationToken with `per_client` only: a client's own policy, by client name
+    /// (instead of `policy`).
+    pub client_policies: Option<std::collections::BTreeMap<String, String>>,
     pub duration_seconds: Option<i64>,
     pub sts_region: Option<String>,
     pub sts_endpoint: Option<String>,

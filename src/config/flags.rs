@@ -314,6 +314,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         session_token: None,
         federation_token: None,
         refresh_before_expiry: None,
+        per_client: None,
     };
     Ok(file::File {
         listen,

@@ -8,6 +8,7 @@
 
 mod access;
 mod check;
+mod clients;
 mod credential_endpoint;
 mod credentials;
 mod file;
@@ -86,8 +87,9 @@ pub struct CredentialEndpointConfig {
     pub listen: SocketAddr,
     /// The credential set served.
     pub credentials: String,
-    /// What SDKs send as `Authorization` (its digest; `Debug` redacts it).
-    pub token: BearerToken,
+    /// What SDKs send as `Authorization` (its digest; `Debug` redacts it). `None` when the
+    /// set is `per_client`: each client (`access.clients[].credential_endpoint`) sends its own.
+    pub token: Option<BearerToken>,
     /// Where the token was read from (`authorization_token_file`).
     pub token_file: Option<PathBuf>,
 }
@@ -101,6 +103,19 @@ pub struct CredentialsConfig {
     /// GetSessionToken or GetFederationToken on top of the source, instead of roles.
     pub sts_token: Option<StsTokenConfig>,
     pub refresh_before_expiry: Duration,
+    /// `per_client: true`: no session of its own, one per client that uses it (see
+    /// [`CredentialsConfig::for_client`]).
+    pub per_client: Option<PerClient>,
+    /// In one client's session of a `per_client` set: that client's name.
+    pub client: Option<String>,
+}
+
+/// What a `per_client` set gives each client besides its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerClient {
+    /// GetFederationToken: a client's own session policy (JSON), by client name; clients not
+    /// listed get the set's `policy`.
+    pub policies: BTreeMap<String, String>,
 }
 
 /// Where a credential set's base credentials come from.
@@ -199,6 +214,58 @@ pub struct SigningConfig {
     pub credentials: String,
     pub payload: Payload,
     pub algorithm: Algorithm,
+}
+
+impl CredentialsConfig {
+    /// `client`'s own session of this `per_client` set: the last role's session name, or the
+    /// federated user's name, is the client's name (so CloudTrail names the client), and a
+    /// federation token carries the client's own policy when the set lists one.
+    pub fn for_client(&self, client: &str) -> CredentialsConfig {
+        let mut session = self.clone();
+        session.client = Some(client.to_string());
+        let policies = session.per_client.take().unwrap_or_default().policies;
+        if let Some(role) = session.assume_role.last_mut() {
+            role.session_name = client.to_string();
+        }
+        if let Some(StsTokenConfig {
+            kind: StsTokenKind::Federation { name, policy },
+            ..
+        }) = &mut session.sts_token
+        {
+            *name = client.to_string();
+            if let Some(own) = policies.get(client) {
+                *policy = Some(own.clone());
+            }
+        }
+        session
+    }
+}
+
+impl Config {
+    /// Every client's session of every `per_client` set: a client has one of a set when a
+    /// route it may use signs with the set, or when it fetches the credential endpoint's set.
+    pub fn client_sessions(&self) -> Vec<CredentialsConfig> {
+        let mut sessions = Vec::new();
+        for set in self.credentials.values().filter(|s| s.per_client.is_some()) {
+            for client in &self.access.clients {
+                let by_route = self.routes.iter().any(|r| {
+                    client.routes.contains(&r.name)
+                        && r.signing
+                            .as_ref()
+                            .is_some_and(|s| s.credentials == set.name)
+                });
+                let by_endpoint = client.credential_endpoint
+                    && self
+                        .credential_endpoint
+                        .as_ref()
+                        .is_some_and(|e| e.credentials == set.name);
+                if by_route || by_endpoint {
+                    sessions.push(set.for_client(&client.name));
+                }
+            }
+        }
+        sessions
+    }
 }
 
 /// A configuration error: which file, which key, and why.

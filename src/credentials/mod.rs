@@ -3,6 +3,10 @@
 //! A request never waits for STS: it takes whatever valid credentials its set holds right now
 //! ([`CredentialSet::current`]) or fails fast with 503. The refresh loop in [`refresh`] keeps the
 //! sets filled well before expiry; [`provider`] builds each set's aws-config provider chain.
+//!
+//! A set with `per_client: true` has no session of its own: the store holds one set per client
+//! that uses it instead ([`sessions`]), each with the client's name in its STS call, each
+//! refreshed on its own, keyed by set and client ([`SetKey`]).
 
 pub mod mfa;
 mod mfa_role;
@@ -23,29 +27,63 @@ const MIN_REMAINING: Duration = Duration::from_secs(1);
 /// How long a request waits for a refresh it asked for (after AWS refused its credentials).
 const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
-/// All credential sets of a configuration, by name.
+/// A set's place in a store: its name and, for one client's session of a `per_client` set,
+/// the client's name.
+pub type SetKey = (String, Option<String>);
+
+/// What `config` refreshes: each set with a session of its own, and each client's session of
+/// each `per_client` set (a `per_client` set has none of its own).
+pub fn sessions(config: &Config) -> Vec<CredentialsConfig> {
+    let shared = config
+        .credentials
+        .values()
+        .filter(|c| c.per_client.is_none())
+        .cloned();
+    shared.chain(config.client_sessions()).collect()
+}
+
+/// All credential sets of a configuration, by name (and client).
 #[derive(Debug)]
 pub struct CredentialStore {
-    sets: BTreeMap<String, Arc<CredentialSet>>,
+    sets: BTreeMap<SetKey, Arc<CredentialSet>>,
 }
 
 impl CredentialStore {
     pub fn new(config: &Config) -> Self {
-        let sets = config
-            .credentials
-            .values()
-            .map(|c| (c.name.clone(), Arc::new(CredentialSet::new(c.clone()))))
+        let sets = sessions(config)
+            .into_iter()
+            .map(|c| {
+                let set = CredentialSet::new(c);
+                (set.key(), Arc::new(set))
+            })
             .collect();
         CredentialStore { sets }
     }
 
     /// A store of sets already made: a reload keeps the sets whose definition did not change.
-    pub fn from_sets(sets: BTreeMap<String, Arc<CredentialSet>>) -> Self {
+    pub fn from_sets(sets: BTreeMap<SetKey, Arc<CredentialSet>>) -> Self {
         CredentialStore { sets }
     }
 
+    /// The set `name`, when it has a session of its own (is not `per_client`).
     pub fn get(&self, name: &str) -> Option<&Arc<CredentialSet>> {
-        self.sets.get(name)
+        self.sets.get(&(name.to_string(), None))
+    }
+
+    /// `client`'s own session of the `per_client` set `name`, if it has one.
+    pub fn session(&self, name: &str, client: &str) -> Option<&Arc<CredentialSet>> {
+        self.sets.get(&(name.to_string(), Some(client.to_string())))
+    }
+
+    /// The clients' sessions of the `per_client` set `name`, by client.
+    pub fn sessions_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<CredentialSet>)> + 'a {
+        self.sets
+            .iter()
+            .filter(move |((set, _), _)| set == name)
+            .filter_map(|((_, client), set)| Some((client.as_deref()?, set)))
     }
 
     pub fn sets(&self) -> impl Iterator<Item = &Arc<CredentialSet>> {
@@ -108,6 +146,16 @@ impl CredentialSet {
         &self.config.name
     }
 
+    /// The client whose own session of a `per_client` set this is.
+    pub fn client(&self) -> Option<&str> {
+        self.config.client.as_deref()
+    }
+
+    /// Where this set sits in a store.
+    pub fn key(&self) -> SetKey {
+        (self.config.name.clone(), self.config.client.clone())
+    }
+
     pub fn config(&self) -> &CredentialsConfig {
         &self.config
     }
@@ -141,6 +189,10 @@ impl CredentialSet {
                     "credentials expired; a refresh is under way".into(),
                 ),
             }),
+            None if self.config.per_client.is_some() => Err(unavailable(
+                "it holds one session per client",
+                "this set is per_client: only a client's own session signs".into(),
+            )),
             None => Err(match &state.last_error {
                 Some(e) => unavailable("fetching them failed", e.clone()),
                 None => unavailable(
@@ -236,6 +288,8 @@ mod tests {
             assume_role: vec![],
             sts_token: None,
             refresh_before_expiry: Duration::from_secs(300),
+            per_client: None,
+            client: None,
         })
     }
 

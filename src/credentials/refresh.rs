@@ -63,7 +63,7 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
                 let expiry = creds.expiry();
                 if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
                     m.credentials_expiry
-                        .with_label_values(&[set.name()])
+                        .with_label_values(&[set.name(), set.client().unwrap_or_default()])
                         .set(at.as_secs_f64());
                 }
                 set.store(creds);
@@ -74,6 +74,7 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
                 );
                 info!(
                     credentials = set.name(),
+                    client = set.client(),
                     expires_in_s = expiry
                         .and_then(|e| e.duration_since(SystemTime::now()).ok())
                         .map(|d| d.as_secs()),
@@ -89,7 +90,7 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
                 let wait =
                     jittered(backoff).max(set.mfa().map_or(Duration::ZERO, |g| g.retry_after()));
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                warn!(credentials = set.name(), retry_in_ms = wait.as_millis() as u64, %error, "credential refresh failed");
+                warn!(credentials = set.name(), client = set.client(), retry_in_ms = wait.as_millis() as u64, %error, "credential refresh failed");
                 wait
             }
         };

@@ -4,8 +4,10 @@
 
 use super::{inbound, streamed, RequestCtx, SigningProxy};
 use crate::access::browser::{self, PageRequest};
+use crate::access::Denied;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::metrics;
 use crate::route::Route;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -41,7 +43,7 @@ impl SigningProxy {
             .check_client(client)
             .map_err(ProxyError::Forbidden)?;
         // Errors name the route only to a client that has shown it may use the proxy.
-        ctx.vouched = live.access.bearer_token.is_none();
+        ctx.vouched = !live.access.wants_token();
         inbound::check(session, self.max_header_bytes)?;
         let browser = &live.access.browser;
         browser.check_host(host).map_err(ProxyError::Forbidden)?;
@@ -53,13 +55,32 @@ impl SigningProxy {
             return Ok(None);
         }
         let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
-        live.access
+        let client = live
+            .access
             .check_token(authorization)
             .map_err(|_| ProxyError::Unauthorized)?;
         ctx.vouched = true;
-        let (route, resolved) = routed?.ok_or(ProxyError::NoRoute)?;
-        let route = route.clone();
-        if live.access.bearer_token.is_some() {
+        let (route, resolved) = match (routed?, client) {
+            (found, None) => found.ok_or(ProxyError::NoRoute)?,
+            (found, Some(client)) => {
+                ctx.client = Some(client.name.clone());
+                // A client learns of no route but its own: another's is refused as no route is.
+                let Some((route, resolved)) =
+                    found.filter(|(route, _)| client.check_route(&route.name).is_ok())
+                else {
+                    metrics()
+                        .client_denied
+                        .with_label_values(&[&client.name])
+                        .inc();
+                    return Err(ProxyError::Forbidden(Denied::ClientRoute));
+                };
+                // Signing with the client's own session when the route's set is per_client.
+                let own = route.for_client(&client.name);
+                ctx.route = Some(own.clone());
+                (own, resolved)
+            }
+        };
+        if live.access.wants_token() {
             // The token is sigproxy's; the upstream never sees it.
             session.req_header_mut().remove_header("authorization");
         }

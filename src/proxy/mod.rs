@@ -76,6 +76,8 @@ pub struct RequestCtx {
     page: PageRequest,
     /// The client passed the address and token checks: error bodies may name the route.
     vouched: bool,
+    /// With `access.clients`: the client whose token the request carries (for the log).
+    client: Option<String>,
     /// The part of the allow-list check that needs the body.
     after_body: Option<Box<AfterBody>>,
     /// The upstream path and query, as signed.
@@ -169,6 +171,7 @@ impl ProxyHttp for SigningProxy {
             route: None,
             page: PageRequest::None,
             vouched: false,
+            client: None,
             after_body: None,
             target: String::new(),
             plan: None,
@@ -365,6 +368,7 @@ impl ProxyHttp for SigningProxy {
         info!(
             target: "access",
             route,
+            client = ctx.client.as_deref(),
             method = %req.method,
             path,
             status,

@@ -4,8 +4,9 @@
 //! than watched with inotify: Kubernetes updates a mounted ConfigMap by swapping a `..data`
 //! symlink and editors replace the file, neither of which a watch on the path itself sees.
 //! A change is acted on once two polls in a row read the same bytes ([`poll`]): a file caught
-//! half-written is neither applied nor counted as a failure. The bearer token file in force
-//! is polled with it: a rotated Secret is a change though the configuration file is not.
+//! half-written is neither applied nor counted as a failure. The token files in force (the
+//! bearer token's, each `access.clients` entry's, the credential endpoint's) are polled with it:
+//! a rotated Secret is a change though the configuration file is not.
 //!
 //! A reload checks the file exactly as `--check` does ([`crate::config`]), then as it would be
 //! in force: keys fixed at start-up ([`fixed`]) keep their running values and are reported as
@@ -299,6 +300,12 @@ impl Reloader {
             .map(|old| old.name.clone())
             .collect();
         metrics().forget_routes(&removed);
+        let clients = |c: &Config| -> BTreeSet<String> {
+            c.access.clients.iter().map(|c| c.name.clone()).collect()
+        };
+        let (before, after) = (clients(&state.running), clients(&config));
+        metrics().forget_clients(before.difference(&after).map(String::as_str));
+        metrics().declare_clients(after.iter().map(String::as_str));
         let summary = state.refreshers.commit(plan);
         state.fetch_refused = None;
         // What is in force now, token included, as the check read it.

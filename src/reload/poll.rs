@@ -71,7 +71,8 @@ impl Polls {
 }
 
 /// What a poll compares: the file's SHA-256 and, for each token the configuration in force
-/// reads from a file (`access.bearer_token_file`, `credential_endpoint.authorization_token_file`),
+/// reads from a file (`access.bearer_token_file`, `access.clients[].token_file`,
+/// `credential_endpoint.authorization_token_file`),
 /// the token that file holds now: a rotated token (a Kubernetes Secret swapped, nothing sent
 /// SIGHUP, the configuration unchanged) is a change too.
 pub(super) fn look(bytes: &[u8], running: &Config) -> Seen {
@@ -106,8 +107,13 @@ fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &BearerToken)> {
     let endpoint = config
         .credential_endpoint
         .as_ref()
-        .and_then(|e| Some((e.token_file.as_deref()?, &e.token)));
-    access.into_iter().chain(endpoint)
+        .and_then(|e| Some((e.token_file.as_deref()?, e.token.as_ref()?)));
+    let clients = config
+        .access
+        .clients
+        .iter()
+        .filter_map(|c| Some((c.token_file.as_deref()?, &c.token)));
+    access.into_iter().chain(endpoint).chain(clients)
 }
 
 fn with_tokens(hash: &Hash, tokens: &[[u8; 32]]) -> Seen {

@@ -1,11 +1,13 @@
 //! One refresh task per credential set, and how a reload changes them: a set whose definition
 //! did not change keeps its task and the credentials it holds; a new or changed set gets a new
 //! task, whose first fetch a reload waits for before it swaps; a set the file no longer has is
-//! stopped once the swap is done.
+//! stopped once the swap is done. Each client's session of a `per_client` set is a set of its
+//! own here (keyed by set and client): a client added, removed or changed starts or stops its
+//! sessions only.
 
 use crate::config::Config;
 use crate::credentials::refresh::keep_filled;
-use crate::credentials::{CredentialSet, CredentialStore};
+use crate::credentials::{sessions, CredentialSet, CredentialStore, SetKey};
 use crate::metrics::metrics;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,14 +38,14 @@ async fn first_fetches(fetched: Vec<oneshot::Receiver<()>>, limit: Duration) {
 
 /// The refresh tasks of the sets in force.
 pub struct Refreshers {
-    tasks: BTreeMap<String, Task>,
+    tasks: BTreeMap<SetKey, Task>,
 }
 
 /// What a reload would change: the sets the new configuration would use, and the tasks started
 /// for those that are new or changed. Either committed or abandoned.
 pub struct Plan {
-    pub sets: BTreeMap<String, Arc<CredentialSet>>,
-    started: BTreeMap<String, Task>,
+    pub sets: BTreeMap<SetKey, Arc<CredentialSet>>,
+    started: BTreeMap<SetKey, Task>,
     fetched: Vec<oneshot::Receiver<()>>,
 }
 
@@ -62,7 +64,7 @@ impl Refreshers {
         let mut fetched = Vec::new();
         for set in store.sets() {
             let (task, first) = spawn(set.clone());
-            tasks.insert(set.name().to_string(), task);
+            tasks.insert(set.key(), task);
             fetched.push(first);
         }
         first_fetches(fetched, limit).await;
@@ -77,16 +79,17 @@ impl Refreshers {
             started: BTreeMap::new(),
             fetched: Vec::new(),
         };
-        for (name, definition) in &config.credentials {
-            match self.tasks.get(name) {
-                Some(task) if task.set.config() == definition => {
-                    plan.sets.insert(name.clone(), task.set.clone());
+        for definition in sessions(config) {
+            let key = (definition.name.clone(), definition.client.clone());
+            match self.tasks.get(&key) {
+                Some(task) if *task.set.config() == definition => {
+                    plan.sets.insert(key, task.set.clone());
                 }
                 _ => {
-                    let set = Arc::new(CredentialSet::new(definition.clone()));
+                    let set = Arc::new(CredentialSet::new(definition));
                     let (task, first) = spawn(set.clone());
-                    plan.sets.insert(name.clone(), set);
-                    plan.started.insert(name.clone(), task);
+                    plan.sets.insert(key.clone(), set);
+                    plan.started.insert(key, task);
                     plan.fetched.push(first);
                 }
             }
@@ -114,7 +117,7 @@ impl Refreshers {
                 .filter(|name| !plan.sets.contains_key(*name) || plan.started.contains_key(*name))
                 .count(),
         };
-        let names: Vec<&str> = plan.started.keys().map(String::as_str).collect();
+        let names: Vec<&str> = plan.started.keys().map(|(name, _)| name.as_str()).collect();
         metrics().declare_credential_sets(&names);
         for (name, task) in plan.started {
             if let Some(old) = self.tasks.insert(name.clone(), task) {
@@ -122,7 +125,7 @@ impl Refreshers {
             }
             show_expiry(&name, self.tasks.get(&name).map(|t| &*t.set));
         }
-        let gone: Vec<String> = self
+        let gone: Vec<SetKey> = self
             .tasks
             .keys()
             .filter(|name| !plan.sets.contains_key(*name))
@@ -151,32 +154,36 @@ impl Plan {
         first_fetches(std::mem::take(&mut self.fetched), limit).await;
     }
 
-    /// The new or changed sets, among `needed`, that hold no usable credentials, and why.
+    /// The new or changed sets (and clients' sessions), among `needed`, that hold no usable
+    /// credentials: the set's name, and why.
     pub fn failures(&self, needed: &BTreeSet<String>) -> Vec<(String, String)> {
         self.started
             .iter()
-            .filter(|(name, _)| needed.contains(*name))
-            .filter_map(|(name, task)| {
-                task.set
-                    .current()
-                    .err()
-                    .map(|e| (name.clone(), e.to_string()))
+            .filter(|((name, _), _)| needed.contains(name))
+            .filter_map(|((name, client), task)| {
+                let e = task.set.current().err()?;
+                let why = match client {
+                    Some(client) => format!("client {client}'s session: {e}"),
+                    None => e.to_string(),
+                };
+                Some((name.clone(), why))
             })
             .collect()
     }
 }
 
-/// The expiry gauge of `name` as `set` holds it; gone with the set, so that no alert on expiring
-/// credentials fires for a set nothing uses any more.
-fn show_expiry(name: &str, set: Option<&CredentialSet>) {
+/// The expiry gauge of `key` as `set` holds it; gone with the set (or the client), so that no
+/// alert on expiring credentials fires for a session nothing uses any more.
+fn show_expiry((name, client): &SetKey, set: Option<&CredentialSet>) {
     let gauge = &metrics().credentials_expiry;
+    let labels = [name.as_str(), client.as_deref().unwrap_or_default()];
     let at = set
         .and_then(CredentialSet::expiry)
         .and_then(|e| e.duration_since(UNIX_EPOCH).ok());
     match at {
-        Some(at) => gauge.with_label_values(&[name]).set(at.as_secs_f64()),
+        Some(at) => gauge.with_label_values(&labels).set(at.as_secs_f64()),
         None => {
-            let _ = gauge.remove_label_values(&[name]);
+            let _ = gauge.remove_label_values(&labels);
         }
     }
 }

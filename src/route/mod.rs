@@ -19,6 +19,7 @@ use crate::sign::Signer;
 use crate::target::{resolve, strip_prefix, target_from, QueryPlus, Resolved};
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod from_host;
@@ -42,17 +43,46 @@ pub struct Route {
     /// The `allow` list, and the service it speaks of.
     policy: Policy,
     pub metrics: RouteMetrics,
+    /// A route signing with a `per_client` set: the same route signing with each client's own
+    /// session, by client (see [`Route::for_client`]). Empty otherwise.
+    clients: BTreeMap<String, Arc<Route>>,
 }
 
 impl Route {
-    fn new(config: &RouteConfig, credentials: &CredentialStore) -> Route {
-        let set = config.signing.as_ref().map(|s| {
-            credentials
-                .get(&s.credentials)
-                .expect("configuration validation checked the credential set exists")
-                .clone()
-        });
-        Route::with_set(config, set)
+    fn new(config: &RouteConfig, sets: &Config, credentials: &CredentialStore) -> Route {
+        let Some(signing) = &config.signing else {
+            return Route::with_set(config, None);
+        };
+        if let Some(set) = credentials.get(&signing.credentials) {
+            return Route::with_set(config, Some(set.clone()));
+        }
+        // A `per_client` set: no session of its own (signing with it answers 503), one per
+        // client instead.
+        let per_client = sets
+            .credentials
+            .get(&signing.credentials)
+            .expect("configuration validation checked the credential set exists");
+        let mut route = Route::with_set(
+            config,
+            Some(Arc::new(CredentialSet::new(per_client.clone()))),
+        );
+        route.clients = credentials
+            .sessions_of(&signing.credentials)
+            .map(|(client, set)| {
+                let own = Route::with_set(config, Some(set.clone()));
+                (client.to_string(), Arc::new(own))
+            })
+            .collect();
+        route
+    }
+
+    /// This route as `client` (`access.clients`) uses it: signing with the client's own
+    /// session when the route's set is `per_client`, else the route itself.
+    pub fn for_client(self: &Arc<Route>, client: &str) -> Arc<Route> {
+        match self.clients.get(client) {
+            Some(own) => own.clone(),
+            None => self.clone(),
+        }
     }
 
     /// The route for `config`, signing (if it signs) with `set`.
@@ -89,6 +119,7 @@ impl Route {
                 },
             ),
             metrics: metrics().for_route(&config.name),
+            clients: BTreeMap::new(),
             path_rules: config
                 .signing
                 .as_ref()
@@ -201,7 +232,7 @@ impl Router {
             .routes
             .iter()
             .map(|r| match &r.from_host {
-                None => Entry::Fixed(Arc::new(Route::new(r, credentials))),
+                None => Entry::Fixed(Arc::new(Route::new(r, config, credentials))),
                 Some(from) => {
                     let set = credentials
                         .get(from.credentials())

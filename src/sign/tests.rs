@@ -49,6 +49,8 @@ fn signer_for(service: &str, algorithm: Algorithm, region: &str) -> Signer {
         assume_role: vec![],
         sts_token: None,
         refresh_before_expiry: Duration::from_secs(300),
+        per_client: None,
+        client: None,
     }));
     let config = SigningConfig {
         service: service.into(),

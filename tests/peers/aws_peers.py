@@ -12,7 +12,8 @@
 It prints one JSON line describing the peers, then serves until its standard input closes.
 
 Control endpoints on the stand-in (unsigned, not forwarded by sigproxy in tests):
-  GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen, ...
+  GET /__control/stats   -> counters: verified, rejected, assume_role_calls, keys_seen,
+                            federation_calls ({name, policy} each), ...
   GET /__control/container-credentials  -> ECS/EKS Pod Identity style credentials (token-checked)
   POST /__control/expire-keys  -> every access key seen so far is refused from now on as an
                                  expired token (403 ExpiredTokenException, as Lambda answers)
@@ -77,6 +78,8 @@ stats = {
     "session_token_calls": 0,
     "federation_token_calls": 0,
     "federation_policies": [],
+    # Each GetFederationToken call's (Name, Policy or None), in order.
+    "federation_calls": [],
     "expired_rejections": 0,
     "mfa_calls": [],
 }
@@ -134,6 +137,9 @@ def patch_sts(short_seconds):
             policy = (self.querystring.get("Policy") or [None])[0]
             if policy:
                 count("federation_policies", policy)
+            name = (self.querystring.get("Name") or [None])[0]
+            with stats_lock:
+                stats["federation_calls"].append({"name": name, "policy": policy})
         return result
 
     ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate
@@ -251,6 +257,7 @@ def setup_iam(endpoint, region):
         token_credentials[(issued["AccessKeyId"], issued["SessionToken"])] = (issued["SecretAccessKey"], kind)
     with stats_lock:
         stats["session_token_calls"] = stats["federation_token_calls"] = 0
+        stats["federation_calls"] = []
     return {
         "access_key_id": key["AccessKeyId"],
         "secret_access_key": key["SecretAccessKey"],

@@ -1,0 +1,232 @@
+//! Validation of `access.clients`, of a credential set's `per_client` key, and of what
+//! `per_client` sets ask of the clients: checked once the routes, the credential sets and the
+//! credential endpoint are known.
+
+use super::check::{is_word, Checker};
+use super::file;
+use super::{
+    ConfigError, CredentialEndpointConfig, CredentialsConfig, PerClient, RouteConfig, StsTokenKind,
+};
+use crate::access::clients::Client;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Besides letters and digits, what a client's name may hold: it becomes a role session name,
+/// a federated user's name (2-32 characters of letters, digits and `+=,.@-_`) and a metric
+/// label.
+const CLIENT_NAME_CHARS: &str = ".@-_";
+
+impl Checker<'_> {
+    /// `access.clients`, each entry's routes among `routes`.
+    pub(super) fn clients(
+        &self,
+        raw: Option<Vec<file::Client>>,
+        routes: &[RouteConfig],
+    ) -> Result<Vec<Client>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        if raw.is_empty() {
+            return self.err(
+                "access.clients",
+                "must list at least one client (or be left out)",
+            );
+        }
+        let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
+        for (i, entry) in raw.into_iter().enumerate() {
+            let key = format!("access.clients[{i}]");
+            let file::Client {
+                name,
+                token_file,
+                token_env,
+                routes: listed,
+                credential_endpoint,
+            } = entry;
+            let Some(name) = name else {
+                return self.err(format!("{key}.name"), "is required");
+            };
+            if !is_word(&name, 2..=32, CLIENT_NAME_CHARS) {
+                return self.err(
+                    format!("{key}.name"),
+                    format!(
+                        "'{name}' must be 2-32 characters of letters, digits and .@-_ (it \
+                         names the client's AWS sessions)"
+                    ),
+                );
+            }
+            if let Some(j) = clients.iter().position(|c| c.name == name) {
+                return self.err(
+                    format!("{key}.name"),
+                    format!("duplicate client name '{name}' (access.clients[{j}] has it)"),
+                );
+            }
+            let path = token_file.clone().map(PathBuf::from);
+            let token = self.token(
+                (&format!("{key}.token_file"), token_file),
+                (&format!("{key}.token_env"), token_env),
+            )?;
+            let Some(token) = token else {
+                return self.err(
+                    &key,
+                    "token_file or token_env is required: a client is known by its token",
+                );
+            };
+            if let Some(j) = clients.iter().position(|c| c.token == token) {
+                return self.err(
+                    format!("{key}.token_file"),
+                    format!(
+                        "holds the same token as access.clients[{j}]: each client needs its own"
+                    ),
+                );
+            }
+            let mut names = BTreeSet::new();
+            for (r, route) in listed.unwrap_or_default().into_iter().enumerate() {
+                if !routes.iter().any(|known| known.name == route) {
+                    return self.err(
+                        format!("{key}.routes[{r}]"),
+                        format!("'{route}' is not the name of a route"),
+                    );
+                }
+                names.insert(route);
+            }
+            let credential_endpoint = credential_endpoint.unwrap_or(false);
+            if names.is_empty() && !credential_endpoint {
+                return self.err(
+                    format!("{key}.routes"),
+                    "must list at least one route (or the client must use the credential \
+                     endpoint)",
+                );
+            }
+            clients.push(Client {
+                name,
+                token,
+                token_file: path,
+                routes: names,
+                credential_endpoint,
+            });
+        }
+        Ok(clients)
+    }
+
+    /// `per_client: true`: each client's session is named for the client, so the set names
+    /// none itself (`last_session_name`: whether its last role does); `client_policies` are
+    /// the federation token's, checked here.
+    pub(super) fn per_client(
+        &self,
+        key: &str,
+        set: Option<&CredentialsConfig>,
+        last_session_name: bool,
+        client_policies: Option<BTreeMap<String, String>>,
+    ) -> Result<Option<PerClient>, ConfigError> {
+        let policies_key = format!("{key}.federation_token.client_policies");
+        let Some(set) = set else {
+            if client_policies.is_some() {
+                return self.err(
+                    policies_key,
+                    "only the federation_token of a per_client set takes client policies",
+                );
+            }
+            return Ok(None);
+        };
+        let federation = matches!(
+            set.sts_token.as_ref().map(|t| &t.kind),
+            Some(StsTokenKind::Federation { .. })
+        );
+        if !federation && (set.sts_token.is_some() || set.assume_role.is_empty()) {
+            return self.err(
+                format!("{key}.per_client"),
+                "needs assume_role or federation_token: each client's session is an STS \
+                 session named for the client (GetSessionToken's carry no name)",
+            );
+        }
+        if last_session_name {
+            return self.err(
+                format!("{key}.assume_role.session_name"),
+                "per_client: each client's session is named for the client; leave session_name out",
+            );
+        }
+        if set.assume_role.first().is_some_and(|r| r.mfa.is_some()) {
+            return self.err(
+                format!("{key}.per_client"),
+                "cannot be combined with mfa: every client's session would need its own code",
+            );
+        }
+        let mut policies = BTreeMap::new();
+        for (client, text) in client_policies.unwrap_or_default() {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                return self.err(
+                    format!("{policies_key}.{client}"),
+                    format!("is not JSON: {e}"),
+                );
+            }
+            policies.insert(client, text);
+        }
+        Ok(Some(PerClient { policies }))
+    }
+
+    /// What `per_client` sets need: clients to name the sessions, routes that are not
+    /// `upstream_from_host`, client policies for known clients; and clients that fetch from
+    /// the credential endpoint, an endpoint serving a `per_client` set.
+    pub(super) fn per_client_uses(
+        &self,
+        credentials: &BTreeMap<String, CredentialsConfig>,
+        clients: &[Client],
+        routes: &[RouteConfig],
+        endpoint: Option<&CredentialEndpointConfig>,
+    ) -> Result<(), ConfigError> {
+        for set in credentials.values() {
+            let Some(per_client) = &set.per_client else {
+                continue;
+            };
+            let key = format!("credentials.{}", set.name);
+            if clients.is_empty() {
+                return self.err(
+                    format!("{key}.per_client"),
+                    "needs access.clients: each client's session is named for the client",
+                );
+            }
+            for client in per_client.policies.keys() {
+                if !clients.iter().any(|c| c.name == *client) {
+                    return self.err(
+                        format!("{key}.federation_token.client_policies.{client}"),
+                        format!("'{client}' is not the name of a client in access.clients"),
+                    );
+                }
+            }
+            let by_host = routes.iter().find(|r| {
+                r.from_host
+                    .as_ref()
+                    .is_some_and(|f| f.credentials() == set.name)
+            });
+            if let Some(route) = by_host {
+                return self.err(
+                    format!("{key}.per_client"),
+                    format!(
+                        "route '{}' (upstream_from_host) signs with this set: per_client sets \
+                         serve routes with a fixed upstream only",
+                        route.name
+                    ),
+                );
+            }
+        }
+        let shared = endpoint
+            .and_then(|e| credentials.get(&e.credentials))
+            .is_none_or(|set| set.per_client.is_none());
+        if let Some((i, _)) = clients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.credential_endpoint && shared)
+        {
+            return self.err(
+                format!("access.clients[{i}].credential_endpoint"),
+                "needs credential_endpoint serving a per_client credential set: the client \
+                 fetches its own session of it",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "clients_tests.rs"]
+mod tests;
