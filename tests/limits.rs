@@ -120,9 +120,10 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
     }
-    // Each begins its next request: none is idle, so none can make room (see the next test).
+    // Each is in the middle of its next request's body: none is idle and none is dribbling a
+    // head, so none can make room (see the next tests).
     for conn in &mut held {
-        conn.write(b"GET /open/b HTTP/1.1\r\n");
+        conn.write(b"POST /open/b HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab");
     }
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {
@@ -138,7 +139,7 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     }
     // The three connections inside the limit are served meanwhile.
     for conn in &mut held {
-        conn.write(b"Host: localhost\r\n\r\n");
+        conn.write(b"cd");
         assert_eq!(conn.read().expect("a response").status, 200);
     }
     assert_eq!(
