@@ -35,6 +35,9 @@ pub enum ProxyError {
     BodyRead(String),
     /// The client stopped sending the body for longer than the route's `read_timeout`.
     ClientTimeout,
+    /// The client read nothing of the response for `client_write_timeout` (the detail says
+    /// how long): the connection was closed. Never sent: the client is not reading.
+    ClientStalled(String),
     /// The route's credential set has no valid credentials right now. `state` is the short
     /// reason a client is told; `reason` the detail (role ARNs, STS's answer) for the log and
     /// `/readyz` only.
@@ -66,7 +69,7 @@ impl ProxyError {
             Self::MethodNotAllowed(_) => 405,
             Self::HeadersTooLarge { .. } => 431,
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
-            Self::ClientTimeout => 408,
+            Self::ClientTimeout | Self::ClientStalled(_) => 408,
             Self::BodyTooLarge { .. } => 413,
             Self::CredentialsUnavailable { .. } | Self::Busy(_) => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
@@ -88,6 +91,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "body_read_failed",
             Self::ClientTimeout => "client_timeout",
+            Self::ClientStalled(_) => "client_stalled",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
             Self::Busy(_) => "busy",
@@ -105,6 +109,14 @@ impl ProxyError {
             .map(|c| c.0.clone())
         {
             return ours;
+        }
+        if let Some(stalled) = e
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<Stalled>())
+        {
+            return Self::ClientStalled(stalled.to_string());
         }
         let what = e.context.as_ref().map_or("", |c| c.as_str());
         let detail = if what.is_empty() {
@@ -196,9 +208,10 @@ impl ProxyError {
         let etype = ErrorType::HTTPStatus(self.status());
         let source = match self {
             Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
-            Self::BodyRead(_) | Self::BadRequest(_) | Self::ClientTimeout => {
-                ErrorSource::Downstream
-            }
+            Self::BodyRead(_)
+            | Self::BadRequest(_)
+            | Self::ClientTimeout
+            | Self::ClientStalled(_) => ErrorSource::Downstream,
             _ => ErrorSource::Internal,
         };
         let mut e = PingoraError::because(etype, self.code(), ProxyErrorCause(self));
@@ -299,6 +312,7 @@ impl fmt::Display for ProxyError {
             }
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
             Self::ClientTimeout => write!(f, "the client stopped sending the request body"),
+            Self::ClientStalled(why) => write!(f, "{why}"),
             Self::CredentialsUnavailable {
                 credentials,
                 reason,
@@ -317,6 +331,24 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+/// What a write to a client fails with when the client read nothing for
+/// `client_write_timeout` (see `conn::stream`): pingora passes it on as a downstream write
+/// error, and [`ProxyError::from_pingora`] recognises it.
+#[derive(Debug)]
+pub struct Stalled(pub std::time::Duration);
+
+impl fmt::Display for Stalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client read none of the response for client_write_timeout ({}s)",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for Stalled {}
 
 impl From<Refusal> for ProxyError {
     fn from(refusal: Refusal) -> Self {

@@ -59,3 +59,20 @@ fn body_is_json_with_code_and_route() {
     assert_eq!(v["error"]["code"], "no_route");
     assert_eq!(v["error"]["route"], "orders");
 }
+
+#[test]
+fn a_client_that_reads_nothing_is_not_an_upstream_timeout() {
+    let stalled = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        Stalled(std::time::Duration::from_secs(2)),
+    );
+    let mut e = PingoraError::because(ErrorType::WriteError, "writing the body", stalled);
+    e.esource = ErrorSource::Downstream;
+    let mapped = ProxyError::from_pingora(&e);
+    assert_eq!(mapped.code(), "client_stalled");
+    assert_eq!(mapped.upstream_kind(), None);
+    assert_eq!(
+        mapped.to_string(),
+        "the client read none of the response for client_write_timeout (2s)"
+    );
+}

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub connections: IntGauge,
     pub connections_refused: IntCounter,
     pub request_heads_refused: IntCounterVec,
+    /// Connections closed because the client read nothing for `client_write_timeout`.
+    pub client_write_timeouts: IntCounter,
     pub buffered_body_bytes: IntGauge,
     pub body_budget_refusals: IntCounter,
     /// Configuration reloads (SIGHUP, file change), by result: success or failure.
@@ -223,8 +225,16 @@ impl Metrics {
             request_heads_refused: counter(
                 &r,
                 "sigproxy_request_heads_refused_total",
-                "Connections closed before a request head was complete, by reason: timeout (request_header_timeout), too_large (max_header_bytes)",
+                "Connections closed before a request head was complete, by reason: timeout (request_header_timeout), too_large (max_header_bytes), evicted (made room at max_connections)",
                 &["reason"],
+            ),
+            client_write_timeouts: register(
+                &r,
+                IntCounter::new(
+                    "sigproxy_client_write_timeouts_total",
+                    "Client connections closed because the client read nothing of its response for client_write_timeout",
+                )
+                .expect("valid metric"),
             ),
             buffered_body_bytes: gauge(
                 &r,

@@ -270,6 +270,44 @@ fn dashboard_has_its_variables_and_every_panel_uses_them() {
 }
 
 /// `# TYPE name kind` lines of a scrape.
+/// The families a sigproxy with an HTTPS traffic listener exports (the TLS certificate
+/// metrics; the harness's proxy above speaks plain HTTP), from a second sigproxy serving a
+/// certificate tests/peers/tls_tool.py makes.
+fn https_families() -> BTreeMap<String, String> {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let mut tool = Command::new(python())
+        .arg(repo_root().join("tests/peers/tls_tool.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tests/peers/tls_tool.py");
+    let commands = [
+        serde_json::json!({"op": "ca", "dir": dir.path()}),
+        serde_json::json!({"op": "cert", "cert": cert, "key": key, "serial": 1}),
+    ];
+    let mut stdin = tool.stdin.take().unwrap();
+    for command in commands {
+        writeln!(stdin, "{command}").unwrap();
+    }
+    drop(stdin);
+    let out = tool.wait_with_output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.lines().count() == 2 && out.lines().all(|l| l.contains("\"ok\": true")),
+        "{out}"
+    );
+    let config = format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\nroutes:\n  - upstream: http://127.0.0.1:{}\n",
+        cert.display(),
+        key.display(),
+        free_port()
+    );
+    let proxy = Proxy::start_ready(&config, &[]);
+    exported_types(&String::from_utf8(proxy.admin_get("/metrics").body).unwrap())
+}
+
 fn exported_types(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -370,7 +408,13 @@ fn every_dashboard_and_alert_query_names_metrics_sigproxy_exports() {
     }
 
     let scrape = String::from_utf8(proxy.admin_get("/metrics").body).unwrap();
-    let types = exported_types(&scrape);
+    let mut types = exported_types(&scrape);
+    let https = https_families();
+    assert!(
+        https.contains_key("sigproxy_tls_certificate_expiry_timestamp_seconds"),
+        "{https:?}"
+    );
+    types.extend(https);
     assert!(types.len() >= 20, "{scrape}");
 
     let mut queries: Vec<(String, String)> = dashboard_exprs(&load_dashboard())
@@ -422,6 +466,9 @@ fn every_dashboard_and_alert_query_names_metrics_sigproxy_exports() {
         "sigproxy_upstream_errors_total",
         "sigproxy_config_reloads_total",
         "sigproxy_config_last_reload_success_timestamp_seconds",
+        "sigproxy_tls_certificate_expiry_timestamp_seconds",
+        "sigproxy_tls_certificate_reloads_total",
+        "sigproxy_client_write_timeouts_total",
     ] {
         assert!(drawn.contains(family), "the dashboard draws no {family}");
     }

@@ -480,3 +480,166 @@ fn an_expired_token_answer_that_fresh_keys_cannot_fix_is_relayed_at_once() {
         None
     );
 }
+
+/// Raw bytes in one write on a fresh connection; everything read until the proxy closes (at
+/// most 5 s).
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Two requests in one write (HTTP/1.1 pipelining), or a second one hidden behind the first's
+/// body: the second never skips a check. sigproxy does not pipeline: it answers the first and
+/// closes, and the second reaches nothing. Body framing that two parsers could read two ways
+/// is refused before anything goes upstream.
+#[test]
+fn a_pipelined_or_smuggled_second_request_reaches_nothing() {
+    let upstream = recorder();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok-0123456789abcdef-XYZ";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let proxy = Proxy::start_ready(
+        &format!(
+            "access:\n  bearer_token_file: {}\n{}",
+            token_file.display(),
+            routes(upstream.addr, "")
+        ),
+        &env(),
+    );
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let head = |method: &str, path: &str, extra: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}")
+    };
+    let smuggled = "GET /open/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let first = head("GET", "/open/first", &format!("{auth}\r\n"));
+    let signed = head("GET", "/signed/first", &format!("{auth}\r\n"));
+    // (what, bytes, the statuses answered, the requests that reached the upstream)
+    let cases: Vec<(&str, String, &[&str], &[&str])> = vec![
+        ("no token", format!("{first}{smuggled}"), &["200"], &["GET /first"]),
+        (
+            "after a signed request",
+            format!("{signed}{smuggled}"),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "another Host",
+            format!("{first}{}", head("GET", "/open/smuggled", &format!("Host: evil.example\r\n{auth}\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "a web page's Origin",
+            format!("{first}{}", head("GET", "/open/smuggled", &format!("Origin: https://evil.example\r\n{auth}\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "TRACE",
+            format!("{first}{}", head("TRACE", "/open/smuggled", &format!("{auth}\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "a path leaving its prefix",
+            format!("{first}{}", head("GET", "/open/../signed/smuggled", &format!("{auth}\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "a request that passes every check",
+            format!("{first}{}", head("GET", "/open/smuggled", &format!("{auth}\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "after a refused one",
+            format!("{}{}", head("GET", "/open/refused", "\r\n"), head("GET", "/open/smuggled", &format!("{auth}\r\n"))),
+            &["401"],
+            &[],
+        ),
+        (
+            "behind an empty body",
+            format!("{}{smuggled}", head("POST", "/open/first", &format!("{auth}Content-Length: 0\r\n\r\n"))),
+            &["200"],
+            &["POST /first"],
+        ),
+        (
+            "behind the last chunk",
+            format!("{}0\r\n\r\n{smuggled}", head("POST", "/open/first", &format!("{auth}Transfer-Encoding: chunked\r\n\r\n"))),
+            &["200"],
+            &["POST /first"],
+        ),
+        (
+            "Content-Length and chunked",
+            format!("{}0\r\n\r\n{smuggled}", head("POST", "/open/x", &format!("{auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"))),
+            &["400"],
+            &[],
+        ),
+        (
+            "Content-Length and chunked on the second",
+            format!("{first}{}0\r\n\r\n{smuggled}", head("POST", "/open/smuggled", &format!("{auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"))),
+            &["200"],
+            &["GET /first"],
+        ),
+        (
+            "a Content-Length list",
+            format!("{}abc", head("POST", "/open/x", &format!("{auth}Content-Length: 3, 3\r\n\r\n"))),
+            &["400"],
+            &[],
+        ),
+        (
+            "a signed Content-Length",
+            format!("{}abc", head("POST", "/open/x", &format!("{auth}Content-Length: +3\r\n\r\n"))),
+            &["400"],
+            &[],
+        ),
+        (
+            "a folded header hiding Transfer-Encoding",
+            format!("{}abc", head("POST", "/open/x", &format!("{auth}X-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"))),
+            &["400"],
+            &[],
+        ),
+        (
+            "a space before the colon",
+            format!("{}abc", head("POST", "/open/x", &format!("{auth}Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n"))),
+            &["400"],
+            &[],
+        ),
+        (
+            "chunked over HTTP/1.0",
+            format!("POST /open/x HTTP/1.0\r\nHost: localhost\r\n{auth}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            &["400"],
+            &[],
+        ),
+        (
+            "a bare CR",
+            format!("GET /open/x HTTP/1.1\rHost: localhost\r\n{auth}\r\n"),
+            &["400"],
+            &[],
+        ),
+    ];
+    for (what, bytes, statuses, reached) in cases {
+        let before = upstream.requests().len();
+        let answer = exchange(proxy.addr, bytes.as_bytes());
+        let answered: Vec<&str> = answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+            .map(|l| &l[..3])
+            .collect();
+        assert_eq!(answered, statuses, "{what}: {answer}");
+        // Whatever went upstream has been received by the time the answer was read.
+        let got: Vec<String> = upstream.requests()[before..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect();
+        assert_eq!(got, reached, "{what}");
+    }
+    assert!(!proxy.log().contains("smuggled"), "{}", proxy.log());
+}

@@ -120,9 +120,10 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     for conn in &mut held {
         assert_eq!(conn.send("GET", "/open/a", b"").status, 200);
     }
-    // Each begins its next request: none is idle, so none can make room (see the next test).
+    // Each is in the middle of its next request's body: none is idle and none is dribbling a
+    // head, so none can make room (see the next tests).
     for conn in &mut held {
-        conn.write(b"GET /open/b HTTP/1.1\r\n");
+        conn.write(b"POST /open/b HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab");
     }
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {
@@ -138,7 +139,7 @@ fn connections_over_max_connections_are_refused_at_once_while_others_are_served(
     }
     // The three connections inside the limit are served meanwhile.
     for conn in &mut held {
-        conn.write(b"Host: localhost\r\n\r\n");
+        conn.write(b"cd");
         assert_eq!(conn.read().expect("a response").status, 200);
     }
     assert_eq!(
@@ -196,7 +197,7 @@ fn at_max_connections_the_longest_idle_keep_alive_connection_makes_room() {
 /// Connections that never send a byte are no better than idle keep-alives: at
 /// `max_connections` a newcomer takes the place of the one silent longest, so a client that
 /// opens connections and says nothing cannot lock everyone out for `request_header_timeout`
-/// after `request_header_timeout`. A head that has begun is never cut.
+/// after `request_header_timeout`. A head that has just begun is not cut.
 #[test]
 fn at_max_connections_a_silent_new_connection_makes_room_a_begun_head_does_not() {
     let (proxy, _up) = start("max_connections: 3\nrequest_header_timeout: 20s\n");
@@ -238,6 +239,62 @@ fn at_max_connections_a_silent_new_connection_makes_room_a_begun_head_does_not()
         String::from_utf8_lossy(&answer)
     );
     drop(silent);
+}
+
+/// Clients dribbling heads (a byte every 300 ms, each well within `request_header_timeout`)
+/// on every connection cannot lock others out either: once no connection is idle, the head
+/// under way longest is cut to make room (oldest first), and is counted.
+#[test]
+fn at_max_connections_the_head_dribbled_longest_makes_room() {
+    let (proxy, _up) = start("max_connections: 3\nrequest_header_timeout: 30s\n");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut dribblers = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(proxy.addr).unwrap();
+        c.write_all(b"GET /open/dribbled HTTP/1.1\r\n").unwrap();
+        let mut writer = c.try_clone().unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for b in b"X-Slow: a\r\n".iter().cycle().take(200) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || writer.write_all(&[*b]).is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        dribblers.push(c);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Longer than a head may take before it can be cut.
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let mut conn = Conn::open(proxy.addr);
+    let status = conn
+        .try_send("GET", "/open/newcomer", b"")
+        .map(|r| r.status);
+    assert_eq!(status, Some(200), "a newcomer over dribbled heads");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let oldest = closed_within(&mut dribblers[0], Duration::from_secs(2));
+    assert!(oldest.is_some(), "the oldest dribbled head is still open");
+    assert_eq!(
+        closed_within(&mut dribblers[2], Duration::from_millis(300)),
+        None,
+        "the newest dribbled head was cut"
+    );
+    assert_eq!(
+        proxy.metric(
+            "sigproxy_request_heads_refused_total",
+            &[("reason", "evicted")]
+        ),
+        Some(1.0)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[test]
@@ -435,39 +492,81 @@ fn rclone_gets_413(rclone: &Path, proxy: &Proxy, file: &Path, home: &Path) {
     }
 }
 
+/// Clients that read nothing of a large answer, or a byte now and then, are let go at
+/// `client_write_timeout`, whatever the route's (upstream) `read_timeout`: they hold neither
+/// their place nor the upstream's answer, and memory stays bounded meanwhile (the answer
+/// streams; nothing piles up for a client that does not read).
 #[test]
 fn clients_that_stop_reading_their_answer_are_let_go() {
     let up = upstream();
+    // Pass-through answers stream through pingora; signed ones through sigproxy's own relay.
     let config = format!(
-        r#"routes:
-  - name: slow
-    upstream: {}
-    read_timeout: 2s
-"#,
-        up.url()
+        "client_write_timeout: 2s\n{}",
+        common::signed_and_open(&up.url(), "    read_timeout: 10m\n")
     );
     let proxy = Proxy::start_ready(&config, &env());
     let (before, _) = rss(&proxy);
+    let ask = |i: usize| {
+        let mut c = TcpStream::connect(proxy.addr).unwrap();
+        let route = ["open", "signed"][i % 2];
+        let head = format!("GET /{route}/big HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        c.write_all(head.as_bytes()).unwrap();
+        c
+    };
     // Each asks for 256 MiB and never reads a byte of it.
-    let stuck: Vec<TcpStream> = (0..40)
-        .map(|_| {
-            let mut c = TcpStream::connect(proxy.addr).unwrap();
-            c.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                .unwrap();
-            c
+    let stuck: Vec<TcpStream> = (0..40).map(ask).collect();
+    // These read a byte every half second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickling: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = ask(i);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut byte = [0u8; 1];
+                let mut read = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.read(&mut byte) {
+                        Ok(0) => break,
+                        Ok(_) => read += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                        Err(_) => break,
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                read
+            })
         })
         .collect();
     let open = || proxy.metric("sigproxy_connections", &[]).unwrap_or(-1.0);
-    poll(Duration::from_secs(5), || open() >= 40.0);
-    assert_eq!(open(), 40.0, "the stuck clients were all being answered");
+    poll(Duration::from_secs(5), || open() >= 44.0);
+    assert_eq!(open(), 44.0, "the stuck clients were all being answered");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(open(), 40.0, "still answering half a second later");
+    assert_eq!(open(), 44.0, "still answering half a second later");
     poll(Duration::from_secs(20), || open() <= 0.0);
     assert_eq!(
         open(),
         0.0,
         "connections still held for clients that read nothing"
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in trickling {
+        assert!(t.join().unwrap() > 0, "the trickling reader got its bytes");
+    }
+    let given_up = proxy
+        .metric("sigproxy_client_write_timeouts_total", &[])
+        .unwrap_or(0.0);
+    assert_eq!(given_up, 44.0);
+    let log = proxy.log();
+    for route in ["open", "signed"] {
+        let stalled = log.lines().filter(|l| {
+            l.contains(&format!("route=\"{route}\""))
+                && l.contains(
+                    "error=\"the client read none of the response for client_write_timeout (2s)\"",
+                )
+        });
+        assert_eq!(stalled.count(), 22, "{route}: {log}");
+    }
     let (after, peak) = rss(&proxy);
     assert!(
         peak - before < 200.0,
@@ -476,7 +575,7 @@ fn clients_that_stop_reading_their_answer_are_let_go() {
     assert!(after < before + 100.0, "RSS {before:.0} -> {after:.0} MiB");
     drop(stuck);
     let mut c = Conn::open(proxy.addr);
-    assert_eq!(c.send("GET", "/fine", b"").status, 200);
+    assert_eq!(c.send("GET", "/open/fine", b"").status, 200);
 }
 
 #[test]

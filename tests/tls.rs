@@ -514,3 +514,42 @@ fn check_warns_of_a_private_key_every_user_can_read() {
     assert!(ok, "{out}");
     assert!(!out.contains(warning), "{out}");
 }
+
+/// A TLS client refused at `max_connections` reads the JSON `503` over TLS (it retries that),
+/// not a plain-text answer its TLS layer takes for a protocol error.
+#[test]
+fn a_tls_client_refused_at_max_connections_reads_the_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let upstream = common::upstream::Upstream::builder()
+        .answer_stream(|_, _| common::upstream::Reply::repeat(0, 256 << 20))
+        .start();
+    let config = format!(
+        "{}max_connections: 1\nroutes:\n  - upstream: {}\n",
+        tls_yaml("tls", dir.path()),
+        upstream.url()
+    );
+    let proxy = Proxy::start_ready(&config, &[]);
+    let port = proxy.addr.port();
+    // "a" holds the one place: its answer is under way, and it reads none of it.
+    eventually("a first client takes the place", || {
+        tool.call(json!({"op": "close", "id": "a"}));
+        tool.open("a", port, Some(&ca))["ok"] == true
+            && tool.call(json!({"op": "send", "id": "a", "path": "/big"}))["ok"] == true
+            && {
+                std::thread::sleep(Duration::from_millis(300));
+                proxy.metric("sigproxy_connections", &[]) == Some(1.0)
+            }
+    });
+    let opened = tool.open("b", port, Some(&ca));
+    assert_eq!(
+        opened["ok"], true,
+        "the refusal broke the handshake: {opened}"
+    );
+    let r = tool.call(json!({"op": "request", "id": "b", "path": "/x"}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["status"], 503, "{r}");
+    assert!(r["body"].as_str().unwrap().contains("\"busy\""), "{r}");
+    assert!(proxy.metric("sigproxy_connections_refused_total", &[]) >= Some(1.0));
+}

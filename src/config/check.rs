@@ -46,6 +46,7 @@ impl Checker<'_> {
             max_header_bytes,
             keepalive_timeout,
             request_header_timeout,
+            client_write_timeout,
             max_connections,
             max_buffered_body_bytes,
             credential_endpoint,
@@ -91,6 +92,7 @@ impl Checker<'_> {
             super::limits::Raw {
                 keepalive_timeout: keepalive_timeout.as_deref(),
                 request_header_timeout: request_header_timeout.as_deref(),
+                client_write_timeout: client_write_timeout.as_deref(),
                 max_connections,
                 max_buffered_body_bytes,
             },

@@ -32,6 +32,8 @@ pub struct File {
     pub keepalive_timeout: Option<String>,
     /// How long a client gets to send a whole request head (e.g. `10s`).
     pub request_header_timeout: Option<String>,
+    /// How long a write to a client may make no progress (e.g. `60s`).
+    pub client_write_timeout: Option<String>,
     /// Connections served at once on the traffic listener.
     pub max_connections: Option<u64>,
     /// Body bytes buffered for signing, all requests together.

@@ -329,6 +329,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         max_header_bytes: None,
         keepalive_timeout: None,
         request_header_timeout: None,
+        client_write_timeout: None,
         max_connections: None,
         max_buffered_body_bytes: None,
         credential_endpoint: None,

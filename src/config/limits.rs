@@ -1,6 +1,6 @@
-//! Limits on every client of the traffic port: how long a connection may idle or take over a
-//! request head, how many connections are served at once, and how many body bytes are held in
-//! memory (to be hashed) across all requests.
+//! Limits on every client of the traffic port: how long a connection may idle, take over a
+//! request head or leave a response unread, how many connections are served at once, and how
+//! many body bytes are held in memory (to be hashed) across all requests.
 
 use super::check::Checker;
 use super::{ConfigError, RouteConfig};
@@ -10,6 +10,9 @@ use std::time::Duration;
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a client gets to send a whole request head (request line and headers).
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write to a client may make no progress (the client reads nothing) before the
+/// connection is closed: nginx's `send_timeout`.
+pub const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once on the traffic listener: above the soak benchmark's 1,000.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Signed bodies held in memory at once, all requests together: far below the smallest pod
@@ -28,6 +31,9 @@ pub struct ClientLimits {
     /// `request_header_timeout`: the whole request head must arrive within this, counted from
     /// the connection's start (first request) or from the next request's first byte.
     pub request_header_timeout: Duration,
+    /// `client_write_timeout`: a write to the client that makes no progress for this long
+    /// (the client reads nothing of the response) closes the connection.
+    pub client_write_timeout: Duration,
     /// `max_connections`: connections served at once; more are refused with `503`.
     pub max_connections: usize,
     /// `max_buffered_body_bytes`: body bytes buffered for signing, all requests together.
@@ -39,6 +45,7 @@ impl Default for ClientLimits {
         ClientLimits {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
+            client_write_timeout: DEFAULT_CLIENT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
         }
@@ -49,6 +56,7 @@ impl Default for ClientLimits {
 pub(super) struct Raw<'a> {
     pub keepalive_timeout: Option<&'a str>,
     pub request_header_timeout: Option<&'a str>,
+    pub client_write_timeout: Option<&'a str>,
     pub max_connections: Option<u64>,
     pub max_buffered_body_bytes: Option<u64>,
 }
@@ -76,6 +84,11 @@ impl Checker<'_> {
             "request_header_timeout",
             raw.request_header_timeout,
             DEFAULT_REQUEST_HEADER_TIMEOUT,
+        )?;
+        let client_write_timeout = timeout(
+            "client_write_timeout",
+            raw.client_write_timeout,
+            DEFAULT_CLIENT_WRITE_TIMEOUT,
         )?;
         let max_connections = match raw.max_connections {
             None => DEFAULT_MAX_CONNECTIONS,
@@ -118,6 +131,7 @@ impl Checker<'_> {
         Ok(ClientLimits {
             keepalive_timeout,
             request_header_timeout,
+            client_write_timeout,
             max_connections,
             max_buffered_body_bytes,
         })
@@ -144,15 +158,17 @@ mod tests {
         let d = ClientLimits::default();
         assert_eq!(d.keepalive_timeout, Duration::from_secs(60));
         assert_eq!(d.request_header_timeout, Duration::from_secs(10));
+        assert_eq!(d.client_write_timeout, Duration::from_secs(60));
         assert!(d.max_connections > 1000, "the soak benchmark holds 1,000");
         assert_eq!(d.max_buffered_body_bytes, 32 << 20);
     }
 
     #[test]
     fn each_key_is_read_and_checked() {
-        let l = parse("keepalive_timeout: 5s\nrequest_header_timeout: 2s\nmax_connections: 10\nmax_buffered_body_bytes: 7000000\n").unwrap();
+        let l = parse("keepalive_timeout: 5s\nrequest_header_timeout: 2s\nclient_write_timeout: 3s\nmax_connections: 10\nmax_buffered_body_bytes: 7000000\n").unwrap();
         assert_eq!(l.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(l.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(l.client_write_timeout, Duration::from_secs(3));
         assert_eq!(l.max_connections, 10);
         assert_eq!(l.max_buffered_body_bytes, 7_000_000);
         for (yaml, message) in [
@@ -167,6 +183,10 @@ mod tests {
             (
                 "request_header_timeout: soon\n",
                 "conf/test.yaml: request_header_timeout: 'soon' is not a duration",
+            ),
+            (
+                "client_write_timeout: 0s\n",
+                "conf/test.yaml: client_write_timeout: must be greater than zero",
             ),
             (
                 "max_connections: 0\n",

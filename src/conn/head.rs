@@ -27,9 +27,9 @@ pub enum Head {
     TimedOut,
     /// No end of the head within `max_header_bytes`.
     TooLarge,
-    /// The connection, idle longest, was told to make room: nothing had come (or, on the admin
-    /// port, no whole head).
-    Evicted,
+    /// The connection was told to make room: nothing had come, or (`begun`) part of a head
+    /// that has been under way long (see [`super::idle`]).
+    Evicted { begun: bool },
 }
 
 /// Reads the next request head from `io`.
@@ -37,15 +37,15 @@ pub enum Head {
 /// `first_byte_by`: when the client must have started (the keep-alive timeout, or for a new
 /// connection its whole-head deadline). `head_time`: how long the head may take from then on,
 /// capped by `head_by` if given (a new connection's head counts from the accept). `idle`: the
-/// connection's place among those that may be closed to make room, given up at the first byte
-/// unless `evictable_begun` (the admin port, whose requests are a few idempotent GETs).
+/// connection's place among those that may be closed to make room (see [`super::idle`]): idle
+/// until the first byte, a begun head after it.
 pub async fn read(
     io: &mut Stream,
     first_byte_by: Instant,
     head_time: Duration,
     head_by: Option<Instant>,
     max_bytes: usize,
-    (mut idle, evictable_begun): (Option<Idle>, bool),
+    mut idle: Option<Idle>,
 ) -> Head {
     let mut buf = BytesMut::new();
     let mut deadline = first_byte_by;
@@ -70,7 +70,7 @@ pub async fn read(
             Some(idle) => tokio::select! {
                 biased;
                 read = read => read,
-                () = idle.evicted() => return Head::Evicted,
+                () = idle.evicted() => return Head::Evicted { begun: started },
             },
             None => read.await,
         };
@@ -91,8 +91,8 @@ pub async fn read(
         }
         if !started {
             started = true;
-            if !evictable_begun {
-                idle = None;
+            if let Some(idle) = &mut idle {
+                idle.begin();
             }
             let by = Instant::now() + head_time;
             deadline = head_by.map_or(by, |cap| cap.min(by));
@@ -184,7 +184,7 @@ mod tests {
             head_time,
             Some(now + head_time),
             max,
-            (None, false),
+            None,
         )
         .await
     }
@@ -231,39 +231,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_idle_wait_is_evicted_a_begun_head_never() {
+    async fn an_idle_wait_is_evicted_a_begun_head_only_once_slow() {
         use super::super::idle::IdleSet;
         use std::sync::Arc;
-        let set = Arc::new(IdleSet::default());
+        let slow = Duration::from_secs(1);
+        let set = Arc::new(IdleSet::new(slow));
         let wait = Duration::from_secs(10);
         let reading = |io: Stream, idle| async move {
             let mut io = io;
-            read(
-                &mut io,
-                Instant::now() + wait,
-                wait,
-                None,
-                4096,
-                (Some(idle), false),
-            )
-            .await
+            read(&mut io, Instant::now() + wait, wait, None, 4096, Some(idle)).await
         };
 
         let (mut client, server) = tokio::io::duplex(4096);
         let begun = tokio::spawn(reading(Box::new(server), set.enter()));
         client.write_all(b"GET / HT").await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(!set.evict_longest(), "a head that has begun is not idle");
+        assert!(!set.evict_longest(), "a head begun just now is not cut");
         client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
         let head = begun.await.unwrap();
         assert!(matches!(head, Head::Complete(_)), "{head:?}");
+
+        let (mut client, server) = tokio::io::duplex(4096);
+        let dribbled = tokio::spawn(reading(Box::new(server), set.enter()));
+        client.write_all(b"GET / HT").await.unwrap();
+        tokio::time::sleep(slow * 2).await;
+        assert!(set.evict_longest(), "a head under way for long is cut");
+        let head = dribbled.await.unwrap();
+        assert!(matches!(head, Head::Evicted { begun: true }), "{head:?}");
 
         let (_client, server) = tokio::io::duplex(4096);
         let silent = tokio::spawn(reading(Box::new(server), set.enter()));
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(set.evict_longest());
         let head = silent.await.unwrap();
-        assert!(matches!(head, Head::Evicted), "{head:?}");
+        assert!(matches!(head, Head::Evicted { begun: false }), "{head:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,13 +4,15 @@
 //! takes over the part of pingora's per-connection loop that reads request heads:
 //! - `max_connections`: a connection beyond it takes the place of the connection idle longest
 //!   (see [`idle`]: a keep-alive one between requests, or a new one that has sent nothing yet),
-//!   which is closed; when none is idle, it gets a JSON `503` with `Retry-After` and is closed
-//!   at once, before anything of it is read. On the admin port a connection stays evictable
-//!   until its head is complete, so that a probe always finds room;
+//!   else of the one dribbling a head (or TLS handshake) for longest, which is closed; when
+//!   there is none, it gets a JSON `503` with `Retry-After` (over TLS once its handshake is
+//!   done) and is closed, before anything of it is read;
 //! - `request_header_timeout`: each request head must be complete within it (from the
 //!   connection's accept for the first request, from its first byte for later ones), however
 //!   fast each byte comes;
 //! - `keepalive_timeout`: a connection idle that long between requests is closed;
+//! - `client_write_timeout`: a connection whose client reads nothing of a response that long is
+//!   closed (see [`stream`]);
 //! - `max_header_bytes`: no more of an unfinished head is taken in; such a head gets the JSON
 //!   `431` and the connection is closed;
 //! - every close lingers (see [`stream`]), so a client still sending a body reads the refusal;
@@ -52,6 +54,13 @@ const EVICTION_WAIT: Duration = Duration::from_millis(500);
 /// How often, meanwhile, it makes room again when the place it made went to another.
 const EVICTION_RETRY: Duration = Duration::from_millis(50);
 
+/// A head (or TLS handshake) under way this long may be cut to make room at `max_connections`
+/// on the traffic port (see [`idle`]): a client's head normally arrives in one packet.
+const SLOW_HEAD: Duration = Duration::from_secs(1);
+
+/// How long a refused TLS client gets to finish its handshake and be told `503`.
+const REFUSAL_HANDSHAKE: Duration = Duration::from_secs(1);
+
 /// Refused connections linger only briefly: their client has sent a head at most.
 const REFUSAL_LINGER: Linger = Linger {
     time: Duration::from_secs(1),
@@ -69,10 +78,9 @@ pub struct Guarded<A> {
     closing: ShutdownWatch,
     /// Refused connections still lingering (at most `max_connections`; beyond, closed at once).
     refusing: Arc<AtomicUsize>,
-    /// Keep-alive connections between requests, the first to go at `max_connections`.
+    /// Connections that may be closed to make room at `max_connections`.
     idle: Arc<IdleSet>,
-    /// The traffic listener's (counted in the connection metrics, and a begun head is never
-    /// evicted); false for the admin one.
+    /// The traffic listener's (counted in the connection metrics); false for the admin one.
     traffic: bool,
     /// HTTPS: the handshake every connection begins with.
     tls: Option<Acceptor>,
@@ -92,7 +100,7 @@ impl<A> Guarded<A> {
             open: drain.connections(),
             closing: drain.closing(),
             refusing: Arc::default(),
-            idle: Arc::default(),
+            idle: Arc::new(IdleSet::new(SLOW_HEAD)),
             traffic: true,
             tls: None,
         }
@@ -115,7 +123,8 @@ impl<A> Guarded<A> {
             open: Arc::default(),
             closing: tokio::sync::watch::channel(false).1,
             refusing: Arc::default(),
-            idle: Arc::default(),
+            // A probe always finds room: any begun head may go (after every idle connection).
+            idle: Arc::new(IdleSet::new(Duration::ZERO)),
             traffic: false,
             tls: None,
         }
@@ -160,14 +169,31 @@ impl<A> Guarded<A> {
         None
     }
 
-    /// Answers `503` to a connection over `max_connections` and closes it.
+    /// Answers `503` to a connection over `max_connections` and closes it. Over TLS the answer
+    /// follows a handshake bounded by [`REFUSAL_HANDSHAKE`] (a client reports a `503`
+    /// clearly, and retries it; plain bytes on a TLS socket would be a protocol error), unless
+    /// `max_connections` refusals are already under way: then the connection just closes.
     async fn refuse(&self, io: Stream) {
         if let Some(m) = self.counted() {
             m.connections_refused.inc();
         }
         let slot = Slot::take(&self.refusing, self.limits.max_connections, None);
+        if slot.is_none() && self.tls.is_some() {
+            return;
+        }
         let linger = slot.is_some().then_some(REFUSAL_LINGER);
-        let mut io: Stream = Box::new(Downstream::new(io, slot, linger));
+        let downstream =
+            Downstream::new(io, slot, linger).with_write_timeout(REFUSAL_LINGER.time, None);
+        let mut io: Stream = match &self.tls {
+            None => Box::new(downstream),
+            Some(acceptor) => {
+                let by = Instant::now() + REFUSAL_HANDSHAKE;
+                match tls::handshake(acceptor, downstream, by, None).await {
+                    tls::Handshake::Done(io) => io,
+                    _ => return,
+                }
+            }
+        };
         let busy = ProxyError::Busy(format!(
             "sigproxy is serving as many connections as max_connections allows ({}); retry shortly",
             self.limits.max_connections
@@ -194,21 +220,28 @@ where
             return None;
         };
         let header_time = self.limits.request_header_timeout;
-        let downstream = Downstream::new(io, Some(slot), Some(LINGER));
+        let counted = self.counted().map(|m| m.client_write_timeouts.clone());
+        let downstream = Downstream::new(io, Some(slot), Some(LINGER))
+            .with_write_timeout(self.limits.client_write_timeout, counted);
         let closer = downstream.closer();
+        // The connection's place among those that may make room: idle until its first byte.
+        let mut idle = self.idle.enter();
         let mut io: Stream = match &self.tls {
             None => Box::new(downstream),
             Some(acceptor) => {
-                match tls::handshake(acceptor, downstream, accepted + header_time).await {
+                let by = accepted + header_time;
+                match tls::handshake(acceptor, downstream, by, Some(&mut idle)).await {
                     tls::Handshake::Done(io) => io,
                     tls::Handshake::TimedOut => {
                         self.count_refused_head("timeout");
                         return None;
                     }
-                    tls::Handshake::Failed => return None,
+                    tls::Handshake::Evicted | tls::Handshake::Failed => return None,
                 }
             }
         };
+        // The first head keeps the place (begun, over TLS) the connection has had so far.
+        let mut idle = Some(idle);
         let mut first = true;
         loop {
             let (first_byte_by, head_by) = if first {
@@ -222,7 +255,7 @@ where
                 header_time,
                 head_by,
                 self.max_header_bytes,
-                (Some(self.idle.enter()), !self.traffic),
+                Some(idle.take().unwrap_or_else(|| self.idle.enter())),
             );
             let head = if first {
                 reading.await
@@ -239,9 +272,12 @@ where
             let buf = match head {
                 Head::Complete(buf) => buf,
                 Head::Closed | Head::Idle => return None,
-                Head::Evicted => {
-                    // Nothing unread (on the admin port at most part of a head): no need to
-                    // linger, and the newcomer waits for the place.
+                Head::Evicted { begun } => {
+                    // Nothing unread but part of a dribbled head: no need to linger, and the
+                    // newcomer waits for the place.
+                    if begun {
+                        self.count_refused_head("evicted");
+                    }
                     closer.close_at_once();
                     return None;
                 }

@@ -8,13 +8,20 @@
 //! is shut down (FIN: the answer is complete) and whatever arrives is read and thrown away for
 //! at most [`Linger::time`] and [`Linger::bytes`] before the socket is closed — the lingering
 //! close of Apache and nginx.
+//!
+//! A client that reads nothing of its answer (or a byte now and then) would hold its place and
+//! the upstream response for ever: a write that makes no progress for `client_write_timeout`
+//! fails here, whoever writes (pingora's response, an early refusal, the TLS layer above), and
+//! the connection closes at once (with [`Stalled`], which [`crate::error`] recognises).
 
+use crate::error::Stalled;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep, timeout_at, Instant, Sleep};
 
 /// How long, and how many bytes, a closing connection reads and discards at most.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +97,11 @@ pub struct Downstream {
     finished: bool,
     /// Set through a [`Closer`]: close without lingering.
     at_once: Arc<AtomicBool>,
+    /// `client_write_timeout`, and what counts a write given up.
+    write_limit: Option<(Duration, Option<prometheus::IntCounter>)>,
+    /// Runs while a write waits for the client (reset, not reallocated, at each stall).
+    stall: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
 }
 
 /// Tells a [`Downstream`] to close at once when dropped, wherever it is by then (inside a TLS
@@ -111,7 +123,62 @@ impl Downstream {
             linger,
             finished: false,
             at_once: Arc::default(),
+            write_limit: None,
+            stall: None,
+            stalled: false,
         }
+    }
+
+    /// Fails a write that makes no progress for `limit`; `counted` counts each one.
+    pub fn with_write_timeout(
+        mut self,
+        limit: Duration,
+        counted: Option<prometheus::IntCounter>,
+    ) -> Downstream {
+        self.write_limit = Some((limit, counted));
+        self
+    }
+
+    /// Passes a write's outcome on, unless it has waited for the client longer than allowed.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let Poll::Pending = polled else {
+            self.stalled = false;
+            if let Poll::Ready(Err(_)) = polled {
+                self.finished = true;
+            }
+            return polled;
+        };
+        let Some((limit, counted)) = &self.write_limit else {
+            return Poll::Pending;
+        };
+        let limit = *limit;
+        if !self.stalled {
+            self.stalled = true;
+            let by = Instant::now() + limit;
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(by),
+                None => self.stall = Some(Box::pin(sleep(limit))),
+            }
+        }
+        let stall = self.stall.as_mut().expect("set when stalled");
+        if stall.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(c) = counted {
+            c.inc();
+        }
+        tracing::debug!(
+            timeout_s = limit.as_secs_f64(),
+            "closing a connection whose client reads nothing of its response (client_write_timeout)"
+        );
+        // Nothing more can reach the client: close without lingering, give the place back.
+        self.stalled = false;
+        self.at_once.store(true, Ordering::Release);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Stalled(limit))))
     }
 
     /// What makes this connection close without lingering (and give its place back at once).
@@ -187,10 +254,7 @@ impl AsyncWrite for Downstream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(self.io()).poll_write(cx, buf);
-        if let Poll::Ready(Err(_)) = polled {
-            self.finished = true;
-        }
-        polled
+        self.progress(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -199,10 +263,7 @@ impl AsyncWrite for Downstream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(self.io()).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Err(_)) = polled {
-            self.finished = true;
-        }
-        polled
+        self.progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -210,7 +271,8 @@ impl AsyncWrite for Downstream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.io()).poll_flush(cx)
+        let polled = Pin::new(self.io()).poll_flush(cx);
+        self.progress(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

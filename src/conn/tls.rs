@@ -3,6 +3,7 @@
 //! other connection (pingora's own listener would run it before either, for up to 60 s).
 
 use super::head;
+use super::idle::Idle;
 use super::stream::Downstream;
 use crate::error::ProxyError;
 use pingora::listeners::tls::Acceptor;
@@ -18,6 +19,8 @@ pub enum Handshake {
     Done(Stream),
     /// Not done by the deadline.
     TimedOut,
+    /// Told to make room (see [`super::idle`]) before it was done.
+    Evicted,
     /// The client closed, spoke plain HTTP (answered) or failed the handshake.
     Failed,
 }
@@ -25,18 +28,42 @@ pub enum Handshake {
 /// Peeks at the first byte: plain HTTP gets a plain `400` telling it to use HTTPS (instead of
 /// a TLS alert no HTTP client can show); anything else goes through the handshake.
 ///
-/// A connection out of time is closed at once, without the lingering close: nothing was
+/// A connection out of time, or told to make room (`idle`: silent, it is idle; once its hello
+/// has begun, a begun head), is closed at once, without the lingering close: nothing was
 /// answered, and its place among `max_connections` comes back now, not seconds later.
-pub async fn handshake(acceptor: &Acceptor, mut io: Downstream, by: Instant) -> Handshake {
+pub async fn handshake(
+    acceptor: &Acceptor,
+    mut io: Downstream,
+    by: Instant,
+    mut idle: Option<&mut Idle>,
+) -> Handshake {
     let closer = io.closer();
     let mut first = [0u8; 1];
-    match timeout_at(by, io.try_peek(&mut first)).await {
-        Err(_) => {
+    let peeked = {
+        let peek = timeout_at(by, io.try_peek(&mut first));
+        match idle.as_deref() {
+            Some(idle) => tokio::select! {
+                biased;
+                peeked = peek => Some(peeked),
+                () = idle.evicted() => None,
+            },
+            None => Some(peek.await),
+        }
+    };
+    match peeked {
+        None => {
+            closer.close_at_once();
+            return Handshake::Evicted;
+        }
+        Some(Err(_)) => {
             closer.close_at_once();
             return Handshake::TimedOut;
         }
-        Ok(Err(_)) => return Handshake::Failed,
-        Ok(Ok(_)) => {}
+        Some(Ok(Err(_))) => return Handshake::Failed,
+        Some(Ok(Ok(_))) => {}
+    }
+    if let Some(idle) = idle.as_deref_mut() {
+        idle.begin();
     }
     if first[0] != HANDSHAKE_RECORD {
         let mut io: Stream = Box::new(io);
@@ -50,11 +77,21 @@ pub async fn handshake(acceptor: &Acceptor, mut io: Downstream, by: Instant) -> 
     // has been told.
     let shaking = acceptor.tls_handshake(io);
     tokio::pin!(shaking);
+    let evicted = async {
+        match idle.as_deref() {
+            Some(idle) => idle.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
     let shaken = tokio::select! {
         shaken = &mut shaking => shaken,
         () = sleep_until(by) => {
             closer.close_at_once();
             return Handshake::TimedOut;
+        }
+        () = evicted => {
+            closer.close_at_once();
+            return Handshake::Evicted;
         }
     };
     match shaken {

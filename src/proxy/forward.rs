@@ -282,7 +282,12 @@ async fn relay_response(
     let status = resp.status.as_u16();
     headers::prepare_response(&mut resp);
     answer_cors(&mut resp, page);
-    let downstream = |e: Box<PingoraError>| Failure::Midway(ProxyError::BodyRead(e.to_string()));
+    let downstream = |e: Box<PingoraError>| {
+        Failure::Midway(match ProxyError::from_pingora(&e) {
+            stalled @ ProxyError::ClientStalled(_) => stalled,
+            _ => ProxyError::BodyRead(e.to_string()),
+        })
+    };
     let done = upstream.response_done();
     session
         .write_response_header(Box::new(resp), done && held.is_empty())

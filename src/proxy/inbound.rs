@@ -51,13 +51,22 @@ fn check_target(req: &RequestHeader) -> Result<(), ProxyError> {
     }
 }
 
-/// One way of framing the body, stated once: `Content-Length` or `Transfer-Encoding: chunked`,
-/// never both, never repeated. (pingora drops `Content-Length` when both come, so the raw head
+/// One way of framing the body, stated once: `Content-Length` (digits only) or
+/// `Transfer-Encoding: chunked`, never both, never repeated. (pingora drops `Content-Length` when both come, so the raw head
 /// is where that shape shows.)
 fn check_framing(req: &RequestHeader, raw: Option<&[u8]>) -> Result<(), ProxyError> {
     let bad = |why: &str| Err(ProxyError::BadRequest(why.to_string()));
-    if req.headers.get_all("content-length").iter().count() > 1 {
-        return bad("more than one Content-Length header");
+    let mut cl = req.headers.get_all("content-length").iter();
+    if let Some(length) = cl.next() {
+        if cl.next().is_some() {
+            return bad("more than one Content-Length header");
+        }
+        // pingora reads `3, 3` as 3 and would forward the list as it came: an upstream may
+        // read it otherwise.
+        let digits = length.as_bytes().trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return bad("a Content-Length that is not a plain number");
+        }
     }
     let mut te = req.headers.get_all("transfer-encoding").iter();
     let Some(first) = te.next() else {
@@ -127,5 +136,9 @@ mod tests {
         assert!(check_framing(&cl, None).is_err());
         let ok = req(b"/", &[("content-length", b"1")]);
         assert!(check_framing(&ok, None).is_ok());
+        for list in [&b"1, 1"[..], b"1,1", b"", b"0x1"] {
+            let cl = req(b"/", &[("content-length", list)]);
+            assert!(check_framing(&cl, None).is_err(), "{list:?}");
+        }
     }
 }

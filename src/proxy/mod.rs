@@ -112,9 +112,6 @@ impl SigningProxy {
     }
 }
 
-/// How long a write to a client may take before it is given up, until a route says otherwise.
-const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Sets the signed target and host and applies header hygiene.
 fn prepare_upstream(
     route: &Route,
@@ -187,16 +184,9 @@ impl ProxyHttp for SigningProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A client that stops reading its answer is let go by `client_write_timeout`, on
+        // the connection itself (see `conn::stream`).
         let admitted = self.admit(session, ctx);
-        // A client that stops reading its answer is let go: each write to it must finish
-        // within the route's read_timeout (or the default before a route is known).
-        let write_timeout = ctx
-            .route
-            .as_ref()
-            .map_or(DEFAULT_WRITE_TIMEOUT, |r| r.peers.read_timeout());
-        session
-            .as_downstream_mut()
-            .set_write_timeout(Some(write_timeout));
         let route = match admitted {
             Ok(Some(route)) => route,
             Ok(None) => return self.answer_preflight(session, ctx).await,

@@ -57,6 +57,9 @@ const FIXED: &[(&str, Kind, Read)] = &[
     ("request_header_timeout", Kind::Text, |c| {
         duration(c.limits.request_header_timeout)
     }),
+    ("client_write_timeout", Kind::Text, |c| {
+        duration(c.limits.client_write_timeout)
+    }),
     ("max_connections", Kind::Number, |c| {
         c.limits.max_connections.to_string()
     }),

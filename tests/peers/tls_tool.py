@@ -10,6 +10,7 @@ Commands (stdin) and answers (stdout), one line each:
          or {"ok": false, "error": "..."}; without cafile the system store is used
   {"op": "request", "id": I, "method": M, "path": P, "headers": {...}}
       -> {"ok": true, "status": N, "body": "...", "serial": N}
+  {"op": "send", "id": I, "path": P}             sends a GET and reads nothing; {"ok": true}
   {"op": "close", "id": I}
 The client verifies the server's certificate against cafile and its name (127.0.0.1).
 """
@@ -148,6 +149,11 @@ def request(cmd):
     }
 
 
+def send(cmd):
+    CONNS[cmd["id"]].request("GET", cmd["path"])
+    return {"ok": True}
+
+
 def close(cmd):
     conn = CONNS.pop(cmd["id"], None)
     if conn:
@@ -155,7 +161,8 @@ def close(cmd):
     return {"ok": True}
 
 
-OPS = {"ca": make_ca, "cert": make_cert, "open": open_conn, "request": request, "close": close}
+OPS = {"ca": make_ca, "cert": make_cert, "open": open_conn, "request": request, "send": send,
+       "close": close}
 
 for line in sys.stdin:
     cmd = json.loads(line)
