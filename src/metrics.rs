@@ -48,6 +48,8 @@ pub struct Metrics {
     pub tls_certificate_expiry: GaugeVec,
     /// Requests to the credential endpoint, by result (see `credential_endpoint`).
     pub credential_endpoint_requests: IntCounterVec,
+    /// Upgraded (WebSocket) connections: see [`websocket`].
+    pub websocket: websocket::Families,
 }
 
 /// The process-wide metrics.
@@ -275,6 +277,7 @@ impl Metrics {
                 "Requests to the credential endpoint, by result: served, missing_token, wrong_token, browser (Origin or a foreign Host), unavailable (the set holds no valid credentials), method, disabled",
                 &["result"],
             ),
+            websocket: websocket::Families::new(&r),
             registry: r,
         }
     }
@@ -300,6 +303,7 @@ impl Metrics {
 }
 
 mod request;
+pub mod websocket;
 pub use request::{method_label, Finished, RouteMetrics};
 
 #[cfg(test)]
