@@ -67,6 +67,11 @@ impl Drop for Peer {
 /// sigproxy in front of `peer`: `/ws/` signed for execute-api with `secret`, `/quiet/` with a
 /// 1 s idle limit, `/short/` with a 2 s lifetime; pages from [`LISTED_ORIGIN`] allowed.
 fn proxy(peer: &Peer, secret: &str) -> Proxy {
+    proxy_with(peer, secret, "")
+}
+
+/// [`proxy`], with `top` (top-level YAML keys) added to its configuration.
+fn proxy_with(peer: &Peer, secret: &str, top: &str) -> Proxy {
     let route = |name: &str, extra: &str| {
         format!(
             "  - name: {name}\n    match: {{ path_prefix: /{name}/ }}\n    strip_prefix: true\n    upstream: {}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n{extra}",
@@ -74,7 +79,7 @@ fn proxy(peer: &Peer, secret: &str) -> Proxy {
         )
     };
     let config = format!(
-        "access:\n  allowed_origins: [\"{LISTED_ORIGIN}\"]\ncredentials:\n  app:\n    source: default\nroutes:\n{}{}{}",
+        "{top}access:\n  allowed_origins: [\"{LISTED_ORIGIN}\"]\ncredentials:\n  app:\n    source: default\nroutes:\n{}{}{}",
         route("ws", ""),
         route("quiet", "    websocket: { idle_timeout: 1s }\n"),
         route(
@@ -89,6 +94,13 @@ fn proxy(peer: &Peer, secret: &str) -> Proxy {
 
 /// Runs the real client against sigproxy's `path` in `mode` (see tests/peers/ws_client.py).
 fn client(proxy: &Proxy, path: &str, mode: &str, origin: Option<&str>) -> Value {
+    let out = client_command(proxy, path, mode, origin)
+        .output()
+        .expect("run ws_client.py");
+    parse_client(proxy, &out.stdout)
+}
+
+fn client_command(proxy: &Proxy, path: &str, mode: &str, origin: Option<&str>) -> Command {
     let mut cmd = Command::new(python());
     cmd.arg(repo_root().join("tests/peers/ws_client.py"))
         .arg(format!("ws://{}{path}", proxy.addr))
@@ -96,11 +108,12 @@ fn client(proxy: &Proxy, path: &str, mode: &str, origin: Option<&str>) -> Value 
     if let Some(origin) = origin {
         cmd.args(["--origin", origin]);
     }
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run ws_client.py");
-    let text = String::from_utf8_lossy(&out.stdout);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd
+}
+
+fn parse_client(proxy: &Proxy, stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
     serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("ws_client.py said {text:?} ({e}); log:\n{}", proxy.log()))
 }
@@ -297,4 +310,57 @@ fn upgrades_to_anything_but_websocket_are_refused() {
         assert!(answer.text().contains(why), "{headers}: {}", answer.text());
     }
     assert_eq!(peer.stats()["verified"], 0);
+}
+
+/// Starts an idle client on `/ws/` and waits until sigproxy counts its connection as open.
+fn open_idle_websocket(proxy: &Proxy) -> Child {
+    let child = client_command(proxy, "/ws/held", "idle", None)
+        .spawn()
+        .expect("start ws_client.py");
+    let open = [("route", "ws")];
+    proxy.wait_for("the WebSocket to be open", || {
+        proxy.metric("sigproxy_websocket_connections", &open) == Some(1.0)
+    });
+    child
+}
+
+#[test]
+fn an_upgraded_connection_holds_its_place_in_max_connections() {
+    let peer = Peer::start();
+    let proxy = proxy_with(&peer, SECRET, "max_connections: 1\n");
+    let mut ws = open_idle_websocket(&proxy);
+    // Busy, not idle: it is not evicted to make room.
+    let refused = proxy.get("/ws/other");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "busy");
+    let open = [("route", "ws")];
+    assert_eq!(
+        proxy.metric("sigproxy_websocket_connections", &open),
+        Some(1.0)
+    );
+    let _ = ws.kill();
+    let _ = ws.wait();
+}
+
+#[test]
+fn on_sigterm_an_upgraded_connection_is_closed_when_shutdown_grace_ends() {
+    let peer = Peer::start();
+    let top = "shutdown_delay: 0s\nshutdown_grace: 2s\n";
+    let mut proxy = proxy_with(&peer, SECRET, top);
+    let ws = open_idle_websocket(&proxy);
+    let signalled = std::time::Instant::now();
+    proxy.signal("TERM");
+    let out = ws.wait_with_output().expect("the client ends");
+    let after = signalled.elapsed();
+    let closed = parse_client(&proxy, &out.stdout);
+    assert!(closed["closed_after"].as_f64().is_some(), "{closed}");
+    // Served through the grace, then closed with the process.
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(10),
+        "closed {after:?} after SIGTERM"
+    );
+    assert!(
+        proxy.wait_exit(Duration::from_secs(5)).is_some(),
+        "sigproxy exits"
+    );
 }
