@@ -203,15 +203,8 @@ impl ProxyHttp for SigningProxy {
             Ok(None) => return self.answer_preflight(session, ctx).await,
             Err(e) => return self.reject(session, ctx, e).await,
         };
-        match upgrade::asked(session.req_header()) {
-            Ok(false) => {}
-            Ok(true) if ctx.after_body.is_some() => {
-                return self
-                    .reject(session, ctx, ProxyError::Forbidden(Denied::Action))
-                    .await
-            }
-            Ok(true) => return self.upgrade(session, ctx, &route).await,
-            Err(e) => return self.reject(session, ctx, e).await,
+        if let Some(answered) = self.upgrade_if_asked(session, ctx, &route).await {
+            return answered;
         }
         let Some(signer) = &route.signer else {
             if ctx.after_body.is_some() {

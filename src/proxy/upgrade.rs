@@ -20,6 +20,7 @@ mod join;
 use super::forward::{self, Failure};
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
 use crate::access::browser::answer_cors;
+use crate::access::Denied;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::websocket::{Closed, RouteWebSocket};
@@ -92,8 +93,26 @@ pub fn asked(req: &RequestHeader) -> Result<bool, ProxyError> {
 }
 
 impl SigningProxy {
-    /// Sends the checked upgrade request (see [`asked`]) and, on `101`, joins the connections.
-    pub(super) async fn upgrade(
+    /// `None` if the request asks for no upgrade; otherwise it is answered here: refused (see
+    /// [`asked`]), or sent and, on `101`, joined.
+    pub(super) async fn upgrade_if_asked(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Arc<Route>,
+    ) -> Option<Result<bool>> {
+        let refused = match asked(session.req_header()) {
+            Ok(false) => return None,
+            // An allow rule that needs the body cannot pass: an upgrade has none.
+            Ok(true) if ctx.after_body.is_some() => ProxyError::Forbidden(Denied::Action),
+            Ok(true) => return Some(self.upgrade(session, ctx, route).await),
+            Err(e) => e,
+        };
+        Some(self.reject(session, ctx, refused).await)
+    }
+
+    /// Sends the checked upgrade request and, on `101`, joins the connections.
+    async fn upgrade(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
