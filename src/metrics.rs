@@ -52,6 +52,8 @@ pub struct Metrics {
     pub credential_endpoint_requests: IntCounterVec,
     /// Requests of an `access.clients` client for a route it may not use, by client.
     pub client_denied: IntCounterVec,
+    /// Upgraded (WebSocket) connections: see [`websocket`].
+    pub websocket: websocket::Families,
 }
 
 /// The process-wide metrics.
@@ -293,6 +295,7 @@ impl Metrics {
                 "Requests of an access.clients client for a route it may not use (or no route it may use matched), by client",
                 &["client"],
             ),
+            websocket: websocket::Families::new(&r),
             registry: r,
         }
     }
@@ -332,6 +335,7 @@ impl Metrics {
 }
 
 mod request;
+pub mod websocket;
 pub use request::{method_label, Finished, RouteMetrics};
 
 #[cfg(test)]

@@ -232,6 +232,18 @@ pub struct Route {
     pub tls: Option<Tls>,
     /// How long an idle upstream connection is kept for reuse (e.g. `90s`).
     pub upstream_idle_timeout: Option<String>,
+    /// Limits on upgraded (WebSocket) connections.
+    pub websocket: Option<WebSocket>,
+}
+
+/// `websocket`: how long an upgraded connection may idle, and last at all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocket {
+    /// No byte either way for this long closes it (e.g. `10m`).
+    pub idle_timeout: Option<String>,
+    /// It is closed this long after the upgrade (e.g. `2h`).
+    pub max_lifetime: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -294,6 +294,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
                 .clone()
                 .unwrap_or_else(|| GO_IDLE_TIMEOUT.into()),
         ),
+        websocket: None,
     };
     let assume_role = f.role_arn.as_ref().map(|arn| {
         OneOrMore::One(file::AssumeRole {

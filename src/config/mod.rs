@@ -21,6 +21,7 @@ mod route;
 mod shutdown;
 mod signing;
 mod upstream;
+mod websocket;
 
 /// Re-exported: the payload mode is part of a route's signing configuration.
 pub use crate::service::{Algorithm, Payload};
@@ -30,6 +31,7 @@ use credentials::{default_session_name, valid_session_name};
 pub use flags::Flags;
 pub use from_host::FromHost;
 pub use limits::ClientLimits;
+pub use websocket::WebSocketLimits;
 
 use crate::access::{AllowRule, BearerToken, ClientAccess};
 use crate::service::Service;
@@ -192,6 +194,8 @@ pub struct RouteConfig {
     pub header_edits: HeaderEdits,
     pub tls: UpstreamTls,
     pub upstream_idle_timeout: Duration,
+    /// `websocket`: idle and lifetime limits of the route's upgraded connections.
+    pub websocket: WebSocketLimits,
     /// `upstream_from_host`: the upstream (and signing) is settled per request from its `Host`;
     /// `upstream` is then a placeholder and `signing` is `None` until [`RouteConfig::for_host`].
     pub from_host: Option<FromHost>,

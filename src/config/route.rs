@@ -73,6 +73,7 @@ impl Checker<'_> {
             headers,
             tls,
             upstream_idle_timeout,
+            websocket,
         } = raw;
         let key = format!("routes[{i}]");
         let name = name.unwrap_or_else(|| format!("route{i}"));
@@ -164,6 +165,7 @@ impl Checker<'_> {
         let allow = self.allow_rules(&format!("{key}.allow"), allow, service)?;
         let options =
             self.upstream_options(&key, &name, sign_host, headers, tls, upstream_idle_timeout)?;
+        let websocket = self.websocket(&key, websocket)?;
         let speaks_s3 = signing.as_ref().is_some_and(|s| s.service.speaks_s3());
         let s3_addressing = match (s3_addressing.as_deref(), speaks_s3) {
             (None, _) => None,
@@ -187,6 +189,7 @@ impl Checker<'_> {
             header_edits: options.header_edits,
             tls: options.tls,
             upstream_idle_timeout: options.idle_timeout,
+            websocket,
             from_host,
             name,
             host,

@@ -1,6 +1,7 @@
 //! What each request adds to the metrics: a route's own series, the method label, and the
 //! record of a finished request; and the removal of a route's series when a reload drops it.
 
+use super::websocket::RouteWebSocket;
 use super::Metrics;
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{Histogram, IntCounter, IntGauge};
@@ -14,6 +15,8 @@ pub struct RouteMetrics {
     pub in_flight: IntGauge,
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
+    /// The route's upgraded (WebSocket) connections.
+    pub websocket: RouteWebSocket,
 }
 
 impl Metrics {
@@ -32,12 +35,17 @@ impl Metrics {
             &self.signing_errors,
             &self.denied,
             &self.upstream_retries,
+            &self.websocket.upgrades,
+            &self.websocket.bytes,
+            &self.websocket.closed,
         ] {
             forget(family, routes);
         }
         forget(&self.request_duration, routes);
         forget(&self.upstream_duration, routes);
         forget(&self.in_flight, routes);
+        forget(&self.websocket.open, routes);
+        forget(&self.websocket.duration, routes);
     }
 
     pub fn for_route(&self, route: &str) -> RouteMetrics {
@@ -47,6 +55,7 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&[route]),
             request_bytes: self.request_bytes.with_label_values(&[route]),
             response_bytes: self.response_bytes.with_label_values(&[route]),
+            websocket: self.websocket.for_route(route),
         }
     }
 }

@@ -135,7 +135,7 @@ pub async fn forward(
 }
 
 /// Sends one signed request and reads the response header.
-async fn exchange(
+pub(super) async fn exchange(
     connector: &Connector,
     route: &Route,
     peer: &HttpPeer,
@@ -270,7 +270,7 @@ async fn send(
 
 /// Sends the upstream's response to the client: `held`, body already read, first, then the
 /// rest as it arrives.
-async fn relay_response(
+pub(super) async fn relay_response(
     session: &mut Session,
     upstream: &mut HttpSession,
     held: Vec<Bytes>,
@@ -325,7 +325,7 @@ fn upstream_error(e: Box<PingoraError>) -> ProxyError {
     ProxyError::from_pingora(&e.into_up())
 }
 
-async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
+pub(super) async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
     let idle = peer.options.idle_timeout;
     connector.release_http_session(upstream, peer, idle).await;
 }

@@ -22,6 +22,7 @@ mod failed;
 mod forward;
 mod inbound;
 mod streamed;
+mod upgrade;
 
 pub use failed::TARGET as FAILED_REQUESTS_TARGET;
 
@@ -97,6 +98,8 @@ pub struct RequestCtx {
     upstream_time: Option<Duration>,
     upstream_status: Option<u16>,
     aws_request_id: Option<String>,
+    /// Set once a WebSocket upgrade's connections were joined, and they have closed.
+    upgraded: Option<upgrade::Joined>,
 }
 
 impl SigningProxy {
@@ -180,6 +183,7 @@ impl ProxyHttp for SigningProxy {
             upstream_time: None,
             upstream_status: None,
             aws_request_id: None,
+            upgraded: None,
         }
     }
 
@@ -192,6 +196,9 @@ impl ProxyHttp for SigningProxy {
             Ok(None) => return self.answer_preflight(session, ctx).await,
             Err(e) => return self.reject(session, ctx, e).await,
         };
+        if let Some(answered) = self.upgrade_if_asked(session, ctx, &route).await {
+            return answered;
+        }
         let Some(signer) = &route.signer else {
             if ctx.after_body.is_some() {
                 // Pass-through bodies are not read; a check that needs one cannot pass.
@@ -337,17 +344,23 @@ impl ProxyHttp for SigningProxy {
         let bytes_in = session.as_downstream().body_bytes_read() as u64;
         let bytes_out = session.as_downstream().body_bytes_sent() as u64;
 
+        // An upgraded connection's request ended with its 101: its bytes and lifetime are
+        // counted in the WebSocket metrics, not in the request latencies.
+        let upgraded = ctx.upgraded.as_ref();
         metrics().record(Finished {
             route: ctx.route.as_ref().map(|r| &r.metrics),
             route_name: route,
             method: &req.method,
             status,
-            duration,
+            duration: upgraded.map_or(duration, |u| u.handshake),
             upstream_time: ctx.upstream_time,
-            bytes_in,
-            bytes_out,
+            bytes_in: if upgraded.is_some() { 0 } else { bytes_in },
+            bytes_out: if upgraded.is_some() { 0 } else { bytes_out },
             error: error.as_ref(),
         });
+        // The access line: an upgraded connection's whole time and the bytes it carried.
+        let (bytes_in, bytes_out) =
+            upgraded.map_or((bytes_in, bytes_out), |u| (u.to_upstream, u.to_client));
 
         // The path as it went (or would have gone) upstream; never the query.
         let path = match ctx.target.split_once('?') {
@@ -368,6 +381,8 @@ impl ProxyHttp for SigningProxy {
             upstream_status = ctx.upstream_status,
             upstream_ms = ctx.upstream_time.map(millis),
             aws_request_id = ctx.aws_request_id.as_deref(),
+            upgrade = upgraded.map(|_| "websocket"),
+            close = upgraded.map(|u| u.closed.label()),
             error = error.as_ref().map(|e| e.to_string()),
             "request"
         );

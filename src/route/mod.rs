@@ -10,7 +10,7 @@ use crate::access::browser::host_name;
 use crate::access::policy::{AfterBody, S3Space, Service};
 use crate::access::{Policy, Refusal};
 use crate::actions::s3::BucketLayout;
-use crate::config::{Config, RouteConfig, S3Addressing};
+use crate::config::{Config, RouteConfig, S3Addressing, WebSocketLimits};
 use crate::credentials::{CredentialSet, CredentialStore};
 use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
@@ -39,6 +39,8 @@ pub struct Route {
     /// `None` for a pass-through (unsigned) route.
     pub signer: Option<Signer>,
     pub max_body_bytes: usize,
+    /// Limits of the route's upgraded (WebSocket) connections.
+    pub websocket: WebSocketLimits,
     path_rules: PathRules,
     /// The `allow` list, and the service it speaks of.
     policy: Policy,
@@ -111,6 +113,7 @@ impl Route {
             header_edits: config.header_edits.clone(),
             signer,
             max_body_bytes: config.max_body_bytes,
+            websocket: config.websocket,
             policy: Policy::new(
                 config.allow.clone(),
                 match &config.signing {

@@ -1,0 +1,366 @@
+//! WebSocket through sigproxy, with a real client (Python `websockets`) and a stand-in for an
+//! API Gateway WebSocket API with IAM authorization (tests/peers/ws_peer.py): it verifies each
+//! upgrade's SigV4 signature for `execute-api` with botocore, answers `101` and echoes frames,
+//! and refuses a bad signature with `403`.
+
+mod common;
+
+use common::{python, repo_root, request, static_keys, Proxy};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+const ACCESS_KEY: &str = "AKIDWEBSOCKETTEST";
+const SECRET: &str = "websocket/Secret+Key=for-tests";
+const LISTED_ORIGIN: &str = "https://app.example.com";
+
+/// The verifying, echoing stand-in.
+struct Peer {
+    child: Child,
+    _stdin: ChildStdin,
+    url: String,
+}
+
+impl Peer {
+    fn start() -> Peer {
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/peers/ws_peer.py"))
+            .args(["--key", &format!("{ACCESS_KEY}:{SECRET}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/peers/ws_peer.py");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the stand-in's address");
+        let info: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stand-in did not start ({e}): {line:?}"));
+        Peer {
+            child,
+            _stdin: stdin,
+            url: info["url"].as_str().unwrap().to_string(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.url.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// How many upgrade signatures verified and failed, asked of the stand-in directly.
+    fn stats(&self) -> Value {
+        request(self.addr(), "GET", "/__stats", &[], b"").json()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sigproxy in front of `peer`: `/ws/` signed for execute-api with `secret`, `/quiet/` with a
+/// 1 s idle limit, `/short/` with a 2 s lifetime; pages from [`LISTED_ORIGIN`] allowed.
+fn proxy(peer: &Peer, secret: &str) -> Proxy {
+    proxy_with(peer, secret, "")
+}
+
+/// [`proxy`], with `top` (top-level YAML keys) added to its configuration.
+fn proxy_with(peer: &Peer, secret: &str, top: &str) -> Proxy {
+    let route = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    match: {{ path_prefix: /{name}/ }}\n    strip_prefix: true\n    upstream: {}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n{extra}",
+            peer.url
+        )
+    };
+    let config = format!(
+        "{top}access:\n  allowed_origins: [\"{LISTED_ORIGIN}\"]\ncredentials:\n  app:\n    source: default\nroutes:\n{}{}{}",
+        route("ws", ""),
+        route("quiet", "    websocket: { idle_timeout: 1s }\n"),
+        route(
+            "short",
+            "    websocket: { idle_timeout: 1s, max_lifetime: 2s }\n"
+        ),
+    );
+    let proxy = Proxy::start(&config, &static_keys(ACCESS_KEY, secret));
+    proxy.wait_ready();
+    proxy
+}
+
+/// Runs the real client against sigproxy's `path` in `mode` (see tests/peers/ws_client.py).
+fn client(proxy: &Proxy, path: &str, mode: &str, origin: Option<&str>) -> Value {
+    let out = client_command(proxy, path, mode, origin)
+        .output()
+        .expect("run ws_client.py");
+    parse_client(proxy, &out.stdout)
+}
+
+fn client_command(proxy: &Proxy, path: &str, mode: &str, origin: Option<&str>) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/peers/ws_client.py"))
+        .arg(format!("ws://{}{path}", proxy.addr))
+        .arg(mode);
+    if let Some(origin) = origin {
+        cmd.args(["--origin", origin]);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd
+}
+
+fn parse_client(proxy: &Proxy, stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("ws_client.py said {text:?} ({e}); log:\n{}", proxy.log()))
+}
+
+fn access_lines(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .log()
+        .lines()
+        .filter(|l| l.contains(" access: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn frames_echo_both_ways_over_a_verified_signed_upgrade_and_are_counted() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    let echoed = client(&proxy, "/ws/chat?room=1", "echo", None);
+    assert_eq!(echoed["text"], "hello, upstream", "{echoed}");
+    assert_eq!(echoed["binary"], "0001feff");
+    assert_eq!(echoed["large_intact"], true);
+    assert_eq!(echoed["text_after"], "again");
+    // Sec-WebSocket-Protocol and -Extensions went up and the stand-in's choices came back.
+    assert_eq!(echoed["subprotocol"], "chat.v1");
+    let extensions = echoed["extensions"].as_str().unwrap_or_default();
+    assert!(extensions.contains("permessage-deflate"), "{echoed}");
+
+    let stats = peer.stats();
+    assert_eq!(stats["verified"], 1, "{stats}");
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    let signed = stats["signed_headers"].as_array().unwrap();
+    assert!(signed.contains(&"host".into()), "{stats}");
+
+    let upgraded = [("route", "ws"), ("result", "upgraded")];
+    proxy.wait_for_metric("sigproxy_websocket_upgrades_total", &upgraded);
+    let metric = |name: &str, labels: &[(&str, &str)]| proxy.metric(name, labels).unwrap_or(-1.0);
+    assert_eq!(metric("sigproxy_websocket_upgrades_total", &upgraded), 1.0);
+    // 256 KiB that does not compress, and three small frames, each way (plus frame headers
+    // and deflate's few bytes of framing).
+    let payload = (256 * 1024) as f64;
+    let up = metric(
+        "sigproxy_websocket_bytes_total",
+        &[("route", "ws"), ("direction", "to_upstream")],
+    );
+    let down = metric(
+        "sigproxy_websocket_bytes_total",
+        &[("route", "ws"), ("direction", "to_client")],
+    );
+    assert!(up > payload && up < payload + 1000.0, "to_upstream {up}");
+    assert!(
+        down > payload && down < payload + 1000.0,
+        "to_client {down}"
+    );
+    proxy.wait_for("the connection's close to be counted", || {
+        metric(
+            "sigproxy_websocket_duration_seconds_count",
+            &[("route", "ws")],
+        ) == 1.0
+    });
+    assert_eq!(
+        metric("sigproxy_websocket_connections", &[("route", "ws")]),
+        0.0
+    );
+    // The request's own series count the handshake, not the connection's bytes.
+    assert_eq!(
+        metric(
+            "sigproxy_requests_total",
+            &[("route", "ws"), ("code", "101")]
+        ),
+        1.0
+    );
+
+    let lines = access_lines(&proxy);
+    let line = lines
+        .iter()
+        .find(|l| l.contains("status=101"))
+        .unwrap_or_else(|| panic!("no access line for the upgrade: {lines:?}"));
+    assert!(line.contains("upgrade=\"websocket\""), "{line}");
+    assert!(line.contains("path=\"/chat\""), "{line}");
+    assert!(line.contains(&format!("bytes_in={}", up as u64)), "{line}");
+    assert!(
+        line.contains(&format!("bytes_out={}", down as u64)),
+        "{line}"
+    );
+    assert!(line.contains("close="), "{line}");
+}
+
+#[test]
+fn a_bad_signature_is_refused_by_the_stand_in_and_relayed() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, "not-the-secret");
+    let refused = client(&proxy, "/ws/chat", "echo", None);
+    assert_eq!(refused["refused"], 403, "{refused}");
+    assert!(
+        refused["body"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not match"),
+        "{refused}"
+    );
+    let stats = peer.stats();
+    assert_eq!(
+        (stats["verified"].as_u64(), stats["rejected"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let declined = [("route", "ws"), ("result", "declined")];
+    proxy.wait_for_metric("sigproxy_websocket_upgrades_total", &declined);
+}
+
+#[test]
+fn an_upstream_that_does_not_switch_is_answered_as_a_normal_response() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    let refused = client(&proxy, "/ws/plain", "echo", None);
+    assert_eq!(refused["refused"], 200, "{refused}");
+    assert_eq!(refused["body"], "a plain answer, no switch\n");
+    // The same over a raw connection: the answer is whole, and the connection serves on.
+    let mut conn = TcpStream::connect(proxy.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let upgrade = "GET /ws/plain HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    conn.write_all(upgrade.as_bytes()).unwrap();
+    let mut buf = vec![0; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-peer: plain"), "{head}");
+    assert_eq!(peer.stats()["verified"], 2);
+    let declined = [("route", "ws"), ("result", "declined")];
+    proxy.wait_for_metric("sigproxy_websocket_upgrades_total", &declined);
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_idle_timeout() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    let idle = client(&proxy, "/quiet/x", "idle", None);
+    let after = idle["closed_after"].as_f64().expect("closed");
+    assert!((0.9..5.0).contains(&after), "closed after {after} s");
+    let reason = [("route", "quiet"), ("reason", "idle_timeout")];
+    proxy.wait_for("the idle close to be counted", || {
+        proxy.metric("sigproxy_websocket_closed_total", &reason) == Some(1.0)
+    });
+}
+
+#[test]
+fn a_busy_connection_is_closed_at_max_lifetime() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    // A frame every 200 ms: never idle for the route's 1 s, closed by its 2 s lifetime.
+    let busy = client(&proxy, "/short/x", "busy", None);
+    let after = busy["closed_after"].as_f64().expect("closed");
+    assert!((1.9..6.0).contains(&after), "closed after {after} s");
+    let reason = [("route", "short"), ("reason", "max_lifetime")];
+    proxy.wait_for("the lifetime close to be counted", || {
+        proxy.metric("sigproxy_websocket_closed_total", &reason) == Some(1.0)
+    });
+}
+
+#[test]
+fn a_web_page_from_another_origin_cannot_open_a_websocket() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    // Browsers open WebSockets cross-origin without CORS: only the Origin tells.
+    let refused = client(&proxy, "/ws/chat", "echo", Some("https://evil.example"));
+    assert_eq!(refused["refused"], 403, "{refused}");
+    assert!(
+        refused["body"].as_str().unwrap().contains("web pages"),
+        "{refused}"
+    );
+    assert_eq!(proxy.denied("ws", "origin"), Some(1.0));
+    // Nothing reached the upstream.
+    assert_eq!(peer.stats()["verified"], 0);
+    // A listed origin's page may.
+    let listed = client(&proxy, "/ws/chat", "echo", Some(LISTED_ORIGIN));
+    assert_eq!(listed["text"], "hello, upstream", "{listed}");
+}
+
+#[test]
+fn upgrades_to_anything_but_websocket_are_refused() {
+    let peer = Peer::start();
+    let proxy = proxy(&peer, SECRET);
+    for (headers, why) in [
+        (
+            "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n",
+            "'websocket' only",
+        ),
+        ("Connection: Upgrade\r\nUpgrade: TLS/1.2\r\n", "'websocket' only"),
+        ("Connection: keep-alive\r\nUpgrade: websocket\r\n", "Connection: Upgrade"),
+    ] {
+        let head = format!("GET /ws/chat HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+        let answer = proxy.raw(head).expect("an answer");
+        assert_eq!(answer.status, 400, "{headers}");
+        assert!(answer.text().contains(why), "{headers}: {}", answer.text());
+    }
+    assert_eq!(peer.stats()["verified"], 0);
+}
+
+/// Starts an idle client on `/ws/` and waits until sigproxy counts its connection as open.
+fn open_idle_websocket(proxy: &Proxy) -> Child {
+    let child = client_command(proxy, "/ws/held", "idle", None)
+        .spawn()
+        .expect("start ws_client.py");
+    let open = [("route", "ws")];
+    proxy.wait_for("the WebSocket to be open", || {
+        proxy.metric("sigproxy_websocket_connections", &open) == Some(1.0)
+    });
+    child
+}
+
+#[test]
+fn an_upgraded_connection_holds_its_place_in_max_connections() {
+    let peer = Peer::start();
+    let proxy = proxy_with(&peer, SECRET, "max_connections: 1\n");
+    let mut ws = open_idle_websocket(&proxy);
+    // Busy, not idle: it is not evicted to make room.
+    let refused = proxy.get("/ws/other");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "busy");
+    let open = [("route", "ws")];
+    assert_eq!(
+        proxy.metric("sigproxy_websocket_connections", &open),
+        Some(1.0)
+    );
+    let _ = ws.kill();
+    let _ = ws.wait();
+}
+
+#[test]
+fn on_sigterm_an_upgraded_connection_is_closed_when_shutdown_grace_ends() {
+    let peer = Peer::start();
+    let top = "shutdown_delay: 0s\nshutdown_grace: 2s\n";
+    let mut proxy = proxy_with(&peer, SECRET, top);
+    let ws = open_idle_websocket(&proxy);
+    let signalled = std::time::Instant::now();
+    proxy.signal("TERM");
+    let out = ws.wait_with_output().expect("the client ends");
+    let after = signalled.elapsed();
+    let closed = parse_client(&proxy, &out.stdout);
+    assert!(closed["closed_after"].as_f64().is_some(), "{closed}");
+    // Served through the grace, then closed with the process.
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(10),
+        "closed {after:?} after SIGTERM"
+    );
+    assert!(
+        proxy.wait_exit(Duration::from_secs(5)).is_some(),
+        "sigproxy exits"
+    );
+}
