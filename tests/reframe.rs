@@ -328,3 +328,53 @@ fn repeated_framing_headers_are_a_400_and_nothing_goes_upstream() {
         }
     }
 }
+
+/// A body the client framed as aws-chunked with its own chunk signatures is refused, and the
+/// refusal names only a form the route takes: `STREAMING-UNSIGNED-PAYLOAD-TRAILER` on S3 routes
+/// that stream, "send it plain" where the body is hashed whole or the service is not S3.
+#[test]
+fn refusals_of_client_signed_chunks_suggest_only_what_the_route_takes() {
+    let up = Upstream::builder().record().start();
+    let body = bytes(1000);
+    let wire = framed(
+        &body,
+        &format!("x-amz-checksum-crc32:{}", crc32_base64(&body)),
+    );
+    let length = body.len().to_string();
+    let route = |service: &str, payload: &str| {
+        config(up.addr, payload).replace("service: s3", &format!("service: {service}"))
+    };
+    for (service, payload, suggests_trailer) in [
+        ("s3", "streaming", true),
+        ("s3", "unsigned", true),
+        ("s3", "signed", false),
+        ("lambda", "signed", false),
+    ] {
+        let proxy = Proxy::start_ready(&route(service, payload), &env());
+        for sha in [
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        ] {
+            let headers = [
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+                ("x-amz-decoded-content-length", length.as_str()),
+                ("x-amz-content-sha256", sha),
+            ];
+            let r = request(proxy.addr, "PUT", "/bucket/own", &headers, &wire);
+            let what = format!("{service} {payload} {sha}");
+            assert_eq!(r.status, 400, "{what}: {}", r.text());
+            assert_eq!(
+                r.text().contains("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                suggests_trailer,
+                "{what}: {}",
+                r.text()
+            );
+            assert!(r.text().contains("plain"), "{what}: {}", r.text());
+        }
+    }
+    assert!(
+        up.requests().is_empty(),
+        "a refused body reached the upstream"
+    );
+}
