@@ -270,3 +270,111 @@ fn a_256_mib_reframed_upload_runs_in_constant_memory() {
         "RSS grew from {before:.1} to a peak of {peak:.1} MiB over a 256 MiB upload"
     );
 }
+
+/// The headers the framing check reads, each stated twice: the check would follow one value
+/// while S3 may read the other (or, for a second `Content-Encoding`, the check would not run).
+/// Refused by sigproxy before anything goes upstream, on `unsigned` and `streaming` routes.
+#[test]
+fn repeated_framing_headers_are_a_400_and_nothing_goes_upstream() {
+    let up = Upstream::builder().record().start();
+    let body = bytes(1000);
+    let good = format!("x-amz-checksum-crc32:{}", crc32_base64(&body));
+    let wire = framed(&body, &good);
+    let length = body.len().to_string();
+    let mut malformed = wire.clone();
+    malformed[0] = b'z';
+    let cases: [(&str, Headers, &[u8]); 3] = [
+        (
+            "two decoded lengths",
+            &[
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+                ("x-amz-decoded-content-length", &length),
+                ("x-amz-decoded-content-length", "5"),
+            ],
+            &wire,
+        ),
+        (
+            "two trailers named",
+            &[
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+                ("x-amz-trailer", "x-amz-checksum-sha256"),
+                ("x-amz-decoded-content-length", &length),
+            ],
+            &wire,
+        ),
+        (
+            "aws-chunked in a second Content-Encoding",
+            &[
+                ("content-encoding", "gzip"),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+                ("x-amz-decoded-content-length", &length),
+            ],
+            &malformed,
+        ),
+    ];
+    for payload in ["unsigned", "streaming"] {
+        let proxy = Proxy::start_ready(&config(up.addr, payload), &env());
+        for (what, headers, wire) in cases {
+            let r = request(proxy.addr, "PUT", "/bucket/twice", headers, wire);
+            assert_eq!(r.status, 400, "{payload}, {what}: {}", r.text());
+            assert_eq!(r.error_code(), "bad_request", "{payload}, {what}");
+            assert!(
+                up.requests().is_empty(),
+                "{payload}, {what}: reached the upstream"
+            );
+        }
+    }
+}
+
+/// A body the client framed as aws-chunked with its own chunk signatures is refused, and the
+/// refusal names only a form the route takes: `STREAMING-UNSIGNED-PAYLOAD-TRAILER` on S3 routes
+/// that stream, "send it plain" where the body is hashed whole or the service is not S3.
+#[test]
+fn refusals_of_client_signed_chunks_suggest_only_what_the_route_takes() {
+    let up = Upstream::builder().record().start();
+    let body = bytes(1000);
+    let wire = framed(
+        &body,
+        &format!("x-amz-checksum-crc32:{}", crc32_base64(&body)),
+    );
+    let length = body.len().to_string();
+    let route = |service: &str, payload: &str| {
+        config(up.addr, payload).replace("service: s3", &format!("service: {service}"))
+    };
+    for (service, payload, suggests_trailer) in [
+        ("s3", "streaming", true),
+        ("s3", "unsigned", true),
+        ("s3", "signed", false),
+        ("lambda", "signed", false),
+    ] {
+        let proxy = Proxy::start_ready(&route(service, payload), &env());
+        for sha in [
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        ] {
+            let headers = [
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-trailer", "x-amz-checksum-crc32"),
+                ("x-amz-decoded-content-length", length.as_str()),
+                ("x-amz-content-sha256", sha),
+            ];
+            let r = request(proxy.addr, "PUT", "/bucket/own", &headers, &wire);
+            let what = format!("{service} {payload} {sha}");
+            assert_eq!(r.status, 400, "{what}: {}", r.text());
+            assert_eq!(
+                r.text().contains("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+                suggests_trailer,
+                "{what}: {}",
+                r.text()
+            );
+            assert!(r.text().contains("plain"), "{what}: {}", r.text());
+        }
+    }
+    assert!(
+        up.requests().is_empty(),
+        "a refused body reached the upstream"
+    );
+}

@@ -24,6 +24,12 @@ const CHECKSUMS: [(&str, usize); 5] = [
     ("x-amz-checksum-sha1", 20),
     ("x-amz-checksum-sha256", 32),
 ];
+/// The headers that say how the body is framed; each must come once.
+const FRAMING_HEADERS: [&str; 3] = [
+    "content-encoding",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+];
 /// The longest size line: 16 hex digits and CRLF.
 const MAX_SIZE_LINE: usize = 18;
 /// The longest trailer line: a name above, a base64 SHA-256 and some room.
@@ -46,11 +52,13 @@ pub enum ClientForm {
 /// unsigned trailer form too.
 pub fn client_form(req: &RequestHeader) -> ClientForm {
     let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let encoding = header("content-encoding");
     let sha = header("x-amz-content-sha256");
-    let chunked_encoding = encoding
-        .windows(b"aws-chunked".len())
-        .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"));
+    // Every Content-Encoding header: a list may be split over several.
+    let chunked_encoding = req.headers.get_all("content-encoding").iter().any(|v| {
+        v.as_bytes()
+            .windows(b"aws-chunked".len())
+            .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+    });
     let streaming = sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-");
     let trailer = req.headers.contains_key("x-amz-trailer");
     if chunked_encoding && trailer && (sha.is_empty() || sha == UNSIGNED_TRAILER.as_bytes()) {
@@ -97,6 +105,14 @@ impl FrameCheck {
     /// The check for the body of `req`, whose header must name the decoded length
     /// (`x-amz-decoded-content-length`) and one checksum trailer (`x-amz-trailer`).
     pub fn new(req: &RequestHeader) -> Result<Self, ProxyError> {
+        // Stated twice, a header would be checked in one form while S3 may read the other.
+        for name in FRAMING_HEADERS {
+            if req.headers.get_all(name).iter().count() > 1 {
+                return Err(ProxyError::BadRequest(format!(
+                    "an aws-chunked body needs one {name} header, not several"
+                )));
+            }
+        }
         let header = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
         let expected = header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok())
@@ -370,6 +386,18 @@ mod tests {
         assert_eq!(form("UNSIGNED-PAYLOAD", "gzip"), ClientForm::Plain);
         assert_eq!(form("", "aws-chunked"), ClientForm::UnsignedTrailer);
         assert_eq!(form("", "gzip"), ClientForm::Plain);
+        // A Content-Encoding list split over two headers is still aws-chunked, and refused:
+        // each framing header must come once.
+        let mut split = header(&[
+            ("content-encoding", "gzip"),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+            ("x-amz-decoded-content-length", "5"),
+        ]);
+        split
+            .append_header("content-encoding", "aws-chunked")
+            .unwrap();
+        assert_eq!(client_form(&split), ClientForm::UnsignedTrailer);
+        assert!(FrameCheck::new(&split).is_err());
         let no_trailer = [("content-encoding", "aws-chunked")];
         assert_eq!(client_form(&header(&no_trailer)), ClientForm::Other);
         assert!(FrameCheck::new(&header(&[("x-amz-trailer", "x-amz-checksum-crc32")])).is_err());

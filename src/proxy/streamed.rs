@@ -67,18 +67,19 @@ pub(super) fn admit_client_framed(
     body_check: bool,
 ) -> Result<(), ProxyError> {
     let refuse = |why: &str| Err(ProxyError::BadRequest(why.to_string()));
+    // The route comes first: a refusal suggests only a form this route takes.
     match aws_chunked::client_form(req) {
         ClientForm::Plain => Ok(()),
+        _ if !signer.service().speaks_s3() => {
+            refuse("only S3 routes take aws-chunked bodies; send the body plain")
+        }
+        _ if signer.payload() == Payload::Signed => refuse(
+            "this route signs the body's SHA-256 (payload: signed); send the body plain, \
+             without a checksum trailer (AWS SDKs: request_checksum_calculation = when_required)",
+        ),
         ClientForm::Other => refuse(
             "the body is aws-chunked with chunks signed by the client; send it plain, or as \
              STREAMING-UNSIGNED-PAYLOAD-TRAILER, and sigproxy signs it",
-        ),
-        ClientForm::UnsignedTrailer if !signer.service().speaks_s3() => {
-            refuse("only S3 routes take aws-chunked bodies; send the body plain")
-        }
-        ClientForm::UnsignedTrailer if signer.payload() == Payload::Signed => refuse(
-            "this route signs the body's SHA-256 (payload: signed); send the body plain, \
-             without a checksum trailer (AWS SDKs: request_checksum_calculation = when_required)",
         ),
         ClientForm::UnsignedTrailer if !is_object_upload(req) => {
             refuse("only object uploads (PutObject, UploadPart) may be aws-chunked")
