@@ -209,6 +209,25 @@ impl Checker<'_> {
                 );
             }
         }
+        // The endpoint's own token fetches its (shared) set's credentials: a client holding it
+        // would act as that set, outside its routes.
+        let endpoint_token = endpoint.and_then(|e| e.token.as_ref());
+        if let Some((i, c)) = clients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| Some(&c.token) == endpoint_token)
+        {
+            let from = if c.token_file.is_some() {
+                "token_file"
+            } else {
+                "token_env"
+            };
+            return self.err(
+                format!("access.clients[{i}].{from}"),
+                "holds the credential endpoint's token: its bearer would fetch the endpoint's \
+                 credentials, outside the client's routes; give each its own",
+            );
+        }
         let shared = endpoint
             .and_then(|e| credentials.get(&e.credentials))
             .is_none_or(|set| set.per_client.is_none());

@@ -159,6 +159,14 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "credential_endpoint:\n  listen: 127.0.0.1:9911\n  credentials: broker\n  authorization_token_env: CLIENTS_TEST_B\n",
             "c.yaml: credential_endpoint.authorization_token_file: 'broker' is per_client",
         ),
+        (
+            // The endpoint's token would fetch the shared set's credentials, outside the
+            // client's routes (and a client may fetch only a per_client set's own session).
+            clients(&[&client("app-b", "CLIENTS_TEST_B", "orders"), &a]),
+            role_sets(&shared),
+            "credential_endpoint:\n  listen: 127.0.0.1:9911\n  credentials: shared\n  authorization_token_env: CLIENTS_TEST_A\n",
+            "c.yaml: access.clients[1].token_env: holds the credential endpoint's token",
+        ),
     ];
     for (access, sets, extra, expected) in cases {
         let e = parse(&access, &sets, extra).unwrap_err();
