@@ -72,8 +72,13 @@ impl Checker<'_> {
                 );
             };
             if let Some(j) = clients.iter().position(|c| c.token == token) {
+                let from = if path.is_some() {
+                    "token_file"
+                } else {
+                    "token_env"
+                };
                 return self.err(
-                    format!("{key}.token_file"),
+                    format!("{key}.{from}"),
                     format!(
                         "holds the same token as access.clients[{j}]: each client needs its own"
                     ),
