@@ -54,10 +54,18 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if let Some(j) = clients.iter().position(|c| c.name == name) {
+            // Told apart by case alone, two clients would be one name to IAM (whose names
+            // ignore case), to case-blind CloudTrail queries and to whoever reads the logs.
+            if let Some(j) = clients
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(&name))
+            {
                 return self.err(
                     format!("{key}.name"),
-                    format!("duplicate client name '{name}' (access.clients[{j}] has it)"),
+                    format!(
+                        "duplicate client name '{name}' (access.clients[{j}] has it, or has it \
+                         in other letter case)"
+                    ),
                 );
             }
             let path = token_file.clone().map(PathBuf::from);

@@ -76,6 +76,14 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: access.clients[1].name: duplicate client name 'app-a'",
         ),
         (
+            // One identity on AWS in all but case: CloudTrail queries, IAM names and people
+            // reading logs do not tell them apart.
+            clients(&[&a, &client("App-A", "CLIENTS_TEST_B", "orders")]),
+            role_sets(&shared),
+            "",
+            "c.yaml: access.clients[1].name: duplicate client name 'App-A' (access.clients[0] has it",
+        ),
+        (
             clients(&[&client("app a", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
