@@ -17,11 +17,13 @@ use std::path::PathBuf;
 const CLIENT_NAME_CHARS: &str = ".@-_";
 
 impl Checker<'_> {
-    /// `access.clients`, each entry's routes among `routes`.
+    /// `access.clients`, each entry's routes among `routes`, by a name the file gives them
+    /// (`named`).
     pub(super) fn clients(
         &self,
         raw: Option<Vec<file::Client>>,
         routes: &[RouteConfig],
+        named: &[String],
     ) -> Result<Vec<Client>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(Vec::new());
@@ -94,10 +96,20 @@ impl Checker<'_> {
             }
             let mut names = BTreeSet::new();
             for (r, route) in listed.unwrap_or_default().into_iter().enumerate() {
-                if !routes.iter().any(|known| known.name == route) {
+                let Some(at) = routes.iter().position(|known| known.name == route) else {
                     return self.err(
                         format!("{key}.routes[{r}]"),
                         format!("'{route}' is not the name of a route"),
+                    );
+                };
+                if !named.contains(&route) {
+                    return self.err(
+                        format!("{key}.routes[{r}]"),
+                        format!(
+                            "'{route}' is the default name of routes[{at}]: give that route a \
+                             name (a route added above it would take this one's default name, \
+                             and the client would be given that route instead)"
+                        ),
                     );
                 }
                 names.insert(route);

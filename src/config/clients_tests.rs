@@ -191,3 +191,25 @@ fn a_per_client_endpoint_needs_no_token_of_its_own() {
     assert!(c.credential_endpoint.as_ref().unwrap().token.is_none());
     assert_eq!(c.client_sessions()[0].client.as_deref(), Some("app-a"));
 }
+
+#[test]
+fn a_client_lists_only_routes_named_in_the_file() {
+    // `route1` is the default name of the second route: another route added above it would
+    // hand the client a different route, silently, at the next reload.
+    std::env::set_var("CLIENTS_TEST_A", "client-a-token-0123456789");
+    let text = |listed: &str| {
+        format!(
+            "access:\n  clients:\n    - name: app-a\n      token_env: CLIENTS_TEST_A\n      routes: [{listed}]\nroutes:\n  - name: orders\n    match: {{ path_prefix: /orders/ }}\n    upstream: http://127.0.0.1:1\n  - upstream: http://127.0.0.1:2\n"
+        )
+    };
+    let e = Config::parse(&text("orders, route1"), Path::new("c.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "c.yaml: access.clients[0].routes[1]: 'route1' is the default name of routes[1]"
+        ),
+        "{e}"
+    );
+    assert!(Config::parse(&text("orders"), Path::new("c.yaml")).is_ok());
+}
