@@ -347,3 +347,33 @@ fn a_clients_rotated_token_file_is_put_in_force() {
     assert_eq!(as_client(&proxy, "/fn/x", ALPHA).status, 401);
     assert_eq!(session_of(&proxy, "/fn/x", rotated), "alpha");
 }
+
+#[test]
+fn a_client_cannot_tell_another_clients_route_from_no_route_by_a_path_it_refuses() {
+    let peers = Peers::start();
+    let clients = format!(
+        "{}{}",
+        client("alpha", "ALPHA_TOKEN", "fn, other"),
+        client("beta", "BETA_TOKEN", "fn")
+    );
+    let mut env = peers.caller_env();
+    env.extend(tokens());
+    let proxy = Proxy::start_ready(&config(&peers, &clients), &env);
+
+    // `/other%2Fx` spells alpha's route's prefix with an escaped '/': ambiguous, so a client
+    // that may use `other` is told so (400); one that may not is refused as for a route that
+    // does not exist, or it would learn that a route under /other/ exists.
+    let alpha = as_client(&proxy, "/other%2Fx", ALPHA);
+    assert_eq!(alpha.status, 400, "{}", alpha.text());
+    let nowhere = as_client(&proxy, "/nowhere%2Fx", BETA);
+    assert_eq!(nowhere.status, 403, "{}", nowhere.text());
+    let other = as_client(&proxy, "/other%2Fx", BETA);
+    assert_eq!(
+        (other.status, other.text()),
+        (nowhere.status, nowhere.text()),
+        "beta's answer for alpha's route differs from its answer for no route"
+    );
+    assert_eq!(denied_count(&proxy, "beta"), Some(2.0));
+    // Its own route's ambiguous spelling is still a 400.
+    assert_eq!(as_client(&proxy, "/fn%2Fx", BETA).status, 400);
+}

@@ -68,8 +68,10 @@ impl Checker<'_> {
         let threads = self.threads(threads)?;
         let shutdown = self.shutdown(shutdown_delay.as_deref(), shutdown_grace.as_deref())?;
         let upgrade_socket = self.upgrade_socket(upgrade_socket, listen.port())?;
+        // Routes named in the file: a default name (`route<i>`) moves with the route's place.
+        let named: Vec<String> = routes.iter().filter_map(|r| r.name.clone()).collect();
         let routes = self.routes(routes, &credentials)?;
-        access.clients = self.clients(clients, &routes)?;
+        access.clients = self.clients(clients, &routes, &named)?;
         self.per_client_uses(
             &credentials,
             &access.clients,

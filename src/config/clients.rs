@@ -17,11 +17,13 @@ use std::path::PathBuf;
 const CLIENT_NAME_CHARS: &str = ".@-_";
 
 impl Checker<'_> {
-    /// `access.clients`, each entry's routes among `routes`.
+    /// `access.clients`, each entry's routes among `routes`, by a name the file gives them
+    /// (`named`).
     pub(super) fn clients(
         &self,
         raw: Option<Vec<file::Client>>,
         routes: &[RouteConfig],
+        named: &[String],
     ) -> Result<Vec<Client>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(Vec::new());
@@ -54,10 +56,18 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if let Some(j) = clients.iter().position(|c| c.name == name) {
+            // Told apart by case alone, two clients would be one name to IAM (whose names
+            // ignore case), to case-blind CloudTrail queries and to whoever reads the logs.
+            if let Some(j) = clients
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(&name))
+            {
                 return self.err(
                     format!("{key}.name"),
-                    format!("duplicate client name '{name}' (access.clients[{j}] has it)"),
+                    format!(
+                        "duplicate client name '{name}' (access.clients[{j}] has it, or has it \
+                         in other letter case)"
+                    ),
                 );
             }
             let path = token_file.clone().map(PathBuf::from);
@@ -72,8 +82,13 @@ impl Checker<'_> {
                 );
             };
             if let Some(j) = clients.iter().position(|c| c.token == token) {
+                let from = if path.is_some() {
+                    "token_file"
+                } else {
+                    "token_env"
+                };
                 return self.err(
-                    format!("{key}.token_file"),
+                    format!("{key}.{from}"),
                     format!(
                         "holds the same token as access.clients[{j}]: each client needs its own"
                     ),
@@ -81,10 +96,20 @@ impl Checker<'_> {
             }
             let mut names = BTreeSet::new();
             for (r, route) in listed.unwrap_or_default().into_iter().enumerate() {
-                if !routes.iter().any(|known| known.name == route) {
+                let Some(at) = routes.iter().position(|known| known.name == route) else {
                     return self.err(
                         format!("{key}.routes[{r}]"),
                         format!("'{route}' is not the name of a route"),
+                    );
+                };
+                if !named.contains(&route) {
+                    return self.err(
+                        format!("{key}.routes[{r}]"),
+                        format!(
+                            "'{route}' is the default name of routes[{at}]: give that route a \
+                             name (a route added above it would take this one's default name, \
+                             and the client would be given that route instead)"
+                        ),
                     );
                 }
                 names.insert(route);
@@ -208,6 +233,25 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+        // The endpoint's own token fetches its (shared) set's credentials: a client holding it
+        // would act as that set, outside its routes.
+        let endpoint_token = endpoint.and_then(|e| e.token.as_ref());
+        if let Some((i, c)) = clients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| Some(&c.token) == endpoint_token)
+        {
+            let from = if c.token_file.is_some() {
+                "token_file"
+            } else {
+                "token_env"
+            };
+            return self.err(
+                format!("access.clients[{i}].{from}"),
+                "holds the credential endpoint's token: its bearer would fetch the endpoint's \
+                 credentials, outside the client's routes; give each its own",
+            );
         }
         let shared = endpoint
             .and_then(|e| credentials.get(&e.credentials))

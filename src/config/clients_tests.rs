@@ -76,6 +76,14 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "c.yaml: access.clients[1].name: duplicate client name 'app-a'",
         ),
         (
+            // One identity on AWS in all but case: CloudTrail queries, IAM names and people
+            // reading logs do not tell them apart.
+            clients(&[&a, &client("App-A", "CLIENTS_TEST_B", "orders")]),
+            role_sets(&shared),
+            "",
+            "c.yaml: access.clients[1].name: duplicate client name 'App-A' (access.clients[0] has it",
+        ),
+        (
             clients(&[&client("app a", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
@@ -97,7 +105,7 @@ fn errors_name_the_file_the_key_and_the_reason() {
             clients(&[&a, &client("app-b", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
-            "c.yaml: access.clients[1].token_file: holds the same token as access.clients[0]",
+            "c.yaml: access.clients[1].token_env: holds the same token as access.clients[0]",
         ),
         (
             "  clients:\n    - name: app-a\n      routes: [orders]\n".into(),
@@ -159,6 +167,14 @@ fn errors_name_the_file_the_key_and_the_reason() {
             "credential_endpoint:\n  listen: 127.0.0.1:9911\n  credentials: broker\n  authorization_token_env: CLIENTS_TEST_B\n",
             "c.yaml: credential_endpoint.authorization_token_file: 'broker' is per_client",
         ),
+        (
+            // The endpoint's token would fetch the shared set's credentials, outside the
+            // client's routes (and a client may fetch only a per_client set's own session).
+            clients(&[&client("app-b", "CLIENTS_TEST_B", "orders"), &a]),
+            role_sets(&shared),
+            "credential_endpoint:\n  listen: 127.0.0.1:9911\n  credentials: shared\n  authorization_token_env: CLIENTS_TEST_A\n",
+            "c.yaml: access.clients[1].token_env: holds the credential endpoint's token",
+        ),
     ];
     for (access, sets, extra, expected) in cases {
         let e = parse(&access, &sets, extra).unwrap_err();
@@ -174,4 +190,26 @@ fn a_per_client_endpoint_needs_no_token_of_its_own() {
     let c = parse(access, &role_sets(&per_client), endpoint).unwrap();
     assert!(c.credential_endpoint.as_ref().unwrap().token.is_none());
     assert_eq!(c.client_sessions()[0].client.as_deref(), Some("app-a"));
+}
+
+#[test]
+fn a_client_lists_only_routes_named_in_the_file() {
+    // `route1` is the default name of the second route: another route added above it would
+    // hand the client a different route, silently, at the next reload.
+    std::env::set_var("CLIENTS_TEST_A", "client-a-token-0123456789");
+    let text = |listed: &str| {
+        format!(
+            "access:\n  clients:\n    - name: app-a\n      token_env: CLIENTS_TEST_A\n      routes: [{listed}]\nroutes:\n  - name: orders\n    match: {{ path_prefix: /orders/ }}\n    upstream: http://127.0.0.1:1\n  - upstream: http://127.0.0.1:2\n"
+        )
+    };
+    let e = Config::parse(&text("orders, route1"), Path::new("c.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "c.yaml: access.clients[0].routes[1]: 'route1' is the default name of routes[1]"
+        ),
+        "{e}"
+    );
+    assert!(Config::parse(&text("orders"), Path::new("c.yaml")).is_ok());
 }

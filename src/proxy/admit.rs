@@ -60,10 +60,22 @@ impl SigningProxy {
             .check_token(authorization)
             .map_err(|_| ProxyError::Unauthorized)?;
         ctx.vouched = true;
-        let (route, resolved) = match (routed?, client) {
-            (found, None) => found.ok_or(ProxyError::NoRoute)?,
+        let routed = match (routed, client) {
+            // A client is told why a path cannot be routed only by a route it may use: another
+            // client's route would show it exists. Looked at again only then (it is rare).
+            (Err(_), Some(client)) => live.router.find_for(host, req.uri.path(), |name| {
+                client.check_route(name).is_ok()
+            }),
+            (routed, _) => routed,
+        };
+        let (route, resolved) = match (routed, client) {
+            (found, None) => found?.ok_or(ProxyError::NoRoute)?,
             (found, Some(client)) => {
                 ctx.client = Some(client.name.clone());
+                let found = match found {
+                    Err(ProxyError::Forbidden(Denied::ClientRoute)) => None,
+                    found => found?,
+                };
                 // A client learns of no route but its own: another's is refused as no route is.
                 let Some((route, resolved)) =
                     found.filter(|(route, _)| client.check_route(&route.name).is_ok())

@@ -31,6 +31,11 @@ impl FromHostRoutes {
         }
     }
 
+    /// The route's name (`access.clients[].routes` lists it).
+    pub(super) fn name(&self) -> &str {
+        &self.template.name
+    }
+
     pub(super) fn credentials(&self) -> &str {
         self.set.name()
     }

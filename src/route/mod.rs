@@ -263,6 +263,20 @@ impl Router {
         host: Option<&str>,
         path: &str,
     ) -> Result<Option<(Arc<Route>, Resolved)>, ProxyError> {
+        self.find_for(host, path, |_| true)
+    }
+
+    /// [`Router::find`] for a client (`access.clients`) that may use only the routes `usable`
+    /// names. A route it may not use still wins where it comes first, and where it would refuse
+    /// the path or the `Host` (`400`, `421`) the client is refused as for any route not its own
+    /// (`Forbidden(ClientRoute)`): those answers would tell it that such a route exists.
+    pub fn find_for(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        usable: impl Fn(&str) -> bool,
+    ) -> Result<Option<(Arc<Route>, Resolved)>, ProxyError> {
+        let not_yours = || ProxyError::Forbidden(crate::access::Denied::ClientRoute);
         // Each form is worked out once, when the first route that needs it is tried.
         let mut normalized: Option<Resolved> = None;
         let mut s3: Option<Resolved> = None;
@@ -273,7 +287,7 @@ impl Router {
                 Entry::FromHost(routes) => match routes.for_host(host) {
                     Some(route) => route,
                     None => {
-                        refused_host = true;
+                        refused_host |= usable(routes.name());
                         continue;
                     }
                 },
@@ -284,9 +298,17 @@ impl Router {
             };
             let resolved = match slot {
                 Some(r) => r,
-                None => slot.insert(resolve(path, route.path_rules)?),
+                None => match resolve(path, route.path_rules) {
+                    Ok(r) => slot.insert(r),
+                    Err(_) if !usable(&route.name) => return Err(not_yours()),
+                    Err(e) => return Err(e),
+                },
             };
-            if route.matches(host, resolved)? {
+            let matched = match route.matches(host, resolved) {
+                Err(_) if !usable(&route.name) => return Err(not_yours()),
+                matched => matched?,
+            };
+            if matched {
                 let resolved = resolved.clone();
                 return Ok(Some((route, resolved)));
             }
@@ -402,6 +424,35 @@ routes:
         );
         // A climb hidden behind an escaped slash: refused whatever the route.
         assert_eq!(r.find(None, "/x/..%2Fy").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn a_client_is_refused_not_told_why_a_route_it_may_not_use_refuses() {
+        let r = router(YAML);
+        let not_yours = ProxyError::Forbidden(crate::access::Denied::ClientRoute);
+        let fallback_only = |name: &str| name == "fallback";
+        assert_eq!(r.find(None, "/orders%2F1").unwrap_err().status(), 400);
+        assert_eq!(
+            r.find_for(None, "/orders%2F1", fallback_only).unwrap_err(),
+            not_yours
+        );
+        assert_eq!(
+            r.find_for(None, "/orders%2F1", |name| name == "orders")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        // A from-host route's refusal of the Host (421) is its own too.
+        let from_host = router(
+            "credentials:\n  app: { source: default }\nroutes:\n  - name: open\n    match: { path_prefix: /open/ }\n    upstream: http://127.0.0.1:1\n  - name: aws\n    upstream_from_host: {}\n    credentials: app\n",
+        );
+        let find = |usable: fn(&str) -> bool| {
+            from_host
+                .find_for(Some("attacker.example"), "/x", usable)
+                .map(|found| found.is_some())
+        };
+        assert_eq!(find(|_| true).unwrap_err().status(), 421);
+        assert_eq!(find(|name| name == "open"), Ok(false));
     }
 
     #[test]
