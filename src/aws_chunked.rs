@@ -36,7 +36,7 @@ pub fn encoded_length(decoded: u64) -> u64 {
     full * frame(chunk) + if rest > 0 { frame(rest) } else { 0 } + frame(0)
 }
 
-fn hex_len(n: u64) -> u64 {
+const fn hex_len(n: u64) -> u64 {
     if n == 0 {
         1
     } else {
@@ -87,10 +87,21 @@ impl ChunkSigner {
     }
 }
 
+/// Room kept in front of each chunk's data for its size line; a full chunk's is the longest.
+const LINE_ROOM: usize = hex_len(CHUNK_SIZE as u64) as usize + 17 + 64 + 2;
+/// The final, empty chunk: `0;chunk-signature=<sig>\r\n\r\n`.
+const FINAL_FRAME: usize = 1 + 17 + 64 + 2 + 2;
+/// What one frame's buffer holds at most: size line, data, CRLF, and the final chunk.
+const FRAME_CAPACITY: usize = LINE_ROOM + CHUNK_SIZE + 2 + FINAL_FRAME;
+
 /// Turns a body, pushed piece by piece, into signed aws-chunked frames.
+///
+/// Each payload byte is copied once, into the buffer its frame goes out in: the data lands
+/// behind room for the size line, which is written in front of it once the chunk is signed.
 pub struct Encoder {
     signer: ChunkSigner,
-    pending: BytesMut,
+    /// The frame being filled: [`LINE_ROOM`] bytes, then the chunk's data so far.
+    frame: BytesMut,
     finished: bool,
 }
 
@@ -98,7 +109,7 @@ impl Encoder {
     pub fn new(signer: ChunkSigner) -> Self {
         Encoder {
             signer,
-            pending: BytesMut::new(),
+            frame: BytesMut::new(),
             finished: false,
         }
     }
@@ -106,36 +117,85 @@ impl Encoder {
     /// Takes the next piece of the body and returns the frames that are complete; with `end`,
     /// also the last partial chunk and the final zero-size chunk. Holds at most one chunk.
     pub fn push(&mut self, data: &[u8], end: bool) -> Bytes {
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         let mut data = data;
         while !data.is_empty() {
-            let room = CHUNK_SIZE - self.pending.len();
+            if self.frame.is_empty() {
+                self.frame.reserve(FRAME_CAPACITY);
+                self.frame.resize(LINE_ROOM, 0);
+            }
+            let room = LINE_ROOM + CHUNK_SIZE - self.frame.len();
             let take = room.min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            self.frame.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.pending.len() == CHUNK_SIZE {
-                self.frame(&mut out);
+            if self.frame.len() == LINE_ROOM + CHUNK_SIZE {
+                // The body's last byte fills this chunk: the final chunk goes in the same buffer.
+                let last = end && data.is_empty();
+                out.add(self.seal(last));
             }
         }
         if end && !self.finished {
-            if !self.pending.is_empty() {
-                self.frame(&mut out);
-            }
-            self.frame(&mut out); // the final, empty chunk
-            self.finished = true;
+            out.add(self.seal(true));
         }
-        out.freeze()
+        out.into_bytes()
     }
 
-    fn frame(&mut self, out: &mut BytesMut) {
-        let chunk = self.pending.split().freeze();
-        let signature = self.signer.sign(&chunk);
-        out.reserve(chunk.len() + 100);
-        out.extend_from_slice(
-            format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
-        );
-        out.extend_from_slice(&chunk);
-        out.extend_from_slice(b"\r\n");
+    /// Frames the chunk held, if any, and with `last` the final empty chunk after it.
+    fn seal(&mut self, last: bool) -> Bytes {
+        let held = std::mem::take(&mut self.frame);
+        let size = held.len().saturating_sub(LINE_ROOM);
+        let (mut frame, start) = if size == 0 {
+            (BytesMut::with_capacity(FINAL_FRAME), 0)
+        } else {
+            let held = held.freeze();
+            let signature = self.signer.sign(&held.slice(LINE_ROOM..));
+            let line = format!("{size:x};chunk-signature={signature}\r\n");
+            // The slice signed is gone: the buffer is this frame's alone again.
+            let mut frame = held
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            let start = LINE_ROOM - line.len();
+            frame[start..LINE_ROOM].copy_from_slice(line.as_bytes());
+            frame.extend_from_slice(b"\r\n");
+            (frame, start)
+        };
+        if last {
+            let signature = self.signer.sign(&Bytes::new());
+            frame.extend_from_slice(b"0;chunk-signature=");
+            frame.extend_from_slice(signature.as_bytes());
+            frame.extend_from_slice(b"\r\n\r\n");
+            self.finished = true;
+        }
+        frame.freeze().slice(start..)
+    }
+}
+
+/// The frames one push completes: nearly always one, passed on without a copy.
+#[derive(Default)]
+struct Frames {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+}
+
+impl Frames {
+    fn add(&mut self, frame: Bytes) {
+        match (&self.first, &mut self.more) {
+            (None, _) => self.first = Some(frame),
+            (Some(first), None) => {
+                let mut joined = BytesMut::with_capacity(first.len() + frame.len());
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&frame);
+                self.more = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&frame),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match (self.first, self.more) {
+            (_, Some(joined)) => joined.freeze(),
+            (first, None) => first.unwrap_or_default(),
+        }
     }
 }
 
@@ -203,6 +263,69 @@ mod tests {
             "\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n"
         ));
         assert_eq!(out.len() as u64, encoded_length(66560));
+    }
+
+    /// However the body arrives (pieces that fill a chunk exactly, straddle two, hold several,
+    /// or end it on a chunk boundary), the frames are the same.
+    #[test]
+    fn frames_do_not_depend_on_how_the_body_is_split() {
+        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
+        let encode = |body: &[u8], piece: usize| {
+            let signer = ChunkSigner::new(
+                creds.clone().into(),
+                "us-east-1",
+                "s3",
+                UNIX_EPOCH,
+                "seed".into(),
+            );
+            let mut encoder = Encoder::new(signer);
+            let mut out = Vec::new();
+            let mut pieces = body.chunks(piece.max(1)).peekable();
+            while let Some(p) = pieces.next() {
+                out.extend_from_slice(&encoder.push(p, pieces.peek().is_none()));
+            }
+            if body.is_empty() {
+                out.extend_from_slice(&encoder.push(&[], true));
+            }
+            assert_eq!(
+                encoder.push(&[], true),
+                Bytes::new(),
+                "nothing after the end"
+            );
+            out
+        };
+        for size in [0usize, 5, CHUNK_SIZE, 2 * CHUNK_SIZE, 2 * CHUNK_SIZE + 3] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let whole = encode(&body, size);
+            assert_eq!(whole.len() as u64, encoded_length(size as u64), "{size}");
+            for piece in [
+                1000,
+                CHUNK_SIZE - 1,
+                CHUNK_SIZE,
+                CHUNK_SIZE + 1,
+                3 * CHUNK_SIZE,
+            ] {
+                assert_eq!(encode(&body, piece), whole, "{size} in pieces of {piece}");
+            }
+            // The data between the size lines is the body, in order.
+            let text = whole.clone();
+            let mut decoded = Vec::new();
+            let mut rest = &text[..];
+            loop {
+                let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+                let line = std::str::from_utf8(&rest[..line_end]).unwrap();
+                let n = usize::from_str_radix(line.split(';').next().unwrap(), 16).unwrap();
+                assert!(line.contains(";chunk-signature="), "{line}");
+                decoded.extend_from_slice(&rest[line_end + 2..line_end + 2 + n]);
+                assert_eq!(&rest[line_end + 2 + n..line_end + 4 + n], b"\r\n");
+                rest = &rest[line_end + 4 + n..];
+                if n == 0 {
+                    break;
+                }
+            }
+            assert!(rest.is_empty());
+            assert_eq!(decoded, body, "{size}");
+        }
     }
 
     #[test]

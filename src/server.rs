@@ -10,6 +10,7 @@ use crate::proxy::SigningProxy;
 use crate::reload::{Reloader, Snapshot, Source};
 use crate::tls::watch::Watch;
 use crate::tls::Certificate;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -135,7 +136,15 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let guarded = Guarded::new(proxy, config.limits, config.max_header_bytes, &drain)
         .with_tls(acceptor("listen"));
     let mut traffic = Service::new("sigproxy".to_string(), guarded);
-    traffic.add_tcp(&config.listen.to_string());
+    // Plain HTTP reads straight from the socket: the head into sigproxy's own buffer (see
+    // `conn::head`), a body into pingora's 64 KiB body buffer. pingora's default 64 KiB read
+    // buffer in front of them only added a copy of every body byte. TLS keeps it: rustls reads
+    // in small pieces, which the buffer gathers into few system calls.
+    let mut listener = ListenerConfig::tcp(config.listen.to_string());
+    if config.tls.is_none() {
+        listener = listener.l4_buffer(L4BufferSettings::default().read(0));
+    }
+    traffic.add_listener(listener);
     // The listener closes when the drain says, not at SIGTERM (see `drain`).
     let traffic = UntilDrained {
         inner: traffic,
