@@ -447,3 +447,64 @@ fn a_client_reading_slowly_cannot_hold_a_websocket_past_max_lifetime() {
         proxy.metric("sigproxy_websocket_closed_total", &reason) == Some(1.0)
     });
 }
+
+/// A raw stand-in that answers one upgrade with `answer`, then returns all it reads after the
+/// request head (until the connection closes, or 3 s).
+fn answering_once(answer: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let head = read_head(&mut conn);
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut after = head[end..].to_vec();
+        conn.write_all(answer).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = [0; 4096];
+        while started.elapsed() < Duration::from_secs(3) {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => after.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        after
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_101_that_is_no_websocket_handshake_opens_no_tunnel() {
+    for answer in [
+        // What an endpoint that answers with any status it is asked for sends.
+        &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+        // A switch, but not to WebSocket.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        // Not an answer to this request's Sec-WebSocket-Key.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhbnN3ZXI=\r\n\r\n",
+    ] {
+        let (addr, upstream) = answering_once(answer);
+        let proxy = proxy_to_raw(addr, "{ idle_timeout: 5s }");
+        let mut client = TcpStream::connect(proxy.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(upgrade_head("/raw/x").as_bytes()).unwrap();
+        let mut buf = [0; 4096];
+        let n = client.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        // Were the connections joined, this would reach the upstream unsigned and unchecked.
+        let _ = client.write_all(b"GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n");
+        let reached = upstream.join().unwrap();
+        let answer = String::from_utf8_lossy(answer);
+        assert!(
+            !String::from_utf8_lossy(&reached).contains("/admin"),
+            "{answer:?}: the client's bytes reached the upstream"
+        );
+        assert!(head.starts_with("HTTP/1.1 502"), "{answer:?}: {head}");
+        assert!(head.contains("upstream"), "{answer:?}: {head}");
+    }
+}
