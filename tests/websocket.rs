@@ -7,10 +7,10 @@ mod common;
 
 use common::{python, repo_root, request, static_keys, Proxy};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ACCESS_KEY: &str = "AKIDWEBSOCKETTEST";
 const SECRET: &str = "websocket/Secret+Key=for-tests";
@@ -363,4 +363,148 @@ fn on_sigterm_an_upgraded_connection_is_closed_when_shutdown_grace_ends() {
         proxy.wait_exit(Duration::from_secs(5)).is_some(),
         "sigproxy exits"
     );
+}
+
+/// The `101` a raw stand-in answers an upgrade with.
+const SWITCHED: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// An upgrade request for `path`, as a client sends it.
+fn upgrade_head(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+}
+
+/// Reads a request head off `conn` (and whatever came with it).
+fn read_head(conn: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).expect("a request head");
+        assert!(n > 0, "closed before the head ended");
+        head.extend_from_slice(&buf[..n]);
+    }
+    head
+}
+
+/// sigproxy with one signed route, `/raw/`, to `upstream` (a raw stand-in in the test).
+fn proxy_to_raw(upstream: SocketAddr, websocket: &str) -> Proxy {
+    let config = format!(
+        "credentials:\n  app:\n    source: default\nroutes:\n  - name: raw\n    match: {{ path_prefix: /raw/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n    websocket: {websocket}\n"
+    );
+    let proxy = Proxy::start(&config, &static_keys(ACCESS_KEY, SECRET));
+    proxy.wait_ready();
+    proxy
+}
+
+#[test]
+fn a_client_reading_slowly_cannot_hold_a_websocket_past_max_lifetime() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    // Switches, then sends as fast as it can; tells when sigproxy dropped its connection.
+    let upstream = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        read_head(&mut conn);
+        conn.write_all(SWITCHED).unwrap();
+        conn.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let started = Instant::now();
+        let chunk = vec![0x82u8; 64 * 1024];
+        while started.elapsed() < Duration::from_secs(20) {
+            match conn.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return Some(started.elapsed()),
+            }
+        }
+        None
+    });
+    let proxy = proxy_to_raw(upstream_addr, "{ idle_timeout: 1s, max_lifetime: 2s }");
+    let mut client = TcpStream::connect(proxy.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(upgrade_head("/raw/feed").as_bytes())
+        .unwrap();
+    // Reads a little, often: every write to it makes progress (no client_write_timeout),
+    // and bytes move all the time (never idle).
+    let reading = Instant::now();
+    let mut buf = [0; 8 * 1024];
+    while reading.elapsed() < Duration::from_secs(8) && !upstream.is_finished() {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    drop(client);
+    let dropped = upstream.join().unwrap();
+    let dropped = dropped.unwrap_or_else(|| panic!("never closed; log:\n{}", proxy.log()));
+    assert!(
+        dropped < Duration::from_secs(5),
+        "closed {dropped:?} after the switch, past its 2 s lifetime"
+    );
+    let reason = [("route", "raw"), ("reason", "max_lifetime")];
+    proxy.wait_for("the lifetime close to be counted", || {
+        proxy.metric("sigproxy_websocket_closed_total", &reason) == Some(1.0)
+    });
+}
+
+/// A raw stand-in that answers one upgrade with `answer`, then returns all it reads after the
+/// request head (until the connection closes, or 3 s).
+fn answering_once(answer: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let head = read_head(&mut conn);
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut after = head[end..].to_vec();
+        conn.write_all(answer).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = [0; 4096];
+        while started.elapsed() < Duration::from_secs(3) {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => after.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        after
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_101_that_is_no_websocket_handshake_opens_no_tunnel() {
+    for answer in [
+        // What an endpoint that answers with any status it is asked for sends.
+        &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+        // A switch, but not to WebSocket.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        // Not an answer to this request's Sec-WebSocket-Key.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhbnN3ZXI=\r\n\r\n",
+    ] {
+        let (addr, upstream) = answering_once(answer);
+        let proxy = proxy_to_raw(addr, "{ idle_timeout: 5s }");
+        let mut client = TcpStream::connect(proxy.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(upgrade_head("/raw/x").as_bytes()).unwrap();
+        let mut buf = [0; 4096];
+        let n = client.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        // Were the connections joined, this would reach the upstream unsigned and unchecked.
+        let _ = client.write_all(b"GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n");
+        let reached = upstream.join().unwrap();
+        let answer = String::from_utf8_lossy(answer);
+        assert!(
+            !String::from_utf8_lossy(&reached).contains("/admin"),
+            "{answer:?}: the client's bytes reached the upstream"
+        );
+        assert!(head.starts_with("HTTP/1.1 502"), "{answer:?}: {head}");
+        assert!(head.contains("upstream"), "{answer:?}: {head}");
+    }
 }

@@ -1,7 +1,8 @@
 //! WebSocket: an `Upgrade: websocket` request is checked, signed like any other request
 //! (API Gateway WebSocket APIs authorize the upgrade `GET` with SigV4, service `execute-api`),
-//! and sent by the forwarder's own connection; on `101 Switching Protocols` the client's and the
-//! upstream's connections are joined ([`join`]) until either closes, goes idle for the route's
+//! and sent by the forwarder's own connection; on `101 Switching Protocols` that completes the
+//! WebSocket handshake (`Upgrade: websocket`, the right `Sec-WebSocket-Accept`; any other `101`
+//! is a `502`) the client's and the upstream's connections are joined ([`join`]) until either closes, goes idle for the route's
 //! `websocket.idle_timeout`, or reaches its `websocket.max_lifetime`. Any other answer is
 //! relayed as the normal response it is.
 //!
@@ -28,7 +29,7 @@ use crate::route::Route;
 use crate::sign::EMPTY_SHA256;
 use bytes::Bytes;
 use http::header;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -92,6 +93,37 @@ pub fn asked(req: &RequestHeader) -> Result<bool, ProxyError> {
     Ok(true)
 }
 
+/// Whether `response`, a `101`, completes the WebSocket handshake `request` began (RFC 6455
+/// 4.1): it switches to `websocket`, and its `Sec-WebSocket-Accept` answers the request's key.
+fn switched_to_websocket(request: &RequestHeader, response: &ResponseHeader) -> bool {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let has = |name, token: &str| {
+        response
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let (Some(key), Some(accept)) = (
+        request.headers.get("sec-websocket-key"),
+        response.headers.get("sec-websocket-accept"),
+    ) else {
+        return false;
+    };
+    let mut hash = Sha1::new();
+    hash.update(key.as_bytes().trim_ascii());
+    hash.update(GUID);
+    let expected = base64::engine::general_purpose::STANDARD.encode(hash.finalize());
+    response.version == http::Version::HTTP_11
+        && has(header::UPGRADE, "websocket")
+        && has(header::CONNECTION, "upgrade")
+        && accept.as_bytes().trim_ascii() == expected.as_bytes()
+}
+
 impl SigningProxy {
     /// `None` if the request asks for no upgrade; otherwise it is answered here: refused (see
     /// [`asked`]), or sent and, on `101`, joined.
@@ -144,6 +176,20 @@ impl SigningProxy {
         if response.status != http::StatusCode::SWITCHING_PROTOCOLS {
             counts.declined.inc();
             return self.relay_declined(session, ctx, upstream, &peer).await;
+        }
+        if !switched_to_websocket(session.req_header(), &response) {
+            // Joined, the client would have a raw connection to the upstream, past signing
+            // and every check: an endpoint that answers any status it is asked for is enough.
+            counts.failed.inc();
+            upstream.shutdown().await;
+            let e = ProxyError::UpstreamUnreachable {
+                kind: "reset",
+                detail: "answered 101 without switching to WebSocket (Upgrade, Connection, \
+                         Sec-WebSocket-Accept)"
+                    .into(),
+            };
+            write_error(session, ctx, e).await;
+            return Ok(true);
         }
 
         // The handshake's own headers go back as the upstream sent them

@@ -6,7 +6,8 @@
 //! relies on), and the bytes of the one that won are written before either side is read again.
 //! A side that stops reading therefore holds the other back, within the write timeout set on
 //! each (the route's `read_timeout`), after which the connection closes: nothing is buffered
-//! without bound.
+//! without bound. A write that crawls (its reader takes a little now and then) still ends at
+//! `max_lifetime`.
 //!
 //! Bytes are carried as they are: WebSocket frames, pings and the close handshake are the
 //! peers' business. A limit closes both connections without a close frame, as a dropped
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use std::time::Duration;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 /// What one wait ended with.
 enum Step {
@@ -56,25 +57,29 @@ pub async fn join(
         let closed = match step {
             Step::FromClient(Ok(Some(bytes))) => {
                 let n = bytes.len() as u64;
-                match upstream.write_request_body(bytes, false).await {
-                    Ok(()) => {
+                let write = upstream.write_request_body(bytes, false);
+                match timeout_at(end_of_life, write).await {
+                    Err(_) => Closed::MaxLifetime,
+                    Ok(Ok(())) => {
                         joined.to_upstream += n;
                         counts.to_upstream.inc_by(n);
                         continue;
                     }
-                    Err(_) => Closed::Error,
+                    Ok(Err(_)) => Closed::Error,
                 }
             }
             Step::FromUpstream(Ok(Some(bytes))) => {
                 let n = bytes.len() as u64;
                 let downstream = session.as_downstream_mut();
-                match downstream.write_response_body(bytes, false).await {
-                    Ok(()) => {
+                let write = downstream.write_response_body(bytes, false);
+                match timeout_at(end_of_life, write).await {
+                    Err(_) => Closed::MaxLifetime,
+                    Ok(Ok(())) => {
                         joined.to_client += n;
                         counts.to_client.inc_by(n);
                         continue;
                     }
-                    Err(_) => Closed::Error,
+                    Ok(Err(_)) => Closed::Error,
                 }
             }
             Step::FromClient(Ok(None)) => Closed::Client,
