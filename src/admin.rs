@@ -44,20 +44,27 @@ impl AdminApp {
     }
 
     /// 200 when every credential set in use holds valid credentials; 503 naming those that don't.
-    /// A `per_client` set lists each client's session under `clients`.
+    /// With `detail` (a caller on this machine, see [`shows_detail`]), each failing set says why
+    /// and a `per_client` set lists each client's session under `clients`; others learn only
+    /// which sets are ready: STS's reasons name role ARNs and client names are identities, and a
+    /// non-loopback admin port answers whoever reaches the pod.
     /// From SIGTERM on, 503 saying so: a load balancer that health-checks (an NLB target group,
     /// anything not driven by Kubernetes endpoints) stops sending new connections during
     /// `shutdown_delay`, while the traffic port still serves those that come.
-    fn readiness(&self) -> (StatusCode, serde_json::Value) {
+    fn readiness(&self, detail: bool) -> (StatusCode, serde_json::Value) {
         let mut sets = serde_json::Map::new();
         let mut ready = true;
         let live = self.live.load();
         for set in live.store.sets().filter(|s| live.needed.contains(s.name())) {
             let state = match set.current() {
                 Ok(_) => serde_json::json!({ "ready": true }),
-                Err(e) => {
+                Err(e) if detail => {
                     ready = false;
                     serde_json::json!({ "ready": false, "reason": one_line(&e.to_string()) })
+                }
+                Err(_) => {
+                    ready = false;
+                    serde_json::json!({ "ready": false })
                 }
             };
             let Some(client) = set.client() else {
@@ -71,9 +78,23 @@ impl AdminApp {
             if state["ready"] == false {
                 entry["ready"] = false.into();
             }
-            entry["clients"][client] = state;
+            if detail {
+                entry["clients"][client] = state;
+            }
+        }
+        if !detail {
+            for set in sets.values_mut() {
+                if let Some(set) = set.as_object_mut() {
+                    set.remove("clients");
+                }
+            }
         }
         let mut body = serde_json::json!({ "ready": ready, "credentials": sets });
+        if !detail && !ready {
+            body["detail"] = "reasons are shown to callers on this machine (kubectl port-forward) \
+                              and in sigproxy's log"
+                .into();
+        }
         if self.drain.draining() {
             ready = false;
             body["ready"] = false.into();
@@ -87,6 +108,14 @@ impl AdminApp {
         };
         (status, body)
     }
+}
+
+/// Whether the caller may read why credentials fail and which clients have sessions: a caller on
+/// this machine's loopback (a `kubectl port-forward` arrives there too). A caller whose address
+/// is unknown is treated as a stranger.
+fn shows_detail(peer: Option<&pingora::protocols::l4::socket::SocketAddr>) -> bool {
+    peer.and_then(|a| a.as_inet())
+        .is_some_and(|a| crate::access::is_loopback(a.ip()))
 }
 
 /// An error on one line (SDK errors can span several), at most 2,000 characters.
@@ -133,7 +162,7 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
             "/readyz" => {
-                let (status, body) = self.readiness();
+                let (status, body) = self.readiness(shows_detail(session.client_addr()));
                 json(status, body)
             }
             "/metrics" => {

@@ -73,7 +73,17 @@ async fn readyz_waits_for_every_set_a_route_uses_and_names_those_not_ready() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["ready"], false);
     assert_eq!(body["credentials"]["app"]["ready"], false);
-    assert!(body["credentials"]["app"]["reason"].as_str().unwrap().len() > 5);
+    // A caller whose address is unknown (this in-memory pipe) is told which sets fail, not why.
+    assert!(body["credentials"]["app"].get("reason").is_none(), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("this machine"));
+    let (_, detailed) = app.readiness(true);
+    assert!(
+        detailed["credentials"]["app"]["reason"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 5
+    );
     // A set no route signs with does not count, and is not listed.
     assert!(body["credentials"].get("unused").is_none(), "{body}");
 
@@ -125,4 +135,28 @@ async fn web_pages_and_unknown_paths_get_json_errors() {
     let (status, body) = get(&app, "/nothing", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[test]
+fn only_callers_on_this_machine_are_told_why() {
+    use pingora::protocols::l4::socket::SocketAddr;
+    let inet = |a: &str| SocketAddr::Inet(a.parse().unwrap());
+    for local in [
+        "127.0.0.1:5000",
+        "127.3.2.1:1",
+        "[::1]:80",
+        "[::ffff:127.0.0.1]:80",
+    ] {
+        assert!(shows_detail(Some(&inet(local))), "{local}");
+    }
+    // kubelet's probes and a scraper arrive from the pod network.
+    for stranger in [
+        "10.1.2.3:5000",
+        "192.168.0.9:1",
+        "[fd00::1]:80",
+        "[::ffff:10.0.0.1]:80",
+    ] {
+        assert!(!shows_detail(Some(&inet(stranger))), "{stranger}");
+    }
+    assert!(!shows_detail(None));
 }
