@@ -78,6 +78,23 @@ impl Checker<'_> {
             &routes,
             credential_endpoint.as_ref(),
         )?;
+        // The endpoint's token fetches its set's raw credentials, outside every route's `allow`
+        // rules; the traffic port's token must not be that key too.
+        if let Some(endpoint) = &credential_endpoint {
+            if endpoint.token.is_some() && endpoint.token == access.bearer_token {
+                let key = if endpoint.token_file.is_some() {
+                    "credential_endpoint.authorization_token_file"
+                } else {
+                    "credential_endpoint.authorization_token_env"
+                };
+                return self.err(
+                    key,
+                    "is the traffic port's bearer token: whoever may use the routes could fetch \
+                     the endpoint's credentials, outside the routes' allow rules; give each its \
+                     own",
+                );
+            }
+        }
         // A route's own host is a name clients reach sigproxy by.
         access.browser.hosts.extend(
             routes

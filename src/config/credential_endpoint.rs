@@ -182,6 +182,11 @@ mod tests {
                 "",
                 "e.yaml: credential_endpoint.authorization_token_file: cannot read /nonexistent/token",
             ),
+            (
+                format!("  listen: 127.0.0.1:9911\n  credentials: app\n{TOKEN}"),
+                "access:\n  bearer_token_env: CONFIG_TEST_ENDPOINT_TOKEN\n",
+                "e.yaml: credential_endpoint.authorization_token_env: is the traffic port's bearer token",
+            ),
         ] {
             let e = parse(&endpoint, access).unwrap_err();
             assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
