@@ -10,9 +10,10 @@ use super::idle::Idle;
 use crate::error::ProxyError;
 use bytes::{Buf, BufMut, BytesMut};
 use pingora::protocols::Stream;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{timeout_at, Instant, Sleep};
 
 /// How reading a request head ended.
 #[derive(Debug)]
@@ -39,8 +40,14 @@ pub enum Head {
 /// capped by `head_by` if given (a new connection's head counts from the accept). `idle`: the
 /// connection's place among those that may be closed to make room (see [`super::idle`]): idle
 /// until the first byte, a begun head after it.
+///
+/// `timer` is the connection's one timer, moved to each deadline rather than made anew: moving
+/// it later only extends it, while a new timer registers with tokio's timer wheel and, being the
+/// thread's earliest, wakes the runtime's driver through an eventfd: a `write` and an extra
+/// `epoll_wait` on every keep-alive request.
 pub async fn read(
     io: &mut Stream,
+    timer: &mut Pin<Box<Sleep>>,
     first_byte_by: Instant,
     head_time: Duration,
     head_by: Option<Instant>,
@@ -62,23 +69,23 @@ pub async fn read(
         }
         let room = max_bytes - buf.len();
         let mut limited = (&mut buf).limit(room);
-        let read = timeout_at(deadline, io.read_buf(&mut limited));
-        let read = match &idle {
-            // Cancelling a read that has not completed loses nothing.
-            // Bytes that have arrived win over an eviction told at the same moment: closing
-            // then would lose a request the client has sent (and may not send again).
-            Some(idle) => tokio::select! {
-                biased;
-                read = read => read,
-                () = idle.evicted() => return Head::Evicted { begun: started },
-            },
-            None => read.await,
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        // Cancelling a read that has not completed loses nothing.
+        // Bytes that have arrived win over the deadline and over an eviction told at the same
+        // moment: closing then would lose a request the client has sent (and may not send again).
+        let read = tokio::select! {
+            biased;
+            read = io.read_buf(&mut limited) => Some(read),
+            () = timer.as_mut() => None,
+            () = evicted(idle.as_ref()) => return Head::Evicted { begun: started },
         };
         match read {
-            Err(_) if started => return Head::TimedOut,
-            Err(_) => return Head::Idle,
-            Ok(Err(_)) | Ok(Ok(0)) => return Head::Closed,
-            Ok(Ok(_)) => {}
+            None if started => return Head::TimedOut,
+            None => return Head::Idle,
+            Some(Err(_)) | Some(Ok(0)) => return Head::Closed,
+            Some(Ok(_)) => {}
         }
         // Empty lines before a request line are allowed (RFC 9112 2.2) and mean nothing.
         let blank = buf
@@ -101,6 +108,14 @@ pub async fn read(
             return Head::Complete(buf);
         }
         searched = buf.len().saturating_sub(2);
+    }
+}
+
+/// Returns when the connection is told to make room; never without an [`Idle`] place.
+async fn evicted(idle: Option<&Idle>) {
+    match idle {
+        Some(idle) => idle.evicted().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -180,6 +195,7 @@ mod tests {
         let now = Instant::now();
         read(
             &mut io,
+            &mut Box::pin(tokio::time::sleep_until(now)),
             now + head_time,
             head_time,
             Some(now + head_time),
@@ -239,7 +255,9 @@ mod tests {
         let wait = Duration::from_secs(10);
         let reading = |io: Stream, idle| async move {
             let mut io = io;
-            read(&mut io, Instant::now() + wait, wait, None, 4096, Some(idle)).await
+            let mut timer = Box::pin(tokio::time::sleep(wait));
+            let by = Instant::now() + wait;
+            read(&mut io, &mut timer, by, wait, None, 4096, Some(idle)).await
         };
 
         let (mut client, server) = tokio::io::duplex(4096);

@@ -243,6 +243,7 @@ where
         // The first head keeps the place (begun, over TLS) the connection has had so far.
         let mut idle = Some(idle);
         let mut first = true;
+        let mut timer = Box::pin(tokio::time::sleep_until(accepted + header_time));
         loop {
             let (first_byte_by, head_by) = if first {
                 (accepted + header_time, Some(accepted + header_time))
@@ -251,6 +252,7 @@ where
             };
             let reading = head::read(
                 &mut io,
+                &mut timer,
                 first_byte_by,
                 header_time,
                 head_by,
