@@ -130,6 +130,9 @@ fn main() {
         for p in &problems {
             eprintln!("FAIL: {p}");
         }
+        // exit() runs no destructors: stop sigproxy and the peers here.
+        drop(proxy);
+        drop(peers);
         std::process::exit(1);
     }
     let _ = benching;
