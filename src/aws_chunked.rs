@@ -70,15 +70,20 @@ impl ChunkSigner {
         }
     }
 
-    fn sign(&mut self, chunk: &Bytes) -> &str {
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
+    /// The parameters every chunk and the trailer are signed with: the seed's.
+    fn params(&self) -> aws_sigv4::sign::v4::SigningParams<'_, ()> {
+        aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
             .name(&self.service)
             .time(self.time)
             .settings(())
             .build()
-            .expect("every parameter is set");
+            .expect("every parameter is set")
+    }
+
+    fn sign(&mut self, chunk: &Bytes) -> &str {
+        let params = self.params();
         let (_, signature) = aws_sigv4::sign::v4::sign_chunk(chunk, &self.previous, &params)
             .expect("chunk signing cannot fail with credentials")
             .into_parts();

@@ -96,14 +96,7 @@ impl Reframer {
 impl ChunkSigner {
     /// The signature of the trailer `name:value`, chained on the last chunk's signature.
     fn sign_trailer(&mut self, name: &str, value: &str) -> String {
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(&self.region)
-            .name(&self.service)
-            .time(self.time)
-            .settings(())
-            .build()
-            .expect("every parameter is set");
+        let params = self.params();
         let mut trailer = Headers::new();
         trailer.insert(name.to_string(), value.to_string());
         let (_, signature) = aws_sigv4::sign::v4::sign_trailer(&trailer, &self.previous, &params)
