@@ -4,6 +4,7 @@
 use crate::access::Denied;
 use crate::config::ClientLimits;
 use crate::drain::Drain;
+use crate::error::ProxyError;
 use crate::metrics::metrics;
 use crate::reload::Live;
 use async_trait::async_trait;
@@ -61,6 +62,12 @@ impl AdminApp {
                 Err(e) if detail => {
                     ready = false;
                     serde_json::json!({ "ready": false, "reason": one_line(&e.to_string()) })
+                }
+                // What a stranger's 503 says too ("an MFA code is needed", "fetching them
+                // failed"): no ARN, no STS answer.
+                Err(ProxyError::CredentialsUnavailable { state, .. }) => {
+                    ready = false;
+                    serde_json::json!({ "ready": false, "state": state })
                 }
                 Err(_) => {
                     ready = false;

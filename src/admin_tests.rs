@@ -75,6 +75,10 @@ async fn readyz_waits_for_every_set_a_route_uses_and_names_those_not_ready() {
     assert_eq!(body["credentials"]["app"]["ready"], false);
     // A caller whose address is unknown (this in-memory pipe) is told which sets fail, not why.
     assert!(body["credentials"]["app"].get("reason").is_none(), "{body}");
+    assert_eq!(
+        body["credentials"]["app"]["state"],
+        "they are still being fetched"
+    );
     assert!(body["detail"].as_str().unwrap().contains("this machine"));
     let (_, detailed) = app.readiness(true);
     assert!(
