@@ -26,6 +26,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub fn limits(traffic: &ClientLimits) -> ClientLimits {
     ClientLimits {
         max_connections: MAX_CONNECTIONS,
+        max_websocket_connections: traffic.max_websocket_connections.min(MAX_CONNECTIONS),
         ..*traffic
     }
 }

@@ -342,6 +342,82 @@ fn an_upgraded_connection_holds_its_place_in_max_connections() {
     let _ = ws.wait();
 }
 
+/// Upgrades the stand-in has seen, verified or not.
+fn upgrades_seen(peer: &Peer) -> u64 {
+    let stats = peer.stats();
+    stats["verified"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap()
+}
+
+#[test]
+fn websockets_cannot_take_every_connection() {
+    let peer = Peer::start();
+    let top = "max_connections: 8\nmax_websocket_connections: 2\n";
+    let proxy = proxy_with(&peer, SECRET, top);
+    let open = [("route", "ws")];
+    let mut held = Vec::new();
+    for n in 1..=2 {
+        held.push(
+            client_command(&proxy, "/ws/held", "idle", None)
+                .spawn()
+                .expect("start ws_client.py"),
+        );
+        proxy.wait_for("the WebSockets to be open", || {
+            proxy.metric("sigproxy_websocket_connections", &open) == Some(f64::from(n))
+        });
+    }
+    assert_eq!(upgrades_seen(&peer), 2);
+
+    // A third is refused before anything is signed or sent: JSON 503 with Retry-After.
+    let refused = client(&proxy, "/ws/third", "echo", None);
+    assert_eq!(refused["refused"], 503, "{refused}");
+    let body: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("too many WebSocket connections"),
+        "{message}"
+    );
+    let mut raw = TcpStream::connect(proxy.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = upgrade_head("/ws/raw").replace("Host: localhost", &format!("Host: {}", proxy.addr));
+    raw.write_all(head.as_bytes()).unwrap();
+    let answer = String::from_utf8_lossy(&read_head(&mut raw)).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
+    drop(raw);
+    assert_eq!(
+        upgrades_seen(&peer),
+        2,
+        "the refused upgrades reached the upstream"
+    );
+    let refused_count = [("route", "ws"), ("result", "refused")];
+    assert_eq!(
+        proxy.metric("sigproxy_websocket_upgrades_total", &refused_count),
+        Some(2.0)
+    );
+
+    // Ordinary requests still have their places.
+    let plain = proxy.get("/ws/__stats");
+    assert_eq!(plain.status, 200, "{}", plain.text());
+
+    // A closed WebSocket gives its place back.
+    let mut first = held.remove(0);
+    let _ = first.kill();
+    let _ = first.wait();
+    proxy.wait_for("the closed WebSocket's access line", || {
+        access_lines(&proxy)
+            .iter()
+            .any(|l| l.contains("status=101"))
+    });
+    let echoed = client(&proxy, "/ws/again", "echo", None);
+    assert_eq!(echoed["text"], "hello, upstream", "{echoed}");
+    assert_eq!(upgrades_seen(&peer), 3);
+    for mut ws in held {
+        let _ = ws.kill();
+        let _ = ws.wait();
+    }
+}
+
 #[test]
 fn on_sigterm_an_upgraded_connection_is_closed_when_shutdown_grace_ends() {
     let peer = Peer::start();

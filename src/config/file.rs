@@ -36,6 +36,8 @@ pub struct File {
     pub client_write_timeout: Option<String>,
     /// Connections served at once on the traffic listener.
     pub max_connections: Option<u64>,
+    /// Upgraded (WebSocket) connections open at once (default: half of `max_connections`).
+    pub max_websocket_connections: Option<u64>,
     /// Body bytes buffered for signing, all requests together.
     pub max_buffered_body_bytes: Option<u64>,
     /// Serves a credential set's temporary credentials to AWS SDKs (the container-credentials

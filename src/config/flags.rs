@@ -332,6 +332,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         request_header_timeout: None,
         client_write_timeout: None,
         max_connections: None,
+        max_websocket_connections: None,
         max_buffered_body_bytes: None,
         credential_endpoint: None,
         credentials: BTreeMap::from([(SET.to_string(), set)]),

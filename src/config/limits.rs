@@ -36,8 +36,18 @@ pub struct ClientLimits {
     pub client_write_timeout: Duration,
     /// `max_connections`: connections served at once; more are refused with `503`.
     pub max_connections: usize,
+    /// `max_websocket_connections`: upgraded (WebSocket) connections open at once, all routes
+    /// together; another upgrade is refused with `503`. At most `max_connections`, so that
+    /// long-lived WebSockets cannot take every place from ordinary requests.
+    pub max_websocket_connections: usize,
     /// `max_buffered_body_bytes`: body bytes buffered for signing, all requests together.
     pub max_buffered_body_bytes: usize,
+}
+
+/// `max_websocket_connections` when the file sets none: half of `max_connections` (at least
+/// one), leaving the other half to ordinary requests.
+pub fn default_max_websocket_connections(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
 }
 
 impl Default for ClientLimits {
@@ -47,6 +57,7 @@ impl Default for ClientLimits {
             request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
             client_write_timeout: DEFAULT_CLIENT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_websocket_connections: default_max_websocket_connections(DEFAULT_MAX_CONNECTIONS),
             max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
         }
     }
@@ -58,6 +69,7 @@ pub(super) struct Raw<'a> {
     pub request_header_timeout: Option<&'a str>,
     pub client_write_timeout: Option<&'a str>,
     pub max_connections: Option<u64>,
+    pub max_websocket_connections: Option<u64>,
     pub max_buffered_body_bytes: Option<u64>,
 }
 
@@ -100,6 +112,18 @@ impl Checker<'_> {
                 )
             }
         };
+        let max_websocket_connections = match raw.max_websocket_connections {
+            None => default_max_websocket_connections(max_connections),
+            Some(n) if n >= 1 && n <= max_connections as u64 => n as usize,
+            Some(n) => {
+                return self.err(
+                    "max_websocket_connections",
+                    format!(
+                        "{n} is outside 1 to max_connections ({max_connections}): upgraded connections hold their place for up to websocket.max_lifetime"
+                    ),
+                )
+            }
+        };
         let max_buffered_body_bytes = match raw.max_buffered_body_bytes {
             None => DEFAULT_MAX_BUFFERED_BODY_BYTES,
             Some(n) if (1..=MAX_MAX_BUFFERED_BODY_BYTES).contains(&n) => n as usize,
@@ -133,6 +157,7 @@ impl Checker<'_> {
             request_header_timeout,
             client_write_timeout,
             max_connections,
+            max_websocket_connections,
             max_buffered_body_bytes,
         })
     }
@@ -160,6 +185,7 @@ mod tests {
         assert_eq!(d.request_header_timeout, Duration::from_secs(10));
         assert_eq!(d.client_write_timeout, Duration::from_secs(60));
         assert!(d.max_connections > 1000, "the soak benchmark holds 1,000");
+        assert_eq!(d.max_websocket_connections, 512);
         assert_eq!(d.max_buffered_body_bytes, 32 << 20);
     }
 
@@ -171,6 +197,7 @@ mod tests {
         assert_eq!(l.client_write_timeout, Duration::from_secs(3));
         assert_eq!(l.max_connections, 10);
         assert_eq!(l.max_buffered_body_bytes, 7_000_000);
+        assert_eq!(l.max_websocket_connections, 5, "half of max_connections");
         for (yaml, message) in [
             (
                 "keepalive_timeout: 0s\n",
@@ -191,6 +218,14 @@ mod tests {
             (
                 "max_connections: 0\n",
                 "conf/test.yaml: max_connections: 0 is outside 1 to 1000000",
+            ),
+            (
+                "max_websocket_connections: 0\n",
+                "conf/test.yaml: max_websocket_connections: 0 is outside 1 to max_connections (1024)",
+            ),
+            (
+                "max_connections: 8\nmax_websocket_connections: 9\n",
+                "conf/test.yaml: max_websocket_connections: 9 is outside 1 to max_connections (8)",
             ),
             (
                 "max_buffered_body_bytes: 0\n",
@@ -217,5 +252,25 @@ mod tests {
         );
         // Pass-through routes buffer nothing.
         assert!(parse("max_buffered_body_bytes: 1000\n").is_ok());
+    }
+
+    #[test]
+    fn websockets_get_half_the_connections_unless_told() {
+        let l = parse("max_connections: 8\n").unwrap();
+        assert_eq!(l.max_websocket_connections, 4);
+        assert_eq!(
+            parse("max_connections: 1\n")
+                .unwrap()
+                .max_websocket_connections,
+            1
+        );
+        let l = parse("max_connections: 8\nmax_websocket_connections: 2\n").unwrap();
+        assert_eq!(l.max_websocket_connections, 2);
+        let l = parse("max_connections: 8\nmax_websocket_connections: 8\n").unwrap();
+        assert_eq!(l.max_websocket_connections, 8);
+        assert_eq!(
+            parse("max_websocket_connections: 512\n").unwrap(),
+            ClientLimits::default()
+        );
     }
 }

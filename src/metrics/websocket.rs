@@ -15,8 +15,9 @@ const LIFETIME_BUCKETS: &[f64] = &[
 
 /// How an upgrade request ended: `upgraded` (the upstream answered 101 and the connections
 /// were joined), `declined` (it answered something else, relayed as is), `failed` (no answer:
-/// unreachable, timed out, or the request could not be signed).
-pub const RESULTS: [&str; 3] = ["upgraded", "declined", "failed"];
+/// unreachable, timed out, or the request could not be signed), `refused` (not sent:
+/// `max_websocket_connections` were open).
+pub const RESULTS: [&str; 4] = ["upgraded", "declined", "failed", "refused"];
 
 /// Why an upgraded connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,7 @@ impl Families {
             upgrades: counter(
                 r,
                 "sigproxy_websocket_upgrades_total",
-                "WebSocket upgrade requests sent upstream, by route and result: upgraded (101, connections joined), declined (another answer, relayed as is), failed (no answer)",
+                "WebSocket upgrade requests, by route and result: upgraded (101, connections joined), declined (another answer, relayed as is), failed (no answer), refused (503, not sent: max_websocket_connections were open)",
                 &["route", "result"],
             ),
             open: register(
@@ -110,12 +111,13 @@ impl Families {
     }
 
     pub(super) fn for_route(&self, route: &str) -> RouteWebSocket {
-        let [upgraded, declined, failed] =
+        let [upgraded, declined, failed, refused] =
             RESULTS.map(|result| self.upgrades.with_label_values(&[route, result]));
         RouteWebSocket {
             upgraded,
             declined,
             failed,
+            refused,
             open: self.open.with_label_values(&[route]),
             to_upstream: self.bytes.with_label_values(&[route, "to_upstream"]),
             to_client: self.bytes.with_label_values(&[route, "to_client"]),
@@ -131,6 +133,7 @@ pub struct RouteWebSocket {
     pub upgraded: IntCounter,
     pub declined: IntCounter,
     pub failed: IntCounter,
+    pub refused: IntCounter,
     pub open: IntGauge,
     pub to_upstream: IntCounter,
     pub to_client: IntCounter,

@@ -54,6 +54,8 @@ pub struct SigningProxy {
     max_header_bytes: usize,
     /// Bodies held in memory to be hashed, all requests together (`max_buffered_body_bytes`).
     budget: budget::BodyBudget,
+    /// Upgraded connections open, all routes together (`max_websocket_connections`).
+    websocket_slots: upgrade::WebSocketSlots,
     /// For requests whose body was read here (see [`forward`]).
     connector: Connector,
 }
@@ -64,6 +66,7 @@ impl SigningProxy {
             live,
             max_header_bytes: config.max_header_bytes,
             budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
+            websocket_slots: upgrade::WebSocketSlots::new(config.limits.max_websocket_connections),
             connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }

@@ -17,6 +17,9 @@
 //! may rewrite, are added after signing.
 
 mod join;
+mod slots;
+
+pub use slots::WebSocketSlots;
 
 use super::forward::{self, Failure};
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
@@ -151,6 +154,17 @@ impl SigningProxy {
         route: &Arc<Route>,
     ) -> Result<bool> {
         let counts = &route.metrics.websocket;
+        // Held until this returns, whichever way: the joined connections' close, a declined or
+        // failed upgrade, or the task dropped.
+        let Some(_slot) = self.websocket_slots.take() else {
+            counts.refused.inc();
+            let e = ProxyError::Busy(format!(
+                "too many WebSocket connections (max_websocket_connections: {}); try again later",
+                self.websocket_slots.limit()
+            ));
+            write_error(session, ctx, e).await;
+            return Ok(true);
+        };
         let (mut upstream, peer) = match self.handshake(session, ctx, route).await {
             Ok(sent) => sent,
             Err(e) => {

@@ -63,6 +63,9 @@ const FIXED: &[(&str, Kind, Read)] = &[
     ("max_connections", Kind::Number, |c| {
         c.limits.max_connections.to_string()
     }),
+    ("max_websocket_connections", Kind::Number, |c| {
+        c.limits.max_websocket_connections.to_string()
+    }),
     ("max_buffered_body_bytes", Kind::Number, |c| {
         c.limits.max_buffered_body_bytes.to_string()
     }),
@@ -212,14 +215,16 @@ mod tests {
             format!("listen: 127.0.0.1:9090\nmax_connections: 10\nshutdown_grace: 1m 30s\n{ROUTE}");
         let (new, changes) = checked(&text, Path::new("s.yaml"), &running).unwrap();
         let keys: Vec<&str> = changes.iter().map(|c| c.key).collect();
-        // upgrade_socket's default follows the listen port.
+        // upgrade_socket's default follows the listen port, max_websocket_connections' the
+        // connection limit.
         assert_eq!(
             keys,
             [
                 "listen",
                 "upgrade_socket",
                 "shutdown_grace",
-                "max_connections"
+                "max_connections",
+                "max_websocket_connections"
             ]
         );
         assert_eq!(changes[0].running, "127.0.0.1:8080");
