@@ -232,11 +232,9 @@ mod tests {
     use aws_credential_types::Credentials;
     use std::time::{Duration, UNIX_EPOCH};
 
-    /// The worked example from the S3 documentation ("Signature Calculations for the
-    /// Authorization Header: Transferring Payload in Multiple Chunks"): 66560 bytes of 'a',
-    /// seed signature 4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9.
-    #[test]
-    fn matches_the_s3_documentation_example() {
+    /// The signer of the S3 documentation's examples (AKIAIOSFODNN7EXAMPLE, us-east-1,
+    /// 20130524T000000Z), chained from `seed`.
+    pub(super) fn docs_signer(seed: &str) -> ChunkSigner {
         let creds = Credentials::new(
             "AKIAIOSFODNN7EXAMPLE",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -244,15 +242,24 @@ mod tests {
             None,
             "docs",
         );
-        // 20130524T000000Z
         let time = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        let signer = ChunkSigner::new(
-            creds.into(),
-            "us-east-1",
-            "s3",
-            time,
-            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9".into(),
-        );
+        ChunkSigner::new(creds.into(), "us-east-1", "s3", time, seed.into())
+    }
+
+    /// A signer with made-up keys at the epoch, for tests that compare sigproxy's output with
+    /// itself (lengths, splits), chained from `seed`.
+    pub(super) fn test_signer(seed: &str) -> ChunkSigner {
+        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
+        ChunkSigner::new(creds.into(), "us-east-1", "s3", UNIX_EPOCH, seed.into())
+    }
+
+    /// The worked example from the S3 documentation ("Signature Calculations for the
+    /// Authorization Header: Transferring Payload in Multiple Chunks"): 66560 bytes of 'a',
+    /// seed signature 4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9.
+    #[test]
+    fn matches_the_s3_documentation_example() {
+        let signer =
+            docs_signer("4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9");
         let mut encoder = Encoder::new(signer);
         let body = vec![b'a'; 66560];
         let mut out = encoder.push(&body[..1000], false).to_vec();
@@ -274,15 +281,8 @@ mod tests {
     /// or end it on a chunk boundary), the frames are the same.
     #[test]
     fn frames_do_not_depend_on_how_the_body_is_split() {
-        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
         let encode = |body: &[u8], piece: usize| {
-            let signer = ChunkSigner::new(
-                creds.clone().into(),
-                "us-east-1",
-                "s3",
-                UNIX_EPOCH,
-                "seed".into(),
-            );
+            let signer = test_signer("seed");
             let mut encoder = Encoder::new(signer);
             let mut out = Vec::new();
             let mut pieces = body.chunks(piece.max(1)).peekable();
@@ -335,15 +335,8 @@ mod tests {
 
     #[test]
     fn encoded_length_matches_the_encoder_for_any_size() {
-        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
         for size in [0usize, 1, 15, 16, 65535, 65536, 65537, 3 * 65536, 200_000] {
-            let signer = ChunkSigner::new(
-                creds.clone().into(),
-                "us-east-1",
-                "s3",
-                UNIX_EPOCH,
-                "seed".into(),
-            );
+            let signer = test_signer("seed");
             let mut encoder = Encoder::new(signer);
             let body = vec![7u8; size];
             let mut total = 0;

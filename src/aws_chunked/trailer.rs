@@ -109,9 +109,8 @@ impl ChunkSigner {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{docs_signer, test_signer};
     use super::*;
-    use aws_credential_types::Credentials;
-    use std::time::{Duration, UNIX_EPOCH};
 
     fn header(decoded: usize, trailer: &str) -> RequestHeader {
         let mut req = RequestHeader::build("PUT", b"/b/k", None).unwrap();
@@ -120,19 +119,6 @@ mod tests {
         req.insert_header("x-amz-trailer", trailer.to_string())
             .unwrap();
         req
-    }
-
-    /// The signer of the S3 documentation's examples (20130524T000000Z, us-east-1).
-    fn docs_signer(seed: &str) -> ChunkSigner {
-        let creds = Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "docs",
-        );
-        let time = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        ChunkSigner::new(creds.into(), "us-east-1", "s3", time, seed.into())
     }
 
     /// `body` as a client frames it unsigned: chunks of `chunk` bytes, then the trailer.
@@ -247,7 +233,6 @@ mod tests {
 
     #[test]
     fn lengths_match_for_every_size_and_checksum() {
-        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
         let values = [
             ("x-amz-checksum-crc32", "AAAAAA=="),
             ("x-amz-checksum-crc64nvme", "AAAAAAAAAAA="),
@@ -260,13 +245,7 @@ mod tests {
         for size in [0usize, 1, 65535, 65536, 65537, 200_000] {
             for (name, value) in values {
                 let req = header(size, name);
-                let signer = ChunkSigner::new(
-                    creds.clone().into(),
-                    "us-east-1",
-                    "s3",
-                    UNIX_EPOCH,
-                    "seed".into(),
-                );
+                let signer = test_signer("seed");
                 let wire = client_body(&vec![1u8; size], 8192, &format!("{name}:{value}"));
                 let out = reframe(&req, signer, &wire, 5000);
                 let check = FrameCheck::new(&req).unwrap();
@@ -311,16 +290,9 @@ mod tests {
             ),
             ("short", client_body(&body[..99_999], 65536, good)),
         ];
-        let creds = Credentials::new("AKID", "SECRET", None, None, "t");
         for (what, wire) in cases {
             let req = header(body.len(), "x-amz-checksum-crc32");
-            let signer = ChunkSigner::new(
-                creds.clone().into(),
-                "us-east-1",
-                "s3",
-                UNIX_EPOCH,
-                "s".into(),
-            );
+            let signer = test_signer("s");
             let mut reframer = Reframer::new(FrameCheck::new(&req).unwrap(), signer);
             let mut sent = Vec::new();
             let pieces: Vec<&[u8]> = wire.chunks(1000).collect();
