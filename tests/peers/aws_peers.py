@@ -57,6 +57,7 @@ from botocore.credentials import Credentials  # noqa: E402
 from moto.core.utils import utcnow  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 from moto.sts import models as sts_models  # noqa: E402
+from sigv4_header import parse_authorization  # noqa: E402
 
 ACCOUNT = "123456789012"
 EXTERNAL_ID = "sigproxy-test-external-id"
@@ -282,28 +283,6 @@ def fresh_credentials():
     c = sts.assume_role(RoleArn=issuer["role_arn"], RoleSessionName="instance", ExternalId=EXTERNAL_ID)["Credentials"]
     c["Expiration"] = c["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")
     return c
-
-
-def parse_authorization(value):
-    if not value or not value.startswith("AWS4-HMAC-SHA256 "):
-        return None
-    fields = {}
-    for part in value[len("AWS4-HMAC-SHA256 "):].split(","):
-        k, _, v = part.strip().partition("=")
-        fields[k] = v
-    try:
-        akid, date, region, service, terminator = fields["Credential"].split("/")
-        return {
-            "access_key_id": akid,
-            "date": date,
-            "region": region,
-            "service": service,
-            "terminator": terminator,
-            "signed_headers": fields["SignedHeaders"].split(";"),
-            "signature": fields["Signature"],
-        }
-    except (KeyError, ValueError):
-        return None
 
 
 class LambdaUrl(BaseHTTPRequestHandler):

@@ -24,30 +24,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from sigv4_header import parse_authorization
 
 SERVICE = "execute-api"
 ALLOWED_SKEW = datetime.timedelta(minutes=5)
 stats = {"verified": 0, "rejected": 0, "last_error": None, "signed_headers": None}
-
-
-def parse_authorization(value):
-    prefix = "AWS4-HMAC-SHA256 "
-    if not value or not value.startswith(prefix):
-        return None
-    fields = dict(part.strip().partition("=")[::2] for part in value[len(prefix):].split(","))
-    try:
-        akid, date, region, service, terminator = fields["Credential"].split("/")
-        return {
-            "access_key_id": akid,
-            "date": date,
-            "region": region,
-            "service": service,
-            "terminator": terminator,
-            "signed_headers": fields["SignedHeaders"].split(";"),
-            "signature": fields["Signature"],
-        }
-    except (KeyError, ValueError):
-        return None
 
 
 def verify(request, keys, region):
