@@ -82,19 +82,15 @@ impl AdminApp {
             // A per_client set: ready when every client's session is, each listed.
             let entry = sets
                 .entry(set.name().to_string())
-                .or_insert_with(|| serde_json::json!({ "ready": true, "clients": {} }));
+                .or_insert_with(|| match detail {
+                    true => serde_json::json!({ "ready": true, "clients": {} }),
+                    false => serde_json::json!({ "ready": true }),
+                });
             if state["ready"] == false {
                 entry["ready"] = false.into();
             }
             if detail {
                 entry["clients"][client] = state;
-            }
-        }
-        if !detail {
-            for set in sets.values_mut() {
-                if let Some(set) = set.as_object_mut() {
-                    set.remove("clients");
-                }
             }
         }
         let mut body = serde_json::json!({ "ready": ready, "credentials": sets });
