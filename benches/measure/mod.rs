@@ -1,5 +1,5 @@
 //! What the benchmarks add to the test harness (tests/common): knobs, sigproxy started the way
-//! benchmarks measure it, and its CPU time.
+//! benchmarks measure it, and the CPU time of processes and threads.
 #![allow(dead_code)]
 
 use crate::common::upstream::{Reply, Upstream};
@@ -50,9 +50,24 @@ pub fn fast_backend() -> Upstream {
         .start()
 }
 
-/// User plus system CPU time of a process so far.
+/// User plus system CPU time of a process so far (all its threads, ended ones included).
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// User plus system CPU time of this process so far (all its threads, ended ones included).
+pub fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User plus system CPU time of the calling thread so far.
+pub fn thread_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+/// utime + stime from a `stat` file of /proc, in seconds (the kernel counts in clock ticks).
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap();
     // After the command name (which ends with ')'), utime and stime are fields 12 and 13.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
         .split_whitespace()
@@ -62,13 +77,16 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 pub fn cores() -> usize {
