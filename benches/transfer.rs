@@ -2,7 +2,7 @@
 //! memory.
 //!
 //!     cargo bench --bench transfer                 # 1 GiB PUTs and GETs
-//!     SIGPROXY_TRANSFER_MIB=256 SIGPROXY_TRANSFER_ROUNDS=5 SIGPROXY_HASH_MIB=64 cargo bench ...
+//!     SIGPROXY_TRANSFER_MIB=256 SIGPROXY_TRANSFER_ROUNDS=5 SIGPROXY_HASH_MIB=256 cargo bench ...
 //!
 //! The client is this process's main thread; the backend, on 127.0.0.1, is other threads of this
 //! process: it accepts uploads (decoding aws-chunked framing and checking the decoded length)
@@ -16,16 +16,17 @@
 //! on the machine slows the rates much more than it moves the CPU figures.
 //!
 //! Then SHA-256 (the sha2 crate) and sigproxy's aws-chunked encoder (SHA-256 of each 64 KiB
-//! chunk, its chained signature, the framing) are timed on this machine, and from the measured
-//! figures a ceiling for the streaming PUT is computed: through a proxy that relays as cheaply as
-//! sigproxy's `unsigned` route, each MiB needs at least the client's and the backend's CPU
-//! (direct PUT) + that relay (sigproxy's CPU on the `unsigned` route) + the encoder's; N cores
-//! move at most N / that sum MiB per second; the ceiling ratio is that over the direct PUT's
-//! rate. Two more bounds follow: the streaming PUT's own measured CPU spread perfectly over the
-//! cores (what hashing on other threads could reach without saving any CPU), and one thread
-//! relaying and hashing a connection, as sigproxy does (from relay + encoder, and from the CPU
-//! sigproxy took in the streaming PUT). The ceiling is compared with issue 16's goal (0.45) and
-//! printed, never checked.
+//! chunk, its chained signature, the framing) are timed on this machine in CPU time, 1 GiB each,
+//! and from the measured figures a ceiling for the streaming PUT is computed: through a proxy
+//! that relays as cheaply as sigproxy's `unsigned` route, each MiB needs at least the client's
+//! and the backend's CPU (direct PUT) + that relay (sigproxy's CPU on the `unsigned` route) + the
+//! encoder's; N cores move at most N / that sum MiB per second; the ceiling ratio is that over
+//! the direct PUT's rate. Two more bounds follow: the streaming PUT's own measured CPU spread
+//! perfectly over the cores (what hashing on other threads could reach without saving any CPU),
+//! and one thread relaying and hashing a connection, as sigproxy does (from relay + encoder, and
+//! from the CPU sigproxy took in the streaming PUT). The ceiling is compared with issue 16's goal
+//! (0.45) and printed, never checked.
+//!
 //! sigproxy's peak RSS (VmHWM) must stay within 64 MiB, or the benchmark fails. Run by `cargo
 //! test` (without `--bench`, on a debug build) it moves and hashes 8 MiB once as a smoke test,
 //! limit unchecked.

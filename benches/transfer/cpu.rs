@@ -1,8 +1,8 @@
 //! Where a transfer's CPU goes: each party's CPU time in a transfer, the hashing rates on this
 //! machine, and the ceiling they put on the streaming PUT.
 
-use crate::measure::{benching, cpu_seconds, knob, own_cpu_seconds, thread_cpu_seconds};
-use std::time::{Duration, Instant, SystemTime};
+use crate::measure::{cpu_seconds, knob, own_cpu_seconds, thread_cpu_seconds};
+use std::time::{Duration, SystemTime};
 
 /// Issue 16's goal for the streaming PUT through sigproxy against the direct one.
 const STREAMING_PUT_GOAL: f64 = 0.45;
@@ -123,20 +123,15 @@ impl Ceiling<'_> {
     }
 }
 
-/// Milliseconds per MiB of `work` on this thread over 64 KiB pieces of `mib` MiB, the best of
-/// `rounds` by the clock (other work on the machine only ever makes a round slower).
-fn ms_per_mib(mib: u64, rounds: u32, mut work: impl FnMut(&[u8])) -> f64 {
+/// Milliseconds of this thread's CPU per MiB of `work` over 64 KiB pieces of `mib` MiB. CPU
+/// time, not the clock: other work on the machine delays a pass but hardly changes its CPU.
+fn ms_per_mib(mib: u64, mut work: impl FnMut(&[u8])) -> f64 {
     let piece = vec![0x5au8; 64 * 1024];
-    let pieces = mib * 16;
-    (0..rounds)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..pieces {
-                work(&piece);
-            }
-            started.elapsed().as_secs_f64() * 1000.0 / mib as f64
-        })
-        .fold(f64::INFINITY, f64::min)
+    let started = thread_cpu_seconds();
+    for _ in 0..mib * 16 {
+        work(&piece);
+    }
+    (thread_cpu_seconds() - started) * 1000.0 / mib as f64
 }
 
 /// sigproxy's aws-chunked encoder, signing with made-up keys as a `streaming` route does.
@@ -156,19 +151,19 @@ fn encoder() -> sigproxy::aws_chunked::Encoder {
 /// Times SHA-256 (sha2) and sigproxy's aws-chunked encoder on this thread and prints their
 /// rates; returns the encoder's milliseconds per MiB.
 pub fn hashing_rates() -> f64 {
-    let hash_mib = knob("SIGPROXY_HASH_MIB", 256, 8);
-    let rounds = if benching() { 3 } else { 1 };
-    let sha_ms = ms_per_mib(hash_mib, rounds, |piece| {
+    // 1 GiB: about 0.6 s of CPU each, so the 10 ms clock ticks of /proc hardly matter.
+    let hash_mib = knob("SIGPROXY_HASH_MIB", 1024, 8);
+    let sha_ms = ms_per_mib(hash_mib, |piece| {
         std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(piece));
     });
     let mut encoder = encoder();
-    let encoder_ms = ms_per_mib(hash_mib, rounds, |piece| {
+    let encoder_ms = ms_per_mib(hash_mib, |piece| {
         std::hint::black_box(encoder.push(piece, false));
     });
     println!(
-        "\nOn this machine, best of {rounds} over {hash_mib} MiB in 64 KiB pieces: SHA-256 (sha2) \
-         {:.0} MiB/s ({sha_ms:.3} ms/MiB); sigproxy's aws-chunked encoder (SHA-256, chunk \
-         signature, framing) {:.0} MiB/s ({encoder_ms:.3} ms/MiB)",
+        "\nOn this machine, CPU time over {hash_mib} MiB in 64 KiB pieces: SHA-256 (sha2) {:.0} \
+         MiB/s ({sha_ms:.3} ms/MiB); sigproxy's aws-chunked encoder (SHA-256, chunk signature, \
+         framing) {:.0} MiB/s ({encoder_ms:.3} ms/MiB)",
         1000.0 / sha_ms,
         1000.0 / encoder_ms,
     );
