@@ -115,8 +115,10 @@ impl Ceiling<'_> {
         };
         let measured = self.direct.elapsed / self.streaming.elapsed;
         println!(
-            "  goal >= {STREAMING_PUT_GOAL}; ceiling {ratio:.2}; measured {measured:.2} ({:.0} \
-             MiB/s) with {:.2} of {cores} cores busy: {verdict}",
+            "  goal >= {STREAMING_PUT_GOAL} ({:.0} MiB/s against this direct PUT); ceiling \
+             {ratio:.2} ({rate:.0} MiB/s); measured {measured:.2} ({:.0} MiB/s) with {:.2} of \
+             {cores} cores busy: {verdict}",
+            STREAMING_PUT_GOAL * direct_rate,
             self.mib / self.streaming.elapsed,
             self.streaming.cores_busy()
         );
