@@ -49,6 +49,10 @@ pub fn serve(listen: SocketAddr, backend: SocketAddr) -> ! {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
+        // A SIGTERM (scripts/callgrind-requests ends it so) stops it within seconds, as
+        // sigproxy with the benchmark's `shutdown_grace: 1s`: pingora's default waits 300 s.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
