@@ -333,7 +333,12 @@ impl Cell {
     fn from(r: Wrk, cpu_seconds: Option<f64>, new_conns: u64) -> Cell {
         let requests = r.requests() as f64;
         assert!(requests > 0.0, "wrk output not understood:\n{}", r.text);
-        assert_eq!(r.failed(), 0, "wrk reported errors or non-2xx answers");
+        assert_eq!(
+            r.failed(),
+            0,
+            "wrk reported errors or non-2xx answers:\n{}",
+            r.text
+        );
         Cell {
             rps: r.rps(),
             p50_ms: r.latency_ms("50%"),
