@@ -1,38 +1,85 @@
-//! The load benchmark: sigproxy's throughput, latency, CPU and memory against a local backend.
+//! The load benchmark: sigproxy's throughput, latency, CPU and memory against a local backend,
+//! next to two baseline proxies that show what of its CPU is pingora's and the kernel's.
 //!
 //!     cargo bench --bench load                       # 5 s per cell; checks the goals
 //!     SIGPROXY_LOAD_SECONDS=10 cargo bench --bench load
 //!     SIGPROXY_LOAD_ROUNDS=3 cargo bench --bench load  # median of 3 rounds instead of 5
 //!
 //! Starts a keep-alive backend on 127.0.0.1 and sigproxy (release build) with a signed route
-//! (`lambda`, SHA-256 of the body, session-token credentials) and an unsigned route to it, then
-//! runs wrk (bounded: one thread, 32 connections, fixed seconds) for a small GET, a 1 KiB POST
-//! and a 64 KiB POST, straight to the backend and through each route. It prints req/s, p50/p99
-//! latency, sigproxy CPU µs per request, new upstream connections per request, sigproxy's peak
-//! RSS, and the ratios signed/unsigned and proxy/direct, all from one run. Goals (exit 1 when
-//! missed): signed small GET ≥ 0.85× unsigned; ≤ 35 µs sigproxy CPU per signed small GET;
-//! upstream connections reused. Under `cargo test` (no `--bench`) each cell runs 1 s, goals
-//! unchecked, as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of sigproxy
+//! (`lambda`, SHA-256 of the body, session-token credentials) and an unsigned route to it, and
+//! two baselines in front of the same backend (see `floor`): "bare pingora 0.9" (a pingora
+//! `ProxyHttp` that only picks the upstream, on sigproxy's server settings: what any pingora 0.9
+//! proxy pays) and "minimal relay" (a hand-written tokio keep-alive forwarder: the kernel's
+//! loopback work plus a minimal user space). It runs wrk (bounded: one thread, 32 connections,
+//! fixed seconds) for a small GET, a 1 KiB POST and a 64 KiB POST, straight to the backend,
+//! through each route and through each baseline, in interleaved rounds; every proxy is pinned
+//! to the same core and its CPU read from /proc the same way. It prints req/s, p50/p99 latency,
+//! the proxy's CPU µs per request, new upstream connections per request, sigproxy's peak RSS,
+//! the ratios signed/unsigned and proxy/direct, and issue 16's CPU goals next to what the
+//! baselines cost, all from one run. Goals (exit 1 when missed; the baselines have none):
+//! signed small GET ≥ 0.85× unsigned; ≤ 35 µs sigproxy CPU per signed small GET; upstream
+//! connections reused. Under `cargo test` (no `--bench`) each cell runs 1 s, goals unchecked,
+//! as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of the proxy under test
 //! per cell into DIR.
 
 use std::process::{Child, Command, Stdio};
 
 const CONNECTIONS: u32 = 32;
 
+/// sigproxy's allocator (src/main.rs), here for the baselines this binary becomes (`floor`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod floor;
 mod measure;
 
-use common::Proxy;
+use floor::{Baseline, Kind};
 use measure::static_credentials;
 use measure::{benching, cores, cpu_seconds, fast_backend, knob, need_wrk, start_proxy, wrk, Wrk};
 
+/// The columns of a round, in the order they run: what wrk is pointed at.
+struct Target {
+    label: &'static str,
+    /// Names the cell's `perf` profile.
+    slug: &'static str,
+    url: String,
+    /// The proxy process whose CPU is measured; `None` for the backend itself.
+    pid: Option<u32>,
+}
+
+const DIRECT: usize = 0;
+const UNSIGNED: usize = 1;
+const SIGNED: usize = 2;
+const BARE_PINGORA: usize = 3;
+const RELAY: usize = 4;
+
+/// Rows of the tables: the scenarios, in the order they run.
+const SCENARIOS: [(&str, usize); 3] = [
+    ("small GET", 0),
+    ("1 KiB POST", 1024),
+    ("64 KiB POST", 65536),
+];
+const SMALL_GET: usize = 0;
+const POST_64K: usize = 2;
+
+/// issue 16's CPU goals: (scenario, target, µs per request).
+const CPU_GOALS: [(usize, usize, f64); 3] = [
+    (SMALL_GET, SIGNED, 20.0),
+    (POST_64K, UNSIGNED, 45.0),
+    (POST_64K, SIGNED, 75.0),
+];
+
 fn main() {
+    // This binary, re-executed by `Baseline::start`, is a baseline proxy instead.
+    floor::serve_if_asked();
     let benching = benching();
     let seconds = knob("SIGPROXY_LOAD_SECONDS", 5, 1);
     need_wrk("load");
-    // sigproxy gets core 0 to itself; this process (the backend) and wrk share the other one,
-    // so the CPU measured per request is sigproxy's own, not an artefact of contention.
+    // The proxies get core 0 to themselves (one measured at a time); this process (the backend)
+    // and wrk share the other one, so the CPU measured per request is the proxy's own, not an
+    // artefact of contention.
     let cores = cores();
     let pinned = cores >= 2 && pin_self_to_last_core(cores);
     let dir = tempfile::tempdir().unwrap();
@@ -40,73 +87,84 @@ fn main() {
     let backend = upstream.addr;
     let routes = common::signed_and_open(&upstream.url(), "");
     let proxy = start_proxy(&routes, pinned.then_some(0), &static_credentials());
+    let baselines = Kind::ALL.map(|kind| Baseline::start(kind, backend, pinned.then_some(0)));
     // Five interleaved rounds: a slow stretch of this shared VM must span three to move a median.
     let rounds = knob("SIGPROXY_LOAD_ROUNDS", 5, 1);
 
-    let scenarios = [
-        ("small GET", 0usize),
-        ("1 KiB POST", 1024),
-        ("64 KiB POST", 65536),
+    let route = |route: &str| format!("http://{}/{route}/x", proxy.addr);
+    let mut targets = vec![
+        Target {
+            label: "direct",
+            slug: "direct",
+            url: format!("http://{backend}/x"),
+            pid: None,
+        },
+        Target {
+            label: "unsigned route",
+            slug: "open",
+            url: route("open"),
+            pid: Some(proxy.pid()),
+        },
+        Target {
+            label: "signed route",
+            slug: "signed",
+            url: route("signed"),
+            pid: Some(proxy.pid()),
+        },
     ];
+    for (baseline, slug) in baselines.iter().zip(["pingora", "relay"]) {
+        targets.push(Target {
+            label: baseline.kind.label(),
+            slug,
+            url: format!("http://{}/x", baseline.addr),
+            pid: Some(baseline.pid()),
+        });
+    }
+
     let mut rows = Vec::new();
-    for (name, size) in scenarios {
+    for (name, size) in SCENARIOS {
         let script = dir.path().join(format!("body-{size}.lua"));
         std::fs::write(&script, lua(size)).unwrap();
-        let url = |route: &str| format!("http://{}/{route}/x", proxy.addr);
-        // Warm-ups fill the upstream pool, so the connection counts below are steady state.
-        run_wrk(&url("open"), &script, 1);
-        run_wrk(&url("signed"), &script, 1);
-        // Rounds interleave the targets; each cell reports its median round.
-        let mut samples: [Vec<Cell>; 3] = Default::default();
-        for _ in 0..rounds {
-            samples[0].push(Cell::from(
-                run_wrk(&format!("http://{backend}/x"), &script, seconds),
-                None,
-                0,
-            ));
-            for (i, route) in ["open", "signed"].into_iter().enumerate() {
-                let cpu_before = cpu_seconds(proxy.pid());
-                let conns_before = upstream.connections() as u64;
-                let profiler = profile(&proxy, &format!("{route}-{size}"));
-                let result = run_wrk(&url(route), &script, seconds);
-                if let Some(mut p) = profiler {
-                    let _ = Command::new("kill")
-                        .arg("-INT")
-                        .arg(p.id().to_string())
-                        .status();
-                    let _ = p.wait();
-                }
-                let cpu = cpu_seconds(proxy.pid()) - cpu_before;
-                let conns = upstream.connections() as u64 - conns_before;
-                samples[i + 1].push(Cell::from(result, Some(cpu), conns));
+        // Warm-ups fill the upstream pools, so the connection counts below are steady state
+        // (the baselines' only when benching, to keep the smoke test short).
+        for (i, target) in targets.iter().enumerate().skip(UNSIGNED) {
+            if i < BARE_PINGORA || benching {
+                run_wrk(&target.url, &script, 1);
             }
         }
-        rows.push((name, samples.map(Cell::median)));
+        // Rounds interleave the targets; each cell reports its median round.
+        let mut samples: Vec<Vec<Cell>> = targets.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (target, samples) in targets.iter().zip(&mut samples) {
+                samples.push(measure_cell(target, &upstream, &script, size, seconds));
+            }
+        }
+        rows.push((
+            name,
+            samples.into_iter().map(Cell::median).collect::<Vec<_>>(),
+        ));
     }
     let peak_rss = proxy.memory_mib("VmHWM");
 
     println!(
         "\nsigproxy load benchmark: wrk -t1 -c{CONNECTIONS} -d{seconds}s per cell, median of {rounds}, 127.0.0.1, {} cores{}",
         cores,
-        if pinned { ", sigproxy pinned to core 0, backend and wrk to the other" } else { "" }
+        if pinned { ", each proxy pinned to core 0, backend and wrk to the other" } else { "" }
     );
-    println!("| request | target | req/s | p50 ms | p99 ms | sigproxy CPU µs/req | new upstream conns/req |");
+    println!("| request | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | new upstream conns/req |");
     println!("|---|---|---|---|---|---|---|");
     for (name, cells) in &rows {
-        for (target, cell) in ["direct", "unsigned route", "signed route"]
-            .iter()
-            .zip(cells)
-        {
+        for (target, cell) in targets.iter().zip(cells) {
             println!(
-                "| {name} | {target} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| {name} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                target.label,
                 cell.rps,
                 cell.p50_ms,
                 cell.p99_ms,
                 cell.cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
-                if *target == "direct" {
-                    "-".into()
-                } else {
-                    format!("{:.4}", cell.new_conns_per_req)
+                match target.pid {
+                    None => "-".into(),
+                    Some(_) => format!("{:.4}", cell.new_conns_per_req),
                 },
             );
         }
@@ -116,35 +174,36 @@ fn main() {
     for (name, cells) in &rows {
         println!(
             "| {name} | {:.2} | {:.2} | {:.2} |",
-            cells[2].rps / cells[1].rps,
-            cells[1].rps / cells[0].rps,
-            cells[2].rps / cells[0].rps
+            cells[SIGNED].rps / cells[UNSIGNED].rps,
+            cells[UNSIGNED].rps / cells[DIRECT].rps,
+            cells[SIGNED].rps / cells[DIRECT].rps
         );
     }
+    print_floors(&rows, &targets);
     println!("\nsigproxy peak RSS: {peak_rss:.1} MiB");
 
-    let get = &rows[0].1;
+    let get = &rows[SMALL_GET].1;
     let goals = [
         (
             format!(
                 "signed small GET at {:.2}x the unsigned route (goal >= 0.85)",
-                get[2].rps / get[1].rps
+                get[SIGNED].rps / get[UNSIGNED].rps
             ),
-            get[2].rps / get[1].rps >= 0.85,
+            get[SIGNED].rps / get[UNSIGNED].rps >= 0.85,
         ),
         (
             format!(
                 "{:.1} us sigproxy CPU per signed small GET (goal <= 35)",
-                get[2].cpu_us.unwrap()
+                get[SIGNED].cpu_us.unwrap()
             ),
-            get[2].cpu_us.unwrap() <= 35.0,
+            get[SIGNED].cpu_us.unwrap() <= 35.0,
         ),
         (
             format!(
                 "{:.4} new upstream connections per signed request (goal: reused, < 0.001)",
-                get[2].new_conns_per_req
+                get[SIGNED].new_conns_per_req
             ),
-            get[2].new_conns_per_req < 0.001,
+            get[SIGNED].new_conns_per_req < 0.001,
         ),
     ];
     let mut missed = false;
@@ -154,19 +213,79 @@ fn main() {
     }
     println!();
     if benching && missed {
-        // exit() runs no destructors: stop sigproxy here, or it outlives the benchmark.
+        // exit() runs no destructors: stop sigproxy and the baselines here, or they outlive
+        // the benchmark.
         drop(proxy);
+        drop(baselines);
         std::process::exit(1);
     }
 }
 
-/// With `SIGPROXY_LOAD_PROFILE=DIR`, records `perf` profiles of sigproxy into DIR, one per cell.
-fn profile(proxy: &Proxy, name: &str) -> Option<Child> {
+/// One wrk run against `target`, with the CPU its proxy spent and the backend connections it
+/// opened meanwhile.
+fn measure_cell(
+    target: &Target,
+    upstream: &common::upstream::Upstream,
+    script: &std::path::Path,
+    size: usize,
+    seconds: u64,
+) -> Cell {
+    let Some(pid) = target.pid else {
+        return Cell::from(run_wrk(&target.url, script, seconds), None, 0);
+    };
+    let cpu_before = cpu_seconds(pid);
+    let conns_before = upstream.connections() as u64;
+    let profiler = profile(pid, &format!("{}-{size}", target.slug));
+    let result = run_wrk(&target.url, script, seconds);
+    if let Some(mut p) = profiler {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(p.id().to_string())
+            .status();
+        let _ = p.wait();
+    }
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let conns = upstream.connections() as u64 - conns_before;
+    Cell::from(result, Some(cpu), conns)
+}
+
+/// issue 16's CPU goals next to what the baselines cost in the same run: how much of
+/// sigproxy's CPU any pingora 0.9 proxy pays, and how much even a minimal relay does.
+fn print_floors(rows: &[(&str, Vec<Cell>)], targets: &[Target]) {
+    let cpu = |cell: &Cell| cell.cpu_us.unwrap_or(f64::NAN);
+    println!(
+        "\n| CPU goal (issue 16) | sigproxy µs | {} µs | {} µs | {} / sigproxy | {} / sigproxy |",
+        targets[BARE_PINGORA].label,
+        targets[RELAY].label,
+        targets[BARE_PINGORA].label,
+        targets[RELAY].label,
+    );
+    println!("|---|---|---|---|---|---|");
+    for (request, target, goal) in CPU_GOALS {
+        let (name, cells) = &rows[request];
+        let sigproxy = cpu(&cells[target]);
+        let (bare, relay) = (cpu(&cells[BARE_PINGORA]), cpu(&cells[RELAY]));
+        let route = if target == SIGNED {
+            "signed"
+        } else {
+            "unsigned"
+        };
+        println!(
+            "| {route} {name} ≤ {goal:.0} µs | {sigproxy:.1} | {bare:.1} | {relay:.1} | {:.0} % | {:.0} % |",
+            100.0 * bare / sigproxy,
+            100.0 * relay / sigproxy,
+        );
+    }
+}
+
+/// With `SIGPROXY_LOAD_PROFILE=DIR`, records `perf` profiles of process `pid` into DIR, one per
+/// cell.
+fn profile(pid: u32, name: &str) -> Option<Child> {
     let dir = std::env::var("SIGPROXY_LOAD_PROFILE").ok()?;
     Command::new("perf")
         .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-o"])
         .arg(format!("{dir}/{name}.data"))
-        .args(["-p", &proxy.pid().to_string()])
+        .args(["-p", &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -214,7 +333,12 @@ impl Cell {
     fn from(r: Wrk, cpu_seconds: Option<f64>, new_conns: u64) -> Cell {
         let requests = r.requests() as f64;
         assert!(requests > 0.0, "wrk output not understood:\n{}", r.text);
-        assert_eq!(r.failed(), 0, "wrk reported errors or non-2xx answers");
+        assert_eq!(
+            r.failed(),
+            0,
+            "wrk reported errors or non-2xx answers:\n{}",
+            r.text
+        );
         Cell {
             rps: r.rps(),
             p50_ms: r.latency_ms("50%"),

@@ -1,0 +1,127 @@
+//! Baselines for the load benchmark: two proxies that do nothing but forward, measured in the
+//! same rounds as sigproxy so that its CPU per request can be split into what pingora 0.9
+//! costs, what the kernel's loopback TCP work costs, and what is sigproxy's own.
+//!
+//! - [`bare`]: "bare pingora 0.9", a `ProxyHttp` with a fixed upstream and nothing else, on
+//!   the server settings sigproxy uses. What any proxy built on pingora 0.9 pays.
+//! - [`relay`]: "minimal relay", a hand-written tokio HTTP/1.1 keep-alive forwarder, one upstream
+//!   connection per client connection. The floor: loopback TCP plus a minimal user space.
+//!
+//! Each runs in its own process, so that its CPU can be read from /proc and the process pinned
+//! to a core exactly as sigproxy is: the benchmark re-executes its own binary with
+//! `SIGPROXY_FLOOR` naming the baseline, and [`serve_if_asked`] at the top of `main` turns that
+//! process into the baseline.
+
+mod bare;
+mod relay;
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Which baseline a re-executed bench binary serves (`pingora` or `relay`).
+const KIND: &str = "SIGPROXY_FLOOR";
+/// Where it listens, and the backend it forwards to.
+const LISTEN: &str = "SIGPROXY_FLOOR_LISTEN";
+const BACKEND: &str = "SIGPROXY_FLOOR_BACKEND";
+
+/// A baseline proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Pingora,
+    Relay,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Pingora, Kind::Relay];
+
+    /// The name in the benchmark's tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Pingora => "bare pingora 0.9",
+            Kind::Relay => "minimal relay",
+        }
+    }
+
+    fn env_name(self) -> &'static str {
+        match self {
+            Kind::Pingora => "pingora",
+            Kind::Relay => "relay",
+        }
+    }
+}
+
+/// In a process started by [`Baseline::start`]: serves that baseline and never returns.
+/// Otherwise returns at once.
+pub fn serve_if_asked() {
+    let Ok(kind) = std::env::var(KIND) else {
+        return;
+    };
+    let addr = |name: &str| -> SocketAddr {
+        let value = std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+        value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={value}: {e}"))
+    };
+    let (listen, backend) = (addr(LISTEN), addr(BACKEND));
+    match kind.as_str() {
+        "pingora" => bare::serve(listen, backend),
+        "relay" => relay::serve(listen, backend),
+        other => panic!("{KIND}={other}: expected pingora or relay"),
+    }
+}
+
+/// A baseline proxy running in its own process (killed on drop).
+pub struct Baseline {
+    child: Child,
+    pub kind: Kind,
+    pub addr: SocketAddr,
+}
+
+impl Baseline {
+    /// Starts `kind` forwarding to `backend`, pinned to `core` (with taskset) where given, and
+    /// waits until it accepts connections.
+    pub fn start(kind: Kind, backend: SocketAddr, core: Option<usize>) -> Baseline {
+        let addr: SocketAddr = format!("127.0.0.1:{}", crate::common::free_port())
+            .parse()
+            .unwrap();
+        let me = std::env::current_exe().expect("the bench binary's path");
+        let mut cmd = match core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(me);
+                c
+            }
+            None => Command::new(me),
+        };
+        cmd.env(KIND, kind.env_name())
+            .env(LISTEN, addr.to_string())
+            .env(BACKEND, backend.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut baseline = Baseline {
+            child: cmd.spawn().expect("start a baseline proxy"),
+            kind,
+            addr,
+        };
+        let up = crate::common::poll(Duration::from_secs(20), || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        });
+        if !up {
+            let status = baseline.child.try_wait();
+            panic!("{} never listened on {addr} ({status:?})", kind.label());
+        }
+        baseline
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
