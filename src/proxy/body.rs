@@ -1,6 +1,7 @@
 //! Reading a whole request body, bounded, so its SHA-256 can go into the signature.
 
 use super::budget::{BodyBudget, Reservation};
+use crate::conn::body_clock;
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
@@ -27,7 +28,8 @@ pub fn expects_continue(session: &Session) -> bool {
 }
 
 /// Reads the body to its end, failing with 413 as soon as it grows past `limit`, and with 408
-/// when the client sends nothing for `idle`. The bytes held are reserved from `budget` (503
+/// when the client sends nothing for `idle` or sends it too slowly (`min_request_body_rate`:
+/// the deadline runs while this reads, see [`body_clock`]). The bytes held are reserved from `budget` (503
 /// when it cannot hold them); the reservation is returned with the body and must be kept as
 /// long as the body is.
 ///
@@ -62,13 +64,16 @@ pub async fn read_bounded<'b>(
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     let mut total = 0usize;
-    while let Some(chunk) = session
-        .read_request_body()
-        .await
-        .map_err(|e| match e.etype() {
-            ErrorType::ReadTimedout => ProxyError::ClientTimeout,
-            _ => ProxyError::BodyRead(e.to_string()),
-        })?
+    let _awaiting = body_clock::awaiting();
+    while let Some(chunk) =
+        session
+            .read_request_body()
+            .await
+            .map_err(|e| match ProxyError::from_pingora(&e) {
+                slow @ ProxyError::BodyTooSlow(_) => slow,
+                _ if e.etype() == &ErrorType::ReadTimedout => ProxyError::ClientTimeout,
+                _ => ProxyError::BodyRead(e.to_string()),
+            })?
     {
         total += chunk.len();
         if total > limit {

@@ -60,6 +60,12 @@ const FIXED: &[(&str, Kind, Read)] = &[
     ("client_write_timeout", Kind::Text, |c| {
         duration(c.limits.client_write_timeout)
     }),
+    ("request_body_timeout", Kind::Text, |c| {
+        duration(c.limits.request_body_timeout)
+    }),
+    ("min_request_body_rate", Kind::Number, |c| {
+        c.limits.min_request_body_rate.to_string()
+    }),
     ("max_connections", Kind::Number, |c| {
         c.limits.max_connections.to_string()
     }),
