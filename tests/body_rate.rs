@@ -9,6 +9,7 @@ use common::upstream::{Reply, Upstream};
 use common::{Conn, Proxy};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The grace and rate every test here runs with: a body must be in by 1 s + 10 ms a byte.
@@ -261,4 +262,30 @@ fn a_rate_of_zero_turns_the_deadline_off() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(cut_count(&proxy), 0.0);
+}
+
+#[test]
+fn trickling_clients_cannot_hold_every_place() {
+    let up = upstream();
+    let proxy = Arc::new(start(&up, &format!("{LIMITS}max_connections: 3\n")));
+    // Mid-body, none of them is idle or dribbling a head: nothing else could make room.
+    let trickling: Vec<_> = (0..3)
+        .map(|i| {
+            let proxy = proxy.clone();
+            std::thread::spawn(move || {
+                let head = format!(
+                    "PUT /open/hold{i} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n"
+                );
+                trickle(&proxy, &head, b"x")
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = Conn::open(proxy.addr).try_send("POST", "/open/newcomer", b"hi");
+    let r = r.expect("the newcomer got no answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for t in trickling {
+        assert_cut(&t.join().unwrap(), "holder");
+    }
+    assert_eq!(cut_count(&proxy), 3.0);
 }
