@@ -35,6 +35,9 @@ pub enum ProxyError {
     BodyRead(String),
     /// The client stopped sending the body for longer than the route's `read_timeout`.
     ClientTimeout,
+    /// The request body arrived slower than `min_request_body_rate` once
+    /// `request_body_timeout` was over (the detail says both): the connection was closed.
+    BodyTooSlow(String),
     /// The client read nothing of the response for `client_write_timeout` (the detail says
     /// how long): the connection was closed. Never sent: the client is not reading.
     ClientStalled(String),
@@ -69,7 +72,7 @@ impl ProxyError {
             Self::MethodNotAllowed(_) => 405,
             Self::HeadersTooLarge { .. } => 431,
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
-            Self::ClientTimeout | Self::ClientStalled(_) => 408,
+            Self::ClientTimeout | Self::BodyTooSlow(_) | Self::ClientStalled(_) => 408,
             Self::BodyTooLarge { .. } => 413,
             Self::CredentialsUnavailable { .. } | Self::Busy(_) => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
@@ -91,6 +94,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "body_read_failed",
             Self::ClientTimeout => "client_timeout",
+            Self::BodyTooSlow(_) => "body_too_slow",
             Self::ClientStalled(_) => "client_stalled",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
@@ -117,6 +121,14 @@ impl ProxyError {
             .and_then(|inner| inner.downcast_ref::<Stalled>())
         {
             return Self::ClientStalled(stalled.to_string());
+        }
+        if let Some(slow) = e
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<SlowBody>())
+        {
+            return Self::BodyTooSlow(slow.to_string());
         }
         let what = e.context.as_ref().map_or("", |c| c.as_str());
         let detail = if what.is_empty() {
@@ -211,6 +223,7 @@ impl ProxyError {
             Self::BodyRead(_)
             | Self::BadRequest(_)
             | Self::ClientTimeout
+            | Self::BodyTooSlow(_)
             | Self::ClientStalled(_) => ErrorSource::Downstream,
             _ => ErrorSource::Internal,
         };
@@ -312,7 +325,7 @@ impl fmt::Display for ProxyError {
             }
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
             Self::ClientTimeout => write!(f, "the client stopped sending the request body"),
-            Self::ClientStalled(why) => write!(f, "{why}"),
+            Self::BodyTooSlow(why) | Self::ClientStalled(why) => write!(f, "{why}"),
             Self::CredentialsUnavailable {
                 credentials,
                 reason,
@@ -349,6 +362,31 @@ impl fmt::Display for Stalled {
 }
 
 impl std::error::Error for Stalled {}
+
+/// What a read of a request body fails with when the body arrives slower than
+/// `min_request_body_rate` once `request_body_timeout` is over (see `conn::body_clock`):
+/// pingora passes it on as a downstream read error, and [`ProxyError::from_pingora`]
+/// recognises it.
+#[derive(Debug)]
+pub struct SlowBody {
+    /// `request_body_timeout`.
+    pub grace: std::time::Duration,
+    /// `min_request_body_rate`, bytes per second.
+    pub rate: u64,
+}
+
+impl fmt::Display for SlowBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body arrived slower than min_request_body_rate ({} bytes/s) after request_body_timeout ({}s)",
+            self.rate,
+            self.grace.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for SlowBody {}
 
 impl From<Refusal> for ProxyError {
     fn from(refusal: Refusal) -> Self {

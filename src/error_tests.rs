@@ -76,3 +76,31 @@ fn a_client_that_reads_nothing_is_not_an_upstream_timeout() {
         "the client read none of the response for client_write_timeout (2s)"
     );
 }
+
+#[test]
+fn a_body_too_slow_is_a_408_of_its_own_not_an_upstream_timeout() {
+    let slow = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        SlowBody {
+            grace: std::time::Duration::from_secs(20),
+            rate: 500,
+        },
+    );
+    let mut e = PingoraError::because(ErrorType::ReadError, "when reading body", slow);
+    e.esource = ErrorSource::Downstream;
+    // pingora wraps it again on its way out of the proxy loop.
+    let e = e.into_down();
+    let mapped = ProxyError::from_pingora(&e);
+    assert_eq!(mapped.status(), 408);
+    assert_eq!(mapped.code(), "body_too_slow");
+    assert_eq!(mapped.upstream_kind(), None);
+    assert_eq!(
+        mapped.public_message(),
+        "the request body arrived slower than min_request_body_rate (500 bytes/s) after request_body_timeout (20s)"
+    );
+    // It travels through pingora's phases intact.
+    assert_eq!(
+        ProxyError::from_pingora(&mapped.clone().into_pingora()),
+        mapped
+    );
+}

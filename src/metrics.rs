@@ -34,6 +34,8 @@ pub struct Metrics {
     pub request_heads_refused: IntCounterVec,
     /// Connections closed because the client read nothing for `client_write_timeout`.
     pub client_write_timeouts: IntCounter,
+    /// Requests cut because their body arrived slower than `min_request_body_rate`.
+    pub request_body_timeouts: IntCounter,
     pub buffered_body_bytes: IntGauge,
     pub body_budget_refusals: IntCounter,
     /// Configuration reloads (SIGHUP, file change), by result: success or failure.
@@ -235,6 +237,14 @@ impl Metrics {
                 IntCounter::new(
                     "sigproxy_client_write_timeouts_total",
                     "Client connections closed because the client read nothing of its response for client_write_timeout",
+                )
+                .expect("valid metric"),
+            ),
+            request_body_timeouts: register(
+                &r,
+                IntCounter::new(
+                    "sigproxy_request_body_timeouts_total",
+                    "Requests cut (408, connection closed) because their body arrived slower than min_request_body_rate after request_body_timeout",
                 )
                 .expect("valid metric"),
             ),

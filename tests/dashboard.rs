@@ -469,6 +469,7 @@ fn every_dashboard_and_alert_query_names_metrics_sigproxy_exports() {
         "sigproxy_tls_certificate_expiry_timestamp_seconds",
         "sigproxy_tls_certificate_reloads_total",
         "sigproxy_client_write_timeouts_total",
+        "sigproxy_request_body_timeouts_total",
     ] {
         assert!(drawn.contains(family), "the dashboard draws no {family}");
     }

@@ -437,6 +437,40 @@ fn new_tls_paths_need_a_restart_and_the_running_pair_keeps_serving() {
 }
 
 #[test]
+fn a_body_sent_at_a_trickle_over_tls_is_cut_with_408() {
+    // Each byte comes well inside the route's read_timeout (2 s); the body's deadline is
+    // 1 s + 10 ms a byte.
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let limits = "request_body_timeout: 1s\nmin_request_body_rate: 100\n";
+    let proxy = https_proxy(dir.path(), limits);
+    let opened = tool.open("slow", proxy.addr.port(), Some(&ca));
+    assert_eq!(opened["ok"], true, "{opened}");
+    let r = tool.call(json!({"op": "trickle", "id": "slow", "path": "/fn/slow", "seconds": 8}));
+    assert_eq!(r["ok"], true, "{r}");
+    let answer = r["answer"].as_str().unwrap();
+    let after = r["after"].as_f64().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {after} s: {answer:?}"
+    );
+    assert!(answer.contains("\"code\":\"body_too_slow\""), "{answer}");
+    assert!((0.8..4.0).contains(&after), "cut after {after} s");
+    assert_eq!(
+        proxy.metric("sigproxy_request_body_timeouts_total", &[]),
+        Some(1.0)
+    );
+    // A body that keeps coming is taken.
+    let fine = tool.open("fine", proxy.addr.port(), Some(&ca));
+    assert_eq!(fine["ok"], true, "{fine}");
+    let r = tool.call(
+        json!({"op": "request", "id": "fine", "method": "PUT", "path": "/fn/ok", "body": "whole"}),
+    );
+    assert_eq!(r["status"], 200, "{r}");
+}
+
+#[test]
 fn a_connection_that_never_says_hello_gives_its_place_back_at_its_timeout() {
     // It is closed when its handshake time is up; nothing was answered, so nothing is kept
     // open after (a lingering close held the place 2 s more, and the next client got a plain

@@ -34,6 +34,10 @@ pub struct File {
     pub request_header_timeout: Option<String>,
     /// How long a write to a client may make no progress (e.g. `60s`).
     pub client_write_timeout: Option<String>,
+    /// How long a request body may take before it must keep `min_request_body_rate` (e.g. `20s`).
+    pub request_body_timeout: Option<String>,
+    /// Bytes per second a request body must keep arriving at after `request_body_timeout`.
+    pub min_request_body_rate: Option<u64>,
     /// Connections served at once on the traffic listener.
     pub max_connections: Option<u64>,
     /// Upgraded (WebSocket) connections open at once (default: half of `max_connections`).

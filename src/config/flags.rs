@@ -331,6 +331,8 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         keepalive_timeout: None,
         request_header_timeout: None,
         client_write_timeout: None,
+        request_body_timeout: None,
+        min_request_body_rate: None,
         max_connections: None,
         max_websocket_connections: None,
         max_buffered_body_bytes: None,

@@ -1,6 +1,7 @@
 //! Limits on every client of the traffic port: how long a connection may idle, take over a
-//! request head or leave a response unread, how many connections are served at once, and how
-//! many body bytes are held in memory (to be hashed) across all requests.
+//! request head or leave a response unread, how slowly a request body may arrive, how many
+//! connections are served at once, and how many body bytes are held in memory (to be hashed)
+//! across all requests.
 
 use super::check::Checker;
 use super::{ConfigError, RouteConfig};
@@ -13,6 +14,11 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write to a client may make no progress (the client reads nothing) before the
 /// connection is closed: nginx's `send_timeout`.
 pub const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request body may take before it must keep [`DEFAULT_MIN_REQUEST_BODY_RATE`]:
+/// Apache's `RequestReadTimeout body=20,MinRate=500`.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bytes per second a request body must keep arriving at, after the timeout above.
+pub const DEFAULT_MIN_REQUEST_BODY_RATE: u64 = 500;
 /// Connections served at once on the traffic listener: above the soak benchmark's 1,000.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Signed bodies held in memory at once, all requests together: far below the smallest pod
@@ -21,6 +27,8 @@ pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Timeouts are capped so that deadlines computed from them cannot overflow.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
+/// 1 GB/s: more than a client connection carries.
+const MAX_MIN_REQUEST_BODY_RATE: u64 = 1_000_000_000;
 const MAX_MAX_BUFFERED_BODY_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// The checked limits (top-level keys of the configuration file).
@@ -34,6 +42,13 @@ pub struct ClientLimits {
     /// `client_write_timeout`: a write to the client that makes no progress for this long
     /// (the client reads nothing of the response) closes the connection.
     pub client_write_timeout: Duration,
+    /// `request_body_timeout`: while sigproxy waits for a request body's bytes, the body must
+    /// be in by this long after it began plus one second for every `min_request_body_rate`
+    /// bytes received (see [`crate::conn`]).
+    pub request_body_timeout: Duration,
+    /// `min_request_body_rate`: bytes per second, the rate above; 0 turns that deadline off
+    /// (a body is then bounded only by the route's `read_timeout` between two reads).
+    pub min_request_body_rate: u64,
     /// `max_connections`: connections served at once; more are refused with `503`.
     pub max_connections: usize,
     /// `max_websocket_connections`: upgraded (WebSocket) connections open at once, all routes
@@ -56,6 +71,8 @@ impl Default for ClientLimits {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
             client_write_timeout: DEFAULT_CLIENT_WRITE_TIMEOUT,
+            request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
+            min_request_body_rate: DEFAULT_MIN_REQUEST_BODY_RATE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_websocket_connections: default_max_websocket_connections(DEFAULT_MAX_CONNECTIONS),
             max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
@@ -68,6 +85,8 @@ pub(super) struct Raw<'a> {
     pub keepalive_timeout: Option<&'a str>,
     pub request_header_timeout: Option<&'a str>,
     pub client_write_timeout: Option<&'a str>,
+    pub request_body_timeout: Option<&'a str>,
+    pub min_request_body_rate: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_websocket_connections: Option<u64>,
     pub max_buffered_body_bytes: Option<u64>,
@@ -102,6 +121,23 @@ impl Checker<'_> {
             raw.client_write_timeout,
             DEFAULT_CLIENT_WRITE_TIMEOUT,
         )?;
+        let request_body_timeout = timeout(
+            "request_body_timeout",
+            raw.request_body_timeout,
+            DEFAULT_REQUEST_BODY_TIMEOUT,
+        )?;
+        let min_request_body_rate = match raw.min_request_body_rate {
+            None => DEFAULT_MIN_REQUEST_BODY_RATE,
+            Some(n) if n <= MAX_MIN_REQUEST_BODY_RATE => n,
+            Some(n) => {
+                return self.err(
+                    "min_request_body_rate",
+                    format!(
+                        "{n} is outside 0 to {MAX_MIN_REQUEST_BODY_RATE} (bytes per second; 0 turns the body deadline off)"
+                    ),
+                )
+            }
+        };
         let max_connections = match raw.max_connections {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n as usize,
@@ -156,6 +192,8 @@ impl Checker<'_> {
             keepalive_timeout,
             request_header_timeout,
             client_write_timeout,
+            request_body_timeout,
+            min_request_body_rate,
             max_connections,
             max_websocket_connections,
             max_buffered_body_bytes,
@@ -184,6 +222,8 @@ mod tests {
         assert_eq!(d.keepalive_timeout, Duration::from_secs(60));
         assert_eq!(d.request_header_timeout, Duration::from_secs(10));
         assert_eq!(d.client_write_timeout, Duration::from_secs(60));
+        assert_eq!(d.request_body_timeout, Duration::from_secs(20));
+        assert_eq!(d.min_request_body_rate, 500, "Apache's body=20,MinRate=500");
         assert!(d.max_connections > 1000, "the soak benchmark holds 1,000");
         assert_eq!(d.max_websocket_connections, 512);
         assert_eq!(d.max_buffered_body_bytes, 32 << 20);
@@ -191,12 +231,21 @@ mod tests {
 
     #[test]
     fn each_key_is_read_and_checked() {
-        let l = parse("keepalive_timeout: 5s\nrequest_header_timeout: 2s\nclient_write_timeout: 3s\nmax_connections: 10\nmax_buffered_body_bytes: 7000000\n").unwrap();
+        let l = parse("keepalive_timeout: 5s\nrequest_header_timeout: 2s\nclient_write_timeout: 3s\nmax_connections: 10\nmax_buffered_body_bytes: 7000000\nrequest_body_timeout: 4s\nmin_request_body_rate: 100\n").unwrap();
         assert_eq!(l.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(l.request_header_timeout, Duration::from_secs(2));
         assert_eq!(l.client_write_timeout, Duration::from_secs(3));
         assert_eq!(l.max_connections, 10);
         assert_eq!(l.max_buffered_body_bytes, 7_000_000);
+        assert_eq!(l.request_body_timeout, Duration::from_secs(4));
+        assert_eq!(l.min_request_body_rate, 100);
+        // Off only when told so.
+        assert_eq!(
+            parse("min_request_body_rate: 0\n")
+                .unwrap()
+                .min_request_body_rate,
+            0
+        );
         assert_eq!(l.max_websocket_connections, 5, "half of max_connections");
         for (yaml, message) in [
             (
@@ -214,6 +263,18 @@ mod tests {
             (
                 "client_write_timeout: 0s\n",
                 "conf/test.yaml: client_write_timeout: must be greater than zero",
+            ),
+            (
+                "request_body_timeout: 0s\n",
+                "conf/test.yaml: request_body_timeout: must be greater than zero",
+            ),
+            (
+                "request_body_timeout: 2h\n",
+                "conf/test.yaml: request_body_timeout: must be at most 1h",
+            ),
+            (
+                "min_request_body_rate: 1000000001\n",
+                "conf/test.yaml: min_request_body_rate: 1000000001 is outside 0 to 1000000000 (bytes per second; 0 turns the body deadline off)",
             ),
             (
                 "max_connections: 0\n",

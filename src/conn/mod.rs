@@ -13,6 +13,9 @@
 //! - `keepalive_timeout`: a connection idle that long between requests is closed;
 //! - `client_write_timeout`: a connection whose client reads nothing of a response that long is
 //!   closed (see [`stream`]);
+//! - `request_body_timeout` and `min_request_body_rate`: while a request body is awaited, it
+//!   must arrive by `start + request_body_timeout + bytes received / min_request_body_rate`,
+//!   else the request gets a `408` and the connection is closed (see [`body_clock`]);
 //! - `max_header_bytes`: no more of an unfinished head is taken in; such a head gets the JSON
 //!   `431` and the connection is closed;
 //! - every close lingers (see [`stream`]), so a client still sending a body reads the refusal;
@@ -26,6 +29,7 @@
 //! Only HTTP/1 is served (over TLS or not; no h2, no h2c), so every connection goes through
 //! this loop.
 
+pub mod body_clock;
 mod head;
 mod idle;
 pub mod stream;
@@ -36,6 +40,7 @@ use crate::drain::Drain;
 use crate::error::ProxyError;
 use crate::metrics::{metrics, Metrics};
 use async_trait::async_trait;
+use body_clock::BodyClock;
 use head::Head;
 use idle::IdleSet;
 use pingora::apps::{HttpServerApp, ServerApp};
@@ -221,8 +226,14 @@ where
         };
         let header_time = self.limits.request_header_timeout;
         let counted = self.counted().map(|m| m.client_write_timeouts.clone());
+        let body_clock = Arc::new(BodyClock::new(
+            self.limits.request_body_timeout,
+            self.limits.min_request_body_rate,
+            self.counted().map(|m| m.request_body_timeouts.clone()),
+        ));
         let downstream = Downstream::new(io, Some(slot), Some(LINGER))
-            .with_write_timeout(self.limits.client_write_timeout, counted);
+            .with_write_timeout(self.limits.client_write_timeout, counted)
+            .with_body_clock(body_clock.clone());
         let closer = downstream.closer();
         // The connection's place among those that may make room: idle until its first byte.
         let mut idle = self.idle.enter();
@@ -299,8 +310,13 @@ where
             // anyway, each read is bounded by this.
             session.set_keepalive(Some(header_time.as_secs().max(1)));
             session.set_pipelined_prefix(buf);
-            // pingora turns keep-alive off for a session begun while this says so.
-            let reused = self.inner.process_new_http(session, &self.closing).await?;
+            // pingora turns keep-alive off for a session begun while this says so. The
+            // request's phases reach the connection's body clock (see `body_clock`).
+            let served = self.inner.process_new_http(session, &self.closing);
+            let reused = body_clock::scope(body_clock.clone(), served).await;
+            // Whatever became of the request, no body of it is awaited any more.
+            body_clock.disarm();
+            let reused = reused?;
             // Nothing else of the finished session carries over: sigproxy keeps no
             // per-connection context and does not pipeline.
             io = reused.consume().0;

@@ -13,7 +13,10 @@
 //! the upstream response for ever: a write that makes no progress for `client_write_timeout`
 //! fails here, whoever writes (pingora's response, an early refusal, the TLS layer above), and
 //! the connection closes at once (with [`Stalled`], which [`crate::error`] recognises).
+//!
+//! A client sending a body too slowly is cut the same way, on reads: see [`super::body_clock`].
 
+use super::body_clock::BodyClock;
 use crate::error::Stalled;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
@@ -29,7 +32,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, timeout_at, Instant, Sleep};
+use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 
 /// How long, and how many bytes, a closing connection reads and discards at most.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +105,10 @@ pub struct Downstream {
     /// Runs while a write waits for the client (reset, not reallocated, at each stall).
     stall: Option<Pin<Box<Sleep>>>,
     stalled: bool,
+    /// The deadline of the request body being received, if any (see [`super::body_clock`]).
+    body_clock: Option<Arc<BodyClock>>,
+    /// Runs while a read waits for a body's bytes, until the body's deadline.
+    body_wait: Option<Pin<Box<Sleep>>>,
 }
 
 /// Tells a [`Downstream`] to close at once when dropped, wherever it is by then (inside a TLS
@@ -126,7 +133,40 @@ impl Downstream {
             write_limit: None,
             stall: None,
             stalled: false,
+            body_clock: None,
+            body_wait: None,
         }
+    }
+
+    /// Fails a read that waits for a request body's bytes past `clock`'s deadline.
+    pub fn with_body_clock(mut self, clock: Arc<BodyClock>) -> Downstream {
+        self.body_clock = Some(clock);
+        self
+    }
+
+    /// A read is waiting for the client: fine unless a body is awaited and its deadline is
+    /// past (then the read fails, and the connection closes).
+    fn body_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(clock) = &self.body_clock else {
+            return Poll::Pending;
+        };
+        let Some(deadline) = clock.deadline() else {
+            return Poll::Pending;
+        };
+        let wait = match &mut self.body_wait {
+            Some(wait) => {
+                if wait.deadline() != deadline {
+                    wait.as_mut().reset(deadline);
+                }
+                wait
+            }
+            None => self.body_wait.insert(Box::pin(sleep_until(deadline))),
+        };
+        if wait.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The close lingers: the client, still sending, reads its `408`.
+        Poll::Ready(Err(clock.expire()))
     }
 
     /// Fails a write that makes no progress for `limit`; `counted` counts each one.
@@ -240,8 +280,13 @@ impl AsyncRead for Downstream {
         let polled = Pin::new(self.io()).poll_read(cx, buf);
         match &polled {
             Poll::Ready(Ok(())) if asked && buf.filled().len() == before => self.finished = true,
+            Poll::Ready(Ok(())) => {
+                if let Some(clock) = &self.body_clock {
+                    clock.received(buf.filled().len() - before);
+                }
+            }
             Poll::Ready(Err(_)) => self.finished = true,
-            _ => {}
+            Poll::Pending => return self.body_wait(cx),
         }
         polled
     }

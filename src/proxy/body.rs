@@ -1,6 +1,7 @@
 //! Reading a whole request body, bounded, so its SHA-256 can go into the signature.
 
 use super::budget::{BodyBudget, Reservation};
+use crate::conn::body_clock;
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
@@ -27,9 +28,10 @@ pub fn expects_continue(session: &Session) -> bool {
 }
 
 /// Reads the body to its end, failing with 413 as soon as it grows past `limit`, and with 408
-/// when the client sends nothing for `idle`. The bytes held are reserved from `budget` (503
-/// when it cannot hold them); the reservation is returned with the body and must be kept as
-/// long as the body is.
+/// when the client sends nothing for `idle` or sends it too slowly (`min_request_body_rate`:
+/// its deadline runs while this reads, see [`body_clock`]). The bytes held are reserved from
+/// `budget` (503 when it cannot hold them); the reservation is returned with the body and must
+/// be kept as long as the body is.
 ///
 /// Answers `Expect: 100-continue` first (the body is read here, not by the upstream).
 /// A declared `Content-Length` over the limit, or more than the budget has free, is refused
@@ -62,14 +64,8 @@ pub async fn read_bounded<'b>(
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     let mut total = 0usize;
-    while let Some(chunk) = session
-        .read_request_body()
-        .await
-        .map_err(|e| match e.etype() {
-            ErrorType::ReadTimedout => ProxyError::ClientTimeout,
-            _ => ProxyError::BodyRead(e.to_string()),
-        })?
-    {
+    let _awaiting = body_clock::awaiting();
+    while let Some(chunk) = session.read_request_body().await.map_err(read_failed)? {
         total += chunk.len();
         if total > limit {
             return Err(ProxyError::BodyTooLarge { limit });
@@ -89,4 +85,13 @@ pub async fn read_bounded<'b>(
         }
     }
     Ok((first.unwrap_or_else(|| rest.freeze()), reserved))
+}
+
+/// What a failed read of the body tells the client.
+fn read_failed(e: Box<pingora::Error>) -> ProxyError {
+    match ProxyError::from_pingora(&e) {
+        slow @ ProxyError::BodyTooSlow(_) => slow,
+        _ if e.etype() == &ErrorType::ReadTimedout => ProxyError::ClientTimeout,
+        _ => ProxyError::BodyRead(e.to_string()),
+    }
 }

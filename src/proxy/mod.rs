@@ -30,6 +30,7 @@ use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
 use crate::access::Denied;
 use crate::config::Config;
+use crate::conn::body_clock;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{metrics, Finished};
@@ -234,10 +235,16 @@ impl ProxyHttp for SigningProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // The upstream is connected and the body starts to flow: from here until its end (see
+        // `request_body_filter`), it must keep min_request_body_rate (see `conn::body_clock`).
+        let downstream = session.as_downstream_mut();
+        if !downstream.is_body_empty() && !downstream.is_body_done() {
+            body_clock::arm();
+        }
         let route = ctx.route.as_ref().expect("request_filter sets the route");
         prepare_upstream(route, &ctx.target, upstream_request, false)
             .map_err(ProxyError::into_pingora)?;
@@ -267,6 +274,10 @@ impl ProxyHttp for SigningProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if end_of_stream {
+            // All in: waiting for the upstream's answer is not the client's doing.
+            body_clock::disarm();
+        }
         if let Some(filter) = ctx.body_filter.as_mut() {
             let piece = body.take().unwrap_or_default();
             *body = Some(

@@ -60,6 +60,12 @@ const FIXED: &[(&str, Kind, Read)] = &[
     ("client_write_timeout", Kind::Text, |c| {
         duration(c.limits.client_write_timeout)
     }),
+    ("request_body_timeout", Kind::Text, |c| {
+        duration(c.limits.request_body_timeout)
+    }),
+    ("min_request_body_rate", Kind::Number, |c| {
+        c.limits.min_request_body_rate.to_string()
+    }),
     ("max_connections", Kind::Number, |c| {
         c.limits.max_connections.to_string()
     }),
@@ -212,7 +218,7 @@ mod tests {
     fn changed_fixed_keys_are_reported_and_not_applied() {
         let running = config(&format!("listen: 127.0.0.1:8080\n{ROUTE}"));
         let text =
-            format!("listen: 127.0.0.1:9090\nmax_connections: 10\nshutdown_grace: 1m 30s\n{ROUTE}");
+            format!("listen: 127.0.0.1:9090\nmax_connections: 10\nshutdown_grace: 1m 30s\nmin_request_body_rate: 50\n{ROUTE}");
         let (new, changes) = checked(&text, Path::new("s.yaml"), &running).unwrap();
         let keys: Vec<&str> = changes.iter().map(|c| c.key).collect();
         // upgrade_socket's default follows the listen port, max_websocket_connections' the
@@ -223,6 +229,7 @@ mod tests {
                 "listen",
                 "upgrade_socket",
                 "shutdown_grace",
+                "min_request_body_rate",
                 "max_connections",
                 "max_websocket_connections"
             ]

@@ -11,6 +11,10 @@ Commands (stdin) and answers (stdout), one line each:
   {"op": "request", "id": I, "method": M, "path": P, "headers": {...}}
       -> {"ok": true, "status": N, "body": "...", "serial": N}
   {"op": "send", "id": I, "path": P}             sends a GET and reads nothing; {"ok": true}
+  {"op": "trickle", "id": I, "path": P, "seconds": S}
+      sends a PUT declaring a 1 MB body, then one body byte every 300 ms until the server
+      answers or closes (or S seconds pass), and reads until it closes (5 s at most)
+      -> {"ok": true, "answer": "...", "after": seconds from the head to the answer}
   {"op": "close", "id": I}
 The client verifies the server's certificate against cafile and its name (127.0.0.1).
 """
@@ -18,8 +22,10 @@ The client verifies the server's certificate against cafile and its name (127.0.
 import datetime
 import http.client
 import json
+import socket
 import ssl
 import sys
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -154,6 +160,39 @@ def send(cmd):
     return {"ok": True}
 
 
+def trickle(cmd):
+    sock = CONNS[cmd["id"]].sock
+    head = f"PUT {cmd['path']} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n"
+    sock.sendall(head.encode())
+    sock.settimeout(0.3)
+    start = time.monotonic()
+    answer, after = b"", None
+    while after is None and time.monotonic() - start < cmd["seconds"]:
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+        after = time.monotonic() - start
+        answer += data
+    sock.settimeout(5)
+    try:
+        while data := sock.recv(4096):
+            answer += data
+    except OSError:
+        pass
+    if after is None:
+        after = time.monotonic() - start
+    return {"ok": True, "answer": answer.decode("utf-8", "replace"), "after": after}
+
+
 def close(cmd):
     conn = CONNS.pop(cmd["id"], None)
     if conn:
@@ -162,7 +201,7 @@ def close(cmd):
 
 
 OPS = {"ca": make_ca, "cert": make_cert, "open": open_conn, "request": request, "send": send,
-       "close": close}
+       "trickle": trickle, "close": close}
 
 for line in sys.stdin:
     cmd = json.loads(line)
