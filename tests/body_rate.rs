@@ -289,3 +289,87 @@ fn trickling_clients_cannot_hold_every_place() {
     }
     assert_eq!(cut_count(&proxy), 3.0);
 }
+
+/// An upstream that takes a request's head, waits `pause` before it reads the body (then as
+/// fast as it comes), and answers `200` `got N bytes`, closing. Its URL.
+fn pausing_upstream(pause: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 1 << 16];
+                let head_end = loop {
+                    match conn.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+                let declared: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                std::thread::sleep(pause);
+                let mut body = got.len() - head_end;
+                while body < declared {
+                    match conn.read(&mut buf) {
+                        Ok(n) if n > 0 => body += n,
+                        _ => return,
+                    }
+                }
+                let text = format!("got {body} bytes");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_upstream_slow_to_take_a_body_does_not_cut_a_fast_client() {
+    // The upstream reads nothing for 4 s: the socket buffers fill up, sigproxy stops reading
+    // the client, and the client (far faster than the rate) waits on sigproxy, not the other
+    // way round. None of that time is the client's.
+    let proxy = start_to(
+        &pausing_upstream(Duration::from_secs(4)),
+        "request_body_timeout: 1s\nmin_request_body_rate: 10000000\n",
+    );
+    let declared = 24 << 20;
+    let piece = vec![b'w'; 1 << 20];
+    for path in ["/open/big", "/s3/bucket/big"] {
+        let mut conn = TcpStream::connect(proxy.addr).unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        // 1 MiB, then 10 ms of nothing: at most ~100 MB/s, ten times the rate asked for.
+        for _ in 0..declared / piece.len() {
+            if conn.write_all(&piece).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        assert!(
+            answer.ends_with(&format!("got {declared} bytes")),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(cut_count(&proxy), 0.0);
+}

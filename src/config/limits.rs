@@ -42,9 +42,9 @@ pub struct ClientLimits {
     /// `client_write_timeout`: a write to the client that makes no progress for this long
     /// (the client reads nothing of the response) closes the connection.
     pub client_write_timeout: Duration,
-    /// `request_body_timeout`: while sigproxy waits for a request body's bytes, the body must
-    /// be in by this long after it began plus one second for every `min_request_body_rate`
-    /// bytes received (see [`crate::conn`]).
+    /// `request_body_timeout`: how long a request body may keep sigproxy waiting for its bytes
+    /// in all, plus one second for every `min_request_body_rate` bytes received (see
+    /// [`crate::conn`]).
     pub request_body_timeout: Duration,
     /// `min_request_body_rate`: bytes per second, the rate above; 0 turns that deadline off
     /// (a body is then bounded only by the route's `read_timeout` between two reads).

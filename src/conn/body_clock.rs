@@ -3,8 +3,12 @@
 //!
 //! The route's `read_timeout` bounds each read of a body, not the body: a client sending one
 //! byte just inside it keeps its connection, its place among `max_connections` and an upstream
-//! connection for as long as it likes. So each body must be in by
-//! `start + request_body_timeout + bytes received / min_request_body_rate`.
+//! connection for as long as it likes. So a client may keep sigproxy waiting for a body's bytes
+//! `request_body_timeout + bytes received / min_request_body_rate` in all.
+//!
+//! Only the time sigproxy waits counts, not the body's whole time: while an upstream slow to
+//! take the body has sigproxy stop reading (its buffers full), the client is the one waiting,
+//! and a fast client must not find, once sigproxy catches up, that this time was charged to it.
 //!
 //! The deadline holds only while sigproxy waits for the body's bytes, never while a complete
 //! body waits for the upstream's answer (pingora reads the client's connection all that time,
@@ -20,8 +24,9 @@
 //! - the connection ([`super::stream::Downstream`]) sees the bytes: while the clock is armed
 //!   it counts every byte read ([`BodyClock::received`]: chunked framing and, over TLS, record
 //!   overhead included — what the client spends), and a read that waits for the client past
-//!   the deadline fails with [`SlowBody`]. A read that finds bytes waiting never fails: a body
-//!   slowed down by sigproxy (an upstream slow to take it) is not the client's fault.
+//!   the deadline fails with [`SlowBody`]. A read that finds bytes waiting never fails, and
+//!   adds nothing to the time waited: a body slowed down by sigproxy (an upstream slow to take
+//!   it) is not the client's fault.
 //!
 //! The request then gets a JSON `408` (`body_too_slow`) if nothing of its response was sent,
 //! the upstream request is abandoned with its body cut short, the connection closes, and
@@ -84,10 +89,21 @@ pub struct BodyClock {
 
 #[derive(Debug, Default)]
 struct State {
-    /// While a body is awaited: when it began and the bytes received since.
-    armed: Option<(Instant, u64)>,
+    /// While a body is awaited: what it has taken so far.
+    armed: Option<Awaited>,
     /// The current body was cut (counted once).
     expired: bool,
+}
+
+/// A body awaited: the bytes it brought and the time sigproxy spent waiting for them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Awaited {
+    received: u64,
+    /// The waits of reads that have ended.
+    waited: Duration,
+    /// Since when the read under way has waited for the client (a read given up while waiting
+    /// and polled again later counts the time in between: no such gap in pingora's body loop).
+    waiting_since: Option<Instant>,
 }
 
 impl BodyClock {
@@ -106,14 +122,14 @@ impl BodyClock {
     }
 
     /// Starts the deadline, unless a body is already under way (a retried upstream attempt
-    /// keeps the first start).
+    /// keeps what the first one counted).
     pub fn arm(&self) {
         if self.rate == 0 {
             return;
         }
         let mut state = self.state();
         if state.armed.is_none() {
-            state.armed = Some((Instant::now(), 0));
+            state.armed = Some(Awaited::default());
         }
     }
 
@@ -122,20 +138,27 @@ impl BodyClock {
         *self.state() = State::default();
     }
 
-    /// `bytes` more arrived from the client; counted while a body is awaited.
+    /// `bytes` more arrived from the client (a read ended); counted while a body is awaited.
     pub fn received(&self, bytes: usize) {
-        if let Some((_, received)) = &mut self.state().armed {
-            *received = received.saturating_add(bytes as u64);
+        if let Some(awaited) = &mut self.state().armed {
+            awaited.received = awaited.received.saturating_add(bytes as u64);
+            if let Some(since) = awaited.waiting_since.take() {
+                awaited.waited = awaited.waited.saturating_add(since.elapsed());
+            }
         }
     }
 
-    /// When the body awaited must have arrived, as far as it has come; `None` when no body is
-    /// awaited (or the deadline is beyond reckoning).
-    pub fn deadline(&self) -> Option<Instant> {
-        let (started, received) = self.state().armed?;
-        let earned = u128::from(received) * 1_000_000_000 / u128::from(self.rate);
+    /// A read waits for the client: when that wait must end, the time this body has already
+    /// kept sigproxy waiting deducted; `None` when no body is awaited (or the deadline is
+    /// beyond reckoning).
+    pub fn waiting(&self) -> Option<Instant> {
+        let mut state = self.state();
+        let awaited = state.armed.as_mut()?;
+        let since = *awaited.waiting_since.get_or_insert_with(Instant::now);
+        let earned = u128::from(awaited.received) * 1_000_000_000 / u128::from(self.rate);
         let earned = Duration::from_nanos(u64::try_from(earned).ok()?);
-        started.checked_add(self.grace)?.checked_add(earned)
+        let allowed = self.grace.checked_add(earned)?;
+        since.checked_add(allowed.saturating_sub(awaited.waited))
     }
 
     /// A read waited for the client past the deadline: the error it fails with. Counted and
@@ -167,32 +190,51 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_byte_buys_one_rate_th_of_a_second_after_the_grace() {
         let clock = BodyClock::new(Duration::from_secs(20), 500, None);
-        assert_eq!(clock.deadline(), None, "no body awaited");
+        assert_eq!(clock.waiting(), None, "no body awaited");
         clock.received(10_000);
         clock.arm();
         let start = Instant::now();
-        assert_eq!(clock.deadline(), Some(start + Duration::from_secs(20)));
-        clock.received(1000);
+        assert_eq!(clock.waiting(), Some(start + Duration::from_secs(20)));
         tokio::time::advance(Duration::from_secs(5)).await;
-        clock.arm(); // a second attempt keeps the first start
-        clock.received(250);
-        assert_eq!(
-            clock.deadline(),
-            Some(start + Duration::from_millis(22_500))
-        );
+        clock.received(1000); // after 5 s of waiting: 15 s + 2 s left
+        clock.arm(); // a second attempt keeps what the first counted
+        clock.received(250); // found waiting: no wait
+        let now = Instant::now();
+        assert_eq!(clock.waiting(), Some(now + Duration::from_millis(17_500)));
         clock.disarm();
-        assert_eq!(clock.deadline(), None);
+        assert_eq!(clock.waiting(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_time_spent_waiting_for_the_client_counts() {
+        let clock = BodyClock::new(Duration::from_secs(1), 100, None);
+        clock.arm();
+        // A read waits 800 ms for 10 bytes (100 ms earned): 300 ms left.
+        assert!(clock.waiting().is_some());
+        tokio::time::advance(Duration::from_millis(800)).await;
+        clock.received(10);
+        // sigproxy reads nothing for a minute (an upstream slow to take the body): the client
+        // is not the one making anybody wait.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        clock.received(0);
+        let now = Instant::now();
+        assert_eq!(clock.waiting(), Some(now + Duration::from_millis(300)));
+        // A wait polled again keeps its start; past the allowance, the deadline is now.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(clock.waiting(), Some(now + Duration::from_millis(300)));
+        clock.received(0);
+        assert_eq!(clock.waiting(), Some(Instant::now()));
     }
 
     #[tokio::test]
     async fn a_rate_of_zero_is_no_deadline_and_overflow_is_none() {
         let off = BodyClock::new(Duration::from_secs(20), 0, None);
         off.arm();
-        assert_eq!(off.deadline(), None);
+        assert_eq!(off.waiting(), None);
         let slow = BodyClock::new(Duration::from_secs(1), 1, None);
         slow.arm();
         slow.received(usize::MAX);
-        assert_eq!(slow.deadline(), None);
+        assert_eq!(slow.waiting(), None);
     }
 
     #[tokio::test]
@@ -216,8 +258,8 @@ mod tests {
         arm(); // outside any scope: nothing
         let clock = Arc::new(BodyClock::new(Duration::from_secs(1), 100, None));
         scope(clock.clone(), async { arm() }).await;
-        assert!(clock.deadline().is_some());
+        assert!(clock.waiting().is_some());
         scope(clock.clone(), async { disarm() }).await;
-        assert!(clock.deadline().is_none());
+        assert!(clock.waiting().is_none());
     }
 }

@@ -150,7 +150,7 @@ impl Downstream {
         let Some(clock) = &self.body_clock else {
             return Poll::Pending;
         };
-        let Some(deadline) = clock.deadline() else {
+        let Some(deadline) = clock.waiting() else {
             return Poll::Pending;
         };
         let wait = match &mut self.body_wait {
