@@ -34,8 +34,9 @@ fn upstream() -> Upstream {
 
 /// `limits` (top-level keys), a signed Lambda route under /signed/ (forwarded by sigproxy, read
 /// timeout 10 s), a pass-through route under /open/ (pingora's loop, its default read
-/// timeout), and an S3 route under /s3/ whose uploads stream unsigned (pingora's loop, body
-/// filter), all to `upstream`.
+/// timeout), an S3 route under /s3/ whose uploads stream unsigned (pingora's loop) and one
+/// under /s3s/ whose uploads stream as signed aws-chunks (pingora's loop, body filter), all to
+/// `upstream`.
 fn start(upstream: &Upstream, limits: &str) -> Proxy {
     start_to(&upstream.url(), limits)
 }
@@ -46,8 +47,12 @@ fn start_to(upstream: &str, limits: &str) -> Proxy {
         "  - name: s3\n    match: {{ path_prefix: /s3/ }}\n    strip_prefix: true\n    upstream: {}\n    service: s3\n    region: us-east-1\n    credentials: app\n    payload: unsigned\n    read_timeout: 10s\n",
         upstream
     );
+    let s3s = s3
+        .replace("name: s3\n", "name: s3s\n")
+        .replace("/s3/", "/s3s/")
+        .replace("payload: unsigned", "payload: streaming");
     let env = common::static_keys("AKIDBODYRATE", "body-rate-secret");
-    Proxy::start_ready(&format!("{limits}{routes}{s3}"), &env)
+    Proxy::start_ready(&format!("{limits}{routes}{s3}{s3s}"), &env)
 }
 
 /// What a trickling client got: the answer (as text) and how long after its head it came.
@@ -137,9 +142,14 @@ fn a_body_sent_at_a_trickle_is_cut_with_408_on_every_path() {
     let up = upstream();
     let proxy = start(&up, LIMITS);
     let declared = 1_000_000;
-    for (n, path) in ["/open/put", "/signed/invoke", "/s3/bucket/key"]
-        .into_iter()
-        .enumerate()
+    for (n, path) in [
+        "/open/put",
+        "/signed/invoke",
+        "/s3/bucket/key",
+        "/s3s/bucket/key",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let head =
             format!("PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\n\r\n");
@@ -149,7 +159,7 @@ fn a_body_sent_at_a_trickle_is_cut_with_408_on_every_path() {
     }
     // Each access line says why.
     let why = "error=\"the request body arrived slower than min_request_body_rate (100 bytes/s) after request_body_timeout (1s)\"";
-    for route in ["open", "signed", "s3"] {
+    for route in ["open", "signed", "s3", "s3s"] {
         proxy.wait_for(&format!("{route}'s access line"), || {
             proxy.log().lines().any(|l| {
                 l.contains(&format!("route=\"{route}\""))
@@ -220,6 +230,29 @@ fn an_upstream_slow_to_answer_a_complete_body_is_not_cut() {
         // The connection is kept, and serves the next request.
         assert_eq!(conn.send("GET", "/open/next", b"").status, 200, "{path}");
     }
+    // Signed aws-chunks, from a plain body and re-framed from the SDKs' own framing.
+    let started = Instant::now();
+    let r = Conn::open(proxy.addr).try_send("PUT", "/s3s/bucket/slow", b"a complete body");
+    let r = r.expect("/s3s/: no answer");
+    assert_eq!(r.status, 200, "/s3s/: {}", r.text());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    let body = b"a complete framed body";
+    let trailer = format!(
+        "x-amz-checksum-crc32:{}",
+        common::chunked::crc32_base64(body)
+    );
+    let framed = common::chunked::framed(body, &trailer);
+    let headers = common::chunked::upload_headers(body.len(), "x-amz-checksum-crc32", None);
+    let started = Instant::now();
+    let (status, text) = common::chunked::put_streamed(
+        proxy.addr,
+        "/s3s/bucket/slow-framed",
+        &headers,
+        framed.len() as u64,
+        std::iter::once(framed),
+    );
+    assert_eq!(status, 200, "re-framed: {text}");
+    assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(cut_count(&proxy), 0.0);
 }
 
