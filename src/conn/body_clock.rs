@@ -101,8 +101,9 @@ struct Awaited {
     received: u64,
     /// The waits of reads that have ended.
     waited: Duration,
-    /// Since when the read under way has waited for the client (a read given up while waiting
-    /// and polled again later counts the time in between: no such gap in pingora's body loop).
+    /// Since when the read under way has waited for the client. A read given up while waiting
+    /// and polled again later counts the time in between (in pingora's body loop: writing a
+    /// response that began before the body ended), as the wall clock would.
     waiting_since: Option<Instant>,
 }
 
