@@ -7,7 +7,7 @@ mod common;
 
 use common::upstream::{Reply, Upstream};
 use common::{Conn, Proxy};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,6 +157,14 @@ fn a_body_sent_at_a_trickle_is_cut_with_408_on_every_path() {
         assert_cut(&cut, path);
         assert_eq!(cut_count(&proxy), (n + 1) as f64, "{path}");
     }
+    // Asking for `100 Continue` and sending anyway, without waiting for it, buys nothing.
+    for path in ["/open/expect", "/s3/bucket/expect"] {
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\nExpect: 100-continue\r\n\r\n"
+        );
+        assert_cut(&trickle(&proxy, &head, b"x"), path);
+    }
+    assert_eq!(cut_count(&proxy), 6.0);
     // Each access line says why.
     let why = "error=\"the request body arrived slower than min_request_body_rate (100 bytes/s) after request_body_timeout (1s)\"";
     for route in ["open", "signed", "s3", "s3s"] {
@@ -403,6 +411,76 @@ fn an_upstream_slow_to_take_a_body_does_not_cut_a_fast_client() {
             answer.ends_with(&format!("got {declared} bytes")),
             "{path}: {answer}"
         );
+    }
+    assert_eq!(cut_count(&proxy), 0.0);
+}
+
+/// An upstream that answers `Expect: 100-continue` only after `delay`, then reads the body and
+/// answers `200` `got N bytes`, closing. Its URL.
+fn late_continue_upstream(delay: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut declared = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                        return;
+                    }
+                    let line = line.trim_end().to_ascii_lowercase();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("content-length:") {
+                        declared = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                std::thread::sleep(delay);
+                let mut conn = conn;
+                let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let mut body = vec![0u8; declared];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let text = format!("got {declared} bytes");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn waiting_for_the_upstreams_100_continue_is_not_the_clients_time() {
+    // The client waits for `100 Continue` before it sends a byte; the upstream takes 2 s to
+    // send it (past the 1 s grace). Then the body comes at once.
+    let proxy = start_to(&late_continue_upstream(Duration::from_secs(2)), LIMITS);
+    for path in ["/open/expect", "/s3/bucket/expect"] {
+        let mut conn = TcpStream::connect(proxy.addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut first = [0u8; 512];
+        let n = conn.read(&mut first).unwrap();
+        let first = String::from_utf8_lossy(&first[..n]).into_owned();
+        assert!(first.starts_with("HTTP/1.1 100"), "{path}: {first}");
+        conn.write_all(b"hello").unwrap();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+        let answer = format!("{first}{}", String::from_utf8_lossy(&rest));
+        assert!(answer.contains("HTTP/1.1 200"), "{path}: {answer}");
+        assert!(answer.ends_with("got 5 bytes"), "{path}: {answer}");
     }
     assert_eq!(cut_count(&proxy), 0.0);
 }

@@ -59,6 +59,18 @@ pub fn disarm() {
     let _ = CLOCK.try_with(|c| c.disarm());
 }
 
+/// The current request's body begins, but its client waits for the upstream's `100 Continue`
+/// before sending it: its deadline runs from the first byte it sends, or from the `100` (see
+/// [`continued`]), whichever comes first (if not already running).
+pub fn arm_after_continue() {
+    let _ = CLOCK.try_with(|c| c.arm_held());
+}
+
+/// The upstream sent `100 Continue`: a held deadline (see [`arm_after_continue`]) runs.
+pub fn continued() {
+    let _ = CLOCK.try_with(|c| c.continued());
+}
+
 /// Keeps the current request's clock armed until dropped: for a body read from start to end
 /// in one place, whichever way that ends.
 pub struct Awaiting(());
@@ -105,6 +117,8 @@ struct Awaited {
     /// and polled again later counts the time in between (in pingora's body loop: writing a
     /// response that began before the body ended), as the wall clock would.
     waiting_since: Option<Instant>,
+    /// The client waits for `100 Continue` and has sent nothing: no deadline yet.
+    held: bool,
 }
 
 impl BodyClock {
@@ -139,10 +153,32 @@ impl BodyClock {
         *self.state() = State::default();
     }
 
+    /// [`BodyClock::arm`], held until the client sends a byte or [`BodyClock::continued`].
+    pub fn arm_held(&self) {
+        if self.rate == 0 {
+            return;
+        }
+        let mut state = self.state();
+        if state.armed.is_none() {
+            state.armed = Some(Awaited {
+                held: true,
+                ..Awaited::default()
+            });
+        }
+    }
+
+    /// The body may start now (`100 Continue` was relayed): a held deadline runs.
+    pub fn continued(&self) {
+        if let Some(awaited) = &mut self.state().armed {
+            awaited.held = false;
+        }
+    }
+
     /// `bytes` more arrived from the client (a read ended); counted while a body is awaited.
     pub fn received(&self, bytes: usize) {
         if let Some(awaited) = &mut self.state().armed {
             awaited.received = awaited.received.saturating_add(bytes as u64);
+            awaited.held &= bytes == 0;
             if let Some(since) = awaited.waiting_since.take() {
                 awaited.waited = awaited.waited.saturating_add(since.elapsed());
             }
@@ -154,7 +190,7 @@ impl BodyClock {
     /// beyond reckoning).
     pub fn waiting(&self) -> Option<Instant> {
         let mut state = self.state();
-        let awaited = state.armed.as_mut()?;
+        let awaited = state.armed.as_mut().filter(|a| !a.held)?;
         let since = *awaited.waiting_since.get_or_insert_with(Instant::now);
         let earned = u128::from(awaited.received) * 1_000_000_000 / u128::from(self.rate);
         let earned = Duration::from_nanos(u64::try_from(earned).ok()?);
@@ -225,6 +261,27 @@ mod tests {
         assert_eq!(clock.waiting(), Some(now + Duration::from_millis(300)));
         clock.received(0);
         assert_eq!(clock.waiting(), Some(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_deadline_runs_from_the_continue_or_the_first_byte() {
+        let clock = BodyClock::new(Duration::from_secs(1), 100, None);
+        clock.arm_held();
+        assert_eq!(clock.waiting(), None, "waiting for 100 Continue");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        clock.continued();
+        assert_eq!(
+            clock.waiting(),
+            Some(Instant::now() + Duration::from_secs(1))
+        );
+        // A client that sends without waiting for the 100 starts it with its first byte.
+        let eager = BodyClock::new(Duration::from_secs(1), 100, None);
+        eager.arm_held();
+        assert_eq!(eager.waiting(), None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        eager.received(1);
+        let left = Duration::from_millis(1010);
+        assert_eq!(eager.waiting(), Some(Instant::now() + left));
     }
 
     #[tokio::test]

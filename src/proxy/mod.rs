@@ -243,7 +243,11 @@ impl ProxyHttp for SigningProxy {
         // `request_body_filter`), it must keep min_request_body_rate (see `conn::body_clock`).
         let downstream = session.as_downstream_mut();
         if !downstream.is_body_empty() && !downstream.is_body_done() {
-            body_clock::arm();
+            // A client asking for `100 Continue` waits for the upstream's before it sends.
+            match body::expects_continue(session) {
+                true => body_clock::arm_after_continue(),
+                false => body_clock::arm(),
+            }
         }
         let route = ctx.route.as_ref().expect("request_filter sets the route");
         prepare_upstream(route, &ctx.target, upstream_request, false)
@@ -296,6 +300,10 @@ impl ProxyHttp for SigningProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if upstream_response.status.is_informational() {
+            if upstream_response.status == 100 {
+                // The client's body may come now (see `upstream_request_filter`).
+                body_clock::continued();
+            }
             return Ok(());
         }
         if let Some(route) = &ctx.route {
