@@ -57,6 +57,8 @@ impl Run {
 pub struct Ceiling<'a> {
     pub direct: &'a Run,
     pub unsigned: &'a Run,
+    /// The plain PUT through the minimal relay: the least any user-space proxy spends here.
+    pub floor: &'a Run,
     pub streaming: &'a Run,
     pub mib: f64,
     /// The encoder's milliseconds per MiB.
@@ -86,6 +88,14 @@ impl Ceiling<'_> {
              {hashing:.3} (encoder) = {needed:.3} ms of CPU; rate <= {cores} x 1000 / \
              {needed:.3} = {rate:.0} MiB/s; ratio <= {rate:.0} / {direct_rate:.0} (direct PUT) \
              = {ratio:.2}"
+        );
+        let floor = self.per_mib(self.floor.proxy);
+        let floor_rate = cores as f64 * 1000.0 / (client + backend + floor + hashing);
+        println!(
+            "  through the minimal relay instead (any user-space proxy's floor here): client \
+             {client:.3} + backend {backend:.3} + relay {floor:.3} + hashing {hashing:.3}: rate \
+             <= {floor_rate:.0} MiB/s, ratio <= {:.2}",
+            floor_rate / direct_rate
         );
         let streaming = self.per_mib(self.streaming.client)
             + self.per_mib(self.streaming.backend)
