@@ -7,31 +7,36 @@
 //!
 //! Starts a keep-alive backend on 127.0.0.1 and sigproxy (release build) with a signed route
 //! (`lambda`, SHA-256 of the body, session-token credentials) and an unsigned route to it, and
-//! two baselines in front of the same backend (see `floor`): "bare pingora 0.9" (a pingora
+//! three baselines in front of the same backend (see `floor`): "bare pingora 0.9" (a pingora
 //! `ProxyHttp` that only picks the upstream, on sigproxy's server settings: what any pingora 0.9
-//! proxy pays) and "minimal relay" (a hand-written tokio keep-alive forwarder: the kernel's
-//! loopback work plus a minimal user space). It runs wrk (bounded: one thread, 32 connections,
+//! proxy pays, the floor for the unsigned route), "pingora 0.9 + own forwarder" (the same server
+//! forwarding from `request_filter` on pingora's `Connector`, as sigproxy does with signed
+//! requests: the floor for the signed route) and "minimal relay" (a hand-written tokio
+//! keep-alive forwarder: the kernel's loopback work plus a minimal user space). It runs wrk (bounded: one thread, 32 connections,
 //! fixed seconds) for a small GET, a 1 KiB POST and a 64 KiB POST, straight to the backend,
 //! through each route and through each baseline, in interleaved rounds; every proxy is pinned
 //! to the same core and its CPU read from /proc the same way. It prints req/s, p50/p99 latency,
 //! the proxy's CPU µs per request, new upstream connections per request, sigproxy's peak RSS,
 //! the ratios signed/unsigned and proxy/direct, and issue 16's CPU goals next to what the
 //! baselines cost, all from one run. Goals (exit 1 when missed; the baselines have none):
-//! signed small GET ≥ 0.85× unsigned; sigproxy CPU per signed small GET ≤ 1.5× the bare pingora
-//! 0.9 baseline's; upstream connections reused. Under `cargo test` (no `--bench`) each cell runs 1 s, goals unchecked,
-//! as a smoke test. `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of the proxy under test
-//! per cell into DIR.
+//! signed small GET ≥ 0.85× unsigned; sigproxy CPU per signed small GET ≤ 1.4× the
+//! "pingora 0.9 + own forwarder" baseline's; upstream connections reused. Under `cargo test`
+//! (no `--bench`) each cell runs 1 s, goals unchecked, as a smoke test.
+//! `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of the proxy under test per cell into
+//! DIR.
 
 use std::process::{Child, Command, Stdio};
 
 const CONNECTIONS: u32 = 32;
 
-/// The goal for sigproxy's CPU per signed small GET, as a multiple of the bare pingora 0.9
-/// baseline's in the same rounds: all sigproxy adds to any pingora proxy (checks, signing, its
-/// forwarder, metrics, the access line) under half of what pingora itself costs. Relative, so
-/// it holds on a faster or slower day of the VM, unlike an absolute µs figure (the earlier
-/// goal, 35 µs, was met on one day and missed by 1–2 µs on a slower one).
-const CPU_OVER_PINGORA: f64 = 1.5;
+/// The goal for sigproxy's CPU per signed small GET, as a multiple of the "pingora 0.9 + own
+/// forwarder" baseline's in the same rounds. A signed request takes the same path as that
+/// baseline (read in `request_filter`, sent on pingora's `Connector`, answered by hand), so
+/// what sigproxy adds on top (routes, checks, signing, the body budget, metrics, the access
+/// line) stays under 40 % of what that path itself costs. Relative, so it holds on a faster or
+/// slower day of the VM, unlike an absolute µs figure (the earlier goal, 35 µs, was met on one
+/// day and missed by 1–2 µs on a slower one).
+const CPU_OVER_FORWARDER: f64 = 1.4;
 
 /// sigproxy's allocator (src/main.rs), here for the baselines this binary becomes (`floor`).
 #[global_allocator]
@@ -60,7 +65,8 @@ const DIRECT: usize = 0;
 const UNSIGNED: usize = 1;
 const SIGNED: usize = 2;
 const BARE_PINGORA: usize = 3;
-const RELAY: usize = 4;
+const FORWARDER: usize = 4;
+const RELAY: usize = 5;
 
 /// Rows of the tables: the scenarios, in the order they run.
 const SCENARIOS: [(&str, usize); 3] = [
@@ -119,10 +125,10 @@ fn main() {
             pid: Some(proxy.pid()),
         },
     ];
-    for (baseline, slug) in baselines.iter().zip(["pingora", "relay"]) {
+    for baseline in &baselines {
         targets.push(Target {
             label: baseline.kind.label(),
-            slug,
+            slug: baseline.kind.env_name(),
             url: format!("http://{}/x", baseline.addr),
             pid: Some(baseline.pid()),
         });
@@ -200,12 +206,12 @@ fn main() {
         ),
         (
             format!(
-                "{:.1} us sigproxy CPU per signed small GET, {:.2}x the bare pingora 0.9 baseline's {:.1} us (goal <= {CPU_OVER_PINGORA}x)",
+                "{:.1} us sigproxy CPU per signed small GET, {:.2}x the pingora 0.9 + own forwarder baseline's {:.1} us (goal <= {CPU_OVER_FORWARDER}x)",
                 get[SIGNED].cpu_us.unwrap(),
-                get[SIGNED].cpu_us.unwrap() / get[BARE_PINGORA].cpu_us.unwrap(),
-                get[BARE_PINGORA].cpu_us.unwrap(),
+                get[SIGNED].cpu_us.unwrap() / get[FORWARDER].cpu_us.unwrap(),
+                get[FORWARDER].cpu_us.unwrap(),
             ),
-            get[SIGNED].cpu_us.unwrap() <= CPU_OVER_PINGORA * get[BARE_PINGORA].cpu_us.unwrap(),
+            get[SIGNED].cpu_us.unwrap() <= CPU_OVER_FORWARDER * get[FORWARDER].cpu_us.unwrap(),
         ),
         (
             format!(
@@ -259,31 +265,33 @@ fn measure_cell(
 }
 
 /// issue 16's CPU goals next to what the baselines cost in the same run: how much of
-/// sigproxy's CPU any pingora 0.9 proxy pays, and how much even a minimal relay does.
+/// sigproxy's CPU any pingora 0.9 proxy pays, a pingora 0.9 proxy forwarding by hand as the
+/// signed route does, and even a minimal relay.
 fn print_floors(rows: &[(&str, Vec<Cell>)], targets: &[Target]) {
+    const BASELINES: [usize; 3] = [BARE_PINGORA, FORWARDER, RELAY];
     let cpu = |cell: &Cell| cell.cpu_us.unwrap_or(f64::NAN);
-    println!(
-        "\n| CPU goal (issue 16) | sigproxy µs | {} µs | {} µs | {} / sigproxy | {} / sigproxy |",
-        targets[BARE_PINGORA].label,
-        targets[RELAY].label,
-        targets[BARE_PINGORA].label,
-        targets[RELAY].label,
-    );
-    println!("|---|---|---|---|---|---|");
+    let costs: String = BASELINES
+        .map(|b| format!(" {} µs |", targets[b].label))
+        .concat();
+    let share: String = BASELINES
+        .map(|b| format!(" {} / sigproxy |", targets[b].label))
+        .concat();
+    println!("\n| CPU goal (issue 16) | sigproxy µs |{costs}{share}");
+    println!("|---|---|{}", "---|".repeat(2 * BASELINES.len()));
     for (request, target, goal) in CPU_GOALS {
         let (name, cells) = &rows[request];
         let sigproxy = cpu(&cells[target]);
-        let (bare, relay) = (cpu(&cells[BARE_PINGORA]), cpu(&cells[RELAY]));
+        let floors = BASELINES.map(|b| cpu(&cells[b]));
+        let costs: String = floors.map(|f| format!(" {f:.1} |")).concat();
+        let share: String = floors
+            .map(|f| format!(" {:.0} % |", 100.0 * f / sigproxy))
+            .concat();
         let route = if target == SIGNED {
             "signed"
         } else {
             "unsigned"
         };
-        println!(
-            "| {route} {name} ≤ {goal:.0} µs | {sigproxy:.1} | {bare:.1} | {relay:.1} | {:.0} % | {:.0} % |",
-            100.0 * bare / sigproxy,
-            100.0 * relay / sigproxy,
-        );
+        println!("| {route} {name} ≤ {goal:.0} µs | {sigproxy:.1} |{costs}{share}");
     }
 }
 

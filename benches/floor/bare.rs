@@ -23,6 +23,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Forwards every request to one plain-HTTP backend.
 struct Bare {
@@ -46,6 +47,16 @@ impl ProxyHttp for Bare {
 
 /// Serves on `listen` until killed.
 pub fn serve(listen: SocketAddr, backend: SocketAddr) -> ! {
+    run(listen, |_| Bare { backend })
+}
+
+/// Serves the `ProxyHttp` that `proxy` makes (given the server's settings) on `listen`, on
+/// sigproxy's server settings (above), until killed. Shared with the `forwarder` baseline.
+pub fn run<P>(listen: SocketAddr, proxy: impl FnOnce(&Arc<ServerConf>) -> P) -> !
+where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
@@ -57,7 +68,8 @@ pub fn serve(listen: SocketAddr, backend: SocketAddr) -> ! {
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare { backend });
+    let proxy = proxy(&server.configuration);
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_listener(
         ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0)),
     );

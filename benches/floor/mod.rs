@@ -1,9 +1,13 @@
-//! Baselines for the load benchmark: two proxies that do nothing but forward, measured in the
+//! Baselines for the load benchmark: three proxies that do nothing but forward, measured in the
 //! same rounds as sigproxy so that its CPU per request can be split into what pingora 0.9
 //! costs, what the kernel's loopback TCP work costs, and what is sigproxy's own.
 //!
 //! - [`bare`]: "bare pingora 0.9", a `ProxyHttp` with a fixed upstream and nothing else, on
-//!   the server settings sigproxy uses. What any proxy built on pingora 0.9 pays.
+//!   the server settings sigproxy uses. What any proxy built on pingora 0.9 pays: the floor for
+//!   sigproxy's unsigned (and streamed) requests, which go through pingora's proxy loop.
+//! - [`forwarder`]: "pingora 0.9 + own forwarder", the same server whose `request_filter` reads
+//!   the body and forwards the request itself on pingora's `Connector`, as sigproxy does with
+//!   its signed requests: the floor for those.
 //! - [`relay`]: "minimal relay", a hand-written tokio HTTP/1.1 keep-alive forwarder, one upstream
 //!   connection per client connection. The floor: loopback TCP plus a minimal user space.
 //!
@@ -13,39 +17,47 @@
 //! process into the baseline.
 
 mod bare;
+mod forwarder;
 mod relay;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Which baseline a re-executed bench binary serves (`pingora` or `relay`).
+/// Which baseline a re-executed bench binary serves (`pingora`, `forwarder` or `relay`).
 const KIND: &str = "SIGPROXY_FLOOR";
 /// Where it listens, and the backend it forwards to.
 const LISTEN: &str = "SIGPROXY_FLOOR_LISTEN";
 const BACKEND: &str = "SIGPROXY_FLOOR_BACKEND";
 
 /// A baseline proxy.
+// Not every benchmark uses every baseline (benches/transfer.rs leaves the forwarder out).
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Pingora,
+    Forwarder,
     Relay,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Pingora, Kind::Relay];
+    #[allow(dead_code)]
+    pub const ALL: [Kind; 3] = [Kind::Pingora, Kind::Forwarder, Kind::Relay];
 
     /// The name in the benchmark's tables.
     pub fn label(self) -> &'static str {
         match self {
             Kind::Pingora => "bare pingora 0.9",
+            Kind::Forwarder => "pingora 0.9 + own forwarder",
             Kind::Relay => "minimal relay",
         }
     }
 
-    fn env_name(self) -> &'static str {
+    /// The name `SIGPROXY_FLOOR` gives it (also its cells' `perf` profile names).
+    pub fn env_name(self) -> &'static str {
         match self {
             Kind::Pingora => "pingora",
+            Kind::Forwarder => "forwarder",
             Kind::Relay => "relay",
         }
     }
@@ -66,8 +78,9 @@ pub fn serve_if_asked() {
     let (listen, backend) = (addr(LISTEN), addr(BACKEND));
     match kind.as_str() {
         "pingora" => bare::serve(listen, backend),
+        "forwarder" => forwarder::serve(listen, backend),
         "relay" => relay::serve(listen, backend),
-        other => panic!("{KIND}={other}: expected pingora or relay"),
+        other => panic!("{KIND}={other}: expected pingora, forwarder or relay"),
     }
 }
 
