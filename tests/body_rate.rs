@@ -331,41 +331,41 @@ fn trickling_clients_cannot_hold_every_place() {
     assert_eq!(cut_count(&proxy), 3.0);
 }
 
-/// An upstream that takes a request's head, waits `pause` before it reads the body (then as
-/// fast as it comes), and answers `200` `got N bytes`, closing. Its URL.
-fn pausing_upstream(pause: Duration) -> String {
+/// A hand-written upstream (`common::upstream` reads a whole body before it answers anything,
+/// so it can neither stall a body nor be late with a `100`): it takes a request's head, waits
+/// `delay`, sends `100 Continue` first when `send_continue`, then reads the body as fast as it
+/// comes and answers `200` `got N bytes`, closing. Its URL.
+fn delaying_upstream(delay: Duration, send_continue: bool) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut got = Vec::new();
-                let mut buf = vec![0u8; 1 << 16];
-                let head_end = loop {
-                    match conn.read(&mut buf) {
-                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => return,
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut declared = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                        return;
                     }
-                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
+                    let line = line.trim_end().to_ascii_lowercase();
+                    if line.is_empty() {
+                        break;
                     }
-                };
-                let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
-                let declared: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                std::thread::sleep(pause);
-                let mut body = got.len() - head_end;
-                while body < declared {
-                    match conn.read(&mut buf) {
-                        Ok(n) if n > 0 => body += n,
-                        _ => return,
+                    if let Some(v) = line.strip_prefix("content-length:") {
+                        declared = v.trim().parse().unwrap_or(0);
                     }
                 }
-                let text = format!("got {body} bytes");
+                std::thread::sleep(delay);
+                if send_continue {
+                    let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                let mut body = vec![0u8; declared];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let text = format!("got {declared} bytes");
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                     text.len()
@@ -383,7 +383,7 @@ fn an_upstream_slow_to_take_a_body_does_not_cut_a_fast_client() {
     // the client, and the client (far faster than the rate) waits on sigproxy, not the other
     // way round. None of that time is the client's.
     let proxy = start_to(
-        &pausing_upstream(Duration::from_secs(4)),
+        &delaying_upstream(Duration::from_secs(4), false),
         "request_body_timeout: 1s\nmin_request_body_rate: 10000000\n",
     );
     let declared = 24 << 20;
@@ -415,54 +415,11 @@ fn an_upstream_slow_to_take_a_body_does_not_cut_a_fast_client() {
     assert_eq!(cut_count(&proxy), 0.0);
 }
 
-/// An upstream that answers `Expect: 100-continue` only after `delay`, then reads the body and
-/// answers `200` `got N bytes`, closing. Its URL.
-fn late_continue_upstream(delay: Duration) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-                let mut declared = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                        return;
-                    }
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        declared = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                std::thread::sleep(delay);
-                let mut conn = conn;
-                let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-                let mut body = vec![0u8; declared];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let text = format!("got {declared} bytes");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
-                );
-                let _ = conn.write_all(answer.as_bytes());
-            });
-        }
-    });
-    url
-}
-
 #[test]
 fn waiting_for_the_upstreams_100_continue_is_not_the_clients_time() {
     // The client waits for `100 Continue` before it sends a byte; the upstream takes 2 s to
     // send it (past the 1 s grace). Then the body comes at once.
-    let proxy = start_to(&late_continue_upstream(Duration::from_secs(2)), LIMITS);
+    let proxy = start_to(&delaying_upstream(Duration::from_secs(2), true), LIMITS);
     for path in ["/open/expect", "/s3/bucket/expect"] {
         let mut conn = TcpStream::connect(proxy.addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(10)))
