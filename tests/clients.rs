@@ -79,9 +79,8 @@ fn denied_count(proxy: &Proxy, client: &str) -> Option<f64> {
     proxy.metric("sigproxy_client_denied_total", &[("client", client)])
 }
 
-#[test]
-fn each_client_signs_with_its_own_role_session_on_its_own_routes_only() {
-    let peers = Peers::start();
+/// sigproxy with two clients: `alpha` (routes `fn` and `other`) and `beta` (`fn` only).
+fn alpha_and_beta(peers: &Peers) -> Proxy {
     let clients = format!(
         "{}{}",
         client("alpha", "ALPHA_TOKEN", "fn, other"),
@@ -89,7 +88,13 @@ fn each_client_signs_with_its_own_role_session_on_its_own_routes_only() {
     );
     let mut env = peers.caller_env();
     env.extend(tokens());
-    let proxy = Proxy::start_ready(&config(&peers, &clients), &env);
+    Proxy::start_ready(&config(peers, &clients), &env)
+}
+
+#[test]
+fn each_client_signs_with_its_own_role_session_on_its_own_routes_only() {
+    let peers = Peers::start();
+    let proxy = alpha_and_beta(&peers);
 
     // CloudTrail (here: the stand-in, from moto's record of the session) names the client.
     assert_eq!(session_of(&proxy, "/fn/x", ALPHA), "alpha");
@@ -351,14 +356,7 @@ fn a_clients_rotated_token_file_is_put_in_force() {
 #[test]
 fn a_client_cannot_tell_another_clients_route_from_no_route_by_a_path_it_refuses() {
     let peers = Peers::start();
-    let clients = format!(
-        "{}{}",
-        client("alpha", "ALPHA_TOKEN", "fn, other"),
-        client("beta", "BETA_TOKEN", "fn")
-    );
-    let mut env = peers.caller_env();
-    env.extend(tokens());
-    let proxy = Proxy::start_ready(&config(&peers, &clients), &env);
+    let proxy = alpha_and_beta(&peers);
 
     // `/other%2Fx` spells alpha's route's prefix with an escaped '/': ambiguous, so a client
     // that may use `other` is told so (400); one that may not is refused as for a route that
