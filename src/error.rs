@@ -114,20 +114,15 @@ impl ProxyError {
         {
             return ours;
         }
-        if let Some(stalled) = e
+        // The client connection's own failures (`conn::stream`), carried in an io::Error.
+        let io_cause = e
             .root_cause()
             .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<Stalled>())
-        {
+            .and_then(|io| io.get_ref());
+        if let Some(stalled) = io_cause.and_then(|c| c.downcast_ref::<Stalled>()) {
             return Self::ClientStalled(stalled.to_string());
         }
-        if let Some(slow) = e
-            .root_cause()
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<SlowBody>())
-        {
+        if let Some(slow) = io_cause.and_then(|c| c.downcast_ref::<SlowBody>()) {
             return Self::BodyTooSlow(slow.to_string());
         }
         let what = e.context.as_ref().map_or("", |c| c.as_str());
