@@ -139,13 +139,12 @@ impl BodyClock {
     /// Starts the deadline, unless a body is already under way (a retried upstream attempt
     /// keeps what the first one counted).
     pub fn arm(&self) {
-        if self.rate == 0 {
-            return;
-        }
-        let mut state = self.state();
-        if state.armed.is_none() {
-            state.armed = Some(Awaited::default());
-        }
+        self.start(false);
+    }
+
+    /// [`BodyClock::arm`], held until the client sends a byte or [`BodyClock::continued`].
+    pub fn arm_held(&self) {
+        self.start(true);
     }
 
     /// Stops the deadline: the body is in, or the request is over.
@@ -153,15 +152,14 @@ impl BodyClock {
         *self.state() = State::default();
     }
 
-    /// [`BodyClock::arm`], held until the client sends a byte or [`BodyClock::continued`].
-    pub fn arm_held(&self) {
+    fn start(&self, held: bool) {
         if self.rate == 0 {
             return;
         }
         let mut state = self.state();
         if state.armed.is_none() {
             state.armed = Some(Awaited {
-                held: true,
+                held,
                 ..Awaited::default()
             });
         }

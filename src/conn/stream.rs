@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
+use tokio::time::{sleep_until, timeout_at, Instant, Sleep};
 
 /// How long, and how many bytes, a closing connection reads and discards at most.
 #[derive(Debug, Clone, Copy)]
@@ -153,16 +153,11 @@ impl Downstream {
         let Some(deadline) = clock.waiting() else {
             return Poll::Pending;
         };
-        let wait = match &mut self.body_wait {
-            Some(wait) => {
-                if wait.deadline() != deadline {
-                    wait.as_mut().reset(deadline);
-                }
-                wait
-            }
-            None => self.body_wait.insert(Box::pin(sleep_until(deadline))),
-        };
-        if wait.as_mut().poll(cx).is_pending() {
+        if timer_at(&mut self.body_wait, deadline)
+            .as_mut()
+            .poll(cx)
+            .is_pending()
+        {
             return Poll::Pending;
         }
         // The close lingers: the client, still sending, reads its `408`.
@@ -196,15 +191,11 @@ impl Downstream {
             return Poll::Pending;
         };
         let limit = *limit;
-        if !self.stalled {
-            self.stalled = true;
-            let by = Instant::now() + limit;
-            match &mut self.stall {
-                Some(stall) => stall.as_mut().reset(by),
-                None => self.stall = Some(Box::pin(sleep(limit))),
-            }
-        }
-        let stall = self.stall.as_mut().expect("set when stalled");
+        let stall = match (self.stalled, &mut self.stall) {
+            (true, Some(stall)) => stall,
+            _ => timer_at(&mut self.stall, Instant::now() + limit),
+        };
+        self.stalled = true;
         if stall.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
@@ -266,6 +257,19 @@ async fn linger_close(mut io: Stream, linger: Linger, _slot: Option<Slot>) {
             Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
             _ => return,
         }
+    }
+}
+
+/// The timer in `slot`, set to fire at `at`: reset, not reallocated, when there is one.
+fn timer_at(slot: &mut Option<Pin<Box<Sleep>>>, at: Instant) -> &mut Pin<Box<Sleep>> {
+    match slot {
+        Some(timer) => {
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            timer
+        }
+        None => slot.insert(Box::pin(sleep_until(at))),
     }
 }
 

@@ -244,9 +244,10 @@ impl ProxyHttp for SigningProxy {
         let downstream = session.as_downstream_mut();
         if !downstream.is_body_empty() && !downstream.is_body_done() {
             // A client asking for `100 Continue` waits for the upstream's before it sends.
-            match body::expects_continue(session) {
-                true => body_clock::arm_after_continue(),
-                false => body_clock::arm(),
+            if body::expects_continue(session) {
+                body_clock::arm_after_continue();
+            } else {
+                body_clock::arm();
             }
         }
         let route = ctx.route.as_ref().expect("request_filter sets the route");
