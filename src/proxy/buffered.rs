@@ -60,7 +60,7 @@ impl SigningProxy {
             return self.reject(session, ctx, e).await;
         }
         let forwarded = forward::forward(
-            &self.connector,
+            &self.pool,
             session,
             route,
             request,

@@ -7,14 +7,15 @@
 
 use super::budget::Reservation;
 use super::failed;
-use crate::access::browser::{answer_cors, PageRequest};
+use super::pool::Pool;
+use super::relay;
+use crate::access::browser::PageRequest;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
 use crate::route::Route;
 use crate::service::TokenVerdict;
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -59,7 +60,7 @@ pub type Outcome = Result<Answer, Failure>;
 /// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and
 /// the request, whose body is at hand, is signed again and sent once more.
 pub async fn forward(
-    connector: &Connector,
+    pool: &Pool,
     session: &mut Session,
     route: &Route,
     request: RequestHeader,
@@ -94,7 +95,7 @@ pub async fn forward(
             .map_err(Failure::Unanswered)?;
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
-        let mut upstream = exchange(connector, route, &peer, &request, payload).await?;
+        let mut upstream = exchange(pool, route, &peer, &request, payload).await?;
         let upstream_time = started.elapsed();
         let response = upstream.response_header().expect("exchange read it");
         let request_id = headers::aws_request_id(response);
@@ -115,7 +116,7 @@ pub async fn forward(
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
-                release(connector, upstream, &peer).await;
+                pool.release(upstream, &peer).await;
                 credentials = fresh;
                 resent = true;
                 continue;
@@ -124,8 +125,7 @@ pub async fn forward(
         // No resend from here: the body and its budget go before the answer streams, however
         // slowly the client reads it.
         drop(body.take());
-        let status = relay_response(session, &mut upstream, held, page).await?;
-        release(connector, upstream, &peer).await;
+        let status = relay::relay_response(session, pool, upstream, &peer, held, page).await?;
         return Ok(Answer {
             status,
             upstream_time,
@@ -136,7 +136,7 @@ pub async fn forward(
 
 /// Sends one signed request and reads the response header.
 pub(super) async fn exchange(
-    connector: &Connector,
+    pool: &Pool,
     route: &Route,
     peer: &HttpPeer,
     request: &RequestHeader,
@@ -145,8 +145,8 @@ pub(super) async fn exchange(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) = connector
-            .get_http_session(peer)
+        let (mut upstream, reused) = pool
+            .session(peer)
             .await
             .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
@@ -268,66 +268,9 @@ async fn send(
     }
 }
 
-/// Sends the upstream's response to the client: `held`, body already read, first, then the
-/// rest as it arrives.
-pub(super) async fn relay_response(
-    session: &mut Session,
-    upstream: &mut HttpSession,
-    held: Vec<Bytes>,
-    page: &PageRequest,
-) -> Result<u16, Failure> {
-    let mut resp = upstream.response_header().cloned().ok_or_else(|| {
-        Failure::Unanswered(ProxyError::Internal("missing response header".into()))
-    })?;
-    let status = resp.status.as_u16();
-    headers::prepare_response(&mut resp);
-    answer_cors(&mut resp, page);
-    let downstream = |e: Box<PingoraError>| {
-        Failure::Midway(match ProxyError::from_pingora(&e) {
-            stalled @ ProxyError::ClientStalled(_) => stalled,
-            _ => ProxyError::BodyRead(e.to_string()),
-        })
-    };
-    let done = upstream.response_done();
-    session
-        .write_response_header(Box::new(resp), done && held.is_empty())
-        .await
-        .map_err(downstream)?;
-    let held_count = held.len();
-    for (i, chunk) in held.into_iter().enumerate() {
-        let end = done && i + 1 == held_count;
-        session
-            .write_response_body(Some(chunk), end)
-            .await
-            .map_err(downstream)?;
-    }
-    if done {
-        return Ok(status);
-    }
-    loop {
-        let chunk = upstream
-            .read_response_body()
-            .await
-            .map_err(|e| Failure::Midway(upstream_error(e)))?;
-        let end = chunk.is_none() || upstream.response_done();
-        session
-            .write_response_body(chunk, end)
-            .await
-            .map_err(downstream)?;
-        if end {
-            return Ok(status);
-        }
-    }
-}
-
 /// Errors talking to the upstream are the upstream's, whatever pingora tagged them with.
-fn upstream_error(e: Box<PingoraError>) -> ProxyError {
+pub(super) fn upstream_error(e: Box<PingoraError>) -> ProxyError {
     ProxyError::from_pingora(&e.into_up())
-}
-
-pub(super) async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
-    let idle = peer.options.idle_timeout;
-    connector.release_http_session(upstream, peer, idle).await;
 }
 
 #[cfg(test)]

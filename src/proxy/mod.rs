@@ -21,6 +21,8 @@ mod buffered;
 mod failed;
 mod forward;
 mod inbound;
+mod pool;
+mod relay;
 mod streamed;
 mod upgrade;
 
@@ -38,7 +40,6 @@ use crate::reload::Live;
 use crate::route::Route;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -57,8 +58,8 @@ pub struct SigningProxy {
     budget: budget::BodyBudget,
     /// Upgraded connections open, all routes together (`max_websocket_connections`).
     websocket_slots: upgrade::WebSocketSlots,
-    /// For requests whose body was read here (see [`forward`]).
-    connector: Connector,
+    /// Upstream connections for requests sent by sigproxy itself (see [`forward`]).
+    pool: pool::Pool,
 }
 
 impl SigningProxy {
@@ -68,7 +69,7 @@ impl SigningProxy {
             max_header_bytes: config.max_header_bytes,
             budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
             websocket_slots: upgrade::WebSocketSlots::new(config.limits.max_websocket_connections),
-            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            pool: pool::Pool::new(ConnectorOptions::from_server_conf(conf)),
         }
     }
 }

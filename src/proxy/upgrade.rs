@@ -22,6 +22,7 @@ mod slots;
 pub use slots::WebSocketSlots;
 
 use super::forward::{self, Failure};
+use super::relay;
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
 use crate::access::browser::answer_cors;
 use crate::access::Denied;
@@ -262,7 +263,7 @@ impl SigningProxy {
         let peer = route.peers.peer().await?;
         let started = Instant::now();
         ctx.upstream_started = Some(started);
-        let upstream = forward::exchange(&self.connector, route, &peer, &request, &Bytes::new())
+        let upstream = forward::exchange(&self.pool, route, &peer, &request, &Bytes::new())
             .await
             .map_err(|f| match f {
                 Failure::Unanswered(e) | Failure::Midway(e) => e,
@@ -276,14 +277,13 @@ impl SigningProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        mut upstream: HttpSession,
+        upstream: HttpSession,
         peer: &HttpPeer,
     ) -> Result<bool> {
-        match forward::relay_response(session, &mut upstream, Vec::new(), &ctx.page).await {
-            Ok(status) => {
-                ctx.status = Some(status);
-                forward::release(&self.connector, upstream, peer).await;
-            }
+        match relay::relay_response(session, &self.pool, upstream, peer, Vec::new(), &ctx.page)
+            .await
+        {
+            Ok(status) => ctx.status = Some(status),
             Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
             Err(Failure::Midway(e)) => {
                 session.as_downstream_mut().set_keepalive(None);

@@ -52,6 +52,10 @@ pub struct Reply {
     body: Body,
     /// Hang up after this many body bytes, before the promised length.
     cut_off: Option<usize>,
+    /// Wait this long after this many body bytes, then send the rest.
+    pause: Option<(usize, Duration)>,
+    /// Bytes sent after the body, beyond its promised length.
+    trailing: Vec<u8>,
 }
 
 impl Reply {
@@ -61,6 +65,8 @@ impl Reply {
             headers: Vec::new(),
             body: Body::Bytes(body.into()),
             cut_off: None,
+            pause: None,
+            trailing: Vec::new(),
         }
     }
 
@@ -87,6 +93,18 @@ impl Reply {
         self
     }
 
+    /// Stops for `wait` after the first `sent` bytes of the body, then sends the rest.
+    pub fn pause(mut self, sent: usize, wait: Duration) -> Reply {
+        self.pause = Some((sent, wait));
+        self
+    }
+
+    /// Sends `bytes` after the body, beyond its promised length (as if a second response).
+    pub fn trailing(mut self, bytes: &[u8]) -> Reply {
+        self.trailing = bytes.to_vec();
+        self
+    }
+
     /// Writes the reply; false when the connection must close after it.
     fn write(&self, out: &mut TcpStream, head_only: bool, close: bool) -> bool {
         let len = match &self.body {
@@ -106,6 +124,7 @@ impl Reply {
         }
         head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
         let mut bytes = head.into_bytes();
+        let head_len = bytes.len();
         match &self.body {
             _ if head_only => {}
             Body::Bytes(b) => bytes.extend_from_slice(&b[..self.cut_off.unwrap_or(b.len())]),
@@ -125,6 +144,15 @@ impl Reply {
                 return !close && self.cut_off.is_none();
             }
         }
+        if let Some((sent, wait)) = self.pause {
+            let at = (head_len + sent).min(bytes.len());
+            if out.write_all(&bytes[..at]).is_err() {
+                return false;
+            }
+            std::thread::sleep(wait);
+            bytes.drain(..at);
+        }
+        bytes.extend_from_slice(&self.trailing);
         // Head and body in one write: no small-packet delay between them.
         out.write_all(&bytes).is_ok() && !close && self.cut_off.is_none()
     }
