@@ -1,4 +1,6 @@
-//! Forwarding a request whose body the proxy has already read (to hash it for the signature).
+//! Forwarding a request whose body the proxy has already read: to hash it for the signature, or,
+//! on a pass-through route, a small one that is cheaper to send whole than through pingora's
+//! proxy loop (see [`super::buffered`]).
 //!
 //! pingora replays a body consumed in `request_filter` only through its retry buffer, which holds
 //! 64 KiB; a larger body would never be sent. So every request whose body sigproxy reads is sent
@@ -7,12 +9,14 @@
 
 use super::budget::Reservation;
 use super::failed;
+use super::refused::{refused_by_header, refused_by_s3};
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
 use crate::route::Route;
 use crate::service::TokenVerdict;
+use crate::sign::{sha256_hex, EMPTY_SHA256};
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -27,17 +31,29 @@ use tracing::debug;
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// From sending the request to the upstream's response header.
+    /// From sending the request to the upstream's response header (signed requests: from
+    /// asking for a connection).
     pub upstream_time: Duration,
     /// `x-amz-request-id` or `x-amzn-requestid`.
     pub request_id: Option<String>,
 }
 
-/// A body read to be signed: its bytes, their SHA-256, and their place in the body budget.
+/// A body read whole: its bytes, and their place in the body budget.
 pub struct ReadBody<'a> {
     pub bytes: Bytes,
-    pub hash: String,
     pub reserved: Reservation<'a>,
+}
+
+/// How an answer goes back to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Signed requests and upgrades: `1xx` answers are not passed on, hop-by-hop headers are
+    /// dropped.
+    Own,
+    /// Pass-through requests, as pingora's proxy loop relays them (their bodies that stream
+    /// still take it): `1xx` answers are passed on, the headers go as the upstream sent them,
+    /// and a body delimited by the connection's close goes chunked.
+    AsPingora,
 }
 
 /// Why an exchange with the upstream stopped.
@@ -52,12 +68,13 @@ pub enum Failure {
 /// The upstream's answer, or why there is none.
 pub type Outcome = Result<Answer, Failure>;
 
-/// Signs `request` (prepared for the upstream, not yet signed) for `body`, sends it with the
-/// body, and streams the answer back.
+/// Sends `request` (prepared for the upstream) with `body` and streams the answer back. On a
+/// signed route the request is signed for `body` first; a pass-through request goes as it is,
+/// its answer relayed as pingora's loop would ([`Relay::AsPingora`]).
 ///
-/// If AWS refuses the credentials (an expired or invalid session token: see
-/// [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once and
-/// the request, whose body is at hand, is signed again and sent once more.
+/// If AWS refuses the credentials of a signed request (an expired or invalid session token:
+/// see [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once
+/// and the request, whose body is at hand, is signed again and sent once more.
 pub async fn forward(
     connector: &Connector,
     session: &mut Session,
@@ -66,57 +83,75 @@ pub async fn forward(
     body: ReadBody<'_>,
     page: &PageRequest,
 ) -> Outcome {
-    let ReadBody {
-        bytes,
-        hash,
-        reserved,
-    } = body;
-    let payload_hash = hash.as_str();
-    let signer = route
-        .signer
-        .as_ref()
-        .expect("only signed routes are forwarded here");
+    let ReadBody { bytes, reserved } = body;
+    let signer = route.signer.as_ref();
+    let relay = match signer {
+        Some(_) => Relay::Own,
+        None => Relay::AsPingora,
+    };
+    let payload_hash = match signer {
+        Some(_) if bytes.is_empty() => EMPTY_SHA256.to_string(),
+        Some(_) => sha256_hex(&bytes),
+        None => String::new(),
+    };
     let peer = route.peers.peer().await.map_err(Failure::Unanswered)?;
-    let mut credentials = signer.current_credentials().map_err(Failure::Unanswered)?;
+    let mut credentials = match signer {
+        Some(signer) => Some(signer.current_credentials().map_err(Failure::Unanswered)?),
+        None => None,
+    };
     let mut request = request;
     let mut resent = false;
     // Kept, with its place in the body budget, only while the request may be sent again.
     let mut body = Some((bytes, reserved));
     loop {
-        // Signed in place; signing again replaces the first signature's headers.
-        signer
-            .sign(
-                &mut request,
-                credentials.clone(),
-                payload_hash,
-                SystemTime::now(),
-            )
-            .map_err(Failure::Unanswered)?;
+        if let (Some(signer), Some(credentials)) = (signer, &credentials) {
+            // Signed in place; signing again replaces the first signature's headers.
+            signer
+                .sign(
+                    &mut request,
+                    credentials.clone(),
+                    &payload_hash,
+                    SystemTime::now(),
+                )
+                .map_err(Failure::Unanswered)?;
+        }
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
-        let mut upstream = exchange(connector, route, &peer, &request, payload).await?;
-        let upstream_time = started.elapsed();
+        let (mut upstream, sent) =
+            exchange(connector, route, &peer, &request, payload, relay).await?;
+        if relay == Relay::AsPingora {
+            final_answer(session, &mut upstream, page).await?;
+        }
+        let upstream_time = match relay {
+            Relay::Own => started.elapsed(),
+            Relay::AsPingora => sent.elapsed(),
+        };
         let response = upstream.response_header().expect("exchange read it");
         let request_id = headers::aws_request_id(response);
         let mut held = Vec::new();
         // S3 says so in its body, everyone else in a header: only then is the body read here.
-        let s3 = signer.service().token_verdict() == TokenVerdict::S3ErrorBody;
-        let may_be_refused = !resent
+        let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
+        let may_be_refused = signer.is_some()
+            && !resent
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
         let complete = may_be_refused && read_small_body(&mut upstream, &mut held).await?;
         let response = upstream.response_header().expect("exchange read it");
         let path = request.uri.path();
         failed::log(&route.name, &request.method, path, response, &held);
-        if complete && (!s3 || refused_by_s3(&held)) {
-            if let Some(fresh) = signer.credentials().replace_rejected(&credentials).await {
+        if let (true, Some(signer), Some(rejected)) = (
+            complete && (!s3 || refused_by_s3(&held)),
+            signer,
+            &credentials,
+        ) {
+            if let Some(fresh) = signer.credentials().replace_rejected(rejected).await {
                 debug!("AWS refused the credentials; sending again with fresh ones");
                 metrics()
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
                 release(connector, upstream, &peer).await;
-                credentials = fresh;
+                credentials = Some(fresh);
                 resent = true;
                 continue;
             }
@@ -124,7 +159,7 @@ pub async fn forward(
         // No resend from here: the body and its budget go before the answer streams, however
         // slowly the client reads it.
         drop(body.take());
-        let status = relay_response(session, &mut upstream, held, page).await?;
+        let status = relay_response(session, &mut upstream, held, page, relay).await?;
         release(connector, upstream, &peer).await;
         return Ok(Answer {
             status,
@@ -134,14 +169,45 @@ pub async fn forward(
     }
 }
 
-/// Sends one signed request and reads the response header.
+/// Passes the upstream's `1xx` answers but `101` on to the client (with the page's CORS
+/// headers, as `response_filter` gives them on pingora's loop) until its final answer.
+async fn final_answer(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+    page: &PageRequest,
+) -> Result<(), Failure> {
+    loop {
+        let Some(response) = upstream.response_header() else {
+            return Err(Failure::Unanswered(ProxyError::Internal(
+                "missing response header".into(),
+            )));
+        };
+        if !response.status.is_informational() || response.status == 101 {
+            return Ok(());
+        }
+        let mut informational = response.clone();
+        answer_cors(&mut informational, page);
+        session
+            .write_response_header(Box::new(informational), false)
+            .await
+            .map_err(client_failure)?;
+        upstream
+            .read_response_header()
+            .await
+            .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
+    }
+}
+
+/// Sends one request and reads the response header: the final one ([`Relay::Own`]) or the
+/// first, which may be a `1xx` ([`Relay::AsPingora`]); and when the request was sent.
 pub(super) async fn exchange(
     connector: &Connector,
     route: &Route,
     peer: &HttpPeer,
     request: &RequestHeader,
     body: &Bytes,
-) -> Result<HttpSession, Failure> {
+    relay: Relay,
+) -> Result<(HttpSession, Instant), Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -151,8 +217,9 @@ pub(super) async fn exchange(
             .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
         upstream.set_write_timeout(Some(route.peers.read_timeout()));
-        match send(&mut upstream, request.clone(), body.clone()).await {
-            Ok(()) => return Ok(upstream),
+        let sent = Instant::now();
+        match send(&mut upstream, request.clone(), body.clone(), relay).await {
+            Ok(()) => return Ok((upstream, sent)),
             // A pooled connection that the server has closed fails on first use. Like Go's
             // net/http, retry once on a fresh connection when the request cannot have reached
             // the upstream (it failed while being written) or is idempotent.
@@ -197,37 +264,6 @@ async fn read_small_body(
     Ok(true)
 }
 
-// Whether AWS says a request's credentials were refused: an expired or invalid session token.
-// Only AWS's own error shapes count, never words a Lambda function might put in its own
-// response body (that request ran; sending it again would run it twice).
-
-/// S3's XML error envelope (`<Error><Code>ExpiredToken</Code>…`): S3 answers for itself.
-pub fn refused_by_s3(body: &[Bytes]) -> bool {
-    let body: Vec<u8> = body.concat();
-    let text = String::from_utf8_lossy(&body);
-    let text = text.trim_start();
-    let envelope = text.starts_with("<?xml") || text.starts_with("<Error>");
-    envelope
-        && ["<Code>ExpiredToken</Code>", "<Code>InvalidToken</Code>"]
-            .iter()
-            .any(|code| text.contains(code))
-}
-
-/// Every other service: the `x-amzn-ErrorType` header set by AWS's front end.
-pub fn refused_by_header(response: &ResponseHeader) -> bool {
-    const ERROR_TYPES: &[&str] = &[
-        "ExpiredToken",
-        "InvalidToken",
-        "UnrecognizedClient",
-        "InvalidClientTokenId",
-    ];
-    response
-        .headers
-        .get("x-amzn-errortype")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| ERROR_TYPES.iter().any(|e| t.starts_with(e)))
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     Write,
@@ -238,6 +274,7 @@ async fn send(
     upstream: &mut HttpSession,
     request: RequestHeader,
     body: Bytes,
+    relay: Relay,
 ) -> Result<(), (Box<PingoraError>, Phase)> {
     let write = |e| (e, Phase::Write);
     upstream
@@ -251,14 +288,18 @@ async fn send(
             .map_err(write)?;
     }
     upstream.finish_request_body().await.map_err(write)?;
-    // Read the final response header, skipping informational 1xx answers.
+    // Read the response header; for our own relay, the final one, skipping `1xx` answers.
     loop {
         upstream
             .read_response_header()
             .await
             .map_err(|e| (e, Phase::Read))?;
         match upstream.response_header() {
-            Some(resp) if resp.status.is_informational() && resp.status != 101 => continue,
+            Some(resp)
+                if relay == Relay::Own && resp.status.is_informational() && resp.status != 101 =>
+            {
+                continue
+            }
             Some(_) => return Ok(()),
             None => {
                 let e = PingoraError::explain(ErrorType::InvalidHTTPHeader, "no response header");
@@ -275,20 +316,22 @@ pub(super) async fn relay_response(
     upstream: &mut HttpSession,
     held: Vec<Bytes>,
     page: &PageRequest,
+    relay: Relay,
 ) -> Result<u16, Failure> {
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         Failure::Unanswered(ProxyError::Internal("missing response header".into()))
     })?;
     let status = resp.status.as_u16();
-    headers::prepare_response(&mut resp);
-    answer_cors(&mut resp, page);
-    let downstream = |e: Box<PingoraError>| {
-        Failure::Midway(match ProxyError::from_pingora(&e) {
-            stalled @ ProxyError::ClientStalled(_) => stalled,
-            _ => ProxyError::BodyRead(e.to_string()),
-        })
-    };
     let done = upstream.response_done();
+    match relay {
+        Relay::Own => headers::prepare_response(&mut resp),
+        Relay::AsPingora => {
+            let method = &session.req_header().method;
+            chunk_if_unframed(&mut resp, method, done).map_err(Failure::Unanswered)?;
+        }
+    }
+    answer_cors(&mut resp, page);
+    let downstream = client_failure;
     session
         .write_response_header(Box::new(resp), done && held.is_empty())
         .await
@@ -320,6 +363,35 @@ pub(super) async fn relay_response(
     }
 }
 
+/// A body the upstream ends by closing its connection goes to the client chunked, as pingora's
+/// loop sends it, so the client's connection can stay open: unless the answer has no body
+/// (`HEAD`, `204`, `304`, `1xx`) or is complete already.
+fn chunk_if_unframed(
+    resp: &mut ResponseHeader,
+    method: &http::Method,
+    done: bool,
+) -> Result<(), ProxyError> {
+    let no_body = *method == http::Method::HEAD
+        || matches!(resp.status.as_u16(), 204 | 304)
+        || resp.status.is_informational();
+    let framed = resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || resp.headers.contains_key(http::header::CONTENT_LENGTH);
+    if no_body || framed || done {
+        return Ok(());
+    }
+    resp.set_version(http::Version::HTTP_11);
+    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// A failed write to the client: the answer is under way, all that is left is to close.
+fn client_failure(e: Box<PingoraError>) -> Failure {
+    Failure::Midway(match ProxyError::from_pingora(&e) {
+        stalled @ ProxyError::ClientStalled(_) => stalled,
+        _ => ProxyError::BodyRead(e.to_string()),
+    })
+}
+
 /// Errors talking to the upstream are the upstream's, whatever pingora tagged them with.
 fn upstream_error(e: Box<PingoraError>) -> ProxyError {
     ProxyError::from_pingora(&e.into_up())
@@ -328,48 +400,4 @@ fn upstream_error(e: Box<PingoraError>) -> ProxyError {
 pub(super) async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
     let idle = peer.options.idle_timeout;
     connector.release_http_session(upstream, peer, idle).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn response(error_type: Option<&str>) -> ResponseHeader {
-        let mut r = ResponseHeader::build(403, None).unwrap();
-        if let Some(t) = error_type {
-            r.insert_header("x-amzn-ErrorType", t).unwrap();
-        }
-        r
-    }
-
-    #[test]
-    fn lambda_and_json_apis_are_read_from_the_error_type_header() {
-        let expired = response(Some("ExpiredTokenException:http://internal.amazon.com/"));
-        assert!(refused_by_header(&expired));
-        let invalid = response(Some("UnrecognizedClientException"));
-        assert!(refused_by_header(&invalid));
-        let denied = response(Some("AccessDeniedException"));
-        assert!(!refused_by_header(&denied));
-        // A function's own words are not AWS's verdict: without the header, no retry.
-        assert!(!refused_by_header(&response(None)));
-    }
-
-    #[test]
-    fn s3_is_read_from_its_xml_error_envelope_even_split_across_chunks() {
-        let body = [
-            Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>Expired"),
-            Bytes::from_static(
-                b"Token</Code><Message>The provided token has expired.</Message></Error>",
-            ),
-        ];
-        assert!(refused_by_s3(&body));
-        let other = [Bytes::from_static(
-            b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
-        )];
-        assert!(!refused_by_s3(&other));
-        let object = [Bytes::from_static(
-            b"an object that mentions <Code>ExpiredToken</Code>",
-        )];
-        assert!(!refused_by_s3(&object));
-    }
 }

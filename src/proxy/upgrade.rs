@@ -21,7 +21,7 @@ mod slots;
 
 pub use slots::WebSocketSlots;
 
-use super::forward::{self, Failure};
+use super::forward::{self, Failure, Relay};
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
 use crate::access::browser::answer_cors;
 use crate::access::Denied;
@@ -262,11 +262,13 @@ impl SigningProxy {
         let peer = route.peers.peer().await?;
         let started = Instant::now();
         ctx.upstream_started = Some(started);
-        let upstream = forward::exchange(&self.connector, route, &peer, &request, &Bytes::new())
-            .await
-            .map_err(|f| match f {
-                Failure::Unanswered(e) | Failure::Midway(e) => e,
-            })?;
+        let body = Bytes::new();
+        let (upstream, _) =
+            forward::exchange(&self.connector, route, &peer, &request, &body, Relay::Own)
+                .await
+                .map_err(|f| match f {
+                    Failure::Unanswered(e) | Failure::Midway(e) => e,
+                })?;
         ctx.upstream_time = Some(started.elapsed());
         Ok((upstream, peer))
     }
@@ -279,7 +281,9 @@ impl SigningProxy {
         mut upstream: HttpSession,
         peer: &HttpPeer,
     ) -> Result<bool> {
-        match forward::relay_response(session, &mut upstream, Vec::new(), &ctx.page).await {
+        let relayed =
+            forward::relay_response(session, &mut upstream, Vec::new(), &ctx.page, Relay::Own);
+        match relayed.await {
             Ok(status) => {
                 ctx.status = Some(status);
                 forward::release(&self.connector, upstream, peer).await;
