@@ -120,7 +120,7 @@ pub async fn forward(
         let (mut upstream, sent) =
             exchange(connector, route, &peer, &request, payload, relay).await?;
         if relay == Relay::AsPingora {
-            final_answer(session, &mut upstream, page).await?;
+            final_answer(session, &mut upstream, &peer, page).await?;
         }
         let upstream_time = match relay {
             Relay::Own => started.elapsed(),
@@ -159,7 +159,7 @@ pub async fn forward(
         // No resend from here: the body and its budget go before the answer streams, however
         // slowly the client reads it.
         drop(body.take());
-        let status = relay_response(session, &mut upstream, held, page, relay).await?;
+        let status = relay_response(session, &mut upstream, &peer, held, page, relay).await?;
         release(connector, upstream, &peer).await;
         return Ok(Answer {
             status,
@@ -174,6 +174,7 @@ pub async fn forward(
 async fn final_answer(
     session: &mut Session,
     upstream: &mut HttpSession,
+    peer: &HttpPeer,
     page: &PageRequest,
 ) -> Result<(), Failure> {
     loop {
@@ -194,7 +195,7 @@ async fn final_answer(
         upstream
             .read_response_header()
             .await
-            .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
+            .map_err(|e| Failure::Unanswered(connected_error(e, Relay::AsPingora, peer)))?;
     }
 }
 
@@ -231,7 +232,7 @@ pub(super) async fn exchange(
                 debug!(error = %e, "reused upstream connection failed; retrying on a new one");
                 upstream.shutdown().await;
             }
-            Err((e, _)) => return Err(Failure::Unanswered(upstream_error(e))),
+            Err((e, _)) => return Err(Failure::Unanswered(connected_error(e, relay, peer))),
         }
     }
 }
@@ -314,6 +315,7 @@ async fn send(
 pub(super) async fn relay_response(
     session: &mut Session,
     upstream: &mut HttpSession,
+    peer: &HttpPeer,
     held: Vec<Bytes>,
     page: &PageRequest,
     relay: Relay,
@@ -351,7 +353,7 @@ pub(super) async fn relay_response(
         let chunk = upstream
             .read_response_body()
             .await
-            .map_err(|e| Failure::Midway(upstream_error(e)))?;
+            .map_err(|e| Failure::Midway(connected_error(e, relay, peer)))?;
         let end = chunk.is_none() || upstream.response_done();
         session
             .write_response_body(chunk, end)
@@ -389,6 +391,15 @@ fn client_failure(e: Box<PingoraError>) -> Failure {
     Failure::Midway(match ProxyError::from_pingora(&e) {
         stalled @ ProxyError::ClientStalled(_) => stalled,
         _ => ProxyError::BodyRead(e.to_string()),
+    })
+}
+
+/// An error talking to a connected upstream. pingora's loop names the peer in its context
+/// (which the access line shows); the pass-through requests sent here name it the same way.
+fn connected_error(e: Box<PingoraError>, relay: Relay, peer: &HttpPeer) -> ProxyError {
+    upstream_error(match relay {
+        Relay::Own => e,
+        Relay::AsPingora => e.more_context(format!("Peer: {peer}")),
     })
 }
 

@@ -282,7 +282,7 @@ impl SigningProxy {
         peer: &HttpPeer,
     ) -> Result<bool> {
         let relayed =
-            forward::relay_response(session, &mut upstream, Vec::new(), &ctx.page, Relay::Own);
+            forward::relay_response(session, &mut upstream, peer, vec![], &ctx.page, Relay::Own);
         match relayed.await {
             Ok(status) => {
                 ctx.status = Some(status);
