@@ -81,7 +81,10 @@ pub fn strip_like_pingora(req: &mut RequestHeader) {
         req.remove_header(&name);
     }
     for name in &PINGORA_HOP_BY_HOP {
-        req.remove_header(name);
+        // Looked up first: removing from a request header also searches its names' spellings.
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
     }
 }
 

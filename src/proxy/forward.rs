@@ -84,52 +84,46 @@ pub async fn forward(
     page: &PageRequest,
 ) -> Outcome {
     let ReadBody { bytes, reserved } = body;
-    let signer = route.signer.as_ref();
-    let relay = match signer {
-        Some(_) => Relay::Own,
-        None => Relay::AsPingora,
-    };
-    let payload_hash = match signer {
-        Some(_) if bytes.is_empty() => EMPTY_SHA256.to_string(),
-        Some(_) => sha256_hex(&bytes),
-        None => String::new(),
+    let (relay, mut signing) = match &route.signer {
+        Some(signer) => {
+            let hash = match bytes.is_empty() {
+                true => EMPTY_SHA256.to_string(),
+                false => sha256_hex(&bytes),
+            };
+            let credentials = signer.current_credentials().map_err(Failure::Unanswered)?;
+            (Relay::Own, Some((signer, credentials, hash)))
+        }
+        None => (Relay::AsPingora, None),
     };
     let peer = route.peers.peer().await.map_err(Failure::Unanswered)?;
-    let mut credentials = match signer {
-        Some(signer) => Some(signer.current_credentials().map_err(Failure::Unanswered)?),
-        None => None,
-    };
     let mut request = request;
     let mut resent = false;
     // Kept, with its place in the body budget, only while the request may be sent again.
     let mut body = Some((bytes, reserved));
     loop {
-        if let (Some(signer), Some(credentials)) = (signer, &credentials) {
+        if let Some((signer, credentials, hash)) = &signing {
             // Signed in place; signing again replaces the first signature's headers.
+            let now = SystemTime::now();
             signer
-                .sign(
-                    &mut request,
-                    credentials.clone(),
-                    &payload_hash,
-                    SystemTime::now(),
-                )
+                .sign(&mut request, credentials.clone(), hash, now)
                 .map_err(Failure::Unanswered)?;
         }
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
         let (mut upstream, sent) =
             exchange(connector, route, &peer, &request, payload, relay).await?;
-        if relay == Relay::AsPingora {
-            final_answer(session, &mut upstream, &peer, page).await?;
-        }
         let upstream_time = match relay {
             Relay::Own => started.elapsed(),
-            Relay::AsPingora => sent.elapsed(),
+            Relay::AsPingora => {
+                final_answer(session, &mut upstream, &peer, page).await?;
+                sent.elapsed()
+            }
         };
         let response = upstream.response_header().expect("exchange read it");
         let request_id = headers::aws_request_id(response);
         let mut held = Vec::new();
         // S3 says so in its body, everyone else in a header: only then is the body read here.
+        let signer = signing.as_ref().map(|(signer, ..)| *signer);
         let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
         let may_be_refused = signer.is_some()
             && !resent
@@ -139,19 +133,19 @@ pub async fn forward(
         let response = upstream.response_header().expect("exchange read it");
         let path = request.uri.path();
         failed::log(&route.name, &request.method, path, response, &held);
-        if let (true, Some(signer), Some(rejected)) = (
-            complete && (!s3 || refused_by_s3(&held)),
-            signer,
-            &credentials,
-        ) {
-            if let Some(fresh) = signer.credentials().replace_rejected(rejected).await {
+        if let Some((signer, rejected, _)) = signing.as_mut().filter(|_| complete) {
+            let fresh = match !s3 || refused_by_s3(&held) {
+                true => signer.credentials().replace_rejected(rejected).await,
+                false => None,
+            };
+            if let Some(fresh) = fresh {
                 debug!("AWS refused the credentials; sending again with fresh ones");
                 metrics()
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
                 release(connector, upstream, &peer).await;
-                credentials = Some(fresh);
+                *rejected = fresh;
                 resent = true;
                 continue;
             }
