@@ -55,6 +55,39 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
     let _ = req.insert_header("host", host);
 }
 
+/// What pingora's proxy loop drops from a request before `upstream_request_filter` sees it, in
+/// the order it drops them (a header map's order changes with each removal, and the upstream
+/// sees the order): first the headers `Connection` lists, then these.
+const PINGORA_HOP_BY_HOP: [HeaderName; 10] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Drops what pingora's proxy loop drops from a request before `upstream_request_filter`: a
+/// pass-through request that sigproxy forwards itself loses the same, in the same order, at the
+/// same point (before the route's header edits: a header gone cannot be duplicated). Only for
+/// requests whose `Connection` lists nothing pingora would refuse (see
+/// `proxy::buffered::forwards_whole`).
+pub fn strip_like_pingora(req: &mut RequestHeader) {
+    for name in connection_listed(&req.headers) {
+        req.remove_header(&name);
+    }
+    for name in &PINGORA_HOP_BY_HOP {
+        // Looked up first: removing from a request header also searches its names' spellings.
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
+    }
+}
+
 /// Drops hop-by-hop headers from an upstream response, keeping its body framing
 /// (`content-length` / `transfer-encoding`), which the downstream writer relies on.
 pub fn prepare_response(resp: &mut ResponseHeader) {

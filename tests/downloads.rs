@@ -1,5 +1,5 @@
-//! Large response bodies on signed routes, whose requests sigproxy sends itself: past pingora's
-//! first read, the rest of a body of declared length is read straight from the upstream
+//! Large response bodies on the requests sigproxy sends itself (signed routes, and bodiless or
+//! small requests on pass-through routes): past pingora's first read, the rest of a body of declared length is read straight from the upstream
 //! connection (src/proxy/relay.rs). Every byte arrives in order; the connection goes back to
 //! the pool only clean; an upstream that breaks off, stalls or sends more than it declared
 //! closes the client's connection or loses its own, and never leaks into the next answer.
@@ -18,7 +18,10 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-/// Under the signed route's prefix (stripped): `/big` a large body; `/cut` the same promised,
+/// The two kinds of route; a GET on either is sent by sigproxy's forwarder.
+const ROUTES: [&str; 2] = ["signed", "open"];
+
+/// Under either route's prefix (stripped): `/big` a large body; `/cut` the same promised,
 /// cut off after 600,000 bytes; `/stall` paused for 3 s after 300,000 bytes; `/extra` the
 /// large body followed by a second, unasked-for response; anything else `fine`.
 fn upstream() -> Upstream {
@@ -38,11 +41,12 @@ fn upstream() -> Upstream {
         .start()
 }
 
+/// A signed route under /signed/ and a pass-through one under /open/, both to `upstream`, both
+/// giving up on a read that waits over a second.
 fn proxy(upstream: &Upstream) -> Proxy {
-    let routes = common::signed_and_open(
-        &format!("http://{}", upstream.addr),
-        "    read_timeout: 1s\n",
-    );
+    let url = format!("http://{}", upstream.addr);
+    // The pass-through route comes last: the second `read_timeout` is its own.
+    let routes = common::signed_and_open(&url, "    read_timeout: 1s\n") + "    read_timeout: 1s\n";
     Proxy::start_ready(
         &routes,
         &common::static_keys("AKIDDOWNLOADS", "downloads-secret"),
@@ -58,13 +62,13 @@ fn large_bodies_arrive_whole_and_in_order_over_one_pooled_connection() {
     let upstream = upstream();
     let proxy = proxy(&upstream);
     let mut conn = Conn::open(proxy.addr);
-    for _ in 0..2 {
-        let r = get(&mut conn, "/signed/big");
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body.len(), SIZE);
-        assert!(r.body == pattern(SIZE), "the body arrived altered");
+    for route in ROUTES.iter().chain(&ROUTES) {
+        let r = get(&mut conn, &format!("/{route}/big"));
+        assert_eq!(r.status, 200, "{route}");
+        assert_eq!(r.body.len(), SIZE, "{route}");
+        assert!(r.body == pattern(SIZE), "{route}: the body arrived altered");
     }
-    assert_eq!(get(&mut conn, "/signed/after").text(), "fine");
+    assert_eq!(get(&mut conn, "/open/after").text(), "fine");
     assert_eq!(
         upstream.connections(),
         1,
@@ -76,65 +80,68 @@ fn large_bodies_arrive_whole_and_in_order_over_one_pooled_connection() {
 fn a_large_body_cut_off_midway_closes_the_client_connection_and_is_counted() {
     let upstream = upstream();
     let proxy = proxy(&upstream);
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(b"GET /signed/cut HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let head = conn.read_until(b"\r\n\r\n");
-    assert!(head.starts_with(b"HTTP/1.1 200"));
-    let rest = conn.read_to_end();
-    assert_eq!(
-        rest.len(),
-        600_000,
-        "what was sent, then the connection closed"
-    );
-    let labels = [("route", "signed"), ("kind", "reset")];
-    assert_eq!(
-        proxy.metric("sigproxy_upstream_errors_total", &labels),
-        Some(1.0)
-    );
+    for route in ROUTES {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(format!("GET /{route}/cut HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        let head = conn.read_until(b"\r\n\r\n");
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
+        let rest = conn.read_to_end();
+        assert_eq!(
+            rest.len(),
+            600_000,
+            "{route}: what was sent, then the connection closed"
+        );
+        let labels = [("route", route), ("kind", "reset")];
+        assert_eq!(
+            proxy.metric("sigproxy_upstream_errors_total", &labels),
+            Some(1.0)
+        );
+    }
     let r = proxy.get("/signed/big");
     assert!(r.status == 200 && r.body == pattern(SIZE));
-    assert_eq!(
-        upstream.connections(),
-        2,
-        "the broken connection was not pooled"
-    );
+    assert_eq!(upstream.connections(), 3, "no broken connection was pooled");
 }
 
 #[test]
 fn a_large_body_that_stalls_past_read_timeout_closes_the_client_connection() {
     let upstream = upstream();
     let proxy = proxy(&upstream);
-    let mut conn = Conn::open(proxy.addr);
-    conn.write(b"GET /signed/stall HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let head = conn.read_until(b"\r\n\r\n");
-    assert!(head.starts_with(b"HTTP/1.1 200"));
-    // Without the 1 s read timeout, the whole body would come after the 3 s pause.
-    let rest = conn.read_to_end();
-    assert_eq!(rest.len(), 300_000, "what came before the stall");
-    let labels = [("route", "signed"), ("kind", "timeout")];
-    assert_eq!(
-        proxy.metric("sigproxy_upstream_errors_total", &labels),
-        Some(1.0)
-    );
+    for route in ROUTES {
+        let mut conn = Conn::open(proxy.addr);
+        let request = format!("GET /{route}/stall HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        conn.write(request.as_bytes());
+        let head = conn.read_until(b"\r\n\r\n");
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
+        // Without the 1 s read timeout, the whole body would come after the 3 s pause.
+        let rest = conn.read_to_end();
+        assert_eq!(rest.len(), 300_000, "{route}: what came before the stall");
+        let labels = [("route", route), ("kind", "timeout")];
+        assert_eq!(
+            proxy.metric("sigproxy_upstream_errors_total", &labels),
+            Some(1.0)
+        );
+    }
 }
 
 #[test]
 fn bytes_past_a_large_bodys_length_never_reach_the_next_request() {
-    let upstream = upstream();
-    let proxy = proxy(&upstream);
-    let mut conn = Conn::open(proxy.addr);
-    let r = get(&mut conn, "/signed/extra");
-    assert!(r.status == 200 && r.body == pattern(SIZE));
-    // The next request on the same client connection, which may reuse the upstream one.
-    let next = get(&mut conn, "/signed/after");
-    assert_eq!(
-        next.text(),
-        "fine",
-        "the unasked-for response must not be the answer"
-    );
-    assert_eq!(
-        upstream.connections(),
-        2,
-        "the connection holding unasked-for bytes was not pooled"
-    );
+    for route in ROUTES {
+        let upstream = upstream();
+        let proxy = proxy(&upstream);
+        let mut conn = Conn::open(proxy.addr);
+        let r = get(&mut conn, &format!("/{route}/extra"));
+        assert!(r.status == 200 && r.body == pattern(SIZE), "{route}");
+        // The next request on the same client connection, which may reuse the upstream one.
+        let next = get(&mut conn, &format!("/{route}/after"));
+        assert_eq!(
+            next.text(),
+            "fine",
+            "{route}: the unasked-for response is no answer"
+        );
+        assert_eq!(
+            upstream.connections(),
+            2,
+            "{route}: the connection holding unasked-for bytes was not pooled"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Reading a whole request body, bounded, so its SHA-256 can go into the signature.
 
-use super::budget::{BodyBudget, Reservation};
+use super::budget::Reservation;
 use crate::conn::body_clock;
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
@@ -29,8 +29,8 @@ pub fn expects_continue(session: &Session) -> bool {
 
 /// Reads the body to its end, failing with 413 as soon as it grows past `limit`, and with 408
 /// when the client sends nothing for `idle` or sends it too slowly (`min_request_body_rate`:
-/// its deadline runs while this reads, see [`body_clock`]). The bytes held are reserved from
-/// `budget` (503 when it cannot hold them); the reservation is returned with the body and must
+/// its deadline runs while this reads, see [`body_clock`]). The bytes held are covered by
+/// `reserved` (503 when its budget cannot hold them), which is returned with the body and must
 /// be kept as long as the body is.
 ///
 /// Answers `Expect: 100-continue` first (the body is read here, not by the upstream).
@@ -40,14 +40,13 @@ pub async fn read_bounded<'b>(
     session: &mut Session,
     limit: usize,
     idle: Duration,
-    budget: &'b BodyBudget,
+    mut reserved: Reservation<'b>,
     continue_sent: &mut bool,
 ) -> Result<(Bytes, Reservation<'b>), ProxyError> {
     let declared = content_length(session);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let mut reserved = budget.reservation();
     if let Some(n) = declared {
         reserved.cover(n as usize)?;
     }

@@ -27,7 +27,7 @@ impl BodyBudget {
     /// An empty reservation, to grow.
     pub fn reservation(&self) -> Reservation<'_> {
         Reservation {
-            budget: self,
+            budget: Some(self),
             bytes: 0,
         }
     }
@@ -61,22 +61,36 @@ impl BodyBudget {
 /// Bytes held from a [`BodyBudget`]; given back when dropped.
 #[derive(Debug)]
 pub struct Reservation<'a> {
-    budget: &'a BodyBudget,
+    /// `None`: a body the budget does not count (see [`Reservation::outside`]).
+    budget: Option<&'a BodyBudget>,
     bytes: usize,
 }
 
 impl Reservation<'_> {
+    /// For a body held outside the budget: a small pass-through body, read whole only to be
+    /// sent on the forwarder's path. pingora's proxy loop, which took those bodies before,
+    /// holds as much per request in its own buffers, and the budget never counted them.
+    pub fn outside() -> Reservation<'static> {
+        Reservation {
+            budget: None,
+            bytes: 0,
+        }
+    }
+
     /// Makes the reservation cover `total` bytes; `503 busy` if the budget cannot.
     pub fn cover(&mut self, total: usize) -> Result<(), ProxyError> {
+        let Some(budget) = self.budget else {
+            return Ok(());
+        };
         if total <= self.bytes {
             return Ok(());
         }
         let more = total - self.bytes;
-        if !self.budget.take(more) {
+        if !budget.take(more) {
             metrics().body_budget_refusals.inc();
             return Err(ProxyError::Busy(format!(
                 "sigproxy is holding as many request bodies as max_buffered_body_bytes allows ({} bytes); retry shortly",
-                self.budget.limit
+                budget.limit
             )));
         }
         self.bytes = total;
@@ -86,8 +100,8 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.give_back(self.bytes);
+        if let Some(budget) = self.budget.filter(|_| self.bytes > 0) {
+            budget.give_back(self.bytes);
         }
     }
 }
@@ -112,6 +126,10 @@ mod tests {
         assert_eq!(budget.used(), 40);
         b.cover(100).unwrap();
         drop(b);
+        assert_eq!(budget.used(), 0);
+        // A body held outside the budget takes nothing from it.
+        let mut outside = Reservation::outside();
+        outside.cover(1000).unwrap();
         assert_eq!(budget.used(), 0);
     }
 }

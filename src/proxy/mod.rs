@@ -6,10 +6,13 @@
 //!   read, bounded, hashed and signed ([`buffered`]) and sent by [`forward`], which streams the
 //!   answer back; the phase returns `true`. With the body at hand, a request whose credentials
 //!   AWS refuses (expired token) can be signed afresh and sent again;
+//! - on a pass-through route, a request with no body or a small `Content-Length` one is read
+//!   and sent the same way, unsigned, its answer relayed as pingora's loop would
+//!   ([`buffered::forwards_whole`]): the forwarder costs less per request;
 //! - a signed body that streams ([`streamed`]: uploads on `unsigned` and `streaming` payloads)
-//!   and every request on a pass-through route: pingora proxies it; `upstream_request_filter`
-//!   signs the header (signed routes), and for `streaming` the `request_body_filter` turns the
-//!   body into signed aws-chunked frames as it flows.
+//!   and the other pass-through requests (large or chunked bodies, `Expect`): pingora proxies
+//!   it; `upstream_request_filter` signs the header (signed routes), and for `streaming` the
+//!   `request_body_filter` turns the body into signed aws-chunked frames as it flows.
 //!
 //! The `logging` phase hands the request's outcome to [`crate::metrics`] and writes the access
 //! line.
@@ -19,9 +22,11 @@ mod body;
 mod budget;
 mod buffered;
 mod failed;
+mod finished;
 mod forward;
 mod inbound;
 mod pool;
+mod refused;
 mod relay;
 mod streamed;
 mod upgrade;
@@ -35,7 +40,6 @@ use crate::config::Config;
 use crate::conn::body_clock;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::metrics::{metrics, Finished};
 use crate::reload::Live;
 use crate::route::Route;
 use async_trait::async_trait;
@@ -48,7 +52,7 @@ use pingora::server::configuration::ServerConf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use streamed::{BodyFilter, BodyPlan};
-use tracing::{info, warn};
+use tracing::warn;
 
 pub struct SigningProxy {
     /// Routes and client access checks, as the last reload left them.
@@ -211,11 +215,14 @@ impl ProxyHttp for SigningProxy {
                     .reject(session, ctx, ProxyError::Forbidden(Denied::Action))
                     .await;
             }
+            if buffered::forwards_whole(session) {
+                return self.forward_read(session, ctx, &route).await;
+            }
             return Ok(false); // pass-through: pingora streams it as is
         };
         ctx.plan = BodyPlan::choose(session, signer, ctx.after_body.is_some());
         if ctx.plan.is_none() {
-            return self.forward_signed(session, ctx, &route).await;
+            return self.forward_read(session, ctx, &route).await;
         }
         Ok(false)
     }
@@ -353,67 +360,6 @@ impl ProxyHttp for SigningProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let req = session.req_header();
-        let status = ctx
-            .status
-            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
-            .unwrap_or(0);
-        let route = ctx.route.as_ref().map_or("unmatched", |r| r.name.as_str());
-        let error = match (&ctx.error, e) {
-            (Some(ours), _) => Some(ours.clone()),
-            (None, Some(theirs)) => Some(ProxyError::from_pingora(theirs)),
-            (None, None) => None,
-        };
-        let duration = ctx.started.elapsed();
-        let bytes_in = session.as_downstream().body_bytes_read() as u64;
-        let bytes_out = session.as_downstream().body_bytes_sent() as u64;
-
-        // An upgraded connection's request ended with its 101: its bytes and lifetime are
-        // counted in the WebSocket metrics, not in the request latencies.
-        let upgraded = ctx.upgraded.as_ref();
-        metrics().record(Finished {
-            route: ctx.route.as_ref().map(|r| &r.metrics),
-            route_name: route,
-            method: &req.method,
-            status,
-            duration: upgraded.map_or(duration, |u| u.handshake),
-            upstream_time: ctx.upstream_time,
-            bytes_in: if upgraded.is_some() { 0 } else { bytes_in },
-            bytes_out: if upgraded.is_some() { 0 } else { bytes_out },
-            error: error.as_ref(),
-        });
-        // The access line: an upgraded connection's whole time and the bytes it carried.
-        let (bytes_in, bytes_out) =
-            upgraded.map_or((bytes_in, bytes_out), |u| (u.to_upstream, u.to_client));
-
-        // The path as it went (or would have gone) upstream; never the query.
-        let path = match ctx.target.split_once('?') {
-            _ if ctx.target.is_empty() => req.uri.path(),
-            Some((path, _)) => path,
-            None => ctx.target.as_str(),
-        };
-        info!(
-            target: "access",
-            route,
-            client = ctx.client.as_deref(),
-            method = %req.method,
-            path,
-            status,
-            duration_ms = millis(duration),
-            bytes_in,
-            bytes_out,
-            upstream_status = ctx.upstream_status,
-            upstream_ms = ctx.upstream_time.map(millis),
-            aws_request_id = ctx.aws_request_id.as_deref(),
-            upgrade = upgraded.map(|_| "websocket"),
-            close = upgraded.map(|u| u.closed.label()),
-            error = error.as_ref().map(|e| e.to_string()),
-            "request"
-        );
+        finished::record(session, e, ctx);
     }
-}
-
-/// Milliseconds to the microsecond (`1.234`, not `1.2340000000000002`).
-fn millis(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1000.0
 }

@@ -8,7 +8,7 @@
 //! [`LARGE_READ`] at a time, each read capped at what the length leaves, so no byte of a next
 //! response is ever taken. Fewer, larger reads and writes cost the kernel less per byte.
 
-use super::forward::{upstream_error, Failure};
+use super::forward::{connected_error, Failure, Relay};
 use super::pool::Pool;
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
@@ -31,8 +31,9 @@ use tokio::io::AsyncReadExt;
 /// such a body is relayed (one per download in flight, instead of pingora's 64 KiB buffer).
 const LARGE_READ: usize = 128 * 1024;
 
-/// Sends the upstream's response to the client: `held`, body already read, first, then the
-/// rest as it arrives; then returns the connection to `pool` when it can be used again.
+/// Sends the upstream's response to the client, as `relay` says: `held`, body already read,
+/// first, then the rest as it arrives; then returns the connection to `pool` when it can be
+/// used again.
 pub(super) async fn relay_response(
     session: &mut Session,
     pool: &Pool,
@@ -40,44 +41,109 @@ pub(super) async fn relay_response(
     peer: &HttpPeer,
     held: Vec<Bytes>,
     page: &PageRequest,
+    relay: Relay,
 ) -> Result<u16, Failure> {
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         Failure::Unanswered(ProxyError::Internal("missing response header".into()))
     })?;
     let status = resp.status.as_u16();
-    let declared = declared_length(&resp, &session.req_header().method);
-    headers::prepare_response(&mut resp);
-    answer_cors(&mut resp, page);
+    let method = &session.req_header().method;
+    let declared = declared_length(&resp, method);
     let done = upstream.response_done();
+    match relay {
+        Relay::Own => headers::prepare_response(&mut resp),
+        Relay::AsPingora => {
+            chunk_if_unframed(&mut resp, method, done).map_err(Failure::Unanswered)?
+        }
+    }
+    answer_cors(&mut resp, page);
     session
         .write_response_header(Box::new(resp), done && held.is_empty())
         .await
-        .map_err(to_client)?;
+        .map_err(client_failure)?;
     let held_count = held.len();
     for (i, chunk) in held.into_iter().enumerate() {
         let end = done && i + 1 == held_count;
         session
             .write_response_body(Some(chunk), end)
             .await
-            .map_err(to_client)?;
+            .map_err(client_failure)?;
     }
     if !done {
+        let from_upstream = |e| Failure::Midway(connected_error(e, relay, peer));
         let rest = match (&mut upstream, session.as_downstream_mut()) {
-            (HttpSession::H1(from), ServerSession::H1(to)) => relay_h1(from, to, declared).await?,
-            _ => relay_pieces(session, &mut upstream).await.map(|()| 0)?,
+            (HttpSession::H1(from), ServerSession::H1(to)) => relay_h1(from, to, declared)
+                .await
+                .map_err(|f| f.into_failure(from_upstream))?,
+            _ => relay_pieces(session, &mut upstream)
+                .await
+                .map(|()| 0)
+                .map_err(|f| f.into_failure(from_upstream))?,
         };
         if rest > 0 {
             // Only an HTTP/1 pair leaves a rest (anything else is dropped, closing it).
             if let (HttpSession::H1(from), ServerSession::H1(to)) =
                 (upstream, session.as_downstream_mut())
             {
-                relay_rest(from, to, rest, pool, peer).await?;
+                relay_rest(from, to, rest, pool, peer)
+                    .await
+                    .map_err(|f| f.into_failure(from_upstream))?;
             }
             return Ok(status);
         }
     }
     pool.release(upstream, peer).await;
     Ok(status)
+}
+
+/// A body the upstream ends by closing its connection goes to the client chunked, as pingora's
+/// loop sends it, so the client's connection can stay open: unless the answer has no body
+/// (`HEAD`, `204`, `304`, `1xx`) or is complete already.
+fn chunk_if_unframed(
+    resp: &mut ResponseHeader,
+    method: &Method,
+    done: bool,
+) -> Result<(), ProxyError> {
+    let no_body = *method == Method::HEAD
+        || matches!(resp.status.as_u16(), 204 | 304)
+        || resp.status.is_informational();
+    let framed = resp.headers.contains_key(header::TRANSFER_ENCODING)
+        || resp.headers.contains_key(header::CONTENT_LENGTH);
+    if no_body || framed || done {
+        return Ok(());
+    }
+    resp.set_version(http::Version::HTTP_11);
+    resp.insert_header(header::TRANSFER_ENCODING, "chunked")
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// A failed write to the client: the answer is under way, all that is left is to close.
+pub(super) fn client_failure(e: Box<PingoraError>) -> Failure {
+    Failure::Midway(match ProxyError::from_pingora(&e) {
+        stalled @ ProxyError::ClientStalled(_) => stalled,
+        _ => ProxyError::BodyRead(e.to_string()),
+    })
+}
+
+/// Where a relay broke: reading the upstream (its error, to be told as the upstream's) or
+/// writing to the client (already a [`Failure`]).
+enum Broke {
+    Upstream(Box<PingoraError>),
+    Client(Failure),
+}
+
+impl Broke {
+    fn into_failure(self, upstream: impl FnOnce(Box<PingoraError>) -> Failure) -> Failure {
+        match self {
+            Broke::Upstream(e) => upstream(e),
+            Broke::Client(failure) => failure,
+        }
+    }
+}
+
+/// A client write failed.
+fn to_client(e: Box<PingoraError>) -> Broke {
+    Broke::Client(client_failure(e))
 }
 
 /// The body's length when the upstream declared one and sends that many bytes: no
@@ -98,19 +164,6 @@ fn declared_length(resp: &ResponseHeader, method: &Method) -> Option<u64> {
     value.parse().ok()
 }
 
-/// A client write failed: what the log says of it.
-fn to_client(e: Box<PingoraError>) -> Failure {
-    Failure::Midway(match ProxyError::from_pingora(&e) {
-        stalled @ ProxyError::ClientStalled(_) => stalled,
-        _ => ProxyError::BodyRead(e.to_string()),
-    })
-}
-
-/// An upstream read failed midway.
-fn from_upstream(e: Box<PingoraError>) -> Failure {
-    Failure::Midway(upstream_error(e))
-}
-
 /// Relays the body as pingora reads it, each piece written from pingora's buffer, until it
 /// ends, or, for a body of `declared` length, until a piece leaves more than one read of
 /// pingora's to go: that rest is returned to be read here (0: the body was relayed whole and
@@ -119,9 +172,9 @@ async fn relay_h1(
     from: &mut Http1Client,
     to: &mut Http1Server,
     declared: Option<u64>,
-) -> Result<u64, Failure> {
+) -> Result<u64, Broke> {
     loop {
-        match from.read_body_ref().await.map_err(from_upstream)? {
+        match from.read_body_ref().await.map_err(Broke::Upstream)? {
             None => break,
             Some([]) => {}
             Some(piece) => {
@@ -144,9 +197,12 @@ async fn relay_h1(
 const PINGORA_READ: u64 = 64 * 1024;
 
 /// Relays the body through pingora's session API (an HTTP/2 client), a copy per piece.
-async fn relay_pieces(session: &mut Session, upstream: &mut HttpSession) -> Result<(), Failure> {
+async fn relay_pieces(session: &mut Session, upstream: &mut HttpSession) -> Result<(), Broke> {
     loop {
-        let chunk = upstream.read_response_body().await.map_err(from_upstream)?;
+        let chunk = upstream
+            .read_response_body()
+            .await
+            .map_err(Broke::Upstream)?;
         let end = chunk.is_none() || upstream.response_done();
         session
             .write_response_body(chunk, end)
@@ -167,7 +223,7 @@ async fn relay_rest(
     rest: u64,
     pool: &Pool,
     peer: &HttpPeer,
-) -> Result<(), Failure> {
+) -> Result<(), Broke> {
     from.respect_keepalive();
     let keep = from.will_keepalive();
     let idle = from.read_timeout;
@@ -187,7 +243,7 @@ async fn read_rest(
     to: &mut Http1Server,
     mut rest: u64,
     idle: Option<Duration>,
-) -> Result<(), Failure> {
+) -> Result<(), Broke> {
     let mut buffer = vec![0u8; LARGE_READ.min(rest as usize)];
     while rest > 0 {
         let want = buffer.len().min(rest as usize);
@@ -202,13 +258,13 @@ async fn read_rest(
             .and_then(|r| {
                 r.map_err(|e| PingoraError::because(ErrorType::ReadError, "response body", e))
             })
-            .map_err(from_upstream)?;
+            .map_err(Broke::Upstream)?;
         if n == 0 {
             let e = PingoraError::explain(
                 ErrorType::ConnectionClosed,
                 "the upstream closed the connection before the body's end",
             );
-            return Err(from_upstream(e));
+            return Err(Broke::Upstream(e));
         }
         to.write_body(&buffer[..n]).await.map_err(to_client)?;
         rest -= n as u64;

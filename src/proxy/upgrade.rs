@@ -21,7 +21,7 @@ mod slots;
 
 pub use slots::WebSocketSlots;
 
-use super::forward::{self, Failure};
+use super::forward::{self, Failure, Relay};
 use super::relay;
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
 use crate::access::browser::answer_cors;
@@ -263,11 +263,13 @@ impl SigningProxy {
         let peer = route.peers.peer().await?;
         let started = Instant::now();
         ctx.upstream_started = Some(started);
-        let upstream = forward::exchange(&self.pool, route, &peer, &request, &Bytes::new())
-            .await
-            .map_err(|f| match f {
-                Failure::Unanswered(e) | Failure::Midway(e) => e,
-            })?;
+        let body = Bytes::new();
+        let (upstream, _) =
+            forward::exchange(&self.pool, route, &peer, &request, &body, Relay::Own)
+                .await
+                .map_err(|f| match f {
+                    Failure::Unanswered(e) | Failure::Midway(e) => e,
+                })?;
         ctx.upstream_time = Some(started.elapsed());
         Ok((upstream, peer))
     }
@@ -280,9 +282,10 @@ impl SigningProxy {
         upstream: HttpSession,
         peer: &HttpPeer,
     ) -> Result<bool> {
-        match relay::relay_response(session, &self.pool, upstream, peer, Vec::new(), &ctx.page)
-            .await
-        {
+        let pool = &self.pool;
+        let relayed =
+            relay::relay_response(session, pool, upstream, peer, vec![], &ctx.page, Relay::Own);
+        match relayed.await {
             Ok(status) => ctx.status = Some(status),
             Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
             Err(Failure::Midway(e)) => {
