@@ -1,8 +1,8 @@
 //! Large response bodies on the requests sigproxy sends itself (signed routes, and bodiless or
-//! small requests on pass-through routes): past pingora's first read, the rest of a body of declared length is read straight from the upstream
-//! connection (src/proxy/relay.rs). Every byte arrives in order; the connection goes back to
-//! the pool only clean; an upstream that breaks off, stalls or sends more than it declared
-//! closes the client's connection or loses its own, and never leaks into the next answer.
+//! small requests on pass-through routes), relayed by src/proxy/relay.rs piece by piece from
+//! pingora's read buffer: every byte arrives in order; the connection goes back to the pool
+//! only clean; an upstream that breaks off, stalls or sends more than it declared closes the
+//! client's connection or loses its own, and never leaks into the next answer.
 
 mod common;
 

@@ -109,7 +109,7 @@ impl SigningProxy {
             reserved,
         };
         let forwarded =
-            forward::forward(&self.pool, session, route, request, body, &ctx.page).await;
+            forward::forward(&self.connector, session, route, request, body, &ctx.page).await;
         match forwarded {
             Ok(answer) => {
                 ctx.status = Some(answer.status);

@@ -5,14 +5,13 @@
 //! pingora replays a body consumed in `request_filter` only through its retry buffer, which holds
 //! 64 KiB; a larger body would never be sent. So every request whose body sigproxy reads is sent
 //! here instead, for all sizes alike: one code path, tested from 0 B to the route's limit. It uses
-//! pingora's own transport pool, TLS and timeouts ([`super::pool`]); [`super::relay`] streams the
-//! response back.
+//! pingora's own connector (same pool, TLS and timeouts); [`super::relay`] streams the response
+//! back.
 
 use super::budget::Reservation;
 use super::failed;
-use super::pool::Pool;
 use super::refused::{refused_by_header, refused_by_s3};
-use super::relay::{self, client_failure};
+use super::relay::{self, client_failure, release};
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
@@ -21,6 +20,7 @@ use crate::route::Route;
 use crate::service::TokenVerdict;
 use crate::sign::{sha256_hex, EMPTY_SHA256};
 use bytes::Bytes;
+use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -78,7 +78,7 @@ pub type Outcome = Result<Answer, Failure>;
 /// see [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once
 /// and the request, whose body is at hand, is signed again and sent once more.
 pub async fn forward(
-    pool: &Pool,
+    connector: &Connector,
     session: &mut Session,
     route: &Route,
     request: RequestHeader,
@@ -112,7 +112,8 @@ pub async fn forward(
         }
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
-        let (mut upstream, sent) = exchange(pool, route, &peer, &request, payload, relay).await?;
+        let (mut upstream, sent) =
+            exchange(connector, route, &peer, &request, payload, relay).await?;
         let upstream_time = match relay {
             Relay::Own => started.elapsed(),
             Relay::AsPingora => {
@@ -145,7 +146,7 @@ pub async fn forward(
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
-                pool.release(upstream, &peer).await;
+                release(connector, upstream, &peer).await;
                 *rejected = fresh;
                 resent = true;
                 continue;
@@ -155,7 +156,7 @@ pub async fn forward(
         // slowly the client reads it.
         drop(body.take());
         let status =
-            relay::relay_response(session, pool, upstream, &peer, held, page, relay).await?;
+            relay::relay_response(session, connector, upstream, &peer, held, page, relay).await?;
         return Ok(Answer {
             status,
             upstream_time,
@@ -197,7 +198,7 @@ async fn final_answer(
 /// Sends one request and reads the response header: the final one ([`Relay::Own`]) or the
 /// first, which may be a `1xx` ([`Relay::AsPingora`]); and when the request was sent.
 pub(super) async fn exchange(
-    pool: &Pool,
+    connector: &Connector,
     route: &Route,
     peer: &HttpPeer,
     request: &RequestHeader,
@@ -207,8 +208,8 @@ pub(super) async fn exchange(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) = pool
-            .session(peer)
+        let (mut upstream, reused) = connector
+            .get_http_session(peer)
             .await
             .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));

@@ -25,7 +25,6 @@ mod failed;
 mod finished;
 mod forward;
 mod inbound;
-mod pool;
 mod refused;
 mod relay;
 mod streamed;
@@ -44,6 +43,7 @@ use crate::reload::Live;
 use crate::route::Route;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -63,7 +63,7 @@ pub struct SigningProxy {
     /// Upgraded connections open, all routes together (`max_websocket_connections`).
     websocket_slots: upgrade::WebSocketSlots,
     /// Upstream connections for requests sent by sigproxy itself (see [`forward`]).
-    pool: pool::Pool,
+    connector: Connector,
 }
 
 impl SigningProxy {
@@ -73,7 +73,7 @@ impl SigningProxy {
             max_header_bytes: config.max_header_bytes,
             budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
             websocket_slots: upgrade::WebSocketSlots::new(config.limits.max_websocket_connections),
-            pool: pool::Pool::new(ConnectorOptions::from_server_conf(conf)),
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
 }

@@ -265,7 +265,7 @@ impl SigningProxy {
         ctx.upstream_started = Some(started);
         let body = Bytes::new();
         let (upstream, _) =
-            forward::exchange(&self.pool, route, &peer, &request, &body, Relay::Own)
+            forward::exchange(&self.connector, route, &peer, &request, &body, Relay::Own)
                 .await
                 .map_err(|f| match f {
                     Failure::Unanswered(e) | Failure::Midway(e) => e,
@@ -282,9 +282,16 @@ impl SigningProxy {
         upstream: HttpSession,
         peer: &HttpPeer,
     ) -> Result<bool> {
-        let pool = &self.pool;
-        let relayed =
-            relay::relay_response(session, pool, upstream, peer, vec![], &ctx.page, Relay::Own);
+        let connector = &self.connector;
+        let relayed = relay::relay_response(
+            session,
+            connector,
+            upstream,
+            peer,
+            vec![],
+            &ctx.page,
+            Relay::Own,
+        );
         match relayed.await {
             Ok(status) => ctx.status = Some(status),
             Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
