@@ -24,6 +24,9 @@ fn recorder() -> Upstream {
             if req.target.starts_with("/reset") {
                 // Promise 1000 bytes, send 100, hang up.
                 Reply::ok(vec![b'x'; 1000]).cut_off(100)
+            } else if req.target.starts_with("/switch") {
+                // Switching protocols, unasked, then bytes that look like an answer.
+                Reply::new(101, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
             } else if req.target.starts_with("/expired") {
                 let body = r#"{"Message":"The security token included in the request is expired"}"#;
                 Reply::new(403, body).header("x-amzn-ErrorType", "ExpiredTokenException")
@@ -398,6 +401,21 @@ fn an_upstream_that_breaks_off_mid_response_closes_the_client_connection_and_is_
         );
         assert_eq!(resets, Some(1.0), "{route}");
     }
+    assert_eq!(proxy.get("/signed/fine").status, 200);
+}
+
+#[test]
+fn a_signed_request_that_asked_for_no_upgrade_is_never_answered_101() {
+    let upstream = recorder();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
+    let r = proxy.get("/signed/switch");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_unreachable");
+    let labels = [("route", "signed"), ("kind", "reset")];
+    assert_eq!(
+        proxy.metric("sigproxy_upstream_errors_total", &labels),
+        Some(1.0)
+    );
     assert_eq!(proxy.get("/signed/fine").status, 200);
 }
 

@@ -274,6 +274,7 @@ async fn send(
     relay: Relay,
 ) -> Result<(), (Box<PingoraError>, Phase)> {
     let write = |e| (e, Phase::Write);
+    let upgrade = request.headers.contains_key(http::header::UPGRADE);
     upstream
         .write_request_header(Box::new(request))
         .await
@@ -296,6 +297,15 @@ async fn send(
                 if relay == Relay::Own && resp.status.is_informational() && resp.status != 101 =>
             {
                 continue
+            }
+            // Switching protocols on a request that asked for none would leave the client
+            // reading whatever follows as the answer; pingora's loop passes it on as it is.
+            Some(resp) if relay == Relay::Own && resp.status == 101 && !upgrade => {
+                let why = "101 Switching Protocols to a request that asked for no upgrade";
+                return Err((
+                    PingoraError::explain(ErrorType::InvalidHTTPHeader, why),
+                    Phase::Read,
+                ));
             }
             Some(_) => return Ok(()),
             None => {
