@@ -11,6 +11,9 @@ use pingora::http::ResponseHeader;
 use pingora::{Error as PingoraError, ErrorSource, ErrorType};
 use std::fmt;
 
+mod client_io;
+pub use client_io::{SlowBody, Stalled};
+
 /// What `Retry-After` tells a client refused with [`ProxyError::Busy`].
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -41,6 +44,9 @@ pub enum ProxyError {
     /// The client read nothing of the response for `client_write_timeout` (the detail says
     /// how long): the connection was closed. Never sent: the client is not reading.
     ClientStalled(String),
+    /// Writing the response to the client failed (it closed or reset its connection midway).
+    /// Never sent: the answer had started.
+    ClientGone(String),
     /// The route's credential set has no valid credentials right now. `state` is the short
     /// reason a client is told; `reason` the detail (role ARNs, STS's answer) for the log and
     /// `/readyz` only.
@@ -73,6 +79,8 @@ impl ProxyError {
             Self::HeadersTooLarge { .. } => 431,
             Self::BadRequest(_) | Self::BodyRead(_) => 400,
             Self::ClientTimeout | Self::BodyTooSlow(_) | Self::ClientStalled(_) => 408,
+            // nginx's "client closed request"; only ever logged.
+            Self::ClientGone(_) => 499,
             Self::BodyTooLarge { .. } => 413,
             Self::CredentialsUnavailable { .. } | Self::Busy(_) => 503,
             Self::Signing(_) | Self::Internal(_) => 500,
@@ -96,6 +104,7 @@ impl ProxyError {
             Self::ClientTimeout => "client_timeout",
             Self::BodyTooSlow(_) => "body_too_slow",
             Self::ClientStalled(_) => "client_stalled",
+            Self::ClientGone(_) => "client_gone",
             Self::CredentialsUnavailable { .. } => "credentials_unavailable",
             Self::Signing(_) => "signing_failed",
             Self::Busy(_) => "busy",
@@ -143,6 +152,9 @@ impl ProxyError {
                     kind: failure_kind(e.etype()),
                     detail,
                 },
+                ErrorSource::Downstream if e.etype() == &ErrorType::WriteError => {
+                    Self::ClientGone(detail)
+                }
                 ErrorSource::Downstream => Self::BodyRead(detail),
                 ErrorSource::Internal | ErrorSource::Unset => Self::Internal(detail),
             },
@@ -219,7 +231,8 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::ClientTimeout
             | Self::BodyTooSlow(_)
-            | Self::ClientStalled(_) => ErrorSource::Downstream,
+            | Self::ClientStalled(_)
+            | Self::ClientGone(_) => ErrorSource::Downstream,
             _ => ErrorSource::Internal,
         };
         let mut e = PingoraError::because(etype, self.code(), ProxyErrorCause(self));
@@ -321,6 +334,7 @@ impl fmt::Display for ProxyError {
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
             Self::ClientTimeout => write!(f, "the client stopped sending the request body"),
             Self::BodyTooSlow(why) | Self::ClientStalled(why) => write!(f, "{why}"),
+            Self::ClientGone(why) => write!(f, "the client went away during the response: {why}"),
             Self::CredentialsUnavailable {
                 credentials,
                 reason,
@@ -339,49 +353,6 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
-
-/// What a write to a client fails with when the client read nothing for
-/// `client_write_timeout` (see `conn::stream`): pingora passes it on as a downstream write
-/// error, and [`ProxyError::from_pingora`] recognises it.
-#[derive(Debug)]
-pub struct Stalled(pub std::time::Duration);
-
-impl fmt::Display for Stalled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the client read none of the response for client_write_timeout ({}s)",
-            self.0.as_secs_f64()
-        )
-    }
-}
-
-impl std::error::Error for Stalled {}
-
-/// What a read of a request body fails with when the body arrives slower than
-/// `min_request_body_rate` once `request_body_timeout` is over (see `conn::body_clock`):
-/// pingora passes it on as a downstream read error, and [`ProxyError::from_pingora`]
-/// recognises it.
-#[derive(Debug)]
-pub struct SlowBody {
-    /// `request_body_timeout`.
-    pub grace: std::time::Duration,
-    /// `min_request_body_rate`, bytes per second.
-    pub rate: u64,
-}
-
-impl fmt::Display for SlowBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the request body arrived slower than min_request_body_rate ({} bytes/s) after request_body_timeout ({}s)",
-            self.rate,
-            self.grace.as_secs_f64()
-        )
-    }
-}
-
-impl std::error::Error for SlowBody {}
 
 impl From<Refusal> for ProxyError {
     fn from(refusal: Refusal) -> Self {

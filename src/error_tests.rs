@@ -104,3 +104,20 @@ fn a_body_too_slow_is_a_408_of_its_own_not_an_upstream_timeout() {
         mapped
     );
 }
+
+#[test]
+fn a_failed_write_to_the_client_is_the_client_gone_and_a_failed_read_its_body() {
+    let failed = |etype| {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let mut e = PingoraError::because(etype, "the client", reset);
+        e.esource = ErrorSource::Downstream;
+        ProxyError::from_pingora(&e)
+    };
+    let gone = failed(ErrorType::WriteError);
+    assert_eq!(gone.code(), "client_gone");
+    assert!(gone
+        .to_string()
+        .starts_with("the client went away during the response"));
+    assert_eq!(gone.upstream_kind(), None);
+    assert_eq!(failed(ErrorType::ReadError).code(), "body_read_failed");
+}

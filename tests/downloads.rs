@@ -145,3 +145,25 @@ fn bytes_past_a_large_bodys_length_never_reach_the_next_request() {
         );
     }
 }
+
+#[test]
+fn a_client_that_leaves_mid_download_is_logged_as_gone_not_as_a_body_read() {
+    let upstream = Upstream::builder()
+        .answer(|_| Reply::repeat(b'x', 64 << 20))
+        .start();
+    let proxy = proxy(&upstream);
+    for route in ROUTES {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(format!("GET /{route}/huge HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        conn.read_until(b"\r\n\r\n");
+        // Leaves with most of the body unread: the kernel resets the connection.
+        drop(conn);
+        proxy.wait_for(&format!("{route}'s access line"), || {
+            proxy.log().lines().any(|l| {
+                l.contains(&format!("route=\"{route}\""))
+                    && l.contains("error=\"the client went away during the response")
+            })
+        });
+    }
+    assert!(!proxy.log().contains("could not read the request body"));
+}

@@ -95,7 +95,7 @@ fn chunk_if_unframed(
 pub(super) fn client_failure(e: Box<PingoraError>) -> Failure {
     Failure::Midway(match ProxyError::from_pingora(&e) {
         stalled @ ProxyError::ClientStalled(_) => stalled,
-        _ => ProxyError::BodyRead(e.to_string()),
+        _ => ProxyError::ClientGone(e.to_string()),
     })
 }
 
