@@ -8,6 +8,8 @@ mod common;
 
 use common::upstream::{Reply, Upstream};
 use common::{Conn, Proxy};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
 
 /// Over a MiB, and not a multiple of any read size.
@@ -44,9 +46,12 @@ fn upstream() -> Upstream {
 /// A signed route under /signed/ and a pass-through one under /open/, both to `upstream`, both
 /// giving up on a read that waits over a second.
 fn proxy(upstream: &Upstream) -> Proxy {
-    let url = format!("http://{}", upstream.addr);
+    proxy_to(&format!("http://{}", upstream.addr))
+}
+
+fn proxy_to(url: &str) -> Proxy {
     // The pass-through route comes last: the second `read_timeout` is its own.
-    let routes = common::signed_and_open(&url, "    read_timeout: 1s\n") + "    read_timeout: 1s\n";
+    let routes = common::signed_and_open(url, "    read_timeout: 1s\n") + "    read_timeout: 1s\n";
     Proxy::start_ready(
         &routes,
         &common::static_keys("AKIDDOWNLOADS", "downloads-secret"),
@@ -166,4 +171,55 @@ fn a_client_that_leaves_mid_download_is_logged_as_gone_not_as_a_body_read() {
         });
     }
     assert!(!proxy.log().contains("could not read the request body"));
+}
+
+/// An upstream that answers every request with a chunked body it breaks off after one chunk.
+fn cut_chunked_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            // The request's head (a GET: no body).
+            let mut head = String::new();
+            while !head.ends_with("\r\n\r\n") {
+                if reader.read_line(&mut head).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            let mut out = conn;
+            let _ = out
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+            let _ = out.shutdown(Shutdown::Both);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_broken_off_chunked_body_never_looks_whole_nor_is_its_query_logged() {
+    let proxy = proxy_to(&cut_chunked_upstream());
+    for route in ROUTES {
+        let mut conn = Conn::open(proxy.addr);
+        let request = format!("GET /{route}/x?token=hunter2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        conn.write(request.as_bytes());
+        let head = conn.read_until(b"\r\n\r\n");
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
+        let rest = String::from_utf8_lossy(&conn.read_to_end()).into_owned();
+        assert!(rest.contains("hello"), "{route}: {rest:?}");
+        // The last chunk (`0`) would tell the client the body was whole.
+        assert!(
+            !rest.contains("0\r\n\r\n"),
+            "{route}: ended as if whole: {rest:?}"
+        );
+        proxy.wait_for(&format!("{route}'s access line"), || {
+            proxy.log().lines().any(|l| {
+                l.contains(&format!("route=\"{route}\""))
+                    && l.contains("upstream_status=200")
+                    && l.contains("error=")
+            })
+        });
+    }
+    // No log line (the access line, pingora's error line) names the query.
+    assert!(!proxy.log().contains("hunter2"), "{}", proxy.log());
 }

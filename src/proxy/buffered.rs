@@ -118,10 +118,16 @@ impl SigningProxy {
                 ctx.aws_request_id = answer.request_id;
             }
             Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
-            Err(Failure::Midway(e)) => {
-                // The response had started: all that is left is to close the connection.
-                session.as_downstream_mut().set_keepalive(None);
-                ctx.error = Some(e);
+            Err(Failure::Midway(e, answer)) => {
+                if let Some(answer) = answer {
+                    ctx.upstream_status = Some(answer.status);
+                    ctx.upstream_time = Some(answer.upstream_time);
+                    ctx.aws_request_id = answer.request_id;
+                }
+                // The response had started: pingora's error path closes the client's
+                // connection without ending the answer (a final empty chunk would make a cut
+                // body look whole), and `fail_to_proxy` keeps the error for the access line.
+                return Err(e.into_pingora());
             }
         }
         Ok(true)

@@ -63,8 +63,10 @@ pub enum Relay {
 pub enum Failure {
     /// Before any of the answer reached the client, who can still be told with a JSON error.
     Unanswered(ProxyError),
-    /// While the answer was being relayed: all that is left is to close the connection.
-    Midway(ProxyError),
+    /// While the answer was being relayed: all that is left is to close the connection
+    /// without ending the answer, so that the client sees it cut off. With what the upstream
+    /// had answered, once known (for the access line).
+    Midway(ProxyError, Option<Answer>),
 }
 
 /// The upstream's answer, or why there is none.
@@ -155,13 +157,19 @@ pub async fn forward(
         // No resend from here: the body and its budget go before the answer streams, however
         // slowly the client reads it.
         drop(body.take());
-        let status =
-            relay::relay_response(session, connector, upstream, &peer, held, page, relay).await?;
-        return Ok(Answer {
-            status,
+        let status = upstream.response_header().expect("exchange read it").status;
+        let answer = Answer {
+            status: status.as_u16(),
             upstream_time,
             request_id,
-        });
+        };
+        return match relay::relay_response(session, connector, upstream, &peer, held, page, relay)
+            .await
+        {
+            Ok(_) => Ok(answer),
+            Err(Failure::Midway(e, _)) => Err(Failure::Midway(e, Some(answer))),
+            Err(unanswered) => Err(unanswered),
+        };
     }
 }
 

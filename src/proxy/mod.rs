@@ -362,4 +362,11 @@ impl ProxyHttp for SigningProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         finished::record(session, e, ctx);
     }
+
+    /// What pingora's own error line names the request by: like the access line, never the
+    /// query (it may carry secrets: a presigned URL's signature, a token).
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
 }

@@ -59,7 +59,7 @@ pub(super) async fn relay_response(
             .map_err(client_failure)?;
     }
     if !done {
-        let from_upstream = |e| Failure::Midway(connected_error(e, relay, peer));
+        let from_upstream = |e| Failure::Midway(connected_error(e, relay, peer), None);
         match (&mut upstream, session.as_downstream_mut()) {
             (HttpSession::H1(from), ServerSession::H1(to)) => relay_h1(from, to).await,
             _ => relay_pieces(session, &mut upstream).await,
@@ -93,10 +93,11 @@ fn chunk_if_unframed(
 
 /// A failed write to the client: the answer is under way, all that is left is to close.
 pub(super) fn client_failure(e: Box<PingoraError>) -> Failure {
-    Failure::Midway(match ProxyError::from_pingora(&e) {
+    let error = match ProxyError::from_pingora(&e) {
         stalled @ ProxyError::ClientStalled(_) => stalled,
         _ => ProxyError::ClientGone(e.to_string()),
-    })
+    };
+    Failure::Midway(error, None)
 }
 
 /// Where a relay broke: reading the upstream (its error, to be told as the upstream's) or

@@ -268,7 +268,7 @@ impl SigningProxy {
             forward::exchange(&self.connector, route, &peer, &request, &body, Relay::Own)
                 .await
                 .map_err(|f| match f {
-                    Failure::Unanswered(e) | Failure::Midway(e) => e,
+                    Failure::Unanswered(e) | Failure::Midway(e, _) => e,
                 })?;
         ctx.upstream_time = Some(started.elapsed());
         Ok((upstream, peer))
@@ -295,10 +295,8 @@ impl SigningProxy {
         match relayed.await {
             Ok(status) => ctx.status = Some(status),
             Err(Failure::Unanswered(e)) => write_error(session, ctx, e).await,
-            Err(Failure::Midway(e)) => {
-                session.as_downstream_mut().set_keepalive(None);
-                ctx.error = Some(e);
-            }
+            // pingora's error path: the client's connection closes without the answer's end.
+            Err(Failure::Midway(e, _)) => return Err(e.into_pingora()),
         }
         Ok(true)
     }
