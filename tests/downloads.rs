@@ -62,6 +62,16 @@ fn get(conn: &mut Conn, path: &str) -> common::Response {
     conn.send("GET", path, b"")
 }
 
+/// `GET path` on a connection of its own, answered `200`: the body bytes that came before the
+/// connection closed.
+fn body_until_closed(proxy: &Proxy, path: &str) -> Vec<u8> {
+    let mut conn = Conn::open(proxy.addr);
+    conn.write(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    let head = conn.read_until(b"\r\n\r\n");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{path}");
+    conn.read_to_end()
+}
+
 #[test]
 fn large_bodies_arrive_whole_and_in_order_over_one_pooled_connection() {
     let upstream = upstream();
@@ -86,11 +96,7 @@ fn a_large_body_cut_off_midway_closes_the_client_connection_and_is_counted() {
     let upstream = upstream();
     let proxy = proxy(&upstream);
     for route in ROUTES {
-        let mut conn = Conn::open(proxy.addr);
-        conn.write(format!("GET /{route}/cut HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
-        let head = conn.read_until(b"\r\n\r\n");
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
-        let rest = conn.read_to_end();
+        let rest = body_until_closed(&proxy, &format!("/{route}/cut"));
         assert_eq!(
             rest.len(),
             600_000,
@@ -112,13 +118,8 @@ fn a_large_body_that_stalls_past_read_timeout_closes_the_client_connection() {
     let upstream = upstream();
     let proxy = proxy(&upstream);
     for route in ROUTES {
-        let mut conn = Conn::open(proxy.addr);
-        let request = format!("GET /{route}/stall HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        conn.write(request.as_bytes());
-        let head = conn.read_until(b"\r\n\r\n");
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
         // Without the 1 s read timeout, the whole body would come after the 3 s pause.
-        let rest = conn.read_to_end();
+        let rest = body_until_closed(&proxy, &format!("/{route}/stall"));
         assert_eq!(rest.len(), 300_000, "{route}: what came before the stall");
         let labels = [("route", route), ("kind", "timeout")];
         assert_eq!(
@@ -200,12 +201,8 @@ fn cut_chunked_upstream() -> String {
 fn a_broken_off_chunked_body_never_looks_whole_nor_is_its_query_logged() {
     let proxy = proxy_to(&cut_chunked_upstream());
     for route in ROUTES {
-        let mut conn = Conn::open(proxy.addr);
-        let request = format!("GET /{route}/x?token=hunter2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        conn.write(request.as_bytes());
-        let head = conn.read_until(b"\r\n\r\n");
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{route}");
-        let rest = String::from_utf8_lossy(&conn.read_to_end()).into_owned();
+        let rest = body_until_closed(&proxy, &format!("/{route}/x?token=hunter2"));
+        let rest = String::from_utf8_lossy(&rest).into_owned();
         assert!(rest.contains("hello"), "{route}: {rest:?}");
         // The last chunk (`0`) would tell the client the body was whole.
         assert!(

@@ -135,6 +135,7 @@ pub async fn forward(
             && (s3 || refused_by_header(response));
         let complete = may_be_refused && read_small_body(&mut upstream, &mut held).await?;
         let response = upstream.response_header().expect("exchange read it");
+        let status = response.status.as_u16();
         let path = request.uri.path();
         failed::log(&route.name, &request.method, path, response, &held);
         if let Some((signer, rejected, _)) = signing.as_mut().filter(|_| complete) {
@@ -157,9 +158,8 @@ pub async fn forward(
         // No resend from here: the body and its budget go before the answer streams, however
         // slowly the client reads it.
         drop(body.take());
-        let status = upstream.response_header().expect("exchange read it").status;
         let answer = Answer {
-            status: status.as_u16(),
+            status,
             upstream_time,
             request_id,
         };

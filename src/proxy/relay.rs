@@ -61,10 +61,11 @@ pub(super) async fn relay_response(
     if !done {
         let from_upstream = |e| Failure::Midway(connected_error(e, relay, peer), None);
         match (&mut upstream, session.as_downstream_mut()) {
-            (HttpSession::H1(from), ServerSession::H1(to)) => relay_h1(from, to).await,
-            _ => relay_pieces(session, &mut upstream).await,
+            (HttpSession::H1(from), ServerSession::H1(to)) => {
+                relay_h1(from, to, from_upstream).await?
+            }
+            _ => relay_pieces(session, &mut upstream, from_upstream).await?,
         }
-        .map_err(|f| f.into_failure(from_upstream))?;
     }
     release(connector, upstream, peer).await;
     Ok(status)
@@ -100,57 +101,46 @@ pub(super) fn client_failure(e: Box<PingoraError>) -> Failure {
     Failure::Midway(error, None)
 }
 
-/// Where a relay broke: reading the upstream (its error, to be told as the upstream's) or
-/// writing to the client (already a [`Failure`]).
-enum Broke {
-    Upstream(Box<PingoraError>),
-    Client(Failure),
-}
-
-impl Broke {
-    fn into_failure(self, upstream: impl FnOnce(Box<PingoraError>) -> Failure) -> Failure {
-        match self {
-            Broke::Upstream(e) => upstream(e),
-            Broke::Client(failure) => failure,
-        }
-    }
-}
-
-/// A client write failed.
-fn to_client(e: Box<PingoraError>) -> Broke {
-    Broke::Client(client_failure(e))
-}
-
-/// Relays the body as pingora reads it, each piece written from pingora's buffer.
-async fn relay_h1(from: &mut Http1Client, to: &mut Http1Server) -> Result<(), Broke> {
+/// Relays the body as pingora reads it, each piece written from pingora's buffer; a failed
+/// read is told by `from_upstream`.
+async fn relay_h1(
+    from: &mut Http1Client,
+    to: &mut Http1Server,
+    from_upstream: impl Fn(Box<PingoraError>) -> Failure,
+) -> Result<(), Failure> {
     loop {
-        match from.read_body_ref().await.map_err(Broke::Upstream)? {
+        match from.read_body_ref().await.map_err(&from_upstream)? {
             None => break,
             Some([]) => {}
             Some(piece) => {
-                to.write_body(piece).await.map_err(to_client)?;
+                to.write_body(piece).await.map_err(client_failure)?;
             }
         }
         if from.is_body_done() {
             break;
         }
     }
-    to.finish_body().await.map_err(to_client)?;
+    to.finish_body().await.map_err(client_failure)?;
     Ok(())
 }
 
-/// Relays the body through pingora's session API (an HTTP/2 client), a copy per piece.
-async fn relay_pieces(session: &mut Session, upstream: &mut HttpSession) -> Result<(), Broke> {
+/// Relays the body through pingora's session API (any other pair of sessions), a copy per
+/// piece; a failed read is told by `from_upstream`.
+async fn relay_pieces(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+    from_upstream: impl Fn(Box<PingoraError>) -> Failure,
+) -> Result<(), Failure> {
     loop {
         let chunk = upstream
             .read_response_body()
             .await
-            .map_err(Broke::Upstream)?;
+            .map_err(&from_upstream)?;
         let end = chunk.is_none() || upstream.response_done();
         session
             .write_response_body(chunk, end)
             .await
-            .map_err(to_client)?;
+            .map_err(client_failure)?;
         if end {
             return Ok(());
         }
