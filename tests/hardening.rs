@@ -411,7 +411,9 @@ fn a_signed_request_that_asked_for_no_upgrade_is_never_answered_101() {
     let r = proxy.get("/signed/switch");
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.error_code(), "upstream_unreachable");
+    // Counted when the request is logged, which may come just after the client has its answer.
     let labels = [("route", "signed"), ("kind", "reset")];
+    proxy.wait_for_metric("sigproxy_upstream_errors_total", &labels);
     assert_eq!(
         proxy.metric("sigproxy_upstream_errors_total", &labels),
         Some(1.0)
