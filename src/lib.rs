@@ -43,6 +43,7 @@ pub mod route;
 pub mod server;
 pub mod service;
 pub mod sign;
+pub mod sockets;
 pub mod target;
 pub mod tls;
 pub mod upstream;

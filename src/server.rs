@@ -8,6 +8,7 @@ use crate::credentials::CredentialStore;
 use crate::drain::{Drain, Signals, UntilDrained};
 use crate::proxy::SigningProxy;
 use crate::reload::{Reloader, Snapshot, Source};
+use crate::sockets::{self, OnSockets};
 use crate::tls::watch::Watch;
 use crate::tls::Certificate;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -15,16 +16,9 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Fails early, with a clear message, when an address cannot be listened on.
-fn check_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
-    TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
-}
 
 /// The upgrade socket hands the listening sockets to whoever answers on it first: its directory
 /// must be one no other user can write to. A missing directory is created with mode 0700.
@@ -77,13 +71,18 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
 pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> {
     // First: SIGHUP means reload, from the very start (a `-u` bootstrap waits seconds).
     crate::reload::hold_sighup()?;
-    if !upgrade {
-        check_bindable("listen", config.listen)?;
-        check_bindable("admin_listen", config.admin_listen)?;
-        if let Some(endpoint) = &config.credential_endpoint {
-            check_bindable("credential_endpoint.listen", endpoint.listen)?;
-        }
-    }
+    // Every port is bound here, once, and pingora listens on those sockets (see `sockets`). On
+    // an upgrade they come from the running process instead.
+    let bind = |what: &str, addr: SocketAddr| match upgrade {
+        true => Ok(Vec::new()),
+        false => sockets::bind(what, addr).map(|bound| vec![bound]),
+    };
+    let traffic_socket = bind("listen", config.listen)?;
+    let admin_socket = bind("admin_listen", config.admin_listen)?;
+    let endpoint_socket = match &config.credential_endpoint {
+        Some(endpoint) => bind("credential_endpoint.listen", endpoint.listen)?,
+        None => Vec::new(),
+    };
     private_socket_dir(&config.upgrade_socket)?;
 
     let conf = ServerConf {
@@ -147,7 +146,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     traffic.add_listener(listener);
     // The listener closes when the drain says, not at SIGTERM (see `drain`).
     let traffic = UntilDrained {
-        inner: traffic,
+        inner: OnSockets {
+            inner: traffic,
+            sockets: traffic_socket,
+        },
         drain: drain.clone(),
     };
 
@@ -161,6 +163,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     .with_tls(acceptor("admin_listen"));
     let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
     admin.add_tcp(&config.admin_listen.to_string());
+    let admin = OnSockets {
+        inner: admin,
+        sockets: admin_socket,
+    };
 
     // The admin port's limits: a client holding connections open cannot take it away.
     let endpoint = config.credential_endpoint.as_ref().map(|e| {
@@ -171,6 +177,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         );
         let mut service = Service::new("sigproxy credential endpoint".to_string(), app);
         service.add_tcp(&e.listen.to_string());
+        let service = OnSockets {
+            inner: service,
+            sockets: endpoint_socket,
+        };
         (service, e.listen)
     });
 

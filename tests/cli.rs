@@ -132,6 +132,98 @@ routes:
     );
 }
 
+/// Another process grabs the traffic port while sigproxy starts, over and over from the moment
+/// it is spawned. sigproxy must either hold the port itself or exit saying it cannot listen:
+/// never run with `/healthz` saying 200 while a stranger answers on its traffic port. (It used
+/// to bind the port once to check it, release it, and let pingora bind it again later.)
+#[test]
+fn a_port_taken_while_starting_is_never_left_to_a_stranger() {
+    use std::net::TcpListener;
+    use std::time::Instant;
+    let mut grabbed_first = 0;
+    for attempt in 0..12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin) = (common::free_port(), common::free_port());
+        if port == admin {
+            continue;
+        }
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n\
+                 routes:\n  - upstream: http://127.0.0.1:1\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sigproxy"))
+            .args(["-c", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let child = &mut child.0;
+        std::thread::sleep(Duration::from_millis(attempt * 2));
+        let started = Instant::now();
+        let grab = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => break Some(listener),
+                Err(_) if started.elapsed() < Duration::from_secs(2) => continue,
+                Err(_) => break None,
+            }
+        };
+        let healthy = || {
+            common::try_request(
+                format!("127.0.0.1:{admin}").parse().unwrap(),
+                "GET",
+                "/healthz",
+                &[],
+                b"",
+            )
+            .is_some_and(|r| r.status == 200)
+        };
+        let mut exited = None;
+        poll(Duration::from_secs(10), || {
+            exited = child.try_wait().unwrap();
+            exited.is_some() || healthy()
+        });
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        match (&grab, exited) {
+            (Some(_), Some(status)) => {
+                grabbed_first += 1;
+                assert_eq!(status.code(), Some(1), "{log}");
+                assert!(
+                    log.contains(&format!("cannot listen on 127.0.0.1:{port} (listen)")),
+                    "{log}"
+                );
+            }
+            (Some(_), None) => panic!(
+                "attempt {attempt}: a stranger holds the traffic port of a running sigproxy \
+                 (healthz 200: {}); log:\n{log}",
+                healthy()
+            ),
+            (None, _) => assert!(
+                common::listened_on_by(child.id(), port),
+                "attempt {attempt}: nobody could take the port, yet sigproxy does not \
+                 hold it; log:\n{log}"
+            ),
+        }
+    }
+    eprintln!("the port was taken before sigproxy bound it in {grabbed_first} of 12 starts");
+}
+
+/// A child process that does not outlive a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn an_upgrade_socket_where_others_can_write_is_refused() {
     use std::os::unix::fs::PermissionsExt;

@@ -4,14 +4,17 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod chunked;
+pub mod ports;
 pub mod s3s;
 pub mod upstream;
+
+pub use ports::{free_port, listened_on_by};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -190,15 +193,6 @@ pub fn wait_until(limit: Duration, what: &str, ok: impl FnMut() -> bool) {
     assert!(poll(limit, ok), "waited {limit:?} in vain for {what}");
 }
 
-/// A port free right now on 127.0.0.1 (pingora needs a concrete port to listen on).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The sigproxy binary under test, with its own config file and ports.
 pub struct Proxy {
     child: Child,
@@ -262,16 +256,6 @@ impl Proxy {
             }
         });
         assert!(held, "waited in vain for {what}; log:\n{}", self.log());
-    }
-
-    /// Waits for `/healthz` and for the traffic port to accept: pingora starts the admin and
-    /// traffic services side by side, so one can be up a moment before the other.
-    fn wait_until_listening(&self) {
-        let (admin, addr) = (self.admin, self.addr);
-        self.wait_for("/healthz and the traffic port", || {
-            try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
-                && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-        });
     }
 
     /// The process has ended (a zombie, or gone).
@@ -425,6 +409,7 @@ impl Drop for Proxy {
 }
 
 /// Options for [`Proxy::builder`].
+#[derive(Clone)]
 pub struct ProxyBuilder {
     /// The configuration file's YAML; `None`: flags only (`--port`, `--admin-listen` added).
     body: Option<String>,
@@ -466,8 +451,22 @@ impl ProxyBuilder {
         self
     }
 
-    /// Starts it and waits for `/healthz` and the traffic port.
+    /// Starts it and waits until its own sockets listen on both ports and `/healthz` says 200.
     pub fn start(self) -> Proxy {
+        // A port free when chosen can be taken by another test before sigproxy binds it;
+        // sigproxy then exits saying so, and is started again on other ports.
+        let mut refused = String::new();
+        for _ in 0..5 {
+            match self.clone().launch() {
+                Ok(proxy) => return proxy,
+                Err(log) => refused = log,
+            }
+        }
+        panic!("sigproxy could not listen on five pairs of free ports; log:\n{refused}");
+    }
+
+    /// One start on newly chosen ports; `Err(log)` if the ports were taken first.
+    fn launch(self) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // Two free ports can be the same one, freed and handed out again.
@@ -537,8 +536,18 @@ impl ProxyBuilder {
             config,
             dir: std::sync::Arc::new(dir),
         };
-        proxy.wait_until_listening();
-        proxy
+        let pid = proxy.pid();
+        let listening = || {
+            listened_on_by(pid, addr.port())
+                && listened_on_by(pid, admin.port())
+                && try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
+        };
+        let up = poll(Duration::from_secs(20), || listening() || proxy.exited());
+        match (up && !proxy.exited(), proxy.log()) {
+            (true, _) => Ok(proxy),
+            (false, log) if log.contains("cannot listen on") || !self.keep_log => Err(log),
+            (false, log) => panic!("sigproxy did not start listening; log:\n{log}"),
+        }
     }
 }
 
