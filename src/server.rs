@@ -16,7 +16,6 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -71,19 +70,16 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
 pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> {
     // First: SIGHUP means reload, from the very start (a `-u` bootstrap waits seconds).
     crate::reload::hold_sighup()?;
-    // Every port is bound here, once, and pingora listens on those sockets (see `sockets`). On
-    // an upgrade they come from the running process instead.
-    let bind = |what: &str, addr: SocketAddr| match upgrade {
-        true => Ok(Vec::new()),
-        false => sockets::bind(what, addr).map(|bound| vec![bound]),
-    };
-    let traffic_socket = bind("listen", config.listen)?;
-    let admin_socket = bind("admin_listen", config.admin_listen)?;
-    let endpoint_socket = match &config.credential_endpoint {
-        Some(endpoint) => bind("credential_endpoint.listen", endpoint.listen)?,
-        None => Vec::new(),
-    };
     private_socket_dir(&config.upgrade_socket)?;
+    // A busy port is told before any MFA prompt; the ports are bound after it (below).
+    if !upgrade {
+        let endpoint = config.credential_endpoint.as_ref().map(|e| e.listen);
+        sockets::check("listen", config.listen)?;
+        sockets::check("admin_listen", config.admin_listen)?;
+        endpoint.map_or(Ok(()), |addr| {
+            sockets::check("credential_endpoint.listen", addr)
+        })?;
+    }
 
     let conf = ServerConf {
         threads: config.threads,
@@ -113,6 +109,17 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let store = CredentialStore::new(&config);
     // Before anything runs in the background: sets with MFA and no token_command ask here.
     store.prompt_for_mfa_codes();
+    // Every port is bound here, once, before any service starts, and pingora listens on these
+    // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
+    let bind = |what: &str, addr| {
+        sockets::bind_unless_held(what, addr).map(|bound| bound.into_iter().collect::<Vec<_>>())
+    };
+    let traffic_socket = bind("listen", config.listen)?;
+    let admin_socket = bind("admin_listen", config.admin_listen)?;
+    let endpoint_socket = match &config.credential_endpoint {
+        Some(endpoint) => bind("credential_endpoint.listen", endpoint.listen)?,
+        None => Vec::new(),
+    };
     let live = Snapshot::new(&config, store).live();
 
     let proxy = SigningProxy::new(live.clone(), &config, &server.configuration);

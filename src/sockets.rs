@@ -4,14 +4,16 @@
 //! Binding first only to check an address and then letting pingora bind it again left a window
 //! in which another process could take the port: pingora then retried, gave up in its service
 //! thread, and the admin port went on saying healthy with no traffic listener behind it. Here
-//! each address is bound once, before anything starts, and pingora is given that very socket
+//! each address is bound once, before any service starts, and pingora is given that very socket
 //! (through the table of listening sockets it also fills on a SIGQUIT hand-over): the port is
-//! sigproxy's from the first check on, or sigproxy does not start.
+//! sigproxy's, or sigproxy exits saying it cannot listen. On a `-u` hand-over the sockets come
+//! from the running process; an address it did not hand over (a changed `listen`, a new
+//! credential endpoint) is bound here like any other.
 
 use async_trait::async_trait;
 use pingora::server::{ListenFds, RuntimeOpts, ShutdownWatch};
 use pingora::services::Service;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
 use std::time::Duration;
 
@@ -22,8 +24,22 @@ pub struct Bound {
     socket: TcpListener,
 }
 
-/// Binds `addr` and listens on it; `what` names the config key in the error.
-pub fn bind(what: &str, addr: SocketAddr) -> Result<Bound, String> {
+/// Fails early, with a clear message, when `addr` cannot be listened on. The port is not kept:
+/// this only spares an operator an MFA prompt before a start that cannot succeed.
+pub fn check(what: &str, addr: SocketAddr) -> Result<(), String> {
+    bind(what, addr).map(drop)
+}
+
+/// Binds `addr` and listens on it, unless this process listens on it already (a socket handed
+/// over by `-u`: pingora finds it in its table). `what` names the config key in the error.
+pub fn bind_unless_held(what: &str, addr: SocketAddr) -> Result<Option<Bound>, String> {
+    match held_here(addr) {
+        Some(true) => Ok(None),
+        _ => bind(what, addr).map(Some),
+    }
+}
+
+fn bind(what: &str, addr: SocketAddr) -> Result<Bound, String> {
     let fail = |e: std::io::Error| format!("cannot listen on {addr} ({what}): {e}");
     let socket = TcpListener::bind(addr).map_err(fail)?;
     // pingora's accept loop runs on tokio, which needs the socket non-blocking.
@@ -32,6 +48,58 @@ pub fn bind(what: &str, addr: SocketAddr) -> Result<Bound, String> {
         addr: addr.to_string(),
         socket,
     })
+}
+
+/// Whether one of this process's descriptors is a socket listening on exactly `addr`, from the
+/// kernel's socket tables; `None` if /proc cannot tell.
+fn held_here(addr: SocketAddr) -> Option<bool> {
+    let table = match addr {
+        SocketAddr::V4(_) => "/proc/self/net/tcp",
+        SocketAddr::V6(_) => "/proc/self/net/tcp6",
+    };
+    let table = std::fs::read_to_string(table).ok()?;
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = *fields.get(3)? == "0A";
+            (listening && parse_local(fields.get(1)?)? == addr)
+                .then(|| format!("socket:[{}]", fields.get(9).unwrap_or(&"")))
+        })
+        .collect();
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|link| {
+                inodes
+                    .iter()
+                    .any(|inode| link.as_os_str() == inode.as_str())
+            }),
+    )
+}
+
+/// A local address as /proc/net/tcp{,6} print it: the address's 32-bit words in hex, each in
+/// the machine's byte order, a colon, the port in hex.
+fn parse_local(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| {
+        let hex = ip.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// A pingora service that listens on sockets bound beforehand instead of binding its own.
@@ -79,5 +147,34 @@ impl<S: Service> Service for OnSockets<S> {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         self.inner.listen_addresses()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_addresses_parse() {
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(parse_local("0100007F:1F90"), Some(v4));
+        let v6: SocketAddr = "[::1]:443".parse().unwrap();
+        assert_eq!(
+            parse_local("00000000000000000000000001000000:01BB"),
+            Some(v6)
+        );
+        assert_eq!(parse_local("0100007F"), None);
+        assert_eq!(parse_local("zz:1F90"), None);
+    }
+
+    #[test]
+    fn a_socket_this_process_listens_on_is_held_here() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(held_here(addr), Some(true));
+        let other: SocketAddr = format!("127.0.0.2:{}", addr.port()).parse().unwrap();
+        assert_eq!(held_here(other), Some(false));
+        drop(listener);
+        assert_eq!(held_here(addr), Some(false));
     }
 }

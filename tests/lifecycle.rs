@@ -101,3 +101,37 @@ fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
     assert_eq!(r.status, 200, "the new process serves");
     assert!(new.log().contains("sigproxy starting"));
 }
+
+/// A `-u` hand-over to a configuration whose `listen` moved to a port someone else holds: the
+/// new process cannot take that address over from the old one, so it binds it itself, and must
+/// exit saying it cannot listen, not run on with /healthz saying 200 and no traffic listener.
+#[test]
+fn an_upgrade_that_cannot_listen_on_a_new_address_exits_saying_so() {
+    let old = Proxy::builder("routes:\n  - upstream: http://127.0.0.1:1\n")
+        .upgradable()
+        .start();
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = stranger.local_addr().unwrap();
+    let config = std::fs::read_to_string(old.config_path()).unwrap();
+    let moved = config.replace(
+        &format!("\nlisten: {}\n", old.addr),
+        &format!("\nlisten: {taken}\n"),
+    );
+    let moved = match moved.strip_prefix(&format!("listen: {}\n", old.addr)) {
+        Some(rest) => format!("listen: {taken}\n{rest}"),
+        None => moved,
+    };
+    assert_ne!(moved, config, "the test moves listen");
+    std::fs::write(old.config_path(), moved).unwrap();
+
+    let mut new = old.upgrade(&[]);
+    old.signal("QUIT");
+    let status = new.wait_exit(Duration::from_secs(15));
+    let log = new.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "log:\n{log}");
+    assert!(
+        log.contains(&format!("cannot listen on {taken} (listen)")),
+        "log:\n{log}"
+    );
+    drop(stranger);
+}

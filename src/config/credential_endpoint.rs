@@ -33,12 +33,7 @@ impl Checker<'_> {
                     "is required: an IP address and port, e.g. 127.0.0.1:9911",
                 )
             }
-            Some(text) => text.parse::<SocketAddr>().or_else(|_| {
-                self.err(
-                    "credential_endpoint.listen",
-                    format!("'{text}' is not an IP address and port, e.g. 127.0.0.1:9911"),
-                )
-            })?,
+            Some(text) => self.listen_addr("credential_endpoint.listen", text, "127.0.0.1:9911")?,
         };
         if let Some((other, _)) = others.iter().find(|(_, addr)| *addr == listen) {
             return self.err(

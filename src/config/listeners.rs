@@ -82,13 +82,33 @@ impl Checker<'_> {
         value: Option<&str>,
         default: &str,
     ) -> Result<SocketAddr, ConfigError> {
-        let value = value.unwrap_or(default);
-        value.parse().or_else(|_| {
+        self.listen_addr(key, value.unwrap_or(default), default)
+    }
+
+    /// An address to listen on: an IP address and a port other than 0, which would listen on
+    /// a port the system picks and no client could be told.
+    pub(super) fn listen_addr(
+        &self,
+        key: &str,
+        value: &str,
+        example: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let addr: SocketAddr = value.parse().or_else(|_| {
             self.err(
                 key,
-                format!("'{value}' is not an IP address and port, e.g. {default}"),
+                format!("'{value}' is not an IP address and port, e.g. {example}"),
             )
-        })
+        })?;
+        if addr.port() == 0 {
+            return self.err(
+                key,
+                format!(
+                    "'{value}': port 0 would listen on a port the system picks, which no client \
+                     could be told; name a port, e.g. {example}"
+                ),
+            );
+        }
+        Ok(addr)
     }
 
     pub(super) fn max_header_bytes(&self, value: Option<u64>) -> Result<usize, ConfigError> {

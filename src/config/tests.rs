@@ -115,6 +115,14 @@ fn errors_name_file_key_and_reason() {
             "conf/test.yaml: listen: 'localhost' is not an IP address and port",
         ),
         (
+            "admin_listen: 127.0.0.1:0\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            "conf/test.yaml: admin_listen: '127.0.0.1:0': port 0 would listen on a port the system picks",
+        ),
+        (
+            "credentials:\n  a: {}\ncredential_endpoint:\n  listen: '[::1]:0'\n  credentials: a\nroutes:\n  - upstream: http://127.0.0.1:1\n",
+            "credential_endpoint.listen: '[::1]:0': port 0 would listen",
+        ),
+        (
             "credentials:\n  a: {}\nroutes:\n  - upstream: https://abc.lambda-url.us-east-1.on.aws\n    credentials: a\n    payload: streaming\n",
             "routes[0].payload: 'streaming' payloads are for S3 only; lambda needs 'signed'",
         ),

@@ -462,7 +462,9 @@ impl ProxyBuilder {
                 Err(log) => refused = log,
             }
         }
-        panic!("sigproxy could not listen on five pairs of free ports; log:\n{refused}");
+        panic!(
+            "sigproxy could not listen, on five pairs of ports found free; last log:\n{refused}"
+        );
     }
 
     /// One start on newly chosen ports; `Err(log)` if the ports were taken first.
@@ -545,7 +547,7 @@ impl ProxyBuilder {
         let up = poll(Duration::from_secs(20), || listening() || proxy.exited());
         match (up && !proxy.exited(), proxy.log()) {
             (true, _) => Ok(proxy),
-            (false, log) if log.contains("cannot listen on") || !self.keep_log => Err(log),
+            (false, log) if log.contains("cannot listen on") => Err(log),
             (false, log) => panic!("sigproxy did not start listening; log:\n{log}"),
         }
     }
