@@ -71,7 +71,7 @@ fn signing(c: &mut Criterion) {
             let mut req = request("GET");
             let creds = signer.current_credentials().unwrap();
             signer
-                .sign(&mut req, creds, EMPTY_SHA256, SystemTime::now())
+                .sign(&mut req, &creds, EMPTY_SHA256, SystemTime::now())
                 .unwrap()
         })
     });
@@ -81,7 +81,7 @@ fn signing(c: &mut Criterion) {
     c.bench_function("sign small GET (s3, sigv4a)", |b| {
         b.iter(|| {
             let mut req = request("GET");
-            v4a.sign(&mut req, creds.clone(), EMPTY_SHA256, SystemTime::now())
+            v4a.sign(&mut req, &creds, EMPTY_SHA256, SystemTime::now())
                 .unwrap()
         })
     });
@@ -94,7 +94,7 @@ fn signing(c: &mut Criterion) {
             let mut req = request("POST");
             let hash = sha256_hex(black_box(&body));
             signer
-                .sign(&mut req, creds.clone(), &hash, SystemTime::now())
+                .sign(&mut req, &creds, &hash, SystemTime::now())
                 .unwrap()
         })
     });

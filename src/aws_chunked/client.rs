@@ -11,6 +11,7 @@
 //! through.
 
 use crate::error::ProxyError;
+use http::header::{HeaderName, CONTENT_ENCODING};
 use pingora::http::RequestHeader;
 
 /// The content hash of an aws-chunked body with unsigned chunks and a trailer.
@@ -30,6 +31,9 @@ const FRAMING_HEADERS: [&str; 3] = [
     "x-amz-decoded-content-length",
     "x-amz-trailer",
 ];
+// Looked up on every signed request: names built once, not parsed for each lookup.
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+const X_AMZ_TRAILER: HeaderName = HeaderName::from_static("x-amz-trailer");
 /// The longest size line: 16 hex digits and CRLF.
 const MAX_SIZE_LINE: usize = 18;
 /// The longest trailer line: a name above, a base64 SHA-256 and some room.
@@ -51,16 +55,18 @@ pub enum ClientForm {
 /// `--no-sign-request`) sends no content hash: `aws-chunked` with `x-amz-trailer` is the
 /// unsigned trailer form too.
 pub fn client_form(req: &RequestHeader) -> ClientForm {
-    let header = |name| req.headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-    let sha = header("x-amz-content-sha256");
+    let sha = req
+        .headers
+        .get(X_AMZ_CONTENT_SHA256)
+        .map_or(&b""[..], |v| v.as_bytes());
     // Every Content-Encoding header: a list may be split over several.
-    let chunked_encoding = req.headers.get_all("content-encoding").iter().any(|v| {
+    let chunked_encoding = req.headers.get_all(CONTENT_ENCODING).iter().any(|v| {
         v.as_bytes()
             .windows(b"aws-chunked".len())
             .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
     });
     let streaming = sha.len() >= 10 && sha[..10].eq_ignore_ascii_case(b"streaming-");
-    let trailer = req.headers.contains_key("x-amz-trailer");
+    let trailer = req.headers.contains_key(X_AMZ_TRAILER);
     if chunked_encoding && trailer && (sha.is_empty() || sha == UNSIGNED_TRAILER.as_bytes()) {
         ClientForm::UnsignedTrailer
     } else if chunked_encoding || streaming {

@@ -166,6 +166,15 @@ impl CredentialSet {
 
     /// Credentials valid for signing now, or a 503-class error saying why there are none.
     pub fn current(&self) -> Result<Credentials, ProxyError> {
+        self.with_current(Credentials::clone)
+    }
+
+    /// [`Self::current`]'s answer without the copy of the credentials (it allocates).
+    pub fn check(&self) -> Result<(), ProxyError> {
+        self.with_current(|_| ())
+    }
+
+    fn with_current<T>(&self, f: impl FnOnce(&Credentials) -> T) -> Result<T, ProxyError> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         let unavailable =
             |state: &'static str, reason: String| ProxyError::CredentialsUnavailable {
@@ -174,7 +183,7 @@ impl CredentialSet {
                 reason,
             };
         match &state.credentials {
-            Some(creds) if is_usable(creds, SystemTime::now()) => Ok(creds.clone()),
+            Some(creds) if is_usable(creds, SystemTime::now()) => Ok(f(creds)),
             _ if state.mfa_needed => Err(unavailable(
                 "an MFA code is needed",
                 state.last_error.clone().unwrap_or_default(),

@@ -102,7 +102,7 @@ impl SigningProxy {
             .permits(&req.method, &ctx.target, &req.headers)?
             .map(Box::new);
         if let Some(signer) = &route.signer {
-            signer.current_credentials()?;
+            signer.credentials().check()?;
             streamed::admit_client_framed(signer, req, ctx.after_body.is_some())?;
         }
         Ok(Some(route))

@@ -109,7 +109,7 @@ pub async fn forward(
             // Signed in place; signing again replaces the first signature's headers.
             let now = SystemTime::now();
             signer
-                .sign(&mut request, credentials.clone(), hash, now)
+                .sign(&mut request, credentials, hash, now)
                 .map_err(Failure::Unanswered)?;
         }
         let started = Instant::now();

@@ -154,7 +154,7 @@ impl BodyPlan {
                 aws_chunked::SIGNED_TRAILER
             }
         };
-        let seed = signer.sign(req, credentials.clone(), payload, now)?;
+        let seed = signer.sign(req, &credentials, payload, now)?;
         Ok(match self {
             BodyPlan::Unsigned => None,
             BodyPlan::Streaming(_) => Some(BodyFilter::Encode(Encoder::new(signer.chunk_signer(

@@ -251,7 +251,7 @@ impl SigningProxy {
         request.remove_header(&header::CONTENT_LENGTH);
         if let Some(signer) = &route.signer {
             let credentials = signer.current_credentials()?;
-            signer.sign(&mut request, credentials, EMPTY_SHA256, SystemTime::now())?;
+            signer.sign(&mut request, &credentials, EMPTY_SHA256, SystemTime::now())?;
         }
         let internal = |e: Box<pingora::Error>| ProxyError::Internal(e.to_string());
         request

@@ -133,7 +133,7 @@ impl Signer {
     pub fn sign(
         &self,
         req: &mut RequestHeader,
-        credentials: Credentials,
+        credentials: &Credentials,
         payload_hash: &str,
         time: SystemTime,
     ) -> Result<String, ProxyError> {
@@ -145,7 +145,7 @@ impl Signer {
                 .ok_or_else(|| ProxyError::Signing(format!("invalid {name} value")))
         };
         set(req, "x-amz-date", HeaderValue::from_str(&date_time).ok())?;
-        match self.token_value(&credentials)? {
+        match self.token_value(credentials)? {
             Some(token) => set(req, "x-amz-security-token", Some(token))?,
             // Signing again with keys that have no token: the old one must not stay.
             None => {
@@ -211,7 +211,7 @@ impl Signer {
         string_to_sign.push('\n');
         push_sha256_hex(&mut string_to_sign, creq.as_bytes());
         debug::log(&creq, &string_to_sign);
-        let key = self.key(&credentials, day, time);
+        let key = self.key(credentials, day, time);
         let signature = match self.algorithm {
             Algorithm::SigV4 => v4::calculate_signature(&key, string_to_sign.as_bytes()),
             Algorithm::SigV4a => v4a::calculate_signature(&key, string_to_sign.as_bytes()),

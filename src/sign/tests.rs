@@ -189,7 +189,7 @@ fn signatures_equal_aws_sigv4_sign_for_every_shape_of_request() {
                 for (name, value) in headers {
                     req.append_header(name.to_string(), *value).unwrap();
                 }
-                signer.sign(&mut req, creds.clone(), payload, time).unwrap();
+                signer.sign(&mut req, creds, payload, time).unwrap();
                 let ours = req.headers["authorization"].to_str().unwrap();
                 let want = reference(service, method, &target, headers, creds, payload, time);
                 assert_eq!(ours, want, "{service} {method} {target} {headers:?}");
@@ -209,9 +209,7 @@ fn the_day_s_signing_key_follows_the_credentials() {
     for creds in [&first, &second, &first] {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("host", "h").unwrap();
-        signer
-            .sign(&mut req, creds.clone(), EMPTY_SHA256, time)
-            .unwrap();
+        signer.sign(&mut req, creds, EMPTY_SHA256, time).unwrap();
         let want = reference(
             "lambda",
             "GET",
@@ -299,7 +297,7 @@ fn sigv4a_signatures_equal_aws_sigv4_sign() {
                 req.append_header(name, value).unwrap();
             }
             signer
-                .sign(&mut req, creds.clone(), UNSIGNED_PAYLOAD, time)
+                .sign(&mut req, creds, UNSIGNED_PAYLOAD, time)
                 .unwrap();
             let want = reference_v4a(
                 service,
@@ -368,7 +366,7 @@ fn a_sigv4_route_drops_a_client_region_set() {
     req.insert_header("x-amz-region-set", "*").unwrap();
     let creds = Credentials::new("AKID1", "secret-one", None, None, "t");
     signer
-        .sign(&mut req, creds, EMPTY_SHA256, UNIX_EPOCH)
+        .sign(&mut req, &creds, EMPTY_SHA256, UNIX_EPOCH)
         .unwrap();
     assert!(req.headers.get("x-amz-region-set").is_none());
     assert!(!req.headers["authorization"]
