@@ -112,7 +112,8 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     // Every port is bound here, once, before any service starts, and pingora listens on these
     // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
     let bind = |what: &str, addr| {
-        sockets::bind_unless_held(what, addr).map(|bound| bound.into_iter().collect::<Vec<_>>())
+        sockets::bind_unless_held(what, addr, upgrade)
+            .map(|bound| bound.into_iter().collect::<Vec<_>>())
     };
     let traffic_socket = bind("listen", config.listen)?;
     let admin_socket = bind("admin_listen", config.admin_listen)?;

@@ -32,9 +32,16 @@ pub fn check(what: &str, addr: SocketAddr) -> Result<(), String> {
 
 /// Binds `addr` and listens on it, unless this process listens on it already (a socket handed
 /// over by `-u`: pingora finds it in its table). `what` names the config key in the error.
-pub fn bind_unless_held(what: &str, addr: SocketAddr) -> Result<Option<Bound>, String> {
+/// Where /proc cannot tell, an `upgrade` leaves the address to the handed-over sockets; one
+/// not among them stops the start (see [`OnSockets`]).
+pub fn bind_unless_held(
+    what: &str,
+    addr: SocketAddr,
+    upgrade: bool,
+) -> Result<Option<Bound>, String> {
     match held_here(addr) {
         Some(true) => Ok(None),
+        None if upgrade => Ok(None),
         _ => bind(what, addr).map(Some),
     }
 }
@@ -64,7 +71,9 @@ fn held_here(addr: SocketAddr) -> Option<bool> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let listening = *fields.get(3)? == "0A";
-            (listening && parse_local(fields.get(1)?)? == addr)
+            // Not `==`: /proc prints no IPv6 scope id, which a configured address may have.
+            let local = parse_local(fields.get(1)?)?;
+            (listening && local.ip() == addr.ip() && local.port() == addr.port())
                 .then(|| format!("socket:[{}]", fields.get(9).unwrap_or(&"")))
         })
         .collect();
@@ -122,6 +131,14 @@ impl<S: Service> Service for OnSockets<S> {
                 // The table owns the socket from here on: pingora listens on it, and a
                 // SIGQUIT hand-over sends it to the next process.
                 table.add(bound.addr, bound.socket.into_raw_fd());
+            }
+            // pingora binds an address missing from the table itself, retrying and then
+            // giving up in this thread while the admin port says healthy: stop instead.
+            for addr in self.inner.listen_addresses().unwrap_or_default() {
+                if table.get(&addr).is_none() {
+                    eprintln!("sigproxy: cannot listen on {addr}: no socket was bound for it");
+                    std::process::exit(1);
+                }
             }
         }
         self.inner

@@ -258,6 +258,11 @@ impl Proxy {
         assert!(held, "waited in vain for {what}; log:\n{}", self.log());
     }
 
+    /// The exit code, once the process has ended with one.
+    fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten()?.code()
+    }
+
     /// The process has ended (a zombie, or gone).
     fn exited(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or(true, |stat| {
@@ -530,7 +535,7 @@ impl ProxyBuilder {
         isolate_aws_env(&mut cmd, dir.path());
         cmd.env("RUST_LOG", "info");
         cmd.envs(self.env);
-        let proxy = Proxy {
+        let mut proxy = Proxy {
             child: cmd.spawn().expect("start sigproxy"),
             addr,
             admin,
@@ -545,10 +550,14 @@ impl ProxyBuilder {
                 && try_request(admin, "GET", "/healthz", &[], b"").is_some_and(|r| r.status == 200)
         };
         let up = poll(Duration::from_secs(20), || listening() || proxy.exited());
-        match (up && !proxy.exited(), proxy.log()) {
-            (true, _) => Ok(proxy),
-            (false, log) if log.contains("cannot listen on") => Err(log),
-            (false, log) => panic!("sigproxy did not start listening; log:\n{log}"),
+        if up && !proxy.exited() {
+            return Ok(proxy);
+        }
+        let (log, code) = (proxy.log(), proxy.exit_code());
+        // A discarded log cannot say why: a start that ended in exit 1 is tried again.
+        match log.contains("cannot listen on") || (!self.keep_log && code == Some(1)) {
+            true => Err(log),
+            false => panic!("sigproxy did not start listening; log:\n{log}"),
         }
     }
 }
