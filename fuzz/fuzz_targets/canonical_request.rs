@@ -64,7 +64,7 @@ fuzz_target!(|input: (&str, &str, bool, &str, &str)| {
     let signer = signer(if s3 { "s3" } else { "lambda" });
     let _ = signer.sign(
         &mut req,
-        creds,
+        &creds,
         sigproxy::sign::EMPTY_SHA256,
         SystemTime::UNIX_EPOCH,
     );
