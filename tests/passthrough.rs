@@ -103,6 +103,7 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
                 return;
             }
             t if t.contains("hangup") => return,
+            t if t.contains("garbage") => b"HTTP/1.1 2x0 OK\r\n\r\n",
             _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, X-Private\r\nX-Private: p\r\nProxy-Authenticate: Basic\r\nX-Up: 1\r\n\r\nok",
         };
         let answer = match answer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -424,4 +425,65 @@ fn a_client_that_stops_sending_a_small_body_is_told_it_timed_out() {
     assert_eq!(up.count(), 0, "nothing went upstream");
     let large = stall(&proxy, "/open/echo", LARGE);
     assert!(large.starts_with("HTTP/1.1 504"), "{large}");
+}
+
+/// On a pooled upstream connection, an idempotent request sent whole goes again on a new
+/// connection only when the pooled one turns out closed (no answer, end of stream): never after
+/// a timeout or a malformed answer, when the upstream may have acted on it and a second copy
+/// would act again (a Lambda invoked twice) and double the wait.
+#[test]
+fn an_idempotent_request_is_sent_again_only_when_its_pooled_connection_was_closed() {
+    let up = RawUpstream::start();
+    let proxy = start(&up.url);
+    let copies = |marker: &str| {
+        let seen = up.seen.lock().unwrap();
+        seen.iter()
+            .filter(|r| String::from_utf8_lossy(r).contains(marker))
+            .count()
+    };
+    let warm = || {
+        assert_eq!(
+            common::request(proxy.addr, "GET", "/open/ok", &[], b"").status,
+            200
+        )
+    };
+
+    warm();
+    let started = std::time::Instant::now();
+    let r = common::request(proxy.addr, "PUT", "/open/silent", &[], b"abc");
+    assert_eq!(r.status, 504);
+    assert_eq!(copies("silent"), 1, "a timed-out PUT was sent again");
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    warm();
+    let r = common::request(proxy.addr, "DELETE", "/open/garbage", &[], b"");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        copies("garbage"),
+        1,
+        "a DELETE answered with garbage was sent again"
+    );
+
+    // A pooled connection the upstream closes instead of answering: sent again, and counted.
+    warm();
+    let r = common::request(proxy.addr, "GET", "/open/hangup", &[], b"");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        copies("hangup"),
+        2,
+        "a GET on a closed pooled connection was not retried"
+    );
+    proxy.wait_for_metric(
+        "sigproxy_upstream_retries_total",
+        &[("route", "open"), ("reason", "stale_connection")],
+    );
+    let retries = proxy.metric(
+        "sigproxy_upstream_retries_total",
+        &[("route", "open"), ("reason", "stale_connection")],
+    );
+    assert_eq!(retries, Some(1.0));
 }

@@ -25,7 +25,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error as PingoraError, ErrorType};
+use pingora::{Error as PingoraError, ErrorType, RetryType};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
 
@@ -225,15 +225,24 @@ pub(super) async fn exchange(
         let sent = Instant::now();
         match send(&mut upstream, request.clone(), body.clone(), relay).await {
             Ok(()) => return Ok((upstream, sent)),
-            // A pooled connection that the server has closed fails on first use. Like Go's
-            // net/http, retry once on a fresh connection when the request cannot have reached
-            // the upstream (it failed while being written) or is idempotent.
+            // A pooled connection that the server has closed fails on first use: retry once on
+            // a fresh connection when the request failed while being written, or when an
+            // idempotent one met the closed connection's own signs (end of stream or a reset
+            // where the answer should be, which pingora marks `ReusedOnly`). Never after a
+            // timeout or a malformed answer: the upstream may have acted on the request, and a
+            // second copy would act again and double the wait.
             Err((e, phase))
                 if reused
                     && attempt == 1
-                    && (phase == Phase::Write || request.method.is_idempotent()) =>
+                    && (phase == Phase::Write
+                        || (request.method.is_idempotent()
+                            && matches!(e.retry, RetryType::ReusedOnly))) =>
             {
                 debug!(error = %e, "reused upstream connection failed; retrying on a new one");
+                metrics()
+                    .upstream_retries
+                    .with_label_values(&[&route.name, "stale_connection"])
+                    .inc();
                 upstream.shutdown().await;
             }
             Err((e, _)) => return Err(Failure::Unanswered(connected_error(e, relay, peer))),
