@@ -93,6 +93,12 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
         let head_only = raw.starts_with(b"HEAD ");
         raw.extend_from_slice(&body);
         seen.lock().unwrap().push(raw);
+        if target.contains("hold101") {
+            // Switches protocols, sends a little, and keeps the connection open.
+            let _ = out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nraw");
+            std::thread::sleep(Duration::from_secs(4));
+            return;
+        }
         let answer: &[u8] = match target.as_str() {
             t if t.contains("early") => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             t if t.contains("close") => b"HTTP/1.1 200 OK\r\nX-Up: 1\r\n\r\nuntil the connection closes",
@@ -486,4 +492,21 @@ fn an_idempotent_request_is_sent_again_only_when_its_pooled_connection_was_close
         &[("route", "open"), ("reason", "stale_connection")],
     );
     assert_eq!(retries, Some(1.0));
+}
+
+/// An upstream's `101` nobody asked for is passed on, and the connection then ends when the
+/// upstream stays silent past the route's `read_timeout`. The access line must say what the
+/// client got, `101` (with the error), not a `504` that was never sent.
+#[test]
+fn an_unasked_101_is_logged_as_the_101_the_client_got() {
+    let up = RawUpstream::start();
+    let proxy = start(&up.url);
+    for (answer, outcome) in both_ways(&proxy, "/open/hold101") {
+        assert!(
+            answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("504"), "{answer}");
+        assert!(outcome.starts_with("status=101 error="), "{outcome}");
+    }
 }

@@ -344,10 +344,11 @@ impl ProxyHttp for SigningProxy {
     ) -> FailToProxy {
         let error = ProxyError::from_pingora(e);
         let code = error.status();
+        // A `101` is the last answer the connection carries, informational or not.
         let already_answered = session
             .as_downstream()
             .response_written()
-            .is_some_and(|r| !r.status.is_informational());
+            .is_some_and(|r| !r.status.is_informational() || r.status == 101);
         if already_answered {
             ctx.error = Some(error);
         } else {
