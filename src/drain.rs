@@ -26,8 +26,7 @@
 //! nothing to hand over).
 
 use async_trait::async_trait;
-use pingora::server::{ListenFds, RuntimeOpts, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::Service;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +80,19 @@ impl Drain {
     /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
     pub fn closing(&self) -> ShutdownWatch {
         self.closing.subscribe()
+    }
+
+    /// The shutdown the traffic listener is to stop at: the drain's, not pingora's alone.
+    /// pingora's listening service stops at the shutdown it is given; pingora's own shutdown
+    /// (SIGQUIT after the hand-over, SIGINT) stops the drain at once.
+    pub fn listening_until(self: &Arc<Self>, mut shutdown: ShutdownWatch) -> ShutdownWatch {
+        let drain = self.clone();
+        tokio::spawn(async move {
+            if shutdown.wait_for(|stopping| *stopping).await.is_ok() {
+                drain.stop();
+            }
+        });
+        self.stopped.subscribe()
     }
 
     /// Stops reusing connections and accepting new ones, at once (pingora's own shutdown:
@@ -183,54 +195,5 @@ impl ShutdownSignalWatch for Signals {
                 ShutdownSignal::FastShutdown
             }
         }
-    }
-}
-
-/// The traffic service, listening until the drain (or pingora's shutdown) says to stop rather
-/// than until pingora's shutdown alone: pingora's listening service stops at the shutdown it
-/// is given, so it is given the drain's.
-pub struct UntilDrained<S> {
-    pub inner: S,
-    pub drain: Arc<Drain>,
-}
-
-#[async_trait]
-impl<S: Service> Service for UntilDrained<S> {
-    async fn start_service(
-        &mut self,
-        fds: Option<ListenFds>,
-        mut shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
-    ) {
-        let drain = self.drain.clone();
-        tokio::spawn(async move {
-            if shutdown.wait_for(|stopping| *stopping).await.is_ok() {
-                drain.stop();
-            }
-        });
-        let stopped = self.drain.stopped.subscribe();
-        self.inner
-            .start_service(fds, stopped, listeners_per_fd)
-            .await
-    }
-
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.inner.threads()
-    }
-
-    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
-        self.inner.runtime_opts_override(global)
-    }
-
-    fn on_startup_delay(&self, time_waited: Duration) {
-        self.inner.on_startup_delay(time_waited)
-    }
-
-    fn listen_addresses(&self) -> Option<Vec<String>> {
-        self.inner.listen_addresses()
     }
 }

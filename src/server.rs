@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::conn::Guarded;
 use crate::credential_endpoint::CredentialEndpoint;
 use crate::credentials::CredentialStore;
-use crate::drain::{Drain, Signals, UntilDrained};
+use crate::drain::{Drain, Signals};
 use crate::proxy::SigningProxy;
 use crate::reload::{Reloader, Snapshot, Source};
 use crate::sockets::{self, OnSockets};
@@ -111,15 +111,12 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     store.prompt_for_mfa_codes();
     // Every port is bound here, once, before any service starts, and pingora listens on these
     // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
-    let bind = |what: &str, addr| {
-        sockets::bind_unless_held(what, addr, upgrade)
-            .map(|bound| bound.into_iter().collect::<Vec<_>>())
-    };
+    let bind = |what: &str, addr| sockets::bind_unless_held(what, addr, upgrade);
     let traffic_socket = bind("listen", config.listen)?;
     let admin_socket = bind("admin_listen", config.admin_listen)?;
     let endpoint_socket = match &config.credential_endpoint {
         Some(endpoint) => bind("credential_endpoint.listen", endpoint.listen)?,
-        None => Vec::new(),
+        None => None,
     };
     let live = Snapshot::new(&config, store).live();
 
@@ -153,12 +150,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     }
     traffic.add_listener(listener);
     // The listener closes when the drain says, not at SIGTERM (see `drain`).
-    let traffic = UntilDrained {
-        inner: OnSockets {
-            inner: traffic,
-            sockets: traffic_socket,
-        },
-        drain: drain.clone(),
+    let traffic = OnSockets {
+        inner: traffic,
+        socket: traffic_socket,
+        until: Some(drain.clone()),
     };
 
     let admin_app = AdminApp::new(live.clone(), drain.clone());
@@ -173,7 +168,8 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     admin.add_tcp(&config.admin_listen.to_string());
     let admin = OnSockets {
         inner: admin,
-        sockets: admin_socket,
+        socket: admin_socket,
+        until: None,
     };
 
     // The admin port's limits: a client holding connections open cannot take it away.
@@ -187,7 +183,8 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         service.add_tcp(&e.listen.to_string());
         let service = OnSockets {
             inner: service,
-            sockets: endpoint_socket,
+            socket: endpoint_socket,
+            until: None,
         };
         (service, e.listen)
     });

@@ -10,11 +10,13 @@
 //! from the running process; an address it did not hand over (a changed `listen`, a new
 //! credential endpoint) is bound here like any other.
 
+use crate::drain::Drain;
 use async_trait::async_trait;
 use pingora::server::{ListenFds, RuntimeOpts, ShutdownWatch};
 use pingora::services::Service;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A listening socket bound for the address pingora is told to listen on.
@@ -57,27 +59,38 @@ fn bind(what: &str, addr: SocketAddr) -> Result<Bound, String> {
     })
 }
 
-/// Whether one of this process's descriptors is a socket listening on exactly `addr`, from the
-/// kernel's socket tables; `None` if /proc cannot tell.
+/// Whether one of this process's descriptors is a socket listening on `addr`; `None` if /proc
+/// cannot tell.
 fn held_here(addr: SocketAddr) -> Option<bool> {
-    let table = match addr {
-        SocketAddr::V4(_) => "/proc/self/net/tcp",
-        SocketAddr::V6(_) => "/proc/self/net/tcp6",
-    };
-    let table = std::fs::read_to_string(table).ok()?;
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
+    // Not `==`: /proc prints no IPv6 scope id, which a configured address may have.
+    listens("self", |local| {
+        local.ip() == addr.ip() && local.port() == addr.port()
+    })
+}
+
+/// Whether process `pid` (`"self"`: this one) holds a TCP socket listening on a local address
+/// that `wanted` accepts, from the kernel's socket tables (/proc/PID/net/tcp{,6}) matched with
+/// the process's descriptors; `None` if /proc cannot tell. A connect cannot tell: it reaches
+/// whoever holds the port.
+pub fn listens(pid: &str, wanted: impl Fn(SocketAddr) -> bool) -> Option<bool> {
+    let tables: Vec<String> = ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .collect();
+    if tables.is_empty() {
+        return None;
+    }
+    let inodes: Vec<String> = tables
+        .iter()
+        .flat_map(|table| table.lines().skip(1))
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let listening = *fields.get(3)? == "0A";
-            // Not `==`: /proc prints no IPv6 scope id, which a configured address may have.
-            let local = parse_local(fields.get(1)?)?;
-            (listening && local.ip() == addr.ip() && local.port() == addr.port())
-                .then(|| format!("socket:[{}]", fields.get(9).unwrap_or(&"")))
+            let inode = fields.get(9)?;
+            (listening && wanted(parse_local(fields.get(1)?)?)).then(|| format!("socket:[{inode}]"))
         })
         .collect();
-    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     Some(
         fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
             .any(|link| {
@@ -111,10 +124,13 @@ fn parse_local(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// A pingora service that listens on sockets bound beforehand instead of binding its own.
+/// A pingora service that listens on a socket bound beforehand instead of binding its own
+/// (`None`: one handed over by `-u`), until `until` drains (see `drain`) or, without one,
+/// until pingora's shutdown.
 pub struct OnSockets<S> {
     pub inner: S,
-    pub sockets: Vec<Bound>,
+    pub socket: Option<Bound>,
+    pub until: Option<Arc<Drain>>,
 }
 
 #[async_trait]
@@ -127,7 +143,7 @@ impl<S: Service> Service for OnSockets<S> {
     ) {
         if let Some(table) = &fds {
             let mut table = table.lock();
-            for bound in self.sockets.drain(..) {
+            if let Some(bound) = self.socket.take() {
                 // The table owns the socket from here on: pingora listens on it, and a
                 // SIGQUIT hand-over sends it to the next process.
                 table.add(bound.addr, bound.socket.into_raw_fd());
@@ -141,6 +157,10 @@ impl<S: Service> Service for OnSockets<S> {
                 }
             }
         }
+        let shutdown = match &self.until {
+            Some(drain) => drain.listening_until(shutdown),
+            None => shutdown,
+        };
         self.inner
             .start_service(fds, shutdown, listeners_per_fd)
             .await

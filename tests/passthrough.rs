@@ -483,15 +483,12 @@ fn an_idempotent_request_is_sent_again_only_when_its_pooled_connection_was_close
         2,
         "a GET on a closed pooled connection was not retried"
     );
-    proxy.wait_for_metric(
+    let retries = (
         "sigproxy_upstream_retries_total",
-        &[("route", "open"), ("reason", "stale_connection")],
+        [("route", "open"), ("reason", "stale_connection")],
     );
-    let retries = proxy.metric(
-        "sigproxy_upstream_retries_total",
-        &[("route", "open"), ("reason", "stale_connection")],
-    );
-    assert_eq!(retries, Some(1.0));
+    proxy.wait_for_metric(retries.0, &retries.1);
+    assert_eq!(proxy.metric(retries.0, &retries.1), Some(1.0));
 }
 
 /// An upstream's `101` nobody asked for is passed on, and the connection then ends when the
