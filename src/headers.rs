@@ -101,6 +101,15 @@ pub fn prepare_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// An HTTP/1.0 client reads no chunked framing (RFC 9112 §6.1): for it, a body that
+/// `Content-Length` does not frame goes as bytes ended by closing the connection (pingora's
+/// writer then closes it, and says so in `Connection`). Call last, once the framing is chosen.
+pub fn frame_for_client(resp: &mut ResponseHeader, client: http::Version) {
+    if client < http::Version::HTTP_11 {
+        resp.remove_header(&header::TRANSFER_ENCODING);
+    }
+}
+
 /// The names in `headers` that `pick` chooses, told whether `Connection` lists each one: one pass
 /// over the few headers a message has, rather than a lookup per name that might be there.
 fn picked(headers: &http::HeaderMap, pick: impl Fn(&HeaderName, bool) -> bool) -> Vec<HeaderName> {

@@ -102,6 +102,7 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
         let answer: &[u8] = match target.as_str() {
             t if t.contains("early") => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             t if t.contains("close") => b"HTTP/1.1 200 OK\r\nX-Up: 1\r\n\r\nuntil the connection closes",
+            t if t.contains("chunked") => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
             t if t.contains("nobody") => b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n",
             t if t.contains("switch") => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
             t if t.contains("silent") => {
@@ -505,5 +506,47 @@ fn an_unasked_101_is_logged_as_the_101_the_client_got() {
         );
         assert!(!answer.contains("504"), "{answer}");
         assert!(outcome.starts_with("status=101 error="), "{outcome}");
+    }
+}
+
+/// An HTTP/1.0 client reads neither chunked framing (RFC 9112 §6.1) nor a `1xx` (RFC 9110
+/// §15.2): however the upstream frames its answer, and whichever path takes the request (the
+/// forwarder signing it, the forwarder passing it on, pingora's loop), the client gets the
+/// final answer's bytes as they are, ended by the connection's close.
+#[test]
+fn an_http_1_0_client_gets_answers_it_can_read() {
+    let up = RawUpstream::start();
+    let config = common::signed_and_open(&up.url, "");
+    let proxy = Proxy::start_ready(&config, &common::static_keys("AKIDHTTP10", "secret"));
+    let cases = [
+        ("close", "until the connection closes"),
+        ("chunked", "hello world"),
+        ("early", "ok"),
+    ];
+    for route in ["signed", "open"] {
+        for size in [SMALL, LARGE] {
+            for (case, body) in cases {
+                let what = format!("{case} on {route} with {size} bytes");
+                let mut conn = TcpStream::connect(proxy.addr).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let head = format!(
+                    "POST /{route}/{case} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+                );
+                conn.write_all(head.as_bytes()).unwrap();
+                conn.write_all(&vec![b'b'; size]).unwrap();
+                let mut got = Vec::new();
+                if let Err(e) = conn.read_to_end(&mut got) {
+                    panic!("{what}: the connection was left open ({e}): {got:?}");
+                }
+                let got = String::from_utf8_lossy(&got).into_owned();
+                let (head, answer) = got.split_once("\r\n\r\n").expect("a head");
+                assert!(head.starts_with("HTTP/1.1 200 "), "{what}: {got}");
+                let head = head.to_ascii_lowercase();
+                assert!(!head.contains("transfer-encoding"), "{what}: {got}");
+                assert!(head.contains("connection: close"), "{what}: {got}");
+                assert_eq!(answer, body, "{what}: {got}");
+            }
+        }
     }
 }

@@ -199,6 +199,10 @@ impl ProxyHttp for SigningProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // A client that stops reading its answer is let go by `client_write_timeout`, on
         // the connection itself (see `conn::stream`).
+        if session.req_header().version < http::Version::HTTP_11 {
+            // An HTTP/1.0 client expects no `1xx` (RFC 9110 §15.2) but the `100` it asked for.
+            session.as_downstream_mut().set_ignore_info_resp(true);
+        }
         let admitted = self.admit(session, ctx);
         let route = match admitted {
             Ok(Some(route)) => route,
@@ -328,11 +332,12 @@ impl ProxyHttp for SigningProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         browser::answer_cors(upstream_response, &ctx.page);
+        headers::frame_for_client(upstream_response, session.req_header().version);
         Ok(())
     }
 

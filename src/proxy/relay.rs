@@ -37,7 +37,7 @@ pub(super) async fn relay_response(
         Failure::Unanswered(ProxyError::Internal("missing response header".into()))
     })?;
     let status = resp.status.as_u16();
-    let method = &session.req_header().method;
+    let (method, version) = (&session.req_header().method, session.req_header().version);
     let done = upstream.response_done();
     match relay {
         Relay::Own => headers::prepare_response(&mut resp),
@@ -45,6 +45,7 @@ pub(super) async fn relay_response(
             chunk_if_unframed(&mut resp, method, done).map_err(Failure::Unanswered)?
         }
     }
+    headers::frame_for_client(&mut resp, version);
     answer_cors(&mut resp, page);
     session
         .write_response_header(Box::new(resp), done && held.is_empty())
