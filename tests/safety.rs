@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::upstream::Upstream;
 use common::*;
 
 /// Sends raw request bytes on a fresh connection; the response.
@@ -515,4 +516,91 @@ fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_t
         assert!(r.status >= 400, "{request}");
         assert!(r.json()["error"].get("route").is_none(), "{request}");
     }
+}
+
+/// On a query- or JSON-protocol API an allow list's action is read only from a request shaped
+/// so that the service reads that action and nothing else. moto's STS (auth enforced) runs an
+/// `Action` from any body, whatever its content type: a request showing the granted operation
+/// in `X-Amz-Target` or the query while its body names another is refused before it is signed.
+#[test]
+fn a_granted_action_cannot_carry_another_one_to_a_query_protocol_api() {
+    let peers = Peers::start();
+    let allow = "    match: { path_prefix: /sts/ }\n    strip_prefix: true\n    allow:\n      \
+                 - actions: [sts:GetCallerIdentity]\n        paths: [\"/\"]\n";
+    let sts = route("sts", peers.get("sts_endpoint"), "sts", allow);
+    let config = format!("credentials:\n  app:\n    source: default\nroutes:\n{sts}");
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
+    const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+    // The granted operation as the AWS CLI sends it: signed, and moto runs it.
+    let ok = proxy.send(
+        "POST",
+        "/sts/",
+        &[FORM],
+        b"Action=GetCallerIdentity&Version=2011-06-15",
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(
+        ok.text().contains("GetCallerIdentityResponse"),
+        "{}",
+        ok.text()
+    );
+    let target = (
+        "x-amz-target",
+        "AWSSecurityTokenServiceV20110615.GetCallerIdentity",
+    );
+    let granted = "/sts/?Action=GetCallerIdentity&Version=2011-06-15";
+    let other = b"Action=GetSessionToken&Version=2011-06-15";
+    for (method, path, headers) in [
+        (
+            "POST",
+            "/sts/",
+            vec![target, ("content-type", "text/plain")],
+        ),
+        ("POST", "/sts/", vec![target]),
+        (
+            "POST",
+            "/sts/",
+            vec![target, ("content-type", "application/x-amz-json-1.1")],
+        ),
+        ("GET", granted, vec![FORM]),
+        ("PUT", granted, vec![FORM]),
+        ("POST", granted, vec![("content-type", "text/plain")]),
+        ("POST", granted, vec![("content-type", "text/plain"), FORM]),
+    ] {
+        let r = proxy.send(method, path, &headers, other);
+        let what = format!("{method} {path} {headers:?}");
+        assert!(!r.text().contains("SessionToken"), "{what}: {}", r.text());
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+    }
+}
+
+/// A REST API (EKS here) acts on its method and path: an `Action` or `X-Amz-Target` that names
+/// a granted operation does not make `DELETE /clusters/prod` a `DescribeCluster`.
+#[test]
+fn a_named_action_does_not_grant_a_rest_request() {
+    let upstream = Upstream::builder().record().start();
+    let allow =
+        "    allow:\n      - actions: [eks:DescribeCluster]\n        paths: [\"/clusters/**\"]\n";
+    let eks = route("eks", &upstream.url(), "eks", allow);
+    let config = format!("credentials:\n  app:\n    source: default\nroutes:\n{eks}");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDEKS", "secret"));
+    let json = ("content-type", "application/x-amz-json-1.1");
+    for (method, path, headers) in [
+        ("DELETE", "/clusters/prod?Action=DescribeCluster", vec![]),
+        ("GET", "/clusters/prod?Action=DescribeCluster", vec![]),
+        (
+            "DELETE",
+            "/clusters/prod",
+            vec![("x-amz-target", "X.DescribeCluster"), json],
+        ),
+        (
+            "POST",
+            "/clusters/prod/updates",
+            vec![("x-amz-target", "X.DescribeCluster"), json],
+        ),
+    ] {
+        let r = proxy.send(method, path, &headers, b"");
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text());
+    }
+    assert_eq!(upstream.requests().len(), 0, "nothing reached the upstream");
 }

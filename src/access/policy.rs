@@ -9,12 +9,14 @@
 //!   else; sub-resources (`?acl`, `?policy`, `?delete`, …) and bucket operations need a rule
 //!   that names their action. What cannot be classified is refused.
 //! - elsewhere, the method on the path, and for rules with `actions` the operation named by
-//!   `X-Amz-Target` or `Action=` (in the query, or in a form body, checked once it is read).
+//!   `X-Amz-Target` or `Action=` (in the query, or in a form body, checked once it is read),
+//!   taken only from a request shaped as AWS's JSON or query protocol ([`api::operation`]).
 
 use super::pattern::PathPattern;
 use super::Denied;
+use crate::actions::api::{self, Named};
 use crate::actions::s3::{classify, copy_source, BucketLayout, S3Needs, S3Request};
-use crate::actions::{api, ActionPattern, Need, Unclear};
+use crate::actions::{ActionPattern, Need, Unclear};
 use http::{HeaderMap, Method};
 
 /// One entry of a route's `allow` list: these methods (or these actions), on paths matching
@@ -141,6 +143,12 @@ pub enum AfterBody {
         path: Vec<u8>,
         method: Method,
     },
+    /// A JSON-protocol request for `action`, whose body must not name another.
+    Json {
+        action: String,
+        path: Vec<u8>,
+        method: Method,
+    },
 }
 
 impl Policy {
@@ -189,22 +197,43 @@ impl Policy {
         if self.rules.is_empty() {
             return Ok(None);
         }
+        // An application behind the upstream (API Gateway, a pass-through route) might act on
+        // another method than the one checked here.
+        if let Some(name) = METHOD_OVERRIDES.iter().find(|n| headers.contains_key(**n)) {
+            return Err(Refusal::Ambiguous(format!(
+                "{name} on a route with an allow list, which checks the request's own method"
+            )));
+        }
         let path = policy_path(path, true).ok_or(Denied::Path)?;
         let Service::Other(Some(service)) = &self.service else {
             return self.grant_one(method, String::new(), path).map(|()| None);
         };
-        let head = api::head_action(service, headers, query)?;
-        let names_actions = self.rules.iter().any(|r| r.actions.is_some());
-        if names_actions && *method == Method::POST && is_form(headers) {
-            return Ok(Some(AfterBody::Form {
-                service: service.clone(),
-                head,
-                path,
-                method: method.clone(),
-            }));
+        // An operation matters only to a rule that names actions; `methods` grant by method.
+        if !self.rules.iter().any(|r| r.actions.is_some()) {
+            return self.grant_one(method, String::new(), path).map(|()| None);
         }
-        self.grant_one(method, head.unwrap_or_default(), path)
-            .map(|()| None)
+        let action = match api::operation(service, method, &path, headers, query)? {
+            Named::Nothing => String::new(),
+            Named::Query(action) => action,
+            Named::Json(action) => {
+                let method = method.clone();
+                return Ok(Some(AfterBody::Json {
+                    action,
+                    path,
+                    method,
+                }));
+            }
+            Named::Form(head) => {
+                let (service, method) = (service.clone(), method.clone());
+                return Ok(Some(AfterBody::Form {
+                    service,
+                    head,
+                    path,
+                    method,
+                }));
+            }
+        };
+        self.grant_one(method, action, path).map(|()| None)
     }
 
     /// Finishes a check that waited for the body.
@@ -226,6 +255,18 @@ impl Policy {
                 let form = api::form_action(&service, body)?;
                 let action = api::combine(head, form)?;
                 self.grant_one(&method, action.unwrap_or_default(), path)
+            }
+            AfterBody::Json {
+                action,
+                path,
+                method,
+            } => {
+                if api::form_names_action(body) {
+                    return Err(Refusal::Ambiguous(format!(
+                        "X-Amz-Target names {action} but the body reads as a form naming an Action"
+                    )));
+                }
+                self.grant_one(&method, action, path)
             }
         }
     }
@@ -267,16 +308,12 @@ impl Policy {
     }
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
+/// Headers some web frameworks take as the request's method instead of its own.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// The path a policy is checked against: the upstream target's path, percent-decoded, as the
 /// upstream will understand it; `None` when that is ambiguous, and then no rule can grant it.

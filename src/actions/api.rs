@@ -7,55 +7,161 @@
 //! unique: with two, the service and this check could each act on a different one.
 
 use super::{query_params, Unclear};
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use percent_encoding::percent_decode;
 
-/// The operation named by the request head. JSON protocol: the one `X-Amz-Target` header,
-/// `Prefix_Version.Operation` (or `Prefix.Operation`) → `service:Operation`. Query protocol:
-/// the one `Action` parameter in the query → `service:Action`. `None` when neither is present
-/// (a query-protocol request may name its action in the body: see [`form_action`]).
+/// Where a request names its operation, as far as an allow list may trust it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Named {
+    /// No `X-Amz-Target`, no `Action`, no form body: only a rule's `methods` can grant it.
+    Nothing,
+    /// A query-protocol request without a body: the `Action` in its query.
+    Query(String),
+    /// JSON protocol: the `X-Amz-Target`. Its body must not read as a form naming an `Action`
+    /// too (see [`form_names_action`]), for a service lenient about content types.
+    Json(String),
+    /// A query-protocol form: the body's `Action`, which must agree with the query's, if any
+    /// (see [`form_action`] and [`combine`]).
+    Form(Option<String>),
+}
+
+/// Where a request to a JSON- or query-protocol API names its operation. An operation is
+/// taken only from a request whose shape leaves the service one place to read it from:
+/// - JSON protocol: `POST /` with one `X-Amz-Target` (`Prefix_Version.Operation` →
+///   `service:Operation`), one `Content-Type: application/x-amz-json-1.0` (or `1.1`) and no
+///   `Action` in the query;
+/// - query protocol: no `X-Amz-Target`; `GET /` or `POST /` without a body, `Action` in the
+///   query; or `POST /` with one `Content-Type: application/x-www-form-urlencoded`, `Action` in
+///   the query, the body or both alike.
 ///
-/// Two targets, two `Action` parameters, or a target and an `Action` that disagree are
-/// [`Unclear::Ambiguous`]; a name that is not an operation name is [`Unclear::Unknown`].
-pub fn head_action(
+/// On SQS the path may also be a queue's, `/<account>/<queue>` (its query protocol's
+/// `QueueUrl`); every other JSON and query API takes requests on `/` only.
+///
+/// Anything else that names an operation is [`Unclear::Ambiguous`]: the service might act on
+/// another one than this check read (a query-protocol service reading a body whatever its
+/// content type, a REST API ignoring both and acting on its method and path). A name that is
+/// not an operation name is [`Unclear::Unknown`]. `path` is the upstream path, decoded.
+pub fn operation(
     service: &str,
+    method: &Method,
+    path: &[u8],
     headers: &HeaderMap,
     query: &str,
-) -> Result<Option<String>, Unclear> {
+) -> Result<Named, Unclear> {
+    let target = target_operation(headers)?;
+    let params = query_params(query)?;
+    let action = single_action(params.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+    let media = media_type(headers)?;
+    let form = media
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if target.is_none() && action.is_none() && !(form && method == Method::POST) {
+        return Ok(Named::Nothing);
+    }
+    let shape = |why: &str| Err(Unclear::Ambiguous(format!("{why}: {SHAPES}")));
+    if !api_path(service, path) {
+        return shape("an operation is named on a path other than /");
+    }
+    let with = |op: String| format!("{service}:{op}");
+    if let Some(target) = target {
+        let json = media.as_deref().is_some_and(|m| {
+            m.eq_ignore_ascii_case("application/x-amz-json-1.0")
+                || m.eq_ignore_ascii_case("application/x-amz-json-1.1")
+        });
+        return match (method == Method::POST, json, action) {
+            (true, true, None) => Ok(Named::Json(with(target))),
+            (_, _, Some(_)) => shape("X-Amz-Target and an Action in the query"),
+            _ => shape("X-Amz-Target on a request that is not a JSON-protocol POST"),
+        };
+    }
+    let bodiless = !headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    match (method, action) {
+        (&Method::GET | &Method::POST, Some(action)) if bodiless => Ok(Named::Query(with(action))),
+        (&Method::POST, action) if form => Ok(Named::Form(action.map(with))),
+        _ => shape("an Action on a request that is not a query-protocol GET or form POST"),
+    }
+}
+
+/// Whether `path` is where `service`'s JSON or query API takes requests: `/`, and for SQS
+/// also a queue's own path (`/<account>/<queue>`, its query protocol's `QueueUrl`).
+fn api_path(service: &str, path: &[u8]) -> bool {
+    if path == b"/" {
+        return true;
+    }
+    let mut segments = path.split(|&b| b == b'/');
+    service == "sqs"
+        && segments.next() == Some(b"")
+        && segments
+            .next()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(u8::is_ascii_digit))
+        && segments.next().is_some_and(|q| !q.is_empty())
+        && segments.next().is_none()
+}
+
+/// The shapes [`operation`] takes an operation from, for the error body.
+const SHAPES: &str = "an operation is taken from POST / with X-Amz-Target and Content-Type \
+     application/x-amz-json-1.x, GET / or POST / without a body and with ?Action=, or POST / \
+     with an application/x-www-form-urlencoded body";
+
+/// The operation the one `X-Amz-Target` names (`Prefix_Version.Operation` or
+/// `Prefix.Operation`); two are [`Unclear::Ambiguous`].
+fn target_operation(headers: &HeaderMap) -> Result<Option<String>, Unclear> {
     let mut targets = headers.get_all("x-amz-target").iter();
-    let target = match (targets.next(), targets.next()) {
-        (None, _) => None,
+    let value = match (targets.next(), targets.next()) {
+        (None, _) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err(Unclear::Ambiguous(
                 "X-Amz-Target is sent more than once".into(),
             ))
         }
-        (Some(value), None) => {
-            let value = value.to_str().map_err(|_| {
-                Unclear::Ambiguous("X-Amz-Target has bytes that are not visible ASCII".into())
-            })?;
-            let operation = match value.rsplit_once('.') {
-                Some((prefix, op)) if !prefix.is_empty() => op,
-                _ => {
-                    return Err(Unclear::Unknown(format!(
-                        "X-Amz-Target '{value}' is not Prefix.Operation"
-                    )))
-                }
-            };
-            Some(operation_name(operation, "X-Amz-Target")?)
-        }
+        (Some(value), None) => value,
     };
-    let params = query_params(query)?;
-    let action = single_action(params.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
-    let operation = match (target, action) {
-        (Some(t), Some(a)) if t != a => {
-            return Err(Unclear::Ambiguous(format!(
-                "X-Amz-Target names {t} but the query's Action is {a}"
-            )))
-        }
-        (t, a) => t.or(a),
-    };
-    Ok(operation.map(|op| format!("{service}:{op}")))
+    let value = value.to_str().map_err(|_| {
+        Unclear::Ambiguous("X-Amz-Target has bytes that are not visible ASCII".into())
+    })?;
+    match value.rsplit_once('.') {
+        Some((prefix, op)) if !prefix.is_empty() => operation_name(op, "X-Amz-Target").map(Some),
+        _ => Err(Unclear::Unknown(format!(
+            "X-Amz-Target '{value}' is not Prefix.Operation"
+        ))),
+    }
+}
+
+/// The media type of the one `Content-Type` (parameters dropped); two are
+/// [`Unclear::Ambiguous`]: a service could read either.
+fn media_type(headers: &HeaderMap) -> Result<Option<String>, Unclear> {
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    match (types.next(), types.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(Unclear::Ambiguous(
+            "Content-Type is sent more than once".into(),
+        )),
+        (Some(value), None) => Ok(Some(
+            String::from_utf8_lossy(value.as_bytes())
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        )),
+    }
+}
+
+/// Whether `body`, read as a form the way a lenient server would, names an `Action`: a JSON
+/// request's body must not (its `X-Amz-Target` is what was checked).
+pub fn form_names_action(body: &[u8]) -> bool {
+    body.split(|&b| b == b'&').any(|pair| {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        let spaced: Vec<u8> = name
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        let decoded: Vec<u8> = percent_decode(&spaced).collect();
+        decoded.trim_ascii().eq_ignore_ascii_case(b"Action")
+    })
 }
 
 /// The one `Action` in an `application/x-www-form-urlencoded` body (form decoding: `+` is a
@@ -146,27 +252,47 @@ mod tests {
         matches!(r, Err(Unclear::Unknown(_)))
     }
 
+    const JSON: &str = "application/x-amz-json-1.0";
+    const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+    /// `operation` on `POST /` (or `method`) with these targets, content type and length.
+    fn named(
+        method: Method,
+        path: &str,
+        targets: &[&str],
+        content_type: Option<&str>,
+        length: Option<&str>,
+        query: &str,
+    ) -> Result<Named, Unclear> {
+        let mut h = headers(targets);
+        if let Some(t) = content_type {
+            h.append("content-type", HeaderValue::from_str(t).unwrap());
+        }
+        if let Some(l) = length {
+            h.append("content-length", HeaderValue::from_str(l).unwrap());
+        }
+        operation("svc", &method, path.as_bytes(), &h, query)
+    }
+
+    fn json(targets: &[&str]) -> Result<Named, Unclear> {
+        named(Method::POST, "/", targets, Some(JSON), Some("2"), "")
+    }
+
     #[test]
     fn json_targets_name_the_action() {
-        let h = headers(&["DynamoDB_20120810.GetItem"]);
+        let op = |s: &str| Named::Json(s.to_string());
         assert_eq!(
-            head_action("dynamodb", &h, "").unwrap().as_deref(),
-            Some("dynamodb:GetItem")
-        );
-        let h = headers(&["AWSCognitoIdentityProviderService.InitiateAuth"]);
-        assert_eq!(
-            head_action("cognito-idp", &h, "").unwrap().as_deref(),
-            Some("cognito-idp:InitiateAuth")
+            json(&["DynamoDB_20120810.GetItem"]).unwrap(),
+            op("svc:GetItem")
         );
         assert_eq!(
-            head_action("dynamodb", &HeaderMap::new(), "").unwrap(),
-            None
+            json(&["AWSCognitoIdentityProviderService.InitiateAuth"]).unwrap(),
+            op("svc:InitiateAuth")
         );
-        assert!(ambiguous(head_action(
-            "dynamodb",
-            &headers(&["DynamoDB_20120810.GetItem", "DynamoDB_20120810.DeleteTable"]),
-            ""
-        )));
+        let json11 = Some("application/x-amz-json-1.1");
+        let h = named(Method::POST, "/", &["A.B"], json11, Some("2"), "");
+        assert_eq!(h.unwrap(), op("svc:B"));
+        assert!(ambiguous(json(&["X.GetItem", "X.DeleteTable"])));
         for bad in [
             "GetItem",
             ".GetItem",
@@ -174,38 +300,126 @@ mod tests {
             "X.Get*",
             "X.Get:Item",
         ] {
-            assert!(
-                unknown(head_action("dynamodb", &headers(&[bad]), "")),
-                "{bad}"
-            );
+            assert!(unknown(json(&[bad])), "{bad}");
         }
     }
 
     #[test]
+    fn a_target_counts_only_on_a_json_protocol_post_to_the_root() {
+        let t = &["X.GetItem"][..];
+        for (method, path, content_type, query) in [
+            // Not JSON: a query-protocol service may read the body as its parameters.
+            (Method::POST, "/", Some("text/plain"), ""),
+            (Method::POST, "/", None, ""),
+            (Method::POST, "/", Some(FORM), ""),
+            // A REST API acts on its method and path, not on the header.
+            (Method::DELETE, "/", Some(JSON), ""),
+            (Method::GET, "/", Some(JSON), ""),
+            (
+                Method::POST,
+                "/2015-03-31/functions/f/invocations",
+                Some(JSON),
+                "",
+            ),
+            // Two places naming it.
+            (Method::POST, "/", Some(JSON), "Action=GetItem"),
+        ] {
+            let got = named(method.clone(), path, t, content_type, Some("2"), query);
+            assert!(ambiguous(got), "{method} {path} {content_type:?} {query}");
+        }
+        let mut twice = headers(t);
+        twice.append("content-type", HeaderValue::from_static(JSON));
+        twice.append("content-type", HeaderValue::from_static("text/plain"));
+        assert!(ambiguous(operation("svc", &Method::POST, b"/", &twice, "")));
+    }
+
+    #[test]
     fn query_actions_name_the_action() {
-        let none = HeaderMap::new();
-        let act = |q| head_action("sts", &none, q);
+        let act = |method: Method, q| named(method, "/", &[], None, None, q);
+        let op = |s: &str| Named::Query(s.to_string());
+        let q = "Action=GetCallerIdentity&Version=2011-06-15";
+        assert_eq!(act(Method::GET, q).unwrap(), op("svc:GetCallerIdentity"));
+        assert_eq!(act(Method::POST, q).unwrap(), op("svc:GetCallerIdentity"));
+        let empty = named(Method::GET, "/", &[], None, Some("0"), q);
+        assert_eq!(empty.unwrap(), op("svc:GetCallerIdentity"));
         assert_eq!(
-            act("Action=GetCallerIdentity&Version=2011-06-15")
-                .unwrap()
-                .as_deref(),
-            Some("sts:GetCallerIdentity")
+            act(Method::GET, "Version=2011-06-15").unwrap(),
+            Named::Nothing
         );
-        assert_eq!(act("Version=2011-06-15").unwrap(), None);
-        assert_eq!(act("").unwrap(), None);
-        assert!(ambiguous(act("Action=GetCallerIdentity&Action=AssumeRole")));
-        assert!(ambiguous(act("Action=GetCallerIdentity&action=AssumeRole")));
-        assert!(unknown(act("Action=")));
-        assert!(unknown(act("Action=Get%2A")));
-        // A target and an Action: the same operation is fine, two different ones are not.
-        let h = headers(&["AmazonSQS.SendMessage"]);
-        assert_eq!(
-            head_action("sqs", &h, "Action=SendMessage")
-                .unwrap()
-                .as_deref(),
-            Some("sqs:SendMessage")
-        );
-        assert!(ambiguous(head_action("sqs", &h, "Action=DeleteQueue")));
+        assert_eq!(act(Method::DELETE, "").unwrap(), Named::Nothing);
+        assert!(ambiguous(act(
+            Method::GET,
+            "Action=GetCallerIdentity&Action=AssumeRole"
+        )));
+        assert!(ambiguous(act(
+            Method::GET,
+            "Action=GetCallerIdentity&action=AssumeRole"
+        )));
+        assert!(unknown(act(Method::GET, "Action=")));
+        assert!(unknown(act(Method::GET, "Action=Get%2A")));
+    }
+
+    #[test]
+    fn a_query_action_counts_only_on_a_query_protocol_request_to_the_root() {
+        let q = "Action=GetFunction";
+        for (method, path, content_type, length) in [
+            // A REST API ignores the parameter and acts on its method and path.
+            (Method::DELETE, "/", None, None),
+            (Method::PUT, "/", None, None),
+            (Method::GET, "/2015-03-31/functions/f", None, None),
+            // A body the service might read its parameters from, whatever its type.
+            (Method::GET, "/", Some(FORM), Some("22")),
+            (Method::POST, "/", Some("text/plain"), Some("22")),
+            (
+                Method::POST,
+                "/",
+                Some("multipart/form-data; boundary=x"),
+                Some("22"),
+            ),
+            (Method::POST, "/", None, Some("22")),
+        ] {
+            let got = named(method.clone(), path, &[], content_type, length, q);
+            assert!(ambiguous(got), "{method} {path} {content_type:?}");
+        }
+        let mut chunked = HeaderMap::new();
+        chunked.append("transfer-encoding", HeaderValue::from_static("chunked"));
+        assert!(ambiguous(operation("svc", &Method::GET, b"/", &chunked, q)));
+    }
+
+    #[test]
+    fn a_form_post_to_the_root_is_read_once_its_body_is_here() {
+        let form = |path, q| named(Method::POST, path, &[], Some(FORM), Some("9"), q);
+        assert_eq!(form("/", "").unwrap(), Named::Form(None));
+        let named_too = Named::Form(Some("svc:AssumeRole".into()));
+        assert_eq!(form("/", "Action=AssumeRole").unwrap(), named_too);
+        assert!(ambiguous(form("/x", "")));
+        // SQS's query protocol addresses a queue by its path, and nothing below it.
+        let sqs = |path: &str| {
+            let mut h = HeaderMap::new();
+            h.append("content-type", HeaderValue::from_static(FORM));
+            operation("sqs", &Method::POST, path.as_bytes(), &h, "")
+        };
+        assert_eq!(sqs("/123456789012/q").unwrap(), Named::Form(None));
+        for path in [
+            "/123456789012/q/x",
+            "/acct/q",
+            "/123456789012/",
+            "/123456789012",
+        ] {
+            assert!(ambiguous(sqs(path)), "{path}");
+        }
+        // A body of another type names nothing sigproxy trusts: only `methods` grant it.
+        let text = named(Method::POST, "/", &[], Some("text/plain"), Some("9"), "");
+        assert_eq!(text.unwrap(), Named::Nothing);
+    }
+
+    #[test]
+    fn a_json_body_that_reads_as_a_form_naming_an_action_is_told_apart() {
+        assert!(form_names_action(b"Action=GetSessionToken&Version=1"));
+        assert!(form_names_action(b"{\"a\":\"x&act%69on=GetSessionToken\"}"));
+        assert!(form_names_action(b"x=1&+Action+=A"));
+        assert!(!form_names_action(b"{\"TableName\":\"Action\"}"));
+        assert!(!form_names_action(b""));
     }
 
     #[test]

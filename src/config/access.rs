@@ -221,6 +221,12 @@ impl Checker<'_> {
                         Some(s) if pattern.service() != s => Err(format!(
                             "'{a}' is not an action of {s}, the service this route signs for"
                         )),
+                        // Their APIs are REST, and their requests reach the user's own code:
+                        // no X-Amz-Target or Action names what such a request does.
+                        Some(s @ ("lambda" | "execute-api")) => Err(format!(
+                            "{s} requests are told apart by method and path, not by a named \
+                             operation: list methods and paths instead"
+                        )),
                         Some(_) => Ok(pattern),
                     }
                 })?;

@@ -490,6 +490,20 @@ fn allow_rules_name_methods_or_actions_of_the_route_service() {
         "routes:\n  - upstream: http://127.0.0.1:1\n    allow:\n      - actions: [s3:GetObject]\n",
     );
     assert!(e.contains("actions need a signed route"), "{e}");
+    // A Lambda or API Gateway request reaches the user's code: no named action says what it does.
+    for (host, service) in [
+        ("abc.lambda-url.us-east-1.on.aws", "lambda"),
+        ("a1b2c3.execute-api.us-east-1.amazonaws.com", "execute-api"),
+    ] {
+        let e = error(&format!(
+            "credentials:\n  a: {{}}\nroutes:\n  - upstream: https://{host}\n    credentials: a\n    allow:\n      - actions: [{service}:GetFunction]\n"
+        ));
+        assert!(
+            e.contains("routes[0].allow[0].actions[0]")
+                && e.contains("told apart by method and path"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -279,11 +279,31 @@ fn json_and_query_protocol_actions() {
         )],
         Service::Other(Some("dynamodb".into())),
     );
-    let get = [("x-amz-target", "DynamoDB_20120810.GetItem")];
-    assert_eq!(check(&p, Method::POST, "/", &get), Ok(()));
-    let delete = [("x-amz-target", "DynamoDB_20120810.DeleteTable")];
-    assert_eq!(check(&p, Method::POST, "/", &delete), DENIED_ACTION);
+    let json = |target: &'static str, body: &[u8]| {
+        let h = [
+            ("x-amz-target", target),
+            ("content-type", "application/x-amz-json-1.0"),
+        ];
+        let pending = p.check(&Method::POST, "/", &headers(&h))?.unwrap();
+        p.check_body(pending, body)
+    };
+    assert_eq!(json("DynamoDB_20120810.GetItem", b"{}"), Ok(()));
+    assert_eq!(json("DynamoDB_20120810.DeleteTable", b"{}"), DENIED_ACTION);
+    // The body read as a form by a lenient server would name another operation.
+    assert!(matches!(
+        json("DynamoDB_20120810.GetItem", b"Action=DeleteTable"),
+        Err(Refusal::Ambiguous(_))
+    ));
     assert_eq!(check(&p, Method::POST, "/", &[]), DENIED_ACTION);
+    // A target on a request that is not a JSON-protocol POST names nothing to trust.
+    let text = [
+        ("x-amz-target", "DynamoDB_20120810.GetItem"),
+        ("content-type", "text/plain"),
+    ];
+    assert!(matches!(
+        check(&p, Method::POST, "/", &text),
+        Err(Refusal::Ambiguous(_))
+    ));
 
     let sqs = Policy::new(
         vec![actions(&["sqs:SendMessage"], &["/**"])],
@@ -297,10 +317,13 @@ fn json_and_query_protocol_actions() {
         check(&sqs, Method::GET, "/123/q?Action=DeleteQueue", &[]),
         DENIED_ACTION
     );
-    let form = [(
-        "content-type",
-        "application/x-www-form-urlencoded; charset=utf-8",
-    )];
+    let form = [
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
+        ("content-length", "30"),
+    ];
     let pending = sqs
         .check(&Method::POST, "/123/q", &headers(&form))
         .unwrap()
@@ -445,4 +468,28 @@ fn a_copy_never_reaches_outside_the_route_whatever_its_rules() {
         DENIED_ACTION
     );
     assert_eq!(check(&unknown, Method::PUT, "/docs/x", &[]), Ok(()));
+}
+
+#[test]
+fn a_method_override_header_is_refused_where_methods_are_checked() {
+    let p = Policy::new(
+        vec![methods(&[Method::GET], &["/**"])],
+        Service::Other(Some("execute-api".into())),
+    );
+    assert_eq!(check(&p, Method::GET, "/orders", &[]), Ok(()));
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        assert!(matches!(
+            check(&p, Method::GET, "/orders", &[(name, "DELETE")]),
+            Err(Refusal::Ambiguous(_))
+        ));
+    }
+    let open = Policy::new(vec![], Service::Other(None));
+    assert_eq!(
+        check(&open, Method::GET, "/x", &[("x-http-method", "DELETE")]),
+        Ok(())
+    );
 }
