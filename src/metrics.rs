@@ -229,7 +229,7 @@ impl Metrics {
             request_heads_refused: counter(
                 &r,
                 "sigproxy_request_heads_refused_total",
-                "Connections closed before a request head was complete, by reason: timeout (request_header_timeout), too_large (max_header_bytes), evicted (made room at max_connections)",
+                "Connections closed without a request head sigproxy could read, by reason: timeout (request_header_timeout), too_large (max_header_bytes), evicted (made room at max_connections), malformed (refused by the HTTP parser)",
                 &["reason"],
             ),
             client_write_timeouts: register(

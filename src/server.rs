@@ -6,7 +6,7 @@ use crate::conn::Guarded;
 use crate::credential_endpoint::CredentialEndpoint;
 use crate::credentials::CredentialStore;
 use crate::drain::{Drain, Signals};
-use crate::proxy::SigningProxy;
+use crate::proxy::{SigningProxy, Traffic};
 use crate::reload::{Reloader, Snapshot, Source};
 use crate::sockets::{self, OnSockets};
 use crate::tls::watch::Watch;
@@ -121,9 +121,11 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     let live = Snapshot::new(&config, store).live();
 
     let proxy = SigningProxy::new(live.clone(), &config, &server.configuration);
-    // pingora's HTTP proxy behind sigproxy's own connection limits (timeouts, max_connections,
-    // head size, lingering close): see `conn`.
-    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    // sigproxy's phases, on its own request loop or pingora's (see `proxy::traffic`), behind
+    // sigproxy's own connection limits (timeouts, max_connections, head size, lingering
+    // close): see `conn`.
+    let pingora_loop = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
+    let proxy = Traffic::new(proxy, pingora_loop);
     let drain = Drain::new(config.shutdown_delay, config.shutdown_grace);
     // HTTPS listeners serve the pair `--check` read; the watch re-reads it when it changes.
     let certificates: Vec<Arc<Certificate>> =

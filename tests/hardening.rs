@@ -58,93 +58,93 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
         "GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(5000)
     );
-    // (what, request bytes, status, JSON error code; None where pingora's parser answers
-    // itself, with an empty body, before sigproxy sees the request).
-    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
-        ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, None),
+    // (what, request bytes, status, JSON error code). Heads pingora's parser refuses before any
+    // phase runs (a malformed request line, control bytes, framing) get sigproxy's JSON 400 too.
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request"),
         (
             "control byte in a header value",
             b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n".to_vec(),
             400,
-            None,
+            "bad_request",
         ),
         (
             "a signed header that is not printable ASCII",
             b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-Amz-Meta-Name: caf\xe9\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "header section over max_header_bytes",
             big_header.into_bytes(),
             431,
-            Some("headers_too_large"),
+            "headers_too_large",
         ),
         (
             "Content-Length and Transfer-Encoding together",
             b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "Transfer-Encoding twice",
             b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "a transfer coding besides chunked",
             b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "chunked not last",
             b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
             400,
-            None,
+            "bad_request",
         ),
         (
             "two different Content-Lengths",
             b"POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
             400,
-            None,
+            "bad_request",
         ),
         (
             "invalid percent-encoding in the path",
             b"GET /signed/a%zz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "invalid percent-encoding in the query",
             b"GET /open/a?x=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "asterisk-form target",
             b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             400,
-            Some("bad_request"),
+            "bad_request",
         ),
         (
             "unknown route",
             b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             404,
-            Some("no_route"),
+            "no_route",
         ),
         (
             "TRACE would echo the signed headers back",
             b"TRACE /open/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             405,
-            Some("method_not_allowed"),
+            "method_not_allowed",
         ),
         (
             "CONNECT",
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),
             405,
-            None,
+            "method_not_allowed",
         ),
         (
             "body over max_body_bytes",
@@ -154,7 +154,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
             ]
             .concat(),
             413,
-            Some("body_too_large"),
+            "body_too_large",
         ),
         (
             "chunked body that grows past max_body_bytes",
@@ -166,7 +166,7 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
             ]
             .concat(),
             413,
-            Some("body_too_large"),
+            "body_too_large",
         ),
     ];
     for (what, bytes, status, code) in &cases {
@@ -174,22 +174,22 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
             .raw(bytes)
             .unwrap_or_else(|| panic!("{what}: no response"));
         assert_eq!(r.status, *status, "{what}");
-        match code {
-            Some(code) => {
-                assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
-                assert_eq!(r.error_code(), *code, "{what}");
-                let message = r.json()["error"]["message"].as_str().unwrap().to_string();
-                assert!(message.len() > 10, "{what}: {message}");
-            }
-            None => assert!(
-                r.body.is_empty(),
-                "{what}: pingora's own answer has no body"
-            ),
-        }
-        if *status == 405 && code.is_some() {
+        assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        assert_eq!(r.error_code(), *code, "{what}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.len() > 10, "{what}: {message}");
+        if *status == 405 {
             assert!(r.header("allow").unwrap().contains("GET"), "{what}");
         }
     }
+    // The four heads the parser refused (request line, control byte, chunked not last, two
+    // Content-Lengths) are counted as such.
+    let malformed = [("reason", "malformed")];
+    proxy.wait_for_metric("sigproxy_request_heads_refused_total", &malformed);
+    assert_eq!(
+        proxy.metric("sigproxy_request_heads_refused_total", &malformed),
+        Some(4.0)
+    );
     assert_eq!(
         (upstream.requests().len(), upstream.connections()),
         (0, 0),

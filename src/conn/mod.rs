@@ -41,6 +41,7 @@ use crate::error::ProxyError;
 use crate::metrics::{metrics, Metrics};
 use async_trait::async_trait;
 use body_clock::BodyClock;
+use bytes::BytesMut;
 use head::Head;
 use idle::IdleSet;
 use pingora::apps::{HttpServerApp, ServerApp};
@@ -48,6 +49,7 @@ use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +74,47 @@ const REFUSAL_LINGER: Linger = Linger {
     bytes: 64 * 1024,
 };
 
-/// The traffic listener's application: `inner` (pingora's HTTP proxy) behind the limits.
+/// What serves the requests whose heads [`Guarded`] reads: any pingora HTTP app (the admin
+/// port's), or sigproxy's own request loop (the traffic port's, `proxy::Traffic`).
+pub trait Serve: Send + Sync + 'static {
+    /// Serves the request whose head (with any body bytes read along) is `head`, not parsed
+    /// yet; the connection, when it can carry another request. `keepalive_secs` bounds each
+    /// read of the head should the parser read more; `closing`: the drain has begun, and the
+    /// response must close its connection.
+    fn serve(
+        self: &Arc<Self>,
+        io: Stream,
+        head: BytesMut,
+        keepalive_secs: u64,
+        closing: &ShutdownWatch,
+    ) -> impl Future<Output = Option<Stream>> + Send;
+
+    /// When the service stops.
+    fn cleanup(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Serve for A {
+    async fn serve(
+        self: &Arc<Self>,
+        io: Stream,
+        head: BytesMut,
+        keepalive_secs: u64,
+        closing: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut session = ServerSession::new_http1(io);
+        session.set_keepalive(Some(keepalive_secs));
+        session.set_pipelined_prefix(head);
+        // pingora turns keep-alive off for a session begun while `closing` says so.
+        let reused = self.process_new_http(session, closing).await?;
+        Some(reused.consume().0)
+    }
+
+    async fn cleanup(&self) {
+        self.http_cleanup().await;
+    }
+}
+
+/// The traffic listener's application: `inner` (what serves requests) behind the limits.
 pub struct Guarded<A> {
     inner: Arc<A>,
     limits: ClientLimits,
@@ -214,10 +256,7 @@ async fn shutting_down(shutdown: &ShutdownWatch) {
 }
 
 #[async_trait]
-impl<A> ServerApp for Guarded<A>
-where
-    A: HttpServerApp + Send + Sync + 'static,
-{
+impl<A: Serve> ServerApp for Guarded<A> {
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let accepted = Instant::now();
         let Some(slot) = self.place().await else {
@@ -305,26 +344,22 @@ where
                     return None;
                 }
             };
-            let mut session = ServerSession::new_http1(io);
-            // The head is all here: pingora parses it without reading. Should it read more
-            // anyway, each read is bounded by this.
-            session.set_keepalive(Some(header_time.as_secs().max(1)));
-            session.set_pipelined_prefix(buf);
-            // pingora turns keep-alive off for a session begun while this says so. The
-            // request's phases reach the connection's body clock (see `body_clock`).
-            let served = self.inner.process_new_http(session, &self.closing);
+            // The head is all here: it is parsed without reading. Should the parser read more
+            // anyway, each read is bounded by `header_time`. The request's phases reach the
+            // connection's body clock (see `body_clock`).
+            let keepalive = header_time.as_secs().max(1);
+            let served = self.inner.serve(io, buf, keepalive, &self.closing);
             let reused = body_clock::scope(body_clock.clone(), served).await;
             // Whatever became of the request, no body of it is awaited any more.
             body_clock.disarm();
-            let reused = reused?;
             // Nothing else of the finished session carries over: sigproxy keeps no
             // per-connection context and does not pipeline.
-            io = reused.consume().0;
+            io = reused?;
             first = false;
         }
     }
 
     async fn cleanup(&self) {
-        self.inner.http_cleanup().await;
+        self.inner.cleanup().await;
     }
 }

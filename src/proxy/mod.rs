@@ -28,9 +28,11 @@ mod inbound;
 mod refused;
 mod relay;
 mod streamed;
+mod traffic;
 mod upgrade;
 
 pub use failed::TARGET as FAILED_REQUESTS_TARGET;
+pub use traffic::Traffic;
 
 use crate::access::browser::{self, PageRequest};
 use crate::access::policy::AfterBody;
@@ -54,27 +56,56 @@ use std::time::{Duration, Instant};
 use streamed::{BodyFilter, BodyPlan};
 use tracing::warn;
 
+/// The request path's phases and what they share. Clones share it all: pingora's proxy loop
+/// holds one, sigproxy's own loop ([`Traffic`]) another.
+#[derive(Clone)]
 pub struct SigningProxy {
     /// Routes and client access checks, as the last reload left them.
     live: Live,
     max_header_bytes: usize,
     /// Bodies held in memory to be hashed, all requests together (`max_buffered_body_bytes`).
-    budget: budget::BodyBudget,
+    budget: Arc<budget::BodyBudget>,
     /// Upgraded connections open, all routes together (`max_websocket_connections`).
-    websocket_slots: upgrade::WebSocketSlots,
+    websocket_slots: Arc<upgrade::WebSocketSlots>,
     /// Upstream connections for requests sent by sigproxy itself (see [`forward`]).
-    connector: Connector,
+    connector: Arc<Connector>,
 }
 
 impl SigningProxy {
     pub fn new(live: Live, config: &Config, conf: &ServerConf) -> Self {
+        let slots = upgrade::WebSocketSlots::new(config.limits.max_websocket_connections);
         SigningProxy {
             live,
             max_header_bytes: config.max_header_bytes,
-            budget: budget::BodyBudget::new(config.limits.max_buffered_body_bytes),
-            websocket_slots: upgrade::WebSocketSlots::new(config.limits.max_websocket_connections),
-            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            budget: Arc::new(budget::BodyBudget::new(
+                config.limits.max_buffered_body_bytes,
+            )),
+            websocket_slots: Arc::new(slots),
+            connector: Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
+                conf,
+            )))),
         }
+    }
+}
+
+/// Where a request goes once `request_filter`'s checks are done.
+pub(crate) enum Next {
+    /// sigproxy answered it (an error, a preflight, a request it forwarded itself, a WebSocket).
+    Answered,
+    /// pingora's proxy loop streams it (see the module's documentation).
+    PingorasLoop,
+}
+
+impl Next {
+    /// From what a phase helper returned in pingora's terms (`true`: answered).
+    fn of(answered: Result<bool>) -> Result<Next> {
+        answered.map(|a| {
+            if a {
+                Next::Answered
+            } else {
+                Next::PingorasLoop
+            }
+        })
     }
 }
 
@@ -111,7 +142,54 @@ pub struct RequestCtx {
     upgraded: Option<upgrade::Joined>,
 }
 
+impl RequestCtx {
+    /// The request goes back to be served from its start by pingora's loop, whose own
+    /// `admit` counts it in flight again.
+    fn handed_back(self) {
+        if let Some(route) = &self.route {
+            route.metrics.in_flight.dec();
+        }
+    }
+}
+
 impl SigningProxy {
+    /// `request_filter`: every check, then the request answered here or left to pingora's loop.
+    /// Nothing is changed outside `session` and `ctx` before it returns
+    /// [`Next::PingorasLoop`] but the route's in-flight count (see [`RequestCtx::handed_back`]).
+    async fn filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Next> {
+        // A client that stops reading its answer is let go by `client_write_timeout`, on
+        // the connection itself (see `conn::stream`).
+        if session.req_header().version < http::Version::HTTP_11 {
+            // An HTTP/1.0 client expects no `1xx` (RFC 9110 §15.2) but the `100` it asked for.
+            session.as_downstream_mut().set_ignore_info_resp(true);
+        }
+        let admitted = self.admit(session, ctx);
+        let route = match admitted {
+            Ok(Some(route)) => route,
+            Ok(None) => return Next::of(self.answer_preflight(session, ctx).await),
+            Err(e) => return Next::of(self.reject(session, ctx, e).await),
+        };
+        if let Some(answered) = self.upgrade_if_asked(session, ctx, &route).await {
+            return Next::of(answered);
+        }
+        let Some(signer) = &route.signer else {
+            if ctx.after_body.is_some() {
+                // Pass-through bodies are not read; a check that needs one cannot pass.
+                let refused = ProxyError::Forbidden(Denied::Action);
+                return Next::of(self.reject(session, ctx, refused).await);
+            }
+            if buffered::forwards_whole(session) {
+                return Next::of(self.forward_read(session, ctx, &route).await);
+            }
+            return Ok(Next::PingorasLoop); // pass-through: pingora streams it as is
+        };
+        ctx.plan = BodyPlan::choose(session, signer, ctx.after_body.is_some());
+        if ctx.plan.is_none() {
+            return Next::of(self.forward_read(session, ctx, &route).await);
+        }
+        Ok(Next::PingorasLoop)
+    }
+
     /// Writes `error` as the JSON response and records it; the request ends here.
     async fn reject(
         &self,
@@ -197,38 +275,9 @@ impl ProxyHttp for SigningProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        // A client that stops reading its answer is let go by `client_write_timeout`, on
-        // the connection itself (see `conn::stream`).
-        if session.req_header().version < http::Version::HTTP_11 {
-            // An HTTP/1.0 client expects no `1xx` (RFC 9110 §15.2) but the `100` it asked for.
-            session.as_downstream_mut().set_ignore_info_resp(true);
-        }
-        let admitted = self.admit(session, ctx);
-        let route = match admitted {
-            Ok(Some(route)) => route,
-            Ok(None) => return self.answer_preflight(session, ctx).await,
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
-        if let Some(answered) = self.upgrade_if_asked(session, ctx, &route).await {
-            return answered;
-        }
-        let Some(signer) = &route.signer else {
-            if ctx.after_body.is_some() {
-                // Pass-through bodies are not read; a check that needs one cannot pass.
-                return self
-                    .reject(session, ctx, ProxyError::Forbidden(Denied::Action))
-                    .await;
-            }
-            if buffered::forwards_whole(session) {
-                return self.forward_read(session, ctx, &route).await;
-            }
-            return Ok(false); // pass-through: pingora streams it as is
-        };
-        ctx.plan = BodyPlan::choose(session, signer, ctx.after_body.is_some());
-        if ctx.plan.is_none() {
-            return self.forward_read(session, ctx, &route).await;
-        }
-        Ok(false)
+        self.filter(session, ctx)
+            .await
+            .map(|next| matches!(next, Next::Answered))
     }
 
     async fn upstream_peer(
