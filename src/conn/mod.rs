@@ -348,7 +348,9 @@ impl<A: Serve> ServerApp for Guarded<A> {
             // anyway, each read is bounded by `header_time`. The request's phases reach the
             // connection's body clock (see `body_clock`).
             let keepalive = header_time.as_secs().max(1);
-            let served = self.inner.serve(io, buf, keepalive, &self.closing);
+            // Boxed once: the request's future is large (the forwarder's), and moving it by
+            // value into the body clock's scope and then into this loop's state copied it twice.
+            let served = Box::pin(self.inner.serve(io, buf, keepalive, &self.closing));
             let reused = body_clock::scope(body_clock.clone(), served).await;
             // Whatever became of the request, no body of it is awaited any more.
             body_clock.disarm();

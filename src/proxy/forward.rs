@@ -19,8 +19,8 @@ use crate::metrics::metrics;
 use crate::route::Route;
 use crate::service::TokenVerdict;
 use crate::sign::{sha256_hex, EMPTY_SHA256};
+use crate::upstream::pool::Pool;
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -80,7 +80,7 @@ pub type Outcome = Result<Answer, Failure>;
 /// see [`refused_by_header`] and [`refused_by_s3`]), the credential set is refreshed at once
 /// and the request, whose body is at hand, is signed again and sent once more.
 pub async fn forward(
-    connector: &Connector,
+    connector: &Pool,
     session: &mut Session,
     route: &Route,
     request: RequestHeader,
@@ -206,7 +206,7 @@ async fn final_answer(
 /// Sends one request and reads the response header: the final one ([`Relay::Own`]) or the
 /// first, which may be a `1xx` ([`Relay::AsPingora`]); and when the request was sent.
 pub(super) async fn exchange(
-    connector: &Connector,
+    connector: &Pool,
     route: &Route,
     peer: &HttpPeer,
     request: &RequestHeader,
@@ -217,7 +217,7 @@ pub(super) async fn exchange(
     loop {
         attempt += 1;
         let (mut upstream, reused) = connector
-            .get_http_session(peer)
+            .session(peer)
             .await
             .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));

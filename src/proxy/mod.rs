@@ -43,9 +43,9 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::reload::Live;
 use crate::route::Route;
+use crate::upstream::pool::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -68,7 +68,7 @@ pub struct SigningProxy {
     /// Upgraded connections open, all routes together (`max_websocket_connections`).
     websocket_slots: Arc<upgrade::WebSocketSlots>,
     /// Upstream connections for requests sent by sigproxy itself (see [`forward`]).
-    connector: Arc<Connector>,
+    connector: Arc<Pool>,
 }
 
 impl SigningProxy {
@@ -81,9 +81,7 @@ impl SigningProxy {
                 config.limits.max_buffered_body_bytes,
             )),
             websocket_slots: Arc::new(slots),
-            connector: Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
-                conf,
-            )))),
+            connector: Arc::new(Pool::new(ConnectorOptions::from_server_conf(conf))),
         }
     }
 }

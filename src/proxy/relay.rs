@@ -9,9 +9,9 @@ use super::forward::{connected_error, Failure, Relay};
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
+use crate::upstream::pool::Pool;
 use bytes::Bytes;
 use http::{header, Method};
-use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Client;
@@ -26,7 +26,7 @@ use pingora::Error as PingoraError;
 /// used again.
 pub(super) async fn relay_response(
     session: &mut Session,
-    connector: &Connector,
+    connector: &Pool,
     mut upstream: HttpSession,
     peer: &HttpPeer,
     held: Vec<Bytes>,
@@ -150,7 +150,6 @@ async fn relay_pieces(
 
 /// Pools the upstream connection again when its answer was read to the end and both sides keep
 /// it alive; closes it otherwise.
-pub(super) async fn release(connector: &Connector, upstream: HttpSession, peer: &HttpPeer) {
-    let idle = peer.options.idle_timeout;
-    connector.release_http_session(upstream, peer, idle).await;
+pub(super) async fn release(connector: &Pool, upstream: HttpSession, peer: &HttpPeer) {
+    connector.release(upstream, peer).await;
 }

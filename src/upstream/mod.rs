@@ -1,10 +1,12 @@
 //! Where a route sends its requests: the upstream URL, its DNS resolution, TLS, and pingora
-//! peers; [`edits`]: what a route does to request headers on the way.
+//! peers; [`edits`]: what a route does to request headers on the way; [`pool`]: the
+//! connections of the requests sigproxy sends itself.
 //!
 //! pingora's `HttpPeer::new` resolves host names synchronously and panics when that fails, so
 //! names are resolved here, asynchronously, and cached for a short while.
 
 pub mod edits;
+pub mod pool;
 
 use crate::error::ProxyError;
 use pingora::upstreams::peer::HttpPeer;
