@@ -23,7 +23,10 @@ fn start(peers: &Peers, set: &str, port: u16, token_file: &Path) -> Proxy {
         "credential_endpoint:\n  listen: 127.0.0.1:{port}\n  credentials: {set}\n  authorization_token_file: {}\n{base}",
         token_file.display(),
     );
-    Proxy::start(&config, &peers.caller_env())
+    // Everything at trace: a log line holding the endpoint's token would hand out the role.
+    let mut env = peers.caller_env();
+    env.push(("RUST_LOG".into(), "trace,pingora_core::apps=trace".into()));
+    Proxy::start(&config, &env)
 }
 
 /// A command with nothing of the machine's AWS setup, pointed at the endpoint.
