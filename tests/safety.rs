@@ -23,12 +23,13 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
     let port = proxy.addr.port();
     let before = verified(&peers);
     let attacks = [
-        // CSRF from a page on attacker.example to the README's setup.
+        // CSRF from a page on attacker.example to the README's setup: its Origin gives it away
+        // (whatever its Host, which is checked after the token).
         (
             format!(
                 "POST /fn/orders/run HTTP/1.1\r\nHost: attacker.example:{port}\r\nOrigin: http://attacker.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}"
             ),
-            421,
+            403,
         ),
         // DNS rebinding: the page's own name re-pointed at 127.0.0.1, a same-origin read.
         (
@@ -81,16 +82,17 @@ fn a_web_page_cannot_make_the_browser_use_the_proxy() {
             "{request}"
         );
     }
-    // One that disagrees with its Host is refused by pingora's parser (an empty 400).
+    // One that disagrees with its Host is refused by pingora's parser (sigproxy's JSON 400).
     let r = raw(
         &proxy,
         &format!("GET http://attacker.example:{port}/fn/orders/1 HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
     );
     assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "bad_request");
     assert_eq!(verified(&peers), before, "an attack reached the upstream");
     proxy.wait_for_metric("sigproxy_denied_requests_total", &[("reason", "origin")]);
-    assert_eq!(proxy.denied("fn", "host"), Some(3.0));
-    assert_eq!(proxy.denied("fn", "origin"), Some(4.0));
+    assert_eq!(proxy.denied("fn", "host"), Some(2.0));
+    assert_eq!(proxy.denied("fn", "origin"), Some(5.0));
 
     // curl, SDKs and server-side apps send neither header: served as before, and an
     // upstream's `Access-Control-Allow-Origin: *` does not reach them.
@@ -603,4 +605,48 @@ fn a_named_action_does_not_grant_a_rest_request() {
         assert_eq!(r.status, 400, "{method} {path}: {}", r.text());
     }
     assert_eq!(upstream.requests().len(), 0, "nothing reached the upstream");
+}
+
+/// A caller without the token cannot tell a routed host name from another (both `401`), nor
+/// can a client with `access.clients` tell another client's route host from an unrouted one
+/// (both the same `403`); the owner is served.
+#[test]
+fn host_names_are_not_revealed_to_a_caller_without_the_right_token() {
+    let upstream = Upstream::builder().record().start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{name}-token-0123456789abcdef")).unwrap();
+        path.display().to_string()
+    };
+    let (alpha, beta) = (token("alpha"), token("beta"));
+    let url = upstream.url();
+    let config = format!(
+        "access:\n  clients:\n    - name: alpha\n      token_file: {alpha}\n      routes: [hidden, open]\n    \
+         - name: beta\n      token_file: {beta}\n      routes: [open]\nroutes:\n  - name: hidden\n    \
+         match: {{ host: hidden-orders.internal }}\n    upstream: {url}\n  - name: open\n    \
+         match: {{ path_prefix: /open/ }}\n    upstream: {url}\n"
+    );
+    let proxy = Proxy::start_ready(&config, &[]);
+    let ask = |host: &str, bearer: Option<&str>| {
+        let auth = bearer.map_or(String::new(), |b| {
+            format!("Authorization: Bearer {b}-token-0123456789abcdef\r\n")
+        });
+        raw(
+            &proxy,
+            &format!("GET /x HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n"),
+        )
+    };
+    let (routed, unrouted) = ("hidden-orders.internal", "other.internal");
+    for bearer in [None, Some("nobody")] {
+        let (a, b) = (ask(routed, bearer), ask(unrouted, bearer));
+        assert_eq!((a.status, b.status), (401, 401), "{bearer:?}");
+        assert_eq!(a.body, b.body);
+    }
+    let (a, b) = (ask(routed, Some("beta")), ask(unrouted, Some("beta")));
+    assert_eq!((a.status, b.status), (403, 403));
+    assert_eq!(a.body, b.body);
+    assert_eq!(upstream.requests().len(), 0, "nothing reached the upstream");
+    assert_eq!(ask(routed, Some("alpha")).status, 200);
+    assert_eq!(ask(unrouted, Some("alpha")).status, 403);
 }

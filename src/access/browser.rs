@@ -64,6 +64,10 @@ impl BrowserPolicy {
             // No browser sends two; which one would count is anybody's guess.
             return Err(Denied::Origin);
         }
+        if headers.get_all("sec-fetch-site").iter().count() > 1 {
+            // Nor two of these: the first might say `none` and the second `cross-site`.
+            return Err(Denied::Origin);
+        }
         let origin = headers.get(http::header::ORIGIN);
         let fetch_site = headers
             .get("sec-fetch-site")
@@ -121,7 +125,11 @@ impl BrowserPolicy {
 pub fn host_name(host: &str) -> String {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(h, _)| h)
+        match rest.split_once(']') {
+            Some((h, after)) if after.is_empty() || after.starts_with(':') => h,
+            // Not `[v6]` or `[v6]:port` (`[::1].evil.example`): taken whole, it matches nothing.
+            _ => host,
+        }
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
@@ -274,6 +282,8 @@ mod tests {
             ("origin", "http://attacker.example"),
         ]);
         assert_eq!(p.check_page(&get, &twice), Err(Denied::Origin));
+        let two_sites = headers(&[("sec-fetch-site", "none"), ("sec-fetch-site", "cross-site")]);
+        assert_eq!(p.check_page(&get, &two_sites), Err(Denied::Origin));
         let listed = headers(&[
             ("origin", "https://APP.example.com"),
             ("sec-fetch-site", "cross-site"),
@@ -360,6 +370,8 @@ mod tests {
         assert_eq!(host_name("A.b.:80"), "a.b");
         assert_eq!(host_name("[::1]:8080"), "::1");
         assert_eq!(host_name("[::1]"), "::1");
+        assert_eq!(host_name("[::1].evil.example"), "[::1].evil.example");
+        assert_eq!(host_name("[::1"), "[::1");
         assert_eq!(host_name("h"), "h");
     }
 }

@@ -46,12 +46,15 @@ impl SigningProxy {
         ctx.vouched = !live.access.wants_token();
         inbound::check(session, self.max_header_bytes)?;
         let browser = &live.access.browser;
-        browser.check_host(host).map_err(ProxyError::Forbidden)?;
+        // A host this listener does not serve is refused after the token check (but for a
+        // preflight): a caller without the token does not learn which host names are routed.
+        let host_served = browser.check_host(host).map_err(ProxyError::Forbidden);
         ctx.page = browser
             .check_page(&req.method, &req.headers)
             .map_err(ProxyError::Forbidden)?;
         if let PageRequest::Preflight(_) = ctx.page {
             // Answered before the token check: browsers never send credentials on a preflight.
+            host_served?;
             return Ok(None);
         }
         let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
@@ -59,6 +62,18 @@ impl SigningProxy {
             .access
             .check_token(authorization)
             .map_err(|_| ProxyError::Unauthorized)?;
+        let refused_route = |client: &crate::access::clients::Client| {
+            metrics()
+                .client_denied
+                .with_label_values(&[&client.name])
+                .inc();
+            ProxyError::Forbidden(Denied::ClientRoute)
+        };
+        if let Err(not_served) = host_served {
+            // With `access.clients`, as any route the client may not use: `421` here and `403`
+            // for another client's route host would tell which names are routed.
+            return Err(client.map_or(not_served, refused_route));
+        }
         ctx.vouched = true;
         let routed = match (routed, client) {
             // A client is told why a path cannot be routed only by a route it may use: another
@@ -80,11 +95,7 @@ impl SigningProxy {
                 let Some((route, resolved)) =
                     found.filter(|(route, _)| client.check_route(&route.name).is_ok())
                 else {
-                    metrics()
-                        .client_denied
-                        .with_label_values(&[&client.name])
-                        .inc();
-                    return Err(ProxyError::Forbidden(Denied::ClientRoute));
+                    return Err(refused_route(client));
                 };
                 // Signing with the client's own session when the route's set is per_client.
                 let own = route.for_client(&client.name);
