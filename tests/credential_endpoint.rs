@@ -301,3 +301,34 @@ fn a_rotated_token_file_applies_without_a_restart() {
     });
     assert_eq!(status(TOKEN), 403);
 }
+
+/// A reload that removes the endpoint's block leaves its listener answering `503`; one that
+/// puts the block back serves again, on the listener the process kept.
+#[test]
+fn an_endpoint_removed_by_a_reload_serves_again_once_put_back() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_file = dir.path().join("token");
+    let proxy = start(&peers, "app", port, &token_file);
+    proxy.wait_ready();
+    let endpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    let status = || {
+        request(
+            endpoint,
+            "GET",
+            "/credentials",
+            &[("Authorization", TOKEN)],
+            b"",
+        )
+    };
+    assert_eq!(status().status, 200);
+    let with = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let block_end = with.find("\ncredentials:").expect("the block comes first") + 1;
+    let without = &with[block_end..];
+    for (text, want) in [(without, 503), (with.as_str(), 200)] {
+        std::fs::write(proxy.config_path(), text).unwrap();
+        proxy.signal("HUP");
+        proxy.wait_for("the reload to be in force", || status().status == want);
+    }
+}

@@ -5,6 +5,7 @@
 use crate::config::{Config, ConfigError};
 use crate::tls::ListenerTls;
 use serde_yaml_ng::Value;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -111,12 +112,18 @@ pub fn checked(
     text: &str,
     path: &Path,
     running: &Config,
+    endpoint: Option<SocketAddr>,
 ) -> Result<(Config, Vec<Change>), ConfigError> {
     let new = Config::parse(text, path)?;
     let changes: Vec<Change> = FIXED
         .iter()
-        .filter_map(|(key, _, value)| {
-            let (running, file) = (value(running), value(&new));
+        .filter_map(|(key, kind, value)| {
+            let running = match kind {
+                // The process's listener, whatever a reload since removed or put back.
+                Kind::EndpointListen => endpoint.map_or_else(|| "none".into(), |a| a.to_string()),
+                _ => value(running),
+            };
+            let file = value(&new);
             (running != file).then_some(Change { key, running, file })
         })
         .collect();
@@ -138,16 +145,17 @@ pub fn checked(
         let value = match kind {
             Kind::EndpointListen => {
                 let block = Value::String("credential_endpoint".into());
-                match &running.credential_endpoint {
+                match endpoint {
                     // Not listening: a new endpoint waits for a restart.
                     None => {
                         map.remove(&block);
                     }
-                    // Listening: a file without the block serves nothing there (503).
-                    Some(e) => {
+                    // Listening: a file without the block serves nothing there (503); one
+                    // with it (again) is served on the process's listener.
+                    Some(listen) => {
                         if let Some(endpoint) = map.get_mut(&block).and_then(|b| b.as_mapping_mut())
                         {
-                            endpoint.insert("listen".into(), Value::String(e.listen.to_string()));
+                            endpoint.insert("listen".into(), Value::String(listen.to_string()));
                         }
                     }
                 }
@@ -208,6 +216,7 @@ mod tests {
             "listen: 127.0.0.1:8080\nroutes:\n  - upstream: http://127.0.0.1:2\n    match: { path_prefix: /b/ }\n  - upstream: http://127.0.0.1:1\n",
             Path::new("s.yaml"),
             &running,
+            None,
         )
         .unwrap();
         assert!(changes.is_empty(), "{changes:?}");
@@ -219,7 +228,7 @@ mod tests {
         let running = config(&format!("listen: 127.0.0.1:8080\n{ROUTE}"));
         let text =
             format!("listen: 127.0.0.1:9090\nmax_connections: 10\nshutdown_grace: 1m 30s\nmin_request_body_rate: 50\n{ROUTE}");
-        let (new, changes) = checked(&text, Path::new("s.yaml"), &running).unwrap();
+        let (new, changes) = checked(&text, Path::new("s.yaml"), &running, None).unwrap();
         let keys: Vec<&str> = changes.iter().map(|c| c.key).collect();
         // upgrade_socket's default follows the listen port, max_websocket_connections' the
         // connection limit.
@@ -252,7 +261,7 @@ mod tests {
         ));
         let text = format!("listen: 127.0.0.1:8080\n{ROUTE}");
         assert!(Config::parse(&text, Path::new("s.yaml")).is_ok());
-        let e = checked(&text, Path::new("s.yaml"), &running).unwrap_err();
+        let e = checked(&text, Path::new("s.yaml"), &running, None).unwrap_err();
         let message = e.to_string();
         assert!(message.starts_with("s.yaml: listen: "), "{message}");
         assert!(message.contains("not a loopback address"), "{message}");
@@ -267,10 +276,12 @@ mod tests {
             format!("credential_endpoint:\n  listen: {listen}\n  credentials: {set}\n  authorization_token_env: FIXED_TEST_ENDPOINT_TOKEN\n{sets}{ROUTE}")
         };
         let running = config(&endpoint("127.0.0.1:9911", "a"));
+        let listening = Some("127.0.0.1:9911".parse().unwrap());
         let (new, changes) = checked(
             &endpoint("127.0.0.1:9912", "b"),
             Path::new("s.yaml"),
             &running,
+            listening,
         )
         .unwrap();
         assert_eq!(changes.len(), 1, "{changes:?}");
@@ -280,11 +291,18 @@ mod tests {
         assert_eq!(e.credentials, "b");
         // No endpoint running: one added by a reload waits for a restart.
         let bare = config(&format!("{sets}{ROUTE}"));
-        let (new, changes) =
-            checked(&endpoint("127.0.0.1:9911", "a"), Path::new("s.yaml"), &bare).unwrap();
+        let back = endpoint("127.0.0.1:9911", "a");
+        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, None).unwrap();
         assert_eq!(changes[0].file, "127.0.0.1:9911");
         assert_eq!(changes[0].running, "none");
         assert!(new.credential_endpoint.is_none());
+        // Running, its block removed by an earlier reload: put back, it is served again.
+        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, listening).unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(
+            new.credential_endpoint.unwrap().listen.to_string(),
+            "127.0.0.1:9911"
+        );
     }
 
     #[test]
@@ -292,7 +310,7 @@ mod tests {
         let running = config(&format!("max_buffered_body_bytes: 1000000\n{ROUTE}"));
         let text = "max_buffered_body_bytes: 8000000\ncredentials:\n  app: { source: default }\nroutes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 5000000\n";
         assert!(Config::parse(text, Path::new("s.yaml")).is_ok());
-        let e = checked(text, Path::new("s.yaml"), &running).unwrap_err();
+        let e = checked(text, Path::new("s.yaml"), &running, None).unwrap_err();
         assert_eq!(e.key, "max_buffered_body_bytes", "{e}");
     }
 }

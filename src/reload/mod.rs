@@ -37,6 +37,7 @@ use poll::{in_force, look, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -116,6 +117,9 @@ impl Reloader {
 struct State {
     /// The configuration in force (fixed keys as started).
     running: Config,
+    /// Where the credential endpoint listens, if it was configured at start-up: a reload may
+    /// remove the block (the endpoint then answers 503) and put it back.
+    endpoint: Option<SocketAddr>,
     refreshers: Refreshers,
     /// The file as last acted on; changes not yet settled.
     polls: Polls,
@@ -156,6 +160,7 @@ impl BackgroundService for Reloader {
             Source::Flags => (None, Seen::Unreadable),
         };
         let mut state = State {
+            endpoint: running.credential_endpoint.as_ref().map(|e| e.listen),
             running,
             refreshers,
             polls: Polls::new(seen),
@@ -253,7 +258,8 @@ impl Reloader {
         let hash: Hash = Sha256::digest(bytes).into();
         state.polls.acted(seen);
         state.retry_at = None;
-        let checked = text(bytes, path).and_then(|text| checked(text, path, &state.running));
+        let checked =
+            text(bytes, path).and_then(|text| checked(text, path, &state.running, state.endpoint));
         let (config, changes) = match checked {
             Ok(c) => c,
             Err(e) => return refused(&e, trigger),
