@@ -195,9 +195,36 @@ fn document(credentials: &Credentials) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What this listener says where the traffic port's words would mislead: its token is the
+/// whole `Authorization` value, it answers `GET` only, and no web page, listed or not.
+fn endpoint_message(error: &ProxyError) -> Option<&'static str> {
+    match error {
+        ProxyError::Unauthorized => Some(
+            "the endpoint's token is required: the whole Authorization value, as AWS SDKs send \
+             AWS_CONTAINER_AUTHORIZATION_TOKEN (no Bearer prefix)",
+        ),
+        ProxyError::Forbidden(Denied::BearerToken) => {
+            Some("this token fetches no credentials here: it is not the endpoint's, nor that of a client with credential_endpoint: true")
+        }
+        ProxyError::MethodNotAllowed(_) => Some("the credential endpoint answers GET only"),
+        ProxyError::Forbidden(Denied::Origin) => {
+            Some("the credential endpoint answers no web page, whatever its origin")
+        }
+        _ => None,
+    }
+}
+
 /// `error` as the JSON error response every sigproxy listener gives.
 fn refusal(error: &ProxyError) -> Response<Vec<u8>> {
-    let body = error.body(None).to_vec();
+    let body = match endpoint_message(error) {
+        Some(message) => {
+            let error = serde_json::json!({ "code": error.code(), "message": message });
+            serde_json::json!({ "error": error })
+                .to_string()
+                .into_bytes()
+        }
+        None => error.body(None).to_vec(),
+    };
     let head = error.response_header(body.len());
     let mut response = Response::builder().status(head.status);
     for (name, value) in head.headers.iter() {
@@ -292,5 +319,14 @@ mod tests {
         assert_eq!(r.headers()["cache-control"], "no-store");
         let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
+        // This listener's own words: no `Bearer`, `GET` only.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("no Bearer prefix"), "{message}");
+        let r = refusal(&ProxyError::MethodNotAllowed("POST".into()));
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            body["error"]["message"],
+            "the credential endpoint answers GET only"
+        );
     }
 }
