@@ -332,3 +332,35 @@ fn an_endpoint_removed_by_a_reload_serves_again_once_put_back() {
         proxy.wait_for("the reload to be in force", || status().status == want);
     }
 }
+
+/// A head the parser refuses, sent with the endpoint's token (to the endpoint and to the admin
+/// port), gets the JSON `400`, and no log line holds the token: pingora's own app logged such a
+/// head at error level with its bytes.
+#[test]
+fn a_malformed_head_is_refused_and_its_token_never_logged() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_file = dir.path().join("token");
+    let proxy = start(&peers, "app", port, &token_file);
+    proxy.wait_ready();
+    let endpoint: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for addr in [endpoint, proxy.admin] {
+        let mut conn = Conn::open(addr);
+        conn.write(
+            format!(
+                "GET /credentials HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {TOKEN}\r\n\
+                 User-Agent: a\x7fb\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let r = conn.read().expect("an answer");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "bad_request".into()),
+            "{addr}"
+        );
+    }
+    let log = proxy.log();
+    assert!(!log.contains(TOKEN), "the log holds the token: {log}");
+}

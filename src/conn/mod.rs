@@ -44,8 +44,11 @@ use body_clock::BodyClock;
 use bytes::BytesMut;
 use head::Head;
 use idle::IdleSet;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::http_app::ServeHttp;
+use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
 use pingora::listeners::tls::Acceptor;
+use pingora::prelude::ErrorType;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -74,8 +77,9 @@ const REFUSAL_LINGER: Linger = Linger {
     bytes: 64 * 1024,
 };
 
-/// What serves the requests whose heads [`Guarded`] reads: any pingora HTTP app (the admin
-/// port's), or sigproxy's own request loop (the traffic port's, `proxy::Traffic`).
+/// What serves the requests whose heads [`Guarded`] reads: a plain HTTP app (the admin port,
+/// the credential endpoint), or sigproxy's own request loop (the traffic port's,
+/// `proxy::Traffic`).
 pub trait Serve: Send + Sync + 'static {
     /// Serves the request whose head (with any body bytes read along) is `head`, not parsed
     /// yet; the connection, when it can carry another request. `keepalive_secs` bounds each
@@ -90,10 +94,15 @@ pub trait Serve: Send + Sync + 'static {
     ) -> impl Future<Output = Option<Stream>> + Send;
 
     /// When the service stops.
-    fn cleanup(&self) -> impl Future<Output = ()> + Send;
+    fn cleanup(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
-impl<A: HttpServerApp + Send + Sync + 'static> Serve for A {
+/// A plain HTTP app's requests, served as pingora's `ServeHttp` apps are, but for a head the
+/// parser refuses: pingora logs that one with its bytes (an `Authorization` token included) at
+/// error level; here it gets the JSON `400`, and nothing is logged.
+impl<S: ServeHttp + Send + Sync + 'static> Serve for S {
     async fn serve(
         self: &Arc<Self>,
         io: Stream,
@@ -101,16 +110,33 @@ impl<A: HttpServerApp + Send + Sync + 'static> Serve for A {
         keepalive_secs: u64,
         closing: &ShutdownWatch,
     ) -> Option<Stream> {
-        let mut session = ServerSession::new_http1(io);
-        session.set_keepalive(Some(keepalive_secs));
-        session.set_pipelined_prefix(head);
-        // pingora turns keep-alive off for a session begun while `closing` says so.
-        let reused = self.process_new_http(session, closing).await?;
-        Some(reused.consume().0)
-    }
-
-    async fn cleanup(&self) {
-        self.http_cleanup().await;
+        let mut http = ServerSession::new_http1(io);
+        http.set_keepalive(Some(keepalive_secs));
+        http.set_pipelined_prefix(head);
+        match http.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
+                    let error =
+                        ProxyError::BadRequest("the request head is not valid HTTP/1.1".into());
+                    let body = error.body(None);
+                    let resp = error.response_header(body.len());
+                    let _ = http.write_error_response(resp, body).await;
+                }
+                return None;
+            }
+        }
+        let keepalive = if *closing.borrow() { None } else { Some(60) };
+        http.set_keepalive(keepalive);
+        let (parts, body) = self.response(&mut http).await.into_parts();
+        let header = ResponseHeader::from(parts);
+        http.write_response_header(Box::new(header)).await.ok()?;
+        if !body.is_empty() {
+            http.write_response_body(body.into(), true).await.ok()?;
+        }
+        let reusable = http.finish().await.ok().flatten()?;
+        Some(reusable.into_parts().0)
     }
 }
 
