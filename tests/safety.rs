@@ -650,3 +650,40 @@ fn host_names_are_not_revealed_to_a_caller_without_the_right_token() {
     assert_eq!(ask(routed, Some("alpha")).status, 200);
     assert_eq!(ask(unrouted, Some("alpha")).status, 403);
 }
+
+/// A gzip body is read as the service reads it, inflated: a JSON request granted by its
+/// `X-Amz-Target` whose compressed body reads as a form naming another `Action` (which moto
+/// runs) is refused, and the same request with an innocent body goes through.
+#[test]
+fn a_compressed_body_cannot_hide_another_action() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let gzip = |text: &str| {
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    let upstream = Upstream::builder().record().start();
+    let allow = "    allow:\n      - actions: [sqs:ListQueues]\n";
+    let sqs = route("sqs", &upstream.url(), "sqs", allow);
+    let config = format!("credentials:\n  app:\n    source: default\nroutes:\n{sqs}");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDSQS", "secret"));
+    let send = |encoding: &str, body: &[u8]| {
+        let headers = [
+            ("x-amz-target", "AmazonSQS.ListQueues"),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("content-encoding", encoding),
+        ];
+        proxy.send("POST", "/", &headers, body).status
+    };
+    assert_eq!(send("gzip", &gzip(r#"{"QueueNamePrefix":"a"}"#)), 200);
+    assert_eq!(upstream.requests().len(), 1);
+    let hidden = gzip(r#"{"QueueUrl":"http://q/victim","x":"&Action=DeleteQueue&"}"#);
+    assert_eq!(send("gzip", &hidden), 400);
+    assert_eq!(send("br", b"\x0b\x01\x80{}\x03"), 400);
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "a refused request reached the upstream"
+    );
+}

@@ -14,7 +14,7 @@
 
 use super::pattern::PathPattern;
 use super::Denied;
-use crate::actions::api::{self, Named};
+use crate::actions::api::{self, Coding, Named};
 use crate::actions::s3::{classify, copy_source, BucketLayout, S3Needs, S3Request};
 use crate::actions::{ActionPattern, Need, Unclear};
 use http::{HeaderMap, Method};
@@ -140,12 +140,14 @@ pub enum AfterBody {
     Form {
         service: String,
         head: Option<String>,
+        coding: Coding,
         path: Vec<u8>,
         method: Method,
     },
     /// A JSON-protocol request for `action`, whose body must not name another.
     Json {
         action: String,
+        coding: Coding,
         path: Vec<u8>,
         method: Method,
     },
@@ -215,19 +217,21 @@ impl Policy {
         let action = match api::operation(service, method, &path, headers, query)? {
             Named::Nothing => String::new(),
             Named::Query(action) => action,
-            Named::Json(action) => {
+            Named::Json(action, coding) => {
                 let method = method.clone();
                 return Ok(Some(AfterBody::Json {
                     action,
+                    coding,
                     path,
                     method,
                 }));
             }
-            Named::Form(head) => {
+            Named::Form(head, coding) => {
                 let (service, method) = (service.clone(), method.clone());
                 return Ok(Some(AfterBody::Form {
                     service,
                     head,
+                    coding,
                     path,
                     method,
                 }));
@@ -249,19 +253,21 @@ impl Policy {
             AfterBody::Form {
                 service,
                 head,
+                coding,
                 path,
                 method,
             } => {
-                let form = api::form_action(&service, body)?;
+                let form = api::form_action(&service, &api::decoded(body, coding)?)?;
                 let action = api::combine(head, form)?;
                 self.grant_one(&method, action.unwrap_or_default(), path)
             }
             AfterBody::Json {
                 action,
+                coding,
                 path,
                 method,
             } => {
-                if api::form_names_action(body) {
+                if api::form_names_action(&api::decoded(body, coding)?) {
                     return Err(Refusal::Ambiguous(format!(
                         "X-Amz-Target names {action} but the body reads as a form naming an Action"
                     )));

@@ -7,8 +7,11 @@
 //! unique: with two, the service and this check could each act on a different one.
 
 use super::{query_params, Unclear};
+use flate2::read::GzDecoder;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode;
+use std::borrow::Cow;
+use std::io::Read;
 
 /// Where a request names its operation, as far as an allow list may trust it.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,11 +22,22 @@ pub enum Named {
     Query(String),
     /// JSON protocol: the `X-Amz-Target`. Its body must not read as a form naming an `Action`
     /// too (see [`form_names_action`]), for a service lenient about content types.
-    Json(String),
+    Json(String, Coding),
     /// A query-protocol form: the body's `Action`, which must agree with the query's, if any
     /// (see [`form_action`] and [`combine`]).
-    Form(Option<String>),
+    Form(Option<String>, Coding),
 }
+
+/// How a body the check reads is encoded (`Content-Encoding`): AWS SDKs gzip some request
+/// bodies (CloudWatch's `PutMetricData`), and the service reads them inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+}
+
+/// The most a gzip body is inflated to for the check; a larger one is refused.
+const INFLATED_MAX: u64 = 4 * 1024 * 1024;
 
 /// Where a request to a JSON- or query-protocol API names its operation. An operation is
 /// taken only from a request whose shape leaves the service one place to read it from:
@@ -69,7 +83,7 @@ pub fn operation(
                 || m.eq_ignore_ascii_case("application/x-amz-json-1.1")
         });
         return match (method == Method::POST, json, action) {
-            (true, true, None) => Ok(Named::Json(with(target))),
+            (true, true, None) => Ok(Named::Json(with(target), coding(headers)?)),
             (_, _, Some(_)) => shape("X-Amz-Target and an Action in the query"),
             _ => shape("X-Amz-Target on a request that is not a JSON-protocol POST"),
         };
@@ -80,7 +94,7 @@ pub fn operation(
             .is_none_or(|v| v.as_bytes() == b"0");
     match (method, action) {
         (&Method::GET | &Method::POST, Some(action)) if bodiless => Ok(Named::Query(with(action))),
-        (&Method::POST, action) if form => Ok(Named::Form(action.map(with))),
+        (&Method::POST, action) if form => Ok(Named::Form(action.map(with), coding(headers)?)),
         _ => shape("an Action on a request that is not a query-protocol GET or form POST"),
     }
 }
@@ -147,6 +161,46 @@ fn media_type(headers: &HeaderMap) -> Result<Option<String>, Unclear> {
                 .trim()
                 .to_string(),
         )),
+    }
+}
+
+/// The body's `Content-Encoding`: none (or `identity`), or `gzip` alone; any other is
+/// [`Unclear::Ambiguous`], since the check could not read what the service reads.
+fn coding(headers: &HeaderMap) -> Result<Coding, Unclear> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii().to_ascii_lowercase();
+            if !token.is_empty() && token != b"identity" {
+                codings.push(token);
+            }
+        }
+    }
+    match codings.as_slice() {
+        [] => Ok(Coding::Identity),
+        [one] if one == b"gzip" || one == b"x-gzip" => Ok(Coding::Gzip),
+        _ => Err(Unclear::Ambiguous(
+            "a Content-Encoding other than gzip on a body an operation is read from".into(),
+        )),
+    }
+}
+
+/// `body` as the service reads it: inflated when gzip, up to [`INFLATED_MAX`].
+pub fn decoded(body: &[u8], coding: Coding) -> Result<Cow<'_, [u8]>, Unclear> {
+    if coding == Coding::Identity {
+        return Ok(Cow::Borrowed(body));
+    }
+    let mut inflated = Vec::new();
+    let read = GzDecoder::new(body)
+        .take(INFLATED_MAX + 1)
+        .read_to_end(&mut inflated);
+    match read {
+        Err(_) => Err(Unclear::Ambiguous("the gzip body does not inflate".into())),
+        Ok(n) if n as u64 > INFLATED_MAX => Err(Unclear::Ambiguous(format!(
+            "the gzip body inflates past {} MiB",
+            INFLATED_MAX >> 20
+        ))),
+        Ok(_) => Ok(Cow::Owned(inflated)),
     }
 }
 
@@ -280,7 +334,7 @@ mod tests {
 
     #[test]
     fn json_targets_name_the_action() {
-        let op = |s: &str| Named::Json(s.to_string());
+        let op = |s: &str| Named::Json(s.to_string(), Coding::Identity);
         assert_eq!(
             json(&["DynamoDB_20120810.GetItem"]).unwrap(),
             op("svc:GetItem")
@@ -389,8 +443,8 @@ mod tests {
     #[test]
     fn a_form_post_to_the_root_is_read_once_its_body_is_here() {
         let form = |path, q| named(Method::POST, path, &[], Some(FORM), Some("9"), q);
-        assert_eq!(form("/", "").unwrap(), Named::Form(None));
-        let named_too = Named::Form(Some("svc:AssumeRole".into()));
+        assert_eq!(form("/", "").unwrap(), Named::Form(None, Coding::Identity));
+        let named_too = Named::Form(Some("svc:AssumeRole".into()), Coding::Identity);
         assert_eq!(form("/", "Action=AssumeRole").unwrap(), named_too);
         assert!(ambiguous(form("/x", "")));
         // SQS's query protocol addresses a queue by its path, and nothing below it.
@@ -399,7 +453,10 @@ mod tests {
             h.append("content-type", HeaderValue::from_static(FORM));
             operation("sqs", &Method::POST, path.as_bytes(), &h, "")
         };
-        assert_eq!(sqs("/123456789012/q").unwrap(), Named::Form(None));
+        assert_eq!(
+            sqs("/123456789012/q").unwrap(),
+            Named::Form(None, Coding::Identity)
+        );
         for path in [
             "/123456789012/q/x",
             "/acct/q",
@@ -420,6 +477,41 @@ mod tests {
         assert!(form_names_action(b"x=1&+Action+=A"));
         assert!(!form_names_action(b"{\"TableName\":\"Action\"}"));
         assert!(!form_names_action(b""));
+    }
+
+    #[test]
+    fn a_gzip_body_is_read_inflated_and_other_codings_are_refused() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let with = |coding: &str| {
+            let mut h = headers(&["A.B"]);
+            h.append("content-type", HeaderValue::from_static(JSON));
+            h.append("content-encoding", HeaderValue::from_str(coding).unwrap());
+            operation("svc", &Method::POST, b"/", &h, "")
+        };
+        assert_eq!(
+            with("gzip").unwrap(),
+            Named::Json("svc:B".into(), Coding::Gzip)
+        );
+        assert_eq!(
+            with("identity").unwrap(),
+            Named::Json("svc:B".into(), Coding::Identity)
+        );
+        for other in ["br", "deflate", "gzip, gzip", "zstd"] {
+            assert!(ambiguous(with(other)), "{other}");
+        }
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"x\":\"&Action=DeleteQueue&\"}").unwrap();
+        let body = gz.finish().unwrap();
+        assert!(!form_names_action(&body));
+        let inflated = decoded(&body, Coding::Gzip).unwrap();
+        assert!(form_names_action(&inflated));
+        assert!(ambiguous(decoded(b"not gzip", Coding::Gzip)));
+        // A bomb inflates no further than the cap.
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b'a'; (INFLATED_MAX + 1) as usize])
+            .unwrap();
+        assert!(ambiguous(decoded(&gz.finish().unwrap(), Coding::Gzip)));
     }
 
     #[test]
