@@ -62,6 +62,13 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
     // phase runs (a malformed request line, control bytes, framing) get sigproxy's JSON 400 too.
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request"),
+        ("HTTP/1.1 without Host", b"GET /signed/x HTTP/1.1\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            "two Host headers",
+            b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
         (
             "control byte in a header value",
             b"GET /signed/x HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n".to_vec(),
@@ -182,13 +189,13 @@ fn bad_input_gets_a_clear_error_and_reaches_nothing() {
             assert!(r.header("allow").unwrap().contains("GET"), "{what}");
         }
     }
-    // The four heads the parser refused (request line, control byte, chunked not last, two
-    // Content-Lengths) are counted as such.
+    // The heads the parser refused (request line, control byte, chunked not last, two
+    // Content-Lengths, two Hosts) are counted as such.
     let malformed = [("reason", "malformed")];
     proxy.wait_for_metric("sigproxy_request_heads_refused_total", &malformed);
     assert_eq!(
         proxy.metric("sigproxy_request_heads_refused_total", &malformed),
-        Some(4.0)
+        Some(5.0)
     );
     assert_eq!(
         (upstream.requests().len(), upstream.connections()),

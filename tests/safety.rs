@@ -622,7 +622,7 @@ fn host_names_are_not_revealed_to_a_caller_without_the_right_token() {
     let (alpha, beta) = (token("alpha"), token("beta"));
     let url = upstream.url();
     let config = format!(
-        "access:\n  clients:\n    - name: alpha\n      token_file: {alpha}\n      routes: [hidden, open]\n    \
+        "access:\n  allowed_origins: [https://app.example.com]\n  clients:\n    - name: alpha\n      token_file: {alpha}\n      routes: [hidden, open]\n    \
          - name: beta\n      token_file: {beta}\n      routes: [open]\nroutes:\n  - name: hidden\n    \
          match: {{ host: hidden-orders.internal }}\n    upstream: {url}\n  - name: open\n    \
          match: {{ path_prefix: /open/ }}\n    upstream: {url}\n"
@@ -643,6 +643,18 @@ fn host_names_are_not_revealed_to_a_caller_without_the_right_token() {
         assert_eq!((a.status, b.status), (401, 401), "{bearer:?}");
         assert_eq!(a.body, b.body);
     }
+    // A listed page's preflight, which comes without a token, is answered alike too.
+    let preflight = |host: &str| {
+        raw(
+            &proxy,
+            &format!(
+                "OPTIONS /x HTTP/1.1\r\nHost: {host}\r\nOrigin: https://app.example.com\r\n\
+                 Access-Control-Request-Method: GET\r\n\r\n"
+            ),
+        )
+        .status
+    };
+    assert_eq!((preflight(routed), preflight(unrouted)), (204, 204));
     let (a, b) = (ask(routed, Some("beta")), ask(unrouted, Some("beta")));
     assert_eq!((a.status, b.status), (403, 403));
     assert_eq!(a.body, b.body);

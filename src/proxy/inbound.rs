@@ -32,6 +32,14 @@ pub fn check(session: &Session, max_header_bytes: usize) -> Result<(), ProxyErro
         return Err(ProxyError::MethodNotAllowed(req.method.to_string()));
     }
     check_target(req)?;
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is a 400.
+    if req.version == http::Version::HTTP_11
+        && req.headers.get_all(http::header::HOST).iter().count() != 1
+    {
+        return Err(ProxyError::BadRequest(
+            "an HTTP/1.1 request needs exactly one Host header".into(),
+        ));
+    }
     check_framing(req, raw.as_deref())
 }
 
