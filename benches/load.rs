@@ -19,7 +19,8 @@
 //! the proxy's CPU µs per request, new upstream connections per request, sigproxy's peak RSS,
 //! the ratios signed/unsigned and proxy/direct, and issue 16's CPU goals next to what the
 //! baselines cost, all from one run. Goals (exit 1 when missed; the baselines have none):
-//! signed small GET ≥ 0.85× unsigned; sigproxy CPU per signed small GET ≤ 1.6× the
+//! signing adds ≤ 8 µs of CPU to a small GET (a ratio signed/unsigned would fall as the
+//! common path gets cheaper); sigproxy CPU per signed small GET ≤ 1.6× the
 //! "pingora 0.9 + own forwarder" baseline's; upstream connections reused. Under `cargo test`
 //! (no `--bench`) each cell runs 1 s, goals unchecked, as a smoke test.
 //! `SIGPROXY_LOAD_PROFILE=DIR` records a `perf` profile of the proxy under test per cell into
@@ -28,6 +29,9 @@
 use std::process::{Child, Command, Stdio};
 
 const CONNECTIONS: u32 = 32;
+/// The most CPU signing may add to a small GET (µs): SHA-256 and HMAC of a ~1 KB canonical
+/// request, the signed headers and the kernel's copy of them measure 3–6 µs on 2 cores.
+const SIGNING_US: f64 = 8.0;
 
 /// The goal for sigproxy's CPU per signed small GET, as a multiple of the "pingora 0.9 + own
 /// forwarder" baseline's in the same rounds. A signed request takes the same path as that
@@ -200,10 +204,12 @@ fn main() {
     let goals = [
         (
             format!(
-                "signed small GET at {:.2}x the unsigned route (goal >= 0.85)",
+                "signing adds {:.1} us of sigproxy CPU per small GET, {:.2}x the unsigned route's \
+                 rate (goal <= {SIGNING_US} us)",
+                get[SIGNED].cpu_us.unwrap() - get[UNSIGNED].cpu_us.unwrap(),
                 get[SIGNED].rps / get[UNSIGNED].rps
             ),
-            get[SIGNED].rps / get[UNSIGNED].rps >= 0.85,
+            get[SIGNED].cpu_us.unwrap() - get[UNSIGNED].cpu_us.unwrap() <= SIGNING_US,
         ),
         (
             format!(
