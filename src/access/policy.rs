@@ -206,6 +206,19 @@ impl Policy {
                 "{name} on a route with an allow list, which checks the request's own method"
             )));
         }
+        let method_in_query = query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .eq_ignore_ascii_case("_method")
+        });
+        if method_in_query {
+            return Err(Refusal::Ambiguous(
+                "_method in the query on a route with an allow list, which checks the request's \
+                 own method"
+                    .into(),
+            ));
+        }
         let path = policy_path(path, true).ok_or(Denied::Path)?;
         let Service::Other(Some(service)) = &self.service else {
             return self.grant_one(method, String::new(), path).map(|()| None);

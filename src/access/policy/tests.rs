@@ -487,6 +487,23 @@ fn a_method_override_header_is_refused_where_methods_are_checked() {
             Err(Refusal::Ambiguous(_))
         ));
     }
+    for target in [
+        "/orders?_method=DELETE",
+        "/orders?a=1&%5Fmethod=PUT",
+        "/orders?_METHOD",
+    ] {
+        assert!(
+            matches!(
+                check(&p, Method::GET, target, &[]),
+                Err(Refusal::Ambiguous(_))
+            ),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        check(&p, Method::GET, "/orders?method=x&a_method=y", &[]),
+        Ok(())
+    );
     let open = Policy::new(vec![], Service::Other(None));
     assert_eq!(
         check(&open, Method::GET, "/x", &[("x-http-method", "DELETE")]),
