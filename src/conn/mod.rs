@@ -99,9 +99,46 @@ pub trait Serve: Send + Sync + 'static {
     }
 }
 
+/// Why a head the parser refused is `400` (it is not echoed: it may hold a secret).
+const MALFORMED: &str = "the request head is not valid HTTP/1.1: its request line, a header \
+     (control bytes, spaces in a name), or its framing (differing Content-Lengths, a transfer \
+     coding other than chunked last)";
+
+/// How [`parse_head`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A request to serve.
+    Request,
+    /// Nothing to serve: the client closed, or the connection failed.
+    Closed,
+    /// The parser refused the head; it got the JSON `400`.
+    Malformed,
+}
+
+/// Parses on `http` the head [`Guarded`] read, all of it in `head` (should the parser want
+/// more, each read is bounded by `keepalive_secs`). A head pingora's parser refuses (a
+/// malformed request line, control bytes in a header, differing `Content-Length`s, a transfer
+/// coding after `chunked`) gets the JSON `400`, and nothing is logged: pingora's own apps log
+/// such a head with its bytes (an `Authorization` token included) at error level.
+pub async fn parse_head(http: &mut ServerSession, head: BytesMut, keepalive_secs: u64) -> Parsed {
+    http.set_keepalive(Some(keepalive_secs));
+    http.set_pipelined_prefix(head);
+    match http.read_request().await {
+        Ok(true) => Parsed::Request,
+        Ok(false) => Parsed::Closed,
+        Err(e) if matches!(e.etype, ErrorType::InvalidHTTPHeader) => {
+            let error = ProxyError::BadRequest(MALFORMED.into());
+            let body = error.body(None);
+            let resp = error.response_header(body.len());
+            let _ = http.write_error_response(resp, body).await;
+            Parsed::Malformed
+        }
+        Err(_) => Parsed::Closed,
+    }
+}
+
 /// A plain HTTP app's requests, served as pingora's `ServeHttp` apps are, but for a head the
-/// parser refuses: pingora logs that one with its bytes (an `Authorization` token included) at
-/// error level; here it gets the JSON `400`, and nothing is logged.
+/// parser refuses (see [`parse_head`]).
 impl<S: ServeHttp + Send + Sync + 'static> Serve for S {
     async fn serve(
         self: &Arc<Self>,
@@ -111,21 +148,8 @@ impl<S: ServeHttp + Send + Sync + 'static> Serve for S {
         closing: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut http = ServerSession::new_http1(io);
-        http.set_keepalive(Some(keepalive_secs));
-        http.set_pipelined_prefix(head);
-        match http.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
-                    let error =
-                        ProxyError::BadRequest("the request head is not valid HTTP/1.1".into());
-                    let body = error.body(None);
-                    let resp = error.response_header(body.len());
-                    let _ = http.write_error_response(resp, body).await;
-                }
-                return None;
-            }
+        if parse_head(&mut http, head, keepalive_secs).await != Parsed::Request {
+            return None;
         }
         let keepalive = if *closing.borrow() { None } else { Some(60) };
         http.set_keepalive(keepalive);

@@ -13,8 +13,7 @@
 //! again there and the request starts over. Nothing of it has been sent or answered by then.
 
 use super::{Next, RequestCtx, SigningProxy};
-use crate::conn::Serve;
-use crate::error::ProxyError;
+use crate::conn::{self, Parsed, Serve};
 use crate::metrics::metrics;
 use bytes::BytesMut;
 use pingora::apps::HttpServerApp;
@@ -25,11 +24,6 @@ use pingora::proxy::{HttpProxy, ProxyHttp, Session};
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use tracing::error;
-
-/// Why a head the parser refused is `400` (it is not echoed: it may hold a secret).
-const MALFORMED: &str = "the request head is not valid HTTP/1.1: its request line, a header \
-     (control bytes, spaces in a name), or its framing (differing Content-Lengths, a transfer \
-     coding other than chunked last)";
 
 /// The traffic listener's requests: sigproxy's phases first, pingora's proxy loop for the rest.
 pub struct Traffic {
@@ -91,25 +85,15 @@ impl Serve for Traffic {
         let kept = head.clone();
         let mut session = Session::new_h1(io);
         let downstream = &mut session.downstream_session;
-        downstream.set_keepalive(Some(keepalive_secs));
-        downstream.set_pipelined_prefix(head);
-        // The head is all in `head`: parsed without reading. A head pingora's parser refuses
-        // (a malformed request line, control bytes in a header, differing `Content-Length`s,
-        // a transfer coding after `chunked`) gets the JSON `400`, and the connection closes.
-        match downstream.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
-                    metrics()
-                        .request_heads_refused
-                        .with_label_values(&["malformed"])
-                        .inc();
-                    let error = ProxyError::BadRequest(MALFORMED.into());
-                    let body = error.body(None);
-                    let resp = error.response_header(body.len());
-                    let _ = downstream.write_error_response(resp, body).await;
-                }
+        // The head is all in `head`: parsed without reading.
+        match conn::parse_head(downstream, head, keepalive_secs).await {
+            Parsed::Request => {}
+            Parsed::Closed => return None,
+            Parsed::Malformed => {
+                metrics()
+                    .request_heads_refused
+                    .with_label_values(&["malformed"])
+                    .inc();
                 downstream.shutdown().await;
                 return None;
             }
