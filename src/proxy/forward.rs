@@ -11,7 +11,7 @@
 use super::budget::Reservation;
 use super::failed;
 use super::refused::{refused_by_header, refused_by_s3};
-use super::relay::{self, client_failure, release};
+use super::relay::{self, client_failure};
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
 use crate::headers;
@@ -149,7 +149,7 @@ pub async fn forward(
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
-                release(connector, upstream, &peer).await;
+                connector.release(upstream, &peer).await;
                 *rejected = fresh;
                 resent = true;
                 continue;

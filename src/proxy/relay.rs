@@ -68,7 +68,7 @@ pub(super) async fn relay_response(
             _ => relay_pieces(session, &mut upstream, from_upstream).await?,
         }
     }
-    release(connector, upstream, peer).await;
+    connector.release(upstream, peer).await;
     Ok(status)
 }
 
@@ -146,10 +146,4 @@ async fn relay_pieces(
             return Ok(());
         }
     }
-}
-
-/// Pools the upstream connection again when its answer was read to the end and both sides keep
-/// it alive; closes it otherwise.
-pub(super) async fn release(connector: &Pool, upstream: HttpSession, peer: &HttpPeer) {
-    connector.release(upstream, peer).await;
 }
