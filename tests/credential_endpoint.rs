@@ -29,6 +29,33 @@ fn start(peers: &Peers, set: &str, port: u16, token_file: &Path) -> Proxy {
     Proxy::start(&config, &env)
 }
 
+/// sigproxy serving the set `app` on its endpoint, ready; with the peers and the directory of
+/// the token file, which must live as long (bind `_peers` and `dir`: a field left to `..` is
+/// dropped at once).
+struct Running {
+    _peers: Peers,
+    dir: tempfile::TempDir,
+    token_file: std::path::PathBuf,
+    proxy: Proxy,
+    endpoint: std::net::SocketAddr,
+}
+
+fn running() -> Running {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_file = dir.path().join("token");
+    let proxy = start(&peers, "app", port, &token_file);
+    proxy.wait_ready();
+    Running {
+        _peers: peers,
+        dir,
+        token_file,
+        proxy,
+        endpoint: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
 /// A command with nothing of the machine's AWS setup, pointed at the endpoint.
 fn sdk(program: &Path, home: &Path, port: u16) -> Command {
     let mut cmd = Command::new(program);
@@ -274,13 +301,13 @@ fn a_long_running_boto3_client_gets_the_refreshed_credentials() {
 
 #[test]
 fn a_rotated_token_file_applies_without_a_restart() {
-    let peers = Peers::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let token_file = dir.path().join("token");
-    let proxy = start(&peers, "app", port, &token_file);
-    proxy.wait_ready();
-    let endpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    let Running {
+        _peers,
+        dir,
+        token_file,
+        proxy,
+        endpoint,
+    } = running();
     let status = |token: &str| {
         request(
             endpoint,
@@ -306,13 +333,13 @@ fn a_rotated_token_file_applies_without_a_restart() {
 /// puts the block back serves again, on the listener the process kept.
 #[test]
 fn an_endpoint_removed_by_a_reload_serves_again_once_put_back() {
-    let peers = Peers::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let token_file = dir.path().join("token");
-    let proxy = start(&peers, "app", port, &token_file);
-    proxy.wait_ready();
-    let endpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    let Running {
+        _peers,
+        dir: _dir,
+        proxy,
+        endpoint,
+        ..
+    } = running();
     let status = || {
         request(
             endpoint,
@@ -338,13 +365,13 @@ fn an_endpoint_removed_by_a_reload_serves_again_once_put_back() {
 /// head at error level with its bytes.
 #[test]
 fn a_malformed_head_is_refused_and_its_token_never_logged() {
-    let peers = Peers::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let token_file = dir.path().join("token");
-    let proxy = start(&peers, "app", port, &token_file);
-    proxy.wait_ready();
-    let endpoint: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Running {
+        _peers,
+        dir: _dir,
+        proxy,
+        endpoint,
+        ..
+    } = running();
     for addr in [endpoint, proxy.admin] {
         let mut conn = Conn::open(addr);
         conn.write(
