@@ -44,8 +44,8 @@ pub enum ProxyError {
     /// The client read nothing of the response for `client_write_timeout` (the detail says
     /// how long): the connection was closed. Never sent: the client is not reading.
     ClientStalled(String),
-    /// Writing the response to the client failed (it closed or reset its connection midway).
-    /// Never sent: the answer had started.
+    /// The client closed or reset its connection: while the response was written to it, or
+    /// before the upstream answered (the detail says which). Never sent: nobody is there.
     ClientGone(String),
     /// The route's credential set has no valid credentials right now. `state` is the short
     /// reason a client is told; `reason` the detail (role ARNs, STS's answer) for the log and
@@ -153,7 +153,7 @@ impl ProxyError {
                     detail,
                 },
                 ErrorSource::Downstream if e.etype() == &ErrorType::WriteError => {
-                    Self::ClientGone(detail)
+                    Self::ClientGone(format!("during the response: {detail}"))
                 }
                 ErrorSource::Downstream => Self::BodyRead(detail),
                 ErrorSource::Internal | ErrorSource::Unset => Self::Internal(detail),
@@ -334,7 +334,7 @@ impl fmt::Display for ProxyError {
             Self::BodyRead(why) => write!(f, "could not read the request body: {why}"),
             Self::ClientTimeout => write!(f, "the client stopped sending the request body"),
             Self::BodyTooSlow(why) | Self::ClientStalled(why) => write!(f, "{why}"),
-            Self::ClientGone(why) => write!(f, "the client went away during the response: {why}"),
+            Self::ClientGone(why) => write!(f, "the client went away {why}"),
             Self::CredentialsUnavailable {
                 credentials,
                 reason,

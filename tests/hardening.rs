@@ -245,6 +245,59 @@ fn a_client_that_stops_mid_body_is_timed_out_and_released() {
 }
 
 #[test]
+fn a_client_that_leaves_before_a_slow_answer_is_logged_as_gone() {
+    let upstream = Upstream::builder()
+        .answer(|req| {
+            if req.target.contains("slow") {
+                std::thread::sleep(Duration::from_millis(700));
+            }
+            Reply::ok(req.target.clone())
+        })
+        .start();
+    let proxy = Proxy::start_ready(&routes(upstream.addr, ""), &env());
+    for route in ["signed", "open"] {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(
+            format!("GET /{route}/slow-gone HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        drop(conn);
+        proxy.wait_for(&format!("{route}'s access line"), || {
+            proxy.log().lines().any(|l| {
+                l.contains(&format!("route=\"{route}\"")) && l.contains("path=\"/slow-gone\"")
+            })
+        });
+        let line = proxy
+            .log()
+            .lines()
+            .find(|l| l.contains(&format!("route=\"{route}\"")) && l.contains("/slow-gone"))
+            .unwrap()
+            .to_string();
+        assert!(
+            line.contains("status=499")
+                && line.contains("the client went away before the answer came"),
+            "{route}: an answer nobody waited for is not logged as delivered: {line}"
+        );
+        let gone = [("route", route), ("method", "GET"), ("code", "499")];
+        assert_eq!(proxy.metric("sigproxy_requests_total", &gone), Some(1.0));
+
+        // A client that sends its next request while waiting still gets its answer; the
+        // connection, a byte of that request taken, closes after it.
+        let mut conn = Conn::open(proxy.addr);
+        let first = format!("GET /{route}/slow-first HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        conn.write(first.as_bytes());
+        std::thread::sleep(Duration::from_millis(200));
+        conn.write(b"GET /open/next HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let r = conn.read().expect("the first request's answer");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "/slow-first".to_string()),
+            "{route}"
+        );
+    }
+}
+
+#[test]
 fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
     let upstream = recorder();
     let dir = tempfile::tempdir().unwrap();

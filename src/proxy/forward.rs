@@ -26,6 +26,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error as PingoraError, ErrorType, RetryType};
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
 
@@ -114,8 +115,8 @@ pub async fn forward(
         }
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
-        let (mut upstream, sent) =
-            exchange(connector, route, &peer, &request, payload, relay).await?;
+        let exchanged = exchange(connector, route, &peer, &request, payload, relay);
+        let (mut upstream, sent) = while_client_waits(session, exchanged).await?;
         let upstream_time = match relay {
             Relay::Own => started.elapsed(),
             Relay::AsPingora => {
@@ -200,6 +201,46 @@ async fn final_answer(
             .read_response_header()
             .await
             .map_err(|e| Failure::Unanswered(connected_error(e, Relay::AsPingora, peer)))?;
+    }
+}
+
+/// How long [`while_client_waits`] lets an exchange run before it watches the client.
+const WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// Runs `exchange` (the request sent, the answer's head awaited) while watching the client's
+/// connection, as pingora's proxy loop does: a client that closes it (or resets it) first is
+/// gone, and the exchange is dropped with its upstream connection, so an answer nobody waits
+/// for neither holds that connection nor is logged as delivered (`499`). The client's request
+/// is read whole by then, so anything else it sends is the start of another request, which
+/// the connection cannot serve with a byte of it taken: it closes after this answer.
+///
+/// Watching starts after [`WATCH_AFTER`]: most answers come sooner, and watching costs a read
+/// of the client's socket.
+async fn while_client_waits<T>(
+    session: &mut Session,
+    exchange: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let client = session.as_downstream_mut();
+    let mut exchange = std::pin::pin!(exchange);
+    // Pends while the connection is quiet; ends with an error once the client closes it,
+    // resets it or sends more (pingora's pipelining is off).
+    let watch = async {
+        tokio::time::sleep(WATCH_AFTER).await;
+        client.read_body_or_idle(true).await
+    };
+    tokio::select! {
+        biased;
+        done = &mut exchange => done,
+        watched = watch => match watched {
+            Err(e) if e.etype() != &ErrorType::ConnectError => Err(Failure::Midway(
+                ProxyError::ClientGone(format!("before the answer came: {e}")),
+                None,
+            )),
+            _ => {
+                client.set_keepalive(None);
+                exchange.await
+            }
+        },
     }
 }
 

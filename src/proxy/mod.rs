@@ -403,6 +403,10 @@ impl ProxyHttp for SigningProxy {
             .is_some_and(|r| !r.status.is_informational() || r.status == 101);
         if already_answered {
             ctx.error = Some(error);
+        } else if let ProxyError::ClientGone(_) = error {
+            // Nobody is there to read an answer.
+            ctx.status = Some(code);
+            ctx.error = Some(error);
         } else {
             write_error(session, ctx, error).await;
         }

@@ -97,7 +97,7 @@ fn chunk_if_unframed(
 pub(super) fn client_failure(e: Box<PingoraError>) -> Failure {
     let error = match ProxyError::from_pingora(&e) {
         stalled @ ProxyError::ClientStalled(_) => stalled,
-        _ => ProxyError::ClientGone(e.to_string()),
+        _ => ProxyError::ClientGone(format!("during the response: {e}")),
     };
     Failure::Midway(error, None)
 }
