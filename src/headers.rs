@@ -3,10 +3,11 @@
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 
-// Typed names: removing by `HeaderName` skips parsing the name on every request.
+// Typed names: removing by `HeaderName` skips parsing the name on every request. Statics, not
+// consts: a const array of names is built (and dropped) again wherever it is used.
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their common non-standard relatives.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -19,7 +20,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Signing headers a client may have sent; on a signed route, ours replace them.
-const CLIENT_SIGNING: [HeaderName; 4] = [
+static CLIENT_SIGNING: [HeaderName; 4] = [
     header::AUTHORIZATION,
     HeaderName::from_static("x-amz-security-token"),
     HeaderName::from_static("x-amz-date"),
@@ -29,7 +30,7 @@ const CLIENT_SIGNING: [HeaderName; 4] = [
 /// Names listed in the `Connection` header are hop-by-hop too.
 fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
     headers
-        .get_all("connection")
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -58,7 +59,7 @@ pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_e
 /// What pingora's proxy loop drops from a request before `upstream_request_filter` sees it, in
 /// the order it drops them (a header map's order changes with each removal, and the upstream
 /// sees the order): first the headers `Connection` lists, then these.
-const PINGORA_HOP_BY_HOP: [HeaderName; 10] = [
+static PINGORA_HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -80,11 +81,21 @@ pub fn strip_like_pingora(req: &mut RequestHeader) {
     for name in connection_listed(&req.headers) {
         req.remove_header(&name);
     }
-    for name in &PINGORA_HOP_BY_HOP {
-        // Looked up first: removing from a request header also searches its names' spellings.
-        if req.headers.contains_key(name) {
-            req.remove_header(name);
+    // Which of them the request has: one pass over its few headers (a lookup per name hashes
+    // each of the ten), then removed in pingora's order (removing also searches the names'
+    // spellings, so only those there are removed).
+    let mut present = [false; PINGORA_HOP_BY_HOP.len()];
+    for name in req.headers.keys() {
+        if let Some(i) = PINGORA_HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
         }
+    }
+    for (name, _) in PINGORA_HOP_BY_HOP
+        .iter()
+        .zip(present)
+        .filter(|(_, there)| *there)
+    {
+        req.remove_header(name);
     }
 }
 
@@ -135,7 +146,7 @@ pub fn aws_request_id(resp: &ResponseHeader) -> Option<String> {
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri.authority().map(|a| a.as_str()).or_else(|| {
         req.headers
-            .get("host")
+            .get(header::HOST)
             .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
     })
 }

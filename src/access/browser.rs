@@ -19,6 +19,9 @@ use http::{HeaderMap, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use std::net::IpAddr;
 
+/// Looked up by a typed name: no parsing of the name on every request.
+static SEC_FETCH_SITE: http::HeaderName = http::HeaderName::from_static("sec-fetch-site");
+
 /// The host names and origins a listener serves besides loopback.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrowserPolicy {
@@ -64,13 +67,13 @@ impl BrowserPolicy {
             // No browser sends two; which one would count is anybody's guess.
             return Err(Denied::Origin);
         }
-        if headers.get_all("sec-fetch-site").iter().count() > 1 {
+        if headers.get_all(&SEC_FETCH_SITE).iter().count() > 1 {
             // Nor two of these: the first might say `none` and the second `cross-site`.
             return Err(Denied::Origin);
         }
         let origin = headers.get(http::header::ORIGIN);
         let fetch_site = headers
-            .get("sec-fetch-site")
+            .get(&SEC_FETCH_SITE)
             .map(|v| v.as_bytes().to_ascii_lowercase());
         let from_page = origin.is_some()
             || fetch_site
@@ -82,7 +85,9 @@ impl BrowserPolicy {
         let Some(origin) = origin.filter(|o| self.lists(o)) else {
             return Err(Denied::Origin);
         };
-        if *method == Method::OPTIONS && headers.contains_key("access-control-request-method") {
+        if *method == Method::OPTIONS
+            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
             Ok(PageRequest::Preflight(origin.clone()))
         } else {
             Ok(PageRequest::Cors(origin.clone()))

@@ -58,7 +58,10 @@ impl SigningProxy {
             // meets the host check.
             return Ok(None);
         }
-        let authorization = req.headers.get("authorization").map(|v| v.as_bytes());
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
         let client = live
             .access
             .check_token(authorization)

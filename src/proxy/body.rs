@@ -13,7 +13,7 @@ pub fn content_length(session: &Session) -> Option<u64> {
     session
         .req_header()
         .headers
-        .get("content-length")
+        .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }
@@ -23,7 +23,7 @@ pub fn expects_continue(session: &Session) -> bool {
     session
         .req_header()
         .headers
-        .get("expect")
+        .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 

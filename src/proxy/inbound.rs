@@ -64,7 +64,7 @@ fn check_target(req: &RequestHeader) -> Result<(), ProxyError> {
 /// is where that shape shows.)
 fn check_framing(req: &RequestHeader, raw: Option<&[u8]>) -> Result<(), ProxyError> {
     let bad = |why: &str| Err(ProxyError::BadRequest(why.to_string()));
-    let mut cl = req.headers.get_all("content-length").iter();
+    let mut cl = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
     if let Some(length) = cl.next() {
         if cl.next().is_some() {
             return bad("more than one Content-Length header");
