@@ -9,7 +9,10 @@ mod common;
 
 use common::upstream::{Reply, Upstream};
 use common::{free_port, poll, Conn, Proxy};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "hardening-secret-key-never-logged";
@@ -294,6 +297,73 @@ fn a_client_that_leaves_before_a_slow_answer_is_logged_as_gone() {
             (200, "/slow-first".to_string()),
             "{route}"
         );
+    }
+}
+
+/// An upstream that answers GETs on a kept-alive connection, and a POST after its head only:
+/// `early`, then it closes without reading the body (the kernel resets the connection). Counts
+/// the POSTs it saw.
+fn early_answering_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut out = conn;
+                loop {
+                    let mut head = String::new();
+                    while !head.ends_with("\r\n\r\n") {
+                        if reader.read_line(&mut head).unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    if head.starts_with("POST") {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let _ = out.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly",
+                        );
+                        std::thread::sleep(Duration::from_millis(100));
+                        return;
+                    }
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    (addr, posts)
+}
+
+#[test]
+fn a_post_the_upstream_answered_early_is_not_sent_twice() {
+    let (upstream, posts) = early_answering_upstream();
+    let limits = "    max_body_bytes: 33554432\n    read_timeout: 5s\n";
+    let proxy = Proxy::start_ready(
+        &common::signed_and_open(&format!("http://{upstream}"), limits),
+        &env(),
+    );
+    for route in ["signed", "open"] {
+        let before = posts.load(Ordering::SeqCst);
+        let mut conn = Conn::open(proxy.addr);
+        // Pools a connection to the upstream.
+        let warm = conn
+            .try_send("GET", &format!("/{route}/warm"), b"")
+            .unwrap();
+        assert_eq!(warm.status, 200);
+        // More than the socket buffers hold: writing it fails once the upstream has gone.
+        let body = vec![b'x'; 24 << 20];
+        let r = conn.try_send("POST", &format!("/{route}/x"), &body);
+        assert_eq!(
+            posts.load(Ordering::SeqCst) - before,
+            1,
+            "{route}: the upstream may have acted on it; a second copy would act again"
+        );
+        // Its answer came before it stopped reading: it is the request's.
+        let r = r.expect("an answer");
+        assert_eq!((r.status, r.text()), (200, "early".to_string()), "{route}");
     }
 }
 

@@ -9,6 +9,7 @@
 //! back.
 
 use super::budget::Reservation;
+use super::exchange::{exchange, while_client_waits};
 use super::failed;
 use super::refused::{refused_by_header, refused_by_s3};
 use super::relay::{self, client_failure};
@@ -25,8 +26,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error as PingoraError, ErrorType, RetryType};
-use std::future::Future;
+use pingora::Error as PingoraError;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
 
@@ -116,14 +116,16 @@ pub async fn forward(
         let started = Instant::now();
         let payload = &body.as_ref().expect("kept while it may be sent again").0;
         let exchanged = exchange(connector, route, &peer, &request, payload, relay);
-        let (mut upstream, sent) = while_client_waits(session, exchanged).await?;
+        let mut sent = while_client_waits(session, exchanged).await?;
+        let upstream = &mut sent.upstream;
         let upstream_time = match relay {
             Relay::Own => started.elapsed(),
             Relay::AsPingora => {
-                final_answer(session, &mut upstream, &peer, page).await?;
-                sent.elapsed()
+                final_answer(session, upstream, &peer, page).await?;
+                sent.at.elapsed()
             }
         };
+        let upstream = &mut sent.upstream;
         let response = upstream.response_header().expect("exchange read it");
         let request_id = headers::aws_request_id(response);
         let mut held = Vec::new();
@@ -134,7 +136,7 @@ pub async fn forward(
             && !resent
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
-        let complete = may_be_refused && read_small_body(&mut upstream, &mut held).await?;
+        let complete = may_be_refused && read_small_body(upstream, &mut held).await?;
         let response = upstream.response_header().expect("exchange read it");
         let status = response.status.as_u16();
         let path = request.uri.path();
@@ -150,7 +152,7 @@ pub async fn forward(
                     .upstream_retries
                     .with_label_values(&[&route.name, "expired_token"])
                     .inc();
-                connector.release(upstream, &peer).await;
+                sent.release(connector, &peer).await;
                 *rejected = fresh;
                 resent = true;
                 continue;
@@ -164,8 +166,7 @@ pub async fn forward(
             upstream_time,
             request_id,
         };
-        return match relay::relay_response(session, connector, upstream, &peer, held, page, relay)
-            .await
+        return match relay::relay_response(session, connector, sent, &peer, held, page, relay).await
         {
             Ok(_) => Ok(answer),
             Err(Failure::Midway(e, _)) => Err(Failure::Midway(e, Some(answer))),
@@ -204,93 +205,6 @@ async fn final_answer(
     }
 }
 
-/// How long [`while_client_waits`] lets an exchange run before it watches the client.
-const WATCH_AFTER: Duration = Duration::from_millis(20);
-
-/// Runs `exchange` (the request sent, the answer's head awaited) while watching the client's
-/// connection, as pingora's proxy loop does: a client that closes it (or resets it) first is
-/// gone, and the exchange is dropped with its upstream connection, so an answer nobody waits
-/// for neither holds that connection nor is logged as delivered (`499`). The client's request
-/// is read whole by then, so anything else it sends is the start of another request, which
-/// the connection cannot serve with a byte of it taken: it closes after this answer.
-///
-/// Watching starts after [`WATCH_AFTER`]: most answers come sooner, and watching costs a read
-/// of the client's socket.
-async fn while_client_waits<T>(
-    session: &mut Session,
-    exchange: impl Future<Output = Result<T, Failure>>,
-) -> Result<T, Failure> {
-    let client = session.as_downstream_mut();
-    let mut exchange = std::pin::pin!(exchange);
-    // Pends while the connection is quiet; ends with an error once the client closes it,
-    // resets it or sends more (pingora's pipelining is off).
-    let watch = async {
-        tokio::time::sleep(WATCH_AFTER).await;
-        client.read_body_or_idle(true).await
-    };
-    tokio::select! {
-        biased;
-        done = &mut exchange => done,
-        watched = watch => match watched {
-            Err(e) if e.etype() != &ErrorType::ConnectError => Err(Failure::Midway(
-                ProxyError::ClientGone(format!("before the answer came: {e}")),
-                None,
-            )),
-            _ => {
-                client.set_keepalive(None);
-                exchange.await
-            }
-        },
-    }
-}
-
-/// Sends one request and reads the response header: the final one ([`Relay::Own`]) or the
-/// first, which may be a `1xx` ([`Relay::AsPingora`]); and when the request was sent.
-pub(super) async fn exchange(
-    connector: &Pool,
-    route: &Route,
-    peer: &HttpPeer,
-    request: &RequestHeader,
-    body: &Bytes,
-    relay: Relay,
-) -> Result<(HttpSession, Instant), Failure> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (mut upstream, reused) = connector
-            .session(peer)
-            .await
-            .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
-        upstream.set_read_timeout(Some(route.peers.read_timeout()));
-        upstream.set_write_timeout(Some(route.peers.read_timeout()));
-        let sent = Instant::now();
-        match send(&mut upstream, request.clone(), body.clone(), relay).await {
-            Ok(()) => return Ok((upstream, sent)),
-            // A pooled connection that the server has closed fails on first use: retry once on
-            // a fresh connection when the request failed while being written, or when an
-            // idempotent one met the closed connection's own signs (end of stream or a reset
-            // where the answer should be, which pingora marks `ReusedOnly`). Never after a
-            // timeout or a malformed answer: the upstream may have acted on the request, and a
-            // second copy would act again and double the wait.
-            Err((e, phase))
-                if reused
-                    && attempt == 1
-                    && (phase == Phase::Write
-                        || (request.method.is_idempotent()
-                            && matches!(e.retry, RetryType::ReusedOnly))) =>
-            {
-                debug!(error = %e, "reused upstream connection failed; retrying on a new one");
-                metrics()
-                    .upstream_retries
-                    .with_label_values(&[&route.name, "stale_connection"])
-                    .inc();
-                upstream.shutdown().await;
-            }
-            Err((e, _)) => return Err(Failure::Unanswered(connected_error(e, relay, peer))),
-        }
-    }
-}
-
 /// The most of an error response read to look for a refused-credentials code.
 const ERROR_BODY_PEEK: usize = 16 * 1024;
 
@@ -317,61 +231,6 @@ async fn read_small_body(
         }
     }
     Ok(true)
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Phase {
-    Write,
-    Read,
-}
-
-async fn send(
-    upstream: &mut HttpSession,
-    request: RequestHeader,
-    body: Bytes,
-    relay: Relay,
-) -> Result<(), (Box<PingoraError>, Phase)> {
-    let write = |e| (e, Phase::Write);
-    let upgrade = request.headers.contains_key(http::header::UPGRADE);
-    upstream
-        .write_request_header(Box::new(request))
-        .await
-        .map_err(write)?;
-    if !body.is_empty() {
-        upstream
-            .write_request_body(body, true)
-            .await
-            .map_err(write)?;
-    }
-    upstream.finish_request_body().await.map_err(write)?;
-    // Read the response header; for our own relay, the final one, skipping `1xx` answers.
-    loop {
-        upstream
-            .read_response_header()
-            .await
-            .map_err(|e| (e, Phase::Read))?;
-        match upstream.response_header() {
-            Some(resp)
-                if relay == Relay::Own && resp.status.is_informational() && resp.status != 101 =>
-            {
-                continue
-            }
-            // Switching protocols on a request that asked for none would leave the client
-            // reading whatever follows as the answer; pingora's loop passes it on as it is.
-            Some(resp) if relay == Relay::Own && resp.status == 101 && !upgrade => {
-                let why = "101 Switching Protocols to a request that asked for no upgrade";
-                return Err((
-                    PingoraError::explain(ErrorType::InvalidHTTPHeader, why),
-                    Phase::Read,
-                ));
-            }
-            Some(_) => return Ok(()),
-            None => {
-                let e = PingoraError::explain(ErrorType::InvalidHTTPHeader, "no response header");
-                return Err((e, Phase::Read));
-            }
-        }
-    }
 }
 
 /// An error talking to a connected upstream. pingora's loop names the peer in its context

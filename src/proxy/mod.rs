@@ -21,6 +21,7 @@ mod admit;
 mod body;
 mod budget;
 mod buffered;
+mod exchange;
 mod failed;
 mod finished;
 mod forward;

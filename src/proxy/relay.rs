@@ -5,6 +5,7 @@
 //! not copied into a `Bytes` of its own first: that copy was nearly all the user-space work of
 //! a large download (callgrind: 1.13 M instructions per MiB before, 0.09 M after).
 
+use super::exchange::Sent;
 use super::forward::{connected_error, Failure, Relay};
 use crate::access::browser::{answer_cors, PageRequest};
 use crate::error::ProxyError;
@@ -27,12 +28,13 @@ use pingora::Error as PingoraError;
 pub(super) async fn relay_response(
     session: &mut Session,
     connector: &Pool,
-    mut upstream: HttpSession,
+    mut sent: Sent,
     peer: &HttpPeer,
     held: Vec<Bytes>,
     page: &PageRequest,
     relay: Relay,
 ) -> Result<u16, Failure> {
+    let upstream = &mut sent.upstream;
     let mut resp = upstream.response_header().cloned().ok_or_else(|| {
         Failure::Unanswered(ProxyError::Internal("missing response header".into()))
     })?;
@@ -61,14 +63,14 @@ pub(super) async fn relay_response(
     }
     if !done {
         let from_upstream = |e| Failure::Midway(connected_error(e, relay, peer), None);
-        match (&mut upstream, session.as_downstream_mut()) {
+        match (&mut *upstream, session.as_downstream_mut()) {
             (HttpSession::H1(from), ServerSession::H1(to)) => {
                 relay_h1(from, to, from_upstream).await?
             }
-            _ => relay_pieces(session, &mut upstream, from_upstream).await?,
+            _ => relay_pieces(session, upstream, from_upstream).await?,
         }
     }
-    connector.release(upstream, peer).await;
+    sent.release(connector, peer).await;
     Ok(status)
 }
 

@@ -21,7 +21,8 @@ mod slots;
 
 pub use slots::WebSocketSlots;
 
-use super::forward::{self, Failure, Relay};
+use super::exchange::{self, Sent};
+use super::forward::{Failure, Relay};
 use super::relay;
 use super::{failed, prepare_upstream, write_error, RequestCtx, SigningProxy};
 use crate::access::browser::answer_cors;
@@ -166,7 +167,7 @@ impl SigningProxy {
             write_error(session, ctx, e).await;
             return Ok(true);
         };
-        let (mut upstream, peer) = match self.handshake(session, ctx, route).await {
+        let (sent, peer) = match self.handshake(session, ctx, route).await {
             Ok(sent) => sent,
             Err(e) => {
                 counts.failed.inc();
@@ -174,7 +175,8 @@ impl SigningProxy {
                 return Ok(true);
             }
         };
-        let response = upstream
+        let response = sent
+            .upstream
             .response_header()
             .expect("exchange read it")
             .clone();
@@ -190,8 +192,9 @@ impl SigningProxy {
         );
         if response.status != http::StatusCode::SWITCHING_PROTOCOLS {
             counts.declined.inc();
-            return self.relay_declined(session, ctx, upstream, &peer).await;
+            return self.relay_declined(session, ctx, sent, &peer).await;
         }
+        let mut upstream = sent.upstream;
         if !switched_to_websocket(session.req_header(), &response) {
             // Joined, the client would have a raw connection to the upstream, past signing
             // and every check: an endpoint that answers any status it is asked for is enough.
@@ -245,7 +248,7 @@ impl SigningProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
         route: &Route,
-    ) -> Result<(HttpSession, HttpPeer), ProxyError> {
+    ) -> Result<(Sent, HttpPeer), ProxyError> {
         let mut request = session.req_header().clone();
         prepare_upstream(route, &ctx.target, &mut request, true)?;
         request.remove_header(&header::CONTENT_LENGTH);
@@ -264,14 +267,13 @@ impl SigningProxy {
         let started = Instant::now();
         ctx.upstream_started = Some(started);
         let body = Bytes::new();
-        let (upstream, _) =
-            forward::exchange(&self.connector, route, &peer, &request, &body, Relay::Own)
-                .await
-                .map_err(|f| match f {
-                    Failure::Unanswered(e) | Failure::Midway(e, _) => e,
-                })?;
+        let sent = exchange::exchange(&self.connector, route, &peer, &request, &body, Relay::Own)
+            .await
+            .map_err(|f| match f {
+                Failure::Unanswered(e) | Failure::Midway(e, _) => e,
+            })?;
         ctx.upstream_time = Some(started.elapsed());
-        Ok((upstream, peer))
+        Ok((sent, peer))
     }
 
     /// The upstream would not switch: its answer is the response, as for any request.
@@ -279,14 +281,14 @@ impl SigningProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        upstream: HttpSession,
+        sent: Sent,
         peer: &HttpPeer,
     ) -> Result<bool> {
         let connector = &self.connector;
         let relayed = relay::relay_response(
             session,
             connector,
-            upstream,
+            sent,
             peer,
             vec![],
             &ctx.page,
