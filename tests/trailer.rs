@@ -287,3 +287,82 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("payload: signed"), "{}", r.text());
 }
+
+/// An upstream that takes one connection, reads one chunked request from it and answers `200`,
+/// then sends back (on the channel) whatever else arrived on that connection within 500 ms.
+fn one_chunked_request_upstream() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut out = conn.try_clone().unwrap();
+        let mut reader = BufReader::new(conn);
+        let mut line = String::new();
+        // The head, then chunks to the zero-size one and the empty line after its trailers.
+        while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+            line.clear();
+        }
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+            if size == 0 {
+                while reader.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                break;
+            }
+            let mut data = vec![0; size + 2];
+            std::io::Read::read_exact(&mut reader, &mut data).unwrap();
+        }
+        out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+        let _ = tx.send(rest);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_chunked_upload_on_an_unsigned_route_reaches_the_upstream_as_one_request() {
+    let (upstream, rest) = one_chunked_request_upstream();
+    let config = format!(
+        "credentials:\n  static:\n    source: default\nroutes:\n  - upstream: http://{upstream}\n    \
+         service: s3\n    region: us-east-1\n    credentials: static\n    payload: unsigned\n"
+    );
+    let proxy = Proxy::start_ready(&config, &static_keys(ACCESS_KEY, SECRET_KEY));
+    let body = b"hello world";
+    let wire = framed(
+        body,
+        &format!("x-amz-checksum-crc32:{}", crc32_base64(body)),
+    );
+    let mut raw = format!(
+        "PUT /bucket/chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+         content-encoding: aws-chunked\r\nx-amz-trailer: x-amz-checksum-crc32\r\n\
+         x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\n\
+         x-amz-decoded-content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    // The client's own HTTP chunks: two, then the end.
+    for piece in wire.chunks(wire.len() / 2 + 1) {
+        raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let mut conn = Conn::open(proxy.addr);
+    conn.write(&raw);
+    let r = conn.read().expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rest = rest.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        rest.is_empty(),
+        "bytes after the request's end reach the upstream as another request: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}

@@ -345,11 +345,14 @@ impl ProxyHttp for SigningProxy {
         }
         if let Some(filter) = ctx.body_filter.as_mut() {
             let piece = body.take().unwrap_or_default();
-            *body = Some(
-                filter
-                    .push(piece, end_of_stream)
-                    .map_err(ProxyError::into_pingora)?,
-            );
+            let out = filter
+                .push(piece, end_of_stream)
+                .map_err(ProxyError::into_pingora)?;
+            // An empty last piece stays `None`: pingora writes an empty piece at the end to a
+            // chunked upstream as a zero-size chunk, then ends the body again with its own,
+            // and the second one reaches the upstream as the start of another request. (An
+            // empty piece before the end is not written at all.)
+            *body = (!out.is_empty() || !end_of_stream).then_some(out);
         }
         Ok(())
     }
