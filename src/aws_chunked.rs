@@ -27,7 +27,22 @@ pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 /// `;chunk-signature=` plus 64 hex digits plus two CRLFs.
 const CHUNK_OVERHEAD: u64 = 17 + 64 + 2 + 2;
 
-/// Size on the wire of an aws-chunked body carrying `decoded` payload bytes.
+/// The largest payload framed as aws-chunked: S3's largest object (5 TiB). Far below what
+/// would overflow [`encoded_length`].
+const MAX_DECODED: u64 = 5 << 40;
+
+/// Refuses a payload over [`MAX_DECODED`]; `declared_by` names the header that says its size.
+fn within_s3s_largest(decoded: u64, declared_by: &str) -> Result<(), ProxyError> {
+    match decoded <= MAX_DECODED {
+        true => Ok(()),
+        false => Err(ProxyError::BadRequest(format!(
+            "{declared_by} is over S3's largest object ({MAX_DECODED} bytes)"
+        ))),
+    }
+}
+
+/// Size on the wire of an aws-chunked body carrying `decoded` payload bytes (at most
+/// [`MAX_DECODED`]).
 pub fn encoded_length(decoded: u64) -> u64 {
     let chunk = CHUNK_SIZE as u64;
     let full = decoded / chunk;
@@ -204,8 +219,10 @@ impl Frames {
     }
 }
 
-/// Rewrites the header for an aws-chunked body of `decoded` bytes.
+/// Rewrites the header for an aws-chunked body of `decoded` bytes (the client's
+/// `Content-Length`).
 pub fn set_headers(req: &mut RequestHeader, decoded: u64) -> Result<(), ProxyError> {
+    within_s3s_largest(decoded, "Content-Length")?;
     let encoding = match req
         .headers
         .get("content-encoding")

@@ -131,3 +131,30 @@ fn a_tampered_chunk_is_rejected_by_s3s() {
     // The same upload through the honest proxy is accepted: the relay made the difference.
     assert_eq!(honest.send("PUT", "/tamper/object", &[], &body).status, 200);
 }
+
+#[test]
+fn an_upload_over_s3s_largest_object_is_refused_before_anything_is_signed_or_sent() {
+    let upstream = Upstream::builder().record().start();
+    let proxy = Proxy::start_ready(&config(upstream.addr, "streaming"), &env());
+    // 5 TiB + 1, and a length whose aws-chunked size overflows 64 bits.
+    for length in [(5u64 << 40) + 1, 18_421_446_067_330_482_176] {
+        let mut conn = Conn::open(proxy.addr);
+        conn.write(
+            format!("PUT /bucket/huge HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\nsome")
+                .as_bytes(),
+        );
+        let r = conn.read().expect("an answer");
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (400, "bad_request"),
+            "{length}: {}",
+            r.text()
+        );
+        assert!(
+            r.text().contains("over S3's largest object"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(upstream.requests().len(), 0, "nothing goes upstream");
+}

@@ -11,7 +11,7 @@
 //! fixed size). The final chunk and the trailer go upstream only once the client's body has
 //! ended well-formed, so a malformed body never reaches S3 whole.
 
-use super::{encoded_length, ChunkSigner, Encoder, FrameCheck};
+use super::{encoded_length, within_s3s_largest, ChunkSigner, Encoder, FrameCheck};
 use crate::error::ProxyError;
 use aws_smithy_runtime_api::http::Headers;
 use bytes::{Bytes, BytesMut};
@@ -21,17 +21,11 @@ use pingora::http::RequestHeader;
 pub const SIGNED_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
 /// The trailer line carrying the trailer's signature.
 const TRAILER_SIGNATURE: &str = "x-amz-trailer-signature";
-/// The largest payload re-framed: S3's largest object (5 TiB).
-const MAX_DECODED: u64 = 5 << 40;
 
 /// Size on the wire of the re-framed body for the upload `check` follows.
 pub fn reframed_length(check: &FrameCheck) -> Result<u64, ProxyError> {
     let decoded = check.decoded_length();
-    if decoded > MAX_DECODED {
-        return Err(ProxyError::BadRequest(format!(
-            "x-amz-decoded-content-length is over S3's largest object ({MAX_DECODED} bytes)"
-        )));
-    }
+    within_s3s_largest(decoded, "x-amz-decoded-content-length")?;
     let (name, value) = check.trailer_shape();
     // The final chunk ends in one CRLF, not two; then `name:value`, the signature and a CRLF.
     let trailer = name.len() + 1 + value + 2 + TRAILER_SIGNATURE.len() + 1 + 64 + 2 + 2;
