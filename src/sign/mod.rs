@@ -293,9 +293,13 @@ impl Signer {
     }
 }
 
-/// Whether a (lower-case) header name is part of the signature.
+/// Whether a (lower-case) header name is part of the signature. `content-encoding` says how
+/// the upstream reads the body (`aws-chunked`, `gzip`): signed, as AWS's SDKs sign it.
 pub fn is_signed(name: &str) -> bool {
-    matches!(name, "host" | "content-type" | "content-md5") || name.starts_with("x-amz-")
+    matches!(
+        name,
+        "host" | "content-type" | "content-md5" | "content-encoding"
+    ) || name.starts_with("x-amz-")
 }
 
 /// Hex SHA-256 of a body.

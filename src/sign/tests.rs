@@ -20,6 +20,7 @@ fn only_stable_headers_are_signed() {
         "host",
         "content-type",
         "content-md5",
+        "content-encoding",
         "x-amz-meta-a",
         "x-amz-target",
     ] {
