@@ -261,6 +261,26 @@ fn a_wrong_trailer_checksum_is_refused_by_s3_and_malformed_framing_by_sigproxy()
     }
     assert!(!root.path().join("bucket/garbage").exists());
 
+    // Bytes after a well-formed upload, arriving later: the upload is refused, and S3, whose
+    // HTTP body (the client's Content-Length) never ended, stores nothing.
+    let wire = framed(&body, &good);
+    let junk = b"junk".to_vec();
+    let length = (wire.len() + junk.len()) as u64;
+    let pieces = [wire, junk].into_iter().enumerate().map(|(i, piece)| {
+        if i == 1 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        piece
+    });
+    let headers = common::chunked::upload_headers(body.len(), "x-amz-checksum-crc32", None);
+    let (status, text) =
+        common::chunked::put_streamed(proxy.addr, "/bucket/late-junk", &headers, length, pieces);
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        !root.path().join("bucket/late-junk").exists(),
+        "S3 stored an upload sigproxy refused"
+    );
+
     // Chunks signed with the client's own keys cannot be re-signed: refused as before.
     let r = put(
         &proxy,
