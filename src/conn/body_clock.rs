@@ -71,6 +71,13 @@ pub fn continued() {
     let _ = CLOCK.try_with(|c| c.continued());
 }
 
+/// Whether the current request's body is awaited from its client right now: a read of it waits
+/// for bytes the client has not sent. `false` outside a [`scope`], before the client may send
+/// (`100 Continue`), or with no deadline (`min_request_body_rate: 0`).
+pub fn waiting_for_client() -> bool {
+    CLOCK.try_with(|c| c.waiting_for_client()).unwrap_or(false)
+}
+
 /// Keeps the current request's clock armed until dropped: for a body read from start to end
 /// in one place, whichever way that ends.
 pub struct Awaiting(());
@@ -181,6 +188,15 @@ impl BodyClock {
                 awaited.waited = awaited.waited.saturating_add(since.elapsed());
             }
         }
+    }
+
+    /// See [`waiting_for_client`].
+    pub fn waiting_for_client(&self) -> bool {
+        let state = self.state();
+        state
+            .armed
+            .as_ref()
+            .is_some_and(|a| a.waiting_since.is_some())
     }
 
     /// A read waits for the client: when that wait must end, the time this body has already

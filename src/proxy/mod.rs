@@ -398,7 +398,18 @@ impl ProxyHttp for SigningProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let error = ProxyError::from_pingora(e);
+        let error = match ProxyError::from_pingora(e) {
+            // pingora's loop waits for the upstream's answer and the client's body at once: an
+            // upstream silent while the client owes it body bytes waits for them, as sigproxy
+            // does, and the time ran out on the client (a stalled upload is not an upstream
+            // timeout, nor counted and alerted on as one).
+            ProxyError::UpstreamTimeout(_)
+                if e.etype() == &ErrorType::ReadTimedout && body_clock::waiting_for_client() =>
+            {
+                ProxyError::ClientTimeout
+            }
+            error => error,
+        };
         let code = error.status();
         // A `101` is the last answer the connection carries, informational or not.
         let already_answered = session
