@@ -161,6 +161,20 @@ impl ProxyError {
         }
     }
 
+    /// Whether the client caused it: it sent what cannot be read or forwarded, stalled, or
+    /// went away. The access line says so; no operator need look at it.
+    pub fn is_clients(&self) -> bool {
+        matches!(
+            self,
+            Self::BodyRead(_)
+                | Self::BadRequest(_)
+                | Self::ClientTimeout
+                | Self::BodyTooSlow(_)
+                | Self::ClientStalled(_)
+                | Self::ClientGone(_)
+        )
+    }
+
     /// Whether the error body may name the route the request matched: not for a client that
     /// has not shown it may use the proxy at all.
     pub fn may_name_route(&self) -> bool {
@@ -227,12 +241,7 @@ impl ProxyError {
         let etype = ErrorType::HTTPStatus(self.status());
         let source = match self {
             Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout(_) => ErrorSource::Upstream,
-            Self::BodyRead(_)
-            | Self::BadRequest(_)
-            | Self::ClientTimeout
-            | Self::BodyTooSlow(_)
-            | Self::ClientStalled(_)
-            | Self::ClientGone(_) => ErrorSource::Downstream,
+            _ if self.is_clients() => ErrorSource::Downstream,
             _ => ErrorSource::Internal,
         };
         let mut e = PingoraError::because(etype, self.code(), ProxyErrorCause(self));

@@ -283,6 +283,8 @@ fn a_client_that_leaves_before_a_slow_answer_is_logged_as_gone() {
         );
         let gone = [("route", route), ("method", "GET"), ("code", "499")];
         assert_eq!(proxy.metric("sigproxy_requests_total", &gone), Some(1.0));
+        // The client's doing: the access line says it, no ERROR line calls an operator.
+        assert!(!proxy.log().contains("ERROR"), "{}", proxy.log());
 
         // A client that sends its next request while waiting still gets its answer; the
         // connection, a byte of that request taken, closes after it.

@@ -431,6 +431,13 @@ impl ProxyHttp for SigningProxy {
         }
     }
 
+    /// pingora's `Fail to proxy` line (at ERROR) only for what an operator must look at: a
+    /// client that went away, stalled or sent a body that could not be read has its access
+    /// line, which says why.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
+        ctx.error.as_ref().is_some_and(ProxyError::is_clients)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         finished::record(session, e, ctx);
     }

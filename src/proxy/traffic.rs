@@ -55,11 +55,13 @@ impl Traffic {
             }
             Some(e) => {
                 let answer = self.phases.fail_to_proxy(&mut session, &e, &mut ctx).await;
-                error!(
-                    "Fail to filter request: {e}, status: {}, {}",
-                    answer.error_code,
-                    self.phases.request_summary(&session, &ctx)
-                );
+                if !self.phases.suppress_error_log(&session, &ctx, &e) {
+                    error!(
+                        "Fail to filter request: {e}, status: {}, {}",
+                        answer.error_code,
+                        self.phases.request_summary(&session, &ctx)
+                    );
+                }
                 self.phases.logging(&mut session, Some(&e), &mut ctx).await;
                 session.downstream_session.on_proxy_failure(e);
                 answer.can_reuse_downstream
