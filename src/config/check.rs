@@ -56,10 +56,17 @@ impl Checker<'_> {
             credentials,
             routes,
         } = raw;
+        let tokens_env = tokens_env(access.as_ref(), credential_endpoint.as_ref());
         let (listen, admin_listen) = self.listeners(listen.as_deref(), admin_listen.as_deref())?;
         let tls = self.listener_tls("tls", tls)?;
         let admin_tls = self.listener_tls("admin_tls", admin_tls)?;
-        let credentials = self.credential_sets(credentials)?;
+        let mut credentials = self.credential_sets(credentials)?;
+        for set in credentials.values_mut() {
+            let mfa = set.assume_role.iter_mut().filter_map(|r| r.mfa.as_mut());
+            for mfa in mfa.chain(set.sts_token.iter_mut().filter_map(|t| t.mfa.as_mut())) {
+                mfa.withheld_env = tokens_env.clone();
+            }
+        }
         let mut listeners = vec![("listen", listen), ("admin_listen", admin_listen)];
         let credential_endpoint =
             self.credential_endpoint(credential_endpoint, &credentials, &listeners)?;
@@ -81,6 +88,7 @@ impl Checker<'_> {
             &routes,
             credential_endpoint.as_ref(),
         )?;
+        self.session_names_unclaimed(&credentials, &access.clients)?;
         // The endpoint's token fetches its set's raw credentials, outside every route's `allow`
         // rules; the traffic port's token must not be that key too.
         if let Some(endpoint) = &credential_endpoint {
@@ -185,4 +193,19 @@ pub(super) fn is_lowercase_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The environment variables the file reads tokens from.
+fn tokens_env(
+    access: Option<&file::Access>,
+    endpoint: Option<&file::CredentialEndpoint>,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(access) = access {
+        names.extend(access.bearer_token_env.clone());
+        let clients = access.clients.iter().flatten();
+        names.extend(clients.filter_map(|c| c.token_env.clone()));
+    }
+    names.extend(endpoint.and_then(|e| e.authorization_token_env.clone()));
+    names
 }

@@ -5,7 +5,8 @@
 use super::check::{is_word, Checker};
 use super::file;
 use super::{
-    ConfigError, CredentialEndpointConfig, CredentialsConfig, PerClient, RouteConfig, StsTokenKind,
+    ConfigError, CredentialEndpointConfig, CredentialsConfig, PerClient, RouteConfig,
+    StsTokenConfig, StsTokenKind,
 };
 use crate::access::clients::Client;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +54,15 @@ impl Checker<'_> {
                     format!(
                         "'{name}' must be 2-32 characters of letters, digits and .@-_ (it \
                          names the client's AWS sessions)"
+                    ),
+                );
+            }
+            // sigproxy's own sessions are `sigproxy-<hostname>`, on whatever host it runs.
+            if name.len() >= 9 && name[..9].eq_ignore_ascii_case("sigproxy-") {
+                return self.err(
+                    format!("{key}.name"),
+                    format!(
+                        "'{name}': names starting with sigproxy- are sigproxy's own sessions'                          (sigproxy-<hostname>); a client's sessions would pass for them"
                     ),
                 );
             }
@@ -266,6 +276,48 @@ impl Checker<'_> {
                 "needs credential_endpoint serving a per_client credential set: the client \
                  fetches its own session of it",
             );
+        }
+        Ok(())
+    }
+
+    /// With clients whose sessions are named for them (a `per_client` set), no shared set's
+    /// session may carry a client's name: whoever uses that set would pass for the client in
+    /// CloudTrail and to IAM conditions on `sts:RoleSessionName` or `aws:userid` (the broker
+    /// pattern's own way of telling clients apart).
+    pub(super) fn session_names_unclaimed(
+        &self,
+        credentials: &BTreeMap<String, CredentialsConfig>,
+        clients: &[Client],
+    ) -> Result<(), ConfigError> {
+        if credentials.values().all(|s| s.per_client.is_none()) {
+            return Ok(());
+        }
+        for set in credentials.values().filter(|s| s.per_client.is_none()) {
+            let chained = set.assume_role.len() > 1;
+            let (key, name) = match (&set.sts_token, set.assume_role.last()) {
+                (
+                    Some(StsTokenConfig {
+                        kind: StsTokenKind::Federation { name, .. },
+                        ..
+                    }),
+                    _,
+                ) => ("federation_token.name".to_string(), name),
+                (None, Some(role)) if chained => (
+                    format!("assume_role[{}].session_name", set.assume_role.len() - 1),
+                    &role.session_name,
+                ),
+                (None, Some(role)) => ("assume_role.session_name".to_string(), &role.session_name),
+                _ => continue,
+            };
+            if let Some(client) = clients.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+                return self.err(
+                    format!("credentials.{}.{key}", set.name),
+                    format!(
+                        "'{name}' is client '{}''s name (access.clients), which its own sessions                          carry: whoever uses this set would pass for that client in CloudTrail                          and to IAM conditions on the session name; choose another",
+                        client.name
+                    ),
+                );
+            }
         }
         Ok(())
     }

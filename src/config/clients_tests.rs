@@ -213,3 +213,44 @@ fn a_client_lists_only_routes_named_in_the_file() {
     );
     assert!(Config::parse(&text("orders"), Path::new("c.yaml")).is_ok());
 }
+
+#[test]
+fn no_shared_session_passes_for_a_client() {
+    let broker = format!("    per_client: true\n    assume_role: {{ role_arn: '{ROLE}' }}\n");
+    // The shared set named as app-a's sessions are (IAM names ignore case).
+    for (shared, key) in [
+        (
+            format!("  shared:\n    assume_role: {{ role_arn: '{ROLE}', session_name: APP-A }}\n"),
+            "credentials.shared.assume_role.session_name",
+        ),
+        (
+            format!(
+                "  shared:\n    assume_role:\n      - {{ role_arn: '{ROLE}' }}\n      - {{ role_arn: '{ROLE}', session_name: app-a }}\n"
+            ),
+            "credentials.shared.assume_role[1].session_name",
+        ),
+        (
+            "  shared:\n    federation_token: { name: app-a }\n".to_string(),
+            "credentials.shared.federation_token.name",
+        ),
+    ] {
+        let sets = format!("  broker:\n{broker}{shared}");
+        let err = parse(TWO, &sets, "").unwrap_err();
+        assert!(
+            err.contains(key) && err.contains("client 'app-a'"),
+            "{key}: {err}"
+        );
+    }
+    // Without per_client sets no session is named for a client: nothing to pass for.
+    let sets = format!(
+        "  broker:\n    assume_role: {{ role_arn: '{ROLE}' }}\n  shared:\n    assume_role: {{ role_arn: '{ROLE}', session_name: app-a }}\n"
+    );
+    parse(TWO, &sets, "").unwrap();
+    // sigproxy's own sessions are sigproxy-<hostname>, on any host.
+    let own = TWO.replace("name: app-b", "name: Sigproxy-web-1");
+    let err = parse(&own, &role_sets(&broker), "").unwrap_err();
+    assert!(
+        err.contains("access.clients[1].name") && err.contains("sigproxy-"),
+        "{err}"
+    );
+}

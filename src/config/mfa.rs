@@ -65,6 +65,8 @@ impl Checker<'_> {
         Ok(Some(MfaConfig {
             serial_number,
             token_command,
+            // Filled in once the whole file is read (`Checker::config`).
+            withheld_env: Vec::new(),
         }))
     }
 }

@@ -148,6 +148,9 @@ pub struct MfaConfig {
     /// The program and its arguments printing the current code; `None`: asked for once on the
     /// terminal at start.
     pub token_command: Option<Vec<String>>,
+    /// Environment variables the configuration reads tokens from (`*_token_env`): kept from
+    /// `token_command`, as sigproxy's AWS keys are.
+    pub withheld_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

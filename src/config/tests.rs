@@ -228,6 +228,13 @@ fn mfa_is_checked() {
     let mfa = c.credentials["m"].mfa().unwrap();
     assert_eq!(mfa.serial_number, serial);
     assert_eq!(mfa.token_command.as_ref().unwrap()[5], "AWS:alice");
+    assert!(mfa.withheld_env.is_empty());
+    // The variables the file reads tokens from are kept from the command.
+    std::env::set_var("MFA_CONFIG_TEST_TOKEN", "mfa-config-test-token-0123456789");
+    let tokens = "access:\n  bearer_token_env: MFA_CONFIG_TEST_TOKEN\n";
+    let c = parse(&format!("{tokens}{ok}")).unwrap();
+    let mfa = c.credentials["m"].mfa().unwrap();
+    assert_eq!(mfa.withheld_env, ["MFA_CONFIG_TEST_TOKEN"]);
     let role = format!("credentials:\n  m:\n    assume_role:\n      - role_arn: arn:aws:iam::123456789012:role/a\n        mfa: {{ serial_number: GAHT12345678 }}\n      - role_arn: arn:aws:iam::123456789012:role/b\n{base}");
     let c = parse(&role).unwrap();
     assert_eq!(

@@ -25,8 +25,9 @@ pub const WITHHELD_ENV: [&str; 4] = [
     "AWS_SECURITY_TOKEN",
 ];
 
-/// How `argv` is started: directly, no input, its output piped, without AWS credentials.
-fn command(program: &str, args: &[String]) -> tokio::process::Command {
+/// How `argv` is started: directly, no input, its output piped, without AWS credentials or the
+/// variables in `withheld` (sigproxy's tokens).
+fn command(program: &str, args: &[String], withheld: &[String]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -34,7 +35,11 @@ fn command(program: &str, args: &[String]) -> tokio::process::Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for name in WITHHELD_ENV {
+    for name in WITHHELD_ENV
+        .iter()
+        .copied()
+        .chain(withheld.iter().map(String::as_str))
+    {
         command.env_remove(name);
     }
     command
@@ -43,11 +48,15 @@ fn command(program: &str, args: &[String]) -> tokio::process::Command {
 /// Runs `argv` with no input and returns what it printed; the error is a short sentence that
 /// never holds its standard output. At most [`MAX_OUTPUT`] bytes of its output and
 /// [`STDERR_BYTES`] of its error output are kept: a command printing more is stopped at once.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
+pub async fn run(
+    argv: &[String],
+    withheld: &[String],
+    timeout: Duration,
+) -> Result<String, String> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| "mfa.token_command is empty".to_string())?;
-    let mut child = command(program, args)
+    let mut child = command(program, args, withheld)
         .spawn()
         .map_err(|e| format!("mfa.token_command '{program}' could not be started: {e}"))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

@@ -169,7 +169,8 @@ impl Gate {
                 NEVER,
             ));
         };
-        let printed = match command::run(argv, command::TIMEOUT).await {
+        let withheld = &self.config.withheld_env;
+        let printed = match command::run(argv, withheld, command::TIMEOUT).await {
             Ok(printed) => printed,
             Err(why) => return Err(self.fail(why, TOTP_WINDOW)),
         };

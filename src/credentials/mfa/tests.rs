@@ -12,6 +12,7 @@ fn gate_of(serial: &str, argv: &[&str]) -> Gate {
     Gate::new(MfaConfig {
         serial_number: serial.into(),
         token_command: Some(argv.iter().map(|s| s.to_string()).collect()),
+        withheld_env: Vec::new(),
     })
 }
 
@@ -109,9 +110,13 @@ async fn garbage_and_failures_are_reported_without_the_output() {
 #[tokio::test]
 async fn a_command_that_hangs_is_stopped() {
     let started = std::time::Instant::now();
-    let why = command::run(&["sleep".into(), "10".into()], Duration::from_millis(300))
-        .await
-        .unwrap_err();
+    let why = command::run(
+        &["sleep".into(), "10".into()],
+        &[],
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap_err();
     assert!(why.contains("gave no code within"), "{why}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -121,6 +126,7 @@ async fn without_a_command_the_typed_code_is_used_once() {
     let g = Gate::new(MfaConfig {
         serial_number: "GAHT12345678".into(),
         token_command: None,
+        withheld_env: Vec::new(),
     });
     assert!(g.asks_on_terminal());
     g.typed(Code::parse("111111").unwrap());
@@ -137,12 +143,12 @@ async fn a_command_flooding_its_output_is_stopped_at_once() {
     // 50 MB, then it lingers: the output is not all taken in, and the command does not get to
     // run out its time.
     let argv = ["sh", "-c", "head -c 50000000 /dev/zero; exec sleep 30"].map(String::from);
-    let why = command::run(&argv, Duration::from_secs(8))
+    let why = command::run(&argv, &[], Duration::from_secs(8))
         .await
         .unwrap_err();
     assert!(why.contains("printed more than 4096 bytes"), "{why}");
     let argv = ["sh", "-c", "head -c 50000000 /dev/zero >&2; exit 3"].map(String::from);
-    let why = command::run(&argv, Duration::from_secs(8))
+    let why = command::run(&argv, &[], Duration::from_secs(8))
         .await
         .unwrap_err();
     assert!(why.contains("failed (exit status: 3)"), "{why}");
@@ -179,4 +185,22 @@ async fn a_set_changed_after_a_refusal_waits_out_the_device_backoff() {
     assert!(no.reason.contains("STS refused"), "{}", no.reason);
     assert!(no.retry_after > Duration::from_secs(25));
     assert_eq!(runs(&runs_file), 1, "the changed set ran the command again");
+}
+
+#[tokio::test]
+async fn the_command_gets_none_of_sigproxys_tokens() {
+    // (AWS_* keys are withheld by name, always: not set here, where other tests run too.)
+    std::env::set_var("MFA_TEST_CLIENT_TOKEN", "a-client-token-0123456789");
+    let argv = [
+        "sh",
+        "-c",
+        "echo ${MFA_TEST_CLIENT_TOKEN:-none} ${PATH:+path}",
+    ]
+    .map(String::from);
+    let withheld = ["MFA_TEST_CLIENT_TOKEN".to_string()];
+    let printed = command::run(&argv, &withheld, Duration::from_secs(8)).await;
+    assert_eq!(printed.unwrap().trim(), "none path");
+    // Only what is named is withheld.
+    let printed = command::run(&argv, &[], Duration::from_secs(8)).await;
+    assert_eq!(printed.unwrap().trim(), "a-client-token-0123456789 path");
 }
