@@ -510,6 +510,49 @@ fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
 }
 
 #[test]
+fn a_rotated_token_is_put_in_force_though_an_edit_in_the_same_file_is_refused() {
+    // Rotating a token is how it is revoked. An unrelated edit of the file that is refused
+    // (here a route with an upstream that is no URL) must not keep the old token working.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = ("refused-edit-token-old-0123", "refused-edit-token-new-4567");
+    std::fs::write(&token_file, old).unwrap();
+    let body = format!(
+        "access:\n  bearer_token_file: {}\n{}",
+        token_file.display(),
+        peers.lambda_config("")
+    );
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    let with = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        proxy
+            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    assert_eq!(with(old), 200);
+    let path = proxy.config_path();
+    let refused = format!(
+        "{}  - name: broken\n    match: {{ path_prefix: /broken/ }}\n    upstream: not-a-url\n",
+        std::fs::read_to_string(path).unwrap()
+    );
+    std::fs::write(path, &refused).unwrap();
+    let tmp = dir.path().join("token.new");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    proxy.wait_for("the rotated token in force", || with(new) == 200);
+    assert_eq!(with(old), 401);
+    assert!(reloads(&proxy, "failure") >= 1.0);
+    // The refused file stays refused, once: not tried again at every poll.
+    let failures = reloads(&proxy, "failure");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&proxy, "failure"), failures);
+    let bearer = format!("Bearer {new}");
+    let broken = proxy.send("GET", "/broken/x", &[("Authorization", &bearer)], b"");
+    assert_eq!(broken.status, 404, "the refused edit is not in force");
+}
+
+#[test]
 fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     // A tool that sends SIGHUP every few seconds whether or not anything changed, while the
     // file has a set STS refuses: one AssumeRole per SIGHUP would load the account's STS.

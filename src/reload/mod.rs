@@ -21,9 +21,11 @@ mod fixed;
 mod live;
 mod poll;
 mod sets;
+mod signals;
 
 pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
+pub use signals::hold_sighup;
 
 use crate::config::{Config, ConfigError};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
@@ -36,12 +38,13 @@ use pingora::services::ServiceReadyNotifier;
 use poll::{in_force, look, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
+use signals::hangup_received;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 /// How often the file is read and compared.
@@ -117,6 +120,8 @@ impl Reloader {
 struct State {
     /// The configuration in force (fixed keys as started).
     running: Config,
+    /// The file's bytes it was read from, if known.
+    running_bytes: Option<Vec<u8>>,
     /// Where the credential endpoint listens, if it was configured at start-up: a reload may
     /// remove the block (the endpoint then answers 503) and put it back.
     endpoint: Option<SocketAddr>,
@@ -152,16 +157,21 @@ impl BackgroundService for Reloader {
             m.config_reloads.with_label_values(&[result]);
         }
         m.config_last_reload_success.set(unix_now());
-        let (path, seen) = match &self.source {
+        let (path, seen, running_bytes) = match &self.source {
             Source::File { path, hash } => {
                 m.config_hash.set(hash_number(hash));
-                (Some(path.as_path()), in_force(hash, &running))
+                // The bytes read at start, if the file still holds them.
+                let bytes = read(path)
+                    .ok()
+                    .filter(|b| Sha256::digest(b)[..] == hash[..]);
+                (Some(path.as_path()), in_force(hash, &running), bytes)
             }
-            Source::Flags => (None, Seen::Unreadable),
+            Source::Flags => (None, Seen::Unreadable, None),
         };
         let mut state = State {
             endpoint: running.credential_endpoint.as_ref().map(|e| e.listen),
             running,
+            running_bytes,
             refreshers,
             polls: Polls::new(seen),
             retry_at: None,
@@ -176,7 +186,7 @@ impl BackgroundService for Reloader {
                     Some(path) => match read(path) {
                         Ok(bytes) => {
                             let seen = look(&bytes, &state.running);
-                            self.reload(&mut state, path, &bytes, seen, "SIGHUP").await;
+                            self.reload_or_tokens(&mut state, path, &bytes, seen, "SIGHUP").await;
                         }
                         Err(e) => {
                             state.polls.acted(Seen::Unreadable);
@@ -201,11 +211,12 @@ impl BackgroundService for Reloader {
                     let retry = state.retry_at.is_some_and(|at| Instant::now() >= at);
                     match (act, read) {
                         (Act::Reload, Ok(bytes)) => {
-                            self.reload(&mut state, path, &bytes, seen, "file changed").await;
+                            let trigger = "file changed";
+                            self.reload_or_tokens(&mut state, path, &bytes, seen, trigger).await;
                         }
                         (Act::Refuse, Err(e)) => refused(&e, "file changed"),
                         (Act::Unchanged, Ok(bytes)) if retry => {
-                            self.reload(&mut state, path, &bytes, seen, "retry").await;
+                            self.reload_or_tokens(&mut state, path, &bytes, seen, "retry").await;
                         }
                         _ => {}
                     }
@@ -216,38 +227,14 @@ impl BackgroundService for Reloader {
     }
 }
 
-/// Takes SIGHUP's default action (ending the process) away before anything else runs.
-///
-/// The reloader installs its own handler only once pingora starts the services; before that,
-/// a `-u` process waits seconds for the old one's sockets, and a SIGHUP meant for a reload
-/// would end it. The handler installed here stays for the life of the process (tokio never
-/// removes one); a SIGHUP it catches before the reloader listens is lost, which loses
-/// nothing: the reloader compares the file with what was read at start-up on its first poll.
-pub fn hold_sighup() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    runtime
-        .block_on(async { signal(SignalKind::hangup()) })
-        .map(drop)
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))
-}
-
-/// Resolves at each SIGHUP; never, without a handler.
-async fn hangup_received(hangup: &mut Option<Signal>) {
-    if let Some(signal) = hangup {
-        if signal.recv().await.is_some() {
-            return;
-        }
-    }
-    std::future::pending().await
-}
-
 impl Reloader {
-    /// Checks `bytes` and, if they may be, puts them in force. `seen` is what the look at the
-    /// file found, taken before the file (and the token file) is read to be checked.
-    async fn reload(
+    /// [`Reloader::reload`]; if the file is refused, a token file of the running configuration
+    /// that changed is still put in force: the running configuration's own bytes are checked
+    /// and loaded again, with the token files as they read now. A rotated token is how a
+    /// token is revoked; an unrelated edit in the same file, refused, must not keep the old
+    /// one working. (A token file that holds no token is refused there too: the token in force
+    /// stays, as documented.)
+    async fn reload_or_tokens(
         &self,
         state: &mut State,
         path: &Path,
@@ -255,6 +242,38 @@ impl Reloader {
         seen: Seen,
         trigger: &'static str,
     ) {
+        if self.reload(state, path, bytes, seen, trigger).await {
+            return;
+        }
+        let Some(running) = state
+            .running_bytes
+            .clone()
+            .filter(|r| r.as_slice() != bytes)
+        else {
+            return;
+        };
+        let now = look(&running, &state.running);
+        if now == in_force(&Sha256::digest(&running).into(), &state.running) {
+            return;
+        }
+        let trigger = "token file changed (the file's other changes refused)";
+        if self.reload(state, path, &running, now, trigger).await {
+            // The refused file stays refused until it changes again.
+            state.polls.acted(look(bytes, &state.running));
+        }
+    }
+
+    /// Checks `bytes` and, if they may be, puts them in force; whether it did. `seen` is what
+    /// the look at the file found, taken before the file (and the token file) is read to be
+    /// checked.
+    async fn reload(
+        &self,
+        state: &mut State,
+        path: &Path,
+        bytes: &[u8],
+        seen: Seen,
+        trigger: &'static str,
+    ) -> bool {
         let hash: Hash = Sha256::digest(bytes).into();
         state.polls.acted(seen);
         state.retry_at = None;
@@ -262,7 +281,10 @@ impl Reloader {
             text(bytes, path).and_then(|text| checked(text, path, &state.running, state.endpoint));
         let (config, changes) = match checked {
             Ok(c) => c,
-            Err(e) => return refused(&e, trigger),
+            Err(e) => {
+                refused(&e, trigger);
+                return false;
+            }
         };
         if let Some((_, at)) = state.fetch_refused.filter(|(refused, _)| *refused == seen) {
             if at.elapsed() < MIN_REFETCH {
@@ -274,7 +296,7 @@ impl Reloader {
                     "configuration reload: STS refused this file's new credentials moments ago; \
                      asking again shortly"
                 );
-                return;
+                return false;
             }
         }
         let needed = needed_sets(&config);
@@ -293,7 +315,7 @@ impl Reloader {
                 };
                 refused(&e, trigger);
             }
-            return;
+            return false;
         }
         let snapshot = Snapshot::new(&config, CredentialStore::from_sets(plan.sets.clone()));
         let routes = config.routes.len();
@@ -317,6 +339,7 @@ impl Reloader {
         // What is in force now, token included, as the check read it.
         state.polls.acted(in_force(&hash, &config));
         state.running = config;
+        state.running_bytes = Some(bytes.to_vec());
 
         let m = metrics();
         m.config_reloads.with_label_values(&["success"]).inc();
@@ -344,6 +367,7 @@ impl Reloader {
                 change.key
             );
         }
+        true
     }
 }
 
