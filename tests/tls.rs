@@ -587,3 +587,24 @@ fn a_tls_client_refused_at_max_connections_reads_the_503() {
     assert!(r["body"].as_str().unwrap().contains("\"busy\""), "{r}");
     assert!(proxy.metric("sigproxy_connections_refused_total", &[]) >= Some(1.0));
 }
+
+#[test]
+fn a_stalled_handshake_cut_to_make_room_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tool = Tool::start();
+    let (ca, _) = setup(&mut tool, dir.path());
+    let proxy = https_proxy(dir.path(), "max_connections: 1\n");
+    let port = proxy.addr.port();
+    // Half a hello, then nothing: past a second, its place may be taken.
+    let mut stalled = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let opened = tool.open("newcomer", port, Some(&ca));
+    assert_eq!(opened["ok"], true, "no room made: {opened}");
+    tool.call(json!({"op": "close", "id": "newcomer"}));
+    let evicted = [("reason", "evicted")];
+    proxy.wait_for("the cut handshake to be counted", || {
+        proxy.metric("sigproxy_request_heads_refused_total", &evicted) == Some(1.0)
+    });
+    drop(stalled);
+}

@@ -584,3 +584,56 @@ fn a_101_that_is_no_websocket_handshake_opens_no_tunnel() {
         assert!(head.contains("upstream"), "{answer:?}: {head}");
     }
 }
+
+#[test]
+fn a_declined_upgrade_gives_its_place_back_before_its_answer_is_relayed() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    // Declines /raw/declined with an answer that takes 3 s to send; switches anything else.
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten().take(2) {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let head = read_head(&mut conn);
+                if head.starts_with(b"GET /declined") {
+                    // Chunked: each piece goes on at once (a Content-Length body's small
+                    // pieces wait in pingora's write buffer).
+                    let head =
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n";
+                    let _ = conn.write_all(head.as_bytes());
+                    std::thread::sleep(Duration::from_secs(3));
+                    let _ = conn.write_all(b"0\r\n\r\n");
+                } else {
+                    let _ = conn.write_all(SWITCHED);
+                }
+                std::thread::sleep(Duration::from_secs(3));
+            });
+        }
+    });
+    let config = format!(
+        "max_websocket_connections: 1\ncredentials:\n  app:\n    source: default\nroutes:\n  - name: raw\n    match: {{ path_prefix: /raw/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n"
+    );
+    let proxy = Proxy::start(&config, &static_keys(ACCESS_KEY, SECRET));
+    proxy.wait_ready();
+    let mut declined = TcpStream::connect(proxy.addr).unwrap();
+    declined
+        .write_all(upgrade_head("/raw/declined").as_bytes())
+        .unwrap();
+    declined
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0; 256];
+    let n = declined.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Its answer is still on its way: the one place is free all the same.
+    let mut upgrade = TcpStream::connect(proxy.addr).unwrap();
+    upgrade
+        .write_all(upgrade_head("/raw/ok").as_bytes())
+        .unwrap();
+    let head = read_head(&mut upgrade);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}

@@ -336,7 +336,12 @@ impl<A: Serve> ServerApp for Guarded<A> {
                         self.count_refused_head("timeout");
                         return None;
                     }
-                    tls::Handshake::Evicted | tls::Handshake::Failed => return None,
+                    tls::Handshake::Evicted => {
+                        // A handshake begun and left stalled, as a dribbled head is.
+                        self.count_refused_head("evicted");
+                        return None;
+                    }
+                    tls::Handshake::Failed => return None,
                 }
             }
         };

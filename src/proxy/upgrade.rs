@@ -156,9 +156,9 @@ impl SigningProxy {
         route: &Arc<Route>,
     ) -> Result<bool> {
         let counts = &route.metrics.websocket;
-        // Held until this returns, whichever way: the joined connections' close, a declined or
-        // failed upgrade, or the task dropped.
-        let Some(_slot) = self.websocket_slots.take() else {
+        // Held until the joined connections close, the upgrade fails or is declined (its answer
+        // is an ordinary response, bounded as any), or the task is dropped.
+        let Some(slot) = self.websocket_slots.take() else {
             counts.refused.inc();
             let e = ProxyError::Busy(format!(
                 "too many WebSocket connections (max_websocket_connections: {}); try again later",
@@ -192,6 +192,8 @@ impl SigningProxy {
         );
         if response.status != http::StatusCode::SWITCHING_PROTOCOLS {
             counts.declined.inc();
+            // Its place comes back before the answer is relayed, however long that takes.
+            drop(slot);
             return self.relay_declined(session, ctx, sent, &peer).await;
         }
         let mut upstream = sent.upstream;
