@@ -153,6 +153,23 @@ impl ClientAccess {
         }
     }
 
+    /// Whether a request for `route` from `client` with `authorization`, admitted once, would
+    /// be admitted now: its address, its token and (for a client of `access.clients`) its use
+    /// of the route. For a connection that outlives a reload (a WebSocket).
+    pub fn still_admits(
+        &self,
+        client: Option<IpAddr>,
+        authorization: Option<&[u8]>,
+        route: &str,
+    ) -> bool {
+        self.check_client(client).is_ok()
+            && match self.check_token(authorization) {
+                Ok(None) => true,
+                Ok(Some(client)) => client.check_route(route).is_ok(),
+                Err(_) => false,
+            }
+    }
+
     /// Whether a token is asked of every request (`bearer_token` or `clients`).
     pub fn wants_token(&self) -> bool {
         self.bearer_token.is_some() || !self.clients.is_empty()

@@ -637,3 +637,55 @@ fn a_declined_upgrade_gives_its_place_back_before_its_answer_is_relayed() {
         String::from_utf8_lossy(&head)
     );
 }
+
+#[test]
+fn a_reload_that_revokes_the_token_closes_its_websocket() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    // Switches, then holds the connection until sigproxy closes it.
+    std::thread::spawn(move || {
+        if let Some(Ok(mut conn)) = listener.incoming().next() {
+            read_head(&mut conn);
+            let _ = conn.write_all(SWITCHED);
+            let mut buf = [0; 1024];
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = ("websocket-token-old-0123456", "websocket-token-new-7654321");
+    std::fs::write(&token_file, old).unwrap();
+    let config = format!(
+        "access:\n  bearer_token_file: {}\ncredentials:\n  app:\n    source: default\nroutes:\n  - name: raw\n    match: {{ path_prefix: /raw/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n",
+        token_file.display()
+    );
+    let proxy = Proxy::start(&config, &static_keys(ACCESS_KEY, SECRET));
+    proxy.wait_ready();
+    let mut client = TcpStream::connect(proxy.addr).unwrap();
+    let head = upgrade_head("/raw/feed").replace(
+        "\r\n\r\n",
+        &format!("\r\nAuthorization: Bearer {old}\r\n\r\n"),
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    let switched = read_head(&mut client);
+    assert!(switched.starts_with(b"HTTP/1.1 101"), "{switched:?}");
+    // The token is rotated: the connection it opened is closed within a few seconds.
+    let tmp = dir.path().join("token.new");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0; 64];
+    let read = client.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0) | Err(_)) && started.elapsed() < Duration::from_secs(8),
+        "still open after {:?}: {read:?}",
+        started.elapsed()
+    );
+    let revoked = [("route", "raw"), ("reason", "revoked")];
+    proxy.wait_for("the revoked close to be counted", || {
+        proxy.metric("sigproxy_websocket_closed_total", &revoked) == Some(1.0)
+    });
+}

@@ -32,15 +32,18 @@ pub enum Closed {
     MaxLifetime,
     /// A read or write failed (a reset, or a side that stopped reading).
     Error,
+    /// A reload withdrew what admitted it (its token, its client, its address).
+    Revoked,
 }
 
 impl Closed {
-    pub const ALL: [Closed; 5] = [
+    pub const ALL: [Closed; 6] = [
         Closed::Client,
         Closed::Upstream,
         Closed::IdleTimeout,
         Closed::MaxLifetime,
         Closed::Error,
+        Closed::Revoked,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Closed {
             Closed::IdleTimeout => "idle_timeout",
             Closed::MaxLifetime => "max_lifetime",
             Closed::Error => "error",
+            Closed::Revoked => "revoked",
         }
     }
 }
@@ -138,7 +142,7 @@ pub struct RouteWebSocket {
     pub to_upstream: IntCounter,
     pub to_client: IntCounter,
     pub duration: Histogram,
-    closed: [IntCounter; 5],
+    closed: [IntCounter; Closed::ALL.len()],
 }
 
 impl RouteWebSocket {

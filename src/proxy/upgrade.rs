@@ -231,9 +231,11 @@ impl SigningProxy {
         if let HttpSession::H1(h1) = &mut upstream {
             h1.maybe_upgrade_body_writer();
         }
+        // A reload that withdraws this client's admission closes the connection too.
+        let withdrawn = join::withdrawn(self.live.clone(), session, route.name.clone());
         let joined = counted(
             counts,
-            join::join(session, &mut upstream, route.websocket, counts),
+            join::join(session, &mut upstream, route.websocket, counts, withdrawn),
         )
         .await;
         upstream.shutdown().await;

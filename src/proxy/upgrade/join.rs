@@ -16,6 +16,7 @@
 use super::Joined;
 use crate::config::WebSocketLimits;
 use crate::metrics::websocket::{Closed, RouteWebSocket};
+use crate::reload::Live;
 use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -29,13 +30,46 @@ enum Step {
     Limit(Closed),
 }
 
-/// Carries bytes both ways until one side closes or a limit is reached.
+/// How often a joined connection asks whether a reload withdrew its admission.
+const WITHDRAWN_EVERY: Duration = Duration::from_secs(1);
+
+/// Resolves once the configuration in force would no longer admit the upgrade request of
+/// `session` on `route` (see [`crate::access::ClientAccess::still_admits`]): a client removed,
+/// a token rotated (revoked), an address no longer allowed.
+pub fn withdrawn(
+    live: Live,
+    session: &Session,
+    route: String,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let authorization = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    async move {
+        loop {
+            tokio::time::sleep(WITHDRAWN_EVERY).await;
+            let access = &live.load().access;
+            if !access.still_admits(client, authorization.as_deref(), &route) {
+                return;
+            }
+        }
+    }
+}
+
+/// Carries bytes both ways until one side closes, a limit is reached or `withdrawn` resolves.
 pub async fn join(
     session: &mut Session,
     upstream: &mut HttpSession,
     limits: WebSocketLimits,
     counts: &RouteWebSocket,
+    withdrawn: impl std::future::Future<Output = ()>,
 ) -> Joined {
+    let mut withdrawn = std::pin::pin!(withdrawn);
     // The limits below replace the per-read timeouts: a quiet WebSocket is not a slow request.
     session.as_downstream_mut().set_read_timeout(None);
     upstream.set_read_timeout(None);
@@ -53,6 +87,7 @@ pub async fn join(
             read = upstream.read_response_body() => Step::FromUpstream(read),
             () = sleep_until(idle_until) => Step::Limit(Closed::IdleTimeout),
             () = sleep_until(end_of_life) => Step::Limit(Closed::MaxLifetime),
+            () = &mut withdrawn => Step::Limit(Closed::Revoked),
         };
         let closed = match step {
             Step::FromClient(Ok(Some(bytes))) => {
