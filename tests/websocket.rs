@@ -669,6 +669,22 @@ fn a_reload_that_revokes_the_token_closes_its_websocket() {
     client.write_all(head.as_bytes()).unwrap();
     let switched = read_head(&mut client);
     assert!(switched.starts_with(b"HTTP/1.1 101"), "{switched:?}");
+    // While the token holds, the connection stays, a reload that keeps it included.
+    client
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut buf = [0; 64];
+    let quiet = client.read(&mut buf);
+    assert!(
+        matches!(&quiet, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "closed with a valid token: {quiet:?}"
+    );
+    proxy.signal("HUP");
+    let quiet = client.read(&mut buf);
+    assert!(
+        matches!(&quiet, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "closed by a reload that kept the token: {quiet:?}"
+    );
     // The token is rotated: the connection it opened is closed within a few seconds.
     let tmp = dir.path().join("token.new");
     std::fs::write(&tmp, new).unwrap();
@@ -677,7 +693,6 @@ fn a_reload_that_revokes_the_token_closes_its_websocket() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let started = Instant::now();
-    let mut buf = [0; 64];
     let read = client.read(&mut buf);
     assert!(
         matches!(read, Ok(0) | Err(_)) && started.elapsed() < Duration::from_secs(8),

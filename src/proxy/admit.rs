@@ -108,8 +108,17 @@ impl SigningProxy {
             }
         };
         if live.access.wants_token() {
-            // The token is sigproxy's; the upstream never sees it.
-            session.req_header_mut().remove_header("authorization");
+            // The token is sigproxy's; the upstream never sees it. An upgrade keeps it to be
+            // admitted again while its connection lasts (see `upgrade::join::withdrawn`).
+            let req = session.req_header_mut();
+            if req.headers.contains_key(http::header::UPGRADE) {
+                ctx.admitted_with = req.headers.get(http::header::AUTHORIZATION).map(|v| {
+                    let mut kept = v.clone();
+                    kept.set_sensitive(true);
+                    kept
+                });
+            }
+            req.remove_header("authorization");
         }
         let req = session.req_header();
         ctx.target = route.target(&resolved, req.uri.query())?;

@@ -139,6 +139,9 @@ pub struct RequestCtx {
     aws_request_id: Option<String>,
     /// Set once a WebSocket upgrade's connections were joined, and they have closed.
     upgraded: Option<upgrade::Joined>,
+    /// An upgrade request's `Authorization`, taken off before it goes upstream: its joined
+    /// connection is admitted again with it after each reload. Never logged.
+    admitted_with: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -270,6 +273,7 @@ impl ProxyHttp for SigningProxy {
             upstream_status: None,
             aws_request_id: None,
             upgraded: None,
+            admitted_with: None,
         }
     }
 

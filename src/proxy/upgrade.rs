@@ -232,7 +232,13 @@ impl SigningProxy {
             h1.maybe_upgrade_body_writer();
         }
         // A reload that withdraws this client's admission closes the connection too.
-        let withdrawn = join::withdrawn(self.live.clone(), session, route.name.clone());
+        let authorization = ctx.admitted_with.take();
+        let withdrawn = join::withdrawn(
+            self.live.clone(),
+            session,
+            authorization,
+            route.name.clone(),
+        );
         let joined = counted(
             counts,
             join::join(session, &mut upstream, route.websocket, counts, withdrawn),

@@ -34,27 +34,25 @@ enum Step {
 const WITHDRAWN_EVERY: Duration = Duration::from_secs(1);
 
 /// Resolves once the configuration in force would no longer admit the upgrade request of
-/// `session` on `route` (see [`crate::access::ClientAccess::still_admits`]): a client removed,
-/// a token rotated (revoked), an address no longer allowed.
+/// `session` on `route`, made with `authorization` (the header as it came, taken off the
+/// request before it went upstream): see [`crate::access::ClientAccess::still_admits`]. A
+/// client removed, a token rotated (revoked), an address no longer allowed.
 pub fn withdrawn(
     live: Live,
     session: &Session,
+    authorization: Option<http::HeaderValue>,
     route: String,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let client = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    let authorization = session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec());
     async move {
         loop {
             tokio::time::sleep(WITHDRAWN_EVERY).await;
             let access = &live.load().access;
-            if !access.still_admits(client, authorization.as_deref(), &route) {
+            let presented = authorization.as_ref().map(|v| v.as_bytes());
+            if !access.still_admits(client, presented, &route) {
                 return;
             }
         }
