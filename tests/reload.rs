@@ -550,6 +550,21 @@ fn a_rotated_token_is_put_in_force_though_an_edit_in_the_same_file_is_refused() 
     let bearer = format!("Bearer {new}");
     let broken = proxy.send("GET", "/broken/x", &[("Authorization", &bearer)], b"");
     assert_eq!(broken.status, 404, "the refused edit is not in force");
+    // A token file that stops holding a token, the edit still refused: refused once (the
+    // file, then its running self with that token file), then quiet; the token stays.
+    std::fs::write(&token_file, "").unwrap();
+    proxy.wait_for("the emptied token file refused", || {
+        reloads(&proxy, "failure") > failures
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let failures = reloads(&proxy, "failure");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        reloads(&proxy, "failure"),
+        failures,
+        "refused again and again"
+    );
+    assert_eq!(with(new), 200);
 }
 
 #[test]

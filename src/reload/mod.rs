@@ -257,10 +257,13 @@ impl Reloader {
             return;
         }
         let trigger = "token file changed (the file's other changes refused)";
-        if self.reload(state, path, &running, now, trigger).await {
-            // The refused file stays refused until it changes again.
-            state.polls.acted(look(bytes, &state.running));
-        }
+        // The refused file's own retry (new credentials STS refused) stands.
+        let retry = (state.retry_at, state.fetch_refused);
+        self.reload(state, path, &running, now, trigger).await;
+        (state.retry_at, state.fetch_refused) = retry;
+        // Whether the tokens went in or not, the refused file stays refused until it (or a
+        // token file) changes again: not tried, nor logged, at every poll.
+        state.polls.acted(look(bytes, &state.running));
     }
 
     /// Checks `bytes` and, if they may be, puts them in force; whether it did. `seen` is what
