@@ -88,7 +88,7 @@ impl Checker<'_> {
             &routes,
             credential_endpoint.as_ref(),
         )?;
-        self.session_names_unclaimed(&credentials, &access.clients)?;
+        self.session_names_unclaimed(&credentials, &access.clients, &routes)?;
         // The endpoint's token fetches its set's raw credentials, outside every route's `allow`
         // rules; the traffic port's token must not be that key too.
         if let Some(endpoint) = &credential_endpoint {

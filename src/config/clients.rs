@@ -62,7 +62,8 @@ impl Checker<'_> {
                 return self.err(
                     format!("{key}.name"),
                     format!(
-                        "'{name}': names starting with sigproxy- are sigproxy's own sessions'                          (sigproxy-<hostname>); a client's sessions would pass for them"
+                        "'{name}': names starting with sigproxy- are those of sigproxy's own \
+                         sessions (sigproxy-<hostname>): this client's would pass for them"
                     ),
                 );
             }
@@ -280,43 +281,67 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// With clients whose sessions are named for them (a `per_client` set), no shared set's
-    /// session may carry a client's name: whoever uses that set would pass for the client in
-    /// CloudTrail and to IAM conditions on `sts:RoleSessionName` or `aws:userid` (the broker
-    /// pattern's own way of telling clients apart).
+    /// No shared set's session (any hop of a chain, or a federated user) may carry the name of
+    /// a client whose sessions are named for it (it uses a `per_client` set): whoever uses
+    /// that set would pass for the client in CloudTrail and to IAM conditions on
+    /// `sts:RoleSessionName` or `aws:userid` (the broker pattern's own way of telling clients
+    /// apart).
     pub(super) fn session_names_unclaimed(
         &self,
         credentials: &BTreeMap<String, CredentialsConfig>,
         clients: &[Client],
+        routes: &[RouteConfig],
     ) -> Result<(), ConfigError> {
-        if credentials.values().all(|s| s.per_client.is_none()) {
-            return Ok(());
-        }
+        // The clients with sessions of their own: one of their routes signs with a per_client
+        // set, or they fetch the credential endpoint's (per_client, as checked above).
+        let per_client = |set: &str| credentials.get(set).is_some_and(|s| s.per_client.is_some());
+        let named: Vec<&Client> = clients
+            .iter()
+            .filter(|c| {
+                c.credential_endpoint
+                    || routes.iter().any(|r| {
+                        c.routes.contains(&r.name)
+                            && r.signing
+                                .as_ref()
+                                .is_some_and(|s| per_client(&s.credentials))
+                    })
+            })
+            .collect();
         for set in credentials.values().filter(|s| s.per_client.is_none()) {
             let chained = set.assume_role.len() > 1;
-            let (key, name) = match (&set.sts_token, set.assume_role.last()) {
-                (
-                    Some(StsTokenConfig {
-                        kind: StsTokenKind::Federation { name, .. },
-                        ..
-                    }),
-                    _,
-                ) => ("federation_token.name".to_string(), name),
-                (None, Some(role)) if chained => (
-                    format!("assume_role[{}].session_name", set.assume_role.len() - 1),
-                    &role.session_name,
-                ),
-                (None, Some(role)) => ("assume_role.session_name".to_string(), &role.session_name),
-                _ => continue,
-            };
-            if let Some(client) = clients.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
-                return self.err(
-                    format!("credentials.{}.{key}", set.name),
-                    format!(
-                        "'{name}' is client '{}''s name (access.clients), which its own sessions                          carry: whoever uses this set would pass for that client in CloudTrail                          and to IAM conditions on the session name; choose another",
-                        client.name
-                    ),
-                );
+            // Every session the set holds on the way, a chain's first hops included: each is
+            // an identity on its role.
+            let mut names: Vec<(String, &String)> = set
+                .assume_role
+                .iter()
+                .enumerate()
+                .map(|(i, role)| {
+                    let key = match chained {
+                        true => format!("assume_role[{i}].session_name"),
+                        false => "assume_role.session_name".to_string(),
+                    };
+                    (key, &role.session_name)
+                })
+                .collect();
+            if let Some(StsTokenConfig {
+                kind: StsTokenKind::Federation { name, .. },
+                ..
+            }) = &set.sts_token
+            {
+                names.push(("federation_token.name".to_string(), name));
+            }
+            for (key, name) in names {
+                if let Some(client) = named.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+                    return self.err(
+                        format!("credentials.{}.{key}", set.name),
+                        format!(
+                            "'{name}' is the name of client '{}' (access.clients), which its own \
+                             sessions carry: whoever uses this set would pass for that client in \
+                             CloudTrail and to IAM conditions on the session name; choose another",
+                            client.name
+                        ),
+                    );
+                }
             }
         }
         Ok(())

@@ -229,6 +229,13 @@ fn no_shared_session_passes_for_a_client() {
             ),
             "credentials.shared.assume_role[1].session_name",
         ),
+        // A chain's first hop is a session on its own role too.
+        (
+            format!(
+                "  shared:\n    assume_role:\n      - {{ role_arn: '{ROLE}', session_name: app-a }}\n      - {{ role_arn: '{ROLE}' }}\n"
+            ),
+            "credentials.shared.assume_role[0].session_name",
+        ),
         (
             "  shared:\n    federation_token: { name: app-a }\n".to_string(),
             "credentials.shared.federation_token.name",
@@ -237,10 +244,15 @@ fn no_shared_session_passes_for_a_client() {
         let sets = format!("  broker:\n{broker}{shared}");
         let err = parse(TWO, &sets, "").unwrap_err();
         assert!(
-            err.contains(key) && err.contains("client 'app-a'"),
+            err.contains(key) && err.contains("client 'app-a'") && !err.contains("  "),
             "{key}: {err}"
         );
     }
+    // app-b uses no per_client set: no session is named for it, nothing to pass for.
+    let sets = format!(
+        "  broker:\n{broker}  shared:\n    assume_role: {{ role_arn: '{ROLE}', session_name: app-b }}\n"
+    );
+    parse(TWO, &sets, "").unwrap();
     // Without per_client sets no session is named for a client: nothing to pass for.
     let sets = format!(
         "  broker:\n    assume_role: {{ role_arn: '{ROLE}' }}\n  shared:\n    assume_role: {{ role_arn: '{ROLE}', session_name: app-a }}\n"
@@ -250,7 +262,7 @@ fn no_shared_session_passes_for_a_client() {
     let own = TWO.replace("name: app-b", "name: Sigproxy-web-1");
     let err = parse(&own, &role_sets(&broker), "").unwrap_err();
     assert!(
-        err.contains("access.clients[1].name") && err.contains("sigproxy-"),
+        err.contains("access.clients[1].name") && err.contains("sigproxy-") && !err.contains("  "),
         "{err}"
     );
 }

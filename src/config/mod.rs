@@ -141,7 +141,7 @@ pub struct StsTokenConfig {
 }
 
 /// An MFA device: its codes go with the STS call that starts each session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MfaConfig {
     /// The device's ARN or a hardware token's serial number (`SerialNumber`).
     pub serial_number: String,
@@ -152,6 +152,17 @@ pub struct MfaConfig {
     /// `token_command`, as sigproxy's AWS keys are.
     pub withheld_env: Vec<String>,
 }
+
+/// The same device and command: `withheld_env` follows the access settings, and a change there
+/// must not make a set count as changed (a reload would start its session again, asking for
+/// another code).
+impl PartialEq for MfaConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.serial_number == other.serial_number && self.token_command == other.token_command
+    }
+}
+
+impl Eq for MfaConfig {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StsTokenKind {

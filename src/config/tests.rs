@@ -232,9 +232,11 @@ fn mfa_is_checked() {
     // The variables the file reads tokens from are kept from the command.
     std::env::set_var("MFA_CONFIG_TEST_TOKEN", "mfa-config-test-token-0123456789");
     let tokens = "access:\n  bearer_token_env: MFA_CONFIG_TEST_TOKEN\n";
-    let c = parse(&format!("{tokens}{ok}")).unwrap();
-    let mfa = c.credentials["m"].mfa().unwrap();
+    let with_tokens = parse(&format!("{tokens}{ok}")).unwrap();
+    let mfa = with_tokens.credentials["m"].mfa().unwrap();
     assert_eq!(mfa.withheld_env, ["MFA_CONFIG_TEST_TOKEN"]);
+    // The same set all the same: a reload that changes only tokens starts no new session.
+    assert_eq!(with_tokens.credentials["m"], c.credentials["m"]);
     let role = format!("credentials:\n  m:\n    assume_role:\n      - role_arn: arn:aws:iam::123456789012:role/a\n        mfa: {{ serial_number: GAHT12345678 }}\n      - role_arn: arn:aws:iam::123456789012:role/b\n{base}");
     let c = parse(&role).unwrap();
     assert_eq!(

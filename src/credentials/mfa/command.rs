@@ -17,12 +17,13 @@ const MAX_OUTPUT: usize = 4096;
 const STDERR_BYTES: usize = 4096;
 
 /// Environment variables holding AWS credentials: sigproxy's own (a source's keys that may
-/// call STS), which a program printing a code has no use for.
-pub const WITHHELD_ENV: [&str; 4] = [
+/// call STS, the container credentials' token), which a program printing a code has no use for.
+pub const WITHHELD_ENV: [&str; 5] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 ];
 
 /// How `argv` is started: directly, no input, its output piped, without AWS credentials or the
