@@ -417,11 +417,11 @@ fn stall(proxy: &Proxy, path: &str, size: usize) -> String {
         .collect()
 }
 
-/// The one answer that differs, knowingly: a client that stops sending its body for the route's
-/// `read_timeout` (here before `request_body_timeout` cuts it) is told so with `408` when its
-/// body was to be read whole, and nothing reached the upstream; on pingora's loop the upstream
-/// got the head and the start of the body, waited for the rest, and the client is told the
-/// upstream timed out (`504`).
+/// A client that stops sending its body for the route's `read_timeout` (here before
+/// `request_body_timeout` cuts it) is told so with `408` on both paths: when its body was to be
+/// read whole, nothing reached the upstream; on pingora's loop the upstream got the head and the
+/// start of the body and waited for the rest, and its silence is the client's doing too (it
+/// was a `504`, an upstream timeout, until the body clock was asked whose wait it was).
 #[test]
 fn a_client_that_stops_sending_a_small_body_is_told_it_timed_out() {
     let up = RawUpstream::start();
@@ -431,7 +431,8 @@ fn a_client_that_stops_sending_a_small_body_is_told_it_timed_out() {
     assert!(small.contains("\"code\":\"client_timeout\""), "{small}");
     assert_eq!(up.count(), 0, "nothing went upstream");
     let large = stall(&proxy, "/open/echo", LARGE);
-    assert!(large.starts_with("HTTP/1.1 504"), "{large}");
+    assert!(large.starts_with("HTTP/1.1 408"), "{large}");
+    assert!(large.contains("\"code\":\"client_timeout\""), "{large}");
 }
 
 /// On a pooled upstream connection, an idempotent request sent whole goes again on a new
