@@ -568,6 +568,45 @@ fn a_rotated_token_is_put_in_force_though_an_edit_in_the_same_file_is_refused() 
 }
 
 #[test]
+fn a_token_rotated_while_sts_refuses_an_edit_keeps_the_edits_retry() {
+    // An edit whose new set STS refuses is tried again every 30 s; a token rotated meanwhile is
+    // put in force at once, and the edit's retry goes on.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let (old, new) = ("sts-retry-token-old-0123456", "sts-retry-token-new-7654321");
+    std::fs::write(&token_file, old).unwrap();
+    let access = format!("access:\n  bearer_token_file: {}\n", token_file.display());
+    let body = format!("{access}{}", peers.lambda_config(""));
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    let path = proxy.config_path();
+    std::fs::write(
+        path,
+        format!("{access}{}", with_refused_set(&peers, &proxy)),
+    )
+    .unwrap();
+    proxy.wait_for("the edit refused", || reloads(&proxy, "failure") == 1.0);
+    let tmp = dir.path().join("token.new");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    proxy.wait_for("the rotated token in force", || {
+        reloads(&proxy, "success") == 1.0
+    });
+    // The edit's next try, 30 s after its last refusal: STS is asked again (moto refuses it
+    // before its own counters see it) and the reload refused again.
+    let fetches = || {
+        let failed = [("credentials", "wrong"), ("result", "failure")];
+        proxy
+            .metric("sigproxy_credential_refreshes_total", &failed)
+            .unwrap_or(0.0)
+    };
+    let (calls, failures) = (fetches(), reloads(&proxy, "failure"));
+    let asked = common::poll(Duration::from_secs(45), || fetches() > calls);
+    assert!(asked, "the refused edit was never tried again");
+    assert!(reloads(&proxy, "failure") > failures);
+}
+
+#[test]
 fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     // A tool that sends SIGHUP every few seconds whether or not anything changed, while the
     // file has a set STS refuses: one AssumeRole per SIGHUP would load the account's STS.
