@@ -367,6 +367,41 @@ fn a_post_the_upstream_answered_early_is_not_sent_twice() {
 }
 
 #[test]
+fn an_early_answer_from_an_upstream_that_stops_reading_is_relayed_not_timed_out() {
+    // It answers after the head, then neither reads the body nor closes, for longer than the
+    // route's read_timeout: the body's write times out, and the answer is the request's.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Some(Ok(conn)) = listener.incoming().next() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            while !head.ends_with("\r\n\r\n") && reader.read_line(&mut head).unwrap_or(0) > 0 {}
+            let mut out = conn;
+            let _ = out.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly",
+            );
+            std::thread::sleep(Duration::from_secs(6));
+        }
+    });
+    let limits = "    max_body_bytes: 33554432\n    read_timeout: 1s\n";
+    let proxy = Proxy::start_ready(
+        &common::signed_and_open(&format!("http://{upstream}"), limits),
+        &env(),
+    );
+    let mut conn = Conn::open(proxy.addr);
+    let r = conn
+        .try_send("POST", "/signed/x", &vec![b'x'; 24 << 20])
+        .expect("an answer");
+    assert_eq!(
+        (r.status, r.text()),
+        (413, "early".to_string()),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
 fn a_client_that_stalls_a_streamed_upload_is_timed_out_not_the_upstream() {
     let upstream = recorder();
     let open = format!(

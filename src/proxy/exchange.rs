@@ -70,11 +70,14 @@ pub async fn exchange(
         let at = Instant::now();
         match send(&mut upstream, request.clone(), body.clone(), relay).await {
             Ok(whole) => {
+                // For the answer's body (an early answer's head may have been looked for
+                // briefly).
+                upstream.set_read_timeout(Some(route.peers.read_timeout()));
                 return Ok(Sent {
                     upstream,
                     at,
                     whole,
-                })
+                });
             }
             // A pooled connection that the server has closed fails on first use: retry once on
             // a fresh connection when nothing the upstream could act on went (the head failed
@@ -103,6 +106,9 @@ pub async fn exchange(
     }
 }
 
+/// How long an answer is looked for after writing the body timed out.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_millis(100);
+
 /// Writes the request and reads the answer's head; whether all of the request went.
 async fn send(
     upstream: &mut HttpSession,
@@ -122,12 +128,16 @@ async fn send(
     if written.is_ok() {
         written = upstream.finish_request_body().await;
     }
-    // A body the upstream stopped reading may have an answer after it (see `Sent`); one that
-    // timed out has none worth waiting for again.
+    // A body the upstream stopped reading may have an answer after it (see `Sent`). When the
+    // write timed out, only an answer already there is taken: the read timeout was spent.
     let cut = match written {
         Ok(()) => None,
-        Err(e) if e.etype() == &ErrorType::WriteTimedout => return Err((e, Phase::Body)),
-        Err(e) => Some(e),
+        Err(e) => {
+            if e.etype() == &ErrorType::WriteTimedout {
+                upstream.set_read_timeout(Some(EARLY_ANSWER_WAIT));
+            }
+            Some(e)
+        }
     };
     let failed = |read: Box<PingoraError>, cut: Option<Box<PingoraError>>| match cut {
         Some(write) => (write, Phase::Body),
