@@ -303,7 +303,7 @@ fn a_long_running_boto3_client_gets_the_refreshed_credentials() {
 fn a_rotated_token_file_applies_without_a_restart() {
     let Running {
         _peers,
-        dir,
+        dir: _dir,
         token_file,
         proxy,
         endpoint,
@@ -321,8 +321,7 @@ fn a_rotated_token_file_applies_without_a_restart() {
     assert_eq!(status(TOKEN), 200);
     // A Secret swapped in place: nothing sends SIGHUP, the configuration is unchanged.
     let rotated = "rotated-endpoint-token-8e1d";
-    std::fs::write(dir.path().join("token.new"), rotated).unwrap();
-    std::fs::rename(dir.path().join("token.new"), &token_file).unwrap();
+    rotate_token_file(&token_file, rotated);
     proxy.wait_for("the rotated token to be in force", || {
         status(rotated) == 200
     });

@@ -122,6 +122,14 @@ fn with_refused_set(peers: &Peers, proxy: &Proxy) -> String {
     )
 }
 
+/// The status of a signed GET through `proxy` with `token` as the bearer token.
+fn with_token(proxy: &Proxy, token: &str) -> u16 {
+    let bearer = format!("Bearer {token}");
+    proxy
+        .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
+        .status
+}
+
 #[test]
 fn twenty_reloads_under_steady_traffic_lose_no_request() {
     let peers = Peers::start();
@@ -402,22 +410,12 @@ fn flag_mode_has_nothing_to_reload_and_survives_sighup() {
 fn access_rules_are_swapped_and_a_rotated_bearer_token_is_read_again() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
     let (old, new) = ("reload-test-token-old-0123", "reload-test-token-new-4567");
-    std::fs::write(&token_file, old).unwrap();
-    let body = format!(
-        "access:\n  bearer_token_file: {}\n{}",
-        token_file.display(),
-        peers.lambda_config("")
-    );
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let body = format!("{access}{}", peers.lambda_config(""));
     let proxy = Proxy::start_ready(&body, &peers.caller_env());
     let path = proxy.config_path();
-    let with = |token: &str| {
-        let bearer = format!("Bearer {token}");
-        proxy
-            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
-            .status
-    };
+    let with = |token: &str| with_token(&proxy, token);
     assert_eq!(with(old), 200);
     assert_eq!(proxy.get("/fn/x").status, 401);
 
@@ -471,29 +469,17 @@ fn a_rotated_bearer_token_file_is_read_again_without_sighup() {
     // configuration file stays as it is. A leaked token must stop working all the same.
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
     let (old, new) = (
         "rotation-test-token-old-0123",
         "rotation-test-token-new-4567",
     );
-    std::fs::write(&token_file, old).unwrap();
-    let body = format!(
-        "access:\n  bearer_token_file: {}\n{}",
-        token_file.display(),
-        peers.lambda_config("")
-    );
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let body = format!("{access}{}", peers.lambda_config(""));
     let proxy = Proxy::start(&body, &peers.caller_env());
     proxy.wait_ready();
-    let with = |token: &str| {
-        let bearer = format!("Bearer {token}");
-        proxy
-            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
-            .status
-    };
+    let with = |token: &str| with_token(&proxy, token);
     assert_eq!(with(old), 200);
-    let tmp = dir.path().join("token.new");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, &token_file).unwrap();
+    rotate_token_file(&token_file, new);
     proxy.wait_for("the rotated token in force", || with(new) == 200);
     assert_eq!(with(old), 401);
     assert_eq!(reloads(&proxy, "failure"), 0.0);
@@ -515,21 +501,11 @@ fn a_rotated_token_is_put_in_force_though_an_edit_in_the_same_file_is_refused() 
     // (here a route with an upstream that is no URL) must not keep the old token working.
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
     let (old, new) = ("refused-edit-token-old-0123", "refused-edit-token-new-4567");
-    std::fs::write(&token_file, old).unwrap();
-    let body = format!(
-        "access:\n  bearer_token_file: {}\n{}",
-        token_file.display(),
-        peers.lambda_config("")
-    );
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let body = format!("{access}{}", peers.lambda_config(""));
     let proxy = Proxy::start_ready(&body, &peers.caller_env());
-    let with = |token: &str| {
-        let bearer = format!("Bearer {token}");
-        proxy
-            .send("GET", "/fn/x", &[("Authorization", &bearer)], b"")
-            .status
-    };
+    let with = |token: &str| with_token(&proxy, token);
     assert_eq!(with(old), 200);
     let path = proxy.config_path();
     let refused = format!(
@@ -537,9 +513,7 @@ fn a_rotated_token_is_put_in_force_though_an_edit_in_the_same_file_is_refused() 
         std::fs::read_to_string(path).unwrap()
     );
     std::fs::write(path, &refused).unwrap();
-    let tmp = dir.path().join("token.new");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, &token_file).unwrap();
+    rotate_token_file(&token_file, new);
     proxy.wait_for("the rotated token in force", || with(new) == 200);
     assert_eq!(with(old), 401);
     assert!(reloads(&proxy, "failure") >= 1.0);
@@ -573,10 +547,8 @@ fn a_token_rotated_while_sts_refuses_an_edit_keeps_the_edits_retry() {
     // put in force at once, and the edit's retry goes on.
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
     let (old, new) = ("sts-retry-token-old-0123456", "sts-retry-token-new-7654321");
-    std::fs::write(&token_file, old).unwrap();
-    let access = format!("access:\n  bearer_token_file: {}\n", token_file.display());
+    let (token_file, access) = bearer_token_file(dir.path(), old);
     let body = format!("{access}{}", peers.lambda_config(""));
     let proxy = Proxy::start_ready(&body, &peers.caller_env());
     let path = proxy.config_path();
@@ -586,9 +558,7 @@ fn a_token_rotated_while_sts_refuses_an_edit_keeps_the_edits_retry() {
     )
     .unwrap();
     proxy.wait_for("the edit refused", || reloads(&proxy, "failure") == 1.0);
-    let tmp = dir.path().join("token.new");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, &token_file).unwrap();
+    rotate_token_file(&token_file, new);
     proxy.wait_for("the rotated token in force", || {
         reloads(&proxy, "success") == 1.0
     });

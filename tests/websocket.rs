@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{python, repo_root, request, static_keys, Proxy};
+use common::{
+    bearer_token_file, python, repo_root, request, rotate_token_file, static_keys, Proxy,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -652,12 +654,10 @@ fn a_reload_that_revokes_the_token_closes_its_websocket() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
     let (old, new) = ("websocket-token-old-0123456", "websocket-token-new-7654321");
-    std::fs::write(&token_file, old).unwrap();
+    let (token_file, access) = bearer_token_file(dir.path(), old);
     let config = format!(
-        "access:\n  bearer_token_file: {}\ncredentials:\n  app:\n    source: default\nroutes:\n  - name: raw\n    match: {{ path_prefix: /raw/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n",
-        token_file.display()
+        "{access}credentials:\n  app:\n    source: default\nroutes:\n  - name: raw\n    match: {{ path_prefix: /raw/ }}\n    strip_prefix: true\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n"
     );
     let proxy = Proxy::start(&config, &static_keys(ACCESS_KEY, SECRET));
     proxy.wait_ready();
@@ -686,9 +686,7 @@ fn a_reload_that_revokes_the_token_closes_its_websocket() {
         "closed by a reload that kept the token: {quiet:?}"
     );
     // The token is rotated: the connection it opened is closed within a few seconds.
-    let tmp = dir.path().join("token.new");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, &token_file).unwrap();
+    rotate_token_file(&token_file, new);
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

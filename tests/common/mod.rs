@@ -176,6 +176,21 @@ impl Drop for Peers {
     }
 }
 
+/// A token file in `dir` holding `token`, and the `access` block that reads it.
+pub fn bearer_token_file(dir: &Path, token: &str) -> (PathBuf, String) {
+    let file = dir.join("token");
+    std::fs::write(&file, token).unwrap();
+    let access = format!("access:\n  bearer_token_file: {}\n", file.display());
+    (file, access)
+}
+
+/// Replaces the token in `file` the way a Kubernetes Secret is: written aside, then renamed.
+pub fn rotate_token_file(file: &Path, token: &str) {
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, token).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
 /// Tries `ok` every 50 ms for up to `limit`; whether it held.
 pub fn poll(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
