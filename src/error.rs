@@ -299,13 +299,13 @@ impl fmt::Display for ProxyError {
             Self::Forbidden(Denied::Host) => write!(
                 f,
                 "this Host is not served here: sigproxy answers loopback names, its routes' \
-                 match.host and access.allowed_hosts (and, for a route whose upstream is the \
-                 Host, AWS endpoint names and the hosts it lists)"
+                 match.host and access.allowed_hosts (--allowed-hosts) (and, for a route whose \
+                 upstream is the Host, AWS endpoint names and the hosts it lists)"
             ),
             Self::Forbidden(Denied::Origin) => write!(
                 f,
                 "requests from web pages (Origin, Sec-Fetch-Site) are refused unless \
-                 access.allowed_origins lists the page's origin"
+                 access.allowed_origins (--allowed-origins) lists the page's origin"
             ),
             Self::Forbidden(Denied::Action) => write!(
                 f,

@@ -62,6 +62,29 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The forward-proxy variables Go's HTTP client (aws-sigv4-proxy's) follows. sigproxy connects
+/// to its upstreams directly; one of these set usually means the network needs a proxy, which
+/// would otherwise show only as `502 upstream_unreachable`. Their values (which may hold a
+/// password) are not logged.
+fn forward_proxy_unused() {
+    const VARS: [&str; 6] = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ];
+    for var in VARS {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(
+                "{var} is set, but sigproxy does not go through a forward proxy: it connects to \
+                 its upstreams directly"
+            );
+        }
+    }
+}
+
 /// Runs the proxy until it is told to stop. Returns only on start-up errors.
 ///
 /// With `upgrade`, the listening sockets come from the running process (sent SIGQUIT) through
@@ -70,12 +93,15 @@ fn private_socket_dir(socket: &Path) -> Result<(), String> {
 pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> {
     // First: SIGHUP means reload, from the very start (a `-u` bootstrap waits seconds).
     crate::reload::hold_sighup()?;
+    forward_proxy_unused();
     private_socket_dir(&config.upgrade_socket)?;
     // A busy port is told before any MFA prompt; the ports are bound after it (below).
     if !upgrade {
         let endpoint = config.credential_endpoint.as_ref().map(|e| e.listen);
-        sockets::check("listen", config.listen)?;
-        sockets::check("admin_listen", config.admin_listen)?;
+        sockets::check(config.key("listen"), config.listen)?;
+        if let Some(admin) = config.admin_listen {
+            sockets::check(config.key("admin_listen"), admin)?;
+        }
         endpoint.map_or(Ok(()), |addr| {
             sockets::check("credential_endpoint.listen", addr)
         })?;
@@ -112,8 +138,11 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     // Every port is bound here, once, before any service starts, and pingora listens on these
     // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
     let bind = |what: &str, addr| sockets::bind_unless_held(what, addr, upgrade);
-    let traffic_socket = bind("listen", config.listen)?;
-    let admin_socket = bind("admin_listen", config.admin_listen)?;
+    let traffic_socket = bind(config.key("listen"), config.listen)?;
+    let admin_socket = match config.admin_listen {
+        Some(admin) => bind(config.key("admin_listen"), admin)?,
+        None => None,
+    };
     let endpoint_socket = match &config.credential_endpoint {
         Some(endpoint) => bind("credential_endpoint.listen", endpoint.listen)?,
         None => None,
@@ -158,21 +187,23 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         until: Some(drain.clone()),
     };
 
-    let admin_app = AdminApp::new(live.clone(), drain.clone());
-    // The same head and time limits as traffic, and a small connection cap: see `admin`.
-    let admin_app = Guarded::admin(
-        admin_app,
-        crate::admin::limits(&config.limits),
-        crate::admin::MAX_HEADER_BYTES,
-    )
-    .with_tls(acceptor("admin_listen"));
-    let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
-    admin.add_tcp(&config.admin_listen.to_string());
-    let admin = OnSockets {
-        inner: admin,
-        socket: admin_socket,
-        until: None,
-    };
+    let admin = config.admin_listen.map(|addr| {
+        let admin_app = AdminApp::new(live.clone(), drain.clone());
+        // The same head and time limits as traffic, and a small connection cap: see `admin`.
+        let admin_app = Guarded::admin(
+            admin_app,
+            crate::admin::limits(&config.limits),
+            crate::admin::MAX_HEADER_BYTES,
+        )
+        .with_tls(acceptor("admin_listen"));
+        let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
+        admin.add_tcp(&addr.to_string());
+        OnSockets {
+            inner: admin,
+            socket: admin_socket,
+            until: None,
+        }
+    });
 
     // The admin port's limits: a client holding connections open cannot take it away.
     let endpoint = config.credential_endpoint.as_ref().map(|e| {
@@ -212,7 +243,9 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     if upgrade {
         traffic.add_dependency(&refresher);
     }
-    server.add_service(admin);
+    if let Some(admin) = admin {
+        server.add_service(admin);
+    }
     let endpoint = endpoint.map(|(service, listen)| {
         server.add_service(service);
         format!("http://{listen}/credentials")
@@ -226,7 +259,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     tracing::info!(
         config = %path.display(),
         listen = %format_args!("{traffic_scheme}://{listen}"),
-        admin = %format_args!("{admin_scheme}://{admin_listen}"),
+        admin = %match admin_listen {
+            Some(addr) => format!("{admin_scheme}://{addr}"),
+            None => "none (no --admin-listen)".into(),
+        },
         routes,
         credential_endpoint = endpoint.as_deref(),
         "sigproxy starting"

@@ -129,9 +129,10 @@ impl Service {
         }
     }
 
-    /// The payload mode when the route names none. S3 streams bodies: over TLS unsigned (TLS
-    /// already protects them), over plain HTTP as signed aws-chunks where `algorithm` can sign
-    /// them, else hashed whole. Other services accept only a hashed body.
+    /// The payload mode when the route names none. S3 streams bodies: over TLS whose
+    /// certificate is checked (`tls`) unsigned (TLS already protects them), else (plain HTTP,
+    /// or a certificate taken unchecked) as signed aws-chunks where `algorithm` can sign them,
+    /// else hashed whole. Other services accept only a hashed body.
     pub fn default_payload(&self, tls: bool, algorithm: Algorithm) -> Payload {
         match (self.speaks_s3(), tls) {
             (true, true) => Payload::Unsigned,

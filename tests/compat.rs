@@ -42,6 +42,8 @@ fn every_route_flag_reaches_the_upstream_signed() {
         "--sign-host", "abc.lambda-url.us-east-1.on.aws",
         "--custom-headers", "x-a=1,x-b=2", "--strip", "x-remove", "-s", "x-gone",
         "--duplicate-headers", "user-agent", "--transport.idle-conn-timeout", "90s", "-v",
+        // aws-sigv4-proxy's README strips what clients that sign themselves send.
+        "-s", "Authorization", "-s", "X-Amz-Security-Token",
     ];
     let proxy = Proxy::start_flags(&args, &env(&peers));
     let r = proxy.send(
@@ -52,9 +54,12 @@ fn every_route_flag_reaches_the_upstream_signed() {
             ("X-Remove", "1"),
             ("X-Gone", "1"),
             ("X-A", "mine"),
+            ("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+            ("X-Amz-Security-Token", "the-clients-own"),
         ],
         b"{}",
     );
+    // The stand-in (botocore) checked the signature: the client's own headers did not go.
     assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
     let seen = r.json();
     assert_eq!(
@@ -77,6 +82,7 @@ fn every_route_flag_reaches_the_upstream_signed() {
         .as_str()
         .unwrap()
         .contains("/us-east-1/lambda/aws4_request"));
+    assert_ne!(h["x-amz-security-token"], "the-clients-own");
     // The same admin endpoints and metrics as a file's configuration.
     // (Counted once the response is logged, just after the client has it.)
     proxy.wait_for_metric(
@@ -137,6 +143,33 @@ fn the_amp_and_opensearch_sidecar_recipes_sign_for_their_service_and_region() {
             "{auth}"
         );
     }
+}
+
+/// aws-sigv4-proxy's `--region` without `--name` is STS's region only: what is signed for is
+/// read from the host (here `--sign-host`), as it was there.
+#[test]
+fn a_lone_region_is_sts_region_and_the_host_names_the_signing_region() {
+    let peers = Peers::start_with(&["--service", "aps", "--region", "us-west-2"]);
+    let role = peers.get("plain_role_arn").to_string();
+    let host = host_port(peers.get("lambda_url")).to_string();
+    #[rustfmt::skip]
+    let args = [
+        "--host", &host, "--upstream-url-scheme", "http",
+        "--sign-host", "aps-workspaces.us-west-2.amazonaws.com",
+        "--role-arn", &role, "--region", "eu-central-1",
+    ];
+    let proxy = Proxy::start_flags(&args, &env(&peers));
+    let r = proxy.send("POST", "/api/v1/remote_write", &[], b"snappy");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
+    let auth = r.json()["headers"]["authorization"].to_string();
+    assert!(auth.contains("/us-west-2/aps/aws4_request"), "{auth}");
+    assert!(
+        proxy
+            .log()
+            .contains("--region without --name: as in aws-sigv4-proxy"),
+        "{}",
+        proxy.log()
+    );
 }
 
 #[test]
@@ -343,7 +376,7 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
     let port = listener.addr.port();
     #[rustfmt::skip]
     let proxy = Proxy::start_flags(
-        &["--upstream-url-scheme", "http", "--name", "s3", "--region", "us-east-1"],
+        &["--name", "s3", "--region", "us-east-1"],
         &static_keys("AKIDRELAYTEST", "relay-test-secret"),
     );
     let hosts = [
@@ -363,4 +396,74 @@ fn a_host_that_only_ends_in_an_aws_name_reaches_nothing() {
         0,
         "sigproxy connected to the host hidden in the Host header"
     );
+}
+
+/// Two aws-sigv4-proxy sidecars in one pod (say AMP and OpenSearch), switched to sigproxy by the
+/// image alone: aws-sigv4-proxy has no admin port, so neither opens one, and the second starts.
+/// A forward proxy in the environment is said to go unused, its value (a password) unsaid.
+#[test]
+fn two_flag_sidecars_start_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Vec::new();
+    let mut logs = Vec::new();
+    let ports = [free_port(), free_port()];
+    for (i, (port, host)) in ports
+        .iter()
+        .zip([
+            "aps-workspaces.us-west-2.amazonaws.com",
+            "search-logs-abc123.eu-west-1.es.amazonaws.com",
+        ])
+        .enumerate()
+    {
+        let log = dir.path().join(format!("log{i}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
+        cmd.args(["--host", host, "--port", &format!(":{port}")])
+            .env(
+                "HTTPS_PROXY",
+                "http://proxy-user:proxy-secret@127.0.0.1:3128",
+            )
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        isolate_aws_env(&mut cmd, dir.path());
+        children.push(cmd.spawn().unwrap());
+        logs.push(log);
+    }
+    let listening = |port: u16| {
+        try_request(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            "GET",
+            "/",
+            &[],
+            b"",
+        )
+        .is_some()
+    };
+    let both = poll(Duration::from_secs(20), || {
+        ports.iter().all(|p| listening(*p))
+    });
+    let alive: Vec<bool> = children
+        .iter_mut()
+        .map(|c| c.try_wait().unwrap().is_none())
+        .collect();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap())
+        .collect();
+    assert!(
+        both && alive == [true, true],
+        "{alive:?}\n{}",
+        text.join("\n")
+    );
+    for t in &text {
+        assert!(t.contains("admin=none (no --admin-listen)"), "{t}");
+        assert!(
+            t.contains("HTTPS_PROXY is set, but sigproxy does not go through"),
+            "{t}"
+        );
+        assert!(!t.contains("proxy-secret"), "{t}");
+    }
 }

@@ -67,7 +67,8 @@ impl Checker<'_> {
                 mfa.withheld_env = tokens_env.clone();
             }
         }
-        let mut listeners = vec![("listen", listen), ("admin_listen", admin_listen)];
+        let mut listeners = vec![("listen", listen)];
+        listeners.extend(admin_listen.map(|a| ("admin_listen", a)));
         let credential_endpoint =
             self.credential_endpoint(credential_endpoint, &credentials, &listeners)?;
         if let Some(endpoint) = &credential_endpoint {
@@ -113,9 +114,10 @@ impl Checker<'_> {
                 .filter_map(|r| r.host.as_deref())
                 .map(host_name),
         );
-        // A from-host route's Host names its upstream: AWS endpoints and its listed hosts.
+        // A from-host route's Host names its upstream: AWS endpoints (over https) and its
+        // listed hosts.
         for from in routes.iter().filter_map(|r| r.from_host.as_ref()) {
-            access.browser.aws_endpoints = true;
+            access.browser.aws_endpoints |= from.serves_aws_endpoints();
             access.browser.hosts.extend(from.listed_names());
         }
         let limits = self.limits(

@@ -7,78 +7,19 @@
 use super::check::Checker;
 use super::file::{self, OneOrMore};
 use super::{Config, ConfigError};
+use crate::upstream::edits::never_forwarded_when_signed;
+use http::HeaderName;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tracing::info;
+use tracing::{info, warn};
 
 /// aws-sigv4-proxy's default `--transport.idle-conn-timeout`.
 const GO_IDLE_TIMEOUT: &str = "40s";
 /// The route and credential set the flags build.
 const ROUTE: &str = "proxy";
 const SET: &str = "default";
-
-/// The flags, as aws-sigv4-proxy names them (plus sigproxy's access and admin flags).
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct Flags {
-    /// AWS service to sign for (the signing name, e.g. aps, es, execute-api). Default: read
-    /// from the host.
-    #[arg(long, value_name = "SERVICE")]
-    pub name: Option<String>,
-    /// AWS region to sign for. Default: read from the host.
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Host to proxy to (`host[:port]`). Without it, each request's Host picks the upstream:
-    /// AWS endpoints and --allowed-upstream-hosts only.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Host to sign for (and send as Host), when it differs from --host.
-    #[arg(long)]
-    pub sign_host: Option<String>,
-    /// IAM role to assume on top of the default credential chain.
-    #[arg(long)]
-    pub role_arn: Option<String>,
-    /// Protocol to proxy with: https (default) or http.
-    #[arg(long, value_name = "SCHEME")]
-    pub upstream_url_scheme: Option<String>,
-    /// Sign the body as UNSIGNED-PAYLOAD (any service, as aws-sigv4-proxy does).
-    #[arg(long)]
-    pub unsigned_payload: bool,
-    /// Header to strip from requests (repeatable).
-    #[arg(short = 's', long = "strip", value_name = "HEADER")]
-    pub strip: Vec<String>,
-    /// Header to strip from requests (repeatable); the same as --strip.
-    #[arg(long = "strip-header", value_name = "HEADER")]
-    pub strip_header: Vec<String>,
-    /// Headers to set on every request: `name=value,name=value` (repeatable).
-    #[arg(long, value_name = "K=V,...")]
-    pub custom_headers: Vec<String>,
-    /// Header to copy to `X-Original-<name>` (repeatable).
-    #[arg(long, value_name = "HEADER")]
-    pub duplicate_headers: Vec<String>,
-    /// Address to serve on: `:8080` (loopback), `127.0.0.1:8080`, or `0.0.0.0:8080` (needs
-    /// --allowed-clients or --bearer-token-file).
-    #[arg(long, value_name = "[ADDR]:PORT")]
-    pub port: Option<String>,
-    /// Do not check the upstream's TLS certificate.
-    #[arg(long)]
-    pub no_verify_ssl: bool,
-    /// How long an idle upstream connection is kept (default 40s).
-    #[arg(long = "transport.idle-conn-timeout", value_name = "DURATION")]
-    pub idle_conn_timeout: Option<String>,
-    /// Address of /healthz, /readyz and /metrics (default 127.0.0.1:9901).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub admin_listen: Option<String>,
-    /// CIDRs allowed on the traffic port (comma-separated or repeated).
-    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
-    pub allowed_clients: Vec<String>,
-    /// File holding the bearer token clients must send.
-    #[arg(long, value_name = "FILE")]
-    pub bearer_token_file: Option<String>,
-    /// Without --host: hosts served besides AWS endpoints (`name` or `name:port`,
-    /// comma-separated or repeated).
-    #[arg(long, value_delimiter = ',', value_name = "HOST")]
-    pub allowed_upstream_hosts: Vec<String>,
-}
+/// What a configuration built from flags names as its file.
+const COMMAND_LINE: &str = "command line";
 
 /// Which flag each checked key comes from; the first matching prefix wins.
 const KEYS: &[(&str, &str)] = &[
@@ -110,6 +51,8 @@ const KEYS: &[(&str, &str)] = &[
     ("listen", "--port"),
     ("access.allowed_clients", "--allowed-clients"),
     ("access.bearer_token_file", "--bearer-token-file"),
+    ("access.allowed_hosts", "--allowed-hosts"),
+    ("access.allowed_origins", "--allowed-origins"),
     ("access", "--port"),
 ];
 
@@ -117,39 +60,20 @@ const KEYS: &[(&str, &str)] = &[
 const REASONS: &[(&str, &str)] = &[
     ("access.allowed_clients", "--allowed-clients"),
     ("access.bearer_token_file", "--bearer-token-file"),
+    ("access.allowed_hosts", "--allowed-hosts"),
+    ("access.allowed_origins", "--allowed-origins"),
+    (
+        "upstream_from_host.allowed_hosts",
+        "--allowed-upstream-hosts",
+    ),
     ("set service and region", "set --name and --region"),
     ("set it (e.g. us-east-1)", "set --region"),
 ];
 
-impl Flags {
-    /// Whether any flag that builds a configuration is given.
-    pub fn any(&self) -> bool {
-        let f = self;
-        f.name.is_some()
-            || f.region.is_some()
-            || f.host.is_some()
-            || f.sign_host.is_some()
-            || f.role_arn.is_some()
-            || f.upstream_url_scheme.is_some()
-            || f.unsigned_payload
-            || !f.strip.is_empty()
-            || !f.strip_header.is_empty()
-            || !f.custom_headers.is_empty()
-            || !f.duplicate_headers.is_empty()
-            || f.port.is_some()
-            || f.no_verify_ssl
-            || f.idle_conn_timeout.is_some()
-            || f.admin_listen.is_some()
-            || !f.allowed_clients.is_empty()
-            || f.bearer_token_file.is_some()
-            || !f.allowed_upstream_hosts.is_empty()
-    }
-}
-
 impl Config {
     /// The configuration aws-sigv4-proxy's flags describe, checked as a file would be.
     pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
-        let path = Path::new("command line");
+        let path = Path::new(COMMAND_LINE);
         let fail = |key: &str, reason: String| ConfigError {
             path: path.to_owned(),
             key: key.into(),
@@ -157,20 +81,34 @@ impl Config {
         };
         let raw = to_file(flags).map_err(|(key, reason)| fail(key, reason))?;
         Checker { path, flags: true }.config(raw).map_err(|e| {
-            let key = KEYS
-                .iter()
-                .find(|(prefix, _)| {
-                    e.key.strip_prefix(prefix).is_some_and(|rest| {
-                        rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
-                    })
-                })
-                .map_or(e.key.clone(), |(_, flag)| flag.to_string());
+            let key = flag_of(&e.key).map_or(e.key.clone(), str::to_string);
             let reason = REASONS
                 .iter()
                 .fold(e.reason, |r, (from, to)| r.replace(from, to));
             fail(&key, reason)
         })
     }
+}
+
+impl Config {
+    /// How errors name a configuration key: the flag it came from when built from flags.
+    pub fn key(&self, key: &'static str) -> &'static str {
+        match self.path == Path::new(COMMAND_LINE) {
+            true => flag_of(key).unwrap_or(key),
+            false => key,
+        }
+    }
+}
+
+/// The flag a checked key comes from.
+fn flag_of(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .find(|(prefix, _)| {
+            key.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+            })
+        })
+        .map(|(_, flag)| *flag)
 }
 
 /// The file a user would have written for these flags; `Err((flag, reason))` for what only the
@@ -180,7 +118,7 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
     let (admin_listen, admin_wide) = address(f.admin_listen.as_deref(), "--admin-listen")?;
     if let (Some(port), false) = (&f.port, listen_wide) {
         if port.starts_with(':') || !port.contains(':') {
-            info!(
+            warn!(
                 "--port {port}: aws-sigv4-proxy listened on all interfaces; sigproxy listens on \
                  loopback ({}). Use --port 0.0.0.0{} with --allowed-clients or \
                  --bearer-token-file to listen wider",
@@ -202,6 +140,8 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         allow_non_loopback,
         allowed_clients: (!f.allowed_clients.is_empty()).then(|| f.allowed_clients.clone()),
         bearer_token_file: f.bearer_token_file.clone(),
+        allowed_hosts: (!f.allowed_hosts.is_empty()).then(|| f.allowed_hosts.clone()),
+        allowed_origins: (!f.allowed_origins.is_empty()).then(|| f.allowed_origins.clone()),
         ..Default::default()
     };
 
@@ -253,26 +193,55 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
             add.insert(k.trim().to_string(), v.trim().to_string());
         }
     }
-    let remove: Vec<String> = f.strip.iter().chain(&f.strip_header).cloned().collect();
-    if let Some(wild) = remove.iter().find(|h| h.ends_with('*')) {
+    let strip = f.strip.iter().chain(&f.strip_header);
+    if let Some(wild) = strip.clone().find(|h| h.ends_with('*')) {
         return Err((
             "--strip",
             format!("'{wild}': wildcards are not supported; name each header"),
         ));
+    }
+    // A client's `Authorization` (or date, token, framing) never reaches the upstream: stripping
+    // it is already done, as it was in aws-sigv4-proxy, where it is a common flag.
+    let (done, remove): (Vec<String>, Vec<String>) = strip.cloned().partition(|h| {
+        HeaderName::from_bytes(h.trim().as_bytes()).is_ok_and(|n| never_forwarded_when_signed(&n))
+    });
+    if !done.is_empty() {
+        info!(
+            "--strip {}: sigproxy never sends a client's own (it signs the request and frames \
+             its body itself); nothing to strip",
+            done.join(", ")
+        );
     }
     let headers = file::Headers {
         add: (!add.is_empty()).then_some(add),
         remove: (!remove.is_empty()).then_some(remove),
         duplicate: (!f.duplicate_headers.is_empty()).then(|| f.duplicate_headers.clone()),
     };
+    // As in aws-sigv4-proxy: --name and --region together name what is signed for; either one
+    // alone does not, and the host says (--region alone is STS's region).
+    let named = f.name.is_some() && f.region.is_some();
+    if !named && (f.name.is_some() || f.region.is_some()) {
+        let (given, missing) = match f.name.is_some() {
+            true => ("--name", "--region"),
+            false => ("--region", "--name"),
+        };
+        warn!(
+            "{given} without {missing}: as in aws-sigv4-proxy, the service and region signed for \
+             are read from the host{}",
+            match f.region.is_some() && f.role_arn.is_some() {
+                true => "; --region is STS's region",
+                false => "",
+            }
+        );
+    }
     let route = file::Route {
         name: Some(ROUTE.into()),
         matcher: None,
         strip_prefix: false,
         upstream,
         upstream_from_host,
-        service: f.name.clone(),
-        region: f.region.clone(),
+        service: f.name.clone().filter(|_| named),
+        region: f.region.clone().filter(|_| named),
         signing: None,
         region_set: None,
         credentials: Some(SET.into()),
@@ -367,5 +336,8 @@ fn address(
     ))
 }
 
+mod args;
 #[cfg(test)]
 mod tests;
+
+pub use args::Flags;

@@ -10,7 +10,7 @@ use super::check::{word_char, Checker};
 use super::signing::Named;
 use super::{file, ConfigError, CredentialsConfig, RouteConfig};
 use crate::access::browser::host_name;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamTls};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -56,11 +56,12 @@ impl FromHost {
 
     /// What `--check` says of the route: where requests go and how they are signed.
     pub fn describe(&self) -> String {
-        let mut hosts = String::from("AWS endpoints");
-        for listed in &self.allowed_hosts {
-            hosts.push_str(", ");
-            hosts.push_str(listed);
+        let mut hosts = Vec::new();
+        if self.serves_aws_endpoints() {
+            hosts.push("AWS endpoints");
         }
+        hosts.extend(self.allowed_hosts.iter().map(String::as_str));
+        let hosts = hosts.join(", ");
         let from_host = "from the Host";
         let signing = match (&self.signing, &self.region_set) {
             (None, None) => String::new(),
@@ -97,10 +98,19 @@ impl FromHost {
         if self.allowed_hosts.contains(&with_port) && with_port.contains(':') {
             return Some(format!("{}://{with_port}", self.scheme));
         }
-        if self.allowed_hosts.contains(&name) || crate::endpoints::resolve(&name).is_ok() {
+        if self.allowed_hosts.contains(&name)
+            || (self.serves_aws_endpoints() && crate::endpoints::resolve(&name).is_ok())
+        {
             return Some(format!("{}://{name}", self.scheme));
         }
         None
+    }
+
+    /// Whether a Host naming an AWS endpoint is served: over https only. Over plain http a
+    /// signed request, its session token and the answer would cross the network in clear text;
+    /// such a route serves only the hosts it lists (a local endpoint, a test double).
+    pub fn serves_aws_endpoints(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// The host names (without port) this route serves by name, for the `Host` check.
@@ -150,7 +160,13 @@ fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteCon
         return checker.err("upstream", format!("'{asked}' is not a plain host name"));
     }
     let named = from.named();
-    let signing = checker.signing("upstream", named, &upstream, &from.credential_sets)?;
+    let signing = checker.signing(
+        "upstream",
+        named,
+        &upstream,
+        &template.tls,
+        &from.credential_sets,
+    )?;
     Ok(RouteConfig {
         upstream,
         signing,
@@ -240,6 +256,14 @@ impl Checker<'_> {
             }
             allowed_hosts.push(host);
         }
+        if scheme == "http" && allowed_hosts.is_empty() {
+            return self.err(
+                format!("{key}.scheme"),
+                "http serves only the hosts upstream_from_host.allowed_hosts lists: AWS \
+                 endpoints are reached over https only (over http a signed request and its \
+                 session token would cross the network in clear text); list the hosts",
+            );
+        }
         let from = FromHost {
             scheme,
             allowed_hosts,
@@ -262,7 +286,7 @@ impl Checker<'_> {
             let upstream = Upstream::parse(&url).or_else(|why| self.err(&key, why))?;
             let named = from.named();
             template_checker
-                .signing(&key, named, &upstream, credentials)
+                .signing(&key, named, &upstream, &UpstreamTls::default(), credentials)
                 .map_err(|e| ConfigError {
                     key: format!("{key}.allowed_hosts[{i}]"),
                     ..e
@@ -284,6 +308,7 @@ impl Checker<'_> {
             &key.replace(".upstream_from_host", ""),
             named,
             &probe,
+            &UpstreamTls::default(),
             credentials,
         )?;
         let placeholder = Upstream::parse(PLACEHOLDER).expect("valid URL");

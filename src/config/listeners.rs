@@ -12,18 +12,23 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 impl Checker<'_> {
-    /// `listen` and `admin_listen`, which must differ.
+    /// `listen` and `admin_listen`, which must differ. aws-sigv4-proxy's flags have no admin
+    /// listener unless `--admin-listen` names one (aws-sigv4-proxy has none: a second sidecar
+    /// in the pod, or anything on 9901, must not keep it from starting).
     pub(super) fn listeners(
         &self,
         listen: Option<&str>,
         admin_listen: Option<&str>,
-    ) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+    ) -> Result<(SocketAddr, Option<SocketAddr>), ConfigError> {
         let listen = self.socket_addr("listen", listen, DEFAULT_LISTEN)?;
+        if self.flags && admin_listen.is_none() {
+            return Ok((listen, None));
+        }
         let admin_listen = self.socket_addr("admin_listen", admin_listen, DEFAULT_ADMIN_LISTEN)?;
         if listen == admin_listen {
             return self.err("admin_listen", "must differ from listen");
         }
-        Ok((listen, admin_listen))
+        Ok((listen, Some(admin_listen)))
     }
 
     /// `tls` or `admin_tls` (`key`): both files given, and the pair loads as it will serve.

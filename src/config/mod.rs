@@ -61,7 +61,8 @@ pub struct Config {
     /// The file this configuration was read from.
     pub path: PathBuf,
     pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
+    /// None only when built from aws-sigv4-proxy's flags without `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// HTTPS on `listen` (`tls`): the files, and the pair as read at start.
     pub tls: Option<CertPair>,
     /// HTTPS on `admin_listen` (`admin_tls`).

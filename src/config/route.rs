@@ -120,6 +120,8 @@ impl Checker<'_> {
             allow: allow.is_some(),
             match_host: host.is_some(),
         };
+        let options =
+            self.upstream_options(&key, &name, sign_host, headers, tls, upstream_idle_timeout)?;
         let from_host =
             self.upstream_from_host(&key, upstream_from_host, &named, excluded, credentials)?;
         let (upstream, from_host, signing) = match from_host {
@@ -133,7 +135,7 @@ impl Checker<'_> {
                     Ok(u) => u,
                     Err(why) => return self.err(format!("{key}.upstream"), why),
                 };
-                let signing = self.signing(&key, named, &upstream, credentials)?;
+                let signing = self.signing(&key, named, &upstream, &options.tls, credentials)?;
                 (upstream, None, signing)
             }
         };
@@ -163,8 +165,6 @@ impl Checker<'_> {
 
         let service = signing.as_ref().map(|s| s.service.action_namespace());
         let allow = self.allow_rules(&format!("{key}.allow"), allow, service)?;
-        let options =
-            self.upstream_options(&key, &name, sign_host, headers, tls, upstream_idle_timeout)?;
         let websocket = self.websocket(&key, websocket)?;
         let speaks_s3 = signing.as_ref().is_some_and(|s| s.service.speaks_s3());
         let s3_addressing = match (s3_addressing.as_deref(), speaks_s3) {

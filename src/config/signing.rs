@@ -12,7 +12,7 @@ use super::check::{is_lowercase_name, Checker};
 use super::{Algorithm, ConfigError, CredentialsConfig, Payload, SigningConfig};
 use crate::endpoints::{self, Endpoint, EndpointError};
 use crate::service::Service;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamTls};
 use std::collections::BTreeMap;
 
 /// What a route's own keys say about its signing.
@@ -43,6 +43,7 @@ impl Checker<'_> {
         key: &str,
         raw: Named,
         upstream: &Upstream,
+        tls: &UpstreamTls,
         credentials: &BTreeMap<String, CredentialsConfig>,
     ) -> Result<Option<SigningConfig>, ConfigError> {
         let Named {
@@ -131,7 +132,11 @@ impl Checker<'_> {
             }
         };
         let payload = match payload.as_deref() {
-            None => service.default_payload(upstream.tls(), algorithm),
+            // TLS protects an unsigned body only when the upstream's certificate is checked.
+            None => {
+                let verified = upstream.tls() && !tls.insecure_skip_verify;
+                service.default_payload(verified, algorithm)
+            }
             Some(name) => {
                 let payload = match name {
                     "signed" => Payload::Signed,

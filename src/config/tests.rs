@@ -53,7 +53,7 @@ fn full_example_parses_with_inferred_service_and_region() {
 fn defaults_are_loopback_and_lambda_sized() {
     let c = parse("routes:\n  - upstream: http://127.0.0.1:1\n").unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9901");
+    assert_eq!(c.admin_listen.unwrap().to_string(), "127.0.0.1:9901");
     assert_eq!(c.routes[0].max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     assert_eq!(c.routes[0].connect_timeout, Duration::from_secs(5));
     assert_eq!(c.routes[0].name, "route0");

@@ -25,7 +25,9 @@ type Read = fn(&Config) -> String;
 /// Each key fixed at start-up, with its value as the file writes it.
 const FIXED: &[(&str, Kind, Read)] = &[
     ("listen", Kind::Text, |c| c.listen.to_string()),
-    ("admin_listen", Kind::Text, |c| c.admin_listen.to_string()),
+    ("admin_listen", Kind::Text, |c| {
+        c.admin_listen.map_or("none".into(), |a| a.to_string())
+    }),
     // Which files; a change of their contents is a certificate rotation (see `tls::watch`).
     (
         "tls",

@@ -56,6 +56,29 @@ pub fn owned_by_sigproxy(name: &HeaderName) -> Option<&'static str> {
     }
 }
 
+/// Owned names whose client value never reaches the upstream of a signed route: sigproxy signs
+/// and sets them, sets the body's length, or drops them as hop-by-hop. Removing one changes
+/// nothing (aws-sigv4-proxy's `--strip Authorization` is such a no-op there too).
+pub fn never_forwarded_when_signed(name: &HeaderName) -> bool {
+    const NAMES: &[&str] = &[
+        "authorization",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "x-amz-region-set",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+    ];
+    NAMES.contains(&name.as_str())
+}
+
 impl HeaderEdits {
     pub fn is_empty(&self) -> bool {
         self.duplicate.is_empty() && self.remove.is_empty() && self.add.is_empty()

@@ -49,7 +49,8 @@ fn the_flags_build_one_route_and_one_credential_set() {
     ]))
     .unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:8005");
-    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9901");
+    // aws-sigv4-proxy has no admin listener: none unless --admin-listen names one.
+    assert_eq!(c.admin_listen, None);
     let route = &c.routes[0];
     assert_eq!(route.upstream.authority(), "127.0.0.1:9000");
     assert!(!route.upstream.tls());
@@ -132,6 +133,11 @@ fn errors_name_the_flag() {
         (&["--sign-host", "a.lambda-url.us-east-1.on.aws"], "--sign-host: needs --host"),
         (&["--allowed-upstream-hosts", "fn.internal"], "--allowed-upstream-hosts: 'fn.internal' is not an AWS endpoint sigproxy knows; set --name and --region"),
         (&["--allowed-upstream-hosts", "fn/x"], "--allowed-upstream-hosts: 'fn/x' is not a host name"),
+        (&["--host", "a.lambda-url.us-east-1.on.aws", "--transport.idle-conn-timeout", "-1s"], "--transport.idle-conn-timeout: '-1s' is not a duration"),
+        (&["--host", "a.lambda-url.us-east-1.on.aws", "-s", "content-encoding"], "--strip: 'content-encoding' cannot be edited"),
+        (&["--upstream-url-scheme", "http"], "--upstream-url-scheme: http serves only the hosts --allowed-upstream-hosts lists"),
+        (&["--host", "a.lambda-url.us-east-1.on.aws", "--allowed-hosts", "a/b"], "--allowed-hosts:"),
+        (&["--host", "a.lambda-url.us-east-1.on.aws", "--allowed-origins", "localhost"], "--allowed-origins:"),
     ];
     for (args, want) in cases {
         let got = error(args);
@@ -153,6 +159,136 @@ fn a_wide_port_with_a_guard_is_allowed() {
     ]))
     .unwrap();
     assert_eq!(c.listen.to_string(), "0.0.0.0:8005");
-    assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9901");
+    assert_eq!(c.admin_listen.unwrap().to_string(), "0.0.0.0:9901");
     assert_eq!(c.access.allowed_clients.len(), 2);
+}
+
+/// What aws-sigv4-proxy users strip for clients that sign requests themselves: sigproxy never
+/// sends a client's own, so the flag is taken and changes nothing.
+#[test]
+fn stripping_what_sigproxy_replaces_is_taken_as_done() {
+    let c = Config::from_flags(&flags(&[
+        "--host",
+        "a.lambda-url.us-east-1.on.aws",
+        "-s",
+        "Authorization",
+        "-s",
+        "X-Amz-Security-Token",
+        "--strip",
+        "x-amz-date",
+        "-s",
+        "X-Amz-Content-Sha256",
+        "-s",
+        "x-team",
+    ]))
+    .unwrap();
+    let remove = &c.routes[0].header_edits.remove;
+    assert_eq!(remove.len(), 1, "{remove:?}");
+    assert_eq!(remove[0].as_str(), "x-team");
+}
+
+/// As in aws-sigv4-proxy, --name and --region name what is signed for only together; --region
+/// alone is STS's region, and the host names the service and region.
+#[test]
+fn name_and_region_override_the_host_only_together() {
+    let signing = |args: &[&str]| {
+        let c = Config::from_flags(&flags(args)).unwrap();
+        let s = c.routes[0].signing.clone().unwrap();
+        let sts = c.credentials[&s.credentials]
+            .assume_role
+            .first()
+            .and_then(|r| r.sts_region.clone());
+        (s.service.to_string(), s.region, sts)
+    };
+    let host = "aps-workspaces.us-east-1.amazonaws.com";
+    let role = "arn:aws:iam::123456789012:role/prom";
+    assert_eq!(
+        signing(&["--host", host, "--region", "us-west-2", "--role-arn", role]),
+        ("aps".into(), "us-east-1".into(), Some("us-west-2".into()))
+    );
+    assert_eq!(
+        signing(&["--host", host, "--name", "es"]),
+        ("aps".into(), "us-east-1".into(), None)
+    );
+    assert_eq!(
+        signing(&["--host", host, "--name", "es", "--region", "eu-west-1"]),
+        ("es".into(), "eu-west-1".into(), None)
+    );
+    // Without --host, each Host names them: a lone --region does not override it.
+    let c = Config::from_flags(&flags(&["--region", "us-west-2"])).unwrap();
+    let settled = c.routes[0]
+        .for_host("sqs.eu-central-1.amazonaws.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.signing.unwrap().region, "eu-central-1");
+}
+
+/// A gateway behind a Service: the names clients use, and the pages that may call it.
+#[test]
+fn allowed_hosts_and_origins_have_flags() {
+    let c = Config::from_flags(&flags(&[
+        "--host",
+        "a.lambda-url.us-east-1.on.aws",
+        "--port",
+        "0.0.0.0:8005",
+        "--allowed-clients",
+        "10.0.0.0/8",
+        "--allowed-hosts",
+        "sigv4-proxy.monitoring.svc,sigv4-proxy",
+        "--allowed-origins",
+        "http://localhost:8005",
+    ]))
+    .unwrap();
+    let browser = &c.access.browser;
+    assert!(browser
+        .hosts
+        .iter()
+        .any(|h| h == "sigv4-proxy.monitoring.svc"));
+    assert!(browser.hosts.iter().any(|h| h == "sigv4-proxy"));
+    assert_eq!(browser.origins.len(), 1, "{:?}", browser.origins);
+}
+
+/// An unchecked certificate protects nothing: S3 bodies are signed (as aws-chunks), as they
+/// are over plain http, not sent as UNSIGNED-PAYLOAD.
+#[test]
+fn an_unchecked_certificate_gets_signed_bodies() {
+    let payload = |args: &[&str]| {
+        let c = Config::from_flags(&flags(args)).unwrap();
+        c.routes[0].signing.clone().unwrap().payload
+    };
+    let host = "s3.eu-west-1.amazonaws.com";
+    assert_eq!(payload(&["--host", host]), Payload::Unsigned);
+    assert_eq!(
+        payload(&["--host", host, "--no-verify-ssl"]),
+        Payload::Streaming
+    );
+    // Asked for in so many words, it stays unsigned.
+    assert_eq!(
+        payload(&["--host", host, "--no-verify-ssl", "--unsigned-payload"]),
+        Payload::Unsigned
+    );
+    // Without --host, the same for each Host.
+    let c = Config::from_flags(&flags(&["--no-verify-ssl"])).unwrap();
+    let settled = c.routes[0].for_host(host).unwrap().unwrap();
+    assert_eq!(settled.signing.unwrap().payload, Payload::Streaming);
+}
+
+/// Over http, only the listed hosts: never an AWS endpoint in clear text.
+#[test]
+fn plain_http_from_the_host_serves_only_listed_hosts() {
+    let c = Config::from_flags(&flags(&[
+        "--upstream-url-scheme",
+        "http",
+        "--allowed-upstream-hosts",
+        "minio:9000",
+        "--name",
+        "s3",
+        "--region",
+        "us-east-1",
+    ]))
+    .unwrap();
+    let route = &c.routes[0];
+    assert!(route.for_host("minio:9000").is_some());
+    assert!(route.for_host("s3.us-east-1.amazonaws.com").is_none());
+    assert!(!c.access.browser.aws_endpoints);
 }
