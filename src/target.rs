@@ -80,22 +80,7 @@ pub fn resolve(path: &str, rules: PathRules) -> Result<Resolved, ProxyError> {
                     "the path hides a '.' or '..' segment behind an escaped '/' or '\\'".into(),
                 ));
             }
-            // What some upstreams read as a climb all the same: `..;/` (a path parameter,
-            // dropped by Java servers) and escapes of escapes (`%252e`, decoded twice).
-            let climbs_elsewhere = decoded
-                .split(|&b| b == b'/')
-                .any(|segment| segment.starts_with(b".;") || segment.starts_with(b"..;"))
-                || decoded.windows(3).any(|w| {
-                    w[0] == b'%'
-                        && matches!(&w[1..].to_ascii_lowercase()[..], b"2e" | b"2f" | b"5c")
-                });
-            if climbs_elsewhere {
-                return Err(ProxyError::BadRequest(
-                    "the path has a segment some upstreams read as a climb ('..;' or an escaped \
-                     escape such as %252e)"
-                        .into(),
-                ));
-            }
+            climbs_elsewhere(&decoded)?;
             Ok(Resolved { encoded, decoded })
         }
         PathRules::S3 => {
@@ -105,6 +90,44 @@ pub fn resolve(path: &str, rules: PathRules) -> Result<Resolved, ProxyError> {
             Ok(Resolved { encoded, decoded })
         }
     }
+}
+
+/// What some upstreams read as a climb all the same: `..;/` (a path parameter, dropped by Java
+/// servers) and escapes of escapes (`%252e`, decoded twice). `decoded`: a decoded path.
+fn climbs_elsewhere(decoded: &[u8]) -> Result<(), ProxyError> {
+    let climbs = decoded
+        .split(|&b| b == b'/')
+        .any(|segment| segment.starts_with(b".;") || segment.starts_with(b"..;"))
+        || decoded.windows(3).any(|w| {
+            w[0] == b'%' && matches!(&w[1..].to_ascii_lowercase()[..], b"2e" | b"2f" | b"5c")
+        });
+    match climbs {
+        true => Err(ProxyError::BadRequest(
+            "the path has a segment some upstreams read as a climb ('..;' or an escaped escape \
+             such as %252e)"
+                .into(),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// What is left of a resolved (normalised) path once a route prefix is stripped. A prefix that
+/// ends inside a segment (`/open` of `/open../admin`) leaves part of a segment, which joins the
+/// base path as a segment of its own (`/base/../admin`): it must not be one that climbs.
+pub fn stripped_rest<'a>(encoded: &'a str, prefix: &str) -> Result<&'a str, ProxyError> {
+    let rest = strip_prefix(encoded, prefix);
+    if rest.is_empty() || rest.starts_with('/') {
+        return Ok(rest);
+    }
+    let first = rest.split('/').next().unwrap_or_default();
+    let decoded: Vec<u8> = percent_decode_str(first).collect();
+    if decoded == b"." || decoded == b".." {
+        return Err(ProxyError::BadRequest(
+            "the path climbs out of the route's base path once its prefix is stripped".into(),
+        ));
+    }
+    climbs_elsewhere(&decoded)?;
+    Ok(rest)
 }
 
 /// The upstream path-and-query: `base` (the upstream's base path), then `rest` (a resolved
@@ -144,6 +167,7 @@ pub fn upstream_target(
 ) -> Result<String, ProxyError> {
     let resolved = resolve(path, rules)?;
     let rest = match strip {
+        Some(prefix) if rules == PathRules::Normalized => stripped_rest(&resolved.encoded, prefix)?,
         Some(prefix) => strip_prefix(&resolved.encoded, prefix),
         None => &resolved.encoded,
     };

@@ -699,3 +699,65 @@ fn a_compressed_body_cannot_hide_another_action() {
         "a refused request reached the upstream"
     );
 }
+
+/// A route prefix that ends inside a segment (`/aa` of `/aa..;/secret`) leaves part of one once
+/// stripped; joined to the base path it became a segment of its own (`/prod/app/..;/secret`),
+/// which the checks of the client's path never saw and an upstream reads as a climb.
+#[test]
+fn a_prefix_ending_inside_a_segment_cannot_climb_out_of_the_base_path() {
+    let peers = Peers::start();
+    let open = Upstream::builder().record().start();
+    let lambda = format!("{}/prod/app", peers.get("lambda_url"));
+    let signed = "    match: { path_prefix: /aa }\n    strip_prefix: true\n    allow:\n      \
+                  - methods: [GET]\n        paths: [/prod/app/**]\n";
+    let pass = format!(
+        "  - name: open\n    match: {{ path_prefix: /open }}\n    strip_prefix: true\n    \
+         upstream: {}/internal/app\n",
+        open.url()
+    );
+    let config = format!(
+        "{}{pass}",
+        peers.config(&route("aa", &lambda, "lambda", signed))
+    );
+    let proxy = Proxy::start_ready(&config, &peers.caller_env());
+    let before = verified(&peers);
+    for path in [
+        "/aa..;/secret",
+        "/aa%2e%2e;/secret",
+        "/aa../secret",
+        "/aa.;/x",
+        "/open../admin",
+        "/open..;/admin",
+        "/open%2E%2E/admin",
+        "/open.",
+    ] {
+        let r = raw(
+            &proxy,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (400, "bad_request"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        verified(&peers),
+        before,
+        "a climb reached the signed upstream"
+    );
+    assert!(open.requests().is_empty(), "a climb reached the upstream");
+    // Inside the base path, a prefix ending inside a segment still goes where it did.
+    let r = raw(
+        &proxy,
+        "GET /aa/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["path"], "/prod/app/x");
+    let r = raw(
+        &proxy,
+        "GET /openx/y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(open.requests()[0].target, "/internal/app/x/y");
+}

@@ -353,7 +353,9 @@ pub fn policy_path(target: &str, normalize: bool) -> Option<Vec<u8>> {
             out.push(b'/');
         }
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
-        if decoded.iter().any(|&b| b == b'/' || b == b'\\') || decoded == b".." {
+        // A climb, or what some upstreams read as one (`..;`, a Java path parameter).
+        let climbs = decoded == b".." || decoded.starts_with(b"..;");
+        if decoded.iter().any(|&b| b == b'/' || b == b'\\') || climbs {
             return None;
         }
         out.extend_from_slice(&decoded);

@@ -16,7 +16,7 @@ use crate::error::ProxyError;
 use crate::metrics::{metrics, RouteMetrics};
 use crate::service::PathRules;
 use crate::sign::Signer;
-use crate::target::{resolve, strip_prefix, target_from, QueryPlus, Resolved};
+use crate::target::{resolve, strip_prefix, stripped_rest, target_from, QueryPlus, Resolved};
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
 use std::collections::BTreeMap;
@@ -158,6 +158,9 @@ impl Route {
     /// The path and query to send upstream, exactly as they will be signed.
     pub fn target(&self, path: &Resolved, query: Option<&str>) -> Result<String, ProxyError> {
         let rest = match (&self.path_prefix, self.strip_prefix) {
+            (Some(prefix), true) if self.path_rules == PathRules::Normalized => {
+                stripped_rest(&path.encoded, prefix)?
+            }
             (Some(prefix), true) => strip_prefix(&path.encoded, prefix),
             _ => &path.encoded,
         };

@@ -396,6 +396,9 @@ fn policy_path_decodes_and_refuses_what_an_upstream_could_split() {
     assert_eq!(p("/secret/..%2Freports/x"), None);
     assert_eq!(p("/reports%2Fx"), None);
     assert_eq!(p("/reports%5C..%5Csecret"), None);
+    // A Java server drops the path parameter and climbs.
+    assert_eq!(p("/prod/app/..;/secret"), None);
+    assert_eq!(p("/prod/app/..;x=1/secret"), None);
     // S3 keys are literal: dots stay, escapes are decoded.
     assert_eq!(
         policy_path("/b/r/%2E%2E/k", false).as_deref(),
