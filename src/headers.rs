@@ -39,6 +39,16 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// The first header of `headers` that its `Connection` header names, other than the hop-by-hop
+/// ones: it is dropped before the request goes upstream, after the checks read it.
+pub fn connection_named(headers: &http::HeaderMap) -> Option<String> {
+    connection_listed(headers).into_iter().find(|name| {
+        let hop = HeaderName::from_bytes(name.as_bytes())
+            .is_ok_and(|n| HOP_BY_HOP.contains(&n) || n == "http2-settings");
+        !hop && headers.contains_key(name.as_str())
+    })
+}
+
 /// Prepares the request for the upstream: drops hop-by-hop headers and sets `host`. On a signed
 /// route it also drops the client's own signing headers; `drop_expect` drops `Expect` when the
 /// proxy has read the body itself (and answered `100 Continue`) or there is none.

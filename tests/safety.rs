@@ -761,3 +761,54 @@ fn a_prefix_ending_inside_a_segment_cannot_climb_out_of_the_base_path() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(open.requests()[0].target, "/internal/app/x/y");
 }
+
+/// The body an allow list reads must be the body the upstream reads. A `Connection` header
+/// naming `Content-Encoding` had the check inflate a gzip body (`ListUsers`) that went upstream
+/// without it, its raw bytes (the gzip header's comment) naming `CreateUser`; and a second gzip
+/// member, which standard readers inflate, was never looked at.
+#[test]
+fn a_gzip_body_checked_is_the_body_sent() {
+    use flate2::write::GzEncoder;
+    use flate2::GzBuilder;
+    use std::io::Write;
+    let upstream = Upstream::builder().record().start();
+    let allow = "    allow:\n      - actions: [iam:ListUsers]\n";
+    let iam = route("iam", &upstream.url(), "iam", allow);
+    let config = format!("credentials:\n  app:\n    source: default\nroutes:\n{iam}");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDIAM", "secret"));
+    let listing = b"Action=ListUsers&Version=2010-05-08";
+    let member = |text: &[u8], comment: &[u8]| {
+        let mut gz = GzBuilder::new()
+            .comment(comment)
+            .write(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text).unwrap();
+        gz.finish().unwrap()
+    };
+    let send = |extra: &[(&str, &str)], body: &[u8]| {
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-encoding", "gzip"),
+        ];
+        headers.extend_from_slice(extra);
+        proxy.send("POST", "/", &headers, body)
+    };
+    let plain = member(listing, b"");
+    assert_eq!(send(&[], &plain).status, 200);
+    assert_eq!(upstream.requests().len(), 1);
+    let hidden = member(listing, b"&Action=CreateUser&UserName=pwned&");
+    let r = send(&[("connection", "content-encoding")], &hidden);
+    assert_eq!((r.status, r.error_code().as_str()), (400, "bad_request"));
+    let mut two = member(listing, b"");
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(b"&Action=CreateUser&UserName=pwned")
+        .unwrap();
+    two.extend(encoder.finish().unwrap());
+    let r = send(&[], &two);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "a refused request reached the upstream"
+    );
+}

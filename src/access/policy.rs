@@ -167,6 +167,16 @@ impl Policy {
         headers: &HeaderMap,
     ) -> Result<Option<AfterBody>, Refusal> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        // A header the checks read (`Content-Encoding`, `X-Amz-Target`) must be the one sent;
+        // one the `Connection` header names is dropped after them.
+        if let Some(name) =
+            crate::headers::connection_named(headers).filter(|_| !self.rules.is_empty())
+        {
+            return Err(Refusal::Ambiguous(format!(
+                "the Connection header names the {name} header, which would be checked here \
+                 and dropped before the request goes upstream"
+            )));
+        }
         if let Service::S3(space) = &self.service {
             // Whatever the allow list: S3 would have to pick one.
             if headers.get_all("x-amz-copy-source").iter().count() > 1 {

@@ -7,7 +7,7 @@
 //! unique: with two, the service and this check could each act on a different one.
 
 use super::{query_params, Unclear};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode;
 use std::borrow::Cow;
@@ -191,7 +191,7 @@ pub fn decoded(body: &[u8], coding: Coding) -> Result<Cow<'_, [u8]>, Unclear> {
         return Ok(Cow::Borrowed(body));
     }
     let mut inflated = Vec::new();
-    let read = GzDecoder::new(body)
+    let read = MultiGzDecoder::new(body)
         .take(INFLATED_MAX + 1)
         .read_to_end(&mut inflated);
     match read {
