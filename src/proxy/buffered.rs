@@ -108,8 +108,17 @@ impl SigningProxy {
             bytes: body,
             reserved,
         };
-        let forwarded =
-            forward::forward(&self.connector, session, route, request, body, &ctx.page).await;
+        let client = ctx.client.as_deref();
+        let forwarded = forward::forward(
+            &self.connector,
+            session,
+            route,
+            client,
+            request,
+            body,
+            &ctx.page,
+        )
+        .await;
         match forwarded {
             Ok(answer) => {
                 ctx.status = Some(answer.status);

@@ -18,19 +18,34 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 /// A request on its way: the connection it went on, with the answer's head read; when it was
-/// sent; and whether all of it went. An upstream may answer before it has read the whole body
-/// (S3's early `403` or `413`) and stop reading: its answer is the request's, but the
-/// connection, a request cut short on it, must never carry another one ([`Sent::release`]).
+/// sent; whether all of it went; and whether it had a body. An upstream may answer before it
+/// has read the whole body (S3's early `403` or `413`) and stop reading: its answer is the
+/// request's, but the connection, a request cut short on it, must never carry another one
+/// ([`Sent::release`]).
 pub struct Sent {
     pub upstream: HttpSession,
     pub at: Instant,
     whole: bool,
+    with_body: bool,
 }
 
 impl Sent {
     /// Returns the connection to the pool if it can carry another request, closes it otherwise.
+    ///
+    /// A body that fit in the socket's buffers went whole whether or not the upstream read it.
+    /// One that answers without reading it must close the connection or read the body after
+    /// (RFC 9112 §9.3); one that does neither (Python's `http.server`, a handler that ignores
+    /// a GET's body) would read it as the next request. So after a request with a body the
+    /// connection is pooled again only when the answer is a success (`2xx`), which an upstream
+    /// gives once it has read the request; an early answer is a refusal. (Connections are not
+    /// shared between routes or clients at all: see [`Route::peer`](crate::route::Route::peer).)
     pub async fn release(mut self, connector: &Pool, peer: &HttpPeer) {
-        match self.whole {
+        let success = || {
+            self.upstream
+                .response_header()
+                .is_some_and(|r| r.status.is_success())
+        };
+        match self.whole && (!self.with_body || success()) {
             true => connector.release(self.upstream, peer).await,
             false => self.upstream.shutdown().await,
         }
@@ -77,6 +92,7 @@ pub async fn exchange(
                     upstream,
                     at,
                     whole,
+                    with_body: !body.is_empty(),
                 });
             }
             // A pooled connection that the server has closed fails on first use: retry once on
@@ -89,6 +105,7 @@ pub async fn exchange(
             Err((e, phase))
                 if reused
                     && attempt == 1
+                    && !timed_out(&e)
                     && (phase == Phase::Head
                         || (request.method.is_idempotent()
                             && (phase == Phase::Body
@@ -104,6 +121,14 @@ pub async fn exchange(
             Err((e, _)) => return Err(Failure::Unanswered(connected_error(e, relay, peer))),
         }
     }
+}
+
+/// A timeout is the upstream's slowness, not a closed pooled connection: never sent again.
+fn timed_out(e: &PingoraError) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::WriteTimedout | ErrorType::ReadTimedout | ErrorType::ConnectTimedout
+    )
 }
 
 /// How long an answer is looked for after writing the body timed out.
@@ -144,6 +169,7 @@ async fn send(
         None => (read, Phase::Read),
     };
     // Read the response header; for our own relay, the final one, skipping `1xx` answers.
+    let mut informational = 0;
     loop {
         if let Err(e) = upstream.read_response_header().await {
             return Err(failed(e, cut));
@@ -152,7 +178,11 @@ async fn send(
             Some(resp)
                 if relay == Relay::Own && resp.status.is_informational() && resp.status != 101 =>
             {
-                continue
+                informational += 1;
+                if informational > MAX_INFORMATIONAL {
+                    return Err((too_many_informational(), Phase::Read));
+                }
+                continue;
             }
             // Switching protocols on a request that asked for none would leave the client
             // reading whatever follows as the answer; pingora's loop passes it on as it is.
@@ -170,6 +200,17 @@ async fn send(
             }
         }
     }
+}
+
+/// The most `1xx` answers taken before the final one. Each may come just inside the read
+/// timeout; without a cap an upstream could hold a request (its body budget and connection)
+/// for ever.
+pub const MAX_INFORMATIONAL: usize = 10;
+
+/// What an upstream that keeps answering `1xx` gets.
+pub fn too_many_informational() -> Box<PingoraError> {
+    let why = format!("more than {MAX_INFORMATIONAL} informational (1xx) answers");
+    PingoraError::explain(ErrorType::InvalidHTTPHeader, why)
 }
 
 /// How long [`while_client_waits`] lets an exchange run before it watches the client.

@@ -9,7 +9,7 @@
 //! back.
 
 use super::budget::Reservation;
-use super::exchange::{exchange, while_client_waits};
+use super::exchange::{exchange, too_many_informational, while_client_waits, MAX_INFORMATIONAL};
 use super::failed;
 use super::refused::{refused_by_header, refused_by_s3};
 use super::relay::{self, client_failure};
@@ -84,6 +84,7 @@ pub async fn forward(
     connector: &Pool,
     session: &mut Session,
     route: &Route,
+    client: Option<&str>,
     request: RequestHeader,
     body: ReadBody<'_>,
     page: &PageRequest,
@@ -100,7 +101,7 @@ pub async fn forward(
         }
         None => (Relay::AsPingora, None),
     };
-    let peer = route.peers.peer().await.map_err(Failure::Unanswered)?;
+    let peer = route.peer(client).await.map_err(Failure::Unanswered)?;
     let mut request = request;
     let mut resent = false;
     // Kept, with its place in the body budget, only while the request may be sent again.
@@ -183,7 +184,7 @@ async fn final_answer(
     peer: &HttpPeer,
     page: &PageRequest,
 ) -> Result<(), Failure> {
-    loop {
+    for _ in 0..=MAX_INFORMATIONAL {
         let Some(response) = upstream.response_header() else {
             return Err(Failure::Unanswered(ProxyError::Internal(
                 "missing response header".into(),
@@ -203,6 +204,12 @@ async fn final_answer(
             .await
             .map_err(|e| Failure::Unanswered(connected_error(e, Relay::AsPingora, peer)))?;
     }
+    let e = too_many_informational();
+    Err(Failure::Unanswered(connected_error(
+        e,
+        Relay::AsPingora,
+        peer,
+    )))
 }
 
 /// The most of an error response read to look for a refused-credentials code.

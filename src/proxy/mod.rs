@@ -290,8 +290,7 @@ impl ProxyHttp for SigningProxy {
     ) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
         route
-            .peers
-            .peer()
+            .peer(ctx.client.as_deref())
             .await
             .map(Box::new)
             .map_err(ProxyError::into_pingora)

@@ -273,7 +273,7 @@ impl SigningProxy {
         request
             .insert_header(header::CONNECTION, "Upgrade")
             .map_err(internal)?;
-        let peer = route.peers.peer().await?;
+        let peer = route.peer(ctx.client.as_deref()).await?;
         let started = Instant::now();
         ctx.upstream_started = Some(started);
         let body = Bytes::new();

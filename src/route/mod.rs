@@ -19,7 +19,9 @@ use crate::sign::Signer;
 use crate::target::{resolve, strip_prefix, stripped_rest, target_from, QueryPlus, Resolved};
 use crate::upstream::edits::HeaderEdits;
 use crate::upstream::PeerFactory;
+use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 mod from_host;
@@ -170,6 +172,19 @@ impl Route {
             None => QueryPlus::AsSent,
         };
         target_from(rest, self.peers.upstream().base_path(), query, plus)
+    }
+
+    /// The upstream peer for a request of `client` (its name; `None` without client identities)
+    /// on this route. Pooled connections are kept apart per route and client: an upstream that
+    /// answers before reading a body and keeps the connection (against RFC 9112) reads the rest
+    /// as the next request on it, which must never be another route's or another client's
+    /// (whose signed request, session token included, it would then answer to the first).
+    pub async fn peer(&self, client: Option<&str>) -> Result<HttpPeer, ProxyError> {
+        let mut peer = self.peers.peer().await?;
+        let mut group = std::hash::DefaultHasher::new();
+        (&self.name, client).hash(&mut group);
+        peer.group_key = group.finish();
+        Ok(peer)
     }
 
     pub fn path_rules(&self) -> PathRules {

@@ -91,7 +91,16 @@ impl Upstream {
             return Err(format!("'{url}' has no host"));
         }
         let default_port = if tls { 443 } else { 80 };
-        let port = authority.port_u16().unwrap_or(default_port);
+        // `http::Uri` takes `host:abc` or `host:99999` and has no number for it: refused, or
+        // the scheme's port would be used in its place.
+        let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+            None => default_port,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("'{port}' is not a port (1-65535)"))?,
+        };
         if uri.query().is_some() {
             return Err("an upstream URL cannot have a query string".into());
         }
@@ -261,5 +270,10 @@ mod tests {
         assert!(Upstream::parse("https://u:p@x/")
             .unwrap_err()
             .contains("user"));
+        // Once taken as the scheme's port (80) in silence.
+        for bad in ["abc", "99999", "8080x", "0"] {
+            let e = Upstream::parse(&format!("http://127.0.0.1:{bad}")).unwrap_err();
+            assert!(e.contains(&format!("'{bad}' is not a port")), "{bad}: {e}");
+        }
     }
 }

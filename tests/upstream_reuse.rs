@@ -1,0 +1,152 @@
+//! Pooled upstream connections against an upstream that breaks RFC 9112 §9.3: it answers some
+//! requests without reading their bodies and keeps the connection, so it reads a body as the
+//! next request (Python's `http.server` does, and so does any handler that ignores a GET's
+//! body). A client can then put a request of its own in a body; the next request sent on that
+//! connection becomes that request's body, and gets its answer. It must never be another
+//! route's or another client's request (a signed one, its session token included), and after
+//! an early refusal of a body, no request at all.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The naive upstream: `refuse` in a path gets a `403`, `ignore` a `200`, both without the body
+/// being read; anything else is read whole and answered with its target and connection number.
+struct NaiveUpstream {
+    url: String,
+    /// `(connection, target)` of every request it read, smuggled ones included.
+    seen: Arc<Mutex<Vec<(usize, String)>>>,
+}
+
+impl NaiveUpstream {
+    fn start() -> NaiveUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for (id, conn) in listener.incoming().flatten().enumerate() {
+                let seen = s.clone();
+                std::thread::spawn(move || serve(id, conn, &seen));
+            }
+        });
+        NaiveUpstream { url, seen }
+    }
+
+    fn targets(&self) -> Vec<(usize, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(id: usize, conn: TcpStream, seen: &Mutex<Vec<(usize, String)>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut out = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let (mut target, mut length) = (String::new(), 0);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if target.is_empty() {
+                target = line.split(' ').nth(1).unwrap_or_default().to_string();
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        seen.lock().unwrap().push((id, target.clone()));
+        if target.contains("flood") {
+            let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+            let _ = out.write_all(hints.repeat(50).as_bytes());
+        }
+        let body = if target.contains("refuse") {
+            None
+        } else if target.contains("ignore") {
+            Some("ignored".to_string())
+        } else {
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            Some(format!("{target} on {id}"))
+        };
+        let answer = match body {
+            None => "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused".to_string(),
+            Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
+        };
+        if out.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A request whose body is the start of another: a head waiting for 64 bytes of body, which
+/// the next request on the connection would be.
+const SMUGGLED: &str = "POST /smuggled HTTP/1.1\r\nHost: u\r\nContent-Length: 64\r\n\r\n";
+
+fn smuggle(proxy: &Proxy, method: &str, path: &str) -> Response {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        SMUGGLED.len()
+    );
+    proxy.raw(format!("{head}{SMUGGLED}")).expect("an answer")
+}
+
+#[test]
+fn a_body_the_upstream_left_unread_never_becomes_another_request() {
+    let upstream = NaiveUpstream::start();
+    let config = signed_and_open(&upstream.url, "");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDREUSE", "reuse-secret"));
+    for (method, attack, victim) in [
+        // Refused early, then the same route: the connection is not pooled after a refusal.
+        ("POST", "/open/refuse", "/open/next"),
+        ("POST", "/signed/refuse", "/signed/next"),
+        // Answered 200 without the body read, then another route (signed): not its connection.
+        ("GET", "/open/ignore", "/signed/next"),
+    ] {
+        let r = smuggle(&proxy, method, attack);
+        assert!(r.status == 403 || r.status == 200, "{attack}: {}", r.status);
+        let r = proxy.get(victim);
+        assert_eq!(r.status, 200, "{attack} then {victim}: {}", r.text());
+        let got = r.text();
+        assert!(
+            got.starts_with("/next on "),
+            "{attack} then {victim}: got the smuggled request's answer: {got}"
+        );
+        let victim_conn: usize = got.rsplit(' ').next().unwrap().parse().unwrap();
+        let smuggled_on: Vec<usize> = upstream
+            .targets()
+            .iter()
+            .filter(|(_, t)| t == "/smuggled")
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            !smuggled_on.contains(&victim_conn),
+            "{attack} then {victim}: the victim went on the poisoned connection"
+        );
+    }
+}
+
+/// An upstream that keeps answering `103 Early Hints` held a request (its body budget, its
+/// connection) past any timeout: each hint came within the read timeout. After ten, it is a
+/// bad gateway.
+#[test]
+fn endless_informational_answers_are_a_bad_gateway() {
+    let upstream = NaiveUpstream::start();
+    let config = signed_and_open(&upstream.url, "");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDREUSE", "reuse-secret"));
+    for path in ["/signed/flood", "/open/flood"] {
+        let r = proxy.send("POST", path, &[], b"{}");
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        assert_eq!(r.error_code(), "upstream_unreachable", "{path}");
+    }
+}
