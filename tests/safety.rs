@@ -119,6 +119,14 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
         peers.lambda_config("")
     );
     let proxy = Proxy::start_ready(&config, &peers.caller_env());
+    // A name that is not loopback, over plain HTTP, without a token: said at start.
+    assert!(
+        proxy
+            .log()
+            .contains("a web page can make blind GET requests through sigproxy by that name"),
+        "{}",
+        proxy.log()
+    );
     let before = verified(&peers);
     let preflight = raw(
         &proxy,

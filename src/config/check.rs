@@ -114,6 +114,22 @@ impl Checker<'_> {
                 .filter_map(|r| r.host.as_deref())
                 .map(host_name),
         );
+        // A page's blind GET to a name that leads here over plain HTTP carries nothing that
+        // gives it away (no Fetch Metadata outside loopback and HTTPS, no Origin on a GET).
+        let named = access
+            .browser
+            .hosts
+            .first()
+            .filter(|_| tls.is_none() && !access.wants_token());
+        if let Some(name) = named {
+            tracing::warn!(
+                host = %name,
+                "plain HTTP on a name that is not loopback, and no bearer token: a web page can \
+                 make blind GET requests through sigproxy by that name (browsers send no \
+                 Sec-Fetch-Site to it). Require a bearer token (access.bearer_token_file, or \
+                 access.clients), or serve HTTPS (tls)"
+            );
+        }
         // A from-host route's Host names its upstream: AWS endpoints (over https) and its
         // listed hosts.
         for from in routes.iter().filter_map(|r| r.from_host.as_ref()) {
