@@ -13,6 +13,7 @@
 
 pub mod browser;
 pub mod clients;
+pub mod method_override;
 pub mod pattern;
 pub mod policy;
 

@@ -857,3 +857,38 @@ fn a_pipelined_or_smuggled_second_request_reaches_nothing() {
     }
     assert!(!proxy.log().contains("smuggled"), "{}", proxy.log());
 }
+
+/// Rails and Symfony take `_method` from a form or multipart `POST` body as the request's
+/// method, Laravel from a JSON one too: a route that grants `POST` by method must not carry a
+/// `DELETE` to the application behind it.
+#[test]
+fn a_post_body_cannot_name_another_method() {
+    let upstream = recorder();
+    let allow = "    allow:\n      - methods: [POST]\n        paths: [\"/public/**\"]\n";
+    let proxy = Proxy::start_ready(&routes(upstream.addr, allow), &env());
+    let form = "application/x-www-form-urlencoded";
+    let json = "application/json";
+    let multipart = "multipart/form-data; boundary=b";
+    let cases: [(&str, &[u8], u16); 6] = [
+        (form, b"title=x&payment_method=card", 200),
+        (json, br#"{"payment_method":"card"}"#, 200),
+        (form, b"title=x&_method=DELETE", 400),
+        (form, b"%5Fmethod=delete", 400),
+        (json, br#"{"_method":"DELETE"}"#, 400),
+        (
+            multipart,
+            b"--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+            400,
+        ),
+    ];
+    for (content_type, body, status) in cases {
+        let headers = [("content-type", content_type)];
+        let r = proxy.send("POST", "/signed/public/item", &headers, body);
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "a body naming another method reached the upstream"
+    );
+}

@@ -13,7 +13,7 @@
 //!   taken only from a request shaped as AWS's JSON or query protocol ([`api::operation`]).
 
 use super::pattern::PathPattern;
-use super::Denied;
+use super::{method_override, Denied};
 use crate::actions::api::{self, Coding, Named};
 use crate::actions::s3::{classify, copy_source, BucketLayout, S3Needs, S3Request};
 use crate::actions::{ActionPattern, Need, Unclear};
@@ -144,6 +144,13 @@ pub enum AfterBody {
         path: Vec<u8>,
         method: Method,
     },
+    /// A `POST` granted by method, whose body must not name another (`_method`); `form`: the
+    /// body is a URL-encoded form.
+    Method {
+        form: bool,
+        coding: Coding,
+        path: Vec<u8>,
+    },
     /// A JSON-protocol request for `action`, whose body must not name another.
     Json {
         action: String,
@@ -211,18 +218,15 @@ impl Policy {
         }
         // An application behind the upstream (API Gateway, a pass-through route) might act on
         // another method than the one checked here.
-        if let Some(name) = METHOD_OVERRIDES.iter().find(|n| headers.contains_key(**n)) {
+        if let Some(name) = method_override::HEADERS
+            .iter()
+            .find(|n| headers.contains_key(**n))
+        {
             return Err(Refusal::Ambiguous(format!(
                 "{name} on a route with an allow list, which checks the request's own method"
             )));
         }
-        let method_in_query = query.split('&').any(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            percent_encoding::percent_decode_str(name)
-                .decode_utf8_lossy()
-                .eq_ignore_ascii_case("_method")
-        });
-        if method_in_query {
+        if method_override::in_query(query) {
             return Err(Refusal::Ambiguous(
                 "_method in the query on a route with an allow list, which checks the request's \
                  own method"
@@ -233,8 +237,18 @@ impl Policy {
         let Service::Other(Some(service)) = &self.service else {
             return self.grant_one(method, String::new(), path).map(|()| None);
         };
-        // An operation matters only to a rule that names actions; `methods` grant by method.
+        // An operation matters only to a rule that names actions; `methods` grant by method,
+        // and a `POST` body may name another (`_method`) to the application behind.
         if !self.rules.iter().any(|r| r.actions.is_some()) {
+            if *method == Method::POST {
+                let form = headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+                    v.as_bytes()
+                        .to_ascii_lowercase()
+                        .starts_with(b"application/x-www-form-urlencoded")
+                });
+                let coding = api::coding(headers)?;
+                return Ok(Some(AfterBody::Method { form, coding, path }));
+            }
             return self.grant_one(method, String::new(), path).map(|()| None);
         }
         let action = match api::operation(service, method, &path, headers, query)? {
@@ -283,6 +297,16 @@ impl Policy {
                 let form = api::form_action(&service, &api::decoded(body, coding)?)?;
                 let action = api::combine(head, form)?;
                 self.grant_one(&method, action.unwrap_or_default(), path)
+            }
+            AfterBody::Method { form, coding, path } => {
+                if method_override::in_body(&api::decoded(body, coding)?, form) {
+                    return Err(Refusal::Ambiguous(
+                        "_method in the body on a route with an allow list, which checks the \
+                         request's own method"
+                            .into(),
+                    ));
+                }
+                self.grant_one(&Method::POST, String::new(), path)
             }
             AfterBody::Json {
                 action,
@@ -336,13 +360,6 @@ impl Policy {
         Ok(())
     }
 }
-
-/// Headers some web frameworks take as the request's method instead of its own.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
 
 /// The path a policy is checked against: the upstream target's path, percent-decoded, as the
 /// upstream will understand it; `None` when that is ambiguous, and then no rule can grant it.

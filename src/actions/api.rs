@@ -166,7 +166,7 @@ fn media_type(headers: &HeaderMap) -> Result<Option<String>, Unclear> {
 
 /// The body's `Content-Encoding`: none (or `identity`), or `gzip` alone; any other is
 /// [`Unclear::Ambiguous`], since the check could not read what the service reads.
-fn coding(headers: &HeaderMap) -> Result<Coding, Unclear> {
+pub fn coding(headers: &HeaderMap) -> Result<Coding, Unclear> {
     let mut codings = Vec::new();
     for value in headers.get_all(http::header::CONTENT_ENCODING) {
         for token in value.as_bytes().split(|&b| b == b',') {

@@ -100,9 +100,9 @@ pub trait Serve: Send + Sync + 'static {
 }
 
 /// Why a head the parser refused is `400` (it is not echoed: it may hold a secret).
-const MALFORMED: &str = "the request head is not valid HTTP/1.1: its request line, a header \
-     (control bytes, spaces in a name), or its framing (differing Content-Lengths, a transfer \
-     coding other than chunked last)";
+const MALFORMED: &str = "the request head is not valid HTTP/1.1: its request line (or a full \
+     URL in it naming another host than Host), a header (control bytes, spaces in a name), or \
+     its framing (differing Content-Lengths, a transfer coding other than chunked last)";
 
 /// How [`parse_head`] ended.
 #[derive(Debug, PartialEq, Eq)]
