@@ -123,7 +123,7 @@ fn a_listed_origin_gets_cors_answered_by_sigproxy_and_others_still_do_not() {
     assert!(
         proxy
             .log()
-            .contains("a web page can make blind GET requests through sigproxy by that name"),
+            .contains("a web page can make blind GET requests through sigproxy by those names"),
         "{}",
         proxy.log()
     );

@@ -143,7 +143,7 @@ pub fn host_name(host: &str) -> String {
 }
 
 /// `localhost`, `*.localhost` (RFC 6761: always loopback), 127.0.0.0/8 and ::1.
-fn is_loopback_name(name: &str) -> bool {
+pub fn is_loopback_name(name: &str) -> bool {
     name == "localhost"
         || name.ends_with(".localhost")
         || name.parse::<IpAddr>().is_ok_and(super::is_loopback)

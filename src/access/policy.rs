@@ -180,8 +180,8 @@ impl Policy {
             crate::headers::connection_named(headers).filter(|_| !self.rules.is_empty())
         {
             return Err(Refusal::Ambiguous(format!(
-                "the Connection header names the {name} header, which would be checked here \
-                 and dropped before the request goes upstream"
+                "the Connection header names the {name} header, which the allow list would see \
+                 and the upstream would not (it is dropped on the way)"
             )));
         }
         if let Service::S3(space) = &self.service {

@@ -116,17 +116,19 @@ impl Checker<'_> {
         );
         // A page's blind GET to a name that leads here over plain HTTP carries nothing that
         // gives it away (no Fetch Metadata outside loopback and HTTPS, no Origin on a GET).
-        let named = access
+        let named: Vec<&str> = access
             .browser
             .hosts
-            .first()
-            .filter(|_| tls.is_none() && !access.wants_token());
-        if let Some(name) = named {
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !crate::access::browser::is_loopback_name(h))
+            .collect();
+        if !named.is_empty() && tls.is_none() && !access.wants_token() {
             tracing::warn!(
-                host = %name,
-                "plain HTTP on a name that is not loopback, and no bearer token: a web page can \
-                 make blind GET requests through sigproxy by that name (browsers send no \
-                 Sec-Fetch-Site to it). Require a bearer token (access.bearer_token_file, or \
+                hosts = %named.join(","),
+                "plain HTTP on names that are not loopback, and no bearer token: a web page can \
+                 make blind GET requests through sigproxy by those names (browsers send no \
+                 Sec-Fetch-Site to them). Require a bearer token (access.bearer_token_file, or \
                  access.clients), or serve HTTPS (tls)"
             );
         }

@@ -135,6 +135,14 @@ impl Checker<'_> {
                     Ok(u) => u,
                     Err(why) => return self.err(format!("{key}.upstream"), why),
                 };
+                if !upstream.tls() && crate::endpoints::resolve(upstream.host()).is_ok() {
+                    tracing::warn!(
+                        route = %name,
+                        upstream = %upstream.host(),
+                        "plain http to an AWS endpoint: every request, its signature and the \
+                         session token cross the network in clear text; use https"
+                    );
+                }
                 let signing = self.signing(&key, named, &upstream, &options.tls, credentials)?;
                 (upstream, None, signing)
             }

@@ -26,26 +26,57 @@ pub struct Sent {
     pub upstream: HttpSession,
     pub at: Instant,
     whole: bool,
-    with_body: bool,
+    reuse: Reuse,
+}
+
+/// Whether a connection that carried a request may carry another, once its answer is read.
+///
+/// A body that fit in the socket's buffers went whole whether or not the upstream read it. An
+/// upstream that answers without reading it must close the connection or read the body after
+/// (RFC 9112 §9.3); one that does neither (Python's `http.server`, a handler that ignores a
+/// GET's body) reads the body as the next request on the connection. AWS's front ends are not
+/// such upstreams; any other may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// No body, or an AWS endpoint.
+    Always,
+    /// A body on a method whose body some handlers ignore (`GET`, `HEAD`, `DELETE`,
+    /// `OPTIONS`): never pooled again.
+    Never,
+    /// Another body: pooled again after a success (`2xx`), which an upstream gives once it has
+    /// read the request; an early answer is a refusal.
+    AfterSuccess,
+}
+
+impl Reuse {
+    fn of(route: &Route, request: &RequestHeader, body: &Bytes) -> Reuse {
+        use http::Method;
+        if body.is_empty() || route.peers.aws_front_end() {
+            return Reuse::Always;
+        }
+        match request.method {
+            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS => Reuse::Never,
+            _ => Reuse::AfterSuccess,
+        }
+    }
 }
 
 impl Sent {
-    /// Returns the connection to the pool if it can carry another request, closes it otherwise.
-    ///
-    /// A body that fit in the socket's buffers went whole whether or not the upstream read it.
-    /// One that answers without reading it must close the connection or read the body after
-    /// (RFC 9112 §9.3); one that does neither (Python's `http.server`, a handler that ignores
-    /// a GET's body) would read it as the next request. So after a request with a body the
-    /// connection is pooled again only when the answer is a success (`2xx`), which an upstream
-    /// gives once it has read the request; an early answer is a refusal. (Connections are not
-    /// shared between routes or clients at all: see [`Route::peer`](crate::route::Route::peer).)
+    /// Returns the connection to the pool if it can carry another request (see [`Reuse`]),
+    /// closes it otherwise. Whatever the upstream, a connection is pooled for the same route
+    /// and client only (see [`Route::peer`](crate::route::Route::peer)).
     pub async fn release(mut self, connector: &Pool, peer: &HttpPeer) {
         let success = || {
             self.upstream
                 .response_header()
                 .is_some_and(|r| r.status.is_success())
         };
-        match self.whole && (!self.with_body || success()) {
+        let reusable = match self.reuse {
+            Reuse::Always => true,
+            Reuse::Never => false,
+            Reuse::AfterSuccess => success(),
+        };
+        match self.whole && reusable {
             true => connector.release(self.upstream, peer).await,
             false => self.upstream.shutdown().await,
         }
@@ -92,7 +123,7 @@ pub async fn exchange(
                     upstream,
                     at,
                     whole,
-                    with_body: !body.is_empty(),
+                    reuse: Reuse::of(route, request, body),
                 });
             }
             // A pooled connection that the server has closed fails on first use: retry once on

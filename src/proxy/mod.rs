@@ -120,6 +120,8 @@ pub struct RequestCtx {
     client: Option<String>,
     /// The part of the allow-list check that needs the body.
     after_body: Option<Box<AfterBody>>,
+    /// `1xx` answers the upstream gave on pingora's loop (see [`exchange::MAX_INFORMATIONAL`]).
+    informational: usize,
     /// The upstream path and query, as signed.
     target: String,
     /// Set on a signed route whose body pingora streams; `None` otherwise.
@@ -262,6 +264,7 @@ impl ProxyHttp for SigningProxy {
             vouched: false,
             client: None,
             after_body: None,
+            informational: 0,
             target: String::new(),
             plan: None,
             body_filter: None,
@@ -367,6 +370,10 @@ impl ProxyHttp for SigningProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if upstream_response.status.is_informational() {
+            ctx.informational += 1;
+            if ctx.informational > exchange::MAX_INFORMATIONAL {
+                return Err(exchange::too_many_informational().into_up());
+            }
             if upstream_response.status == 100 {
                 // The client's body may come now (see `upstream_request_filter`).
                 body_clock::continued();

@@ -152,6 +152,8 @@ pub struct PeerFactory {
     idle_timeout: Duration,
     tls: UpstreamTls,
     cache: Mutex<Option<(Instant, SocketAddr)>>,
+    /// The upstream is an AWS endpoint (see [`PeerFactory::aws_front_end`]).
+    aws: bool,
 }
 
 impl PeerFactory {
@@ -167,7 +169,9 @@ impl PeerFactory {
             .parse::<IpAddr>()
             .ok()
             .map(|ip| (Instant::now(), SocketAddr::new(ip, upstream.port)));
+        let aws = crate::endpoints::resolve(&upstream.host).is_ok();
         PeerFactory {
+            aws,
             upstream,
             connect_timeout,
             read_timeout,
@@ -179,6 +183,12 @@ impl PeerFactory {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// Whether the upstream is an AWS endpoint, whose front ends read (or discard) a request's
+    /// whole body before they take the next request on a connection, or close it.
+    pub fn aws_front_end(&self) -> bool {
+        self.aws
     }
 
     pub fn read_timeout(&self) -> Duration {
