@@ -158,3 +158,33 @@ fn endless_informational_answers_are_a_bad_gateway() {
         assert_eq!(r.error_code(), "upstream_unreachable", "{path}");
     }
 }
+
+/// Bodies over 64 KiB take pingora's own proxy loop, which pools a connection again after any
+/// whole answer: there, a body to an upstream that is not AWS's gets a connection of its own.
+#[test]
+fn pingoras_loop_leaves_no_body_it_streamed_to_another_request() {
+    let upstream = NaiveUpstream::start();
+    let config = signed_and_open(&upstream.url, "");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDREUSE", "reuse-secret"));
+    // A smuggled request whose body is the rest of this one and the next request's first bytes.
+    let padding = 70_000;
+    let head = format!(
+        "POST /smuggled HTTP/1.1\r\nHost: u\r\nContent-Length: {}\r\n\r\n",
+        padding + 64
+    );
+    let body = format!("{head}{}", "x".repeat(padding));
+    let attack = format!(
+        "GET /open/ignore HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let r = proxy.raw(attack).expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let victim = vec![b'v'; 70_000];
+    let r = proxy.send("POST", "/open/next", &[], &victim);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("/next on "),
+        "the next request answered the smuggled one: {}",
+        r.text()
+    );
+}

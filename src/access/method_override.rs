@@ -3,6 +3,10 @@
 //! carries one is refused where the list decides by method: the headers (many frameworks),
 //! `_method` in the query, and `_method` in a `POST` body (Rails and Symfony read it from a
 //! form or multipart body; Laravel from a JSON one too).
+//!
+//! A field name counts as `_method` the way those frameworks read names: PHP turns `.`, ` ` and
+//! an unclosed `[` into `_`; Rack drops the brackets of `[_method]` and a backslash in a
+//! multipart name; JSON keys are unescaped (`"\u005fmethod"`).
 
 /// Headers some web frameworks take as the request's method instead of its own.
 pub const HEADERS: [&str; 3] = [
@@ -13,56 +17,242 @@ pub const HEADERS: [&str; 3] = [
 
 /// Whether a query names `_method` (any case, escaped or not).
 pub fn in_query(query: &str) -> bool {
-    query.split('&').any(|pair| is_method_name(pair.as_bytes()))
+    query
+        .split('&')
+        .any(|pair| form_pair_names_method(pair.as_bytes()))
 }
 
-/// Whether a `POST` body names `_method`: as a form field (`form`: the body is
-/// `application/x-www-form-urlencoded`), a JSON key or a multipart part's name.
-pub fn in_body(body: &[u8], form: bool) -> bool {
-    if form && body.split(|&b| b == b'&').any(is_method_name) {
-        return true;
+/// How a `POST` body is read by the frameworks, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/x-www-form-urlencoded`, or no type at all (Rack reads such a `POST` as a
+    /// form).
+    Form,
+    Multipart,
+    Json,
+    /// Anything else: no framework reads fields from it.
+    Other,
+    /// More than one `Content-Type`: read every way.
+    Any,
+}
+
+impl BodyKind {
+    pub fn of(content_type: Option<&[u8]>) -> BodyKind {
+        let Some(value) = content_type else {
+            return BodyKind::Form;
+        };
+        let value = value.trim_ascii().to_ascii_lowercase();
+        let media = value.split(|&b| b == b';').next().unwrap_or_default();
+        match media.trim_ascii() {
+            b"" | b"application/x-www-form-urlencoded" => BodyKind::Form,
+            b"multipart/form-data" | b"multipart/mixed" => BodyKind::Multipart,
+            m if m == b"application/json" || m.ends_with(b"+json") => BodyKind::Json,
+            _ => BodyKind::Other,
+        }
     }
-    // `"_method"` as a JSON key or `name="_method"`; `name=_method` unquoted.
-    contains_ignoring_case(body, b"\"_method\"") || contains_ignoring_case(body, b"name=_method")
+}
+
+/// Whether a `POST` body of `kind` names `_method`.
+pub fn in_body(body: &[u8], kind: BodyKind) -> bool {
+    match kind {
+        BodyKind::Form => body.split(|&b| b == b'&').any(form_pair_names_method),
+        BodyKind::Multipart => multipart_names_method(body),
+        BodyKind::Json => json_names_method(body),
+        BodyKind::Other => false,
+        BodyKind::Any => [BodyKind::Form, BodyKind::Multipart, BodyKind::Json]
+            .into_iter()
+            .any(|kind| in_body(body, kind)),
+    }
 }
 
 /// Whether a form pair's name (before `=`) decodes to `_method`.
-fn is_method_name(pair: &[u8]) -> bool {
+fn form_pair_names_method(pair: &[u8]) -> bool {
     let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
     let spaced: Vec<u8> = name
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
     let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-    decoded.trim_ascii().eq_ignore_ascii_case(b"_method")
+    is_method_name(&decoded)
 }
 
-fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// Whether a field name reads as `_method` to Rack or PHP.
+fn is_method_name(name: &[u8]) -> bool {
+    let mut name: Vec<u8> = name
+        .trim_ascii()
+        .iter()
+        .filter(|&&b| b != b'\\')
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    // Rack: `[_method]`, `_method]`; PHP: `[method` is `_method`.
+    while name.last() == Some(&b']') {
+        name.pop();
+    }
+    let name = match name.first() {
+        Some(b'[') if name.get(1) == Some(&b'_') => &name[1..],
+        _ => &name[..],
+    };
+    let php: Vec<u8> = name
+        .iter()
+        .map(|&b| {
+            if matches!(b, b'.' | b' ' | b'[') {
+                b'_'
+            } else {
+                b
+            }
+        })
+        .collect();
+    php == b"_method"
+}
+
+/// Every part name of a multipart body (`name="…"`, `name='…'`, `name=…`), and every
+/// `Content-ID` (Rack's name for a part without one), read in the parts' headers only: the
+/// lines after a `--` delimiter line, up to the blank line.
+fn multipart_names_method(body: &[u8]) -> bool {
+    headers_of_parts(body).any(|block| {
+        let lower = block.to_ascii_lowercase();
+        [&b"name="[..], b"content-id:"].iter().any(|marker| {
+            let mut at = 0;
+            while let Some(i) = find(&lower[at..], marker) {
+                let start = at + i + marker.len();
+                let rest = block[start..].trim_ascii_start();
+                let value = match rest.first() {
+                    Some(&q @ (b'"' | b'\'')) => rest[1..].split(|&b| b == q).next(),
+                    _ => rest.split(|&b| matches!(b, b';' | b'\r' | b'\n')).next(),
+                };
+                if is_method_name(value.unwrap_or_default()) {
+                    return true;
+                }
+                at = start;
+            }
+            false
+        })
+    })
+}
+
+/// The header blocks of a multipart body's parts.
+fn headers_of_parts(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        loop {
+            let rest = body.get(at..)?;
+            // The next line that starts with `--`.
+            let line = if rest.starts_with(b"--") {
+                0
+            } else {
+                find(rest, b"\n--")? + 1
+            };
+            let line_end = line + find(&rest[line..], b"\n")? + 1;
+            let block = &rest[line_end..];
+            let end = find(block, b"\r\n\r\n")
+                .or_else(|| find(block, b"\n\n"))
+                .unwrap_or(block.len());
+            at += line_end + end;
+            if end > 0 {
+                return Some(&block[..end]);
+            }
+        }
+    })
+}
+
+/// The top-level keys of a JSON object, unescaped; the raw bytes when it does not parse.
+fn json_names_method(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => map.keys().any(|k| is_method_name(k.as_bytes())),
+        Ok(_) => false,
+        // A server lenient where serde_json is not may still read it: any `"_method"` key.
+        Err(_) => {
+            let lower = body.to_ascii_lowercase();
+            find(&lower, b"\"_method\"").is_some_and(|i| {
+                lower[i + 9..]
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|&b| b == b':')
+            })
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use BodyKind::*;
 
     #[test]
     fn finds_method_fields_where_frameworks_read_them() {
         assert!(in_query("a=1&_method=DELETE"));
         assert!(in_query("%5Fmethod=PUT"));
         assert!(!in_query("payment_method=card"));
-        assert!(in_body(b"a=1&_method=DELETE", true));
-        assert!(in_body(b"_METHOD=delete", true));
-        assert!(in_body(b"%5fmethod=delete", true));
-        assert!(in_body(br#"{"name":"x","_method":"DELETE"}"#, false));
-        assert!(in_body(
-            b"--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--",
-            false
-        ));
-        assert!(!in_body(b"payment_method=card&a=b", true));
-        assert!(!in_body(br#"{"payment_method":"card"}"#, false));
-        // A JSON string holding form-like text is not a form.
-        assert!(!in_body(br#"{"note":"x&_method=y"}"#, false));
+        for form in [
+            &b"a=1&_method=DELETE"[..],
+            b"_METHOD=delete",
+            b"%5fmethod=delete",
+            b"[_method]=DELETE",
+            b"_method]=DELETE",
+            b".method=DELETE",
+            b"%2Emethod=DELETE",
+            b"[method=DELETE",
+            b"_method%20=DELETE",
+        ] {
+            assert!(in_body(form, Form), "{}", String::from_utf8_lossy(form));
+        }
+        for json in [
+            &br#"{"name":"x","_method":"DELETE"}"#[..],
+            br#"{"\u005fmethod":"DELETE"}"#,
+            br#"{"_\u006dethod":"DELETE"}"#,
+            br#"{"_method" : "DELETE", broken"#,
+        ] {
+            assert!(in_body(json, Json), "{}", String::from_utf8_lossy(json));
+        }
+        for part in [
+            "name=\"_method\"",
+            "name='_method'",
+            "name=_method",
+            "name=\"[_method]\"",
+            "name=\"_meth\\od\"",
+            "name=\".method\"",
+        ] {
+            let body =
+                format!("--b\r\nContent-Disposition: form-data; {part}\r\n\r\nDELETE\r\n--b--\r\n");
+            assert!(in_body(body.as_bytes(), Multipart), "{part}");
+        }
+        let by_id = b"--b\r\nContent-ID: _method\r\n\r\nDELETE\r\n--b--\r\n";
+        assert!(in_body(by_id, Multipart));
+    }
+
+    #[test]
+    fn other_fields_and_values_pass() {
+        assert!(!in_body(b"payment_method=card&a=b", Form));
+        assert!(!in_body(br#"{"payment_method":"card"}"#, Json));
+        assert!(!in_body(br#"{"fields":["name","_method"]}"#, Json));
+        assert!(!in_body(br#"{"note":"x&_method=y"}"#, Json));
+        let template = b"<input type=hidden name=\"_method\" value=\"delete\">";
+        assert!(!in_body(template, Other));
+        let upload =
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n_method\r\n--b--";
+        assert!(!in_body(upload, Multipart));
+        // A template uploaded as a file: its content is not a part's header.
+        let file = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.html\"\r\n\r\n<input name=\"_method\" value=\"delete\">\r\n--b--\r\n";
+        assert!(!in_body(file, Multipart));
+    }
+
+    #[test]
+    fn the_content_type_says_how_the_body_is_read() {
+        assert_eq!(BodyKind::of(None), Form);
+        assert_eq!(
+            BodyKind::of(Some(b"Application/X-WWW-Form-Urlencoded; charset=utf-8")),
+            Form
+        );
+        assert_eq!(
+            BodyKind::of(Some(b"multipart/form-data; boundary=x")),
+            Multipart
+        );
+        assert_eq!(BodyKind::of(Some(b"application/vnd.api+json")), Json);
+        assert_eq!(BodyKind::of(Some(b"text/html")), Other);
+        assert_eq!(BodyKind::of(Some(b"application/octet-stream")), Other);
     }
 }

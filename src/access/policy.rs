@@ -12,8 +12,9 @@
 //!   `X-Amz-Target` or `Action=` (in the query, or in a form body, checked once it is read),
 //!   taken only from a request shaped as AWS's JSON or query protocol ([`api::operation`]).
 
+use super::method_override::{self, BodyKind};
 use super::pattern::PathPattern;
-use super::{method_override, Denied};
+use super::Denied;
 use crate::actions::api::{self, Coding, Named};
 use crate::actions::s3::{classify, copy_source, BucketLayout, S3Needs, S3Request};
 use crate::actions::{ActionPattern, Need, Unclear};
@@ -147,8 +148,8 @@ pub enum AfterBody {
     /// A `POST` granted by method, whose body must not name another (`_method`); `form`: the
     /// body is a URL-encoded form.
     Method {
-        form: bool,
-        coding: Coding,
+        kind: BodyKind,
+        gzip: bool,
         path: Vec<u8>,
     },
     /// A JSON-protocol request for `action`, whose body must not name another.
@@ -241,13 +242,15 @@ impl Policy {
         // and a `POST` body may name another (`_method`) to the application behind.
         if !self.rules.iter().any(|r| r.actions.is_some()) {
             if *method == Method::POST {
-                let form = headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
-                    v.as_bytes()
-                        .to_ascii_lowercase()
-                        .starts_with(b"application/x-www-form-urlencoded")
-                });
-                let coding = api::coding(headers)?;
-                return Ok(Some(AfterBody::Method { form, coding, path }));
+                let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+                let kind = match (types.next(), types.next()) {
+                    (first, None) => BodyKind::of(first.map(|v| v.as_bytes())),
+                    // Which one the application reads is anybody's guess: every way.
+                    (Some(_), Some(_)) => BodyKind::Any,
+                    (None, Some(_)) => BodyKind::Any,
+                };
+                let gzip = api::coding(headers).is_ok_and(|c| c == Coding::Gzip);
+                return Ok(Some(AfterBody::Method { kind, gzip, path }));
             }
             return self.grant_one(method, String::new(), path).map(|()| None);
         }
@@ -298,8 +301,13 @@ impl Policy {
                 let action = api::combine(head, form)?;
                 self.grant_one(&method, action.unwrap_or_default(), path)
             }
-            AfterBody::Method { form, coding, path } => {
-                if method_override::in_body(&api::decoded(body, coding)?, form) {
+            AfterBody::Method { kind, gzip, path } => {
+                // As sent, and (gzip) as a middleware that inflates it would read it.
+                let inflated = || {
+                    gzip && api::decoded(body, Coding::Gzip)
+                        .is_ok_and(|b| method_override::in_body(&b, kind))
+                };
+                if method_override::in_body(body, kind) || inflated() {
                     return Err(Refusal::Ambiguous(
                         "_method in the body on a route with an allow list, which checks the \
                          request's own method"

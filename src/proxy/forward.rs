@@ -184,7 +184,8 @@ async fn final_answer(
     peer: &HttpPeer,
     page: &PageRequest,
 ) -> Result<(), Failure> {
-    for _ in 0..=MAX_INFORMATIONAL {
+    let mut relayed = 0;
+    loop {
         let Some(response) = upstream.response_header() else {
             return Err(Failure::Unanswered(ProxyError::Internal(
                 "missing response header".into(),
@@ -192,6 +193,14 @@ async fn final_answer(
         };
         if !response.status.is_informational() || response.status == 101 {
             return Ok(());
+        }
+        if relayed == MAX_INFORMATIONAL {
+            let e = too_many_informational();
+            return Err(Failure::Unanswered(connected_error(
+                e,
+                Relay::AsPingora,
+                peer,
+            )));
         }
         let mut informational = response.clone();
         answer_cors(&mut informational, page);
@@ -203,13 +212,8 @@ async fn final_answer(
             .read_response_header()
             .await
             .map_err(|e| Failure::Unanswered(connected_error(e, Relay::AsPingora, peer)))?;
+        relayed += 1;
     }
-    let e = too_many_informational();
-    Err(Failure::Unanswered(connected_error(
-        e,
-        Relay::AsPingora,
-        peer,
-    )))
 }
 
 /// The most of an error response read to look for a refused-credentials code.

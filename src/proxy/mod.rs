@@ -288,15 +288,20 @@ impl ProxyHttp for SigningProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().expect("request_filter sets the route");
-        route
+        let mut peer = route
             .peer(ctx.client.as_deref())
             .await
-            .map(Box::new)
-            .map_err(ProxyError::into_pingora)
+            .map_err(ProxyError::into_pingora)?;
+        // pingora's loop pools a connection again after any whole answer; a body streamed to an
+        // upstream that is not AWS's gets a connection of its own (see `exchange::Reuse`).
+        if !route.peers.aws_front_end() && !session.as_downstream_mut().is_body_empty() {
+            crate::upstream::used_once(&mut peer);
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(

@@ -143,6 +143,18 @@ impl Upstream {
     }
 }
 
+/// Makes `peer`'s connection serve one request: a pool group of its own, which no other
+/// request asks for, and no idle time once released. pingora's proxy loop pools a connection
+/// again after any whole answer; a body it streams to an upstream that may answer without
+/// reading it (see `proxy::exchange`'s `Reuse`) must not leave that connection to anyone.
+pub fn used_once(peer: &mut HttpPeer) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let once = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A route's group is a hash: this one meets it by chance only.
+    peer.group_key = !once;
+    peer.options.idle_timeout = Some(Duration::ZERO);
+}
+
 /// Resolves an upstream's host and builds pingora peers for it.
 #[derive(Debug)]
 pub struct PeerFactory {
