@@ -42,11 +42,18 @@ impl BodyKind {
             return BodyKind::Form;
         };
         let value = value.trim_ascii().to_ascii_lowercase();
-        let media = value.split(|&b| b == b';').next().unwrap_or_default();
-        match media.trim_ascii() {
+        // Rack cuts the media type at `;` or `,`, PHP at whitespace too.
+        let media = value
+            .split(|&b| matches!(b, b';' | b',') || b.is_ascii_whitespace())
+            .next()
+            .unwrap_or_default();
+        match media {
             b"" | b"application/x-www-form-urlencoded" => BodyKind::Form,
-            b"multipart/form-data" | b"multipart/mixed" => BodyKind::Multipart,
-            m if m == b"application/json" || m.ends_with(b"+json") => BodyKind::Json,
+            m if m.starts_with(b"multipart/") => BodyKind::Multipart,
+            // Laravel: any type with `/json` or `+json` in it.
+            _ if find(&value, b"/json").is_some() || find(&value, b"+json").is_some() => {
+                BodyKind::Json
+            }
             _ => BodyKind::Other,
         }
     }
@@ -78,20 +85,23 @@ fn form_pair_names_method(pair: &[u8]) -> bool {
 
 /// Whether a field name reads as `_method` to Rack or PHP.
 fn is_method_name(name: &[u8]) -> bool {
-    let mut name: Vec<u8> = name
+    // PHP ends a name at NUL; Rack 3 drops backslashes; both ignore case here.
+    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+    let name: Vec<u8> = name
         .trim_ascii()
         .iter()
         .filter(|&&b| b != b'\\')
         .map(|b| b.to_ascii_lowercase())
         .collect();
-    // Rack: `[_method]`, `_method]`; PHP: `[method` is `_method`.
-    while name.last() == Some(&b']') {
-        name.pop();
-    }
-    let name = match name.first() {
-        Some(b'[') if name.get(1) == Some(&b'_') => &name[1..],
-        _ => &name[..],
-    };
+    // Rack 2: leading brackets skipped, the name runs to the next bracket (`]_method`,
+    // `[_method]`).
+    let start = name.iter().position(|&b| b != b'[' && b != b']');
+    let rack = start.map_or(&[][..], |i| {
+        let rest = &name[i..];
+        let end = rest.iter().position(|&b| b == b'[' || b == b']');
+        &rest[..end.unwrap_or(rest.len())]
+    });
+    // PHP: `.`, ` ` and an unclosed `[` read as `_` (`.method`, `[method`).
     let php: Vec<u8> = name
         .iter()
         .map(|&b| {
@@ -102,7 +112,7 @@ fn is_method_name(name: &[u8]) -> bool {
             }
         })
         .collect();
-    php == b"_method"
+    rack == b"_method" || php == b"_method" || php.strip_suffix(b"]") == Some(b"_method")
 }
 
 /// Every part name of a multipart body (`name="…"`, `name='…'`, `name=…`), and every
@@ -115,15 +125,23 @@ fn multipart_names_method(body: &[u8]) -> bool {
             let mut at = 0;
             while let Some(i) = find(&lower[at..], marker) {
                 let start = at + i + marker.len();
+                at = start;
+                // `name=`, not `filename=`.
+                let begins = start - marker.len();
+                if begins > 0 && lower[begins - 1].is_ascii_alphanumeric() {
+                    continue;
+                }
                 let rest = block[start..].trim_ascii_start();
+                // Quoted, or a token as Rack reads one (it ends at separators and spaces).
                 let value = match rest.first() {
                     Some(&q @ (b'"' | b'\'')) => rest[1..].split(|&b| b == q).next(),
-                    _ => rest.split(|&b| matches!(b, b';' | b'\r' | b'\n')).next(),
+                    _ => rest
+                        .split(|&b| b.is_ascii_whitespace() || b"()<>,;:\"/[]?=".contains(&b))
+                        .next(),
                 };
                 if is_method_name(value.unwrap_or_default()) {
                     return true;
                 }
-                at = start;
             }
             false
         })
@@ -136,11 +154,18 @@ fn headers_of_parts(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
         loop {
             let rest = body.get(at..)?;
-            // The next line that starts with `--`.
-            let line = if rest.starts_with(b"--") {
+            // The next line that starts with `--`, after spaces (Rack strips the line).
+            let line = if rest.trim_ascii_start().starts_with(b"--") {
                 0
             } else {
-                find(rest, b"\n--")? + 1
+                let mut from = 0;
+                loop {
+                    let next = from + find(&rest[from..], b"\n")? + 1;
+                    if rest[next..].trim_ascii_start().starts_with(b"--") {
+                        break next;
+                    }
+                    from = next;
+                }
             };
             let line_end = line + find(&rest[line..], b"\n")? + 1;
             let block = &rest[line_end..];
@@ -160,17 +185,48 @@ fn json_names_method(body: &[u8]) -> bool {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => map.keys().any(|k| is_method_name(k.as_bytes())),
         Ok(_) => false,
-        // A server lenient where serde_json is not may still read it: any `"_method"` key.
+        // A parser lenient where serde_json is not (PHP takes `1e400`, deeper nesting) may
+        // still read it: any `"_method"` key, escapes (`\u005f`) read.
         Err(_) => {
-            let lower = body.to_ascii_lowercase();
-            find(&lower, b"\"_method\"").is_some_and(|i| {
-                lower[i + 9..]
+            let text = unescape_json(body);
+            find(&text, b"\"_method\"").is_some_and(|i| {
+                text[i + 9..]
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
                     .is_some_and(|&b| b == b':')
             })
         }
     }
+}
+
+/// `body` lower-cased, with `\uXXXX` escapes of ASCII characters read and other backslashes
+/// dropped.
+fn unescape_json(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            let hex = body
+                .get(i + 2..i + 6)
+                .filter(|_| body.get(i + 1) == Some(&b'u'));
+            let ascii = hex.and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| {
+                u8::from_str_radix(h, 16)
+                    .ok()
+                    .filter(|_| h.starts_with("00"))
+            });
+            match ascii {
+                Some(c) => {
+                    out.push(c.to_ascii_lowercase());
+                    i += 6;
+                }
+                None => i += 1,
+            }
+            continue;
+        }
+        out.push(body[i].to_ascii_lowercase());
+        i += 1;
+    }
+    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -197,6 +253,10 @@ mod tests {
             b"%2Emethod=DELETE",
             b"[method=DELETE",
             b"_method%20=DELETE",
+            b"_method%00x=DELETE",
+            b"]_method=DELETE",
+            b"[[_method=DELETE",
+            b"[]_method=DELETE",
         ] {
             assert!(in_body(form, Form), "{}", String::from_utf8_lossy(form));
         }
@@ -205,6 +265,7 @@ mod tests {
             br#"{"\u005fmethod":"DELETE"}"#,
             br#"{"_\u006dethod":"DELETE"}"#,
             br#"{"_method" : "DELETE", broken"#,
+            br#"{"\u005fmethod":"DELETE","n":1e400}"#,
         ] {
             assert!(in_body(json, Json), "{}", String::from_utf8_lossy(json));
         }
@@ -215,6 +276,10 @@ mod tests {
             "name=\"[_method]\"",
             "name=\"_meth\\od\"",
             "name=\".method\"",
+            "name=_method x",
+            "name=_method\tx",
+            "name=_method,x",
+            "name=_method/x",
         ] {
             let body =
                 format!("--b\r\nContent-Disposition: form-data; {part}\r\n\r\nDELETE\r\n--b--\r\n");
@@ -222,6 +287,9 @@ mod tests {
         }
         let by_id = b"--b\r\nContent-ID: _method\r\n\r\nDELETE\r\n--b--\r\n";
         assert!(in_body(by_id, Multipart));
+        let indented =
+            b"  --b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nX\r\n--b--";
+        assert!(in_body(indented, Multipart));
     }
 
     #[test]
@@ -238,6 +306,8 @@ mod tests {
         // A template uploaded as a file: its content is not a part's header.
         let file = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.html\"\r\n\r\n<input name=\"_method\" value=\"delete\">\r\n--b--\r\n";
         assert!(!in_body(file, Multipart));
+        let named_file = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"_method\"\r\n\r\nx\r\n--b--";
+        assert!(!in_body(named_file, Multipart));
     }
 
     #[test]
@@ -254,5 +324,23 @@ mod tests {
         assert_eq!(BodyKind::of(Some(b"application/vnd.api+json")), Json);
         assert_eq!(BodyKind::of(Some(b"text/html")), Other);
         assert_eq!(BodyKind::of(Some(b"application/octet-stream")), Other);
+        assert_eq!(
+            BodyKind::of(Some(b"application/x-www-form-urlencoded, x")),
+            Form
+        );
+        assert_eq!(
+            BodyKind::of(Some(b"application/x-www-form-urlencoded x")),
+            Form
+        );
+        assert_eq!(
+            BodyKind::of(Some(b"multipart/form-data, boundary=b")),
+            Multipart
+        );
+        assert_eq!(
+            BodyKind::of(Some(b"multipart/related; boundary=b")),
+            Multipart
+        );
+        assert_eq!(BodyKind::of(Some(b"text/json")), Json);
+        assert_eq!(BodyKind::of(Some(b"application/json-seq")), Json);
     }
 }
