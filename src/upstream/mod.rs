@@ -181,7 +181,13 @@ impl PeerFactory {
             .parse::<IpAddr>()
             .ok()
             .map(|ip| (Instant::now(), SocketAddr::new(ip, upstream.port)));
-        let aws = crate::endpoints::resolve(&upstream.host).is_ok();
+        // AWS's name is not enough: only its certificate, checked against the system's roots,
+        // says the other end is AWS (not LocalStack, a hosts-file entry or a tunnel).
+        let verified = upstream.tls
+            && !tls.insecure_skip_verify
+            && tls.ca.is_none()
+            && tls.server_name.is_none();
+        let aws = verified && crate::endpoints::resolve(&upstream.host).is_ok();
         PeerFactory {
             aws,
             upstream,
@@ -198,7 +204,8 @@ impl PeerFactory {
     }
 
     /// Whether the upstream is an AWS endpoint, whose front ends read (or discard) a request's
-    /// whole body before they take the next request on a connection, or close it.
+    /// whole body before they take the next request on a connection, or close it: an AWS name
+    /// reached over TLS whose certificate is checked against the system's roots.
     pub fn aws_front_end(&self) -> bool {
         self.aws
     }
@@ -270,6 +277,24 @@ mod tests {
         assert_eq!(u.host(), "abc123.lambda-url.us-east-1.on.aws");
         assert_eq!(u.authority(), "abc123.lambda-url.us-east-1.on.aws");
         assert_eq!(u.base_path(), "");
+    }
+
+    #[test]
+    fn only_an_aws_name_over_checked_tls_counts_as_aws() {
+        let factory = |url: &str, insecure: bool| {
+            let tls = UpstreamTls {
+                insecure_skip_verify: insecure,
+                ..UpstreamTls::default()
+            };
+            let s = Duration::from_secs(1);
+            PeerFactory::new(Upstream::parse(url).unwrap(), s, s, s, tls).aws_front_end()
+        };
+        assert!(factory("https://s3.us-east-1.amazonaws.com", false));
+        assert!(factory("https://abc.lambda-url.us-east-1.on.aws", false));
+        // LocalStack, a tunnel, a hosts-file entry: the name alone says nothing.
+        assert!(!factory("http://s3.us-east-1.amazonaws.com", false));
+        assert!(!factory("https://s3.us-east-1.amazonaws.com", true));
+        assert!(!factory("https://api.example.com", false));
     }
 
     #[test]
