@@ -145,8 +145,8 @@ pub enum AfterBody {
         path: Vec<u8>,
         method: Method,
     },
-    /// A `POST` granted by method, whose body must not name another (`_method`); `form`: the
-    /// body is a URL-encoded form.
+    /// A `POST` granted by method, whose body must not name another (`_method`): read as
+    /// `kind`, and inflated too when `gzip`.
     Method {
         kind: BodyKind,
         gzip: bool,
@@ -246,8 +246,7 @@ impl Policy {
                 let kind = match (types.next(), types.next()) {
                     (first, None) => BodyKind::of(first.map(|v| v.as_bytes())),
                     // Which one the application reads is anybody's guess: every way.
-                    (Some(_), Some(_)) => BodyKind::Any,
-                    (None, Some(_)) => BodyKind::Any,
+                    _ => BodyKind::Any,
                 };
                 let gzip = api::coding(headers).is_ok_and(|c| c == Coding::Gzip);
                 return Ok(Some(AfterBody::Method { kind, gzip, path }));

@@ -282,12 +282,8 @@ impl Checker<'_> {
             flags: self.flags,
         };
         for (i, host) in from.allowed_hosts.iter().enumerate() {
-            if scheme == "http" && crate::endpoints::resolve(&host_name(host)).is_ok() {
-                tracing::warn!(
-                    host = %host,
-                    "plain http to an AWS endpoint: every request, its signature and the session \
-                     token cross the network in clear text; use https"
-                );
+            if scheme == "http" {
+                super::route::warn_if_aws_in_clear_text(&host_name(host));
             }
             let url = format!("{scheme}://{host}");
             let upstream = Upstream::parse(&url).or_else(|why| self.err(&key, why))?;

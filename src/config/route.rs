@@ -135,13 +135,8 @@ impl Checker<'_> {
                     Ok(u) => u,
                     Err(why) => return self.err(format!("{key}.upstream"), why),
                 };
-                if !upstream.tls() && crate::endpoints::resolve(upstream.host()).is_ok() {
-                    tracing::warn!(
-                        route = %name,
-                        upstream = %upstream.host(),
-                        "plain http to an AWS endpoint: every request, its signature and the \
-                         session token cross the network in clear text; use https"
-                    );
+                if !upstream.tls() {
+                    warn_if_aws_in_clear_text(upstream.host());
                 }
                 let signing = self.signing(&key, named, &upstream, &options.tls, credentials)?;
                 (upstream, None, signing)
@@ -243,4 +238,16 @@ fn check_prefix(prefix: &str) -> Result<(), String> {
         return Err("must not have empty, '.' or '..' segments".into());
     }
     Ok(())
+}
+
+/// Warns when `host`, reached over plain http, is an AWS endpoint: every request, its signature
+/// and the session token would cross the network in clear text.
+pub(super) fn warn_if_aws_in_clear_text(host: &str) {
+    if crate::endpoints::resolve(host).is_ok() {
+        tracing::warn!(
+            upstream = %host,
+            "plain http to an AWS endpoint: every request, its signature and the session token \
+             cross the network in clear text; use https"
+        );
+    }
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 /// A request on its way: the connection it went on, with the answer's head read; when it was
-/// sent; whether all of it went; and whether it had a body. An upstream may answer before it
-/// has read the whole body (S3's early `403` or `413`) and stop reading: its answer is the
+/// sent; whether all of it went; and when the connection may carry another ([`Reuse`]). An
+/// upstream may answer before it has read the whole body (S3's early `403` or `413`) and stop reading: its answer is the
 /// request's, but the connection, a request cut short on it, must never carry another one
 /// ([`Sent::release`]).
 pub struct Sent {

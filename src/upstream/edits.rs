@@ -58,25 +58,13 @@ pub fn owned_by_sigproxy(name: &HeaderName) -> Option<&'static str> {
 
 /// Owned names whose client value never reaches the upstream of a signed route: sigproxy signs
 /// and sets them, sets the body's length, or drops them as hop-by-hop. Removing one changes
-/// nothing (aws-sigv4-proxy's `--strip Authorization` is such a no-op there too).
+/// nothing (aws-sigv4-proxy's `--strip Authorization` is such a no-op there too). The other
+/// owned names (`content-encoding`, `expect`, `x-amz-decoded-content-length`) may be the
+/// client's own, and go upstream.
 pub fn never_forwarded_when_signed(name: &HeaderName) -> bool {
-    const NAMES: &[&str] = &[
-        "authorization",
-        "x-amz-date",
-        "x-amz-security-token",
-        "x-amz-content-sha256",
-        "x-amz-region-set",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "host",
-    ];
-    NAMES.contains(&name.as_str())
+    const CLIENTS_MAY_SEND: &[&str] =
+        &["content-encoding", "expect", "x-amz-decoded-content-length"];
+    owned_by_sigproxy(name).is_some() && !CLIENTS_MAY_SEND.contains(&name.as_str())
 }
 
 impl HeaderEdits {
