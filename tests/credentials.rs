@@ -316,3 +316,48 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     );
     assert_eq!(retries, Some(2.0));
 }
+
+#[test]
+fn an_sts_answer_that_cannot_be_read_puts_no_secret_in_logs_or_readyz() {
+    // An STS (or a proxy in front of it) answering 200 with credentials whose expiry does not
+    // parse: the SDK refuses the answer, and its error carries the raw response, body and all.
+    const SECRET: &str = "LeakedSecretKey0123456789abcdefghijklmnop";
+    const TOKEN: &str = "LeakedSessionToken0123456789abcdefghijklmnop";
+    let body = format!(
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIAUNREADABLE000001</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>not-a-date</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"#
+    );
+    let sts = Upstream::builder()
+        .answer(move |_| {
+            common::upstream::Reply::ok(body.clone()).header("content-type", "text/xml")
+        })
+        .start();
+    let lambda = Upstream::builder().start();
+    let config = format!(
+        r#"credentials:
+  app:
+    source: default
+    assume_role:
+      role_arn: arn:aws:iam::123456789012:role/r
+      sts_endpoint: {sts}
+      sts_region: us-east-1
+routes:
+{route}"#,
+        sts = sts.url(),
+        route = route("fn", &lambda.url(), "lambda", "")
+    );
+    let env = static_keys("AKIASOURCEKEY0000001", "source-secret-never-logged");
+    let proxy = Proxy::start(&config, &env);
+    let failed = poll(Duration::from_secs(30), || {
+        proxy.log().contains("credential refresh failed")
+    });
+    let log = proxy.log();
+    assert!(failed, "no failed refresh logged:\n{log}");
+    let readyz = proxy.admin_get("/readyz");
+    assert_eq!(readyz.status, 503);
+    let reason = readyz.text();
+    assert!(reason.contains("AssumeRole"), "{reason}");
+    for secret in [SECRET, TOKEN, "source-secret-never-logged"] {
+        assert!(!log.contains(secret), "{secret} was logged:\n{log}");
+        assert!(!reason.contains(secret), "{secret} is in /readyz: {reason}");
+    }
+}

@@ -16,7 +16,6 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
-use aws_sdk_sts::error::DisplayErrorContext;
 use std::sync::Arc;
 
 /// The provider for one credential set.
@@ -120,7 +119,7 @@ impl Provider {
                 .and_then(|g| g.reason())
             {
                 Some(why) => format!("{}: {why}", self.what),
-                None => format!("{} failed: {}", self.what, DisplayErrorContext(&e)),
+                None => format!("{} failed: {}", self.what, sts::error_sentence(&e)),
             }
         })
     }

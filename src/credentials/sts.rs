@@ -5,7 +5,14 @@
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::Region;
+use aws_sdk_sts::error::SdkError;
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+use aws_sdk_sts::operation::get_federation_token::GetFederationTokenError;
+use aws_sdk_sts::operation::get_session_token::GetSessionTokenError;
+use std::error::Error;
 
 /// STS's global region, used when nothing else names one.
 pub(super) const FALLBACK_REGION: &str = "us-east-1";
@@ -38,6 +45,69 @@ pub(super) fn client_without_retries(sdk_config: &SdkConfig) -> aws_sdk_sts::Cli
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_sts::Client::from_conf(config)
+}
+
+/// An STS (or credential provider) error as a sentence: the `Display` of it and of each cause,
+/// joined with ": ", and where STS answered with an error, its status, code and message. Never
+/// the error's `Debug` form (what aws-smithy's `DisplayErrorContext` appends), which holds the
+/// raw HTTP response: an answer that could not be read may hold the very secret key and
+/// session token it failed to deliver.
+pub fn error_sentence(e: &(dyn Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // Some layers repeat their cause's words in their own.
+        if !text.is_empty() && !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        if let Some(answer) = error_answer(c) {
+            out.push_str(&format!(" ({answer})"));
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// STS's error answer, when `e` is one: `HTTP 403 AccessDenied: <its message>`. An error
+/// answer holds no credentials (a `2xx` that could not be read may, and is never looked at).
+/// Read here because the SDK finds no code in some STS stand-ins' error shapes.
+fn error_answer(e: &(dyn Error + 'static)) -> Option<String> {
+    fn raw<'a, E: Error + 'static>(e: &'a (dyn Error + 'static)) -> Option<&'a HttpResponse> {
+        match e.downcast_ref::<SdkError<E, HttpResponse>>()? {
+            SdkError::ServiceError(answered) => Some(answered.raw()),
+            _ => None,
+        }
+    }
+    let raw = raw::<AssumeRoleError>(e)
+        .or_else(|| raw::<GetSessionTokenError>(e))
+        .or_else(|| raw::<GetFederationTokenError>(e))
+        .or_else(|| raw::<AssumeRoleWithWebIdentityError>(e))?;
+    let status = raw.status().as_u16();
+    if (200..300).contains(&status) {
+        return None;
+    }
+    let body = raw.body().bytes().map(String::from_utf8_lossy);
+    let field = |tag: &str| -> Option<String> {
+        let body: &str = body.as_deref()?;
+        let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = start + body[start..].find(&format!("</{tag}>"))?;
+        let text: String = body[start..end]
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        Some(text)
+    };
+    let mut answer = format!("HTTP {status}");
+    for part in [field("Code"), field("Message")].into_iter().flatten() {
+        answer.push(' ');
+        answer.push_str(&part);
+    }
+    Some(answer)
 }
 
 /// Credentials as STS issued them, for signing.

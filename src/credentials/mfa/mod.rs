@@ -274,7 +274,7 @@ impl Gate {
         F: FnOnce(Code) -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let code = self.code().await.map_err(|no| no.reason)?;
         match call(code).await {
@@ -284,7 +284,7 @@ impl Gate {
             }
             Err(e) => {
                 let answered = matches!(e, SdkError::ServiceError(_));
-                let why = aws_sdk_sts::error::DisplayErrorContext(&e).to_string();
+                let why = crate::credentials::sts::error_sentence(&e);
                 self.refused(answered, &why);
                 Err(self.state().waiting_because.clone().unwrap_or(why))
             }
