@@ -483,6 +483,53 @@ fn a_copy_cannot_pull_an_object_from_outside_the_route() {
 }
 
 #[test]
+fn a_route_whose_bucket_is_named_by_sign_host_keeps_copies_in_that_bucket() {
+    // Reached by address (a VPC endpoint, a tunnel), the bucket named by the host S3 reads:
+    // `sign_host`. Paths there are keys of that one bucket, and so is every copy's source.
+    let peers = Peers::start();
+    let admin = s3_proxy(&peers, &s3_route(&peers, "all", "", ""));
+    for bucket in ["/my-bucket", "/secret-bucket"] {
+        assert_eq!(admin.send("PUT", bucket, &[], b"").status, 200);
+    }
+    let payroll = b"name,salary\nada,1000000\n";
+    let put = admin.send("PUT", "/secret-bucket/payroll.csv", &[], payroll);
+    assert_eq!(put.status, 200, "{}", put.text());
+    let routes = format!(
+        r#"  - name: one
+    match: {{ path_prefix: /one/ }}
+    strip_prefix: true
+    upstream: {}
+    sign_host: my-bucket.s3.us-east-1.amazonaws.com
+    service: s3
+    region: us-east-1
+    credentials: app
+"#,
+        peers.get("sts_endpoint")
+    );
+    let proxy = s3_proxy(&peers, &routes);
+    // The route does reach my-bucket by its host name.
+    assert_eq!(proxy.send("PUT", "/one/a.csv", &[], b"a").status, 200);
+    assert_eq!(admin.get("/my-bucket/a.csv").text(), "a");
+    let stolen = proxy.send(
+        "PUT",
+        "/one/stolen.csv",
+        &[("x-amz-copy-source", "secret-bucket/payroll.csv")],
+        b"",
+    );
+    assert_eq!(stolen.status, 403, "{}", stolen.text());
+    assert_eq!(admin.get("/my-bucket/stolen.csv").status, 404);
+    // A copy inside the bucket is what the route reaches.
+    let copy = proxy.send(
+        "PUT",
+        "/one/b.csv",
+        &[("x-amz-copy-source", "my-bucket/a.csv")],
+        b"",
+    );
+    assert_eq!(copy.status, 200, "{}", copy.text());
+    assert_eq!(admin.get("/my-bucket/b.csv").text(), "a");
+}
+
+#[test]
 fn the_admin_port_answers_probes_not_web_pages_and_errors_name_no_route_before_the_token() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();

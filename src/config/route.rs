@@ -9,6 +9,7 @@ use super::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, MAX_MAX_BODY_BYTES,
 };
 use crate::access::browser::host_name;
+use crate::actions::s3::BucketLayout;
 use crate::upstream::Upstream;
 use std::collections::BTreeMap;
 
@@ -175,7 +176,24 @@ impl Checker<'_> {
             (Some(_), false) => {
                 return self.err(format!("{key}.s3_addressing"), "is for S3 routes only")
             }
-            (Some("path"), _) => Some(S3Addressing::Path),
+            (Some("path"), _) => {
+                // An AWS name that holds a bucket (`b.s3.<region>.amazonaws.com`): S3 reads
+                // every path there as a key in that bucket, so a path-style reading would check
+                // allow lists and copy sources against buckets the route never reaches.
+                let read_by_s3 = options.sign_host.as_deref().unwrap_or(upstream.host());
+                if let BucketLayout::VirtualHosted { .. } =
+                    BucketLayout::from_upstream_host(read_by_s3)
+                {
+                    return self.err(
+                        format!("{key}.s3_addressing"),
+                        format!(
+                            "'path' contradicts {read_by_s3}, a bucket's own host name, where S3 \
+                             reads the path as a key: leave s3_addressing out"
+                        ),
+                    );
+                }
+                Some(S3Addressing::Path)
+            }
             (Some("virtual-host"), _) => Some(S3Addressing::VirtualHost),
             (Some(other), _) => {
                 return self.err(

@@ -576,3 +576,26 @@ fn upstream_options_are_checked() {
         assert!(e.contains(want), "{extra}: {e}");
     }
 }
+
+#[test]
+fn path_style_addressing_on_a_buckets_own_host_name_is_refused() {
+    let route = |upstream: &str, extra: &str| {
+        format!(
+            "credentials:\n  app:\n    source: default\nroutes:\n  - upstream: {upstream}\n    \
+             service: s3\n    region: eu-west-1\n    credentials: app\n    s3_addressing: path\n{extra}"
+        )
+    };
+    let e = error(&route("https://my-bucket.s3.eu-west-1.amazonaws.com", ""));
+    assert!(
+        e.contains("routes[0].s3_addressing") && e.contains("my-bucket.s3.eu-west-1.amazonaws.com"),
+        "{e}"
+    );
+    // The host S3 reads is sign_host's when set.
+    let e = error(&route(
+        "http://127.0.0.1:9000",
+        "    sign_host: my-bucket.s3.eu-west-1.amazonaws.com\n",
+    ));
+    assert!(e.contains("routes[0].s3_addressing"), "{e}");
+    // A regional endpoint is path-style: stating it is fine.
+    parse(&route("https://s3.eu-west-1.amazonaws.com", "")).unwrap();
+}

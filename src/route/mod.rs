@@ -212,9 +212,14 @@ impl Route {
 }
 
 /// What an S3 route reaches: the bucket layout (stated, or read from an AWS host name) and the
-/// upstream's base path.
+/// upstream's base path. The host name is the one S3 reads: `sign_host` when set (a VPC
+/// endpoint or a tunnel reached by address, a bucket's own name sent and signed), else the
+/// upstream's.
 fn s3_space(config: &RouteConfig) -> S3Space {
-    let host = config.upstream.host();
+    let host = config
+        .sign_host
+        .as_deref()
+        .unwrap_or_else(|| config.upstream.host());
     let aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
     let address = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
     let layout = match config.s3_addressing {
