@@ -274,12 +274,9 @@ fn small_and_large_bodies_reach_the_upstream_alike_and_come_back_alike() {
         "{close}"
     );
     assert!(close.contains("until the connection closes"), "{close}");
-    // A `101` nobody asked for is passed on as it came, and the connection ends with it.
+    // A `101` nobody asked for is no answer to pass on (RFC 9110 §15.2.2): a `502`.
     let switch = post(&proxy, "/open/switch", SMALL);
-    assert!(
-        switch.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-        "{switch}"
-    );
+    assert!(switch.starts_with("HTTP/1.1 502 "), "{switch}");
 
     // Neither way counts in the body budget (1 KiB here): nothing was refused.
     assert_eq!(
@@ -493,20 +490,19 @@ fn an_idempotent_request_is_sent_again_only_when_its_pooled_connection_was_close
     assert_eq!(proxy.metric(retries.0, &retries.1), Some(1.0));
 }
 
-/// An upstream's `101` nobody asked for is passed on, and the connection then ends when the
-/// upstream stays silent past the route's `read_timeout`. The access line must say what the
-/// client got, `101` (with the error), not a `504` that was never sent.
+/// An upstream's `101` to a request that asked for no upgrade (RFC 9110 §15.2.2) is never
+/// passed on, whichever way the request went: passed on, the client would be left reading
+/// the upstream's raw bytes, or waiting for an answer until the route's `read_timeout`. It
+/// gets a `502` at once, and the access line says so.
 #[test]
-fn an_unasked_101_is_logged_as_the_101_the_client_got() {
+fn an_unasked_101_is_refused_with_a_502_both_ways() {
     let up = RawUpstream::start();
     let proxy = start(&up.url);
     for (answer, outcome) in both_ways(&proxy, "/open/hold101") {
-        assert!(
-            answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
-            "{answer}"
-        );
-        assert!(!answer.contains("504"), "{answer}");
-        assert!(outcome.starts_with("status=101 error="), "{outcome}");
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+        assert!(!answer.contains("101"), "{answer}");
+        assert!(!answer.contains("raw"), "{answer}");
+        assert!(outcome.starts_with("status=502 error="), "{outcome}");
     }
 }
 

@@ -215,14 +215,10 @@ async fn send(
                 }
                 continue;
             }
-            // Switching protocols on a request that asked for none would leave the client
-            // reading whatever follows as the answer; pingora's loop passes it on as it is.
-            Some(resp) if relay == Relay::Own && resp.status == 101 && !upgrade => {
-                let why = "101 Switching Protocols to a request that asked for no upgrade";
-                return Err((
-                    PingoraError::explain(ErrorType::InvalidHTTPHeader, why),
-                    Phase::Read,
-                ));
+            // Switching protocols on a request that asked for none (RFC 9110 §15.2.2) would
+            // leave the client reading whatever follows as the answer, or waiting for it.
+            Some(resp) if resp.status == 101 && !upgrade => {
+                return Err((unasked_switch(), Phase::Read));
             }
             Some(_) => return Ok(cut.is_none()),
             None => {
@@ -231,6 +227,13 @@ async fn send(
             }
         }
     }
+}
+
+/// What an upstream that answers `101 Switching Protocols` to a request that asked for no
+/// upgrade gets: a `502`, never the switch.
+pub fn unasked_switch() -> Box<PingoraError> {
+    let why = "101 Switching Protocols to a request that asked for no upgrade";
+    PingoraError::explain(ErrorType::InvalidHTTPHeader, why)
 }
 
 /// The most `1xx` answers taken before the final one. Each may come just inside the read

@@ -374,6 +374,14 @@ impl ProxyHttp for SigningProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if upstream_response.status == 101
+            && !session
+                .req_header()
+                .headers
+                .contains_key(http::header::UPGRADE)
+        {
+            return Err(exchange::unasked_switch().into_up());
+        }
         if upstream_response.status.is_informational() {
             ctx.informational += 1;
             if ctx.informational > exchange::MAX_INFORMATIONAL {
