@@ -610,3 +610,74 @@ fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     assert!(reloads(&proxy, "failure") <= 2.0);
     assert_eq!(proxy.get("/fn/x").status, 200);
 }
+
+#[test]
+fn one_token_file_that_gives_no_token_does_not_stop_another_clients_rotation() {
+    // Two clients, each with its own token file (a Secret each). One file goes (deleted, or
+    // emptied): that client's token in force stays, loudly. The other's rotation, which is how
+    // a leaked token is revoked, must go in all the same.
+    let upstream = common::upstream::Upstream::builder().start();
+    let dir = tempfile::tempdir().unwrap();
+    let (orders, reports) = (dir.path().join("orders"), dir.path().join("reports"));
+    let (orders_old, orders_new, reports_token) = (
+        "orders-token-old-0123456789",
+        "orders-token-new-9876543210",
+        "reports-token-0123456789ab",
+    );
+    std::fs::write(&orders, orders_old).unwrap();
+    std::fs::write(&reports, reports_token).unwrap();
+    let config = format!(
+        r#"access:
+  clients:
+    - name: orders
+      token_file: {}
+      routes: [open]
+    - name: reports
+      token_file: {}
+      routes: [open]
+routes:
+  - name: open
+    upstream: {}
+"#,
+        orders.display(),
+        reports.display(),
+        upstream.url()
+    );
+    let proxy = Proxy::start_ready(&config, &[]);
+    let status = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        proxy
+            .send("GET", "/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    assert_eq!((status(orders_old), status(reports_token)), (200, 200));
+
+    std::fs::remove_file(&reports).unwrap();
+    proxy.wait_for("the missing token file reported", || {
+        reloads(&proxy, "failure") == 1.0
+    });
+    rotate_token_file(&orders, orders_new);
+    proxy.wait_for("the rotated token in force", || status(orders_new) == 200);
+    assert_eq!(status(orders_old), 401, "the revoked token still works");
+    assert_eq!(status(reports_token), 200, "the kept token");
+    let log = proxy.log();
+    assert!(
+        log.contains("access.clients[1].token_file") && log.contains("cannot read"),
+        "{log}"
+    );
+    // Each further state of the file without a token is reported in turn, once.
+    let failures = reloads(&proxy, "failure");
+    std::fs::write(&reports, "short").unwrap();
+    proxy.wait_for("the short token reported", || {
+        reloads(&proxy, "failure") > failures
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&proxy, "failure"), failures + 1.0);
+    assert_eq!(status(reports_token), 200);
+    // The file holds a token again: it is in force.
+    rotate_token_file(&reports, "reports-token-new-abcdef0123");
+    proxy.wait_for("the restored file's token", || {
+        status("reports-token-new-abcdef0123") == 200
+    });
+    assert_eq!(status(reports_token), 401);
+}

@@ -7,7 +7,53 @@ use super::ConfigError;
 use crate::access::browser::{host_name, BrowserPolicy};
 use crate::access::{AllowRule, BearerToken, ClientAccess, PathPattern, FORWARDED_METHODS};
 use crate::actions::ActionPattern;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a token file or variable's text is no token.
+fn no_token() -> String {
+    format!(
+        "the token must be at least {} printable characters, without spaces",
+        BearerToken::MIN_LEN
+    )
+}
+
+/// For a reload: the token each token file gave the configuration in force. A file that
+/// cannot give one now (deleted, unreadable, holding no token) keeps its token in force, so
+/// that one bad file neither stops the rest of the reload (another token's rotation, which is
+/// how a token is revoked) nor locks every client out; each such file is reported.
+#[derive(Debug, Default)]
+pub struct KeptTokens {
+    tokens: BTreeMap<PathBuf, BearerToken>,
+    kept: RefCell<Vec<ConfigError>>,
+}
+
+impl KeptTokens {
+    pub fn new(tokens: impl IntoIterator<Item = (PathBuf, BearerToken)>) -> KeptTokens {
+        KeptTokens {
+            tokens: tokens.into_iter().collect(),
+            kept: RefCell::default(),
+        }
+    }
+
+    /// The token in force from `file`, if there is one; recorded as kept for `why`.
+    fn keep(&self, config: &Path, key: &str, file: &str, why: &str) -> Option<BearerToken> {
+        let token = self.tokens.get(Path::new(file))?.clone();
+        self.kept.borrow_mut().push(ConfigError {
+            path: config.to_owned(),
+            key: key.to_string(),
+            reason: format!("{why}; the token in force from it stays until it holds one"),
+        });
+        Some(token)
+    }
+
+    /// The token files that could not give a token, each kept (file, key and reason).
+    pub fn kept(&self) -> Vec<ConfigError> {
+        self.kept.borrow().clone()
+    }
+}
 
 impl Checker<'_> {
     /// `access`, checked against the addresses sigproxy is to listen on; `clients` is
@@ -153,11 +199,21 @@ impl Checker<'_> {
                     format!("{file_name} and {env_name} exclude each other"),
                 );
             }
-            (Some(path), None) => (
-                file_key,
-                std::fs::read_to_string(&path)
-                    .or_else(|e| self.err(file_key, format!("cannot read {path}: {e}")))?,
-            ),
+            (Some(path), None) => {
+                let read = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))
+                    .and_then(|text| BearerToken::parse(&text).ok_or_else(no_token));
+                return match read {
+                    Ok(token) => Ok(Some(token)),
+                    Err(why) => match self
+                        .kept
+                        .and_then(|k| k.keep(self.path, file_key, &path, &why))
+                    {
+                        Some(token) => Ok(Some(token)),
+                        None => self.err(file_key, why),
+                    },
+                };
+            }
             (None, Some(name)) => (
                 env_key,
                 std::env::var(&name).or_else(|_| {
@@ -171,13 +227,7 @@ impl Checker<'_> {
         };
         match BearerToken::parse(&text) {
             Some(token) => Ok(Some(token)),
-            None => self.err(
-                key,
-                format!(
-                    "the token must be at least {} printable characters, without spaces",
-                    BearerToken::MIN_LEN
-                ),
-            ),
+            None => self.err(key, no_token()),
         }
     }
 

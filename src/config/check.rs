@@ -17,6 +17,8 @@ pub(super) struct Checker<'a> {
     /// Built from aws-sigv4-proxy's flags: an unsigned payload is allowed for any service, as
     /// that tool allows it.
     pub(super) flags: bool,
+    /// A reload's: the tokens in force, kept when their files cannot give one now.
+    pub(super) kept: Option<&'a KeptTokens>,
 }
 
 impl Checker<'_> {

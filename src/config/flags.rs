@@ -80,7 +80,13 @@ impl Config {
             reason,
         };
         let raw = to_file(flags).map_err(|(key, reason)| fail(key, reason))?;
-        Checker { path, flags: true }.config(raw).map_err(|e| {
+        Checker {
+            path,
+            flags: true,
+            kept: None,
+        }
+        .config(raw)
+        .map_err(|e| {
             let key = flag_of(&e.key).map_or(e.key.clone(), str::to_string);
             let reason = REASONS
                 .iter()

@@ -150,6 +150,7 @@ fn settle(template: &RouteConfig, from: &FromHost, url: &str) -> Result<RouteCon
     let checker = Checker {
         path: Path::new("request Host"),
         flags: from.flags,
+        kept: None,
     };
     let upstream = Upstream::parse(url).or_else(|why| checker.err("upstream", why))?;
     // The URL must name exactly the host it was made from, and nothing more.
@@ -280,6 +281,7 @@ impl Checker<'_> {
         let template_checker = Checker {
             path: self.path,
             flags: self.flags,
+            kept: None,
         };
         for (i, host) in from.allowed_hosts.iter().enumerate() {
             if scheme == "http" {

@@ -25,6 +25,7 @@ mod websocket;
 
 /// Re-exported: the payload mode is part of a route's signing configuration.
 pub use crate::service::{Algorithm, Payload};
+pub use access::KeptTokens;
 use check::Checker;
 #[cfg(test)]
 use credentials::{default_session_name, valid_session_name};
@@ -320,6 +321,16 @@ impl Config {
 
     /// Parses and validates configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_keeping(text, path, None)
+    }
+
+    /// [`Config::parse`] for a reload: a token file that cannot give a token now keeps the
+    /// one in force (`kept` says which, to be reported).
+    pub fn parse_keeping(
+        text: &str,
+        path: &Path,
+        kept: Option<&KeptTokens>,
+    ) -> Result<Config, ConfigError> {
         let raw: file::File = serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
             path: path.to_owned(),
             key: e
@@ -328,7 +339,12 @@ impl Config {
                 .unwrap_or_default(),
             reason: strip_location(&e.to_string()),
         })?;
-        Checker { path, flags: false }.config(raw)
+        Checker {
+            path,
+            flags: false,
+            kept,
+        }
+        .config(raw)
     }
 }
 

@@ -2,7 +2,7 @@
 //! its drain when it starts. A reload reports them as needing a restart and applies the rest of
 //! the file, checked as if those keys still said what the process runs with.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KeptTokens};
 use crate::tls::ListenerTls;
 use serde_yaml_ng::Value;
 use std::net::SocketAddr;
@@ -115,8 +115,9 @@ pub fn checked(
     path: &Path,
     running: &Config,
     endpoint: Option<SocketAddr>,
+    kept: Option<&KeptTokens>,
 ) -> Result<(Config, Vec<Change>), ConfigError> {
-    let new = Config::parse(text, path)?;
+    let new = Config::parse_keeping(text, path, kept)?;
     let changes: Vec<Change> = FIXED
         .iter()
         .filter_map(|(key, kind, value)| {
@@ -189,7 +190,7 @@ pub fn checked(
     let as_running =
         serde_yaml_ng::to_string(&doc).map_err(|e| refused(format!("cannot re-write: {e}")))?;
     let keys: Vec<&str> = changes.iter().map(|c| c.key).collect();
-    let effective = Config::parse(&as_running, path).map_err(|e| ConfigError {
+    let effective = Config::parse_keeping(&as_running, path, kept).map_err(|e| ConfigError {
         reason: format!(
             "{} (checked with {} as running, since changing {} needs a restart)",
             e.reason,
@@ -219,6 +220,7 @@ mod tests {
             Path::new("s.yaml"),
             &running,
             None,
+            None,
         )
         .unwrap();
         assert!(changes.is_empty(), "{changes:?}");
@@ -230,7 +232,7 @@ mod tests {
         let running = config(&format!("listen: 127.0.0.1:8080\n{ROUTE}"));
         let text =
             format!("listen: 127.0.0.1:9090\nmax_connections: 10\nshutdown_grace: 1m 30s\nmin_request_body_rate: 50\n{ROUTE}");
-        let (new, changes) = checked(&text, Path::new("s.yaml"), &running, None).unwrap();
+        let (new, changes) = checked(&text, Path::new("s.yaml"), &running, None, None).unwrap();
         let keys: Vec<&str> = changes.iter().map(|c| c.key).collect();
         // upgrade_socket's default follows the listen port, max_websocket_connections' the
         // connection limit.
@@ -263,7 +265,7 @@ mod tests {
         ));
         let text = format!("listen: 127.0.0.1:8080\n{ROUTE}");
         assert!(Config::parse(&text, Path::new("s.yaml")).is_ok());
-        let e = checked(&text, Path::new("s.yaml"), &running, None).unwrap_err();
+        let e = checked(&text, Path::new("s.yaml"), &running, None, None).unwrap_err();
         let message = e.to_string();
         assert!(message.starts_with("s.yaml: listen: "), "{message}");
         assert!(message.contains("not a loopback address"), "{message}");
@@ -284,6 +286,7 @@ mod tests {
             Path::new("s.yaml"),
             &running,
             listening,
+            None,
         )
         .unwrap();
         assert_eq!(changes.len(), 1, "{changes:?}");
@@ -294,12 +297,12 @@ mod tests {
         // No endpoint running: one added by a reload waits for a restart.
         let bare = config(&format!("{sets}{ROUTE}"));
         let back = endpoint("127.0.0.1:9911", "a");
-        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, None).unwrap();
+        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, None, None).unwrap();
         assert_eq!(changes[0].file, "127.0.0.1:9911");
         assert_eq!(changes[0].running, "none");
         assert!(new.credential_endpoint.is_none());
         // Running, its block removed by an earlier reload: put back, it is served again.
-        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, listening).unwrap();
+        let (new, changes) = checked(&back, Path::new("s.yaml"), &bare, listening, None).unwrap();
         assert!(changes.is_empty(), "{changes:?}");
         assert_eq!(
             new.credential_endpoint.unwrap().listen.to_string(),
@@ -312,7 +315,7 @@ mod tests {
         let running = config(&format!("max_buffered_body_bytes: 1000000\n{ROUTE}"));
         let text = "max_buffered_body_bytes: 8000000\ncredentials:\n  app: { source: default }\nroutes:\n  - upstream: http://127.0.0.1:1\n    service: lambda\n    region: us-east-1\n    credentials: app\n    max_body_bytes: 5000000\n";
         assert!(Config::parse(text, Path::new("s.yaml")).is_ok());
-        let e = checked(text, Path::new("s.yaml"), &running, None).unwrap_err();
+        let e = checked(text, Path::new("s.yaml"), &running, None, None).unwrap_err();
         assert_eq!(e.key, "max_buffered_body_bytes", "{e}");
     }
 }

@@ -27,7 +27,7 @@ pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
 pub use signals::hold_sighup;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KeptTokens};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
 use crate::credentials::CredentialStore;
 use crate::metrics::metrics;
@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use poll::{in_force, look, Act, Polls, Seen};
+use poll::{in_force, look, token_files, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use signals::hangup_received;
@@ -280,8 +280,11 @@ impl Reloader {
         let hash: Hash = Sha256::digest(bytes).into();
         state.polls.acted(seen);
         state.retry_at = None;
-        let checked =
-            text(bytes, path).and_then(|text| checked(text, path, &state.running, state.endpoint));
+        let kept = KeptTokens::new(
+            token_files(&state.running).map(|(file, token)| (file.to_owned(), token.clone())),
+        );
+        let checked = text(bytes, path)
+            .and_then(|text| checked(text, path, &state.running, state.endpoint, Some(&kept)));
         let (config, changes) = match checked {
             Ok(c) => c,
             Err(e) => {
@@ -339,8 +342,13 @@ impl Reloader {
         metrics().declare_clients(after.iter().map(String::as_str));
         let summary = state.refreshers.commit(plan);
         state.fetch_refused = None;
-        // What is in force now, token included, as the check read it.
-        state.polls.acted(in_force(&hash, &config));
+        // What is in force now, token included, as the check read it; with a token kept, what
+        // the look found (its file's state is no token in force).
+        let kept = kept.kept();
+        state.polls.acted(match kept.is_empty() {
+            true => in_force(&hash, &config),
+            false => seen,
+        });
         state.running = config;
         state.running_bytes = Some(bytes.to_vec());
 
@@ -359,6 +367,9 @@ impl Reloader {
             credential_sets_stopped = summary.stopped,
             "configuration reloaded"
         );
+        for e in &kept {
+            token_kept(e, trigger);
+        }
         for change in changes {
             warn!(
                 config = %path.display(),
@@ -386,6 +397,23 @@ fn refused(e: &ConfigError, trigger: &'static str) {
         trigger,
         error = %e,
         "configuration reload refused; the running configuration stays in force"
+    );
+}
+
+/// Logs and counts a token file that gave no token to a reload that went in: its token in
+/// force stays (a deleted Secret does not lock every client out), and the reload counts as a
+/// failure too, so the reload alert says a token file needs looking at.
+fn token_kept(e: &ConfigError, trigger: &'static str) {
+    metrics()
+        .config_reloads
+        .with_label_values(&["failure"])
+        .inc();
+    error!(
+        config = %e.path.display(),
+        key = %e.key,
+        trigger,
+        error = %e,
+        "configuration reload: a token file gives no token; the rest of the file is in force"
     );
 }
 

@@ -79,11 +79,20 @@ pub(super) fn look(bytes: &[u8], running: &Config) -> Seen {
     let hash = Sha256::digest(bytes).into();
     let tokens: Vec<[u8; 32]> = token_files(running)
         .map(|(file, _)| {
-            // Not a token (unreadable, too short): a value no token's digest is.
-            std::fs::read_to_string(file)
-                .ok()
-                .and_then(|text| BearerToken::parse(&text))
-                .map_or([0; 32], |t| *t.digest())
+            // Not a token (unreadable, too short): a value no token's digest is, different for
+            // each such state, so that each is looked at (and reported) in turn.
+            let no_token = |what: &[u8]| -> [u8; 32] {
+                Sha256::new()
+                    .chain_update(b"no token\0")
+                    .chain_update(what)
+                    .finalize()
+                    .into()
+            };
+            match std::fs::read_to_string(file) {
+                Ok(text) => BearerToken::parse(&text)
+                    .map_or_else(|| no_token(text.as_bytes()), |t| *t.digest()),
+                Err(e) => no_token(format!("{:?}", e.kind()).as_bytes()),
+            }
         })
         .collect();
     with_tokens(&hash, &tokens)
@@ -96,7 +105,7 @@ pub(super) fn in_force(hash: &Hash, config: &Config) -> Seen {
 }
 
 /// The token files `config` read, each with the token it held then.
-fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &BearerToken)> {
+pub(super) fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &BearerToken)> {
     let access = match (
         &config.access.bearer_token_file,
         &config.access.bearer_token,
