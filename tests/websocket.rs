@@ -702,3 +702,96 @@ fn a_reload_that_revokes_the_token_closes_its_websocket() {
         proxy.metric("sigproxy_websocket_closed_total", &revoked) == Some(1.0)
     });
 }
+
+#[test]
+fn a_reload_that_removes_its_route_or_narrows_its_allow_list_closes_its_websocket() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    // Switches every upgrade, then holds each connection until sigproxy closes it.
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().take(3).flatten() {
+            std::thread::spawn(move || {
+                read_head(&mut conn);
+                let _ = conn.write_all(SWITCHED);
+                let mut buf = [0; 1024];
+                while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let route = |name: &str, allow: &str| {
+        format!("  - name: {name}\n    match: {{ path_prefix: /{name}/ }}\n    upstream: http://{upstream}\n    service: execute-api\n    region: us-east-1\n    credentials: app\n{allow}")
+    };
+    let config = |routes: &[String]| {
+        format!(
+            "credentials:\n  app:\n    source: default\nroutes:\n{}",
+            routes.concat()
+        )
+    };
+    let narrowed = "    allow: [{ methods: [GET], paths: [/kept/other] }]\n";
+    let granted = "    allow: [{ methods: [GET], paths: [/kept/feed] }]\n";
+    let before = config(&[
+        route("gone", ""),
+        route("kept", granted),
+        route("stays", ""),
+    ]);
+    let proxy = Proxy::start(&before, &static_keys(ACCESS_KEY, SECRET));
+    proxy.wait_ready();
+    let open = |path: &str| {
+        let mut client = TcpStream::connect(proxy.addr).unwrap();
+        client.write_all(upgrade_head(path).as_bytes()).unwrap();
+        let switched = read_head(&mut client);
+        assert!(switched.starts_with(b"HTTP/1.1 101"), "{switched:?}");
+        client
+            .set_read_timeout(Some(Duration::from_millis(2500)))
+            .unwrap();
+        client
+    };
+    let still_open = |client: &mut TcpStream| {
+        let read = client.read(&mut [0; 64]);
+        matches!(&read, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    };
+    let (mut gone, mut kept, mut stays) =
+        (open("/gone/feed"), open("/kept/feed"), open("/stays/feed"));
+    // A reload that changes nothing closes nothing.
+    proxy.signal("HUP");
+    assert!(still_open(&mut gone) && still_open(&mut kept) && still_open(&mut stays));
+
+    // The route `gone` is removed, `kept`'s allow list no longer grants the path.
+    let written = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let after = written
+        .replace(&route("gone", ""), "")
+        .replace(granted, narrowed);
+    assert!(
+        !after.contains("gone") && after.contains(narrowed),
+        "{after}"
+    );
+    std::fs::write(proxy.config_path(), after).unwrap();
+    proxy.signal("HUP");
+    for (what, client) in [("gone", &mut gone), ("kept", &mut kept)] {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        let read = client.read(&mut [0; 64]);
+        assert!(
+            matches!(read, Ok(0) | Err(_)) && started.elapsed() < Duration::from_secs(8),
+            "{what}: still open after {:?}: {read:?}",
+            started.elapsed()
+        );
+    }
+    assert!(still_open(&mut stays), "a route the reload left as it was");
+    // Counted for the route still there (the removed one's series went with it), and logged
+    // for both.
+    let revoked = [("route", "kept"), ("reason", "revoked")];
+    proxy.wait_for("the revoked close to be counted", || {
+        proxy.metric("sigproxy_websocket_closed_total", &revoked) == Some(1.0)
+    });
+    for route in ["gone", "kept"] {
+        let line = format!("route=\"{route}\"");
+        proxy.wait_for("the revoked close to be logged", || {
+            let log = proxy.log();
+            log.lines()
+                .any(|l| l.contains(&line) && l.contains("close=\"revoked\""))
+        });
+    }
+}

@@ -8,9 +8,12 @@ use crate::access::Denied;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
+use crate::reload::Snapshot;
 use crate::route::Route;
+use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 impl SigningProxy {
@@ -150,4 +153,47 @@ impl SigningProxy {
         session.as_downstream_mut().finish_body().await?;
         Ok(true)
     }
+}
+
+/// Whether `live` (a configuration put in force since) would still admit an upgraded request
+/// admitted on `route`: its client (address, token, the client's routes: see
+/// [`ClientAccess::still_admits`](crate::access::ClientAccess::still_admits)), its host and
+/// web page, the route its host and path find (the same, by name) and that route's allow
+/// list, and the credentials it signs with (the same set, unchanged). `request` is the
+/// client's head as admitted, its token taken off (`authorization` is that token).
+pub(super) fn readmits(
+    live: &Snapshot,
+    client: Option<IpAddr>,
+    request: &RequestHeader,
+    authorization: Option<&[u8]>,
+    route: &Route,
+) -> bool {
+    let access = &live.access;
+    if !access.still_admits(client, authorization, &route.name) {
+        return false;
+    }
+    let host = headers::request_host(request);
+    let page = access.browser.check_page(&request.method, &request.headers);
+    if access.browser.check_host(host).is_err() || page.is_err() {
+        return false;
+    }
+    let Ok(Some((now, resolved))) = live.router.find(host, request.uri.path()) else {
+        return false;
+    };
+    let now = match access.check_token(authorization) {
+        Ok(Some(client)) => now.for_client(&client.name),
+        _ => now,
+    };
+    let permitted = now
+        .target(&resolved, request.uri.query())
+        .is_ok_and(|target| {
+            now.permits(&request.method, &target, &request.headers)
+                .is_ok()
+        });
+    let same_credentials = match (&route.signer, &now.signer) {
+        (None, None) => true,
+        (Some(then), Some(now)) => std::ptr::eq(then.credentials(), now.credentials()),
+        _ => false,
+    };
+    now.name == route.name && permitted && same_credentials
 }

@@ -233,12 +233,7 @@ impl SigningProxy {
         }
         // A reload that withdraws this client's admission closes the connection too.
         let authorization = ctx.admitted_with.take();
-        let withdrawn = join::withdrawn(
-            self.live.clone(),
-            session,
-            authorization,
-            route.name.clone(),
-        );
+        let withdrawn = join::withdrawn(self.live.clone(), session, authorization, route.clone());
         let joined = counted(
             counts,
             join::join(session, &mut upstream, route.websocket, counts, withdrawn),

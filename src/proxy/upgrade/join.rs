@@ -16,10 +16,13 @@
 use super::Joined;
 use crate::config::WebSocketLimits;
 use crate::metrics::websocket::{Closed, RouteWebSocket};
+use crate::proxy::admit::readmits;
 use crate::reload::Live;
+use crate::route::Route;
 use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
@@ -35,26 +38,33 @@ const WITHDRAWN_EVERY: Duration = Duration::from_secs(1);
 
 /// Resolves once the configuration in force would no longer admit the upgrade request of
 /// `session` on `route`, made with `authorization` (the header as it came, taken off the
-/// request before it went upstream): see [`crate::access::ClientAccess::still_admits`]. A
-/// client removed, a token rotated (revoked), an address no longer allowed.
+/// request before it went upstream): see [`readmits`](crate::proxy::admit::readmits). A
+/// client removed, a token rotated (revoked), an address no longer allowed; the route
+/// removed, its allow list or the origins narrowed, its credentials changed.
 pub fn withdrawn(
     live: Live,
     session: &Session,
     authorization: Option<http::HeaderValue>,
-    route: String,
+    route: Arc<Route>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let client = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
+    let request = session.req_header().clone();
     async move {
+        let mut checked = live.load_full();
         loop {
             tokio::time::sleep(WITHDRAWN_EVERY).await;
-            let access = &live.load().access;
+            let now = live.load_full();
+            if Arc::ptr_eq(&now, &checked) {
+                continue; // no reload since
+            }
             let presented = authorization.as_ref().map(|v| v.as_bytes());
-            if !access.still_admits(client, presented, &route) {
+            if !readmits(&now, client, &request, presented, &route) {
                 return;
             }
+            checked = now;
         }
     }
 }
