@@ -111,7 +111,14 @@ impl CredentialEndpoint {
                 ProxyError::MethodNotAllowed(method.to_string()),
             ));
         }
-        let set = Self::session_for(&live, headers.get(http::header::AUTHORIZATION))?;
+        let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
+        let presented = authorization.next();
+        if authorization.next().is_some() {
+            // Which one would count is anybody's guess: neither does.
+            let e = ProxyError::BadRequest("more than one Authorization header".into());
+            return Err((Outcome::WrongToken, e));
+        }
+        let set = Self::session_for(&live, presented)?;
         let credentials = set.current().map_err(|e| (Outcome::Unavailable, e))?;
         if credentials.session_token().is_none() || credentials.expiry().is_none() {
             // Config checks allow only sets ending in an STS call; this is a second guard.

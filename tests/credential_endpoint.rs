@@ -186,7 +186,24 @@ fn without_the_token_or_from_a_page_nothing_is_served() {
     // The traffic port's scheme is not this protocol's: the token is the whole value.
     let bearer = get(&[("Authorization", &format!("Bearer {TOKEN}"))]);
     assert_eq!(bearer.status, 403);
-    for r in [&missing, &wrong, &bearer] {
+    // Two Authorization headers: neither counts, whichever comes first.
+    let wrong_then_right = get(&[
+        ("Authorization", "endpoint-token-3f9a1c7e5b2X"),
+        ("Authorization", TOKEN),
+    ]);
+    assert_eq!(wrong_then_right.status, 400, "{}", wrong_then_right.text());
+    let right_then_wrong = get(&[
+        ("Authorization", TOKEN),
+        ("Authorization", "endpoint-token-3f9a1c7e5b2X"),
+    ]);
+    assert_eq!(right_then_wrong.status, 400, "{}", right_then_wrong.text());
+    for r in [
+        &missing,
+        &wrong,
+        &bearer,
+        &wrong_then_right,
+        &right_then_wrong,
+    ] {
         assert!(!r.text().contains("AccessKeyId"), "{}", r.text());
     }
 
@@ -219,7 +236,7 @@ fn without_the_token_or_from_a_page_nothing_is_served() {
 
     for (result, count) in [
         ("missing_token", 1.0),
-        ("wrong_token", 2.0),
+        ("wrong_token", 4.0),
         ("browser", 3.0),
         ("method", 1.0),
         ("served", 0.0),

@@ -361,3 +361,54 @@ routes:
         assert!(!reason.contains(secret), "{secret} is in /readyz: {reason}");
     }
 }
+
+#[test]
+fn credentials_that_arrive_expired_are_a_failure_retried_with_backoff() {
+    // This host's clock ahead of AWS's by more than the session's lifetime: STS's answer is
+    // good, its credentials expired by the time they arrive. Before, each such fetch counted as
+    // a success and was repeated twice a second.
+    let body = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIAEXPIREDONARRIVAL</AccessKeyId><SecretAccessKey>secret-expired-on-arrival</SecretAccessKey><SessionToken>token-expired-on-arrival</SessionToken><Expiration>2001-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"#;
+    let sts = Upstream::builder()
+        .answer(move |_| common::upstream::Reply::ok(body).header("content-type", "text/xml"))
+        .start();
+    let lambda = Upstream::builder().start();
+    let config = format!(
+        r#"credentials:
+  app:
+    source: default
+    assume_role:
+      role_arn: arn:aws:iam::123456789012:role/r
+      sts_endpoint: {sts}
+      sts_region: us-east-1
+routes:
+{route}"#,
+        sts = sts.url(),
+        route = route("fn", &lambda.url(), "lambda", "")
+    );
+    let proxy = Proxy::start(
+        &config,
+        &static_keys("AKIASOURCEKEY0000002", "source-secret"),
+    );
+    let refreshes = |result: &str| {
+        proxy
+            .metric(
+                "sigproxy_credential_refreshes_total",
+                &[("credentials", "app"), ("result", result)],
+            )
+            .unwrap_or(0.0)
+    };
+    proxy.wait_for("a failed refresh", || refreshes("failure") >= 1.0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        refreshes("success"),
+        0.0,
+        "expired credentials counted as fetched"
+    );
+    // Backoff (1 s, 2 s, ...), not twice a second: at most 4 in about 5 s.
+    let failures = refreshes("failure");
+    assert!((1.0..=4.0).contains(&failures), "{failures} fetches");
+    let readyz = proxy.admin_get("/readyz");
+    assert_eq!(readyz.status, 503);
+    assert!(readyz.text().contains("clock"), "{}", readyz.text());
+    assert_eq!(proxy.get("/x").status, 503);
+}

@@ -483,6 +483,14 @@ fn a_bearer_token_guards_the_traffic_port_and_never_goes_upstream() {
     assert_eq!(r.status, 200);
     assert_eq!(upstream.last_request().header("authorization"), None);
 
+    // Two Authorization headers: neither counts, whichever comes first.
+    for pair in [[&bearer, &wrong], [&wrong, &bearer]] {
+        let headers = pair.map(|v| ("Authorization", v.as_str()));
+        let r = proxy.send("GET", "/open/x", &headers, b"");
+        assert_eq!((r.status, r.error_code().as_str()), (400, "bad_request"));
+    }
+    assert_eq!(upstream.requests().len(), 2);
+
     assert_eq!(proxy.denied("signed", "bearer_token"), Some(3.0));
     assert!(!proxy.log().contains(token), "the token was logged");
 }

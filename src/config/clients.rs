@@ -307,13 +307,19 @@ impl Checker<'_> {
                     })
             })
             .collect();
-        for set in credentials.values().filter(|s| s.per_client.is_none()) {
+        for set in credentials.values() {
             let chained = set.assume_role.len() > 1;
             // Every session the set holds on the way, a chain's first hops included: each is
-            // an identity on its role.
+            // an identity on its role. A per_client set's last hop carries each client's own
+            // name; its first hops are shared by all its clients, like any set's.
+            let shared = match set.per_client {
+                None => set.assume_role.len(),
+                Some(_) => set.assume_role.len().saturating_sub(1),
+            };
             let mut names: Vec<(String, &String)> = set
                 .assume_role
                 .iter()
+                .take(shared)
                 .enumerate()
                 .map(|(i, role)| {
                     let key = match chained {
@@ -323,10 +329,13 @@ impl Checker<'_> {
                     (key, &role.session_name)
                 })
                 .collect();
-            if let Some(StsTokenConfig {
-                kind: StsTokenKind::Federation { name, .. },
-                ..
-            }) = &set.sts_token
+            if let (
+                None,
+                Some(StsTokenConfig {
+                    kind: StsTokenKind::Federation { name, .. },
+                    ..
+                }),
+            ) = (&set.per_client, &set.sts_token)
             {
                 names.push(("federation_token.name".to_string(), name));
             }

@@ -248,6 +248,21 @@ fn no_shared_session_passes_for_a_client() {
             "{key}: {err}"
         );
     }
+    // A per_client chain's first hop is shared by all its clients: not one client's name.
+    let chain = format!(
+        "  broker:\n    per_client: true\n    assume_role:\n      - {{ role_arn: '{ROLE}', session_name: app-a }}\n      - {{ role_arn: '{ROLE}' }}\n  shared:\n    assume_role: {{ role_arn: '{ROLE}' }}\n"
+    );
+    let err = parse(TWO, &chain, "").unwrap_err();
+    assert!(
+        err.contains("credentials.broker.assume_role[0].session_name")
+            && err.contains("client 'app-a'"),
+        "{err}"
+    );
+    // Its last hop is each client's own: not checked.
+    let chain = format!(
+        "  broker:\n    per_client: true\n    assume_role:\n      - {{ role_arn: '{ROLE}' }}\n      - {{ role_arn: '{ROLE}' }}\n  shared:\n    assume_role: {{ role_arn: '{ROLE}' }}\n"
+    );
+    parse(TWO, &chain, "").unwrap();
     // app-b uses no per_client set: no session is named for it, nothing to pass for.
     let sets = format!(
         "  broker:\n{broker}  shared:\n    assume_role: {{ role_arn: '{ROLE}', session_name: app-b }}\n"

@@ -21,6 +21,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never refresh more often than this, whatever the credentials' lifetime.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Credentials that have less than this left when they arrive are refused (see
+/// [`usable_on_arrival`]).
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
 /// Refreshes asked for by requests come at most this often.
 const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(5);
 /// "Until asked": the wait after credentials that never expire (about 30 years).
@@ -49,6 +53,7 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
         m.sts_duration
             .with_label_values(&[set.name()])
             .observe(started.elapsed().as_secs_f64());
+        let fetched = fetched.and_then(|creds| usable_on_arrival(creds, SystemTime::now()));
         let result = if fetched.is_ok() {
             "success"
         } else {
@@ -111,6 +116,25 @@ pub async fn keep_filled(set: Arc<CredentialSet>, first: Option<oneshot::Sender<
     }
 }
 
+/// Credentials that expire before they could sign anything (this host's clock ahead of
+/// AWS's by more than their lifetime, a broken stand-in) are a failed fetch, retried with
+/// backoff, not a success to be refreshed again at once, twice a second, for ever.
+fn usable_on_arrival(
+    creds: aws_credential_types::Credentials,
+    now: SystemTime,
+) -> Result<aws_credential_types::Credentials, String> {
+    match creds.expiry() {
+        Some(expiry) if expiry <= now + MIN_LIFETIME => {
+            let ago = now.duration_since(expiry).unwrap_or_default().as_secs();
+            Err(format!(
+                "the credentials fetched expire at once (expired {ago} s ago by this host's \
+                 clock): is the clock right?"
+            ))
+        }
+        _ => Ok(creds),
+    }
+}
+
 /// How long to wait before refreshing credentials that expire at `expiry`.
 pub fn next_refresh(
     now: SystemTime,
@@ -133,6 +157,21 @@ mod tests {
     use super::*;
 
     const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn credentials_that_expire_on_arrival_are_a_failed_fetch() {
+        let now = SystemTime::now();
+        let creds =
+            |expiry| aws_credential_types::Credentials::new("AKID", "secret", None, expiry, "test");
+        let e = usable_on_arrival(creds(Some(UNIX_EPOCH)), now).unwrap_err();
+        assert!(e.contains("clock"), "{e}");
+        assert!(usable_on_arrival(creds(Some(now)), now).is_err());
+        assert!(usable_on_arrival(creds(Some(now + 6 * MIN)), now).is_ok());
+        assert!(
+            usable_on_arrival(creds(None), now).is_ok(),
+            "keys that never expire"
+        );
+    }
 
     #[test]
     fn hour_long_credentials_refresh_minutes_before_expiry() {

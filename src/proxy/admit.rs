@@ -61,10 +61,14 @@ impl SigningProxy {
             // meets the host check.
             return Ok(None);
         }
-        let authorization = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
+        let mut authorizations = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let authorization = authorizations.next().map(|v| v.as_bytes());
+        if live.access.wants_token() && authorizations.next().is_some() {
+            // Which one would count is anybody's guess: neither does.
+            return Err(ProxyError::BadRequest(
+                "more than one Authorization header".into(),
+            ));
+        }
         let client = live
             .access
             .check_token(authorization)
