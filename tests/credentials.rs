@@ -303,13 +303,20 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     // A body is replayed too, byte for byte (its hash is in the new signature).
     expire();
     let body = bytes(4096);
-    let r = proxy.send("POST", "/fn/with-body", &[], &body);
+    let r = proxy.send("PUT", "/fn/with-body", &[], &body);
     let third = key_of(&r);
     assert_ne!(second, third);
     assert_eq!(r.json()["body_sha256"], sha256_hex(&body));
 
+    // A POST must not run twice: only AWS's own front end (an AWS name over checked TLS) is
+    // believed when it says the credentials were refused; this stand-in is not one, and a
+    // handler that ran could say the same words. The refusal goes back to the client.
+    expire();
+    let r = proxy.send("POST", "/fn/once", &[], b"charge=100");
+    assert_eq!(r.status, 403, "{}", r.text());
+
     let stats = peers.stats();
-    assert_eq!(stats["expired_rejections"], 2, "{stats}");
+    assert_eq!(stats["expired_rejections"], 3, "{stats}");
     let retries = proxy.metric(
         "sigproxy_upstream_retries_total",
         &[("route", "fn"), ("reason", "expired_token")],

@@ -135,6 +135,7 @@ pub async fn forward(
         let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
         let may_be_refused = signer.is_some()
             && !resent
+            && resendable(route, &request.method)
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
         let complete = may_be_refused && read_small_body(upstream, &mut held).await?;
@@ -174,6 +175,14 @@ pub async fn forward(
             Err(unanswered) => Err(unanswered),
         };
     }
+}
+
+/// Whether a request the upstream says it refused for its credentials may be sent again.
+/// AWS's front end refuses before anything runs; only its word counts for a request that
+/// must not run twice. Any other upstream's `x-amzn-ErrorType` may come from a handler that
+/// ran (a function passing on an error of its own): there only idempotent requests go again.
+fn resendable(route: &Route, method: &http::Method) -> bool {
+    route.peers.aws_front_end() || method.is_idempotent()
 }
 
 /// Passes the upstream's `1xx` answers but `101` on to the client (with the page's CORS
