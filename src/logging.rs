@@ -10,6 +10,7 @@
 //! JSON:  `{"timestamp":"...","level":"INFO","target":"access","message":"request","route":...}`
 
 use crate::cli::LogFormat;
+use crate::credentials::withhold_credentials;
 use crate::utc::{push_padded, Utc};
 use std::fmt::{self, Write};
 use std::time::SystemTime;
@@ -90,6 +91,7 @@ where
         let mut fields = Fields {
             out: String::with_capacity(256),
             json: self.json,
+            guarded: meta.target().starts_with("aws_"),
         };
         event.record(&mut fields);
         if self.json {
@@ -145,6 +147,9 @@ fn write_level(w: &mut Writer<'_>, level: &Level) -> fmt::Result {
 struct Fields {
     out: String,
     json: bool,
+    /// An event of the AWS SDK's own (`aws_config`, `aws_smithy_*`, …): see
+    /// [`withhold_credentials`].
+    guarded: bool,
 }
 
 impl Fields {
@@ -181,6 +186,11 @@ impl Visit for Fields {
         if !self.key(field) {
             return;
         }
+        let value = match self.guarded {
+            true => withhold_credentials(value),
+            false => std::borrow::Cow::Borrowed(value),
+        };
+        let value = value.as_ref();
         match (self.json, field.name() == "message") {
             (true, _) => json_str(&mut self.out, value),
             (false, true) => push_escaped(&mut self.out, value),
@@ -196,7 +206,10 @@ impl Visit for Fields {
         if self.json {
             self.record_str(field, &text);
         } else if self.key(field) {
-            push_escaped(&mut self.out, &text);
+            match self.guarded {
+                true => push_escaped(&mut self.out, &withhold_credentials(&text)),
+                false => push_escaped(&mut self.out, &text),
+            }
         }
     }
 

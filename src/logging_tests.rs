@@ -163,3 +163,17 @@ fn strings_are_escaped_only_when_they_need_it() {
     push_escaped(&mut out, "forged\nline \u{1b}[2J");
     assert_eq!(out, "forged\\nline \\u{1b}[2J");
 }
+
+#[test]
+fn the_sdks_raw_responses_and_named_credentials_are_withheld() {
+    let debug = r#"STS returned an error: response error: ServiceError { raw: Response { status: 200, body: SdkBody { inner: Once(Some(b"<SecretAccessKey>s3cr3t</SecretAccessKey>")) } } }"#;
+    let cut = withhold_credentials(debug);
+    assert!(cut.starts_with("STS returned an error: response error: ServiceError { "));
+    assert!(
+        !cut.contains("s3cr3t") && cut.ends_with("[the rest withheld: it may hold credentials]")
+    );
+    let json = r#"credential_process: bad output {"Version": 1, "SecretAccessKey": "s3cr3t"}"#;
+    assert!(!withhold_credentials(json).contains("s3cr3t"));
+    let plain = "no providers in chain provided credentials";
+    assert_eq!(withhold_credentials(plain), plain);
+}

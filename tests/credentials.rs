@@ -419,3 +419,53 @@ routes:
     assert!(readyz.text().contains("clock"), "{}", readyz.text());
     assert_eq!(proxy.get("/x").status, 503);
 }
+
+#[test]
+fn the_sdks_own_warnings_about_an_unreadable_sts_answer_hold_no_secret() {
+    // The default chain's web identity provider (IRSA) calling an STS that answers 200 with
+    // credentials whose expiry does not parse: aws-config itself logs the error at warn, its
+    // raw response (secret key and session token) included, unless sigproxy withholds it.
+    const SECRET: &str = "WebIdentityLeakedSecret0123456789abcdefghij";
+    const TOKEN: &str = "WebIdentityLeakedToken0123456789abcdefghijk";
+    let body = format!(
+        r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAWEBIDENTITY00001</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>2030-13-45T00:00:00Z</Expiration></Credentials><SubjectFromWebIdentityToken>s</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"#
+    );
+    let sts = Upstream::builder()
+        .answer(move |_| {
+            common::upstream::Reply::ok(body.clone()).header("content-type", "text/xml")
+        })
+        .start();
+    let lambda = Upstream::builder().start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("token");
+    std::fs::write(&jwt, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2ln").unwrap();
+    let env: Vec<(String, String)> = [
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", jwt.display().to_string()),
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/r".to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_STS", sts.url()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let config = format!(
+        "credentials:\n  app:\n    source: default\nroutes:\n{}",
+        route("fn", &lambda.url(), "lambda", "")
+    );
+    let proxy = Proxy::start(&config, &env);
+    proxy.wait_for("a failed refresh", || {
+        proxy.log().contains("credential refresh failed")
+    });
+    let log = proxy.log();
+    assert!(
+        log.contains("aws_config"),
+        "the SDK's own lines were captured:\n{log}"
+    );
+    let readyz = proxy.admin_get("/readyz").text();
+    for secret in [SECRET, TOKEN] {
+        assert!(!log.contains(secret), "{secret} was logged:\n{log}");
+        assert!(!readyz.contains(secret), "{secret} is in /readyz: {readyz}");
+    }
+}

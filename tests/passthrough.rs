@@ -93,6 +93,12 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
         let head_only = raw.starts_with(b"HEAD ");
         raw.extend_from_slice(&body);
         seen.lock().unwrap().push(raw);
+        if target.contains("continued101") {
+            // A `100 Continue`, then a switch nobody asked for, then raw bytes; held open.
+            let _ = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nraw");
+            std::thread::sleep(Duration::from_secs(4));
+            return;
+        }
         if target.contains("hold101") {
             // Switches protocols, sends a little, and keeps the connection open.
             let _ = out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nraw");
@@ -502,6 +508,19 @@ fn an_unasked_101_is_refused_with_a_502_both_ways() {
         assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
         assert!(!answer.contains("101"), "{answer}");
         assert!(!answer.contains("raw"), "{answer}");
+        assert!(outcome.starts_with("status=502 error="), "{outcome}");
+    }
+    // After a `100 Continue` just the same: the 100 is passed on, the switch is not.
+    for (answer, outcome) in both_ways(&proxy, "/open/continued101") {
+        let after = match answer.starts_with("HTTP/1.1 100 Continue\r\n") {
+            true => answer.split_once("\r\n\r\n").map_or("", |(_, rest)| rest),
+            false => &answer,
+        };
+        assert!(after.starts_with("HTTP/1.1 502 "), "{answer}");
+        assert!(
+            !answer.contains("101") && !answer.contains("raw"),
+            "{answer}"
+        );
         assert!(outcome.starts_with("status=502 error="), "{outcome}");
     }
 }

@@ -680,4 +680,44 @@ routes:
         status("reports-token-new-abcdef0123") == 200
     });
     assert_eq!(status(reports_token), 401);
+
+    // The file goes again, in the same edit as a new client: one reload, reported once.
+    let audit = dir.path().join("audit");
+    std::fs::write(&audit, "audit-token-0123456789abcd").unwrap();
+    std::fs::remove_file(&reports).unwrap();
+    let (failures, successes) = (reloads(&proxy, "failure"), reloads(&proxy, "success"));
+    let text = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let edited = text.replace(
+        "routes:\n  - name: open",
+        &format!(
+            "    - name: audit\n      token_file: {}\n      routes: [open]\nroutes:\n  - name: open",
+            audit.display()
+        ),
+    );
+    assert_ne!(edited, text);
+    std::fs::write(proxy.config_path(), edited).unwrap();
+    proxy.wait_for("the new client", || {
+        status("audit-token-0123456789abcd") == 200
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(reloads(&proxy, "failure"), failures + 1.0);
+    assert_eq!(reloads(&proxy, "success"), successes + 1.0);
+    // An edit refused for a reason of its own is that one failure, the kept token not again.
+    let text = std::fs::read_to_string(proxy.config_path()).unwrap();
+    std::fs::write(
+        proxy.config_path(),
+        format!("{text}  - name: broken\n    upstream: not-a-url\n"),
+    )
+    .unwrap();
+    proxy.wait_for("the refused edit", || {
+        reloads(&proxy, "failure") == failures + 2.0
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(reloads(&proxy, "failure"), failures + 2.0);
+    assert_eq!(reloads(&proxy, "success"), successes + 1.0);
+    assert_eq!(
+        status("reports-token-new-abcdef0123"),
+        200,
+        "the kept token"
+    );
 }

@@ -20,38 +20,79 @@ fn no_token() -> String {
     )
 }
 
-/// For a reload: the token each token file gave the configuration in force. A file that
-/// cannot give one now (deleted, unreadable, holding no token) keeps its token in force, so
-/// that one bad file neither stops the rest of the reload (another token's rotation, which is
-/// how a token is revoked) nor locks every client out; each such file is reported.
+/// What a token file's read gave, as a reload's poll and check both see it: its text, or the
+/// kind of error reading it. Two reads that give the same state give the same token or lack
+/// of one.
+pub fn token_file_state(read: &std::io::Result<String>) -> Vec<u8> {
+    match read {
+        Ok(text) => [b"text\0".as_slice(), text.as_bytes()].concat(),
+        Err(e) => format!("error\0{:?}", e.kind()).into_bytes(),
+    }
+}
+
+/// For a reload: the token each token file gave the configuration in force, by file and by
+/// whose it is (`access.bearer_token_file`, `credential_endpoint`, or a client's name). A file
+/// that cannot give one now (deleted, unreadable, holding no token) keeps its token in force
+/// for the same owner, so that one bad file neither stops the rest of the reload (another
+/// token's rotation, which is how a token is revoked) nor locks every client out; each such
+/// file is reported.
 #[derive(Debug, Default)]
 pub struct KeptTokens {
-    tokens: BTreeMap<PathBuf, BearerToken>,
-    kept: RefCell<Vec<ConfigError>>,
+    tokens: BTreeMap<(PathBuf, String), BearerToken>,
+    kept: RefCell<Vec<Kept>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    error: ConfigError,
+    file: PathBuf,
+    owner: String,
+    /// [`token_file_state`] as the check read it.
+    state: Vec<u8>,
 }
 
 impl KeptTokens {
-    pub fn new(tokens: impl IntoIterator<Item = (PathBuf, BearerToken)>) -> KeptTokens {
+    pub fn new(tokens: impl IntoIterator<Item = ((PathBuf, String), BearerToken)>) -> KeptTokens {
         KeptTokens {
             tokens: tokens.into_iter().collect(),
             kept: RefCell::default(),
         }
     }
 
-    /// The token in force from `file`, if there is one; recorded as kept for `why`.
-    fn keep(&self, config: &Path, key: &str, file: &str, why: &str) -> Option<BearerToken> {
-        let token = self.tokens.get(Path::new(file))?.clone();
-        self.kept.borrow_mut().push(ConfigError {
-            path: config.to_owned(),
-            key: key.to_string(),
-            reason: format!("{why}; the token in force from it stays until it holds one"),
+    /// The token in force from `file` for `owner`, if there is one; recorded as kept for
+    /// `why`, the file having read as `state`.
+    fn keep(
+        &self,
+        (config, key, owner): (&Path, &str, &str),
+        file: &str,
+        why: &str,
+        state: Vec<u8>,
+    ) -> Option<BearerToken> {
+        let file = PathBuf::from(file);
+        let token = self.tokens.get(&(file.clone(), owner.to_string()))?.clone();
+        self.kept.borrow_mut().push(Kept {
+            error: ConfigError {
+                path: config.to_owned(),
+                key: key.to_string(),
+                reason: format!("{why}; the token in force from it stays until it holds one"),
+            },
+            file,
+            owner: owner.to_string(),
+            state,
         });
         Some(token)
     }
 
     /// The token files that could not give a token, each kept (file, key and reason).
     pub fn kept(&self) -> Vec<ConfigError> {
-        self.kept.borrow().clone()
+        self.kept.borrow().iter().map(|k| k.error.clone()).collect()
+    }
+
+    /// How `file` read for `owner` when its token was kept ([`token_file_state`]).
+    pub fn state_of(&self, file: &Path, owner: &str) -> Option<Vec<u8>> {
+        let kept = self.kept.borrow();
+        let found = kept.iter().find(|k| k.file == file && k.owner == owner)?;
+        Some(found.state.clone())
     }
 }
 
@@ -164,6 +205,7 @@ impl Checker<'_> {
         }
         let token_file = bearer_token_file.clone().map(std::path::PathBuf::from);
         let bearer_token = self.token(
+            "access.bearer_token_file",
             ("access.bearer_token_file", bearer_token_file),
             ("access.bearer_token_env", bearer_token_env),
         )?;
@@ -187,6 +229,7 @@ impl Checker<'_> {
     /// exclude each other): at least [`BearerToken::MIN_LEN`] printable characters.
     pub(super) fn token(
         &self,
+        owner: &str,
         (file_key, file): (&str, Option<String>),
         (env_key, env): (&str, Option<String>),
     ) -> Result<Option<BearerToken>, ConfigError> {
@@ -200,18 +243,20 @@ impl Checker<'_> {
                 );
             }
             (Some(path), None) => {
-                let read = std::fs::read_to_string(&path)
+                let read = std::fs::read_to_string(&path);
+                let state = token_file_state(&read);
+                let token = read
                     .map_err(|e| format!("cannot read {path}: {e}"))
                     .and_then(|text| BearerToken::parse(&text).ok_or_else(no_token));
-                return match read {
+                return match token {
                     Ok(token) => Ok(Some(token)),
-                    Err(why) => match self
-                        .kept
-                        .and_then(|k| k.keep(self.path, file_key, &path, &why))
-                    {
-                        Some(token) => Ok(Some(token)),
-                        None => self.err(file_key, why),
-                    },
+                    Err(why) => {
+                        let whose = (self.path, file_key, owner);
+                        match self.kept.and_then(|k| k.keep(whose, &path, &why, state)) {
+                            Some(token) => Ok(Some(token)),
+                            None => self.err(file_key, why),
+                        }
+                    }
                 };
             }
             (None, Some(name)) => (

@@ -65,6 +65,7 @@ impl Checker<'_> {
         }
         let token_file = authorization_token_file.clone().map(PathBuf::from);
         let token = self.token(
+            "credential_endpoint",
             (
                 "credential_endpoint.authorization_token_file",
                 authorization_token_file,

@@ -25,7 +25,7 @@ mod websocket;
 
 /// Re-exported: the payload mode is part of a route's signing configuration.
 pub use crate::service::{Algorithm, Payload};
-pub use access::KeptTokens;
+pub use access::{token_file_state, KeptTokens};
 use check::Checker;
 #[cfg(test)]
 use credentials::{default_session_name, valid_session_name};

@@ -13,6 +13,7 @@ mod mfa_role;
 pub mod provider;
 pub mod refresh;
 mod sts;
+pub use sts::withhold_credentials;
 pub mod sts_token;
 
 use crate::config::{Config, CredentialsConfig};

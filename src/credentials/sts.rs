@@ -69,11 +69,38 @@ pub fn error_sentence(e: &(dyn Error + 'static)) -> String {
         }
         cause = c.source();
     }
-    out
+    // Some providers' own words quote what they were given (credential_process's output).
+    withhold_credentials(&out).into_owned()
 }
 
-/// STS's error answer, when `e` is one: `HTTP 403 AccessDenied: <its message>`. An error
-/// answer holds no credentials (a `2xx` that could not be read may, and is never looked at).
+/// Text that may carry an AWS response as the SDK's errors print it (their `Debug` form holds
+/// the raw HTTP response: `raw: Response { … body: … }`), cut before the response or before
+/// anything named as a credential. An answer that could not be read (a `200` whose expiry
+/// does not parse, a truncated body) holds the very secret key and session token it failed to
+/// deliver; aws-config logs such errors at `warn` (the web identity and profile providers,
+/// the default chain), whatever sigproxy does with them.
+pub fn withhold_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    const MARKS: [&str; 7] = [
+        "raw: Response",
+        "SdkBody",
+        "SecretAccessKey",
+        "secretAccessKey",
+        "SessionToken",
+        "sessionToken",
+        "\"Token\"",
+    ];
+    match MARKS.iter().filter_map(|m| text.find(m)).min() {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(at) => std::borrow::Cow::Owned(format!(
+            "{}[the rest withheld: it may hold credentials]",
+            &text[..at]
+        )),
+    }
+}
+
+/// STS's error answer, when `e` is one: `HTTP 403 AccessDenied <its message>`. An error
+/// answer (`4xx`, `5xx`) holds no credentials (a `2xx` that could not be read may, and is
+/// never looked at).
 /// Read here because the SDK finds no code in some STS stand-ins' error shapes.
 fn error_answer(e: &(dyn Error + 'static)) -> Option<String> {
     fn raw<'a, E: Error + 'static>(e: &'a (dyn Error + 'static)) -> Option<&'a HttpResponse> {
@@ -87,7 +114,7 @@ fn error_answer(e: &(dyn Error + 'static)) -> Option<String> {
         .or_else(|| raw::<GetFederationTokenError>(e))
         .or_else(|| raw::<AssumeRoleWithWebIdentityError>(e))?;
     let status = raw.status().as_u16();
-    if (200..300).contains(&status) {
+    if !(400..600).contains(&status) {
         return None;
     }
     let body = raw.body().bytes().map(String::from_utf8_lossy);
@@ -95,9 +122,11 @@ fn error_answer(e: &(dyn Error + 'static)) -> Option<String> {
         let body: &str = body.as_deref()?;
         let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
         let end = start + body[start..].find(&format!("</{tag}>"))?;
+        // Printable ASCII only, as AWS writes them: no control, bidirectional or line
+        // separator characters into a log line or /readyz.
         let text: String = body[start..end]
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
             .take(300)
             .collect();
         Some(text)

@@ -9,7 +9,9 @@
 //! back.
 
 use super::budget::Reservation;
-use super::exchange::{exchange, too_many_informational, while_client_waits, MAX_INFORMATIONAL};
+use super::exchange::{
+    exchange, too_many_informational, unasked_switch, while_client_waits, MAX_INFORMATIONAL,
+};
 use super::failed;
 use super::refused::{refused_by_header, refused_by_s3};
 use super::relay::{self, client_failure};
@@ -200,6 +202,16 @@ async fn final_answer(
                 "missing response header".into(),
             )));
         };
+        if response.status == 101
+            && !session
+                .req_header()
+                .headers
+                .contains_key(http::header::UPGRADE)
+        {
+            // After a 1xx as on its own (see `exchange::send`): no switch nobody asked for.
+            let e = connected_error(unasked_switch(), Relay::AsPingora, peer);
+            return Err(Failure::Unanswered(e));
+        }
         if !response.status.is_informational() || response.status == 101 {
             return Ok(());
         }

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use poll::{in_force, look, token_files, Act, Polls, Seen};
+use poll::{in_force, in_force_keeping, look, token_files, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use signals::hangup_received;
@@ -128,6 +128,9 @@ struct State {
     refreshers: Refreshers,
     /// The file as last acted on; changes not yet settled.
     polls: Polls,
+    /// What a look at the running file finds while it is in force, when known (a reload
+    /// put it in force; with a token kept, that token's file as the check read it).
+    running_seen: Option<Seen>,
     /// Set when new credentials could not be had: the same file is tried again then.
     retry_at: Option<Instant>,
     /// The file (as looked at) whose new credentials STS last refused, and when.
@@ -172,6 +175,7 @@ impl BackgroundService for Reloader {
             endpoint: running.credential_endpoint.as_ref().map(|e| e.listen),
             running,
             running_bytes,
+            running_seen: None,
             refreshers,
             polls: Polls::new(seen),
             retry_at: None,
@@ -253,7 +257,10 @@ impl Reloader {
             return;
         };
         let now = look(&running, &state.running);
-        if now == in_force(&Sha256::digest(&running).into(), &state.running) {
+        let running_seen = state
+            .running_seen
+            .unwrap_or_else(|| in_force(&Sha256::digest(&running).into(), &state.running));
+        if now == running_seen {
             return;
         }
         let trigger = "token file changed (the file's other changes refused)";
@@ -281,7 +288,8 @@ impl Reloader {
         state.polls.acted(seen);
         state.retry_at = None;
         let kept = KeptTokens::new(
-            token_files(&state.running).map(|(file, token)| (file.to_owned(), token.clone())),
+            token_files(&state.running)
+                .map(|(file, owner, token)| ((file.to_owned(), owner.to_string()), token.clone())),
         );
         let checked = text(bytes, path)
             .and_then(|text| checked(text, path, &state.running, state.endpoint, Some(&kept)));
@@ -342,13 +350,12 @@ impl Reloader {
         metrics().declare_clients(after.iter().map(String::as_str));
         let summary = state.refreshers.commit(plan);
         state.fetch_refused = None;
-        // What is in force now, token included, as the check read it; with a token kept, what
-        // the look found (its file's state is no token in force).
+        // What is in force now, tokens included, as the check read them (a kept token's file
+        // as giving none).
+        let in_force = in_force_keeping(&hash, &config, &kept);
+        state.polls.acted(in_force);
+        state.running_seen = Some(in_force);
         let kept = kept.kept();
-        state.polls.acted(match kept.is_empty() {
-            true => in_force(&hash, &config),
-            false => seen,
-        });
         state.running = config;
         state.running_bytes = Some(bytes.to_vec());
 

@@ -8,7 +8,7 @@
 
 use super::Hash;
 use crate::access::BearerToken;
-use crate::config::Config;
+use crate::config::{token_file_state, Config, KeptTokens};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -78,50 +78,66 @@ impl Polls {
 pub(super) fn look(bytes: &[u8], running: &Config) -> Seen {
     let hash = Sha256::digest(bytes).into();
     let tokens: Vec<[u8; 32]> = token_files(running)
-        .map(|(file, _)| {
-            // Not a token (unreadable, too short): a value no token's digest is, different for
-            // each such state, so that each is looked at (and reported) in turn.
-            let no_token = |what: &[u8]| -> [u8; 32] {
-                Sha256::new()
-                    .chain_update(b"no token\0")
-                    .chain_update(what)
-                    .finalize()
-                    .into()
-            };
-            match std::fs::read_to_string(file) {
-                Ok(text) => BearerToken::parse(&text)
-                    .map_or_else(|| no_token(text.as_bytes()), |t| *t.digest()),
-                Err(e) => no_token(format!("{:?}", e.kind()).as_bytes()),
+        .map(|(file, _, _)| {
+            let read = std::fs::read_to_string(file);
+            match read.as_deref().ok().and_then(BearerToken::parse) {
+                Some(token) => *token.digest(),
+                None => no_token(&token_file_state(&read)),
             }
         })
         .collect();
     with_tokens(&hash, &tokens)
 }
 
+/// A file that gives no token (unreadable, too short), as [`look`] sees it: a value no token's
+/// digest is, different for each such state, so that each is looked at (and reported) in turn.
+fn no_token(state: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"no token\0")
+        .chain_update(state)
+        .finalize()
+        .into()
+}
+
 /// What [`look`] finds while `config`, read from a file hashing to `hash`, is in force.
 pub(super) fn in_force(hash: &Hash, config: &Config) -> Seen {
-    let tokens: Vec<[u8; 32]> = token_files(config).map(|(_, t)| *t.digest()).collect();
+    in_force_keeping(hash, config, &KeptTokens::default())
+}
+
+/// [`in_force`] for a configuration whose check kept tokens (`kept`): their files are seen as
+/// the check read them, giving no token.
+pub(super) fn in_force_keeping(hash: &Hash, config: &Config, kept: &KeptTokens) -> Seen {
+    let tokens: Vec<[u8; 32]> = token_files(config)
+        .map(|(file, owner, token)| match kept.state_of(file, owner) {
+            Some(state) => no_token(&state),
+            None => *token.digest(),
+        })
+        .collect();
     with_tokens(hash, &tokens)
 }
 
-/// The token files `config` read, each with the token it held then.
-pub(super) fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &BearerToken)> {
+/// The token files `config` read, each with whose it is (see [`KeptTokens`]) and the token it
+/// held then.
+pub(super) fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &str, &BearerToken)> {
     let access = match (
         &config.access.bearer_token_file,
         &config.access.bearer_token,
     ) {
-        (Some(file), Some(token)) => Some((file.as_path(), token)),
+        (Some(file), Some(token)) => Some((file.as_path(), "access.bearer_token_file", token)),
         _ => None,
     };
-    let endpoint = config
-        .credential_endpoint
-        .as_ref()
-        .and_then(|e| Some((e.token_file.as_deref()?, e.token.as_ref()?)));
+    let endpoint = config.credential_endpoint.as_ref().and_then(|e| {
+        Some((
+            e.token_file.as_deref()?,
+            "credential_endpoint",
+            e.token.as_ref()?,
+        ))
+    });
     let clients = config
         .access
         .clients
         .iter()
-        .filter_map(|c| Some((c.token_file.as_deref()?, &c.token)));
+        .filter_map(|c| Some((c.token_file.as_deref()?, c.name.as_str(), &c.token)));
     access.into_iter().chain(endpoint).chain(clients)
 }
 
