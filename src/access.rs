@@ -54,6 +54,10 @@ pub enum Denied {
     Origin,
     /// The client (`access.clients`) may not use this route, or no route it may use matches.
     ClientRoute,
+    /// An S3 copy's source (`x-amz-copy-source`) is outside what the route reaches (its
+    /// bucket and base path), or cannot be placed (a host that is not AWS's, its layout not
+    /// stated), whatever the allow list.
+    CopySource,
 }
 
 impl Denied {
@@ -67,6 +71,7 @@ impl Denied {
             Denied::Host => "host",
             Denied::Origin => "origin",
             Denied::ClientRoute => "client_route",
+            Denied::CopySource => "copy_source",
         }
     }
 }

@@ -316,6 +316,12 @@ impl fmt::Display for ProxyError {
                 f,
                 "this client may not use this route (access.clients[].routes lists those it may)"
             ),
+            Self::Forbidden(Denied::CopySource) => write!(
+                f,
+                "a copy's source (x-amz-copy-source) must be inside what this route reaches: \
+                 its bucket and base path (on a host that is not AWS's, once s3_addressing \
+                 says where the bucket is), whatever its allow list"
+            ),
             Self::Forbidden(Denied::Method) => {
                 write!(f, "this route's allow list does not grant this method")
             }

@@ -174,6 +174,12 @@ fn the_sdks_raw_responses_and_named_credentials_are_withheld() {
     );
     let json = r#"credential_process: bad output {"Version": 1, "SecretAccessKey": "s3cr3t"}"#;
     assert!(!withhold_credentials(json).contains("s3cr3t"));
+    let process =
+        "external process exited with code 1. Stderr: export AWS_SECRET_ACCESS_KEY=s3cr3t";
+    assert!(!withhold_credentials(process).contains("s3cr3t"));
+    let snake = r#"bad output {"secret_access_key": "s3cr3t", "session_token": "t0k3n"}"#;
+    let cut = withhold_credentials(snake);
+    assert!(!cut.contains("s3cr3t") && !cut.contains("t0k3n"), "{cut}");
     let plain = "no providers in chain provided credentials";
     assert_eq!(withhold_credentials(plain), plain);
 }

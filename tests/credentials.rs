@@ -314,9 +314,19 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     expire();
     let r = proxy.send("POST", "/fn/once", &[], b"charge=100");
     assert_eq!(r.status, 403, "{}", r.text());
+    // Nor a request a web framework would take for a POST: an override header, `_method`.
+    let r = proxy.send(
+        "GET",
+        "/fn/once",
+        &[("X-HTTP-Method-Override", "POST")],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = proxy.send("PUT", "/fn/once?_method=PATCH", &[], b"x");
+    assert_eq!(r.status, 403, "{}", r.text());
 
     let stats = peers.stats();
-    assert_eq!(stats["expired_rejections"], 3, "{stats}");
+    assert_eq!(stats["expired_rejections"], 5, "{stats}");
     let retries = proxy.metric(
         "sigproxy_upstream_retries_total",
         &[("route", "fn"), ("reason", "expired_token")],

@@ -517,6 +517,12 @@ fn a_route_whose_bucket_is_named_by_sign_host_keeps_copies_in_that_bucket() {
         b"",
     );
     assert_eq!(stolen.status, 403, "{}", stolen.text());
+    assert!(
+        stolen.text().contains("x-amz-copy-source"),
+        "{}",
+        stolen.text()
+    );
+    assert_eq!(proxy.denied("one", "copy_source"), Some(1.0));
     assert_eq!(admin.get("/my-bucket/stolen.csv").status, 404);
     // A copy inside the bucket is what the route reaches.
     let copy = proxy.send(

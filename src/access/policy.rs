@@ -115,13 +115,18 @@ impl S3Space {
 
     /// A copy's source must be in the route's space, and placeable at all.
     fn check_copy(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let Some(need) = copy_source(headers, &self.layout)? else {
-            return Ok(());
+        let outside = Err(Refusal::Denied(Denied::CopySource));
+        let need = match copy_source(headers, &self.layout) {
+            Ok(None) => return Ok(()),
+            Ok(Some(need)) => need,
+            // A source this route's space cannot hold (another bucket of a bucket upstream).
+            Err(Unclear::Unknown(_)) => return outside,
+            Err(ambiguous) => return Err(ambiguous.into()),
         };
-        if !self.layout_known {
-            return Err(Refusal::Denied(Denied::Action));
+        if !self.layout_known || self.contain(&[need]).is_err() {
+            return outside;
         }
-        self.contain(&[need])
+        Ok(())
     }
 }
 

@@ -31,7 +31,8 @@ pub fn token_file_state(read: &std::io::Result<String>) -> Vec<u8> {
 }
 
 /// For a reload: the token each token file gave the configuration in force, by file and by
-/// whose it is (`access.bearer_token_file`, `credential_endpoint`, or a client's name). A file
+/// whose it is (`access.bearer_token_file`, `credential_endpoint`, or `client:<name>`, which
+/// no other owner can be: `:` is in no client name). A file
 /// that cannot give one now (deleted, unreadable, holding no token) keeps its token in force
 /// for the same owner, so that one bad file neither stops the rest of the reload (another
 /// token's rotation, which is how a token is revoked) nor locks every client out; each such

@@ -83,7 +83,7 @@ impl Checker<'_> {
             }
             let path = token_file.clone().map(PathBuf::from);
             let token = self.token(
-                &name,
+                &format!("client:{name}"),
                 (&format!("{key}.token_file"), token_file),
                 (&format!("{key}.token_env"), token_env),
             )?;

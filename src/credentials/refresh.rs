@@ -22,8 +22,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Credentials that have less than this left when they arrive are refused (see
-/// [`usable_on_arrival`]).
-const MIN_LIFETIME: Duration = Duration::from_secs(1);
+/// [`usable_on_arrival`]): refreshed at half their life, they would call STS every second or
+/// two. (STS's shortest session is 15 minutes; tests use a few seconds.)
+const MIN_LIFETIME: Duration = Duration::from_secs(3);
 
 /// Refreshes asked for by requests come at most this often.
 const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(5);
@@ -124,11 +125,21 @@ fn usable_on_arrival(
     now: SystemTime,
 ) -> Result<aws_credential_types::Credentials, String> {
     match creds.expiry() {
+        // An expiry before 1971 is none at all: an answer cut short or malformed.
+        Some(expiry) if expiry < UNIX_EPOCH + Duration::from_secs(365 * 86_400) => Err(
+            "the credentials fetched carry no valid expiry: STS's answer was malformed or \
+                 cut short"
+                .into(),
+        ),
         Some(expiry) if expiry <= now + MIN_LIFETIME => {
             let ago = now.duration_since(expiry).unwrap_or_default().as_secs();
+            let left = expiry.duration_since(now).unwrap_or_default().as_secs();
             Err(format!(
-                "the credentials fetched expire at once (expired {ago} s ago by this host's \
-                 clock): is the clock right?"
+                "the credentials fetched expire at once ({}): is this host's clock right?",
+                match ago {
+                    0 => format!("{left} s left by this host's clock"),
+                    _ => format!("expired {ago} s ago by this host's clock"),
+                }
             ))
         }
         _ => Ok(creds),
@@ -164,8 +175,16 @@ mod tests {
         let creds =
             |expiry| aws_credential_types::Credentials::new("AKID", "secret", None, expiry, "test");
         let e = usable_on_arrival(creds(Some(UNIX_EPOCH)), now).unwrap_err();
-        assert!(e.contains("clock"), "{e}");
+        assert!(e.contains("malformed"), "{e}");
+        let e = usable_on_arrival(creds(Some(now - 60 * MIN)), now).unwrap_err();
+        assert!(
+            e.contains("clock") && e.contains("expired 3600 s ago"),
+            "{e}"
+        );
+        let e = usable_on_arrival(creds(Some(now + Duration::from_secs(2))), now).unwrap_err();
+        assert!(e.contains("s left"), "{e}");
         assert!(usable_on_arrival(creds(Some(now)), now).is_err());
+        assert!(usable_on_arrival(creds(Some(now + Duration::from_secs(5))), now).is_ok());
         assert!(usable_on_arrival(creds(Some(now + 6 * MIN)), now).is_ok());
         assert!(
             usable_on_arrival(creds(None), now).is_ok(),

@@ -80,16 +80,22 @@ pub fn error_sentence(e: &(dyn Error + 'static)) -> String {
 /// deliver; aws-config logs such errors at `warn` (the web identity and profile providers,
 /// the default chain), whatever sigproxy does with them.
 pub fn withhold_credentials(text: &str) -> std::borrow::Cow<'_, str> {
-    const MARKS: [&str; 7] = [
-        "raw: Response",
-        "SdkBody",
-        "SecretAccessKey",
-        "secretAccessKey",
-        "SessionToken",
-        "sessionToken",
-        "\"Token\"",
+    // Found in any letter case, with or without `_` (`SecretAccessKey`, `secret_access_key`,
+    // `AWS_SECRET_ACCESS_KEY`, `sessionToken`): the SDK reads credential documents that way.
+    const MARKS: [&str; 9] = [
+        "raw: response",
+        "sdkbody",
+        "secretaccesskey",
+        "secret_access_key",
+        "sessiontoken",
+        "session_token",
+        "\"token\"",
+        "\\\"token\\\"",
+        // A credential process's own error output, quoted by the SDK.
+        "stderr:",
     ];
-    match MARKS.iter().filter_map(|m| text.find(m)).min() {
+    let lower = text.to_ascii_lowercase();
+    match MARKS.iter().filter_map(|m| lower.find(m)).min() {
         None => std::borrow::Cow::Borrowed(text),
         Some(at) => std::borrow::Cow::Owned(format!(
             "{}[the rest withheld: it may hold credentials]",

@@ -16,6 +16,7 @@ use super::failed;
 use super::refused::{refused_by_header, refused_by_s3};
 use super::relay::{self, client_failure};
 use crate::access::browser::{answer_cors, PageRequest};
+use crate::access::method_override;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::metrics;
@@ -137,7 +138,7 @@ pub async fn forward(
         let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
         let may_be_refused = signer.is_some()
             && !resent
-            && resendable(route, &request.method)
+            && resendable(route, &request)
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
         let complete = may_be_refused && read_small_body(upstream, &mut held).await?;
@@ -182,9 +183,18 @@ pub async fn forward(
 /// Whether a request the upstream says it refused for its credentials may be sent again.
 /// AWS's front end refuses before anything runs; only its word counts for a request that
 /// must not run twice. Any other upstream's `x-amzn-ErrorType` may come from a handler that
-/// ran (a function passing on an error of its own): there only idempotent requests go again.
-fn resendable(route: &Route, method: &http::Method) -> bool {
-    route.peers.aws_front_end() || method.is_idempotent()
+/// ran (a function passing on an error of its own): there only idempotent requests go again,
+/// and only those no web framework would take for another method (an override header,
+/// `_method` in the query).
+fn resendable(route: &Route, request: &RequestHeader) -> bool {
+    if route.peers.aws_front_end() {
+        return true;
+    }
+    let overridden = method_override::HEADERS
+        .iter()
+        .any(|h| request.headers.contains_key(*h))
+        || request.uri.query().is_some_and(method_override::in_query);
+    request.method.is_idempotent() && !overridden
 }
 
 /// Passes the upstream's `1xx` answers but `101` on to the client (with the page's CORS

@@ -289,7 +289,7 @@ impl Reloader {
         state.retry_at = None;
         let kept = KeptTokens::new(
             token_files(&state.running)
-                .map(|(file, owner, token)| ((file.to_owned(), owner.to_string()), token.clone())),
+                .map(|(file, owner, token)| ((file.to_owned(), owner), token.clone())),
         );
         let checked = text(bytes, path)
             .and_then(|text| checked(text, path, &state.running, state.endpoint, Some(&kept)));

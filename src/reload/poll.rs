@@ -108,7 +108,7 @@ pub(super) fn in_force(hash: &Hash, config: &Config) -> Seen {
 /// the check read them, giving no token.
 pub(super) fn in_force_keeping(hash: &Hash, config: &Config, kept: &KeptTokens) -> Seen {
     let tokens: Vec<[u8; 32]> = token_files(config)
-        .map(|(file, owner, token)| match kept.state_of(file, owner) {
+        .map(|(file, owner, token)| match kept.state_of(file, &owner) {
             Some(state) => no_token(&state),
             None => *token.digest(),
         })
@@ -118,26 +118,32 @@ pub(super) fn in_force_keeping(hash: &Hash, config: &Config, kept: &KeptTokens) 
 
 /// The token files `config` read, each with whose it is (see [`KeptTokens`]) and the token it
 /// held then.
-pub(super) fn token_files(config: &Config) -> impl Iterator<Item = (&Path, &str, &BearerToken)> {
+pub(super) fn token_files(config: &Config) -> impl Iterator<Item = (&Path, String, &BearerToken)> {
     let access = match (
         &config.access.bearer_token_file,
         &config.access.bearer_token,
     ) {
-        (Some(file), Some(token)) => Some((file.as_path(), "access.bearer_token_file", token)),
+        (Some(file), Some(token)) => Some((
+            file.as_path(),
+            "access.bearer_token_file".to_string(),
+            token,
+        )),
         _ => None,
     };
     let endpoint = config.credential_endpoint.as_ref().and_then(|e| {
         Some((
             e.token_file.as_deref()?,
-            "credential_endpoint",
+            "credential_endpoint".to_string(),
             e.token.as_ref()?,
         ))
     });
-    let clients = config
-        .access
-        .clients
-        .iter()
-        .filter_map(|c| Some((c.token_file.as_deref()?, c.name.as_str(), &c.token)));
+    let clients = config.access.clients.iter().filter_map(|c| {
+        Some((
+            c.token_file.as_deref()?,
+            format!("client:{}", c.name),
+            &c.token,
+        ))
+    });
     access.into_iter().chain(endpoint).chain(clients)
 }
 

@@ -253,7 +253,7 @@ fn a_copy_needs_a_read_of_its_source() {
             "/x",
             &[("x-amz-copy-source", "someone-elses/y")]
         ),
-        DENIED_ACTION
+        Err(Refusal::Denied(Denied::CopySource))
     );
     // Two sources: S3 would pick one, so the request is refused, allow list or not.
     let two = [
@@ -444,7 +444,7 @@ fn a_copy_never_reaches_outside_the_route_whatever_its_rules() {
     let secret = [("x-amz-copy-source", "my-bucket/secret/payroll.csv")];
     assert_eq!(
         check(&vhost, Method::PUT, "/reports/stolen.csv", &secret),
-        Err(Refusal::Denied(Denied::Path))
+        Err(Refusal::Denied(Denied::CopySource))
     );
     let fine = [("x-amz-copy-source", "my-bucket/reports/2024.csv")];
     assert_eq!(
@@ -468,7 +468,7 @@ fn a_copy_never_reaches_outside_the_route_whatever_its_rules() {
             "/docs/x",
             &[("x-amz-copy-source", "other/y")]
         ),
-        DENIED_ACTION
+        Err(Refusal::Denied(Denied::CopySource))
     );
     assert_eq!(check(&unknown, Method::PUT, "/docs/x", &[]), Ok(()));
 }
