@@ -290,3 +290,32 @@ fn the_token_command_gets_none_of_sigproxys_aws_credentials() {
     }
     assert!(!env.contains(secret), "the command got the secret key");
 }
+
+#[test]
+fn an_upstream_that_says_the_token_expired_spends_no_mfa_code() {
+    // Each fetch of an MFA set runs the token command (a prompt, a hardware key's touch) and
+    // spends a code. Only AWS's own front end is believed when it says the credentials were
+    // refused; this stand-in is not one, so its 403 is relayed and no code is asked for.
+    let mfa = Mfa::start("482913", "482913");
+    let proxy = mfa.proxy(&mfa.session_token_config());
+    proxy.wait_ready();
+    assert_eq!(proxy.get("/fn/before").status, 200);
+    let runs = mfa.runs();
+    let expired = request(
+        mfa.peers.lambda_addr(),
+        "POST",
+        "/__control/expire-keys",
+        &[],
+        b"",
+    );
+    assert_eq!(expired.status, 200);
+    let r = proxy.get("/fn/after");
+    assert_eq!(r.status, 403, "{}", r.text());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        mfa.runs(),
+        runs,
+        "the token command ran for an upstream's words"
+    );
+    assert_eq!(mfa.calls().len(), 1, "{:?}", mfa.calls());
+}

@@ -22,7 +22,7 @@ use crate::headers;
 use crate::metrics::metrics;
 use crate::route::Route;
 use crate::service::TokenVerdict;
-use crate::sign::{sha256_hex, EMPTY_SHA256};
+use crate::sign::{sha256_hex, Signer, EMPTY_SHA256};
 use crate::upstream::pool::Pool;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
@@ -136,9 +136,8 @@ pub async fn forward(
         // S3 says so in its body, everyone else in a header: only then is the body read here.
         let signer = signing.as_ref().map(|(signer, ..)| *signer);
         let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
-        let may_be_refused = signer.is_some()
+        let may_be_refused = signer.is_some_and(|s| resendable(route, &request, s))
             && !resent
-            && resendable(route, &request)
             && matches!(response.status.as_u16(), 400 | 403)
             && (s3 || refused_by_header(response));
         let complete = may_be_refused && read_small_body(upstream, &mut held).await?;
@@ -180,15 +179,19 @@ pub async fn forward(
     }
 }
 
-/// Whether a request the upstream says it refused for its credentials may be sent again.
-/// AWS's front end refuses before anything runs; only its word counts for a request that
-/// must not run twice. Any other upstream's `x-amzn-ErrorType` may come from a handler that
-/// ran (a function passing on an error of its own): there only idempotent requests go again,
-/// and only those no web framework would take for another method (an override header,
-/// `_method` in the query).
-fn resendable(route: &Route, request: &RequestHeader) -> bool {
+/// Whether a request the upstream says it refused for its credentials may be sent again
+/// (with credentials fetched afresh for it). AWS's front end refuses before anything runs;
+/// only its word counts for a request that must not run twice, and for a set whose fetch
+/// spends an MFA code (a prompt, a hardware key's touch). Any other upstream's
+/// `x-amzn-ErrorType` may come from a handler that ran (a function passing on an error of its
+/// own): there only idempotent requests go again, and only those no web framework would take
+/// for another method (an override header, `_method` in the query).
+fn resendable(route: &Route, request: &RequestHeader, signer: &Signer) -> bool {
     if route.peers.aws_front_end() {
         return true;
+    }
+    if signer.credentials().mfa().is_some() {
+        return false;
     }
     let overridden = method_override::HEADERS
         .iter()
