@@ -324,9 +324,16 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     assert_eq!(r.status, 403, "{}", r.text());
     let r = proxy.send("PUT", "/fn/once?_method=PATCH", &[], b"x");
     assert_eq!(r.status, 403, "{}", r.text());
+    let r = proxy.send(
+        "GET",
+        "/fn/once",
+        &[("X_HTTP_METHOD_OVERRIDE", "POST")],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
 
     let stats = peers.stats();
-    assert_eq!(stats["expired_rejections"], 5, "{stats}");
+    assert_eq!(stats["expired_rejections"], 6, "{stats}");
     let retries = proxy.metric(
         "sigproxy_upstream_retries_total",
         &[("route", "fn"), ("reason", "expired_token")],

@@ -15,10 +15,21 @@ pub const HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Whether a query names `_method` (any case, escaped or not).
+/// The override header `headers` carry, if any: its name as sent. `_` counts as `-`, since
+/// CGI, PHP, WSGI and Rack adapters turn both into the same variable
+/// (`X_HTTP_METHOD_OVERRIDE` is `HTTP_X_HTTP_METHOD_OVERRIDE` too).
+pub fn in_headers(headers: &http::HeaderMap) -> Option<&str> {
+    headers.keys().map(|name| name.as_str()).find(|name| {
+        let name = name.replace('_', "-");
+        HEADERS.contains(&name.as_str())
+    })
+}
+
+/// Whether a query names `_method` (any case, escaped or not; `;` separates pairs as `&`
+/// does for some frameworks).
 pub fn in_query(query: &str) -> bool {
     query
-        .split('&')
+        .split(['&', ';'])
         .any(|pair| form_pair_names_method(pair.as_bytes()))
 }
 

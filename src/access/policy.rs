@@ -224,10 +224,7 @@ impl Policy {
         }
         // An application behind the upstream (API Gateway, a pass-through route) might act on
         // another method than the one checked here.
-        if let Some(name) = method_override::HEADERS
-            .iter()
-            .find(|n| headers.contains_key(**n))
-        {
+        if let Some(name) = method_override::in_headers(headers) {
             return Err(Refusal::Ambiguous(format!(
                 "{name} on a route with an allow list, which checks the request's own method"
             )));

@@ -19,7 +19,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// One fetch (source chain plus STS) may take at most this long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never refresh more often than this, whatever the credentials' lifetime.
-const MIN_INTERVAL: Duration = Duration::from_millis(500);
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Credentials that have less than this left when they arrive are refused (see
 /// [`usable_on_arrival`]): refreshed at half their life, they would call STS every second or
@@ -135,7 +135,8 @@ fn usable_on_arrival(
             let ago = now.duration_since(expiry).unwrap_or_default().as_secs();
             let left = expiry.duration_since(now).unwrap_or_default().as_secs();
             Err(format!(
-                "the credentials fetched expire at once ({}): is this host's clock right?",
+                "the credentials fetched expire at once ({}): is this host's clock right, or \
+                 the session's duration that short?",
                 match ago {
                     0 => format!("{left} s left by this host's clock"),
                     _ => format!("expired {ago} s ago by this host's clock"),

@@ -193,9 +193,7 @@ fn resendable(route: &Route, request: &RequestHeader, signer: &Signer) -> bool {
     if signer.credentials().mfa().is_some() {
         return false;
     }
-    let overridden = method_override::HEADERS
-        .iter()
-        .any(|h| request.headers.contains_key(*h))
+    let overridden = method_override::in_headers(&request.headers).is_some()
         || request.uri.query().is_some_and(method_override::in_query);
     request.method.is_idempotent() && !overridden
 }
