@@ -14,6 +14,7 @@ mod credentials;
 mod file;
 mod flags;
 mod from_host;
+mod kept;
 mod limits;
 mod listeners;
 mod mfa;
@@ -25,12 +26,12 @@ mod websocket;
 
 /// Re-exported: the payload mode is part of a route's signing configuration.
 pub use crate::service::{Algorithm, Payload};
-pub use access::{token_file_state, KeptTokens};
 use check::Checker;
 #[cfg(test)]
 use credentials::{default_session_name, valid_session_name};
 pub use flags::Flags;
 pub use from_host::FromHost;
+pub use kept::{token_file_state, KeptTokens};
 pub use limits::ClientLimits;
 pub use websocket::WebSocketLimits;
 
