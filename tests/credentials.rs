@@ -341,22 +341,18 @@ fn a_request_whose_token_aws_calls_expired_is_signed_afresh_and_sent_once_more()
     assert_eq!(retries, Some(2.0));
 }
 
-#[test]
-fn an_sts_answer_that_cannot_be_read_puts_no_secret_in_logs_or_readyz() {
-    // An STS (or a proxy in front of it) answering 200 with credentials whose expiry does not
-    // parse: the SDK refuses the answer, and its error carries the raw response, body and all.
-    const SECRET: &str = "LeakedSecretKey0123456789abcdefghijklmnop";
-    const TOKEN: &str = "LeakedSessionToken0123456789abcdefghijklmnop";
-    let body = format!(
-        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIAUNREADABLE000001</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>not-a-date</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"#
-    );
-    let sts = Upstream::builder()
+/// A stand-in STS answering every call `200` with `body` (XML).
+fn sts_answering(body: String) -> Upstream {
+    Upstream::builder()
         .answer(move |_| {
             common::upstream::Reply::ok(body.clone()).header("content-type", "text/xml")
         })
-        .start();
-    let lambda = Upstream::builder().start();
-    let config = format!(
+        .start()
+}
+
+/// The set `app` assuming a role through `sts`, signing route `fn` to `lambda`.
+fn assume_role_through(sts: &Upstream, lambda: &Upstream) -> String {
+    format!(
         r#"credentials:
   app:
     source: default
@@ -368,7 +364,21 @@ routes:
 {route}"#,
         sts = sts.url(),
         route = route("fn", &lambda.url(), "lambda", "")
+    )
+}
+
+#[test]
+fn an_sts_answer_that_cannot_be_read_puts_no_secret_in_logs_or_readyz() {
+    // An STS (or a proxy in front of it) answering 200 with credentials whose expiry does not
+    // parse: the SDK refuses the answer, and its error carries the raw response, body and all.
+    const SECRET: &str = "LeakedSecretKey0123456789abcdefghijklmnop";
+    const TOKEN: &str = "LeakedSessionToken0123456789abcdefghijklmnop";
+    let body = format!(
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIAUNREADABLE000001</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>not-a-date</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"#
     );
+    let sts = sts_answering(body);
+    let lambda = Upstream::builder().start();
+    let config = assume_role_through(&sts, &lambda);
     let env = static_keys("AKIASOURCEKEY0000001", "source-secret-never-logged");
     let proxy = Proxy::start(&config, &env);
     let failed = poll(Duration::from_secs(30), || {
@@ -392,23 +402,9 @@ fn credentials_that_arrive_expired_are_a_failure_retried_with_backoff() {
     // good, its credentials expired by the time they arrive. Before, each such fetch counted as
     // a success and was repeated twice a second.
     let body = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIAEXPIREDONARRIVAL</AccessKeyId><SecretAccessKey>secret-expired-on-arrival</SecretAccessKey><SessionToken>token-expired-on-arrival</SessionToken><Expiration>2001-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>"#;
-    let sts = Upstream::builder()
-        .answer(move |_| common::upstream::Reply::ok(body).header("content-type", "text/xml"))
-        .start();
+    let sts = sts_answering(body.to_string());
     let lambda = Upstream::builder().start();
-    let config = format!(
-        r#"credentials:
-  app:
-    source: default
-    assume_role:
-      role_arn: arn:aws:iam::123456789012:role/r
-      sts_endpoint: {sts}
-      sts_region: us-east-1
-routes:
-{route}"#,
-        sts = sts.url(),
-        route = route("fn", &lambda.url(), "lambda", "")
-    );
+    let config = assume_role_through(&sts, &lambda);
     let proxy = Proxy::start(
         &config,
         &static_keys("AKIASOURCEKEY0000002", "source-secret"),
@@ -447,11 +443,7 @@ fn the_sdks_own_warnings_about_an_unreadable_sts_answer_hold_no_secret() {
     let body = format!(
         r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAWEBIDENTITY00001</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>2030-13-45T00:00:00Z</Expiration></Credentials><SubjectFromWebIdentityToken>s</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"#
     );
-    let sts = Upstream::builder()
-        .answer(move |_| {
-            common::upstream::Reply::ok(body.clone()).header("content-type", "text/xml")
-        })
-        .start();
+    let sts = sts_answering(body);
     let lambda = Upstream::builder().start();
     let dir = tempfile::tempdir().unwrap();
     let jwt = dir.path().join("token");

@@ -394,16 +394,10 @@ impl Reloader {
 
 /// Logs and counts a refused reload; the running configuration stays.
 fn refused(e: &ConfigError, trigger: &'static str) {
-    metrics()
-        .config_reloads
-        .with_label_values(&["failure"])
-        .inc();
-    error!(
-        config = %e.path.display(),
-        key = %e.key,
+    failed(
+        e,
         trigger,
-        error = %e,
-        "configuration reload refused; the running configuration stays in force"
+        "configuration reload refused; the running configuration stays in force",
     );
 }
 
@@ -411,6 +405,16 @@ fn refused(e: &ConfigError, trigger: &'static str) {
 /// force stays (a deleted Secret does not lock every client out), and the reload counts as a
 /// failure too, so the reload alert says a token file needs looking at.
 fn token_kept(e: &ConfigError, trigger: &'static str) {
+    failed(
+        e,
+        trigger,
+        "configuration reload: a token file gives no token; the rest of the file is in force",
+    );
+}
+
+/// A failed reload (or part of one): counted, and logged as `what` with the file, key and
+/// reason.
+fn failed(e: &ConfigError, trigger: &'static str, what: &str) {
     metrics()
         .config_reloads
         .with_label_values(&["failure"])
@@ -420,7 +424,7 @@ fn token_kept(e: &ConfigError, trigger: &'static str) {
         key = %e.key,
         trigger,
         error = %e,
-        "configuration reload: a token file gives no token; the rest of the file is in force"
+        "{what}"
     );
 }
 
