@@ -19,10 +19,17 @@ pub const HEADERS: [&str; 3] = [
 /// CGI, PHP, WSGI and Rack adapters turn both into the same variable
 /// (`X_HTTP_METHOD_OVERRIDE` is `HTTP_X_HTTP_METHOD_OVERRIDE` too).
 pub fn in_headers(headers: &http::HeaderMap) -> Option<&str> {
-    headers.keys().map(|name| name.as_str()).find(|name| {
-        let name = name.replace('_', "-");
-        HEADERS.contains(&name.as_str())
-    })
+    let same = |known: &str, name: &str| {
+        known.len() == name.len()
+            && known
+                .bytes()
+                .zip(name.bytes())
+                .all(|(k, n)| k == n || (k == b'-' && n == b'_'))
+    };
+    headers
+        .keys()
+        .map(|name| name.as_str())
+        .find(|name| HEADERS.iter().any(|known| same(known, name)))
 }
 
 /// Whether a query names `_method` (any case, escaped or not; `;` separates pairs as `&`

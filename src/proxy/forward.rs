@@ -136,10 +136,10 @@ pub async fn forward(
         // S3 says so in its body, everyone else in a header: only then is the body read here.
         let signer = signing.as_ref().map(|(signer, ..)| *signer);
         let s3 = signer.is_some_and(|s| s.service().token_verdict() == TokenVerdict::S3ErrorBody);
-        let may_be_refused = signer.is_some_and(|s| resendable(route, &request, s))
-            && !resent
+        let may_be_refused = !resent
             && matches!(response.status.as_u16(), 400 | 403)
-            && (s3 || refused_by_header(response));
+            && (s3 || refused_by_header(response))
+            && signer.is_some_and(|s| resendable(route, &request, s));
         let complete = may_be_refused && read_small_body(upstream, &mut held).await?;
         let response = upstream.response_header().expect("exchange read it");
         let status = response.status.as_u16();
