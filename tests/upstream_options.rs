@@ -108,3 +108,58 @@ fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
         }
     }
 }
+
+/// A CA of its own (not the one that signed the stand-in's certificate) in `dir`/ca.pem, made
+/// by tests/peers/tls_tool.py.
+fn other_ca(dir: &std::path::Path) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut tool = Command::new(python())
+        .arg(repo_root().join("tests/peers/tls_tool.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tests/peers/tls_tool.py");
+    let mut stdin = tool.stdin.take().unwrap();
+    writeln!(stdin, "{}", serde_json::json!({"op": "ca", "dir": dir})).unwrap();
+    drop(stdin);
+    let out = tool.wait_with_output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("\"ok\": true"), "{out}");
+    dir.join("ca.pem").to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_reload_that_changes_the_ca_leaves_no_request_on_a_connection_the_old_one_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = Peers::start_with(&["--tls-dir", dir.path().to_str().unwrap()]);
+    let url = peers.get("lambda_tls_url").to_string();
+    let ca = peers.get("ca_file").to_string();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_ca(other_dir.path());
+    let with_ca = |ca: &str| {
+        let extra = format!(
+            "    service: lambda\n    region: us-east-1\n    upstream_idle_timeout: 10m\n    tls: {{ ca_file: {ca} }}\n"
+        );
+        route(&peers, &url, &extra)
+    };
+    let proxy = Proxy::start_ready(&with_ca(&ca), &peers.caller_env());
+    assert_eq!(proxy.get("/x").status, 200);
+    // The connection that answered is kept for the next request: the operator now trusts
+    // another CA only (the old one was compromised, say).
+    std::fs::write(proxy.config_path(), with_ca(&other)).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for("the reload", || {
+        proxy.metric("sigproxy_config_reloads_total", &[("result", "success")]) == Some(1.0)
+    });
+    let before = peers.stats()["verified"].as_u64().unwrap();
+    let r = proxy.get("/x");
+    assert_eq!(
+        r.status,
+        502,
+        "went on the old CA's connection: {}",
+        r.text()
+    );
+    assert_eq!(r.error_code(), "upstream_unreachable");
+    assert_eq!(peers.stats()["verified"].as_u64().unwrap(), before);
+}

@@ -179,10 +179,11 @@ impl Route {
     /// answers before reading a body and keeps the connection (against RFC 9112) reads the rest
     /// as the next request on it, which must never be another route's or another client's
     /// (whose signed request, session token included, it would then answer to the first).
+    /// They are kept apart per CA trusted too (see [`PeerFactory::trust`]).
     pub async fn peer(&self, client: Option<&str>) -> Result<HttpPeer, ProxyError> {
         let mut peer = self.peers.peer().await?;
         let mut group = std::hash::DefaultHasher::new();
-        (&self.name, client).hash(&mut group);
+        (&self.name, client, self.peers.trust()).hash(&mut group);
         peer.group_key = group.finish();
         Ok(peer)
     }

@@ -155,6 +155,19 @@ pub fn used_once(peer: &mut HttpPeer) {
     peer.options.idle_timeout = Some(Duration::ZERO);
 }
 
+/// A hash of the certificates `tls` trusts instead of the system's (0 for none).
+fn trust(tls: &UpstreamTls) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(ca) = &tls.ca else {
+        return 0;
+    };
+    let mut hash = std::hash::DefaultHasher::new();
+    for cert in ca.iter() {
+        cert.borrow_raw_cert().hash(&mut hash);
+    }
+    hash.finish()
+}
+
 /// Resolves an upstream's host and builds pingora peers for it.
 #[derive(Debug)]
 pub struct PeerFactory {
@@ -166,6 +179,8 @@ pub struct PeerFactory {
     cache: Mutex<Option<(Instant, SocketAddr)>>,
     /// The upstream is an AWS endpoint (see [`PeerFactory::aws_front_end`]).
     aws: bool,
+    /// The certificates `tls.ca_file` trusts, as a number (see [`PeerFactory::trust`]).
+    trust: u64,
 }
 
 impl PeerFactory {
@@ -190,6 +205,7 @@ impl PeerFactory {
         let aws = verified && crate::endpoints::resolve(&upstream.host).is_ok();
         PeerFactory {
             aws,
+            trust: trust(&tls),
             upstream,
             connect_timeout,
             read_timeout,
@@ -208,6 +224,13 @@ impl PeerFactory {
     /// reached over TLS whose certificate is checked against the system's roots.
     pub fn aws_front_end(&self) -> bool {
         self.aws
+    }
+
+    /// What the route's `tls.ca_file` trusts, as a number: part of its pooled connections'
+    /// group, since pingora's peer hash (address, name, verification, group) leaves the CA out.
+    /// A reload that changes the CA must not leave requests on connections the old one checked.
+    pub fn trust(&self) -> u64 {
+        self.trust
     }
 
     pub fn read_timeout(&self) -> Duration {

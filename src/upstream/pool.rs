@@ -55,6 +55,8 @@ struct Parked {
     /// The peer's reuse hash.
     peer: u64,
     stream: Stream,
+    /// When it was released.
+    since: Instant,
     /// Not handed out from then on (the peer's idle timeout after it was released).
     until: Instant,
 }
@@ -74,8 +76,8 @@ impl Pool {
 
     /// A connection to `peer`, and whether it came from the pool.
     pub async fn session(&self, peer: &HttpPeer) -> Result<(HttpSession, bool)> {
-        let key = peer.reuse_hash();
-        while let Some(mut stream) = self.take(key) {
+        let (key, idle) = (peer.reuse_hash(), idle_timeout(peer));
+        while let Some(mut stream) = self.take(key, idle) {
             if quiet(&mut stream) {
                 return Ok((HttpSession::H1(Http1::new_with_options(stream, peer)), true));
             }
@@ -96,49 +98,55 @@ impl Pool {
         let Some(mut stream) = h1.reuse().await else {
             return;
         };
-        let idle = peer.options.idle_timeout.unwrap_or(Duration::ZERO);
+        let idle = idle_timeout(peer);
         // Bytes the answer did not account for, or a close: not to be used again.
         if idle.is_zero() || !quiet(&mut stream) {
             return;
         }
         // `upstream_idle_timeout: 1000years` is a valid setting: kept for as long as an
         // `Instant` goes.
-        let now = Instant::now();
-        let until = now.checked_add(idle).unwrap_or(now + LONGEST);
-        self.park(peer.reuse_hash(), stream, until);
+        let since = Instant::now();
+        let until = since.checked_add(idle).unwrap_or(since + LONGEST);
+        let parked = Parked {
+            peer: peer.reuse_hash(),
+            stream,
+            since,
+            until,
+        };
+        if self.park(parked) {
+            // Started outside the lock: should the runtime be shutting down, the task (and
+            // its guard, which takes the lock) is dropped at once.
+            tokio::spawn(sweep(Sweeping(Arc::downgrade(&self.idle))));
+        }
     }
 
-    /// The newest idle connection for `peer` that has not expired; expired ones met on the
-    /// way are closed.
-    fn take(&self, peer: u64) -> Option<Stream> {
+    /// The newest idle connection for `peer` that has been idle for less than `idle` (the
+    /// peer's idle timeout now: a reload may have shortened it) and than the timeout it was
+    /// parked with; the expired ones met on the way are closed.
+    fn take(&self, peer: u64, idle: Duration) -> Option<Stream> {
         let now = Instant::now();
-        let mut idle = lock(&self.idle);
-        while let Some(at) = idle.parked.iter().rposition(|p| p.peer == peer) {
-            let parked = idle.parked.remove(at)?;
-            if parked.until > now {
+        let mut pool = lock(&self.idle);
+        while let Some(at) = pool.parked.iter().rposition(|p| p.peer == peer) {
+            let parked = pool.parked.remove(at)?;
+            if parked.until > now && now.duration_since(parked.since) < idle {
                 return Some(parked.stream);
             }
         }
         None
     }
 
-    fn park(&self, peer: u64, stream: Stream, until: Instant) {
-        let mut idle = lock(&self.idle);
-        if idle.capacity == 0 {
-            return;
+    /// Keeps `parked`, pushing out the oldest when full; true when the sweeping task must be
+    /// started.
+    fn park(&self, parked: Parked) -> bool {
+        let mut pool = lock(&self.idle);
+        if pool.capacity == 0 {
+            return false;
         }
-        if idle.parked.len() >= idle.capacity {
-            idle.parked.pop_front();
+        if pool.parked.len() >= pool.capacity {
+            pool.parked.pop_front();
         }
-        idle.parked.push_back(Parked {
-            peer,
-            stream,
-            until,
-        });
-        if !idle.sweeping {
-            idle.sweeping = true;
-            tokio::spawn(sweep(Arc::downgrade(&self.idle)));
-        }
+        pool.parked.push_back(parked);
+        !std::mem::replace(&mut pool.sweeping, true)
     }
 
     /// How many idle connections are kept (for tests).
@@ -146,6 +154,10 @@ impl Pool {
     fn idle_count(&self) -> usize {
         lock(&self.idle).parked.len()
     }
+}
+
+fn idle_timeout(peer: &HttpPeer) -> Duration {
+    peer.options.idle_timeout.unwrap_or(Duration::ZERO)
 }
 
 fn lock(idle: &Mutex<Idle>) -> MutexGuard<'_, Idle> {
@@ -163,34 +175,37 @@ fn quiet(stream: &mut Stream) -> bool {
     matches!(read.poll(&mut cx), Poll::Pending)
 }
 
-/// Closes the pool's expired connections and those the upstream closed or wrote to, once a
-/// second, until none is kept (the next release starts it again) or the pool is gone.
-async fn sweep(pool: Weak<Mutex<Idle>>) {
-    // Should the task end another way (its runtime shutting down), the next release starts one.
-    struct Running(Weak<Mutex<Idle>>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            if let Some(idle) = self.0.upgrade() {
-                lock(&idle).sweeping = false;
-            }
+/// The pool's claim on its sweeping task: whichever way the task ends (its pool empty, or its
+/// runtime shutting down before or after it began), the next release starts another.
+struct Sweeping(Weak<Mutex<Idle>>);
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        if let Some(idle) = self.0.upgrade() {
+            lock(&idle).sweeping = false;
         }
     }
-    let mut running = Running(pool.clone());
+}
+
+/// Closes the pool's expired connections and those the upstream closed or wrote to, once a
+/// second, until none is kept or the pool is gone.
+async fn sweep(mut claim: Sweeping) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
     loop {
         every.tick().await;
-        let Some(idle) = pool.upgrade() else {
+        let Some(idle) = claim.0.upgrade() else {
             return;
         };
         let now = Instant::now();
-        let mut idle = lock(&idle);
-        idle.parked
+        let mut pool = lock(&idle);
+        pool.parked
             .retain_mut(|p| p.until > now && quiet(&mut p.stream));
-        if idle.parked.is_empty() {
-            idle.sweeping = false;
-            running.0 = Weak::new();
+        if pool.parked.is_empty() {
+            // Ends here, under the lock: a release from now on starts a new task.
+            pool.sweeping = false;
+            claim.0 = Weak::new();
             return;
         }
     }

@@ -167,6 +167,17 @@ async fn an_expired_connection_is_not_handed_out() {
 }
 
 #[tokio::test]
+async fn an_idle_timeout_shortened_by_a_reload_applies_to_connections_already_kept() {
+    let upstream = Upstream::start(After::Wait).await;
+    let pool = pool(8);
+    assert!(!get_and_release(&pool, &upstream.peer(1, MINUTE)).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let shortened = upstream.peer(1, Duration::from_millis(100));
+    assert!(!get_and_release(&pool, &shortened).await);
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_once_expired_or_closed_by_the_upstream() {
     let upstream = Upstream::start(After::Wait).await;
     let pool = pool(8);
