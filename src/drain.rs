@@ -21,9 +21,9 @@
 //! say `Connection: close` from the signal on (keep-alive clients move to the new process), and
 //! the process exits as soon as no client connection is left instead of sleeping out pingora's
 //! grace period (`shutdown_grace`); no `shutdown_delay`, as the new process already holds the
-//! sockets. SIGINT keeps pingora's behaviour. During a drain SIGINT exits at once; SIGQUIT and
-//! a second SIGTERM are ignored (the listening sockets may already be closed, so there is
-//! nothing to hand over).
+//! sockets. SIGINT exits at once, as pingora's does, also during a drain; there SIGQUIT and a
+//! second SIGTERM are ignored (the listening sockets may already be closed, so there is nothing
+//! to hand over).
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -161,11 +161,19 @@ impl Drain {
     }
 }
 
-/// Replaces pingora's signal watch: SIGTERM drains as described above, then the server shuts
-/// down without a further wait (pingora's grace period applies to SIGQUIT only, cut short once
-/// nothing is in flight). That last
-/// step is pingora's fast shutdown, which it logs as "SIGINT received": sigproxy's own
-/// "nothing in flight" or "shutdown_grace over" line comes just before.
+/// Replaces pingora's signal watch: SIGTERM drains as described above, then the process exits
+/// (pingora's grace period applies to SIGQUIT only, cut short once nothing is in flight).
+/// SIGINT exits at once.
+///
+/// Both exit here rather than through pingora's fast shutdown. That shuts each service's
+/// runtime down with its listeners still accepting (the admin port and the credential endpoint
+/// have no drain), and with `threads` above 1 an accept loop can run on one thread while its
+/// socket belongs to another's reactor: once that one is shut down, every accept fails at once,
+/// and pingora's loop retries without ever yielding, so its thread never shuts down. The
+/// process then hung, a core busy and millions of "Accept() failed" lines a second in the log,
+/// until killed (in about 1 of 10 SIGTERMs at `threads: 2`). Nothing is left to finish by then:
+/// the drain waited for the traffic port's requests, and a log line is written whole or not at
+/// all.
 pub struct Signals {
     pub drain: Arc<Drain>,
 }
@@ -184,16 +192,24 @@ impl ShutdownSignalWatch for Signals {
                 tokio::spawn(async move { drain.exit_when_handed_over().await });
                 ShutdownSignal::GracefulUpgrade
             }
-            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                tracing::info!("SIGINT: exiting now");
+                exit()
+            }
             _ = term.recv() => {
                 // The handlers stay installed: another SIGTERM or a SIGQUIT now does nothing.
                 tokio::select! {
                     () = self.drain.run() => {}
                     _ = int.recv() => tracing::warn!("SIGINT during the drain: exiting now"),
                 }
-                // Nothing is left to wait for: skip pingora's grace period.
-                ShutdownSignal::FastShutdown
+                // The drain's last line said why.
+                exit()
             }
         }
     }
+}
+
+/// Ends the process with success, past pingora's runtime shutdown (see [`Signals`]).
+fn exit() -> ! {
+    std::process::exit(0)
 }
