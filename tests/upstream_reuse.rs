@@ -4,7 +4,8 @@
 //! body). A client can then put a request of its own in a body; the next request sent on that
 //! connection becomes that request's body, and gets its answer. It must never be another
 //! route's or another client's request (a signed one, its session token included), and after
-//! an early refusal of a body, no request at all.
+//! an early refusal of a body, no request at all. Also: how long a connection is kept, when the
+//! upstream says how long it keeps it.
 
 mod common;
 
@@ -81,6 +82,11 @@ fn serve(id: usize, conn: TcpStream, seen: &Mutex<Vec<(usize, String)>>) {
         };
         let answer = match body {
             None => "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused".to_string(),
+            // An upstream that closes idle connections after a second (and says so).
+            Some(b) if target.contains("keeps1") => format!(
+                "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ),
             Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
         };
         if out.write_all(answer.as_bytes()).is_err() {
@@ -187,4 +193,36 @@ fn pingoras_loop_leaves_no_body_it_streamed_to_another_request() {
         "the next request answered the smuggled one: {}",
         r.text()
     );
+}
+
+/// An upstream that says `Keep-Alive: timeout=1` closes an idle connection after a second: a
+/// `POST` sent on it just then would meet the close, and may not be sent again. So such a
+/// connection is kept for half a second only (N - 1 s, at least N / 2), whatever
+/// `upstream_idle_timeout` says; one that says nothing is kept for that.
+#[test]
+fn a_connection_is_not_kept_past_what_the_upstream_says_it_keeps_it() {
+    let upstream = NaiveUpstream::start();
+    let config = signed_and_open(&upstream.url, "");
+    let proxy = Proxy::start_ready(&config, &static_keys("AKIDREUSE", "reuse-secret"));
+    let connection = |path: &str| -> usize {
+        let r = proxy.send("POST", path, &[], b"{}");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.text().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    for route in ["/open", "/signed"] {
+        let says = format!("{route}/keeps1");
+        let first = connection(&says);
+        assert_eq!(connection(&says), first, "{says}: reused at once");
+        std::thread::sleep(Duration::from_millis(700));
+        assert_ne!(
+            connection(&says),
+            first,
+            "{says}: kept past half its second"
+        );
+
+        let silent = format!("{route}/quiet");
+        let first = connection(&silent);
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(connection(&silent), first, "{silent}: kept as configured");
+    }
 }

@@ -95,10 +95,13 @@ impl Pool {
             return;
         };
         h1.respect_keepalive();
+        let idle = match upstream_keeps(&h1) {
+            Some(keeps) => keeps.min(idle_timeout(peer)),
+            None => idle_timeout(peer),
+        };
         let Some(mut stream) = h1.reuse().await else {
             return;
         };
-        let idle = idle_timeout(peer);
         // Bytes the answer did not account for, or a close: not to be used again.
         if idle.is_zero() || !quiet(&mut stream) {
             return;
@@ -154,6 +157,25 @@ impl Pool {
     fn idle_count(&self) -> usize {
         lock(&self.idle).parked.len()
     }
+}
+
+/// How long the upstream's answer says it keeps an idle connection (`Keep-Alive: timeout=N`,
+/// what Node.js, Apache and nginx with `keepalive_timeout A B` send), less a margin for the
+/// next request to reach it before it closes: N − 1 s, at least N / 2. Kept any longer, a
+/// request meets the upstream's close, and one that may not be sent again (a `POST`) fails.
+fn upstream_keeps(h1: &Http1) -> Option<Duration> {
+    keeps(h1.resp_header()?)
+}
+
+fn keeps(answer: &ResponseHeader) -> Option<Duration> {
+    let value = answer.headers.get("keep-alive")?.to_str().ok()?;
+    let secs: u64 = value.split(',').find_map(|param| {
+        let (name, secs) = param.split_once('=')?;
+        let timeout = name.trim().eq_ignore_ascii_case("timeout");
+        timeout.then(|| secs.trim().parse().ok())?
+    })?;
+    let said = Duration::from_secs(secs);
+    Some(said.saturating_sub(Duration::from_secs(1)).max(said / 2))
 }
 
 fn idle_timeout(peer: &HttpPeer) -> Duration {

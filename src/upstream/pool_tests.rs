@@ -6,6 +6,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+const KEEPS_ONE_SECOND: &[u8] =
+    b"HTTP/1.1 200 OK\r\nkeep-alive: max=100, timeout=1\r\ncontent-length: 2\r\n\r\nok";
 
 /// What the upstream does after each answer.
 #[derive(Clone, Copy)]
@@ -15,6 +17,8 @@ enum After {
     Close,
     /// Writes bytes no request asked for.
     Chatter,
+    /// Says in each answer how long it keeps an idle connection (`Keep-Alive: timeout=1`).
+    KeepsOneSecond,
 }
 
 /// A keep-alive upstream on 127.0.0.1: counts the connections it accepted and those that
@@ -72,7 +76,10 @@ async fn serve(mut conn: TcpStream, after: After) {
         }
         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
             seen.drain(..end + 4);
-            let mut answer = ANSWER.to_vec();
+            let mut answer = match after {
+                After::KeepsOneSecond => KEEPS_ONE_SECOND.to_vec(),
+                _ => ANSWER.to_vec(),
+            };
             if let After::Chatter = after {
                 answer.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             }
@@ -164,6 +171,41 @@ async fn an_expired_connection_is_not_handed_out() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(!get_and_release(&pool, &peer).await);
     assert_eq!(upstream.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_is_kept_no_longer_than_the_upstream_says_it_keeps_it() {
+    let upstream = Upstream::start(After::KeepsOneSecond).await;
+    let pool = pool(8);
+    let peer = upstream.peer(1, MINUTE);
+    assert!(!get_and_release(&pool, &peer).await);
+    assert!(get_and_release(&pool, &peer).await);
+    // "timeout=1": kept for half of it, so that the next request does not race its close.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!get_and_release(&pool, &peer).await);
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[test]
+fn keep_alive_timeouts_are_read_with_a_margin() {
+    let ms = |ms: u64| Some(Duration::from_millis(ms));
+    let cases = [
+        ("timeout=5, max=1000", ms(4000)),
+        ("max=9,Timeout = 30", ms(29000)),
+        ("timeout=1", ms(500)),
+        ("timeout=0", ms(0)),
+        ("timeout=4294967296", Some(Duration::from_secs(4294967295))),
+        ("max=10", None),
+        ("timeout=soon", None),
+        ("timeout=-1", None),
+        ("timeout=99999999999999999999", None),
+    ];
+    for (value, kept) in cases {
+        let mut answer = ResponseHeader::build(200, None).unwrap();
+        answer.insert_header("keep-alive", value).unwrap();
+        assert_eq!(keeps(&answer), kept, "{value}");
+    }
+    assert_eq!(keeps(&ResponseHeader::build(200, None).unwrap()), None);
 }
 
 #[tokio::test]
