@@ -346,7 +346,7 @@ impl Metrics {
 
 mod request;
 pub mod websocket;
-pub use request::{method_label, Finished, RouteMetrics};
+pub use request::{method_label, Finished, InFlight, RouteMetrics};
 
 #[cfg(test)]
 #[path = "metrics_tests.rs"]

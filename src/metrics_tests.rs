@@ -85,3 +85,21 @@ fn unknown_methods_share_one_label() {
     let custom = http::Method::from_bytes(b"PROPFIND").unwrap();
     assert_eq!(method_label(&custom), "other");
 }
+
+#[test]
+fn a_request_leaves_the_in_flight_gauge_however_it_ends() {
+    let gauge = IntGauge::new("in_flight_test", "a test gauge").unwrap();
+    let answered = InFlight::enter(&gauge);
+    let other = InFlight::enter(&gauge);
+    assert_eq!(gauge.get(), 2);
+    drop(answered);
+    assert_eq!(gauge.get(), 1);
+    // A task that panics drops what it held as it unwinds.
+    let held = std::panic::AssertUnwindSafe(other);
+    let unwound = std::panic::catch_unwind(move || {
+        let _request = held;
+        panic!("a bug in a request's path");
+    });
+    assert!(unwound.is_err());
+    assert_eq!(gauge.get(), 0);
+}

@@ -19,6 +19,25 @@ pub struct RouteMetrics {
     pub websocket: RouteWebSocket,
 }
 
+/// A request counted in its route's in-flight gauge until this is dropped: when the request
+/// ends, whichever way it ends (answered, handed to pingora's loop, or its task unwinding from
+/// a panic, which must not leave the gauge, and the alert on it, one higher for ever).
+#[derive(Debug)]
+pub struct InFlight(IntGauge);
+
+impl InFlight {
+    pub fn enter(gauge: &IntGauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
     /// Drops every series labelled with one of `routes` (routes a reload removed or renamed),
     /// so that `/metrics` does not keep them forever. (A request that was under way on such a
@@ -107,7 +126,7 @@ pub struct Finished<'a> {
 
 impl Metrics {
     /// Counts a finished request: its status, timings and bytes, and what refused or failed it.
-    /// A routed request also leaves its route's in-flight gauge.
+    /// (It leaves its route's in-flight gauge when its [`InFlight`] goes.)
     pub fn record(&self, done: Finished<'_>) {
         let route = done.route_name;
         let mut code = itoa::Buffer::new();
@@ -142,9 +161,6 @@ impl Metrics {
                     .with_label_values(&[route, reason])
                     .inc();
             }
-        }
-        if done.route.is_some() {
-            per_route.in_flight.dec();
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::access::browser::{self, PageRequest};
 use crate::access::Denied;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, InFlight};
 use crate::reload::Snapshot;
 use crate::route::Route;
 use pingora::http::RequestHeader;
@@ -34,7 +34,7 @@ impl SigningProxy {
         let routed = live.router.find(host, req.uri.path());
         if let Ok(Some((route, _))) = &routed {
             ctx.route = Some((*route).clone());
-            route.metrics.in_flight.inc();
+            ctx.in_flight = Some(InFlight::enter(&route.metrics.in_flight));
         }
         // Who is asking comes first: an unknown client learns nothing, not even which routes
         // exist.

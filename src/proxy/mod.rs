@@ -42,6 +42,7 @@ use crate::config::Config;
 use crate::conn::body_clock;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::InFlight;
 use crate::reload::Live;
 use crate::route::Route;
 use crate::upstream::pool::Pool;
@@ -112,6 +113,8 @@ impl Next {
 pub struct RequestCtx {
     started: Instant,
     route: Option<Arc<Route>>,
+    /// The request's place in its route's in-flight gauge, left when the context goes.
+    in_flight: Option<InFlight>,
     /// Whether a web page asks, and from which listed origin (CORS).
     page: PageRequest,
     /// The client passed the address and token checks: error bodies may name the route.
@@ -146,20 +149,10 @@ pub struct RequestCtx {
     admitted_with: Option<http::HeaderValue>,
 }
 
-impl RequestCtx {
-    /// The request goes back to be served from its start by pingora's loop, whose own
-    /// `admit` counts it in flight again.
-    fn handed_back(self) {
-        if let Some(route) = &self.route {
-            route.metrics.in_flight.dec();
-        }
-    }
-}
-
 impl SigningProxy {
     /// `request_filter`: every check, then the request answered here or left to pingora's loop.
     /// Nothing is changed outside `session` and `ctx` before it returns
-    /// [`Next::PingorasLoop`] but the route's in-flight count (see [`RequestCtx::handed_back`]).
+    /// [`Next::PingorasLoop`] but the route's in-flight count, which ends with `ctx`.
     async fn filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Next> {
         // A client that stops reading its answer is let go by `client_write_timeout`, on
         // the connection itself (see `conn::stream`).
@@ -260,6 +253,7 @@ impl ProxyHttp for SigningProxy {
         RequestCtx {
             started: Instant::now(),
             route: None,
+            in_flight: None,
             page: PageRequest::None,
             vouched: false,
             client: None,

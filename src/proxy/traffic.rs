@@ -109,7 +109,9 @@ impl Serve for Traffic {
             Ok(Next::Answered) => self.end(session, ctx, None).await,
             Err(e) => self.end(session, ctx, Some(e)).await,
             Ok(Next::PingorasLoop) => {
-                ctx.handed_back();
+                // Served from its start by pingora's loop, whose own `admit` counts it in
+                // flight again.
+                drop(ctx);
                 // `Session::new_h1` made it an HTTP/1 session.
                 let ServerSession::H1(h1) = *session.downstream_session else {
                     return None;
