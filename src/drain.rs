@@ -21,9 +21,9 @@
 //! say `Connection: close` from the signal on (keep-alive clients move to the new process), and
 //! the process exits as soon as no client connection is left instead of sleeping out pingora's
 //! grace period (`shutdown_grace`); no `shutdown_delay`, as the new process already holds the
-//! sockets. SIGINT exits at once, as pingora's does, also during a drain; there SIGQUIT and a
-//! second SIGTERM are ignored (the listening sockets may already be closed, so there is nothing
-//! to hand over).
+//! sockets. SIGINT exits at once, as pingora's does, also during a drain or a hand-over; during a
+//! drain SIGQUIT and a second SIGTERM are ignored (the listening sockets may already be closed,
+//! so there is nothing to hand over), and during a hand-over SIGTERM is.
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -154,7 +154,9 @@ impl Drain {
             return;
         }
         if self.idle_by(Instant::now() + self.grace).await {
-            tracing::info!("sockets handed over and nothing in flight: exiting");
+            // pingora has said whether the new process took the sockets ("Unable to send
+            // listener sockets" when none did): this only knows listening stopped.
+            tracing::info!("SIGQUIT: stopped listening and nothing in flight: exiting");
             // Nothing is left to finish: the runtimes' shutdown has nothing to do.
             std::process::exit(0);
         }
@@ -189,7 +191,16 @@ impl ShutdownSignalWatch for Signals {
                 // Keep-alive clients move to the new process after their next response.
                 self.drain.closing.send_replace(true);
                 let drain = self.drain.clone();
-                tokio::spawn(async move { drain.exit_when_handed_over().await });
+                // pingora waits for no signal from here on: SIGINT still exits at once.
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = drain.exit_when_handed_over() => {}
+                        _ = int.recv() => {
+                            tracing::info!("SIGINT during the hand-over: exiting now");
+                            exit()
+                        }
+                    }
+                });
                 ShutdownSignal::GracefulUpgrade
             }
             _ = int.recv() => {

@@ -89,6 +89,29 @@ routes:
     }
 }
 
+/// After SIGQUIT pingora waits for no further signal: SIGINT (Ctrl-C) was ignored until the
+/// hand-over's own timeouts were over (10 s with no new process to take the sockets).
+#[test]
+fn sigint_during_a_hand_over_exits_at_once() {
+    let config = "routes:\n  - name: open\n    upstream: http://127.0.0.1:9\n";
+    let mut proxy = Proxy::builder(config).upgradable().start();
+    proxy.signal("QUIT");
+    // pingora is now trying to hand the sockets to a process that is not there.
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    proxy.signal("INT");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("did not exit");
+    let took = interrupted.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?} after SIGINT"
+    );
+    assert!(proxy.log().contains("SIGINT during the hand-over"));
+}
+
 #[test]
 fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
     let peers = Peers::start();

@@ -107,10 +107,12 @@ pub async fn exchange(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) = connector
-            .session(peer)
-            .await
-            .map_err(|e| Failure::Unanswered(upstream_error(e)))?;
+        let connected = match attempt {
+            1 => connector.session(peer).await,
+            _ => connector.fresh(peer).await.map(|fresh| (fresh, false)),
+        };
+        let (mut upstream, reused) =
+            connected.map_err(|e| Failure::Unanswered(upstream_error(e)))?;
         upstream.set_read_timeout(Some(route.peers.read_timeout()));
         upstream.set_write_timeout(Some(route.peers.read_timeout()));
         let at = Instant::now();

@@ -88,6 +88,13 @@ impl Pool {
         Ok((HttpSession::H1(fresh), reused))
     }
 
+    /// A new connection to `peer`, past the pool: for a request sent again because a pooled
+    /// connection turned out closed (the others kept with it may be too: an upstream restart).
+    pub async fn fresh(&self, peer: &HttpPeer) -> Result<HttpSession> {
+        let (fresh, _) = Box::pin(self.connector.get_http_session(peer)).await?;
+        Ok(HttpSession::H1(fresh))
+    }
+
     /// Pools `upstream` again when its answer was read to the end and both sides keep it
     /// alive; closes it otherwise.
     pub async fn release(&self, upstream: HttpSession, peer: &HttpPeer) {

@@ -139,6 +139,18 @@ async fn a_released_connection_serves_the_next_request_to_its_peer_only() {
 }
 
 #[tokio::test]
+async fn a_fresh_connection_passes_the_pool_by() {
+    let upstream = Upstream::start(After::Wait).await;
+    let pool = pool(8);
+    let peer = upstream.peer(1, MINUTE);
+    assert!(!get_and_release(&pool, &peer).await);
+    let fresh = pool.fresh(&peer).await.unwrap();
+    until(|| upstream.accepted() == 2).await;
+    assert_eq!(pool.idle_count(), 1);
+    drop(fresh);
+}
+
+#[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_not_handed_out() {
     let upstream = Upstream::start(After::Close).await;
     let pool = pool(8);
