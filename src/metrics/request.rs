@@ -41,7 +41,8 @@ impl Drop for InFlight {
 impl Metrics {
     /// Drops every series labelled with one of `routes` (routes a reload removed or renamed),
     /// so that `/metrics` does not keep them forever. (A request that was under way on such a
-    /// route when it was removed brings back its own count when it finishes.)
+    /// route when it was removed is counted in the removed series, which `/metrics` no longer
+    /// shows; a route added back starts from new series.)
     pub fn forget_routes(&self, routes: &BTreeSet<String>) {
         if routes.is_empty() {
             return;

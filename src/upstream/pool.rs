@@ -175,12 +175,19 @@ fn upstream_keeps(h1: &Http1) -> Option<Duration> {
 }
 
 fn keeps(answer: &ResponseHeader) -> Option<Duration> {
-    let value = answer.headers.get("keep-alive")?.to_str().ok()?;
-    let secs: u64 = value.split(',').find_map(|param| {
-        let (name, secs) = param.split_once('=')?;
-        let timeout = name.trim().eq_ignore_ascii_case("timeout");
-        timeout.then(|| secs.trim().parse().ok())?
-    })?;
+    const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+    // Every line of it (one list, RFC 9110 §5.3), and the shortest timeout said.
+    let lines = answer.headers.get_all(KEEP_ALIVE).into_iter();
+    let params = lines
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|l| l.split(','));
+    let secs: u64 = params
+        .filter_map(|param| {
+            let (name, secs) = param.split_once('=')?;
+            let timeout = name.trim().eq_ignore_ascii_case("timeout");
+            timeout.then(|| secs.trim().parse().ok())?
+        })
+        .min()?;
     let said = Duration::from_secs(secs);
     Some(said.saturating_sub(Duration::from_secs(1)).max(said / 2))
 }

@@ -217,6 +217,14 @@ fn keep_alive_timeouts_are_read_with_a_margin() {
         answer.insert_header("keep-alive", value).unwrap();
         assert_eq!(keeps(&answer), kept, "{value}");
     }
+    // Several lines are one list; the shortest timeout counts.
+    let mut answer = ResponseHeader::build(200, None).unwrap();
+    answer.append_header("keep-alive", "max=5").unwrap();
+    answer.append_header("keep-alive", "timeout=30").unwrap();
+    answer
+        .append_header("keep-alive", "timeout=3, timeout=60")
+        .unwrap();
+    assert_eq!(keeps(&answer), ms(2000));
     assert_eq!(keeps(&ResponseHeader::build(200, None).unwrap()), None);
 }
 
