@@ -158,7 +158,7 @@ impl Drain {
             // listener sockets" when none did): this only knows listening stopped.
             tracing::info!("SIGQUIT: stopped listening and nothing in flight: exiting");
             // Nothing is left to finish: the runtimes' shutdown has nothing to do.
-            std::process::exit(0);
+            exit();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! HTTP/1 connector (TCP, TLS, timeouts), idle ones kept here until a request for the same peer
 //! takes them.
 //!
-//! pingora's own pool cost about a tenth of a small request's instructions (callgrind: ~10 k of
+//! pingora's own pool cost about a tenth of a small request's instructions (callgrind: ~12 k of
 //! ~111 k): each release locked the connection behind a fresh `Arc<Mutex>`, put it in an LRU and
 //! spawned a task to watch it; each take asked the kernel for the socket's peer (`getpeername`).
 //! Here an idle connection is an entry in one short list. Whether it is still usable is read from
@@ -82,14 +82,14 @@ impl Pool {
                 return Ok((HttpSession::H1(Http1::new_with_options(stream, peer)), true));
             }
         }
-        // A new connection: pingora's future for it is large, so it is boxed rather than kept
-        // in every request's future.
-        let (fresh, reused) = Box::pin(self.connector.get_http_session(peer)).await?;
-        Ok((HttpSession::H1(fresh), reused))
+        Ok((self.fresh(peer).await?, false))
     }
 
-    /// A new connection to `peer`, past the pool: for a request sent again because a pooled
-    /// connection turned out closed (the others kept with it may be too: an upstream restart).
+    /// A new connection to `peer`, past the pool: when none is kept, and for a request sent
+    /// again because a pooled connection turned out closed (the others kept with it may be
+    /// too: an upstream restart). pingora's future for it is large, so it is boxed rather than
+    /// kept in every request's future. (pingora's own pool, which it looks in first, is always
+    /// empty: nothing is released to it.)
     pub async fn fresh(&self, peer: &HttpPeer) -> Result<HttpSession> {
         let (fresh, _) = Box::pin(self.connector.get_http_session(peer)).await?;
         Ok(HttpSession::H1(fresh))
@@ -102,10 +102,11 @@ impl Pool {
             return;
         };
         h1.respect_keepalive();
-        let idle = match upstream_keeps(&h1) {
-            Some(keeps) => keeps.min(idle_timeout(peer)),
-            None => idle_timeout(peer),
-        };
+        let configured = idle_timeout(peer);
+        let idle = h1
+            .resp_header()
+            .and_then(keeps)
+            .map_or(configured, |k| k.min(configured));
         let Some(mut stream) = h1.reuse().await else {
             return;
         };
@@ -170,10 +171,6 @@ impl Pool {
 /// what Node.js, Apache and nginx with `keepalive_timeout A B` send), less a margin for the
 /// next request to reach it before it closes: N − 1 s, at least N / 2. Kept any longer, a
 /// request meets the upstream's close, and one that may not be sent again (a `POST`) fails.
-fn upstream_keeps(h1: &Http1) -> Option<Duration> {
-    keeps(h1.resp_header()?)
-}
-
 fn keeps(answer: &ResponseHeader) -> Option<Duration> {
     const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
     // Every line of it (one list, RFC 9110 §5.3), and the shortest timeout said.
