@@ -274,30 +274,12 @@ fn dashboard_has_its_variables_and_every_panel_uses_them() {
 /// metrics; the harness's proxy above speaks plain HTTP), from a second sigproxy serving a
 /// certificate tests/peers/tls_tool.py makes.
 fn https_families() -> BTreeMap<String, String> {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let mut tool = Command::new(python())
-        .arg(repo_root().join("tests/peers/tls_tool.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tests/peers/tls_tool.py");
-    let commands = [
+    tls_tool(&[
         serde_json::json!({"op": "ca", "dir": dir.path()}),
         serde_json::json!({"op": "cert", "cert": cert, "key": key, "serial": 1}),
-    ];
-    let mut stdin = tool.stdin.take().unwrap();
-    for command in commands {
-        writeln!(stdin, "{command}").unwrap();
-    }
-    drop(stdin);
-    let out = tool.wait_with_output().unwrap();
-    let out = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.lines().count() == 2 && out.lines().all(|l| l.contains("\"ok\": true")),
-        "{out}"
-    );
+    ]);
     let config = format!(
         "tls:\n  cert_file: {}\n  key_file: {}\nroutes:\n  - upstream: http://127.0.0.1:{}\n",
         cert.display(),

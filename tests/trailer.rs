@@ -14,7 +14,7 @@ mod common;
 use common::chunked::{crc32_base64, framed};
 use common::s3s::S3s;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,27 +22,11 @@ use std::time::{Duration, Instant};
 
 /// A CA and a server certificate for 127.0.0.1 under `dir`, made by tests/peers/tls_tool.py.
 fn make_certs(dir: &Path) {
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/peers/tls_tool.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tests/peers/tls_tool.py");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    for command in [
+    tls_tool(&[
         json!({"op": "ca", "dir": dir}),
         json!({"op": "cert", "serial": 7, "self_signed": false,
                "cert": dir.join("tls.crt"), "key": dir.join("tls.key")}),
-    ] {
-        writeln!(stdin, "{command}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let answer: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(answer["ok"], true, "{answer}");
-    }
-    drop(stdin);
-    child.wait().unwrap();
+    ]);
 }
 
 /// The `tls:` block for the certificates [`make_certs`] made under `dir`.

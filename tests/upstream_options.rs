@@ -109,23 +109,9 @@ fn tls_upstreams_are_checked_against_the_route_ca_and_name() {
     }
 }
 
-/// A CA of its own (not the one that signed the stand-in's certificate) in `dir`/ca.pem, made
-/// by tests/peers/tls_tool.py.
+/// A CA of its own (not the one that signed the stand-in's certificate) in `dir`/ca.pem.
 fn other_ca(dir: &std::path::Path) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut tool = Command::new(python())
-        .arg(repo_root().join("tests/peers/tls_tool.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tests/peers/tls_tool.py");
-    let mut stdin = tool.stdin.take().unwrap();
-    writeln!(stdin, "{}", serde_json::json!({"op": "ca", "dir": dir})).unwrap();
-    drop(stdin);
-    let out = tool.wait_with_output().unwrap();
-    let out = String::from_utf8(out.stdout).unwrap();
-    assert!(out.contains("\"ok\": true"), "{out}");
+    tls_tool(&[serde_json::json!({"op": "ca", "dir": dir})]);
     dir.join("ca.pem").to_str().unwrap().to_string()
 }
 

@@ -34,6 +34,29 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Runs tests/peers/tls_tool.py on `commands` (certificates to make: `ca`, `cert`), asserting
+/// each one's answer says ok.
+pub fn tls_tool(commands: &[Value]) {
+    let mut tool = Command::new(python())
+        .arg(repo_root().join("tests/peers/tls_tool.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tests/peers/tls_tool.py");
+    let mut stdin = tool.stdin.take().unwrap();
+    for command in commands {
+        writeln!(stdin, "{command}").unwrap();
+    }
+    drop(stdin);
+    let out = tool.wait_with_output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let ok = |line: &str| serde_json::from_str::<Value>(line).is_ok_and(|a| a["ok"] == true);
+    assert!(
+        out.lines().count() == commands.len() && out.lines().all(ok),
+        "{out}"
+    );
+}
+
 /// moto STS (auth enforced) and the verifying Lambda URL stand-in, in one Python process.
 pub struct Peers {
     child: Child,
