@@ -360,9 +360,13 @@ impl Proxy {
     }
 
     /// `sigproxy_denied_requests_total` for one route and reason.
+    /// A refusal is counted after its answer is written (the logging phase), so a scrape right
+    /// after the answer can come first: the series is waited for (up to 2 s) before it is read.
     pub fn denied(&self, route: &str, reason: &str) -> Option<f64> {
         let labels = [("route", route), ("reason", reason)];
-        self.metric("sigproxy_denied_requests_total", &labels)
+        let read = || self.metric("sigproxy_denied_requests_total", &labels);
+        poll(Duration::from_secs(2), || read().is_some());
+        read()
     }
 
     /// Waits until a series exists and is above zero.
