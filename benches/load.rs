@@ -1,5 +1,5 @@
 //! The load benchmark: sigproxy's throughput, latency, CPU and memory against a local backend,
-//! next to two baseline proxies that show what of its CPU is pingora's and the kernel's.
+//! next to baseline proxies that show what of its CPU is pingora's, the kernel's and signing's.
 //!
 //!     cargo bench --bench load                       # 5 s per cell; checks the goals
 //!     SIGPROXY_LOAD_SECONDS=10 cargo bench --bench load
@@ -7,12 +7,14 @@
 //!
 //! Starts a keep-alive backend on 127.0.0.1 and sigproxy (release build) with a signed route
 //! (`lambda`, SHA-256 of the body, session-token credentials) and an unsigned route to it, and
-//! three baselines in front of the same backend (see `floor`): "bare pingora 0.9" (a pingora
+//! four baselines in front of the same backend (see `floor`): "bare pingora 0.9" (a pingora
 //! `ProxyHttp` that only picks the upstream, on sigproxy's server settings: what any pingora 0.9
 //! proxy pays, the floor for the unsigned route), "pingora 0.9 + own forwarder" (the same server
 //! forwarding from `request_filter` on pingora's `Connector`, as sigproxy does with signed
-//! requests: the floor for the signed route) and "minimal relay" (a hand-written tokio
-//! keep-alive forwarder: the kernel's loopback work plus a minimal user space). It runs wrk (bounded: one thread, 32 connections,
+//! requests: the floor for the signed route), "minimal relay" (a hand-written tokio
+//! keep-alive forwarder: the kernel's loopback work plus a minimal user space) and "minimal
+//! relay + SigV4" (the same relay signing each request with sigproxy's `Signer`, body hash
+//! included: the floor for any proxy that signs). It runs wrk (bounded: one thread, 32 connections,
 //! fixed seconds) for a small GET, a 1 KiB POST and a 64 KiB POST, straight to the backend,
 //! through each route and through each baseline, in interleaved rounds; every proxy is pinned
 //! to the same core and its CPU read from /proc the same way. It prints req/s, p50/p99 latency,
@@ -72,6 +74,7 @@ const SIGNED: usize = 2;
 const BARE_PINGORA: usize = 3;
 const FORWARDER: usize = 4;
 const RELAY: usize = 5;
+const SIGNING_RELAY: usize = 6;
 
 /// Rows of the tables: the scenarios, in the order they run.
 const SCENARIOS: [(&str, usize); 3] = [
@@ -273,9 +276,9 @@ fn measure_cell(
 
 /// issue 16's CPU goals next to what the baselines cost in the same run: how much of
 /// sigproxy's CPU any pingora 0.9 proxy pays, a pingora 0.9 proxy forwarding by hand as the
-/// signed route does, and even a minimal relay.
+/// signed route does, a minimal relay, and the same relay signing as sigproxy does.
 fn print_floors(rows: &[(&str, Vec<Cell>)], targets: &[Target]) {
-    const BASELINES: [usize; 3] = [BARE_PINGORA, FORWARDER, RELAY];
+    const BASELINES: [usize; 4] = [BARE_PINGORA, FORWARDER, RELAY, SIGNING_RELAY];
     let cpu = |cell: &Cell| cell.cpu_us.unwrap_or(f64::NAN);
     let costs: String = BASELINES
         .map(|b| format!(" {} µs |", targets[b].label))

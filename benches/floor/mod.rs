@@ -10,6 +10,8 @@
 //!   its signed requests: the floor for those.
 //! - [`relay`]: "minimal relay", a hand-written tokio HTTP/1.1 keep-alive forwarder, one upstream
 //!   connection per client connection. The floor: loopback TCP plus a minimal user space.
+//! - "minimal relay + SigV4": the same relay signing each request with sigproxy's `Signer` as
+//!   the signed route does (the body's SHA-256 included): the floor for any proxy that signs.
 //!
 //! Each runs in its own process, so that its CPU can be read from /proc and the process pinned
 //! to a core exactly as sigproxy is: the benchmark re-executes its own binary with
@@ -20,11 +22,18 @@ mod bare;
 mod forwarder;
 mod relay;
 
+use aws_credential_types::Credentials;
+use sigproxy::config::{Algorithm, CredentialsConfig, Payload, SigningConfig, Source};
+use sigproxy::credentials::CredentialSet;
+use sigproxy::sign::Signer;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Which baseline a re-executed bench binary serves (`pingora`, `forwarder` or `relay`).
+/// Which baseline a re-executed bench binary serves (`pingora`, `forwarder`, `relay` or
+/// `signing-relay`).
 const KIND: &str = "SIGPROXY_FLOOR";
 /// Where it listens, and the backend it forwards to.
 const LISTEN: &str = "SIGPROXY_FLOOR_LISTEN";
@@ -38,11 +47,17 @@ pub enum Kind {
     Pingora,
     Forwarder,
     Relay,
+    SigningRelay,
 }
 
 impl Kind {
     #[allow(dead_code)]
-    pub const ALL: [Kind; 3] = [Kind::Pingora, Kind::Forwarder, Kind::Relay];
+    pub const ALL: [Kind; 4] = [
+        Kind::Pingora,
+        Kind::Forwarder,
+        Kind::Relay,
+        Kind::SigningRelay,
+    ];
 
     /// The name in the benchmark's tables.
     pub fn label(self) -> &'static str {
@@ -50,6 +65,7 @@ impl Kind {
             Kind::Pingora => "bare pingora 0.9",
             Kind::Forwarder => "pingora 0.9 + own forwarder",
             Kind::Relay => "minimal relay",
+            Kind::SigningRelay => "minimal relay + SigV4",
         }
     }
 
@@ -59,6 +75,7 @@ impl Kind {
             Kind::Pingora => "pingora",
             Kind::Forwarder => "forwarder",
             Kind::Relay => "relay",
+            Kind::SigningRelay => "signing-relay",
         }
     }
 }
@@ -79,9 +96,40 @@ pub fn serve_if_asked() {
     match kind.as_str() {
         "pingora" => bare::serve(listen, backend),
         "forwarder" => forwarder::serve(listen, backend),
-        "relay" => relay::serve(listen, backend),
-        other => panic!("{KIND}={other}: expected pingora, forwarder or relay"),
+        "relay" => relay::serve(listen, backend, None),
+        "signing-relay" => relay::serve(listen, backend, Some(signer())),
+        other => panic!("{KIND}={other}: expected pingora, forwarder, relay or signing-relay"),
     }
+}
+
+/// The signed route's signer, as the load benchmark configures sigproxy: Lambda in us-east-1,
+/// the body's SHA-256, the bench's session-token credentials.
+fn signer() -> Signer {
+    let set = Arc::new(CredentialSet::new(CredentialsConfig {
+        name: "bench".into(),
+        source: Source::Default,
+        assume_role: vec![],
+        sts_token: None,
+        refresh_before_expiry: Duration::from_secs(300),
+        per_client: None,
+        client: None,
+    }));
+    let env: HashMap<String, String> = crate::measure::static_credentials().into_iter().collect();
+    set.store(Credentials::new(
+        &env["AWS_ACCESS_KEY_ID"],
+        &env["AWS_SECRET_ACCESS_KEY"],
+        Some(env["AWS_SESSION_TOKEN"].clone()),
+        None,
+        "bench",
+    ));
+    let config = SigningConfig {
+        service: "lambda".into(),
+        region: "us-east-1".into(),
+        credentials: "bench".into(),
+        payload: Payload::Signed,
+        algorithm: Algorithm::SigV4,
+    };
+    Signer::new(&config, set)
 }
 
 /// A baseline proxy running in its own process (killed on drop).

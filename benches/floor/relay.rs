@@ -9,12 +9,24 @@
 //! per piece, no copies beyond the one buffer per direction. mimalloc is the allocator (set in
 //! `load.rs`), though the relay allocates only per connection.
 //!
+//! "minimal relay + SigV4" (`signing`): the same relay signing each request as sigproxy's signed
+//! route does, with sigproxy's own [`Signer`]: the head parsed into a pingora `RequestHeader`,
+//! the whole body read and its SHA-256 taken (Lambda signs the body), the SigV4 headers added
+//! (session-token credentials, the bench's), the head written anew and sent with the body in
+//! one vectored write. The floor under any proxy that signs as sigproxy does: no routes, no
+//! checks, no deadlines, no metrics, no access log, no pingora session.
+//!
 //! Only what the benchmark sends: bodies framed by Content-Length (absent means none), no
 //! chunked encoding, no `100 Continue`, no HEAD requests, no checks, no timeouts. A message it
 //! cannot frame ends the connection.
 
+use bytes::{Buf, BufMut, BytesMut};
+use pingora::http::RequestHeader;
+use sigproxy::sign::{sha256_hex, Signer};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,8 +36,9 @@ const BUFFER: usize = 64 * 1024;
 /// Header lines a head may have.
 const HEADERS: usize = 64;
 
-/// Serves on `listen` until killed.
-pub fn serve(listen: SocketAddr, backend: SocketAddr) -> ! {
+/// Serves on `listen` until killed; signs each request with `signer` when given.
+pub fn serve(listen: SocketAddr, backend: SocketAddr, signer: Option<Signer>) -> ! {
+    let signer = signer.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -36,16 +49,21 @@ pub fn serve(listen: SocketAddr, backend: SocketAddr) -> ! {
             let Ok((client, _)) = listener.accept().await else {
                 continue;
             };
+            let signer = signer.clone();
             tokio::spawn(async move {
                 // A connection that fails (or is closed mid-message) just ends.
-                let _ = relay(client, backend).await;
+                let _ = relay(client, backend, signer.as_deref()).await;
             });
         }
     })
 }
 
 /// Relays requests from `client` and their responses until either side closes.
-async fn relay(mut client: TcpStream, backend: SocketAddr) -> io::Result<()> {
+async fn relay(
+    mut client: TcpStream,
+    backend: SocketAddr,
+    signer: Option<&Signer>,
+) -> io::Result<()> {
     client.set_nodelay(true)?;
     let mut upstream: Option<TcpStream> = None;
     let (mut requests, mut responses) = (Buffer::new(), Buffer::new());
@@ -61,7 +79,10 @@ async fn relay(mut client: TcpStream, backend: SocketAddr) -> io::Result<()> {
                 upstream.insert(server)
             }
         };
-        requests.forward(length, &mut client, server).await?;
+        match signer {
+            Some(signer) => requests.sign(signer, &mut client, server).await?,
+            None => requests.forward(length, &mut client, server).await?,
+        }
         let Some(length) = responses.head(server, response_length).await? else {
             return Err(io::ErrorKind::UnexpectedEof.into());
         };
@@ -131,6 +152,78 @@ impl Buffer {
                 n => self.filled = n,
             }
         }
+    }
+}
+
+impl Buffer {
+    /// Sends the request the buffer starts with (its head complete) signed: the head parsed,
+    /// the whole body read and hashed, the head written anew with the SigV4 headers, head and
+    /// body sent in one vectored write. Bytes read past the request stay in the buffer.
+    async fn sign(
+        &mut self,
+        signer: &Signer,
+        from: &mut TcpStream,
+        to: &mut TcpStream,
+    ) -> io::Result<()> {
+        let mut headers = [httparse::EMPTY_HEADER; HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(head) = parsed
+            .parse(&self.data[..self.filled])
+            .map_err(|e| invalid(&e.to_string()))?
+        else {
+            return Err(invalid("an incomplete head"));
+        };
+        let (Some(method), Some(path)) = (parsed.method, parsed.path) else {
+            return Err(invalid("no request line"));
+        };
+        let length = usize::try_from(body_length(parsed.headers)?)
+            .map_err(|_| invalid("a body too large"))?;
+        let mut request = RequestHeader::build(method, path.as_bytes(), Some(parsed.headers.len()))
+            .map_err(|e| invalid(&e.to_string()))?;
+        for header in parsed.headers.iter() {
+            let name = http::HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|e| invalid(&e.to_string()))?;
+            request
+                .append_header(name, header.value)
+                .map_err(|e| invalid(&e.to_string()))?;
+        }
+        // The body: what came with the head, then the rest read to its end.
+        let mut body = BytesMut::with_capacity(length);
+        let here = (self.filled - head).min(length);
+        body.extend_from_slice(&self.data[head..head + here]);
+        self.data.copy_within(head + here..self.filled, 0);
+        self.filled -= head + here;
+        while body.len() < length {
+            let left = length - body.len();
+            if from.read_buf(&mut (&mut body).limit(left)).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let credentials = signer
+            .current_credentials()
+            .map_err(|e| invalid(&e.to_string()))?;
+        signer
+            .sign(
+                &mut request,
+                &credentials,
+                &sha256_hex(&body),
+                SystemTime::now(),
+            )
+            .map_err(|e| invalid(&e.to_string()))?;
+        let mut out = Vec::with_capacity(2048);
+        out.extend_from_slice(request.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(request.raw_path());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in request.headers.iter() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        to.write_all_buf(&mut Buf::chain(out.as_slice(), &body[..]))
+            .await
     }
 }
 
