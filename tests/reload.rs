@@ -576,6 +576,133 @@ fn a_token_rotated_while_sts_refuses_an_edit_keeps_the_edits_retry() {
     assert!(reloads(&proxy, "failure") > failures);
 }
 
+/// `proxy`'s configuration (with `access`) plus a set `slow` (and its route, under /other/)
+/// whose STS is at `sts`.
+fn with_set_at(peers: &Peers, proxy: &Proxy, access: &str, sts: &str) -> String {
+    let slow = peers
+        .credentials_yaml("slow", peers.get("external_id"))
+        .replace(peers.get("sts_endpoint"), sts);
+    format!(
+        "{access}listen: {}\nadmin_listen: {}\nshutdown_grace: 1s\ncredentials:\n{}{slow}routes:\n{}{}",
+        proxy.addr,
+        proxy.admin,
+        peers.credentials_yaml("app", peers.get("external_id")),
+        signed_route(peers, "fn", "/fn/", "", "app"),
+        signed_route(peers, "other", "/other/", "", "slow"),
+    )
+}
+
+/// A TCP front for `target` that holds each connection `delay` before relaying it (an STS
+/// slow to answer). Its threads end with the test process.
+fn slow_front(target: &str, delay: Duration) -> String {
+    let target = target
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let target = target.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                let (mut c, mut s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s, mut c) = (server, client);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_token_rotated_while_an_edit_waits_on_a_silent_sts_is_in_force_at_once() {
+    // An edit whose new set's STS never answers waits for it (up to 35 s). Rotating a token is
+    // how it is revoked: that must not wait behind an unrelated STS call.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        "silent-sts-token-old-0123456",
+        "silent-sts-token-new-7654321",
+    );
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let body = format!("{access}{}", peers.lambda_config(""));
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    let with = |token: &str| with_token(&proxy, token);
+    assert_eq!(with(old), 200);
+    // Takes connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://{}", silent.local_addr().unwrap());
+    std::fs::write(
+        proxy.config_path(),
+        with_set_at(&peers, &proxy, &access, &sts),
+    )
+    .unwrap();
+    // The edit is read (two polls) and waits on the silent STS.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&proxy, "failure"), 0.0);
+    rotate_token_file(&token_file, new);
+    let rotated = common::poll(Duration::from_secs(6), || with(new) == 200);
+    assert!(rotated, "the rotated token waited for the edit's STS call");
+    assert_eq!(with(old), 401, "the revoked token still works");
+    // The edit's wait ends refused; the rotated token stays in force.
+    let refused = common::poll(Duration::from_secs(50), || {
+        reloads(&proxy, "failure") >= 1.0
+    });
+    assert!(refused, "the edit was never refused");
+    assert_eq!((with(old), with(new)), (401, 200));
+    let bearer = format!("Bearer {new}");
+    let other = proxy.send("GET", "/other/x", &[("Authorization", &bearer)], b"");
+    assert_eq!(other.status, 404, "the refused edit is not in force");
+    drop(silent);
+}
+
+#[test]
+fn an_edit_whose_sts_answers_after_a_token_rotation_keeps_the_rotated_token() {
+    // The edit was checked with the token file as it read before the rotation; when its slow
+    // STS answers and it goes in, the revoked token must not come back with it.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ("slow-sts-token-old-01234567", "slow-sts-token-new-76543210");
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let body = format!("{access}{}", peers.lambda_config(""));
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    let with = |token: &str| with_token(&proxy, token);
+    let sts = slow_front(peers.get("sts_endpoint"), Duration::from_secs(6));
+    std::fs::write(
+        proxy.config_path(),
+        with_set_at(&peers, &proxy, &access, &sts),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    rotate_token_file(&token_file, new);
+    let rotated = common::poll(Duration::from_secs(3), || with(new) == 200);
+    assert!(rotated, "the rotated token waited for the edit's STS call");
+    // The edit goes in once its STS answers: at that moment, only the rotated token works.
+    let bearer = format!("Bearer {new}");
+    let other = || {
+        proxy
+            .send("GET", "/other/x", &[("Authorization", &bearer)], b"")
+            .status
+    };
+    let went_in = common::poll(Duration::from_secs(20), || {
+        proxy.metric("sigproxy_config_reloads_total", &[("result", "success")]) >= Some(2.0)
+    });
+    assert!(went_in, "the edit never went in");
+    assert_eq!(with(old), 401, "the edit brought the revoked token back");
+    assert_eq!(with(new), 200);
+    assert_eq!(other(), 200, "the edit's route");
+    assert_eq!(reloads(&proxy, "failure"), 0.0);
+}
+
 #[test]
 fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     // A tool that sends SIGHUP every few seconds whether or not anything changed, while the

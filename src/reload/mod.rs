@@ -17,6 +17,7 @@
 //! credential set that cannot get credentials) leaves the running configuration in force, is
 //! logged with the file, key and reason, and counted in `sigproxy_config_reloads_total`.
 
+mod apply;
 mod fixed;
 mod live;
 mod poll;
@@ -27,25 +28,23 @@ pub use fixed::{checked, Change};
 pub use live::{needed_sets, Live, Snapshot};
 pub use signals::hold_sighup;
 
-use crate::config::{Config, ConfigError, KeptTokens};
+use crate::config::{Config, ConfigError};
 use crate::credentials::refresh::FIRST_FETCH_WAIT;
-use crate::credentials::CredentialStore;
 use crate::metrics::metrics;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use poll::{in_force, in_force_keeping, look, token_files, Act, Polls, Seen};
+use poll::{in_force, look, Act, Polls, Seen};
 use sets::Refreshers;
 use sha2::{Digest, Sha256};
 use signals::hangup_received;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// How often the file is read and compared.
 const POLL: Duration = Duration::from_secs(1);
@@ -228,167 +227,6 @@ impl BackgroundService for Reloader {
             }
         }
         state.refreshers.stop_all();
-    }
-}
-
-impl Reloader {
-    /// [`Reloader::reload`]; if the file is refused, a token file of the running configuration
-    /// that changed is still put in force: the running configuration's own bytes are checked
-    /// and loaded again, with the token files as they read now. A rotated token is how a
-    /// token is revoked; an unrelated edit in the same file, refused, must not keep the old
-    /// one working. (A token file that holds no token is refused there too: the token in force
-    /// stays, as documented.)
-    async fn reload_or_tokens(
-        &self,
-        state: &mut State,
-        path: &Path,
-        bytes: &[u8],
-        seen: Seen,
-        trigger: &'static str,
-    ) {
-        if self.reload(state, path, bytes, seen, trigger).await {
-            return;
-        }
-        let Some(running) = state
-            .running_bytes
-            .clone()
-            .filter(|r| r.as_slice() != bytes)
-        else {
-            return;
-        };
-        let now = look(&running, &state.running);
-        let running_seen = state
-            .running_seen
-            .unwrap_or_else(|| in_force(&Sha256::digest(&running).into(), &state.running));
-        if now == running_seen {
-            return;
-        }
-        let trigger = "token file changed (the file's other changes refused)";
-        // The refused file's own retry (new credentials STS refused) stands.
-        let retry = (state.retry_at, state.fetch_refused);
-        self.reload(state, path, &running, now, trigger).await;
-        (state.retry_at, state.fetch_refused) = retry;
-        // Whether the tokens went in or not, the refused file stays refused until it (or a
-        // token file) changes again: not tried, nor logged, at every poll.
-        state.polls.acted(look(bytes, &state.running));
-    }
-
-    /// Checks `bytes` and, if they may be, puts them in force; whether it did. `seen` is what
-    /// the look at the file found, taken before the file (and the token file) is read to be
-    /// checked.
-    async fn reload(
-        &self,
-        state: &mut State,
-        path: &Path,
-        bytes: &[u8],
-        seen: Seen,
-        trigger: &'static str,
-    ) -> bool {
-        let hash: Hash = Sha256::digest(bytes).into();
-        state.polls.acted(seen);
-        state.retry_at = None;
-        let kept = KeptTokens::new(
-            token_files(&state.running)
-                .map(|(file, owner, token)| ((file.to_owned(), owner), token.clone())),
-        );
-        let checked = text(bytes, path)
-            .and_then(|text| checked(text, path, &state.running, state.endpoint, Some(&kept)));
-        let (config, changes) = match checked {
-            Ok(c) => c,
-            Err(e) => {
-                refused(&e, trigger);
-                return false;
-            }
-        };
-        if let Some((_, at)) = state.fetch_refused.filter(|(refused, _)| *refused == seen) {
-            if at.elapsed() < MIN_REFETCH {
-                state.retry_at = Some(at + MIN_REFETCH);
-                info!(
-                    config = %path.display(),
-                    trigger,
-                    retry_in_ms = (at + MIN_REFETCH).saturating_duration_since(Instant::now()).as_millis() as u64,
-                    "configuration reload: STS refused this file's new credentials moments ago; \
-                     asking again shortly"
-                );
-                return false;
-            }
-        }
-        let needed = needed_sets(&config);
-        let mut plan = state.refreshers.prepare(&config);
-        plan.first_fetches(RELOAD_FETCH_WAIT).await;
-        let failures = plan.failures(&needed);
-        if !failures.is_empty() {
-            state.refreshers.abandon(plan);
-            state.retry_at = Some(Instant::now() + RETRY);
-            state.fetch_refused = Some((seen, Instant::now()));
-            for (set, reason) in failures {
-                let e = ConfigError {
-                    path: path.to_owned(),
-                    key: format!("credentials.{set}"),
-                    reason: format!("no credentials for this new or changed set: {reason}"),
-                };
-                refused(&e, trigger);
-            }
-            return false;
-        }
-        let snapshot = Snapshot::new(&config, CredentialStore::from_sets(plan.sets.clone()));
-        let routes = config.routes.len();
-        self.live.store(Arc::new(snapshot));
-        let removed: BTreeSet<String> = state
-            .running
-            .routes
-            .iter()
-            .filter(|old| config.routes.iter().all(|new| new.name != old.name))
-            .map(|old| old.name.clone())
-            .collect();
-        metrics().forget_routes(&removed);
-        let clients = |c: &Config| -> BTreeSet<String> {
-            c.access.clients.iter().map(|c| c.name.clone()).collect()
-        };
-        let (before, after) = (clients(&state.running), clients(&config));
-        metrics().forget_clients(before.difference(&after).map(String::as_str));
-        metrics().declare_clients(after.iter().map(String::as_str));
-        let summary = state.refreshers.commit(plan);
-        state.fetch_refused = None;
-        // What is in force now, tokens included, as the check read them (a kept token's file
-        // as giving none).
-        let in_force = in_force_keeping(&hash, &config, &kept);
-        state.polls.acted(in_force);
-        state.running_seen = Some(in_force);
-        let kept = kept.kept();
-        state.running = config;
-        state.running_bytes = Some(bytes.to_vec());
-
-        let m = metrics();
-        m.config_reloads.with_label_values(&["success"]).inc();
-        m.config_last_reload_success.set(unix_now());
-        m.config_hash.set(hash_number(&hash));
-        m.config_restart_required
-            .set(i64::from(!changes.is_empty()));
-        info!(
-            config = %path.display(),
-            trigger,
-            routes,
-            credential_sets_kept = summary.kept,
-            credential_sets_started = summary.started,
-            credential_sets_stopped = summary.stopped,
-            "configuration reloaded"
-        );
-        for e in &kept {
-            token_kept(e, trigger);
-        }
-        for change in changes {
-            warn!(
-                config = %path.display(),
-                key = change.key,
-                running = %change.running,
-                file = %change.file,
-                "configuration reload: {} needs a restart; it keeps its running value, the rest \
-                 of the file is in force",
-                change.key
-            );
-        }
-        true
     }
 }
 
