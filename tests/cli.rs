@@ -83,6 +83,29 @@ routes:
 }
 
 #[test]
+fn signing_for_aws_over_plain_http_is_warned_about_whatever_the_host_reached() {
+    // A tunnel reached over http (`--host 127.0.0.1:4443`) that is signed for an AWS name: the
+    // signed request and its session token cross that hop in clear text.
+    let warned = |args: &[&str]| {
+        let out = sigproxy(&[&["--check", "--upstream-url-scheme", "http"], args].concat());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).contains("in clear text")
+    };
+    let aws = "vpc-logs-abc123.eu-west-1.es.amazonaws.com";
+    assert!(warned(&["--host", "127.0.0.1:4443", "--sign-host", aws]));
+    assert!(warned(&["--host", aws]));
+    let plain = [
+        "--host",
+        "127.0.0.1:4443",
+        "--name",
+        "es",
+        "--region",
+        "eu-west-1",
+    ];
+    assert!(!warned(&plain));
+}
+
+#[test]
 fn invalid_config_is_refused_by_check_and_by_the_server_alike() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");

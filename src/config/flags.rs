@@ -6,6 +6,7 @@
 
 use super::check::Checker;
 use super::file::{self, OneOrMore};
+use super::limits::DEFAULT_MAX_BUFFERED_BODY_BYTES;
 use super::{Config, ConfigError};
 use crate::upstream::edits::never_forwarded_when_signed;
 use http::HeaderName;
@@ -41,6 +42,9 @@ const KEYS: &[(&str, &str)] = &[
     ("routes[0].headers.remove", "--strip"),
     ("routes[0].headers.duplicate", "--duplicate-headers"),
     ("routes[0].tls", "--no-verify-ssl"),
+    ("routes[0].max_body_bytes", "--max-body-bytes"),
+    ("routes[0].read_timeout", "--read-timeout"),
+    ("max_buffered_body_bytes", "--max-buffered-body-bytes"),
     (
         "routes[0].upstream_idle_timeout",
         "--transport.idle-conn-timeout",
@@ -68,6 +72,12 @@ const REASONS: &[(&str, &str)] = &[
     ),
     ("set service and region", "set --name and --region"),
     ("set it (e.g. us-east-1)", "set --region"),
+    (
+        "raise max_buffered_body_bytes",
+        "raise --max-buffered-body-bytes",
+    ),
+    ("routes[0].max_body_bytes", "--max-body-bytes"),
+    ("the route's limit", "--max-body-bytes"),
 ];
 
 impl Config {
@@ -151,7 +161,11 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         ..Default::default()
     };
 
-    let scheme = f.upstream_url_scheme.clone();
+    // Go's URL parsing took `HTTP` as `http`.
+    let scheme = f
+        .upstream_url_scheme
+        .as_deref()
+        .map(str::to_ascii_lowercase);
     let (upstream, upstream_from_host) = match &f.host {
         Some(host) => {
             if host.contains("://") || host.contains('/') {
@@ -218,10 +232,27 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
             done.join(", ")
         );
     }
+    // aws-sigv4-proxy strips before it copies: a header both stripped and duplicated is not
+    // sent at all, under either name (a client's credential stripped stays stripped).
+    let stripped = |h: &String| {
+        let h = h.trim();
+        f.strip
+            .iter()
+            .chain(&f.strip_header)
+            .any(|s| s.trim().eq_ignore_ascii_case(h))
+    };
+    let (gone, duplicate): (Vec<String>, Vec<String>) =
+        f.duplicate_headers.iter().cloned().partition(stripped);
+    if !gone.is_empty() {
+        info!(
+            "--duplicate-headers {}: stripped too (--strip), so not copied, as in aws-sigv4-proxy",
+            gone.join(", ")
+        );
+    }
     let headers = file::Headers {
         add: (!add.is_empty()).then_some(add),
         remove: (!remove.is_empty()).then_some(remove),
-        duplicate: (!f.duplicate_headers.is_empty()).then(|| f.duplicate_headers.clone()),
+        duplicate: (!duplicate.is_empty()).then_some(duplicate),
     };
     // As in aws-sigv4-proxy: --name and --region together name what is signed for; either one
     // alone does not, and the host says (--region alone is STS's region).
@@ -252,9 +283,9 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         region_set: None,
         credentials: Some(SET.into()),
         payload: f.unsigned_payload.then(|| "unsigned".into()),
-        max_body_bytes: None,
+        max_body_bytes: f.max_body_bytes,
         connect_timeout: None,
-        read_timeout: None,
+        read_timeout: f.read_timeout.clone(),
         allow: None,
         s3_addressing: None,
         sign_host: f.sign_host.clone(),
@@ -310,7 +341,11 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
         min_request_body_rate: None,
         max_connections: None,
         max_websocket_connections: None,
-        max_buffered_body_bytes: None,
+        // One body of --max-body-bytes must fit, whatever the default budget.
+        max_buffered_body_bytes: f.max_buffered_body_bytes.or_else(|| {
+            f.max_body_bytes
+                .filter(|&n| n > DEFAULT_MAX_BUFFERED_BODY_BYTES as u64)
+        }),
         credential_endpoint: None,
         credentials: BTreeMap::from([(SET.to_string(), set)]),
         routes: vec![route],

@@ -137,7 +137,9 @@ impl Checker<'_> {
                     Err(why) => return self.err(format!("{key}.upstream"), why),
                 };
                 if !upstream.tls() {
-                    warn_if_aws_in_clear_text(upstream.host());
+                    // The name signed for may be AWS's though the host reached is a tunnel.
+                    let signed = options.sign_host.as_deref().unwrap_or(upstream.host());
+                    warn_if_aws_in_clear_text(signed);
                 }
                 let signing = self.signing(&key, named, &upstream, &options.tls, credentials)?;
                 (upstream, None, signing)
@@ -263,9 +265,9 @@ fn check_prefix(prefix: &str) -> Result<(), String> {
 pub(super) fn warn_if_aws_in_clear_text(host: &str) {
     if crate::endpoints::resolve(host).is_ok() {
         tracing::warn!(
-            upstream = %host,
-            "plain http to an AWS endpoint: every request, its signature and the session token \
-             cross the network in clear text; use https"
+            host = %host,
+            "plain http to (or signing for) an AWS endpoint: every request, its signature and \
+             the session token cross the network in clear text; use https"
         );
     }
 }

@@ -75,6 +75,17 @@ pub struct Flags {
     /// comma-separated or repeated.
     #[arg(long, value_delimiter = ',', value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
+    /// Largest request body signed, in bytes (held in memory to be hashed; default 6 MiB, at
+    /// most 64 MiB). aws-sigv4-proxy had no limit.
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Body bytes held for signing, all requests together (default 32 MiB, and at least
+    /// --max-body-bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_buffered_body_bytes: Option<u64>,
+    /// How long the upstream may take to answer (default 60s). aws-sigv4-proxy had no limit.
+    #[arg(long, value_name = "DURATION")]
+    pub read_timeout: Option<String>,
 }
 
 impl Flags {
@@ -101,5 +112,8 @@ impl Flags {
             || !f.allowed_upstream_hosts.is_empty()
             || !f.allowed_hosts.is_empty()
             || !f.allowed_origins.is_empty()
+            || f.max_body_bytes.is_some()
+            || f.max_buffered_body_bytes.is_some()
+            || f.read_timeout.is_some()
     }
 }

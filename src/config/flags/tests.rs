@@ -292,3 +292,101 @@ fn plain_http_from_the_host_serves_only_listed_hosts() {
     assert!(route.for_host("s3.us-east-1.amazonaws.com").is_none());
     assert!(!c.access.browser.aws_endpoints);
 }
+
+#[test]
+fn a_header_stripped_and_duplicated_is_not_copied() {
+    // aws-sigv4-proxy strips before it copies: the client's credential a user strips must not
+    // reach the upstream as X-Original-Authorization.
+    let c = Config::from_flags(&flags(&[
+        "--host",
+        "a.lambda-url.us-east-1.on.aws",
+        "-s",
+        "Authorization",
+        "--strip-header",
+        "X-Team",
+        "--duplicate-headers",
+        "authorization",
+        "--duplicate-headers",
+        "x-team",
+        "--duplicate-headers",
+        "user-agent",
+    ]))
+    .unwrap();
+    let duplicate = &c.routes[0].header_edits.duplicate;
+    assert_eq!(duplicate.len(), 1, "{duplicate:?}");
+    assert_eq!(duplicate[0].0.as_str(), "user-agent");
+}
+
+#[test]
+fn body_limits_and_the_upstream_timeout_have_flags() {
+    let host = ["--host", "search-x.eu-west-1.es.amazonaws.com"];
+    let defaults = Config::from_flags(&flags(&host)).unwrap();
+    assert_eq!(defaults.routes[0].max_body_bytes, 6 * 1024 * 1024);
+    assert_eq!(defaults.routes[0].read_timeout, Duration::from_secs(60));
+    assert_eq!(
+        defaults.limits.max_buffered_body_bytes,
+        DEFAULT_MAX_BUFFERED_BODY_BYTES
+    );
+
+    // A larger body than the default budget holds: the budget grows to hold one.
+    let big = [
+        &host[..],
+        &["--max-body-bytes", "52428800", "--read-timeout", "5m"],
+    ]
+    .concat();
+    let c = Config::from_flags(&flags(&big)).unwrap();
+    assert_eq!(c.routes[0].max_body_bytes, 50 * 1024 * 1024);
+    assert_eq!(c.routes[0].read_timeout, Duration::from_secs(300));
+    assert_eq!(c.limits.max_buffered_body_bytes, 50 * 1024 * 1024);
+
+    let both = [
+        &host[..],
+        &[
+            "--max-body-bytes",
+            "8388608",
+            "--max-buffered-body-bytes",
+            "67108864",
+        ],
+    ]
+    .concat();
+    let c = Config::from_flags(&flags(&both)).unwrap();
+    assert_eq!(c.limits.max_buffered_body_bytes, 64 * 1024 * 1024);
+
+    // Errors name the flags.
+    let e = error(&[&host[..], &["--max-body-bytes", "999999999"]].concat());
+    assert!(e.contains("--max-body-bytes"), "{e}");
+    let e = error(
+        &[
+            &host[..],
+            &[
+                "--max-body-bytes",
+                "8388608",
+                "--max-buffered-body-bytes",
+                "1048576",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        e.contains("--max-buffered-body-bytes") && e.contains("--max-body-bytes"),
+        "{e}"
+    );
+    let e = error(&[&host[..], &["--read-timeout", "soon"]].concat());
+    assert!(e.contains("--read-timeout"), "{e}");
+}
+
+#[test]
+fn the_scheme_is_read_in_any_case() {
+    let c = Config::from_flags(&flags(&[
+        "--host",
+        "127.0.0.1:9000",
+        "--upstream-url-scheme",
+        "HTTP",
+        "--name",
+        "es",
+        "--region",
+        "eu-west-1",
+    ]))
+    .unwrap();
+    assert!(!c.routes[0].upstream.tls());
+}
