@@ -192,9 +192,9 @@ impl ProxyError {
     /// [`Display`](fmt::Display), for the log.
     pub fn public_message(&self) -> String {
         match self {
-            Self::CredentialsUnavailable { state, .. } => format!(
-                "no valid AWS credentials for this route: {state} (the admin port's /readyz says why)"
-            ),
+            Self::CredentialsUnavailable { state, .. } => {
+                format!("no valid AWS credentials: {state} (the admin port's /readyz says why)")
+            }
             Self::Signing(_) => "could not sign the request".into(),
             Self::UpstreamUnreachable { kind, .. } => {
                 format!("the upstream could not be reached ({kind})")

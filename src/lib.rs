@@ -63,9 +63,17 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         (None, true) => config::Config::from_flags(&cli.flags)
             .map(|c| (c, reload::Source::Flags))
             .map_err(|e| e.to_string()),
-        (path, false) => {
+        (Some(path), false) => reload::load_file(path).map_err(|e| e.to_string()),
+        (None, false) => {
             let default = std::path::PathBuf::from(cli::DEFAULT_CONFIG);
-            reload::load_file(path.as_ref().unwrap_or(&default)).map_err(|e| e.to_string())
+            // `-v` or a log flag alone describes no configuration: say where one comes from.
+            reload::load_file(&default).map_err(|e| {
+                format!(
+                    "{e} (with neither -c FILE nor aws-sigv4-proxy's flags such as --host or \
+                     --name, sigproxy reads {})",
+                    cli::DEFAULT_CONFIG
+                )
+            })
         }
     };
     let (config, source) = match loaded {

@@ -106,6 +106,23 @@ fn signing_for_aws_over_plain_http_is_warned_about_whatever_the_host_reached() {
 }
 
 #[test]
+fn verbose_alone_says_where_a_configuration_comes_from() {
+    // aws-sigv4-proxy users run `-v` with their flags; `-v` alone names no configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sigproxy"))
+        .arg("-v")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config/sigproxy.yaml") && stderr.contains("aws-sigv4-proxy's flags"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn invalid_config_is_refused_by_check_and_by_the_server_alike() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");

@@ -99,10 +99,17 @@ impl Checker<'_> {
                 } else {
                     "token_env"
                 };
+                // Either file may be the one that changed: name both.
+                let other = &clients[j];
+                let theirs = match &other.token_file {
+                    Some(file) => format!("{}'s token_file {}", other.name, file.display()),
+                    None => format!("{}'s token_env", other.name),
+                };
                 return self.err(
                     format!("{key}.{from}"),
                     format!(
-                        "holds the same token as access.clients[{j}]: each client needs its own"
+                        "holds the same token as access.clients[{j}] ({theirs}): each client \
+                         needs its own"
                     ),
                 );
             }

@@ -105,7 +105,8 @@ fn errors_name_the_file_the_key_and_the_reason() {
             clients(&[&a, &client("app-b", "CLIENTS_TEST_A", "orders")]),
             role_sets(&shared),
             "",
-            "c.yaml: access.clients[1].token_env: holds the same token as access.clients[0]",
+            "c.yaml: access.clients[1].token_env: holds the same token as access.clients[0] \
+             (app-a's token_env)",
         ),
         (
             "  clients:\n    - name: app-a\n      routes: [orders]\n".into(),

@@ -205,13 +205,28 @@ fn to_file(f: &Flags) -> Result<file::File, (&'static str, String)> {
     };
 
     let mut add = BTreeMap::new();
+    let mut ignored = Vec::new();
     for list in &f.custom_headers {
         for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
             let Some((k, v)) = pair.split_once('=') else {
                 return Err(("--custom-headers", format!("'{pair}' is not name=value")));
             };
-            add.insert(k.trim().to_string(), v.trim().to_string());
+            let k = k.trim();
+            // aws-sigv4-proxy added custom headers after signing, where the request had none:
+            // one sigproxy sets itself (Authorization, X-Amz-Date, Host, framing) was a no-op.
+            if HeaderName::from_bytes(k.as_bytes()).is_ok_and(|n| never_forwarded_when_signed(&n)) {
+                ignored.push(k.to_string());
+                continue;
+            }
+            add.insert(k.to_string(), v.trim().to_string());
         }
+    }
+    if !ignored.is_empty() {
+        warn!(
+            "--custom-headers {}: sigproxy sets these itself (it signs the request and frames its \
+             body); ignored, as they were by aws-sigv4-proxy, which never replaced them",
+            ignored.join(", ")
+        );
     }
     let strip = f.strip.iter().chain(&f.strip_header);
     if let Some(wild) = strip.clone().find(|h| h.ends_with('*')) {

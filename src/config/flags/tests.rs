@@ -122,7 +122,7 @@ fn errors_name_the_flag() {
         (&["--upstream-url-scheme", "ftp"], "--upstream-url-scheme: 'ftp' is not http or https"),
         (&["--host", "a.lambda-url.us-east-1.on.aws", "--role-arn", "nope"], "--role-arn: 'nope' is not an IAM role ARN"),
         (&["--host", "a.lambda-url.us-east-1.on.aws", "--custom-headers", "x-a"], "--custom-headers: 'x-a' is not name=value"),
-        (&["--host", "a.lambda-url.us-east-1.on.aws", "--custom-headers", "authorization=x"], "--custom-headers: 'authorization' cannot be edited"),
+        (&["--host", "a.lambda-url.us-east-1.on.aws", "--custom-headers", "content-encoding=gzip"], "--custom-headers: 'content-encoding' cannot be edited"),
         (&["--host", "a.lambda-url.us-east-1.on.aws", "-s", "x-aws-*"], "--strip: 'x-aws-*': wildcards are not supported"),
         (&["--host", "a.lambda-url.us-east-1.on.aws", "--transport.idle-conn-timeout", "soon"], "--transport.idle-conn-timeout: 'soon' is not a duration"),
         (&["--host", "a.lambda-url.us-east-1.on.aws", "--port", "nine"], "--port: 'nine' is not a port (:8080)"),
@@ -389,4 +389,32 @@ fn the_scheme_is_read_in_any_case() {
     ]))
     .unwrap();
     assert!(!c.routes[0].upstream.tls());
+}
+
+#[test]
+fn custom_headers_that_sigproxy_sets_itself_are_ignored_as_before() {
+    // aws-sigv4-proxy added them after signing only where absent: a no-op it took silently.
+    let c = Config::from_flags(&flags(&[
+        "--host",
+        "s3.us-east-1.amazonaws.com",
+        "--custom-headers",
+        "X-Amz-Content-Sha256=UNSIGNED-PAYLOAD,Host=example.com,x-team=orders",
+        "--custom-headers",
+        "Authorization=Basic eA==",
+    ]))
+    .unwrap();
+    let add = &c.routes[0].header_edits.add;
+    assert_eq!(add.len(), 1, "{add:?}");
+    assert_eq!(add[0].0.as_str(), "x-team");
+    // A pair that is not name=value is still refused.
+    let e = error(&[
+        "--host",
+        "s3.us-east-1.amazonaws.com",
+        "--custom-headers",
+        "bad",
+    ]);
+    assert!(
+        e.contains("--custom-headers") && e.contains("name=value"),
+        "{e}"
+    );
 }
