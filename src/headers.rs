@@ -49,18 +49,33 @@ pub fn connection_named(headers: &http::HeaderMap) -> Option<String> {
     })
 }
 
-/// Prepares the request for the upstream: drops hop-by-hop headers and sets `host`. On a signed
-/// route it also drops the client's own signing headers; `drop_expect` drops `Expect` when the
-/// proxy has read the body itself (and answered `100 Continue`) or there is none.
-pub fn prepare_request(req: &mut RequestHeader, host: &str, signed: bool, drop_expect: bool) {
+/// Prepares the request for the upstream: drops hop-by-hop headers (and those `Connection`
+/// lists), applies `edits` (the route's own), and sets `host`. On a signed route it also drops
+/// the client's own signing headers; `drop_expect` drops `Expect` when the proxy has read the
+/// body itself (and answered `100 Continue`) or there is none.
+///
+/// The order is what it is on pingora's proxy loop: what is not the client's to send on goes
+/// before the edits (a header gone cannot be duplicated, whatever path the request takes), the
+/// client's signing headers after them (a duplicated one keeps the client's value; edits cannot
+/// touch what sigproxy sets, checked when the file was loaded).
+pub fn prepare_request(
+    req: &mut RequestHeader,
+    host: &str,
+    signed: bool,
+    drop_expect: bool,
+    edits: impl FnOnce(&mut RequestHeader),
+) {
     let doomed = picked(&req.headers, |name, listed| {
-        listed
-            || HOP_BY_HOP.contains(name)
-            || (signed && CLIENT_SIGNING.contains(name))
-            || (drop_expect && *name == header::EXPECT)
+        listed || HOP_BY_HOP.contains(name) || (drop_expect && *name == header::EXPECT)
     });
     for name in &doomed {
         req.remove_header(name);
+    }
+    edits(req);
+    if signed {
+        for name in &CLIENT_SIGNING {
+            req.remove_header(name);
+        }
     }
     // A valid host (checked when the configuration was loaded) is always a valid header value.
     let _ = req.insert_header("host", host);
@@ -188,7 +203,13 @@ mod tests {
             ("user-agent", "curl"),
             ("host", "localhost:8080"),
         ]);
-        prepare_request(&mut r, "abc.lambda-url.us-east-1.on.aws", true, true);
+        prepare_request(
+            &mut r,
+            "abc.lambda-url.us-east-1.on.aws",
+            true,
+            true,
+            |_| {},
+        );
         for gone in [
             "authorization",
             "x-amz-security-token",
@@ -209,9 +230,28 @@ mod tests {
     #[test]
     fn pass_through_route_keeps_client_authorization() {
         let mut r = req(&[("authorization", "Bearer x"), ("expect", "100-continue")]);
-        prepare_request(&mut r, "example.com", false, false);
+        prepare_request(&mut r, "example.com", false, false, |_| {});
         assert_eq!(r.headers["authorization"], "Bearer x");
         assert_eq!(r.headers["expect"], "100-continue");
+    }
+
+    #[test]
+    fn edits_see_the_request_without_its_hop_by_hop_headers() {
+        // Whether the body is read or streamed, signed or not: a header the client's own
+        // `Connection` makes hop-by-hop is not the route's to copy on.
+        let mut r = req(&[
+            ("connection", "close, x-keep, te"),
+            ("x-keep", "k"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic eA=="),
+            ("authorization", "client"),
+        ]);
+        let mut seen = Vec::new();
+        prepare_request(&mut r, "example.com", true, false, |r| {
+            seen = r.headers.keys().map(|k| k.to_string()).collect();
+        });
+        assert_eq!(seen, ["authorization"], "the edits saw {seen:?}");
+        assert!(r.headers.get("authorization").is_none());
     }
 
     #[test]

@@ -703,6 +703,146 @@ fn an_edit_whose_sts_answers_after_a_token_rotation_keeps_the_rotated_token() {
     assert_eq!(reloads(&proxy, "failure"), 0.0);
 }
 
+/// A configuration with clients (name, token file) on an unsigned route `open` to `upstream`,
+/// and the credential set `app`; `extra` adds to it (a set under `credentials`, see below).
+fn clients_config(peers: &Peers, upstream: &str, clients: &[(&str, &Path)], slow: &str) -> String {
+    let mut text = "access:\n  clients:\n".to_string();
+    for (name, file) in clients {
+        text += &format!(
+            "    - name: {name}\n      token_file: {}\n      routes: [open{}]\n",
+            file.display(),
+            if slow.is_empty() { "" } else { ", other" }
+        );
+    }
+    text += &format!(
+        "credentials:\n{}",
+        peers.credentials_yaml("app", peers.get("external_id"))
+    );
+    if !slow.is_empty() {
+        let set = peers
+            .credentials_yaml("slow", peers.get("external_id"))
+            .replace(peers.get("sts_endpoint"), slow);
+        text += &set;
+    }
+    text += &format!(
+        "routes:\n  - name: open\n    match: {{ path_prefix: /open/ }}\n    upstream: {upstream}\n"
+    );
+    if !slow.is_empty() {
+        text += &signed_route(peers, "other", "/other/", "", "slow");
+    }
+    text
+}
+
+/// The status of a GET of `path` through `proxy` with `token` as the bearer token.
+fn status(proxy: &Proxy, path: &str, token: &str) -> u16 {
+    let bearer = format!("Bearer {token}");
+    proxy
+        .send("GET", path, &[("Authorization", &bearer)], b"")
+        .status
+}
+
+#[test]
+fn a_client_an_edit_adds_starts_with_its_token_as_it_reads_when_the_edit_goes_in() {
+    // The edit adds client `cc` and a set whose STS is slow; cc's token file rotates while
+    // the edit waits: the edit goes in with the rotated token, never the one it replaced.
+    let peers = Peers::start();
+    let upstream = common::upstream::Upstream::builder().start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c) = (dir.path().join("a"), dir.path().join("c"));
+    let (a_token, c_old, c_new) = (
+        "added-client-a-token-0123456",
+        "added-client-c-token-old-0123",
+        "added-client-c-token-new-4567",
+    );
+    std::fs::write(&a, a_token).unwrap();
+    std::fs::write(&c, c_old).unwrap();
+    let url = upstream.url();
+    let body = clients_config(&peers, &url, &[("aa", &a)], "");
+    let proxy = Proxy::start_ready(&body, &peers.caller_env());
+    assert_eq!(status(&proxy, "/open/x", a_token), 200);
+    let sts = slow_front(peers.get("sts_endpoint"), Duration::from_secs(6));
+    let edit = clients_config(&peers, &url, &[("aa", &a), ("cc", &c)], &sts);
+    let edit = format!(
+        "listen: {}\nadmin_listen: {}\n{edit}",
+        proxy.addr, proxy.admin
+    );
+    std::fs::write(proxy.config_path(), edit).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    rotate_token_file(&c, c_new);
+    let went_in = common::poll(Duration::from_secs(20), || {
+        reloads(&proxy, "success") >= 1.0
+    });
+    assert!(went_in, "the edit never went in");
+    assert_eq!(status(&proxy, "/open/x", c_new), 200, "the rotated token");
+    assert_eq!(status(&proxy, "/open/x", c_old), 401, "the revoked token");
+    assert_eq!(reloads(&proxy, "failure"), 0.0);
+}
+
+#[test]
+fn a_rotation_refused_while_an_edit_waits_is_counted_once() {
+    // During the wait a token file is changed to another client's token (refused: each client
+    // needs its own). Refused once, as outside the wait, not at every look.
+    let peers = Peers::start();
+    let upstream = common::upstream::Upstream::builder().start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_token, b_token) = ("refused-rotation-a-0123456", "refused-rotation-b-0123456");
+    std::fs::write(&a, a_token).unwrap();
+    std::fs::write(&b, b_token).unwrap();
+    let url = upstream.url();
+    let clients = [("aa", a.as_path()), ("bb", b.as_path())];
+    let proxy = Proxy::start_ready(
+        &clients_config(&peers, &url, &clients, ""),
+        &peers.caller_env(),
+    );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://{}", silent.local_addr().unwrap());
+    let edit = clients_config(&peers, &url, &clients, &sts);
+    let edit = format!(
+        "listen: {}\nadmin_listen: {}\n{edit}",
+        proxy.addr, proxy.admin
+    );
+    std::fs::write(proxy.config_path(), edit).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    rotate_token_file(&a, b_token);
+    proxy.wait_for("the shared token refused", || {
+        reloads(&proxy, "failure") >= 1.0
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(reloads(&proxy, "failure"), 1.0, "refused again and again");
+    assert_eq!(status(&proxy, "/open/x", a_token), 200, "the token kept");
+    drop(silent);
+}
+
+#[test]
+fn a_token_rotates_after_the_file_changed_while_sigproxy_started() {
+    // The file is edited (a mistake: refused) while sigproxy waits for its first credentials at
+    // start-up. A token rotated later must still go in: it is read with the file as it was
+    // when sigproxy started, whatever the file holds now.
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        "start-edit-token-old-0123456",
+        "start-edit-token-new-7654321",
+    );
+    let (token_file, access) = bearer_token_file(dir.path(), old);
+    let sts = slow_front(peers.get("sts_endpoint"), Duration::from_secs(4));
+    let body =
+        format!("{access}{}", peers.lambda_config("")).replace(peers.get("sts_endpoint"), &sts);
+    let proxy = Proxy::start(&body, &peers.caller_env());
+    std::thread::sleep(Duration::from_millis(1500));
+    let path = proxy.config_path();
+    let mistake = format!("{}bogus_key: 1\n", std::fs::read_to_string(path).unwrap());
+    std::fs::write(path, mistake).unwrap();
+    proxy.wait_ready();
+    assert_eq!(with_token(&proxy, old), 200);
+    rotate_token_file(&token_file, new);
+    proxy.wait_for("the rotated token in force", || {
+        with_token(&proxy, new) == 200
+    });
+    assert_eq!(with_token(&proxy, old), 401);
+}
+
 #[test]
 fn repeated_sighups_do_not_repeat_a_refused_sts_call_at_once() {
     // A tool that sends SIGHUP every few seconds whether or not anything changed, while the

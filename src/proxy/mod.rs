@@ -212,10 +212,9 @@ fn prepare_upstream(
     req.set_uri(uri);
     // Whatever the client spoke: HTTP/1.0 upstream would mean a connection per request.
     req.set_version(http::Version::HTTP_11);
-    // The route's own edits come first: a duplicated header keeps the client's value, and
-    // none of them can touch what sigproxy sets next (checked when the file was loaded).
-    route.header_edits.apply(req);
-    headers::prepare_request(req, &route.host_header, route.signer.is_some(), drop_expect);
+    let signed = route.signer.is_some();
+    let edits = |req: &mut RequestHeader| route.header_edits.apply(req);
+    headers::prepare_request(req, &route.host_header, signed, drop_expect, edits);
     Ok(())
 }
 

@@ -49,16 +49,12 @@ impl Reloader {
     /// the token files as they read now; whether it was. The running file's bytes are checked
     /// and loaded again: nothing but tokens changes. The retry of an edit STS refused stands.
     async fn rotated_tokens(&self, state: &mut State, path: &Path, trigger: &'static str) -> bool {
+        let Some(now) = tokens_changed(state) else {
+            return false;
+        };
         let Some(running) = state.running_bytes.clone() else {
             return false;
         };
-        let now = look(&running, &state.running);
-        let running_seen = state
-            .running_seen
-            .unwrap_or_else(|| in_force(&Sha256::digest(&running).into(), &state.running));
-        if now == running_seen {
-            return false;
-        }
         let retry = (state.retry_at, state.fetch_refused);
         // Boxed: `reload` may come here again while it waits for credentials (for the running
         // configuration's own sets none are fetched, so it does not wait).
@@ -82,11 +78,25 @@ impl Reloader {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rotated = false;
+        // As the file's own polls: a change is acted on once two looks in a row read the same
+        // (a token file caught half-written is not put in force), and once only (a rotation
+        // that is refused is logged and counted once, not at every look).
+        let (mut pending, mut acted) = (None, None);
         loop {
             tokio::select! {
                 biased;
                 () = &mut fetches => return rotated,
                 _ = tick.tick() => {
+                    let now = tokens_changed(state);
+                    if now.is_none() || now == acted {
+                        pending = None;
+                        continue;
+                    }
+                    if pending != now {
+                        pending = now;
+                        continue;
+                    }
+                    (pending, acted) = (None, now);
                     let trigger = "token file changed (while an edit waits for new credentials)";
                     rotated |= self.rotated_tokens(state, path, trigger).await;
                 }
@@ -127,12 +137,14 @@ impl Reloader {
         let needed = needed_sets(&config);
         let mut plan = state.refreshers.prepare(&config);
         let mut seen = seen;
-        if self
+        let tokens_before = look(bytes, &config);
+        let rotated = self
             .first_fetches_keeping_tokens(state, &mut plan, path)
-            .await
-        {
-            // The file was checked with the token files as they read before a rotation that
-            // is now in force: checked again, so that the revoked token does not come back.
+            .await;
+        if rotated || look(bytes, &config) != tokens_before {
+            // The file was checked with the token files as they read before the wait, its own
+            // (a client it adds) and the running configuration's: one rotated meanwhile is
+            // read again, so that a revoked token does not come back with the edit.
             seen = look(bytes, &state.running);
             state.polls.acted(seen);
             match check(state, path, bytes, trigger) {
@@ -217,6 +229,17 @@ impl Reloader {
         }
         true
     }
+}
+
+/// What a look at the running file finds, when its token files no longer read as they do in
+/// force (a rotation); `None` when they do, or when the running file's bytes are not known.
+fn tokens_changed(state: &State) -> Option<Seen> {
+    let running = state.running_bytes.as_deref()?;
+    let now = look(running, &state.running);
+    let in_force_now = state
+        .running_seen
+        .unwrap_or_else(|| in_force(&Sha256::digest(running).into(), &state.running));
+    (now != in_force_now).then_some(now)
 }
 
 /// Checks `bytes` (read from `path`) as a configuration to put in force over the running one,

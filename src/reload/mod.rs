@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use signals::hangup_received;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
@@ -59,12 +59,31 @@ const MIN_REFETCH: Duration = Duration::from_secs(5);
 type Hash = [u8; 32];
 
 /// Where the configuration came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Source {
     /// aws-sigv4-proxy's flags: nothing to reload.
     Flags,
-    /// A file, with the hash of the bytes the running configuration was read from.
-    File { path: PathBuf, hash: Hash },
+    /// A file, with the bytes the running configuration was read from (kept: the file may
+    /// change before the reloader starts, and a token rotation re-reads these) and their hash.
+    File {
+        path: PathBuf,
+        bytes: Arc<[u8]>,
+        hash: Hash,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    /// The file's bytes are left out: they may hold what a log should not.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flags => f.write_str("Flags"),
+            Source::File { path, bytes, .. } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("bytes", &bytes.len())
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Reads and checks a configuration file (as `Config::load` does), remembering what was read.
@@ -76,6 +95,7 @@ pub fn load_file(path: &Path) -> Result<(Config, Source), ConfigError> {
         config,
         Source::File {
             path: path.to_owned(),
+            bytes: bytes.into(),
             hash,
         },
     ))
@@ -160,12 +180,11 @@ impl BackgroundService for Reloader {
         }
         m.config_last_reload_success.set(unix_now());
         let (path, seen, running_bytes) = match &self.source {
-            Source::File { path, hash } => {
+            Source::File { path, bytes, hash } => {
                 m.config_hash.set(hash_number(hash));
-                // The bytes read at start, if the file still holds them.
-                let bytes = read(path)
-                    .ok()
-                    .filter(|b| Sha256::digest(b)[..] == hash[..]);
+                // The bytes read at start, whatever the file holds by now: a token rotated
+                // later is put in force from them even if an edit made meanwhile is refused.
+                let bytes = Some(bytes.to_vec());
                 (Some(path.as_path()), in_force(hash, &running), bytes)
             }
             Source::Flags => (None, Seen::Unreadable, None),
