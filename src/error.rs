@@ -299,8 +299,9 @@ impl fmt::Display for ProxyError {
             Self::Forbidden(Denied::Host) => write!(
                 f,
                 "this Host is not served here: sigproxy answers loopback names, its routes' \
-                 match.host and access.allowed_hosts (--allowed-hosts) (and, for a route whose \
-                 upstream is the Host, AWS endpoint names and the hosts it lists)"
+                 match.host and access.allowed_hosts (--allowed-hosts); where the Host names \
+                 the upstream (no --host), only AWS endpoint names and the hosts listed for it \
+                 (--allowed-upstream-hosts), loopback names not included"
             ),
             Self::Forbidden(Denied::Origin) => write!(
                 f,
