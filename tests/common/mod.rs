@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod chunked;
 pub mod ports;
+pub mod reload;
 pub mod s3s;
 pub mod upstream;
 
