@@ -2,7 +2,7 @@
 //! awaited (a rotated token meanwhile put in force at once), then routes, access rules and sets
 //! swapped as one snapshot; or, when the file is refused, its token files' rotations alone.
 
-use super::poll::{in_force, in_force_keeping, look, token_files, Seen};
+use super::poll::{in_force_keeping, look, token_files, Seen};
 use super::sets::Plan;
 use super::{
     checked, hash_number, needed_sets, refused, text, token_kept, unix_now, Change, Hash, Reloader,
@@ -38,20 +38,26 @@ impl Reloader {
         if state.running_bytes.as_deref() == Some(bytes) {
             return;
         }
-        let trigger = "token file changed (the file's other changes refused)";
-        self.rotated_tokens(state, path, trigger).await;
+        if let Some(now) = tokens_changed(state) {
+            let trigger = "token file changed (the file's other changes refused)";
+            self.rotated_tokens(state, path, now, trigger).await;
+        }
         // Whether the tokens went in or not, the refused file stays refused until it (or a
         // token file) changes again: not tried, nor logged, at every poll.
         state.polls.acted(look(bytes, &state.running));
     }
 
-    /// Puts the running configuration in force again if one of its token files changed, with
-    /// the token files as they read now; whether it was. The running file's bytes are checked
-    /// and loaded again: nothing but tokens changes. The retry of an edit STS refused stands.
-    async fn rotated_tokens(&self, state: &mut State, path: &Path, trigger: &'static str) -> bool {
-        let Some(now) = tokens_changed(state) else {
-            return false;
-        };
+    /// Puts the running configuration in force again, one of its token files having changed
+    /// (`now`: what a look at it found, see [`tokens_changed`]), with the token files as they
+    /// read now; whether it was. The running file's bytes are checked and loaded again: nothing
+    /// but tokens changes. The retry of an edit STS refused stands.
+    async fn rotated_tokens(
+        &self,
+        state: &mut State,
+        path: &Path,
+        now: Seen,
+        trigger: &'static str,
+    ) -> bool {
         let Some(running) = state.running_bytes.clone() else {
             return false;
         };
@@ -87,18 +93,17 @@ impl Reloader {
                 biased;
                 () = &mut fetches => return rotated,
                 _ = tick.tick() => {
-                    let now = tokens_changed(state);
-                    if now.is_none() || now == acted {
+                    let Some(now) = tokens_changed(state).filter(|now| acted != Some(*now)) else {
                         pending = None;
                         continue;
-                    }
-                    if pending != now {
-                        pending = now;
+                    };
+                    if pending != Some(now) {
+                        pending = Some(now);
                         continue;
                     }
-                    (pending, acted) = (None, now);
+                    (pending, acted) = (None, Some(now));
                     let trigger = "token file changed (while an edit waits for new credentials)";
-                    rotated |= self.rotated_tokens(state, path, trigger).await;
+                    rotated |= self.rotated_tokens(state, path, now, trigger).await;
                 }
             }
         }
@@ -193,7 +198,7 @@ impl Reloader {
         // as giving none).
         let in_force = in_force_keeping(&hash, &config, &kept);
         state.polls.acted(in_force);
-        state.running_seen = Some(in_force);
+        state.running_seen = in_force;
         let kept = kept.kept();
         state.running = config;
         state.running_bytes = Some(bytes.to_vec());
@@ -232,14 +237,10 @@ impl Reloader {
 }
 
 /// What a look at the running file finds, when its token files no longer read as they do in
-/// force (a rotation); `None` when they do, or when the running file's bytes are not known.
+/// force (a rotation); `None` when they do, or with no file (flags).
 fn tokens_changed(state: &State) -> Option<Seen> {
-    let running = state.running_bytes.as_deref()?;
-    let now = look(running, &state.running);
-    let in_force_now = state
-        .running_seen
-        .unwrap_or_else(|| in_force(&Sha256::digest(running).into(), &state.running));
-    (now != in_force_now).then_some(now)
+    let now = look(state.running_bytes.as_deref()?, &state.running);
+    (now != state.running_seen).then_some(now)
 }
 
 /// Checks `bytes` (read from `path`) as a configuration to put in force over the running one,

@@ -147,9 +147,9 @@ struct State {
     refreshers: Refreshers,
     /// The file as last acted on; changes not yet settled.
     polls: Polls,
-    /// What a look at the running file finds while it is in force, when known (a reload
-    /// put it in force; with a token kept, that token's file as the check read it).
-    running_seen: Option<Seen>,
+    /// What a look at the running file finds while it is in force (with a token kept, that
+    /// token's file as the check read it): a look that finds otherwise is a rotated token.
+    running_seen: Seen,
     /// Set when new credentials could not be had: the same file is tried again then.
     retry_at: Option<Instant>,
     /// The file (as looked at) whose new credentials STS last refused, and when.
@@ -193,7 +193,7 @@ impl BackgroundService for Reloader {
             endpoint: running.credential_endpoint.as_ref().map(|e| e.listen),
             running,
             running_bytes,
-            running_seen: None,
+            running_seen: seen,
             refreshers,
             polls: Polls::new(seen),
             retry_at: None,
