@@ -6,7 +6,7 @@ use aws_credential_types::Credentials;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pingora::http::RequestHeader;
 use sigproxy::aws_chunked::{ChunkSigner, Encoder, FrameCheck, Reframer, CHUNK_SIZE};
-use sigproxy::config::{Algorithm, Config, CredentialsConfig, Payload, SigningConfig, Source};
+use sigproxy::config::{Algorithm, Config, CredentialsConfig, Payload, SigningConfig};
 use sigproxy::credentials::{CredentialSet, CredentialStore};
 use sigproxy::route::Router;
 use sigproxy::sign::{sha256_hex, Signer, EMPTY_SHA256};
@@ -32,15 +32,9 @@ fn signer(service: &str) -> Signer {
 
 /// `region` is the region set with SigV4A.
 fn signer_with(service: &str, algorithm: Algorithm, region: &str) -> Signer {
-    let set = Arc::new(CredentialSet::new(CredentialsConfig {
-        name: "bench".into(),
-        source: Source::Default,
-        assume_role: vec![],
-        sts_token: None,
-        refresh_before_expiry: Duration::from_secs(300),
-        per_client: None,
-        client: None,
-    }));
+    let set = Arc::new(CredentialSet::new(CredentialsConfig::default_chain(
+        "bench",
+    )));
     set.store(credentials());
     let config = SigningConfig {
         service: service.into(),

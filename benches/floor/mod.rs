@@ -23,7 +23,7 @@ mod forwarder;
 mod relay;
 
 use aws_credential_types::Credentials;
-use sigproxy::config::{Algorithm, CredentialsConfig, Payload, SigningConfig, Source};
+use sigproxy::config::{Algorithm, CredentialsConfig, Payload, SigningConfig};
 use sigproxy::credentials::CredentialSet;
 use sigproxy::sign::Signer;
 use std::collections::HashMap;
@@ -105,15 +105,9 @@ pub fn serve_if_asked() {
 /// The signed route's signer, as the load benchmark configures sigproxy: Lambda in us-east-1,
 /// the body's SHA-256, the bench's session-token credentials.
 fn signer() -> Signer {
-    let set = Arc::new(CredentialSet::new(CredentialsConfig {
-        name: "bench".into(),
-        source: Source::Default,
-        assume_role: vec![],
-        sts_token: None,
-        refresh_before_expiry: Duration::from_secs(300),
-        per_client: None,
-        client: None,
-    }));
+    let set = Arc::new(CredentialSet::new(CredentialsConfig::default_chain(
+        "bench",
+    )));
     let env: HashMap<String, String> = crate::measure::static_credentials().into_iter().collect();
     set.store(Credentials::new(
         &env["AWS_ACCESS_KEY_ID"],

@@ -238,6 +238,21 @@ pub struct SigningConfig {
 }
 
 impl CredentialsConfig {
+    /// A set named `name` that takes the default credential chain's credentials as they are (no
+    /// role, no STS token), refreshed the default time before they expire: what
+    /// `{name}: {source: default}` checks into.
+    pub fn default_chain(name: &str) -> CredentialsConfig {
+        CredentialsConfig {
+            name: name.into(),
+            source: Source::Default,
+            assume_role: vec![],
+            sts_token: None,
+            refresh_before_expiry: DEFAULT_REFRESH_BEFORE_EXPIRY,
+            per_client: None,
+            client: None,
+        }
+    }
+
     /// `client`'s own session of this `per_client` set: the last role's session name, or the
     /// federated user's name, is the client's name (so CloudTrail names the client), and a
     /// federation token carries the client's own policy when the set lists one.

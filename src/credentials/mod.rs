@@ -289,18 +289,9 @@ fn is_usable(creds: &Credentials, now: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Source;
 
     fn set() -> CredentialSet {
-        CredentialSet::new(CredentialsConfig {
-            name: "app".into(),
-            source: Source::Default,
-            assume_role: vec![],
-            sts_token: None,
-            refresh_before_expiry: Duration::from_secs(300),
-            per_client: None,
-            client: None,
-        })
+        CredentialSet::new(CredentialsConfig::default_chain("app"))
     }
 
     fn creds(expiry: Option<SystemTime>) -> Credentials {

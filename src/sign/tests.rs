@@ -1,7 +1,7 @@
 //! Unit tests of [`super`]: the signatures equal aws-sigv4's own `sign()`.
 
 use super::*;
-use crate::config::{CredentialsConfig, Source};
+use crate::config::CredentialsConfig;
 use crate::target::upstream_target;
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
@@ -44,15 +44,7 @@ fn signer(service: &str) -> Signer {
 
 /// A signer with `algorithm`; `region` is the region set with SigV4A.
 fn signer_for(service: &str, algorithm: Algorithm, region: &str) -> Signer {
-    let set = Arc::new(CredentialSet::new(CredentialsConfig {
-        name: "t".into(),
-        source: Source::Default,
-        assume_role: vec![],
-        sts_token: None,
-        refresh_before_expiry: Duration::from_secs(300),
-        per_client: None,
-        client: None,
-    }));
+    let set = Arc::new(CredentialSet::new(CredentialsConfig::default_chain("t")));
     let config = SigningConfig {
         service: service.into(),
         region: region.into(),
