@@ -30,7 +30,7 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -176,16 +176,65 @@ impl Drain {
 /// until killed (in about 1 of 10 SIGTERMs at `threads: 2`). Nothing is left to finish by then:
 /// the drain waited for the traffic port's requests, and a log line is written whole or not at
 /// all.
+///
+/// The handlers are installed by [`Signals::install`], before any service starts: pingora
+/// calls `recv` only after starting them all, and a SIGTERM sent once the admin port answered
+/// but before that took its default action, ending the process at once with nothing drained
+/// (seen in CI at `threads: 8`; nearly every time at `threads: 64`, whose services take longer
+/// to start). A signal that comes before `recv` is kept for it.
 pub struct Signals {
-    pub drain: Arc<Drain>,
+    drain: Arc<Drain>,
+    handlers: std::sync::Mutex<Option<Handlers>>,
+}
+
+struct Handlers {
+    quit: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs the SIGTERM, SIGQUIT and SIGINT handlers now; from here on those signals wait
+    /// for `recv`. Called once the start-up's prompts are over (Ctrl-C must still end an MFA
+    /// prompt) and before any service starts.
+    pub fn install(drain: Arc<Drain>) -> Result<Signals, String> {
+        // tokio registers a handler for the whole process, and what it catches reaches every
+        // stream made before it, from whichever runtime polls the stream: this runtime only
+        // makes them.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let handlers = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>(Handlers {
+                    quit: signal(SignalKind::quit())?,
+                    term: signal(SignalKind::terminate())?,
+                    int: signal(SignalKind::interrupt())?,
+                })
+            })
+            .map_err(|e| format!("cannot handle SIGTERM, SIGQUIT or SIGINT: {e}"))?;
+        Ok(Signals {
+            drain,
+            handlers: std::sync::Mutex::new(Some(handlers)),
+        })
+    }
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let mut quit = signal(SignalKind::quit()).expect("a SIGQUIT handler");
-        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+        // pingora calls this once; a second call would have nothing left to wait for (the first
+        // one's outcome ends the process or began the hand-over).
+        let taken = self.handlers.lock().map(|mut h| h.take()).ok().flatten();
+        let Some(Handlers {
+            mut quit,
+            mut term,
+            mut int,
+        }) = taken
+        else {
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = quit.recv() => {
                 // Keep-alive clients move to the new process after their next response.

@@ -267,8 +267,10 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         credential_endpoint = endpoint.as_deref(),
         "sigproxy starting"
     );
+    // From here on SIGTERM drains, also while the services start (see `Signals`).
+    let signals = Signals::install(drain)?;
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { drain }),
+        shutdown_signal: Box::new(signals),
     });
     std::process::exit(0)
 }

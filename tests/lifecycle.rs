@@ -89,6 +89,30 @@ routes:
     }
 }
 
+/// pingora starts every service, the admin port's first, before it listens for signals: a
+/// SIGTERM sent once `/healthz` answered could come before that, and ended the process at once
+/// (exit by signal 15, with nothing drained). Many threads make that window wide.
+#[test]
+fn sigterm_as_soon_as_the_admin_port_answers_drains_and_exits_cleanly() {
+    let config = r#"threads: 64
+shutdown_delay: 0s
+routes:
+  - name: open
+    upstream: http://127.0.0.1:9
+"#;
+    for round in 0..4 {
+        let mut proxy = Proxy::start(config, &[]);
+        proxy.signal("TERM");
+        let status = proxy.wait_exit(Duration::from_secs(10));
+        let status = status.unwrap_or_else(|| panic!("round {round}: still running"));
+        assert!(status.success(), "round {round}: {status:?}");
+        assert!(
+            proxy.log().contains("nothing in flight: exiting"),
+            "round {round}"
+        );
+    }
+}
+
 /// After SIGQUIT pingora waits for no further signal: SIGINT (Ctrl-C) was ignored until the
 /// hand-over's own timeouts were over (10 s with no new process to take the sockets).
 #[test]
