@@ -53,6 +53,9 @@ pub struct Drain {
     /// sending. Not set by pingora's own shutdown (SIGQUIT): after a hand-over the admin port
     /// belongs to the new process too, whose readiness it would misreport.
     draining: AtomicBool,
+    /// Sockets bound at start-up and not yet in pingora's table (see `sockets::OnSockets`): a
+    /// SIGQUIT hand-over sends the table as it is, so it waits for this to be 0.
+    unlisted: watch::Sender<usize>,
 }
 
 impl Drain {
@@ -64,7 +67,25 @@ impl Drain {
             stopped: watch::channel(false).0,
             open: Arc::default(),
             draining: AtomicBool::new(false),
+            unlisted: watch::channel(0).0,
         })
+    }
+
+    /// One more socket is to be put in pingora's table before a hand-over may send it.
+    pub fn socket_to_list(&self) {
+        self.unlisted.send_modify(|n| *n += 1);
+    }
+
+    /// A socket counted by [`Drain::socket_to_list`] is in pingora's table now.
+    pub fn socket_listed(&self) {
+        self.unlisted.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Resolves once every socket bound at start-up is in pingora's table.
+    async fn sockets_listed(&self) {
+        let mut unlisted = self.unlisted.subscribe();
+        // The sender lives in `self`: this ends only with 0.
+        let _ = unlisted.wait_for(|n| *n == 0).await;
     }
 
     /// The count of open client connections, kept by the connection loop.
@@ -92,7 +113,14 @@ impl Drain {
                 drain.stop();
             }
         });
-        self.stopped.subscribe()
+        let mut stopped = self.stopped.subscribe();
+        // A listener that starts after the drain stopped accepting (a SIGTERM during start-up,
+        // with the traffic service still waiting for its dependencies) stops at once: a fresh
+        // receiver would take the value it starts with as seen, and never fire.
+        if *stopped.borrow() {
+            stopped.mark_changed();
+        }
+        stopped
     }
 
     /// Stops reusing connections and accepting new ones, at once (pingora's own shutdown:
@@ -237,6 +265,16 @@ impl ShutdownSignalWatch for Signals {
         };
         tokio::select! {
             _ = quit.recv() => {
+                // pingora sends its table of listening sockets as it is when this returns; a
+                // SIGQUIT right after start-up can come before every service has put its
+                // socket there (the new process then cannot listen where it is missing).
+                tokio::select! {
+                    () = self.drain.sockets_listed() => {}
+                    _ = int.recv() => {
+                        tracing::info!("SIGINT before the hand-over: exiting now");
+                        exit()
+                    }
+                }
                 // Keep-alive clients move to the new process after their next response.
                 self.drain.closing.send_replace(true);
                 let drain = self.drain.clone();
@@ -272,4 +310,38 @@ impl ShutdownSignalWatch for Signals {
 /// Ends the process with success, past pingora's runtime shutdown (see [`Signals`]).
 fn exit() -> ! {
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener that starts after the drain stopped accepting (a SIGTERM during start-up)
+    /// must stop at once; a fresh receiver of `stopped` would never fire.
+    #[tokio::test]
+    async fn a_listener_started_after_the_drain_stopped_accepting_stops_at_once() {
+        let drain = Drain::new(Duration::ZERO, Duration::ZERO);
+        drain.stopped.send_replace(true);
+        let (_pingora, shutdown) = watch::channel(false);
+        let mut until = drain.listening_until(shutdown);
+        let fired = tokio::time::timeout(Duration::from_secs(1), until.changed()).await;
+        assert!(matches!(fired, Ok(Ok(()))), "{fired:?}");
+        assert!(*until.borrow());
+    }
+
+    #[tokio::test]
+    async fn sockets_are_listed_once_each_one_counted_is() {
+        let drain = Drain::new(Duration::ZERO, Duration::ZERO);
+        drain.socket_to_list();
+        drain.socket_to_list();
+        drain.socket_listed();
+        let soon = Duration::from_millis(50);
+        assert!(tokio::time::timeout(soon, drain.sockets_listed())
+            .await
+            .is_err());
+        drain.socket_listed();
+        assert!(tokio::time::timeout(soon, drain.sockets_listed())
+            .await
+            .is_ok());
+    }
 }

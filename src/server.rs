@@ -181,11 +181,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     }
     traffic.add_listener(listener);
     // The listener closes when the drain says, not at SIGTERM (see `drain`).
-    let traffic = OnSockets {
-        inner: traffic,
-        socket: traffic_socket,
-        until: Some(drain.clone()),
-    };
+    let traffic = OnSockets::new(traffic, traffic_socket, &drain, true);
 
     let admin = config.admin_listen.map(|addr| {
         let admin_app = AdminApp::new(live.clone(), drain.clone());
@@ -198,11 +194,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         .with_tls(acceptor("admin_listen"));
         let mut admin = Service::new("sigproxy admin".to_string(), admin_app);
         admin.add_tcp(&addr.to_string());
-        OnSockets {
-            inner: admin,
-            socket: admin_socket,
-            until: None,
-        }
+        OnSockets::new(admin, admin_socket, &drain, false)
     });
 
     // The admin port's limits: a client holding connections open cannot take it away.
@@ -214,11 +206,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         );
         let mut service = Service::new("sigproxy credential endpoint".to_string(), app);
         service.add_tcp(&e.listen.to_string());
-        let service = OnSockets {
-            inner: service,
-            socket: endpoint_socket,
-            until: None,
-        };
+        let service = OnSockets::new(service, endpoint_socket, &drain, false);
         (service, e.listen)
     });
 

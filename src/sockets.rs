@@ -125,12 +125,29 @@ fn parse_local(text: &str) -> Option<SocketAddr> {
 }
 
 /// A pingora service that listens on a socket bound beforehand instead of binding its own
-/// (`None`: one handed over by `-u`), until `until` drains (see `drain`) or, without one,
-/// until pingora's shutdown.
+/// (`None`: one handed over by `-u`), until the drain stops accepting (see `drain`) or, for a
+/// service that does not drain, until pingora's shutdown.
 pub struct OnSockets<S> {
-    pub inner: S,
-    pub socket: Option<Bound>,
-    pub until: Option<Arc<Drain>>,
+    inner: S,
+    socket: Option<Bound>,
+    drain: Arc<Drain>,
+    drains: bool,
+}
+
+impl<S> OnSockets<S> {
+    /// `drains`: the listener stops when the drain says, not at pingora's shutdown. The socket
+    /// is counted until the service puts it in pingora's table (see `Drain::socket_to_list`).
+    pub fn new(inner: S, socket: Option<Bound>, drain: &Arc<Drain>, drains: bool) -> Self {
+        if socket.is_some() {
+            drain.socket_to_list();
+        }
+        OnSockets {
+            inner,
+            socket,
+            drain: drain.clone(),
+            drains,
+        }
+    }
 }
 
 #[async_trait]
@@ -147,6 +164,7 @@ impl<S: Service> Service for OnSockets<S> {
                 // The table owns the socket from here on: pingora listens on it, and a
                 // SIGQUIT hand-over sends it to the next process.
                 table.add(bound.addr, bound.socket.into_raw_fd());
+                self.drain.socket_listed();
             }
             // pingora binds an address missing from the table itself, retrying and then
             // giving up in this thread while the admin port says healthy: stop instead.
@@ -157,9 +175,9 @@ impl<S: Service> Service for OnSockets<S> {
                 }
             }
         }
-        let shutdown = match &self.until {
-            Some(drain) => drain.listening_until(shutdown),
-            None => shutdown,
+        let shutdown = match self.drains {
+            true => self.drain.listening_until(shutdown),
+            false => shutdown,
         };
         self.inner
             .start_service(fds, shutdown, listeners_per_fd)

@@ -183,6 +183,65 @@ fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
     assert!(new.log().contains("sigproxy starting"));
 }
 
+/// pingora hands over its table of listening sockets as it is at SIGQUIT, and each service
+/// puts its socket there only when it starts. A `-u` process whose `listen` moved binds the
+/// new address itself, and its traffic service starts once the credentials are in: a SIGQUIT
+/// before that handed over everything but the traffic socket, and the next process, unable to
+/// bind an address still held, exited. Credentials that take 1.5 s to come make that window.
+#[test]
+fn a_hand_over_right_after_an_upgrade_waits_until_every_socket_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow-credentials");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsleep 1.5\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDSLOW\", \"SecretAccessKey\": \"slow\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!("[default]\ncredential_process = {}\n", script.display()),
+    )
+    .unwrap();
+    let env = [(
+        "AWS_CONFIG_FILE".to_string(),
+        aws_config.display().to_string(),
+    )];
+    let upstream = common::upstream::Upstream::builder().start();
+    let config = format!(
+        "credentials:\n  app: {{}}\nroutes:\n  - name: open\n    upstream: http://{}\n",
+        upstream.addr
+    );
+    let first = Proxy::builder(&config).env(&env).upgradable().start();
+    first.wait_ready();
+
+    let moved_to: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let file = std::fs::read_to_string(first.config_path()).unwrap();
+    let moved = file.replace(
+        &format!("listen: {}\n", first.addr),
+        &format!("listen: {moved_to}\n"),
+    );
+    assert_ne!(moved, file, "the test moves listen");
+    std::fs::write(first.config_path(), moved).unwrap();
+    let mut second = first.upgrade(&env);
+    first.signal("QUIT");
+    // The second process's traffic socket is bound, not yet listed: hand over again now.
+    second.wait_for("its own log", || second.log().contains("sigproxy starting"));
+    let mut third = second.upgrade(&env);
+    second.signal("QUIT");
+    assert!(
+        second.wait_exit(Duration::from_secs(15)).is_some(),
+        "the second process did not exit"
+    );
+    let log = third.log();
+    assert!(third.wait_exit(Duration::from_secs(1)).is_none(), "{log}");
+    third.wait_ready();
+    let r = request(moved_to, "GET", "/open/after", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!third.log().contains("cannot listen"), "{}", third.log());
+}
+
 /// A `-u` hand-over to a configuration whose `listen` moved to a port someone else holds: the
 /// new process cannot take that address over from the old one, so it binds it itself, and must
 /// exit saying it cannot listen, not run on with /healthz saying 200 and no traffic listener.

@@ -379,7 +379,11 @@ impl Proxy {
     /// the upgrade socket (see [`ProxyBuilder::upgradable`]): it takes over this one's listening
     /// sockets once this one gets SIGQUIT.
     pub fn upgrade(&self, env: &[(String, String)]) -> Proxy {
-        let log = self.dir.path().join("sigproxy-upgraded.log");
+        // Each upgrade its own log: a second one must not truncate the first's.
+        let log = (1..)
+            .map(|n| self.dir.path().join(format!("sigproxy-upgraded-{n}.log")))
+            .find(|path| !path.exists())
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigproxy"));
         cmd.arg("-c")
             .arg(&self.config)
