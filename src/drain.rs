@@ -84,6 +84,13 @@ impl Drain {
     /// Resolves once every socket bound at start-up is in pingora's table.
     async fn sockets_listed(&self) {
         let mut unlisted = self.unlisted.subscribe();
+        let left = *unlisted.borrow();
+        if left > 0 {
+            tracing::info!(
+                sockets = left,
+                "SIGQUIT: handing over once every listener has its socket"
+            );
+        }
         // The sender lives in `self`: this ends only with 0.
         let _ = unlisted.wait_for(|n| *n == 0).await;
     }

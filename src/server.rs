@@ -217,20 +217,23 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         scheme(config.admin_tls.is_some()),
     );
     let path = config.path.clone();
-    let refresher = background_service(
-        "credential refresh and reload",
-        Reloader::new(config, live, source),
-    );
-
+    let reloader = Reloader::new(config, live, source);
     // On an upgrade, the new process starts accepting only once every credential set has had
     // its first fetch: connections wait in the inherited listen queue meanwhile instead of
     // meeting a 503 the old process would not have given. A fresh start listens at once and
     // answers 503 until credentials are in (/readyz says so).
-    let refresher = server.add_service(refresher);
-    let traffic = server.add_service(traffic);
-    if upgrade {
-        traffic.add_dependency(&refresher);
-    }
+    let traffic = match upgrade {
+        true => traffic.after(
+            reloader.first_fetches(),
+            "every credential set has had its first fetch",
+        ),
+        false => traffic,
+    };
+    server.add_service(background_service(
+        "credential refresh and reload",
+        reloader,
+    ));
+    server.add_service(traffic);
     if let Some(admin) = admin {
         server.add_service(admin);
     }
@@ -244,6 +247,9 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
             Watch { certificates },
         ));
     }
+    // From here on SIGTERM drains, also while the services start (see `Signals`); the log
+    // line below marks it.
+    let signals = Signals::install(drain)?;
     tracing::info!(
         config = %path.display(),
         listen = %format_args!("{traffic_scheme}://{listen}"),
@@ -255,8 +261,6 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         credential_endpoint = endpoint.as_deref(),
         "sigproxy starting"
     );
-    // From here on SIGTERM drains, also while the services start (see `Signals`).
-    let signals = Signals::install(drain)?;
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });

@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// A listening socket bound for the address pingora is told to listen on.
 pub struct Bound {
@@ -132,6 +133,8 @@ pub struct OnSockets<S> {
     socket: Option<Bound>,
     drain: Arc<Drain>,
     drains: bool,
+    /// Accepting starts once this is true (or its sender is gone); see [`OnSockets::after`].
+    after: Option<(watch::Receiver<bool>, &'static str)>,
 }
 
 impl<S> OnSockets<S> {
@@ -146,7 +149,17 @@ impl<S> OnSockets<S> {
             socket,
             drain: drain.clone(),
             drains,
+            after: None,
         }
+    }
+
+    /// Accepts only once `ready` says true; connections wait in the listen queue meanwhile.
+    /// The socket is in pingora's table from the start all the same, so that a SIGQUIT
+    /// hand-over meanwhile sends it (pingora's own service dependencies would keep it out until
+    /// then, and the next process gives up on the sockets after about 6 s). `what` is logged.
+    pub fn after(mut self, ready: watch::Receiver<bool>, what: &'static str) -> Self {
+        self.after = Some((ready, what));
+        self
     }
 }
 
@@ -179,6 +192,13 @@ impl<S: Service> Service for OnSockets<S> {
             true => self.drain.listening_until(shutdown),
             false => shutdown,
         };
+        if let Some((mut ready, what)) = self.after.take() {
+            if !*ready.borrow() {
+                tracing::info!("{}: accepting once {what}", self.inner.name());
+                // A sender gone (its service ended) waits for nothing more.
+                let _ = ready.wait_for(|ready| *ready).await;
+            }
+        }
         self.inner
             .start_service(fds, shutdown, listeners_per_fd)
             .await

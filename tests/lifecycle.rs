@@ -183,18 +183,24 @@ fn a_new_binary_takes_over_the_sockets_without_dropping_a_request() {
     assert!(new.log().contains("sigproxy starting"));
 }
 
-/// pingora hands over its table of listening sockets as it is at SIGQUIT, and each service
-/// puts its socket there only when it starts. A `-u` process whose `listen` moved binds the
-/// new address itself, and its traffic service starts once the credentials are in: a SIGQUIT
-/// before that handed over everything but the traffic socket, and the next process, unable to
-/// bind an address still held, exited. Credentials that take 1.5 s to come make that window.
+/// pingora hands over its table of listening sockets as it is at SIGQUIT. A `-u` process whose
+/// `listen` moved binds the new address itself and accepts on it once every credential set has
+/// had its first fetch; the socket must be in the table before that. It was not: a SIGQUIT
+/// meanwhile handed over everything but the traffic socket, and the next process, unable to
+/// bind an address still held, exited; made to wait for the socket instead, the hand-over
+/// outlasted the next process's wait for the sockets (about 6 s). Credentials that take 7 s to
+/// come, from the second process on, make that window.
 #[test]
-fn a_hand_over_right_after_an_upgrade_waits_until_every_socket_is_listed() {
+fn a_hand_over_while_an_upgraded_process_waits_for_credentials_sends_every_socket() {
     let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow");
     let script = dir.path().join("slow-credentials");
     std::fs::write(
         &script,
-        "#!/bin/sh\nsleep 1.5\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDSLOW\", \"SecretAccessKey\": \"slow\"}'\n",
+        format!(
+            "#!/bin/sh\nif [ -e {} ]; then sleep 7; fi\necho '{{\"Version\": 1, \"AccessKeyId\": \"AKIDSLOW\", \"SecretAccessKey\": \"slow\"}}'\n",
+            slow.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -215,6 +221,7 @@ fn a_hand_over_right_after_an_upgrade_waits_until_every_socket_is_listed() {
     );
     let first = Proxy::builder(&config).env(&env).upgradable().start();
     first.wait_ready();
+    std::fs::write(&slow, "").unwrap();
 
     let moved_to: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let file = std::fs::read_to_string(first.config_path()).unwrap();
@@ -226,8 +233,8 @@ fn a_hand_over_right_after_an_upgrade_waits_until_every_socket_is_listed() {
     std::fs::write(first.config_path(), moved).unwrap();
     let mut second = first.upgrade(&env);
     first.signal("QUIT");
-    // The second process's traffic socket is bound, not yet listed: hand over again now.
-    second.wait_for("its own log", || second.log().contains("sigproxy starting"));
+    // The second process waits 7 s for credentials before accepting: hand over again now.
+    second.wait_for("its start", || second.log().contains("sigproxy starting"));
     let mut third = second.upgrade(&env);
     second.signal("QUIT");
     assert!(

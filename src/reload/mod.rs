@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use tracing::{error, info};
 
 /// How often the file is read and compared.
@@ -123,6 +124,8 @@ pub struct Reloader {
     source: Source,
     /// The configuration the process started with; taken when the service starts.
     start: Mutex<Option<Config>>,
+    /// True once every credential set has had its first fetch (or `FIRST_FETCH_WAIT` passed).
+    first_fetches: watch::Sender<bool>,
 }
 
 impl Reloader {
@@ -131,7 +134,13 @@ impl Reloader {
             live,
             source,
             start: Mutex::new(Some(config)),
+            first_fetches: watch::channel(false).0,
         }
+    }
+
+    /// Says when every credential set has had its first fetch, or the wait for it is over.
+    pub fn first_fetches(&self) -> watch::Receiver<bool> {
+        self.first_fetches.subscribe()
     }
 }
 
@@ -164,6 +173,7 @@ impl BackgroundService for Reloader {
         ready: ServiceReadyNotifier,
     ) {
         let Some(running) = self.start.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            self.first_fetches.send_replace(true);
             return;
         };
         // First: a SIGHUP's default action ends the process.
@@ -174,6 +184,7 @@ impl BackgroundService for Reloader {
             .ok();
         let refreshers = Refreshers::start(&self.live.load().store, FIRST_FETCH_WAIT).await;
         ready.notify_ready();
+        self.first_fetches.send_replace(true);
         let m = metrics();
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
