@@ -27,7 +27,7 @@
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -52,7 +52,7 @@ pub struct Drain {
     /// True from SIGTERM on: `/readyz` answers 503, so health-checking load balancers stop
     /// sending. Not set by pingora's own shutdown (SIGQUIT): after a hand-over the admin port
     /// belongs to the new process too, whose readiness it would misreport.
-    draining: AtomicBool,
+    draining: watch::Sender<bool>,
     /// Sockets bound at start-up and not yet in pingora's table (see `sockets::OnSockets`): a
     /// SIGQUIT hand-over sends the table as it is, so it waits for this to be 0.
     unlisted: watch::Sender<usize>,
@@ -66,7 +66,7 @@ impl Drain {
             closing: watch::channel(false).0,
             stopped: watch::channel(false).0,
             open: Arc::default(),
-            draining: AtomicBool::new(false),
+            draining: watch::channel(false).0,
             unlisted: watch::channel(0).0,
         })
     }
@@ -102,7 +102,14 @@ impl Drain {
 
     /// True once SIGTERM has started the drain.
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        *self.draining.borrow()
+    }
+
+    /// Resolves once SIGTERM has started the drain.
+    pub async fn drain_started(&self) {
+        let mut draining = self.draining.subscribe();
+        // The sender lives in `self`: this ends only once draining.
+        let _ = draining.wait_for(|draining| *draining).await;
     }
 
     /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
@@ -145,7 +152,7 @@ impl Drain {
             "SIGTERM: still accepting for shutdown_delay; every response closes its connection, \
              /readyz answers 503"
         );
-        self.draining.store(true, Ordering::Release);
+        self.draining.send_replace(true);
         self.closing.send_replace(true);
         tokio::time::sleep(self.delay).await;
         let open = self.open.load(Ordering::Acquire);

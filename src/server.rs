@@ -125,7 +125,6 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
 
     let sets: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
     crate::metrics::metrics().declare_credential_sets(&sets);
@@ -133,8 +132,17 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         .declare_clients(config.access.clients.iter().map(|c| c.name.as_str()));
     // Routes, access rules and credential sets: what a reload swaps.
     let store = CredentialStore::new(&config);
-    // Before anything runs in the background: sets with MFA and no token_command ask here.
+    // Before anything runs in the background, and before a `-u` process takes the running
+    // one's sockets (which stops accepting 5 s after handing them over, whatever this one is
+    // doing): sets with MFA and no token_command ask here.
     store.prompt_for_mfa_codes();
+    // On an upgrade, the running process's sockets come here (pingora waits about 6 s).
+    server.bootstrap();
+    let drain = Drain::new(config.shutdown_delay, config.shutdown_grace);
+    // From here on SIGTERM drains, SIGINT exits and SIGQUIT hands over, also while the
+    // services start (see `Signals`): a `-u` process holds the sockets now, and ending it at
+    // once would leave nothing listening.
+    let signals = Signals::install(drain.clone())?;
     // Every port is bound here, once, before any service starts, and pingora listens on these
     // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
     let bind = |what: &str, addr| sockets::bind_unless_held(what, addr, upgrade);
@@ -155,7 +163,6 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     // close): see `conn`.
     let pingora_loop = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
     let proxy = Traffic::new(proxy, pingora_loop);
-    let drain = Drain::new(config.shutdown_delay, config.shutdown_grace);
     // HTTPS listeners serve the pair `--check` read; the watch re-reads it when it changes.
     let certificates: Vec<Arc<Certificate>> =
         [("listen", &config.tls), ("admin_listen", &config.admin_tls)]
@@ -218,17 +225,14 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     );
     let path = config.path.clone();
     let reloader = Reloader::new(config, live, source);
-    // On an upgrade, the new process starts accepting only once every credential set has had
-    // its first fetch: connections wait in the inherited listen queue meanwhile instead of
-    // meeting a 503 the old process would not have given. A fresh start listens at once and
-    // answers 503 until credentials are in (/readyz says so).
-    let traffic = match upgrade {
-        true => traffic.after(
-            reloader.first_fetches(),
-            "every credential set has had its first fetch",
-        ),
-        false => traffic,
-    };
+    // On an upgrade, the new process starts accepting traffic and credential endpoint
+    // connections only once every credential set has had its first fetch: they wait in the
+    // inherited listen queue meanwhile instead of meeting a 503 the old process would not have
+    // given. A fresh start listens at once and answers 503 until credentials are in (/readyz
+    // says so). The admin port always answers at once (its probes say what is missing).
+    let first_fetches = upgrade.then(|| reloader.first_fetches());
+    let what = "every credential set has had its first fetch";
+    let traffic = traffic.after(first_fetches.clone(), what);
     server.add_service(background_service(
         "credential refresh and reload",
         reloader,
@@ -238,7 +242,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
         server.add_service(admin);
     }
     let endpoint = endpoint.map(|(service, listen)| {
-        server.add_service(service);
+        server.add_service(service.after(first_fetches, what));
         format!("http://{listen}/credentials")
     });
     if !certificates.is_empty() {
@@ -247,9 +251,6 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
             Watch { certificates },
         ));
     }
-    // From here on SIGTERM drains, also while the services start (see `Signals`); the log
-    // line below marks it.
-    let signals = Signals::install(drain)?;
     tracing::info!(
         config = %path.display(),
         listen = %format_args!("{traffic_scheme}://{listen}"),

@@ -153,12 +153,14 @@ impl<S> OnSockets<S> {
         }
     }
 
-    /// Accepts only once `ready` says true; connections wait in the listen queue meanwhile.
-    /// The socket is in pingora's table from the start all the same, so that a SIGQUIT
-    /// hand-over meanwhile sends it (pingora's own service dependencies would keep it out until
-    /// then, and the next process gives up on the sockets after about 6 s). `what` is logged.
-    pub fn after(mut self, ready: watch::Receiver<bool>, what: &'static str) -> Self {
-        self.after = Some((ready, what));
+    /// With `ready`: accepts only once it says true, or once SIGTERM starts the drain (what
+    /// is queued then is served, not reset at the exit); connections wait in the listen queue
+    /// meanwhile. The socket is in pingora's table from the start all the same, so that a
+    /// SIGQUIT hand-over meanwhile sends it (pingora's own service dependencies would keep it
+    /// out until then, and the next process gives up on the sockets after about 6 s). `what`
+    /// is logged.
+    pub fn after(mut self, ready: Option<watch::Receiver<bool>>, what: &'static str) -> Self {
+        self.after = ready.map(|ready| (ready, what));
         self
     }
 }
@@ -194,9 +196,15 @@ impl<S: Service> Service for OnSockets<S> {
         };
         if let Some((mut ready, what)) = self.after.take() {
             if !*ready.borrow() {
-                tracing::info!("{}: accepting once {what}", self.inner.name());
-                // A sender gone (its service ended) waits for nothing more.
-                let _ = ready.wait_for(|ready| *ready).await;
+                let name = self.inner.name().to_string();
+                tracing::info!("{name}: accepting once {what}");
+                tokio::select! {
+                    // A sender gone (its service ended) waits for nothing more.
+                    _ = ready.wait_for(|ready| *ready) => tracing::info!("{name}: accepting"),
+                    () = self.drain.drain_started() => {
+                        tracing::info!("{name}: SIGTERM: accepting for the drain")
+                    }
+                }
             }
         }
         self.inner

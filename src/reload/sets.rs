@@ -26,14 +26,15 @@ fn spawn(set: Arc<CredentialSet>) -> (Task, oneshot::Receiver<()>) {
     (Task { set, handle }, fetched)
 }
 
-/// Waits for each first fetch, all of them within `limit`.
-async fn first_fetches(fetched: Vec<oneshot::Receiver<()>>, limit: Duration) {
-    let _ = tokio::time::timeout(limit, async {
+/// Waits for each first fetch, all of them within `limit`; false if that was not enough.
+async fn first_fetches(fetched: Vec<oneshot::Receiver<()>>, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
         for f in fetched {
             let _ = f.await;
         }
     })
-    .await;
+    .await
+    .is_ok()
 }
 
 /// The refresh tasks of the sets in force.
@@ -67,7 +68,13 @@ impl Refreshers {
             tasks.insert(set.key(), task);
             fetched.push(first);
         }
-        first_fetches(fetched, limit).await;
+        if !first_fetches(fetched, limit).await {
+            tracing::warn!(
+                waited = ?limit,
+                "first credential fetches still going on: requests on sets without credentials \
+                 get 503 until they end"
+            );
+        }
         Refreshers { tasks }
     }
 
@@ -151,7 +158,8 @@ impl Refreshers {
 impl Plan {
     /// Waits, at most `limit`, for the first fetch of every set the plan started.
     pub async fn first_fetches(&mut self, limit: Duration) {
-        first_fetches(std::mem::take(&mut self.fetched), limit).await;
+        // What came of each fetch is the caller's to look at (`failures`).
+        let _ = first_fetches(std::mem::take(&mut self.fetched), limit).await;
     }
 
     /// The new or changed sets (and clients' sessions), among `needed`, that hold no usable
