@@ -5,7 +5,7 @@
 //! requests: the endpoint is removed from the Services *while* the pod gets SIGTERM, and
 //! kube-proxies, ingress controllers and client-side load balancers keep sending new
 //! connections to it for a few seconds; those meet a closed port. So sigproxy handles SIGTERM
-//! itself ([`Signals`]), in three steps:
+//! itself (`signals::Signals`), in three steps:
 //!
 //! 1. **`shutdown_delay`**: keep accepting and serving as usual, so that what still routes here
 //!    is served while the endpoint removal propagates; every response now says
@@ -25,12 +25,10 @@
 //! drain SIGQUIT and a second SIGTERM are ignored (the listening sockets may already be closed,
 //! so there is nothing to hand over), and during a hand-over SIGTERM is.
 
-use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -52,7 +50,7 @@ pub struct Drain {
     /// True from SIGTERM on: `/readyz` answers 503, so health-checking load balancers stop
     /// sending. Not set by pingora's own shutdown (SIGQUIT): after a hand-over the admin port
     /// belongs to the new process too, whose readiness it would misreport.
-    draining: watch::Sender<bool>,
+    draining: AtomicBool,
     /// Sockets bound at start-up and not yet in pingora's table (see `sockets::OnSockets`): a
     /// SIGQUIT hand-over sends the table as it is, so it waits for this to be 0.
     unlisted: watch::Sender<usize>,
@@ -66,7 +64,7 @@ impl Drain {
             closing: watch::channel(false).0,
             stopped: watch::channel(false).0,
             open: Arc::default(),
-            draining: watch::channel(false).0,
+            draining: AtomicBool::new(false),
             unlisted: watch::channel(0).0,
         })
     }
@@ -82,7 +80,7 @@ impl Drain {
     }
 
     /// Resolves once every socket bound at start-up is in pingora's table.
-    async fn sockets_listed(&self) {
+    pub(crate) async fn sockets_listed(&self) {
         let mut unlisted = self.unlisted.subscribe();
         let left = *unlisted.borrow();
         if left > 0 {
@@ -102,14 +100,13 @@ impl Drain {
 
     /// True once SIGTERM has started the drain.
     pub fn draining(&self) -> bool {
-        *self.draining.borrow()
+        self.draining.load(Ordering::Acquire)
     }
 
-    /// Resolves once SIGTERM has started the drain.
-    pub async fn drain_started(&self) {
-        let mut draining = self.draining.subscribe();
-        // The sender lives in `self`: this ends only once draining.
-        let _ = draining.wait_for(|draining| *draining).await;
+    /// From a SIGQUIT hand-over on: keep-alive clients move to the new process after their
+    /// next response.
+    pub(crate) fn hand_over(&self) {
+        self.closing.send_replace(true);
     }
 
     /// True from the start of a drain (or of pingora's own shutdown): stop reusing connections.
@@ -145,14 +142,14 @@ impl Drain {
     }
 
     /// The three steps; returns when the process may exit.
-    async fn run(&self) {
+    pub(crate) async fn run(&self) {
         tracing::info!(
             shutdown_delay = ?self.delay,
             shutdown_grace = ?self.grace,
             "SIGTERM: still accepting for shutdown_delay; every response closes its connection, \
              /readyz answers 503"
         );
-        self.draining.send_replace(true);
+        self.draining.store(true, Ordering::Release);
         self.closing.send_replace(true);
         tokio::time::sleep(self.delay).await;
         let open = self.open.load(Ordering::Acquire);
@@ -190,7 +187,7 @@ impl Drain {
     /// (an uninterruptible sleep on the main thread, after which it drops whatever is left):
     /// this runs on the signal runtime, which lives on meanwhile. Past `shutdown_grace`
     /// pingora's own end applies.
-    async fn exit_when_handed_over(&self) {
+    pub(crate) async fn exit_when_handed_over(&self) {
         let mut stopped = self.stopped.subscribe();
         if stopped.wait_for(|stopped| *stopped).await.is_err() {
             return;
@@ -205,124 +202,8 @@ impl Drain {
     }
 }
 
-/// Replaces pingora's signal watch: SIGTERM drains as described above, then the process exits
-/// (pingora's grace period applies to SIGQUIT only, cut short once nothing is in flight).
-/// SIGINT exits at once.
-///
-/// Both exit here rather than through pingora's fast shutdown. That shuts each service's
-/// runtime down with its listeners still accepting (the admin port and the credential endpoint
-/// have no drain), and with `threads` above 1 an accept loop can run on one thread while its
-/// socket belongs to another's reactor: once that one is shut down, every accept fails at once,
-/// and pingora's loop retries without ever yielding, so its thread never shuts down. The
-/// process then hung, a core busy and millions of "Accept() failed" lines a second in the log,
-/// until killed (in about 1 of 10 SIGTERMs at `threads: 2`). Nothing is left to finish by then:
-/// the drain waited for the traffic port's requests, and a log line is written whole or not at
-/// all.
-///
-/// The handlers are installed by [`Signals::install`], before any service starts: pingora
-/// calls `recv` only after starting them all, and a SIGTERM sent once the admin port answered
-/// but before that took its default action, ending the process at once with nothing drained
-/// (seen in CI at `threads: 8`; nearly every time at `threads: 64`, whose services take longer
-/// to start). A signal that comes before `recv` is kept for it.
-pub struct Signals {
-    drain: Arc<Drain>,
-    handlers: std::sync::Mutex<Option<Handlers>>,
-}
-
-struct Handlers {
-    quit: Signal,
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    /// Installs the SIGTERM, SIGQUIT and SIGINT handlers now; from here on those signals wait
-    /// for `recv`. Called once the start-up's prompts are over (Ctrl-C must still end an MFA
-    /// prompt) and before any service starts.
-    pub fn install(drain: Arc<Drain>) -> Result<Signals, String> {
-        // tokio registers a handler for the whole process, and what it catches reaches every
-        // stream made before it, from whichever runtime polls the stream: this runtime only
-        // makes them.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-        let handlers = runtime
-            .block_on(async {
-                Ok::<_, std::io::Error>(Handlers {
-                    quit: signal(SignalKind::quit())?,
-                    term: signal(SignalKind::terminate())?,
-                    int: signal(SignalKind::interrupt())?,
-                })
-            })
-            .map_err(|e| format!("cannot handle SIGTERM, SIGQUIT or SIGINT: {e}"))?;
-        Ok(Signals {
-            drain,
-            handlers: std::sync::Mutex::new(Some(handlers)),
-        })
-    }
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        // pingora calls this once; a second call would have nothing left to wait for (the first
-        // one's outcome ends the process or began the hand-over).
-        let taken = self.handlers.lock().map(|mut h| h.take()).ok().flatten();
-        let Some(Handlers {
-            mut quit,
-            mut term,
-            mut int,
-        }) = taken
-        else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = quit.recv() => {
-                // pingora sends its table of listening sockets as it is when this returns; a
-                // SIGQUIT right after start-up can come before every service has put its
-                // socket there (the new process then cannot listen where it is missing).
-                tokio::select! {
-                    () = self.drain.sockets_listed() => {}
-                    _ = int.recv() => {
-                        tracing::info!("SIGINT before the hand-over: exiting now");
-                        exit()
-                    }
-                }
-                // Keep-alive clients move to the new process after their next response.
-                self.drain.closing.send_replace(true);
-                let drain = self.drain.clone();
-                // pingora waits for no signal from here on: SIGINT still exits at once.
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = drain.exit_when_handed_over() => {}
-                        _ = int.recv() => {
-                            tracing::info!("SIGINT during the hand-over: exiting now");
-                            exit()
-                        }
-                    }
-                });
-                ShutdownSignal::GracefulUpgrade
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: exiting now");
-                exit()
-            }
-            _ = term.recv() => {
-                // The handlers stay installed: another SIGTERM or a SIGQUIT now does nothing.
-                tokio::select! {
-                    () = self.drain.run() => {}
-                    _ = int.recv() => tracing::warn!("SIGINT during the drain: exiting now"),
-                }
-                // The drain's last line said why.
-                exit()
-            }
-        }
-    }
-}
-
-/// Ends the process with success, past pingora's runtime shutdown (see [`Signals`]).
-fn exit() -> ! {
+/// Ends the process with success, past pingora's runtime shutdown (see `signals::Signals`).
+pub fn exit() -> ! {
     std::process::exit(0)
 }
 

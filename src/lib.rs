@@ -9,7 +9,7 @@
 //!
 //! Imports go one way, from the bottom up (`scripts/module-graph` fails on a circle):
 //! - leaves: [`service`] (what differs between AWS services), [`actions`], [`headers`],
-//!   [`drain`], [`utc`];
+//!   [`drain`], [`handover`], [`utc`]; [`signals`] on those two;
 //! - [`endpoints`] (service and region from a host name) → [`access`] → [`error`];
 //! - what reports its failures as [`error`]s: [`target`], [`upstream`], [`aws_chunked`],
 //!   [`metrics`]; [`tls`] (the listeners' certificates) counts in [`metrics`];
@@ -34,6 +34,7 @@ pub mod credentials;
 pub mod drain;
 pub mod endpoints;
 pub mod error;
+pub mod handover;
 pub mod headers;
 pub mod logging;
 pub mod metrics;
@@ -43,6 +44,7 @@ pub mod route;
 pub mod server;
 pub mod service;
 pub mod sign;
+pub mod signals;
 pub mod sockets;
 pub mod target;
 pub mod tls;

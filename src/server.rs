@@ -5,9 +5,10 @@ use crate::config::Config;
 use crate::conn::Guarded;
 use crate::credential_endpoint::CredentialEndpoint;
 use crate::credentials::CredentialStore;
-use crate::drain::{Drain, Signals};
+use crate::drain::Drain;
 use crate::proxy::{SigningProxy, Traffic};
 use crate::reload::{Reloader, Snapshot, Source};
+use crate::signals::Signals;
 use crate::sockets::{self, OnSockets};
 use crate::tls::watch::Watch;
 use crate::tls::Certificate;
@@ -142,7 +143,7 @@ pub fn run(config: Config, upgrade: bool, source: Source) -> Result<(), String> 
     // From here on SIGTERM drains, SIGINT exits and SIGQUIT hands over, also while the
     // services start (see `Signals`): a `-u` process holds the sockets now, and ending it at
     // once would leave nothing listening.
-    let signals = Signals::install(drain.clone())?;
+    let signals = Signals::install(drain.clone(), config.upgrade_socket.clone())?;
     // Every port is bound here, once, before any service starts, and pingora listens on these
     // sockets (see `sockets`). On an upgrade, those the running process handed over are kept.
     let bind = |what: &str, addr| sockets::bind_unless_held(what, addr, upgrade);

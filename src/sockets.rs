@@ -195,16 +195,24 @@ impl<S: Service> Service for OnSockets<S> {
             false => shutdown,
         };
         if let Some((mut ready, what)) = self.after.take() {
+            let name = self.inner.name().to_string();
             if !*ready.borrow() {
-                let name = self.inner.name().to_string();
                 tracing::info!("{name}: accepting once {what}");
-                tokio::select! {
-                    // A sender gone (its service ended) waits for nothing more.
-                    _ = ready.wait_for(|ready| *ready) => tracing::info!("{name}: accepting"),
-                    () = self.drain.drain_started() => {
-                        tracing::info!("{name}: SIGTERM: accepting for the drain")
+            }
+            // Set by SIGTERM's drain and by a SIGQUIT hand-over.
+            let mut closing = self.drain.closing();
+            tokio::select! {
+                biased;
+                _ = closing.wait_for(|closing| *closing) => {
+                    if !self.drain.draining() {
+                        // The next process holds the socket: what is queued waits for it.
+                        tracing::info!("{name}: handed over before it accepted: not accepting");
+                        return;
                     }
+                    tracing::info!("{name}: SIGTERM: accepting for the drain")
                 }
+                // A sender gone (its service ended) waits for nothing more.
+                _ = ready.wait_for(|ready| *ready) => tracing::info!("{name}: accepting"),
             }
         }
         self.inner

@@ -114,13 +114,14 @@ routes:
 }
 
 /// After SIGQUIT pingora waits for no further signal: SIGINT (Ctrl-C) was ignored until the
-/// hand-over's own timeouts were over (10 s with no new process to take the sockets).
+/// hand-over's own timeouts were over.
 #[test]
 fn sigint_during_a_hand_over_exits_at_once() {
     let config = "routes:\n  - name: open\n    upstream: http://127.0.0.1:9\n";
     let mut proxy = Proxy::builder(config).upgradable().start();
+    let new = proxy.upgrade(&[]);
     proxy.signal("QUIT");
-    // pingora is now trying to hand the sockets to a process that is not there.
+    // pingora has handed the sockets over; both accept for 5 s.
     std::thread::sleep(Duration::from_millis(500));
     let interrupted = Instant::now();
     proxy.signal("INT");
@@ -134,6 +135,37 @@ fn sigint_during_a_hand_over_exits_at_once() {
         "exit took {took:?} after SIGINT"
     );
     assert!(proxy.log().contains("SIGINT during the hand-over"));
+    assert_eq!(new.admin_get("/healthz").status, 200);
+}
+
+/// A SIGQUIT with no new process waiting for the sockets (sent too early, to the wrong
+/// process, or the new one still at its MFA prompt): pingora tried for 5 s to send them, then
+/// stopped listening all the same, and nothing was left listening. Now the process goes on
+/// serving.
+#[test]
+fn sigquit_with_no_new_process_waiting_keeps_serving() {
+    let upstream = common::upstream::Upstream::builder().start();
+    let config = format!(
+        "routes:\n  - name: open\n    upstream: http://{}\n",
+        upstream.addr
+    );
+    let mut proxy = Proxy::builder(&config).upgradable().start();
+    proxy.signal("QUIT");
+    proxy.wait_for("the refusal", || {
+        proxy.log().contains("no new process waits for the sockets")
+    });
+    // pingora would have stopped listening 5 s after its last try.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(proxy.wait_exit(Duration::from_millis(100)).is_none());
+    let r = request(proxy.addr, "GET", "/open/still", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A SIGQUIT once a new process waits hands over as usual.
+    let new = proxy.upgrade(&[]);
+    proxy.signal("QUIT");
+    assert!(proxy.wait_exit(Duration::from_secs(15)).is_some());
+    let r = request(new.addr, "GET", "/open/after", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -53,6 +53,10 @@ impl SlowCredentials {
         std::fs::write(self.dir.path().join("slow"), self.delay).unwrap();
     }
 
+    fn speed_up(&self) {
+        std::fs::remove_file(self.dir.path().join("slow")).unwrap();
+    }
+
     fn token_file(&self) -> PathBuf {
         let file = self.dir.path().join("token");
         std::fs::write(&file, TOKEN).unwrap();
@@ -178,4 +182,44 @@ fn sigterm_before_the_first_credentials_serves_what_is_queued() {
         log.contains("sigproxy: SIGTERM: accepting for the drain"),
         "{log}"
     );
+}
+
+/// A process that handed its sockets over before its first credentials came must not start
+/// accepting when its wait for them ends (10 s): it shared the socket with the next process
+/// until pingora's stop, 5 s after the hand-over, and answered 503 where that one served.
+#[test]
+fn a_process_that_handed_over_before_its_credentials_never_accepts() {
+    // Longer than the wait for first fetches (10 s).
+    let creds = SlowCredentials::new("14");
+    let upstream = common::upstream::Upstream::builder().start();
+    // Signed: without credentials the second process would answer 503.
+    let config = format!(
+        "credentials:\n  app: {{}}\nroutes:\n  - name: open\n    upstream: http://{}\n    service: lambda\n    region: us-east-1\n    credentials: app\n",
+        upstream.addr
+    );
+    let second = upgraded(&creds, &config);
+    creds.speed_up();
+    // Hand over late in the wait, so that it ends while the two share the socket.
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut third = second.upgrade(&creds.env());
+    second.signal("QUIT");
+    third.wait_ready();
+    second.wait_for("the end of the wait", || {
+        second
+            .log()
+            .contains("first credential fetches still going on")
+    });
+    // Until pingora stops it (5 s after the hand-over, about 2.5 s from here) the second
+    // process would take its share of these.
+    for i in 0..20 {
+        let r = request(second.addr, "GET", &format!("/open/{i}"), &[], b"");
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = second.log();
+    assert!(
+        log.contains("sigproxy: handed over before it accepted: not accepting"),
+        "{log}"
+    );
+    assert!(third.wait_exit(Duration::from_millis(100)).is_none());
 }
