@@ -78,21 +78,35 @@ impl Signals {
     /// pingora's table; false if no new process came within [`NEW_PROCESS_WAIT`].
     async fn ready_to_hand_over(&self) -> bool {
         let deadline = Instant::now() + NEW_PROCESS_WAIT;
+        let mut told = false;
         loop {
             match crate::handover::someone_waits(&self.upgrade_socket) {
-                Some(false) if Instant::now() < deadline => {
+                Ok(true) => break,
+                Ok(false) if Instant::now() < deadline => {
+                    if !std::mem::replace(&mut told, true) {
+                        tracing::info!(
+                            upgrade_socket = %self.upgrade_socket.display(),
+                            "SIGQUIT: waiting up to 5 s for a new process to wait for the sockets"
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                Some(false) => {
+                Ok(false) => {
                     tracing::warn!(
                         upgrade_socket = %self.upgrade_socket.display(),
                         "SIGQUIT: no new process waits for the sockets: still serving (start \
-                         `sigproxy -u` first, then send SIGQUIT)"
+                         `sigproxy -u` first, in this network namespace, then send SIGQUIT)"
                     );
                     return false;
                 }
-                // Cannot tell: pingora's way (it tries for 5 s, then stops listening anyway).
-                Some(true) | None => break,
+                Err(e) => {
+                    // pingora's way: it tries for 5 s, then stops listening anyway.
+                    tracing::warn!(
+                        error = %e,
+                        "SIGQUIT: cannot tell whether a new process waits: handing over"
+                    );
+                    break;
+                }
             }
         }
         // pingora sends its table of listening sockets as it is when `recv` returns; a SIGQUIT
@@ -147,7 +161,11 @@ impl ShutdownSignalWatch for Signals {
                 _ = term.recv() => Next::Drain,
             };
             match next {
-                Next::KeepServing => continue,
+                Next::KeepServing => {
+                    // A SIGQUIT sent during that wait was answered by it: no second wait.
+                    let _ = tokio::time::timeout(Duration::ZERO, quit.recv()).await;
+                    continue;
+                }
                 Next::HandOver => {
                     self.drain.hand_over();
                     let drain = self.drain.clone();
