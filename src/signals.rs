@@ -36,6 +36,16 @@ pub struct Signals {
     upgrade_socket: PathBuf,
 }
 
+/// Runs `make` (which makes tokio signal streams) before pingora's runtimes exist. tokio
+/// installs a handler for the whole process at once, and what it catches reaches every stream
+/// made before, from whichever runtime polls the stream: the runtime made here only makes them.
+pub fn before_any_runtime<T>(make: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(async { make() })
+}
+
 /// How long a SIGQUIT waits for a new process on the upgrade socket, as pingora's own sending
 /// would; with none by then the process goes on serving.
 const NEW_PROCESS_WAIT: Duration = Duration::from_secs(5);
@@ -51,22 +61,14 @@ impl Signals {
     /// for `recv`. Called once the start-up's prompts are over (Ctrl-C must still end an MFA
     /// prompt) and before any service starts.
     pub fn install(drain: Arc<Drain>, upgrade_socket: PathBuf) -> Result<Signals, String> {
-        // tokio registers a handler for the whole process, and what it catches reaches every
-        // stream made before it, from whichever runtime polls the stream: this runtime only
-        // makes them.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-        let handlers = runtime
-            .block_on(async {
-                Ok::<_, std::io::Error>(Handlers {
-                    quit: signal(SignalKind::quit())?,
-                    term: signal(SignalKind::terminate())?,
-                    int: signal(SignalKind::interrupt())?,
-                })
+        let handlers = before_any_runtime(|| {
+            Ok(Handlers {
+                quit: signal(SignalKind::quit())?,
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
             })
-            .map_err(|e| format!("cannot handle SIGTERM, SIGQUIT or SIGINT: {e}"))?;
+        })
+        .map_err(|e| format!("cannot handle SIGTERM, SIGQUIT or SIGINT: {e}"))?;
         Ok(Signals {
             drain,
             handlers: std::sync::Mutex::new(Some(handlers)),

@@ -55,6 +55,13 @@ credentials:
     assert!(took < Duration::from_millis(2500), "exit took {took:?}");
 }
 
+/// `threads` worker threads, no `shutdown_delay`, one route to nothing.
+fn many_threads(threads: usize) -> String {
+    format!(
+        "threads: {threads}\nshutdown_delay: 0s\nroutes:\n  - name: open\n    upstream: http://127.0.0.1:9\n"
+    )
+}
+
 /// With several threads, pingora's own shutdown of its runtimes could hang for ever: an admin
 /// port accept loop on one thread whose socket belonged to another thread's (shut down)
 /// reactor failed every accept at once and never yielded, writing millions of log lines a
@@ -62,14 +69,9 @@ credentials:
 /// the drain is over, so pingora's runtime shutdown never runs: its log line must not appear.
 #[test]
 fn sigterm_with_many_threads_exits_without_pingoras_runtime_shutdown() {
-    let config = r#"threads: 8
-shutdown_delay: 0s
-routes:
-  - name: open
-    upstream: http://127.0.0.1:9
-"#;
+    let config = many_threads(8);
     for round in 0..6 {
-        let mut proxy = Proxy::start(config, &[]);
+        let mut proxy = Proxy::start(&config, &[]);
         assert_eq!(proxy.admin_get("/healthz").status, 200);
         proxy.signal("TERM");
         let status = proxy.wait_exit(Duration::from_secs(5));
@@ -94,14 +96,9 @@ routes:
 /// (exit by signal 15, with nothing drained). Many threads make that window wide.
 #[test]
 fn sigterm_as_soon_as_the_admin_port_answers_drains_and_exits_cleanly() {
-    let config = r#"threads: 64
-shutdown_delay: 0s
-routes:
-  - name: open
-    upstream: http://127.0.0.1:9
-"#;
+    let config = many_threads(64);
     for round in 0..4 {
-        let mut proxy = Proxy::start(config, &[]);
+        let mut proxy = Proxy::start(&config, &[]);
         proxy.signal("TERM");
         let status = proxy.wait_exit(Duration::from_secs(10));
         let status = status.unwrap_or_else(|| panic!("round {round}: still running"));

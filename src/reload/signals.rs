@@ -10,12 +10,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 /// removes one); a SIGHUP it catches before the reloader listens is lost, which loses
 /// nothing: the reloader compares the file with what was read at start-up on its first poll.
 pub fn hold_sighup() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    runtime
-        .block_on(async { signal(SignalKind::hangup()) })
+    crate::signals::before_any_runtime(|| signal(SignalKind::hangup()))
         .map(drop)
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))
 }
